@@ -1,0 +1,150 @@
+# hotpath - one GNU make build for the library, the server, tests and fuzzers.
+#
+#   make            build/libhotpath.a, build/libhotpath.so, build/hotpath
+#   make run        build and start the server on the default configuration
+#   make test       build and run every unit and integration test
+#                   (CI=true: -Werror, a second run under ASan+UBSan, fuzzing)
+#   make fuzz       run every fuzz target for FUZZ_SECONDS (default 300)
+#   make bench      run the side-by-side benchmarks (bench/http.sh)
+#   V=1             show full commands; SANITIZE=address,undefined for a
+#                   sanitizer build (into build/san)
+
+CC       ?= gcc
+CLANG    ?= clang
+PYTHON   ?= /usr/bin/python3
+VERSION  := 0.1.0
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+ifdef SANITIZE
+BUILD    ?= build/san
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT      ?= -O1
+else
+BUILD    ?= build
+SANFLAGS :=
+OPT      ?= -O2
+endif
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wundef
+ifeq ($(CI),true)
+WARN     += -Werror
+endif
+
+CPPFLAGS := -Iinclude -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
+CFLAGS   := -std=gnu17 $(OPT) -g -fPIC $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
+LDLIBS   := -lpthread
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+LIB_SRCS  := $(sort $(wildcard src/core/*.c src/net/*.c src/http/*.c))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+SRV_SRCS  := $(sort $(wildcard src/server/*.c))
+SRV_OBJS  := $(SRV_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all run test unit integration fuzz fuzz-regress bench deps clean ci-san
+all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath
+
+# Rebuild everything when the flags change: the flags file only changes
+# (and so only bumps its timestamp) when its content differs.
+FLAGS_LINE := $(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS)
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(@D)
+	@if [ "$$(cat $@ 2>/dev/null)" != '$(FLAGS_LINE)' ]; then echo '$(FLAGS_LINE)' > $@; fi
+FORCE:
+
+# Feature probes, written once per build directory.
+$(BUILD)/config.h: scripts/probe.sh $(BUILD)/.flags
+	@mkdir -p $(@D)
+	$(Q)CC="$(CC)" sh scripts/probe.sh > $@
+
+$(BUILD)/%.o: %.c $(BUILD)/.flags $(BUILD)/config.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libhotpath.a: $(LIB_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libhotpath.so: $(LIB_OBJS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/hotpath: $(SRV_OBJS) $(BUILD)/libhotpath.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(SRV_OBJS) $(BUILD)/libhotpath.a $(LDLIBS)
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libhotpath.a -lcmocka $(LDLIBS)
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps all
+	$(BUILD)/hotpath --listen 127.0.0.1:8080 --root www
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all
+	HOTPATH_BIN=$(abspath $(BUILD)/hotpath) $(PYTHON) -m pytest -q tests/integration
+
+# Fuzzers are built with clang's libFuzzer, ASan and UBSan against the
+# library sources directly (not the gcc-built archive).
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) build/config.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(CLANG) $(CPPFLAGS:-I$(BUILD)=-Ibuild) -Isrc -std=gnu17 -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+# Replays every seed and every saved crash through each target: fast, and
+# run by `make test`.
+fuzz-regress: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
+	  dirs=""; for d in tests/fuzz/corpus/$$n tests/fuzz/regress/$$n; do \
+	    [ -d $$d ] && dirs="$$dirs $$(ls -d $$d/* 2>/dev/null)"; done; \
+	  echo "== $$f (replay)"; $$f -runs=0 $$dirs >/dev/null 2>build/fuzz/$$n.log || { cat build/fuzz/$$n.log; exit 1; }; done
+
+FUZZ_SECONDS ?= 300
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
+	  mkdir -p build/fuzz/work/$$n; \
+	  dict=""; [ -f tests/fuzz/$$n.dict ] && dict="-dict=tests/fuzz/$$n.dict"; \
+	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$dict \
+	      -artifact_prefix=build/fuzz/ build/fuzz/work/$$n tests/fuzz/corpus/$$n \
+	      2>build/fuzz/$$n.log || { tail -50 build/fuzz/$$n.log; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units' build/fuzz/$$n.log; done
+
+ci-san:
+	$(MAKE) SANITIZE=address,undefined unit integration
+
+test: deps
+	$(MAKE) all unit integration fuzz-regress
+ifeq ($(CI),true)
+	$(MAKE) ci-san
+	$(MAKE) fuzz FUZZ_SECONDS=60
+endif
+
+bench: deps all
+	bash bench/http.sh
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(SRV_OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -1,0 +1,44 @@
+/*
+ * clock.h - clock reads and the cached HTTP Date header.
+ *
+ * The loop reads the clock once per iteration and hands the value around;
+ * these are the reads. The Date header is formatted at most once per second
+ * per worker: hp_date_update() compares seconds and only then formats, with
+ * plain integer arithmetic (no gmtime, strftime, locale or time zone files,
+ * so nothing on the request path can take a lock or touch the disk).
+ */
+#ifndef HOTPATH_CLOCK_H
+#define HOTPATH_CLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC in milliseconds / nanoseconds (vDSO, no syscall). */
+uint64_t hp_clock_mono_ms(void);
+uint64_t hp_clock_mono_ns(void);
+
+/* CLOCK_REALTIME in whole seconds since the Unix epoch. */
+int64_t hp_clock_real_sec(void);
+
+/* Length of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), without NUL. */
+#define HP_DATE_LEN 29
+
+/* A cached formatted date: text is valid for second `sec`. */
+typedef struct hp_date {
+    int64_t sec;
+    char text[HP_DATE_LEN + 1]; /* NUL-terminated */
+} hp_date_t;
+
+/* An hp_date_t that formats on its first update. */
+#define HP_DATE_INIT {.sec = -1, .text = {0}}
+
+/* Writes the IMF-fixdate (RFC 9110 5.6.7) for unix_sec into out (OUT, 29
+ * characters and a NUL). Valid for 1970-01-01 .. 9999-12-31; times outside
+ * are clamped to that range. */
+void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1]);
+
+/* Makes d->text describe unix_sec, formatting only when the second differs
+ * from d->sec. Returns true when it reformatted. */
+bool hp_date_update(hp_date_t *d, int64_t unix_sec);
+
+#endif

@@ -1,0 +1,193 @@
+/*
+ * conn.h - a connection: its socket, its buffers and its output queue.
+ *
+ * The net layer does the I/O; a protocol (HTTP now, WebSocket and AMQP
+ * later) implements hp_proto_t and sees only bytes in and responses out.
+ *
+ * Buffers belong to the connection only while it is busy. The read chunk
+ * holds the protocol's per-request state (its first proto->state_size
+ * bytes) followed by the received bytes; the output chunk holds the queue
+ * of segments still to send followed by inline response bytes. Both come
+ * from per-worker pools and go back as soon as the connection is idle, so
+ * an idle keep-alive connection is just this struct.
+ *
+ * Output produced while handling one read batch is sent with one writev
+ * (sendfile for file segments) when the batch ends.
+ */
+#ifndef HOTPATH_CONN_H
+#define HOTPATH_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hotpath/common.h"
+#include "hotpath/loop.h"
+
+typedef struct hp_conn hp_conn_t;
+typedef struct hp_worker hp_worker_t;
+
+typedef struct hp_proto {
+    /* A connection was accepted (no bytes yet). Optional. */
+    void (*on_open)(hp_conn_t *c);
+    /* New bytes: hp_conn_data()/hp_conn_data_len(). The protocol consumes
+     * what it handled with hp_conn_consume and may queue output, pause, or
+     * close. It is called again when more bytes arrive or after a pause
+     * ends, with the unconsumed bytes still in place. */
+    void (*on_data)(hp_conn_t *c);
+    /* The output queue drained after the protocol paused or the write
+     * timer was armed: resume parsing and re-arm the protocol's timer. */
+    void (*on_drain)(hp_conn_t *c);
+    /* The connection's timer fired while the protocol owned it. */
+    void (*on_timeout)(hp_conn_t *c);
+    /* The connection is closing: release whatever the protocol holds
+     * outside the read chunk. The read chunk is still readable. */
+    void (*on_close)(hp_conn_t *c);
+    /* Sets up the protocol's per-worker state (w->proto_data) before the
+     * worker starts, and tears it down after it stopped. Optional. */
+    int (*worker_init)(hp_worker_t *w, void *arg);
+    void (*worker_fini)(hp_worker_t *w);
+    uint32_t state_size; /* bytes of protocol state at the head of the read chunk */
+} hp_proto_t;
+
+/* Flag bits of hp_conn_t.flags. */
+enum {
+    HP_CONN_F_CLOSED = 1u << 0,      /* closed; freed at the end of the iteration */
+    HP_CONN_F_READABLE = 1u << 1,    /* the socket may hold unread bytes */
+    HP_CONN_F_PEER_EOF = 1u << 2,    /* read returned 0 */
+    HP_CONN_F_PAUSED = 1u << 3,      /* the protocol stopped parsing until drain */
+    HP_CONN_F_CLOSE_AFTER = 1u << 4, /* close once the output queue is empty */
+    HP_CONN_F_BUSY = 1u << 5,        /* the protocol holds state in the read chunk */
+    HP_CONN_F_QUEUED = 1u << 6,      /* on the worker's ready queue */
+    HP_CONN_F_WRITE_WAIT = 1u << 7,  /* output blocked; the write timer is armed */
+    HP_CONN_F_STATE_INIT = 1u << 8,  /* protocol state in the read chunk is valid */
+    HP_CONN_F_IN_DATA = 1u << 9,     /* inside on_data: do not re-enter */
+    HP_CONN_F_RDHUP = 1u << 10,      /* the peer's FIN was reported: read until 0 */
+};
+
+typedef struct hp_conn_out hp_conn_out_t;
+
+/* Hot fields first; the struct is allocated from a 128-byte-chunk pool. */
+struct hp_conn {
+    hp_io_t io;           /* fd and event callback */
+    uint32_t flags;       /* HP_CONN_F_* */
+    uint32_t rpos, rlen;  /* unconsumed bytes are data[rpos, rlen) */
+    char *rbuf;           /* received bytes: inside an owned pool chunk, after
+                             the protocol state; NULL when idle */
+    hp_conn_out_t *out;   /* owned pool chunk, NULL when nothing is queued */
+    hp_worker_t *worker;  /* borrowed: the owner, for life */
+    hp_conn_t *next, *prev; /* the worker's list of open connections */
+    hp_conn_t *qnext;     /* ready queue or deferred-free list */
+    hp_timer_t timer;
+};
+
+/* The unconsumed received bytes. Valid until the next consume or return
+ * from on_data. */
+static inline char *hp_conn_data(hp_conn_t *c)
+{
+    return c->rbuf + c->rpos;
+}
+
+static inline uint32_t hp_conn_data_len(const hp_conn_t *c)
+{
+    return c->rlen - c->rpos;
+}
+
+/* The protocol state area at the head of the read chunk (state_size bytes,
+ * zeroed when the chunk is taken). NULL when the connection holds no read
+ * chunk. */
+void *hp_conn_state(hp_conn_t *c);
+
+/* Marks `n` received bytes as handled. */
+static inline void hp_conn_consume(hp_conn_t *c, uint32_t n)
+{
+    c->rpos += n;
+}
+
+/* Says whether protocol state in the read chunk must survive when no bytes
+ * are buffered (a request whose body is still arriving). */
+static inline void hp_conn_set_busy(hp_conn_t *c, bool busy)
+{
+    if (busy)
+        c->flags |= HP_CONN_F_BUSY;
+    else
+        c->flags &= ~(uint32_t)HP_CONN_F_BUSY;
+}
+
+/* Capacity of the received-bytes area: the most one request head can
+ * occupy. */
+uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c);
+
+/* Moves the unconsumed bytes to the front of the read area so more fit.
+ * Protocols that keep offsets relative to the start of the unconsumed
+ * bytes are unaffected. */
+void hp_conn_compact(hp_conn_t *c);
+
+/* ---- output ---- */
+
+/* Room for `n` inline bytes at the end of the output queue, or NULL when
+ * the queue is full even after trying to send what it holds (the protocol
+ * then stops and waits for on_drain) or no chunk could be had. The bytes
+ * are committed with hp_conn_commit. */
+char *hp_conn_reserve(hp_conn_t *c, uint32_t n);
+void hp_conn_commit(hp_conn_t *c, uint32_t n);
+
+/* Copies `len` bytes into the queue. Returns 0 or -ENOBUFS (full). */
+int hp_conn_write(hp_conn_t *c, const void *buf, uint32_t len);
+
+/* Queues `len` bytes at `buf` without copying. `buf` must stay valid until
+ * sent; with `owned` it is released with hp_free once sent or dropped, on
+ * every path (including failure). Returns 0 or -ENOBUFS. */
+int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned);
+
+/* A spare chunk from the worker's read pool (hp_conn_chunk_size bytes) for
+ * the protocol's own use, such as a request body; NULL when none is left.
+ * Give it back with hp_conn_chunk_put or hand it to hp_conn_write_chunk. */
+void *hp_conn_chunk_get(hp_conn_t *c);
+void hp_conn_chunk_put(hp_conn_t *c, void *chunk);
+uint32_t hp_conn_chunk_size(const hp_conn_t *c);
+
+/* Queues `len` bytes at `buf`, which lies inside `chunk` (from
+ * hp_conn_chunk_get). Takes ownership of the chunk on every path: it goes
+ * back to the pool once sent or dropped. Returns 0 or -ENOBUFS. */
+int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len);
+
+/* Queues `len` bytes of file `fd` from `offset` for sendfile. Takes
+ * ownership of `fd` on every path: it is closed once sent or dropped.
+ * Returns 0 or -ENOBUFS. */
+int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len);
+
+/* Bytes queued and not yet sent. */
+uint64_t hp_conn_pending(const hp_conn_t *c);
+
+/* Sends what is queued now instead of at the end of the batch (used for
+ * "100 Continue"). Returns 0 or -errno; on a fatal error the connection is
+ * closed. */
+int hp_conn_flush(hp_conn_t *c);
+
+/* Stops parsing: on_data is not called again until the output drains. */
+void hp_conn_pause(hp_conn_t *c);
+
+/* ---- lifecycle ---- */
+
+/* Closes once everything queued is sent (or the write timer fires). */
+void hp_conn_close_after_write(hp_conn_t *c);
+
+/* Closes now: the fd is closed and removed from the poller at once, queued
+ * output is dropped, and the struct is freed at the end of the loop
+ * iteration, so callers up the stack may still look at it. Idempotent. */
+void hp_conn_close(hp_conn_t *c);
+
+/* Arms the connection's single timer for the protocol (cancels the write
+ * timer role). 0 cancels. */
+void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
+
+/* The loop's cached time. */
+uint64_t hp_conn_now(const hp_conn_t *c);
+
+/* Internal to the net layer: accept-time set-up and the ready-queue pass. */
+void hp_conn_start(hp_conn_t *c);
+void hp_conn_serve(hp_conn_t *c);
+void hp_conn_release(hp_conn_t *c);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * engine.h - N workers on one address: start, stop gracefully, wait.
+ *
+ * The engine opens one SO_REUSEPORT socket per worker up front (so start-up
+ * errors are reported before any thread runs), pins worker i to the i-th
+ * CPU the process may use, and collects the workers' exit reports through
+ * its own MPSC inbox and eventfd.
+ */
+#ifndef HOTPATH_ENGINE_H
+#define HOTPATH_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hotpath/listener.h"
+#include "hotpath/mpsc.h"
+#include "hotpath/worker.h"
+
+typedef struct hp_engine {
+    hp_worker_config_t cfg;
+    const hp_proto_t *proto;      /* borrowed */
+    hp_worker_t *workers;         /* owned: nworkers, cache-line aligned */
+    uint32_t nworkers;
+    uint32_t running;             /* workers whose loop has not reported exit */
+    hp_mpsc_t inbox;              /* exit reports from the workers */
+    int wake_fd;                  /* owned eventfd: readable when a report arrives */
+} hp_engine_t;
+
+/* The number of CPUs this process may run on, writing their ids to
+ * cpus[0..max) when cpus is not NULL. Always at least 1. */
+uint32_t hp_engine_cpus(int *cpus, uint32_t max);
+
+/* Opens the listening sockets and prepares `nworkers` workers running
+ * `proto` (proto->worker_init(w, proto_arg) for each). Returns 0 or
+ * -errno: -EADDRINUSE, -EACCES, -EADDRNOTAVAIL from binding, -ENOMEM;
+ * on failure nothing is left open or allocated. */
+int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+                   uint32_t nworkers, const hp_worker_config_t *cfg,
+                   const hp_proto_t *proto, void *proto_arg);
+
+/* Starts every worker thread. Returns 0 or -errno (threads already
+ * started are stopped again). */
+int hp_engine_start(hp_engine_t *e);
+
+/* Asks every worker to drain (stop accepting, finish in-flight work). */
+void hp_engine_shutdown(hp_engine_t *e);
+
+/* Asks every worker to close everything and stop now. */
+void hp_engine_stop_now(hp_engine_t *e);
+
+/* Reads exit reports; returns true once every worker's loop has ended.
+ * Call when engine->wake_fd is readable (or to poll). */
+bool hp_engine_reap(hp_engine_t *e);
+
+/* Joins the threads and frees everything. */
+void hp_engine_destroy(hp_engine_t *e);
+
+#endif

@@ -1,0 +1,98 @@
+/*
+ * loop.h - the event loop: watch file descriptors, run timers, stop.
+ *
+ * One loop per worker thread, never shared. The backend is edge-triggered
+ * epoll; interest is registered once per descriptor (reads and writes
+ * together), so steady-state request handling makes no epoll_ctl calls.
+ * Time is read once per iteration (hp_loop_now) and timers live in the
+ * loop's hashed wheel.
+ */
+#ifndef HOTPATH_LOOP_H
+#define HOTPATH_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#include "hotpath/timer.h"
+
+typedef struct hp_loop hp_loop_t;
+typedef struct hp_io hp_io_t;
+
+/* Called with the epoll event bits (EPOLLIN, EPOLLOUT, EPOLLERR ...). */
+typedef void (*hp_io_cb)(hp_io_t *io, uint32_t events);
+
+/* Runs once per iteration after due timers and the batch of events. Returns true when it left work pending, so that the next
+ * wait polls instead of blocking. */
+typedef bool (*hp_loop_hook_cb)(hp_loop_t *loop, void *arg);
+
+/* A watched descriptor; embed it in the object that owns the fd. */
+struct hp_io {
+    int fd;
+    uint32_t events;
+    hp_io_cb cb;
+};
+
+/* Events fetched per epoll_wait: enough to amortise the syscall over many
+ * connections, small enough that the array stays in L1/L2. */
+#define HP_LOOP_BATCH 256
+
+struct hp_loop {
+    int epfd;
+    bool stopping;
+    bool pending;          /* the hook left work: the next wait polls */
+    uint64_t now_ms;       /* monotonic, read once per iteration */
+    uint64_t iterations;
+    hp_loop_hook_cb hook;
+    void *hook_arg;
+    hp_timer_wheel_t timers;
+    struct epoll_event events[HP_LOOP_BATCH];
+};
+
+/* Creates the epoll instance. Returns 0 or -errno. */
+int hp_loop_init(hp_loop_t *loop);
+
+/* Closes the epoll instance. Watched descriptors are not closed. */
+void hp_loop_destroy(hp_loop_t *loop);
+
+/* Watches io->fd for `events` (EPOLLET is added). `io` is borrowed and must
+ * stay valid until hp_loop_del or until its fd is closed. Returns 0 or
+ * -errno. */
+int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb);
+
+/* Stops watching io->fd at once. Returns 0 or -errno. Closing the fd also
+ * removes it, without this call. */
+int hp_loop_del(hp_loop_t *loop, hp_io_t *io);
+
+/* Sets the per-iteration hook (one per loop). */
+void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
+
+/* Runs one iteration: waits at most `max_wait_ms` (-1: until an event or
+ * the next timer), fires due timers, dispatches events, runs the hook.
+ * Returns the number of events dispatched or -errno. */
+int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms);
+
+/* Runs iterations until hp_loop_stop. Returns 0 or -errno. */
+int hp_loop_run(hp_loop_t *loop);
+
+/* Makes hp_loop_run return after the current iteration. */
+void hp_loop_stop(hp_loop_t *loop);
+
+/* The cached monotonic time of this iteration, in ms. */
+static inline uint64_t hp_loop_now(const hp_loop_t *loop)
+{
+    return loop->now_ms;
+}
+
+/* Arms (or re-arms) `t` to fire `timeout_ms` from this iteration's time. */
+static inline void hp_loop_timer_arm(hp_loop_t *loop, hp_timer_t *t, uint64_t timeout_ms)
+{
+    hp_timer_arm(&loop->timers, t, timeout_ms);
+}
+
+static inline void hp_loop_timer_cancel(hp_loop_t *loop, hp_timer_t *t)
+{
+    hp_timer_cancel(&loop->timers, t);
+}
+
+#endif

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs the Debian 12 packages that building, testing, fuzzing and
+# benchmarking hotpath need. Quiet when everything is present; runs
+# `apt-get update` only when something is missing.
+set -eu
+
+PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev pkg-config
+      python3 python3-pytest curl procps util-linux
+      nginx-light h2o wrk strace valgrind"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "deps: need root (or sudo) to install:$missing" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# Debian starts nginx and h2o as services on install; policy-rc.d keeps them
+# from starting so they cannot hold ports the tests and benchmarks want.
+pol=/usr/sbin/policy-rc.d
+if [ ! -e $pol ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee $pol >/dev/null
+    $SUDO chmod +x $pol
+    trap '$SUDO rm -f $pol' EXIT
+fi
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

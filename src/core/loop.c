@@ -1,0 +1,119 @@
+/*
+ * loop.c - the epoll backend of hp_loop.
+ *
+ * Each iteration: one epoll_wait, one clock read, due timers, the batch
+ * dispatched in order, then the hook (deferred work: fairness queue,
+ * deferred frees). Invariant: loop->now_ms never goes backwards and is the same for
+ * everything that runs in one iteration.
+ */
+#include "hotpath/loop.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "hotpath/clock.h"
+#include "hotpath/sys.h"
+
+int hp_loop_init(hp_loop_t *loop)
+{
+    loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd < 0)
+        return -errno;
+    loop->stopping = false;
+    loop->pending = false;
+    loop->now_ms = hp_clock_mono_ms();
+    loop->iterations = 0;
+    loop->hook = NULL;
+    loop->hook_arg = NULL;
+    hp_timer_wheel_init(&loop->timers, loop->now_ms);
+    return 0;
+}
+
+void hp_loop_destroy(hp_loop_t *loop)
+{
+    if (loop->epfd >= 0)
+        close(loop->epfd);
+    loop->epfd = -1;
+}
+
+int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb)
+{
+    io->fd = fd;
+    io->events = events | EPOLLET;
+    io->cb = cb;
+    struct epoll_event ev = {.events = io->events, .data.ptr = io};
+    return hp_sys_epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int hp_loop_del(hp_loop_t *loop, hp_io_t *io)
+{
+    struct epoll_event ev = {0};
+    return hp_sys_epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, &ev);
+}
+
+void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg)
+{
+    loop->hook = cb;
+    loop->hook_arg = arg;
+}
+
+/* How long the next wait may block: not past the next timer, and not at
+ * all when the hook left work pending. */
+static int wait_budget(const hp_loop_t *loop, int max_wait_ms, bool pending)
+{
+    if (pending || loop->stopping)
+        return 0;
+    int64_t next = hp_timer_wheel_next_ms(&loop->timers);
+    if (next < 0)
+        return max_wait_ms;
+    if (max_wait_ms >= 0 && next > max_wait_ms)
+        return max_wait_ms;
+    return next > 60000 ? 60000 : (int)next;
+}
+
+static int run_iteration(hp_loop_t *loop, int timeout_ms)
+{
+    int n = epoll_wait(loop->epfd, loop->events, HP_LOOP_BATCH, timeout_ms);
+    if (n < 0) {
+        if (errno != EINTR)
+            return -errno;
+        n = 0;
+    }
+    uint64_t now = hp_clock_mono_ms();
+    if (now > loop->now_ms)
+        loop->now_ms = now;
+    loop->iterations++;
+    /* Timers first: this moves the wheel to the iteration's time, so that
+     * timers armed by the callbacks below count from now, not from the
+     * last wake-up. */
+    hp_timer_wheel_advance(&loop->timers, loop->now_ms);
+    for (int i = 0; i < n; i++) {
+        hp_io_t *io = loop->events[i].data.ptr;
+        io->cb(io, loop->events[i].events);
+    }
+    return n;
+}
+
+int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms)
+{
+    int n = run_iteration(loop, wait_budget(loop, max_wait_ms, loop->pending));
+    if (n < 0)
+        return n;
+    loop->pending = loop->hook ? loop->hook(loop, loop->hook_arg) : false;
+    return n;
+}
+
+int hp_loop_run(hp_loop_t *loop)
+{
+    while (!loop->stopping) {
+        int n = hp_loop_run_once(loop, -1);
+        if (n < 0)
+            return n;
+    }
+    return 0;
+}
+
+void hp_loop_stop(hp_loop_t *loop)
+{
+    loop->stopping = true;
+}

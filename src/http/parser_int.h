@@ -1,0 +1,297 @@
+/*
+ * parser_int.h - byte classes and scanners of the HTTP parser (private).
+ *
+ * Each scanner returns the index of the first byte in [pos, end) outside its
+ * class, or end, and comes in three flavours: scalar (table-driven), SSE4.2
+ * (_mm_cmpestri over ranges of stop bytes) and AVX2 (32 bytes per step).
+ * They are static inline so that each instance of the parse function in
+ * parser.c inlines its own flavour. Invariant: no load reaches past `end`;
+ * the last partial block is always finished by the scalar loop. Tests
+ * include this header to compare the flavours byte for byte.
+ */
+#ifndef HOTPATH_HTTP_PARSER_INT_H
+#define HOTPATH_HTTP_PARSER_INT_H
+
+#include "hotpath/common.h"
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if HP_HAVE_SSE42_TARGET || HP_HAVE_AVX2_TARGET
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Byte classes                                                        */
+
+/* tchar (RFC 9110 §5.6.2): methods and field names. */
+static const uint8_t tchar_tbl[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+    ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
+    ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+#define R8(x) x, x, x, x, x, x, x, x
+#define R16(x) R8(x), R8(x)
+
+/* Request target and version: VCHAR 0x21-0x7E. */
+static const uint8_t vchar_tbl[256] = {
+    R16(0), R16(0),                                            /* 0x00-0x1f */
+    0, R8(1), R8(1), R8(1), 1, 1, 1, 1, 1, 1, 1,               /* 0x20-0x3f */
+    R16(1), R16(1),                                            /* 0x40-0x5f */
+    R16(1), 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,    /* 0x60-0x7f */
+};
+
+/* field-value bytes (RFC 9110 §5.5): HTAB, SP, VCHAR, obs-text. */
+static const uint8_t value_tbl[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, R16(0),   /* 0x00-0x1f */
+    R16(1), R16(1), R16(1), R16(1), R16(1),                    /* 0x20-0x6f */
+    R8(1), 1, 1, 1, 1, 1, 1, 1, 0,                             /* 0x70-0x7f */
+    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1),
+};
+
+/* Hex digit values for chunk sizes; 0xff = not a hex digit. */
+static const uint8_t hex_tbl[256] = {
+    R16(0xff), R16(0xff), R16(0xff),
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 10, 11, 12, 13, 14, 15, 0xff, R8(0xff), R16(0xff),
+    0xff, 10, 11, 12, 13, 14, 15, 0xff, R8(0xff), R16(0xff),
+    R16(0xff), R16(0xff), R16(0xff), R16(0xff), R16(0xff), R16(0xff), R16(0xff), R16(0xff),
+};
+
+/* ------------------------------------------------------------------ */
+/* Scanners: each returns the index of the first byte in [pos, end) not in
+ * its class, or end. */
+
+static inline size_t scan_token_scalar(const char *buf, size_t pos, size_t end)
+{
+    while (pos < end && tchar_tbl[(uint8_t)buf[pos]])
+        pos++;
+    return pos;
+}
+
+static inline size_t scan_vchar_scalar(const char *buf, size_t pos, size_t end)
+{
+    while (pos < end && vchar_tbl[(uint8_t)buf[pos]])
+        pos++;
+    return pos;
+}
+
+static inline size_t scan_value_scalar(const char *buf, size_t pos, size_t end)
+{
+    while (pos < end && value_tbl[(uint8_t)buf[pos]])
+        pos++;
+    return pos;
+}
+
+#if HP_HAVE_SSE42_TARGET
+/* Ranges of bytes that stop a scan, for _mm_cmpestri(_SIDD_CMP_RANGES).
+ * The token set needs 10 ranges but cmpestri takes 8, so its list is a
+ * superset that also stops at '|' and '~'; the caller re-checks with the
+ * table and continues past such false stops. */
+static const char sse_token_stop[16] __attribute__((aligned(16))) =
+    "\x00\x20\x22\x22\x28\x29\x2c\x2c\x2f\x2f\x3a\x40\x5b\x5d\x7b\xff";
+static const char sse_vchar_stop[16] __attribute__((aligned(16))) = "\x00\x20\x7f\xff";
+static const char sse_value_stop[16] __attribute__((aligned(16))) = "\x00\x08\x0a\x1f\x7f\x7f";
+
+#define SSE_RANGES (_SIDD_UBYTE_OPS | _SIDD_CMP_RANGES | _SIDD_LEAST_SIGNIFICANT)
+
+__attribute__((target("sse4.2"))) static inline size_t scan_token_sse42(const char *buf,
+                                                                        size_t pos, size_t end)
+{
+    const __m128i stop = _mm_load_si128((const __m128i *)sse_token_stop);
+    while (end - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        int i = _mm_cmpestri(stop, 16, v, 16, SSE_RANGES);
+        if (i != 16) {
+            if (!tchar_tbl[(uint8_t)buf[pos + i]])
+                return pos + i;
+            pos += i + 1; /* '|' or '~': a false stop */
+            continue;
+        }
+        pos += 16;
+    }
+    return scan_token_scalar(buf, pos, end);
+}
+
+__attribute__((target("sse4.2"))) static inline size_t scan_vchar_sse42(const char *buf,
+                                                                        size_t pos, size_t end)
+{
+    const __m128i stop = _mm_load_si128((const __m128i *)sse_vchar_stop);
+    while (end - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        int i = _mm_cmpestri(stop, 4, v, 16, SSE_RANGES);
+        if (i != 16)
+            return pos + i;
+        pos += 16;
+    }
+    return scan_vchar_scalar(buf, pos, end);
+}
+
+__attribute__((target("sse4.2"))) static inline size_t scan_value_sse42(const char *buf,
+                                                                        size_t pos, size_t end)
+{
+    const __m128i stop = _mm_load_si128((const __m128i *)sse_value_stop);
+    while (end - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        int i = _mm_cmpestri(stop, 6, v, 16, SSE_RANGES);
+        if (i != 16)
+            return pos + i;
+        pos += 16;
+    }
+    return scan_value_scalar(buf, pos, end);
+}
+#endif
+
+#if HP_HAVE_AVX2_TARGET
+/* Token class by nibble lookup: byte b is a tchar iff
+ * lo[b & 15] & hi[b >> 4] != 0, where hi[h] = 1 << h for h < 8 (bytes >=
+ * 0x80 get 0) and lo[l] has bit h set when (h << 4 | l) is a tchar. */
+static const uint8_t avx_token_lo[32] __attribute__((aligned(32))) = {
+    0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0, 0x54, 0xf4, 0x70,
+    0xe8, 0xfc, 0xf8, 0xfc, 0xfc, 0xfc, 0xfc, 0xfc, 0xf8, 0xf8, 0xf4, 0x54, 0xd0, 0x54, 0xf4, 0x70,
+};
+static const uint8_t avx_token_hi[32] __attribute__((aligned(32))) = {
+    1, 2, 4, 8, 16, 32, 64, 128, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 2, 4, 8, 16, 32, 64, 128, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+__attribute__((target("avx2"))) static inline size_t scan_token_avx2(const char *buf, size_t pos,
+                                                                     size_t end)
+{
+    const __m256i lo_lut = _mm256_load_si256((const __m256i *)avx_token_lo);
+    const __m256i hi_lut = _mm256_load_si256((const __m256i *)avx_token_hi);
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    while (end - pos >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(buf + pos));
+        __m256i lo = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(v, nib));
+        __m256i hi = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+        __m256i bad = _mm256_cmpeq_epi8(_mm256_and_si256(lo, hi), _mm256_setzero_si256());
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 32;
+    }
+    if (end - pos >= 16) {
+        /* The same test on a half-width block shortens the scalar tail. */
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        __m128i n4 = _mm256_castsi256_si128(nib);
+        __m128i lo = _mm_shuffle_epi8(_mm256_castsi256_si128(lo_lut), _mm_and_si128(v, n4));
+        __m128i hi = _mm_shuffle_epi8(_mm256_castsi256_si128(hi_lut),
+                                      _mm_and_si128(_mm_srli_epi16(v, 4), n4));
+        __m128i bad = _mm_cmpeq_epi8(_mm_and_si128(lo, hi), _mm_setzero_si128());
+        uint32_t m = (uint32_t)_mm_movemask_epi8(bad);
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 16;
+    }
+    return scan_token_scalar(buf, pos, end);
+}
+
+__attribute__((target("avx2"))) static inline size_t scan_vchar_avx2(const char *buf, size_t pos,
+                                                                     size_t end)
+{
+    /* Signed compare: bytes >= 0x80 are negative, so "> 0x20" keeps
+     * exactly 0x21-0x7f, and DEL is removed separately. */
+    const __m256i sp = _mm256_set1_epi8(0x20);
+    const __m256i del = _mm256_set1_epi8(0x7f);
+    while (end - pos >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(buf + pos));
+        __m256i good = _mm256_andnot_si256(_mm256_cmpeq_epi8(v, del), _mm256_cmpgt_epi8(v, sp));
+        uint32_t m = ~(uint32_t)_mm256_movemask_epi8(good);
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 32;
+    }
+    if (end - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        __m128i good = _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm256_castsi256_si128(del)),
+                                        _mm_cmpgt_epi8(v, _mm256_castsi256_si128(sp)));
+        uint32_t m = ~(uint32_t)_mm_movemask_epi8(good) & 0xffffu;
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 16;
+    }
+    return scan_vchar_scalar(buf, pos, end);
+}
+
+__attribute__((target("avx2"))) static inline size_t scan_value_avx2(const char *buf, size_t pos,
+                                                                     size_t end)
+{
+    /* Bad: unsigned b < 0x20 except HTAB, or DEL. */
+    const __m256i c1f = _mm256_set1_epi8(0x1f);
+    const __m256i tab = _mm256_set1_epi8('\t');
+    const __m256i del = _mm256_set1_epi8(0x7f);
+    while (end - pos >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(buf + pos));
+        __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, c1f), v);
+        ctl = _mm256_andnot_si256(_mm256_cmpeq_epi8(v, tab), ctl);
+        __m256i bad = _mm256_or_si256(ctl, _mm256_cmpeq_epi8(v, del));
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(bad);
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 32;
+    }
+    if (end - pos >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(buf + pos));
+        __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm256_castsi256_si128(c1f)), v);
+        ctl = _mm_andnot_si128(_mm_cmpeq_epi8(v, _mm256_castsi256_si128(tab)), ctl);
+        __m128i bad = _mm_or_si128(ctl, _mm_cmpeq_epi8(v, _mm256_castsi256_si128(del)));
+        uint32_t m = (uint32_t)_mm_movemask_epi8(bad);
+        if (m)
+            return pos + (size_t)__builtin_ctz(m);
+        pos += 16;
+    }
+    return scan_value_scalar(buf, pos, end);
+}
+#endif
+
+/* Dispatch on a compile-time mode: after inlining into one of the three
+ * parse instances below only one branch remains. */
+#if HP_HAVE_AVX2_TARGET
+#define IF_AVX2(mode, call) if ((mode) == HP_HTTP_SIMD_AVX2) return call;
+#else
+#define IF_AVX2(mode, call)
+#endif
+#if HP_HAVE_SSE42_TARGET
+#define IF_SSE42(mode, call) if ((mode) == HP_HTTP_SIMD_SSE42) return call;
+#else
+#define IF_SSE42(mode, call)
+#endif
+
+HP_INLINE size_t scan_token(int mode, const char *buf, size_t pos, size_t end)
+{
+    IF_AVX2(mode, scan_token_avx2(buf, pos, end))
+    IF_SSE42(mode, scan_token_sse42(buf, pos, end))
+    (void)mode;
+    return scan_token_scalar(buf, pos, end);
+}
+
+HP_INLINE size_t scan_vchar(int mode, const char *buf, size_t pos, size_t end)
+{
+    IF_AVX2(mode, scan_vchar_avx2(buf, pos, end))
+    IF_SSE42(mode, scan_vchar_sse42(buf, pos, end))
+    (void)mode;
+    return scan_vchar_scalar(buf, pos, end);
+}
+
+HP_INLINE size_t scan_value(int mode, const char *buf, size_t pos, size_t end)
+{
+    IF_AVX2(mode, scan_value_avx2(buf, pos, end))
+    IF_SSE42(mode, scan_value_sse42(buf, pos, end))
+    (void)mode;
+    return scan_value_scalar(buf, pos, end);
+}
+
+#endif

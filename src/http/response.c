@@ -1,0 +1,134 @@
+/*
+ * response.c - response heads from pre-built fragments.
+ *
+ * The head is written in place into the output chunk with memcpy of
+ * constant fragments; the only per-response formatting is Content-Length.
+ * Invariant: a head never exceeds HP_HTTP_HEAD_MAX + strlen(extra) bytes.
+ */
+#include "hotpath/http_response.h"
+
+#include <errno.h>
+#include <string.h>
+
+typedef struct status_line {
+    uint16_t code;
+    uint8_t len;
+    const char *text;   /* the whole status line, CRLF included */
+    const char *reason;
+} status_line_t;
+
+#define S(code, text)                                                          \
+    {code, sizeof("HTTP/1.1 " #code " " text "\r\n") - 1,                      \
+     "HTTP/1.1 " #code " " text "\r\n", text}
+static const status_line_t status_lines[] = {
+    S(100, "Continue"),
+    S(200, "OK"),
+    S(204, "No Content"),
+    S(301, "Moved Permanently"),
+    S(304, "Not Modified"),
+    S(400, "Bad Request"),
+    S(403, "Forbidden"),
+    S(404, "Not Found"),
+    S(405, "Method Not Allowed"),
+    S(408, "Request Timeout"),
+    S(411, "Length Required"),
+    S(413, "Content Too Large"),
+    S(414, "URI Too Long"),
+    S(417, "Expectation Failed"),
+    S(431, "Request Header Fields Too Large"),
+    S(500, "Internal Server Error"),
+    S(501, "Not Implemented"),
+    S(503, "Service Unavailable"),
+    S(505, "HTTP Version Not Supported"),
+};
+#undef S
+
+static const status_line_t *lookup(int status)
+{
+    for (size_t i = 0; i < HP_ARRAY_LEN(status_lines); i++)
+        if (status_lines[i].code == status)
+            return &status_lines[i];
+    return NULL;
+}
+
+static const status_line_t *find_status(int status)
+{
+    /* 200 first: it is nearly every response. */
+    if (HP_LIKELY(status == 200))
+        return &status_lines[1];
+    const status_line_t *sl = lookup(status);
+    return sl ? sl : lookup(500);
+}
+
+const char *hp_http_reason(int status)
+{
+    const status_line_t *sl = lookup(status);
+    return sl ? sl->reason : "";
+}
+
+uint32_t hp_http_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    uint32_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (uint32_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+#define PUT(p, lit)                                                            \
+    do {                                                                       \
+        memcpy(p, lit, sizeof(lit) - 1);                                       \
+        p += sizeof(lit) - 1;                                                  \
+    } while (0)
+
+int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+                       uint64_t content_length, const char *extra, uint32_t flags)
+{
+    size_t ctype_len = ctype ? strlen(ctype) : 0;
+    size_t extra_len = extra ? strlen(extra) : 0;
+    uint32_t max = HP_HTTP_HEAD_MAX + (uint32_t)(ctype_len + extra_len);
+    char *start = hp_conn_reserve(c, max);
+    if (!start)
+        return -ENOBUFS;
+    char *p = start;
+    const status_line_t *sl = find_status(status);
+    memcpy(p, sl->text, sl->len);
+    p += sl->len;
+    PUT(p, "Server: hotpath\r\nDate: ");
+    memcpy(p, date->text, 29);
+    p += 29;
+    if (ctype) {
+        PUT(p, "\r\nContent-Type: ");
+        memcpy(p, ctype, ctype_len);
+        p += ctype_len;
+    }
+    PUT(p, "\r\nContent-Length: ");
+    p += hp_http_u64(p, content_length);
+    if (flags & HP_HTTP_R_CLOSE)
+        PUT(p, "\r\nConnection: close");
+    else if (flags & HP_HTTP_R_KEEP_ALIVE)
+        PUT(p, "\r\nConnection: keep-alive");
+    PUT(p, "\r\n");
+    if (extra_len) {
+        memcpy(p, extra, extra_len);
+        p += extra_len;
+    }
+    PUT(p, "\r\n");
+    hp_conn_commit(c, (uint32_t)(p - start));
+    return 0;
+}
+
+int hp_http_respond(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+                    const void *body, uint32_t len, const char *extra, uint32_t flags)
+{
+    int r = hp_http_write_head(c, date, status, ctype, len, extra, flags);
+    if (r < 0 || (flags & HP_HTTP_R_NO_BODY) || len == 0)
+        return r;
+    if (len <= HP_HTTP_INLINE_BODY)
+        return hp_conn_write(c, body, len);
+    return hp_conn_write_ref(c, body, len, false);
+}

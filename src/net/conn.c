@@ -1,0 +1,574 @@
+/*
+ * conn.c - connection I/O: reads into a pooled chunk, queued output sent
+ * with one writev per batch (sendfile for files), backpressure, timers,
+ * deferred close.
+ *
+ * Central structure: hp_conn_out_t, a pool chunk holding a FIFO of output
+ * segments followed by an inline byte area. Consecutive inline responses
+ * extend one segment, so a batch of pipelined responses is one iovec.
+ *
+ * Invariants:
+ *  - out->pending is the sum of seg[head..tail).len;
+ *  - a connection holds a read chunk only while bytes are buffered or the
+ *    protocol is busy, and an output chunk only while output is queued;
+ *  - a CLOSED connection has no fd, no chunks and no armed timer, and is
+ *    freed by its worker at the end of the loop iteration.
+ */
+#include "hotpath/conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hotpath/alloc.h"
+#include "hotpath/sys.h"
+#include "hotpath/worker.h"
+
+/* Reads per connection per wake-up. With 32 KiB chunks this bounds one
+ * connection's turn to ~256 KiB of input before the others ready in the
+ * same batch get theirs. */
+#define HP_CONN_READ_BUDGET 8
+
+/* Output segments per connection: 16 pipelined static-file responses need
+ * two each; inline responses share one. */
+#define HP_CONN_OUT_SEGS 64
+
+/* iovecs per writev: well under IOV_MAX (1024), enough for any batch. */
+#define HP_CONN_IOV 64
+
+/* Bytes per sendfile call: big enough to fill a socket buffer in one go,
+ * small enough not to hog the loop when the peer reads fast. */
+#define HP_CONN_SENDFILE_MAX (1u << 20)
+
+enum { SEG_MEM = 0, SEG_OWNED, SEG_CHUNK, SEG_FILE };
+
+typedef struct hp_seg {
+    uint32_t kind;
+    int32_t fd;          /* SEG_FILE: owned */
+    const char *base;    /* SEG_MEM, SEG_OWNED: next byte to send */
+    uint64_t len;        /* bytes left */
+    union {
+        uint64_t off;    /* SEG_FILE: file offset of the next byte */
+        void *alloc;     /* SEG_OWNED: what to hp_free; SEG_CHUNK: the pool chunk */
+    };
+} hp_seg_t;
+
+struct hp_conn_out {
+    uint32_t head, tail; /* queued segments are seg[head, tail) */
+    uint32_t used, cap;  /* inline bytes used / available in data[] */
+    uint64_t pending;
+    hp_seg_t seg[HP_CONN_OUT_SEGS];
+    char data[];
+};
+
+void *hp_conn_state(hp_conn_t *c)
+{
+    return c->rbuf ? c->rbuf - c->worker->state_size : NULL;
+}
+
+uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c)
+{
+    return c->worker->cfg->rbuf_size - c->worker->state_size;
+}
+
+uint64_t hp_conn_now(const hp_conn_t *c)
+{
+    return hp_loop_now(&c->worker->loop);
+}
+
+void hp_conn_compact(hp_conn_t *c)
+{
+    if (c->rpos == 0)
+        return;
+    uint32_t n = c->rlen - c->rpos;
+    memmove(c->rbuf, c->rbuf + c->rpos, n);
+    c->rpos = 0;
+    c->rlen = n;
+}
+
+static HP_COLD bool take_rbuf(hp_conn_t *c)
+{
+    char *chunk = hp_pool_get(&c->worker->rpool);
+    if (!chunk)
+        return false;
+    memset(chunk, 0, c->worker->state_size);
+    c->rbuf = chunk + c->worker->state_size;
+    c->rpos = c->rlen = 0;
+    return true;
+}
+
+static void release_rbuf(hp_conn_t *c)
+{
+    hp_pool_put(&c->worker->rpool, c->rbuf - c->worker->state_size);
+    c->rbuf = NULL;
+    c->rpos = c->rlen = 0;
+    c->flags &= ~(uint32_t)(HP_CONN_F_BUSY | HP_CONN_F_STATE_INIT);
+}
+
+/* ---- output queue ---- */
+
+static HP_COLD hp_conn_out_t *take_out(hp_conn_t *c)
+{
+    hp_conn_out_t *out = hp_pool_get(&c->worker->wpool);
+    if (!out)
+        return NULL;
+    out->head = out->tail = out->used = 0;
+    out->cap = c->worker->cfg->wbuf_size - (uint32_t)sizeof(hp_conn_out_t);
+    out->pending = 0;
+    c->out = out;
+    return out;
+}
+
+static void drop_seg(hp_conn_t *c, hp_seg_t *s)
+{
+    if (s->kind == SEG_OWNED)
+        hp_free(s->alloc);
+    else if (s->kind == SEG_CHUNK)
+        hp_pool_put(&c->worker->rpool, s->alloc);
+    else if (s->kind == SEG_FILE)
+        close(s->fd);
+}
+
+static void release_out(hp_conn_t *c)
+{
+    hp_conn_out_t *out = c->out;
+    for (uint32_t i = out->head; i < out->tail; i++)
+        drop_seg(c, &out->seg[i]);
+    hp_pool_put(&c->worker->wpool, out);
+    c->out = NULL;
+}
+
+/* Consumes `n` sent bytes from the head of the queue. */
+static void out_advance(hp_conn_t *c, hp_conn_out_t *out, uint64_t n)
+{
+    out->pending -= n;
+    hp_worker_stat_add(&c->worker->stats.bytes_out, n);
+    while (n > 0) {
+        hp_seg_t *s = &out->seg[out->head];
+        if (n < s->len) {
+            s->len -= n;
+            if (s->kind == SEG_FILE)
+                s->off += n;
+            else
+                s->base += n;
+            return;
+        }
+        n -= s->len;
+        drop_seg(c, s);
+        out->head++;
+    }
+}
+
+/* Sends the queue. Returns 0 when it is empty, -EAGAIN when the socket is
+ * full, another -errno when the connection is broken. A short write means
+ * the socket buffer is full, so it returns without a second call that
+ * would only say EAGAIN. */
+static int out_send(hp_conn_t *c)
+{
+    hp_conn_out_t *out = c->out;
+    while (out->head < out->tail) {
+        hp_seg_t *s = &out->seg[out->head];
+        if (s->kind == SEG_FILE) {
+            size_t want = s->len < HP_CONN_SENDFILE_MAX ? (size_t)s->len : HP_CONN_SENDFILE_MAX;
+            off_t off = (off_t)s->off;
+            ssize_t n = hp_sys_sendfile(c->io.fd, s->fd, &off, want);
+            if (n < 0)
+                return (int)n;
+            if (n == 0)
+                return -EIO; /* the file shrank under us */
+            /* Short: the socket is full, or the file ended early; the
+             * next call tells which (-EAGAIN or 0). */
+            out_advance(c, out, (uint64_t)n);
+            continue;
+        }
+        struct iovec iov[HP_CONN_IOV];
+        int cnt = 0;
+        uint64_t total = 0;
+        for (uint32_t i = out->head; i < out->tail && cnt < HP_CONN_IOV; i++) {
+            if (out->seg[i].kind == SEG_FILE)
+                break;
+            iov[cnt].iov_base = (void *)out->seg[i].base;
+            iov[cnt].iov_len = out->seg[i].len;
+            total += out->seg[i].len;
+            cnt++;
+        }
+        ssize_t n = hp_sys_writev(c->io.fd, iov, cnt);
+        if (n < 0)
+            return (int)n;
+        out_advance(c, out, (uint64_t)n);
+        if ((uint64_t)n < total)
+            return -EAGAIN;
+    }
+    out->head = out->tail = out->used = 0;
+    return 0;
+}
+
+static void arm_write_wait(hp_conn_t *c)
+{
+    if (!(c->flags & HP_CONN_F_WRITE_WAIT)) {
+        c->flags |= HP_CONN_F_WRITE_WAIT;
+        hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
+    }
+}
+
+int hp_conn_flush(hp_conn_t *c)
+{
+    if (!c->out || (c->flags & HP_CONN_F_CLOSED))
+        return 0;
+    int r = out_send(c);
+    if (r == -EAGAIN) {
+        arm_write_wait(c);
+    } else if (r < 0) {
+        hp_conn_close(c);
+    }
+    return r;
+}
+
+static HP_COLD char *reserve_slow(hp_conn_t *c, uint32_t n)
+{
+    hp_conn_out_t *out = c->out ? c->out : take_out(c);
+    if (!out)
+        return NULL;
+    /* Full: try to send what is queued; the area is reusable only once
+     * everything in it has gone out. */
+    if (out->used + n > out->cap || out->tail == HP_CONN_OUT_SEGS) {
+        if (hp_conn_flush(c) != 0)
+            return NULL;
+    }
+    if (out->used + n > out->cap || out->tail == HP_CONN_OUT_SEGS)
+        return NULL;
+    return out->data + out->used;
+}
+
+char *hp_conn_reserve(hp_conn_t *c, uint32_t n)
+{
+    hp_conn_out_t *out = c->out;
+    if (HP_LIKELY(out && out->used + n <= out->cap && out->tail < HP_CONN_OUT_SEGS))
+        return out->data + out->used;
+    return reserve_slow(c, n);
+}
+
+void hp_conn_commit(hp_conn_t *c, uint32_t n)
+{
+    hp_conn_out_t *out = c->out;
+    char *at = out->data + out->used;
+    hp_seg_t *last = out->tail > out->head ? &out->seg[out->tail - 1] : NULL;
+    if (last && last->kind == SEG_MEM && last->base + last->len == at) {
+        last->len += n;
+    } else {
+        out->seg[out->tail++] = (hp_seg_t){.kind = SEG_MEM, .fd = -1, .base = at, .len = n};
+    }
+    out->used += n;
+    out->pending += n;
+}
+
+int hp_conn_write(hp_conn_t *c, const void *buf, uint32_t len)
+{
+    char *p = hp_conn_reserve(c, len);
+    if (!p)
+        return -ENOBUFS;
+    memcpy(p, buf, len);
+    hp_conn_commit(c, len);
+    return 0;
+}
+
+/* A free segment slot, flushing first if the table is full. */
+static hp_seg_t *seg_slot(hp_conn_t *c)
+{
+    hp_conn_out_t *out = c->out ? c->out : take_out(c);
+    if (!out)
+        return NULL;
+    if (out->tail == HP_CONN_OUT_SEGS && hp_conn_flush(c) != 0)
+        return NULL;
+    if (out->tail == HP_CONN_OUT_SEGS)
+        return NULL;
+    return &out->seg[out->tail];
+}
+
+int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned)
+{
+    hp_seg_t *s = seg_slot(c);
+    if (!s) {
+        if (owned)
+            hp_free((void *)buf);
+        return -ENOBUFS;
+    }
+    *s = (hp_seg_t){.kind = owned ? SEG_OWNED : SEG_MEM, .fd = -1, .base = buf, .len = len};
+    if (owned)
+        s->alloc = (void *)buf;
+    c->out->tail++;
+    c->out->pending += len;
+    return 0;
+}
+
+void *hp_conn_chunk_get(hp_conn_t *c)
+{
+    return hp_pool_get(&c->worker->rpool);
+}
+
+void hp_conn_chunk_put(hp_conn_t *c, void *chunk)
+{
+    hp_pool_put(&c->worker->rpool, chunk);
+}
+
+uint32_t hp_conn_chunk_size(const hp_conn_t *c)
+{
+    return c->worker->cfg->rbuf_size;
+}
+
+int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len)
+{
+    hp_seg_t *s = seg_slot(c);
+    if (!s) {
+        hp_conn_chunk_put(c, chunk);
+        return -ENOBUFS;
+    }
+    *s = (hp_seg_t){.kind = SEG_CHUNK, .fd = -1, .base = buf, .len = len};
+    s->alloc = chunk;
+    c->out->tail++;
+    c->out->pending += len;
+    return 0;
+}
+
+int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len)
+{
+    if (len == 0) {
+        close(fd);
+        return 0;
+    }
+    hp_seg_t *s = seg_slot(c);
+    if (!s) {
+        close(fd);
+        return -ENOBUFS;
+    }
+    *s = (hp_seg_t){.kind = SEG_FILE, .fd = fd, .base = NULL, .len = len, .off = offset};
+    c->out->tail++;
+    c->out->pending += len;
+    return 0;
+}
+
+uint64_t hp_conn_pending(const hp_conn_t *c)
+{
+    return c->out ? c->out->pending : 0;
+}
+
+void hp_conn_pause(hp_conn_t *c)
+{
+    c->flags |= HP_CONN_F_PAUSED;
+}
+
+/* ---- lifecycle ---- */
+
+void hp_conn_close_after_write(hp_conn_t *c)
+{
+    c->flags |= HP_CONN_F_CLOSE_AFTER;
+}
+
+void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms)
+{
+    if (c->flags & HP_CONN_F_WRITE_WAIT)
+        return; /* the write timer keeps the slot until output drains */
+    if (timeout_ms)
+        hp_loop_timer_arm(&c->worker->loop, &c->timer, timeout_ms);
+    else
+        hp_loop_timer_cancel(&c->worker->loop, &c->timer);
+}
+
+void hp_conn_close(hp_conn_t *c)
+{
+    if (c->flags & HP_CONN_F_CLOSED)
+        return;
+    hp_worker_t *w = c->worker;
+    c->flags |= HP_CONN_F_CLOSED;
+    if (w->proto->on_close && (c->flags & HP_CONN_F_STATE_INIT))
+        w->proto->on_close(c);
+    hp_loop_timer_cancel(&w->loop, &c->timer);
+    /* close() also removes the fd from epoll: no epoll_ctl needed. */
+    close(c->io.fd);
+    c->io.fd = -1;
+    if (c->out)
+        release_out(c);
+    if (c->rbuf)
+        release_rbuf(c);
+    hp_worker_conn_closed(w, c);
+}
+
+static void timer_cb(hp_timer_t *t)
+{
+    hp_conn_t *c = HP_CONTAINER_OF(t, hp_conn_t, timer);
+    if ((c->flags & HP_CONN_F_WRITE_WAIT) || !c->worker->proto->on_timeout) {
+        hp_worker_stat_add(&c->worker->stats.timeouts, 1);
+        hp_conn_close(c);
+        return;
+    }
+    c->worker->proto->on_timeout(c);
+}
+
+static void drained(hp_conn_t *c);
+
+/* Ends a turn: sends what the turn produced, gives back idle buffers,
+ * closes when asked to. When the queue drained here although the protocol
+ * had paused or a flush had found the socket full, the wait is over at
+ * once (no EPOLLOUT edge will come to end it): the protocol resumes, and
+ * what it queues and what the socket still holds are handled in the ready
+ * pass. */
+static void settle(hp_conn_t *c)
+{
+    if (c->flags & HP_CONN_F_CLOSED)
+        return;
+    if (c->out) {
+        if (c->out->head < c->out->tail) {
+            int r = out_send(c);
+            if (r == -EAGAIN) {
+                arm_write_wait(c);
+                if (c->out->pending > c->worker->cfg->high_water)
+                    c->flags |= HP_CONN_F_PAUSED;
+                return;
+            }
+            if (r < 0) {
+                hp_conn_close(c);
+                return;
+            }
+        }
+        release_out(c);
+    }
+    if (c->flags & (HP_CONN_F_WRITE_WAIT | HP_CONN_F_PAUSED)) {
+        drained(c);
+        if (!(c->flags & HP_CONN_F_CLOSED))
+            hp_worker_enqueue_ready(c->worker, c);
+        return;
+    }
+    if (c->flags & HP_CONN_F_CLOSE_AFTER) {
+        hp_conn_close(c);
+        return;
+    }
+    bool busy = c->flags & HP_CONN_F_BUSY;
+    if (c->rbuf && c->rpos == c->rlen && !busy)
+        release_rbuf(c);
+    if (c->worker->draining && !c->rbuf && !busy)
+        hp_conn_close(c);
+}
+
+void hp_conn_serve(hp_conn_t *c)
+{
+    hp_worker_t *w = c->worker;
+    int budget = HP_CONN_READ_BUDGET;
+    while ((c->flags & (HP_CONN_F_READABLE | HP_CONN_F_CLOSED | HP_CONN_F_PAUSED |
+                        HP_CONN_F_CLOSE_AFTER)) == HP_CONN_F_READABLE) {
+        if (!c->rbuf && HP_UNLIKELY(!take_rbuf(c))) {
+            hp_worker_stat_add(&w->stats.oom_closed, 1);
+            hp_conn_close(c);
+            return;
+        }
+        uint32_t cap = hp_conn_rbuf_capacity(c);
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        else if (cap - c->rlen < cap / 4)
+            hp_conn_compact(c);
+        uint32_t room = cap - c->rlen;
+        if (HP_UNLIKELY(room == 0)) {
+            /* The protocol left a full buffer unconsumed: its limits are
+             * larger than the buffer. Nothing sensible can follow. */
+            hp_conn_close(c);
+            return;
+        }
+        ssize_t n = hp_sys_read(c->io.fd, c->rbuf + c->rlen, room);
+        if (n > 0) {
+            c->rlen += (uint32_t)n;
+            hp_worker_stat_add(&w->stats.bytes_in, (uint64_t)n);
+            /* A short read emptied the socket: skip the read that would
+             * only return EAGAIN. New bytes bring a new edge. */
+            if ((uint32_t)n < room && !(c->flags & HP_CONN_F_RDHUP))
+                c->flags &= ~(uint32_t)HP_CONN_F_READABLE;
+        } else if (n == 0) {
+            c->flags &= ~(uint32_t)HP_CONN_F_READABLE;
+            c->flags |= HP_CONN_F_PEER_EOF;
+        } else if (n == -EAGAIN) {
+            c->flags &= ~(uint32_t)HP_CONN_F_READABLE;
+            break;
+        } else {
+            hp_conn_close(c);
+            return;
+        }
+        if (c->rlen > c->rpos) {
+            c->flags |= HP_CONN_F_IN_DATA;
+            w->proto->on_data(c);
+            c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
+        }
+        if (c->flags & HP_CONN_F_PEER_EOF) {
+            /* Answer what was fully received, then close. */
+            c->flags |= HP_CONN_F_CLOSE_AFTER;
+            break;
+        }
+        if (--budget == 0) {
+            if ((c->flags & (HP_CONN_F_READABLE | HP_CONN_F_PAUSED)) == HP_CONN_F_READABLE)
+                hp_worker_enqueue_ready(w, c);
+            break;
+        }
+    }
+    settle(c);
+}
+
+/* Lets the protocol go on with bytes it left buffered while paused. */
+static void resume(hp_conn_t *c)
+{
+    if (c->worker->proto->on_drain && !(c->flags & HP_CONN_F_CLOSE_AFTER)) {
+        c->flags |= HP_CONN_F_IN_DATA;
+        c->worker->proto->on_drain(c);
+        c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
+    }
+}
+
+static void drained(hp_conn_t *c)
+{
+    c->flags &= ~(uint32_t)(HP_CONN_F_WRITE_WAIT | HP_CONN_F_PAUSED);
+    hp_loop_timer_cancel(&c->worker->loop, &c->timer);
+    resume(c);
+}
+
+static void io_cb(hp_io_t *io, uint32_t events)
+{
+    hp_conn_t *c = HP_CONTAINER_OF(io, hp_conn_t, io);
+    if (HP_UNLIKELY(c->flags & HP_CONN_F_CLOSED))
+        return;
+    if (HP_UNLIKELY((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN))) {
+        hp_conn_close(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && (c->flags & HP_CONN_F_WRITE_WAIT)) {
+        int r = out_send(c);
+        if (r == 0) {
+            drained(c);
+        } else if (r == -EAGAIN) {
+            /* Progress: the stall timer measures time without any. */
+            hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
+            if ((c->flags & HP_CONN_F_PAUSED) && c->out->pending < c->worker->cfg->low_water) {
+                c->flags &= ~(uint32_t)HP_CONN_F_PAUSED;
+                resume(c);
+            }
+        } else {
+            hp_conn_close(c);
+            return;
+        }
+        if (c->flags & HP_CONN_F_CLOSED)
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
+        c->flags |= HP_CONN_F_READABLE;
+    /* The FIN is in: a short read no longer means the socket is empty,
+     * read on until it says 0. */
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+        c->flags |= HP_CONN_F_RDHUP;
+    hp_conn_serve(c);
+}
+
+void hp_conn_start(hp_conn_t *c)
+{
+    hp_timer_init(&c->timer, timer_cb);
+    c->io.cb = io_cb;
+}
+
+void hp_conn_release(hp_conn_t *c)
+{
+    hp_pool_put(&c->worker->conn_pool, c);
+}

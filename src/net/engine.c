@@ -1,0 +1,169 @@
+/*
+ * engine.c - start-up, CPU placement and shutdown of a set of workers.
+ *
+ * Invariant: e->running counts workers whose loop has not yet reported
+ * HP_MSG_WORKER_EXIT; the engine is done when it reaches zero.
+ */
+#include "hotpath/engine.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "hotpath/alloc.h"
+
+uint32_t hp_engine_cpus(int *cpus, uint32_t max)
+{
+    cpu_set_t set;
+    uint32_t n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        for (int i = 0; i < CPU_SETSIZE; i++) {
+            if (!CPU_ISSET(i, &set))
+                continue;
+            if (cpus && n < max)
+                cpus[n] = i;
+            n++;
+        }
+    }
+    if (n == 0) {
+        if (cpus && max)
+            cpus[0] = -1;
+        n = 1;
+    }
+    return n;
+}
+
+/* A plain bind without SO_REUSEPORT fails when anybody holds the address,
+ * even another process with SO_REUSEPORT: without this probe a second
+ * server would silently share the port with the first. */
+static int probe_free(const hp_listen_addr_t *addr)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, r = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+                   uint32_t nworkers, const hp_worker_config_t *cfg,
+                   const hp_proto_t *proto, void *proto_arg)
+{
+    memset(e, 0, sizeof *e);
+    e->cfg = *cfg;
+    e->proto = proto;
+    e->wake_fd = -1;
+    if (nworkers == 0)
+        return -EINVAL;
+    int r = probe_free(addr);
+    if (r < 0)
+        return r;
+    if ((r = hp_mpsc_init(&e->inbox, nworkers < 2 ? 2 : 1u << (32 - __builtin_clz(nworkers)))) < 0)
+        return r;
+    e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->wake_fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    e->workers = hp_calloc_aligned(nworkers * sizeof(hp_worker_t));
+    if (!e->workers) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    int cpus[CPU_SETSIZE];
+    uint32_t ncpu = hp_engine_cpus(cpus, CPU_SETSIZE);
+    for (uint32_t i = 0; i < nworkers; i++) {
+        int fd = hp_listener_open(addr, backlog);
+        if (fd < 0) {
+            r = fd;
+            goto fail;
+        }
+        hp_worker_t *w = &e->workers[i];
+        if ((r = hp_worker_init(w, i, cpus[i % ncpu], fd, &e->cfg, proto)) < 0)
+            goto fail;
+        e->nworkers++;
+        w->report_to = &e->inbox;
+        w->report_fd = e->wake_fd;
+        if (proto->worker_init && (r = proto->worker_init(w, proto_arg)) < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    hp_engine_destroy(e);
+    return r;
+}
+
+int hp_engine_start(hp_engine_t *e)
+{
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        int r = hp_worker_start(&e->workers[i]);
+        if (r < 0) {
+            hp_engine_stop_now(e);
+            return r;
+        }
+        e->running++;
+    }
+    return 0;
+}
+
+static void post_all(hp_engine_t *e, uint32_t type)
+{
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        /* The inbox only fills if a worker is wedged; then give up on it
+         * rather than spin in the signal path. */
+        for (int tries = 0; tries < 1000; tries++) {
+            if (hp_worker_post(&e->workers[i], type, 0, NULL) == 0)
+                break;
+            sched_yield();
+        }
+    }
+}
+
+void hp_engine_shutdown(hp_engine_t *e)
+{
+    post_all(e, HP_MSG_SHUTDOWN);
+}
+
+void hp_engine_stop_now(hp_engine_t *e)
+{
+    post_all(e, HP_MSG_STOP_NOW);
+}
+
+bool hp_engine_reap(hp_engine_t *e)
+{
+    uint64_t v;
+    ssize_t n = read(e->wake_fd, &v, sizeof v);
+    (void)n;
+    hp_msg_t m;
+    while (hp_mpsc_pop(&e->inbox, &m)) {
+        if (m.type == HP_MSG_WORKER_EXIT && e->running > 0)
+            e->running--;
+    }
+    return e->running == 0;
+}
+
+void hp_engine_destroy(hp_engine_t *e)
+{
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        hp_worker_t *w = &e->workers[i];
+        if (w->started)
+            pthread_join(w->thread, NULL);
+        w->started = false;
+        if (e->proto->worker_fini && w->proto_data)
+            e->proto->worker_fini(w);
+        hp_worker_destroy(w);
+    }
+    e->nworkers = 0;
+    hp_free(e->workers);
+    e->workers = NULL;
+    if (e->wake_fd >= 0)
+        close(e->wake_fd);
+    e->wake_fd = -1;
+    hp_mpsc_destroy(&e->inbox);
+}

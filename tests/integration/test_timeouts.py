@@ -1,0 +1,131 @@
+"""Timeouts: slow headers (slowloris), stalled bodies, idle connections and
+clients that stop reading."""
+
+import socket
+import time
+
+import pytest
+
+from helpers import PLAINTEXT_BODY, scaled, wait_until
+
+
+def read_408(conn, started, lo, hi):
+    resp = conn.read_response(timeout=hi + 1)
+    elapsed = time.monotonic() - started
+    assert resp.status == 408, resp
+    assert "close" in resp.connection_tokens(), resp
+    conn.wait_closed(2)
+    assert lo <= elapsed <= hi, "408 after %.2f s, expected %.1f..%.1f" % (
+        elapsed, lo, hi)
+
+
+def test_slowloris_header_timeout(start_server):
+    """Headers trickled one byte every 0.2 s never finish: 408 after about
+    --header-timeout (the timeout covers the whole header section, it is not
+    reset by each byte), then close."""
+    srv = start_server("--header-timeout", "1")
+    with srv.conn() as c:
+        started = time.monotonic()
+        c.send(b"GET /plaintext HTTP/1.1\r\nHost: x\r\n")
+        deadline = started + scaled(3)
+        while time.monotonic() < deadline and not c.buf:
+            try:
+                c.send(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            c.sock.settimeout(0.2)
+            try:
+                data = c.sock.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                break       # closed: read_408 reports the missing response
+            c.buf += data
+        read_408(c, started, 0.9, 3.0)
+
+
+def test_header_timeout_partial_request_line(start_server):
+    srv = start_server("--header-timeout", "0.5")
+    with srv.conn() as c:
+        started = time.monotonic()
+        c.send(b"GET /plain")
+        read_408(c, started, 0.4, scaled(2.5))
+
+
+def test_header_timeout_does_not_cut_normal_requests(start_server):
+    """A connection making quick requests is never hit by the header
+    timeout even though it lives longer than it."""
+    srv = start_server("--header-timeout", "0.5", "--keepalive-timeout", "5")
+    with srv.conn() as c:
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            resp = c.request("GET", "/plaintext")
+            assert resp.status == 200 and resp.body == PLAINTEXT_BODY
+            time.sleep(0.1)
+
+
+def test_body_stall_timeout(start_server):
+    srv = start_server("--body-timeout", "1")
+    with srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabcde")
+        started = time.monotonic()
+        read_408(c, started, 0.9, scaled(3))
+
+
+def test_body_timeout_is_a_stall_timeout(start_server):
+    """A body that keeps arriving (every 0.3 s) is not cut after 1 s."""
+    srv = start_server("--body-timeout", "1")
+    with srv.conn() as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n")
+        for b in b"abcdefgh":
+            time.sleep(0.3)
+            c.send(bytes([b]))
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"abcdefgh"
+
+
+def test_idle_connection_without_request_closed(start_server):
+    """A client that connects and never sends anything is dropped."""
+    srv = start_server("--header-timeout", "1", "--keepalive-timeout", "1")
+    with srv.conn() as c:
+        started = time.monotonic()
+        data = c.wait_closed(scaled(3))
+        elapsed = time.monotonic() - started
+    assert data in (b"",) or data.startswith(b"HTTP/1.1 408"), data
+    assert elapsed >= 0.8
+
+
+@pytest.mark.time_limit(40)
+def test_write_timeout_closes_non_reading_client(start_server):
+    """A client that asks for a file bigger than all socket buffers and never
+    reads is closed after about --write-timeout; the server stays healthy."""
+    srv = start_server("--write-timeout", "1", "--keepalive-timeout", "30")
+    (srv.root / "huge.bin").write_bytes(b"h" * (32 << 20))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window, set before connect so it is advertised.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", srv.port))
+    try:
+        s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Do not read. Watch the server's open-connection gauge from another
+        # connection until it gives up on us.
+        with srv.conn() as mc:
+            wait_until(lambda: srv.metrics(mc)["hotpath_connections_open"] <= 1,
+                       scaled(6), interval=0.1,
+                       what="the non-reading client to be closed")
+            assert mc.request("GET", "/plaintext").body == PLAINTEXT_BODY
+        # What we do get is a truncated response followed by close/reset.
+        s.settimeout(5)
+        got = 0
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                got += len(d)
+        except ConnectionResetError:
+            pass
+        assert got < (32 << 20)
+    finally:
+        s.close()

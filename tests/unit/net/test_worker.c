@@ -1,0 +1,752 @@
+/*
+ * test_worker.c - unit tests for src/net/worker.c, driving a real worker
+ * on this thread (hp_loop_run_once interleaved with client sockets) and,
+ * once, on its own thread.
+ *
+ * Covered: argument checks and an out-of-memory sweep of hp_worker_init
+ * (the listening socket is closed on every failure); accepting many
+ * connections; EMFILE from an injected accept4 pauses accepting without
+ * spinning and resumes on the retry timer or when a descriptor frees up;
+ * a failed epoll registration drops just that connection; the read budget
+ * and the ready queue (one client cannot starve another); graceful
+ * shutdown (idle connections closed at once, a busy one finishes, the loop
+ * stops; the drain timeout); STOP_NOW and SHUTDOWN through the inbox; a
+ * full inbox; hp_worker_run's exit report; a threaded worker. Leaks: every
+ * test ends with the pools empty before hp_worker_destroy, and the ASan
+ * build (LeakSanitizer) proves destroy gave everything back.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hotpath/alloc.h"
+#include "hotpath/conn.h"
+#include "hotpath/listener.h"
+#include "hotpath/log.h"
+#include "hotpath/mpsc.h"
+#include "hotpath/sys.h"
+#include "hotpath/worker.h"
+
+/* ---- protocol: "R:<line>\n" per line; bytes starting with '#' are
+ * swallowed whole (a sink, for the read budget) ---- */
+static struct {
+    unsigned data_by_fd[1024];
+    uint64_t sunk;
+} P;
+
+static void p_on_data(hp_conn_t *c)
+{
+    if (c->io.fd < 1024)
+        P.data_by_fd[c->io.fd]++;
+    if (hp_conn_data(c)[0] == '#') {
+        P.sunk += hp_conn_data_len(c);
+        hp_conn_consume(c, hp_conn_data_len(c));
+        return;
+    }
+    while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_PAUSED))) {
+        char *d = hp_conn_data(c);
+        char *nl = memchr(d, '\n', hp_conn_data_len(c));
+        if (!nl)
+            break;
+        uint32_t n = (uint32_t)(nl - d);
+        char *p = hp_conn_reserve(c, n + 3);
+        if (!p) {
+            hp_conn_pause(c);
+            break;
+        }
+        memcpy(p, "R:", 2);
+        memcpy(p + 2, d, n);
+        p[n + 2] = '\n';
+        hp_conn_commit(c, n + 3);
+        hp_conn_consume(c, n + 1);
+    }
+}
+
+static void p_on_drain(hp_conn_t *c)
+{
+    if (c->rbuf && hp_conn_data_len(c))
+        p_on_data(c);
+}
+
+static const hp_proto_t proto = {
+    .on_data = p_on_data,
+    .on_drain = p_on_drain,
+    .state_size = 16,
+};
+
+/* ---- syscall faults ---- */
+static struct {
+    int accept_err;  /* accept4 fails with this while non-zero... */
+    int accept_fail_n; /* ...or only this many more times, when positive */
+    unsigned accept_calls;
+    int epoll_add_err; /* EPOLL_CTL_ADD fails with this while non-zero */
+} F;
+
+static int f_accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+    F.accept_calls++;
+    if (F.accept_err && F.accept_fail_n >= 0) {
+        if (F.accept_fail_n > 0 && --F.accept_fail_n == 0)
+            F.accept_fail_n = -1;
+        errno = F.accept_err;
+        return -1;
+    }
+    return accept4(fd, a, l, flags);
+}
+
+static int f_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    if (op == EPOLL_CTL_ADD && F.epoll_add_err) {
+        errno = F.epoll_add_err;
+        return -1;
+    }
+    return epoll_ctl(epfd, op, fd, ev);
+}
+
+static const hp_sys_ops_t fault_ops = {
+    .read = read,
+    .writev = writev,
+    .sendfile = NULL, /* set in main: sendfile's prototype is in another header */
+    .accept4 = f_accept4,
+    .epoll_ctl = f_epoll_ctl,
+};
+static hp_sys_ops_t ops;
+
+/* ---- harness ---- */
+typedef struct cli {
+    int fd;
+    bool eof;
+    size_t rxlen;
+    char rx[4096];
+} cli_t;
+
+enum { MAXCLI = 80 };
+static struct {
+    hp_worker_config_t cfg;
+    hp_worker_t w;
+    bool started;
+    struct sockaddr_in addr;
+    cli_t cli[MAXCLI];
+    int ncli;
+} H;
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int open_listener(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    char text[32];
+    snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(a.sin_port));
+    hp_listen_addr_t la;
+    assert_int_equal(hp_listen_addr_parse(text, &la), 0);
+    int lfd = hp_listener_open(&la, 128);
+    assert_true(lfd >= 0);
+    H.addr = a;
+    return lfd;
+}
+
+static void h_start(void)
+{
+    assert_int_equal(hp_worker_init(&H.w, 3, -1, open_listener(), &H.cfg, &proto), 0);
+    H.started = true;
+}
+
+static void step(int wait_ms)
+{
+    assert_true(hp_loop_run_once(&H.w.loop, wait_ms) >= 0);
+    for (int i = 0; i < H.ncli; i++) {
+        cli_t *k = &H.cli[i];
+        while (k->fd >= 0 && !k->eof) {
+            ssize_t n = read(k->fd, k->rx + k->rxlen, sizeof k->rx - k->rxlen);
+            if (n > 0)
+                k->rxlen += (size_t)n;
+            else if (n == 0 || errno != EAGAIN)
+                k->eof = true;
+            else
+                break;
+        }
+    }
+}
+
+#define PUMP_UNTIL(cond, ms)                                                   \
+    do {                                                                       \
+        uint64_t dl_ = mono_ms() + (ms);                                       \
+        while (!(cond) && mono_ms() < dl_)                                     \
+            step(1);                                                           \
+    } while (0)
+
+static void pump_for(int ms)
+{
+    uint64_t dl = mono_ms() + (uint64_t)ms;
+    while (mono_ms() < dl)
+        step(1);
+}
+
+/* Connects without waiting for the accept. */
+static cli_t *cli_connect(void)
+{
+    assert_true(H.ncli < MAXCLI);
+    cli_t *k = &H.cli[H.ncli++];
+    memset(k, 0, sizeof *k);
+    k->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(k->fd >= 0);
+    int r = connect(k->fd, (struct sockaddr *)&H.addr, sizeof H.addr);
+    assert_true(r == 0 || errno == EINPROGRESS);
+    return k;
+}
+
+static cli_t *cli_open(void)
+{
+    uint32_t want = H.w.nconns + 1;
+    cli_t *k = cli_connect();
+    PUMP_UNTIL(H.w.nconns >= want, 1000);
+    assert_int_equal(H.w.nconns, want);
+    return k;
+}
+
+static hp_conn_t *conn_of(const cli_t *k)
+{
+    struct sockaddr_in me, peer;
+    socklen_t l = sizeof me;
+    getsockname(k->fd, (struct sockaddr *)&me, &l);
+    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
+        l = sizeof peer;
+        if (getpeername(c->io.fd, (struct sockaddr *)&peer, &l) == 0 && peer.sin_port == me.sin_port)
+            return c;
+    }
+    return NULL;
+}
+
+static void cli_sends(cli_t *k, const char *s)
+{
+    assert_int_equal(write(k->fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+static bool has(const cli_t *k, const char *s)
+{
+    return k->rxlen == strlen(s) && memcmp(k->rx, s, k->rxlen) == 0;
+}
+
+static void cli_close(cli_t *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+}
+
+static void assert_pools_empty(void)
+{
+    assert_int_equal(hp_pool_in_use(&H.w.rpool), 0);
+    assert_int_equal(hp_pool_in_use(&H.w.wpool), 0);
+    assert_int_equal(hp_pool_in_use(&H.w.conn_pool), 0);
+    assert_int_equal(hp_pool_validate(&H.w.conn_pool), 0);
+    assert_int_equal(hp_pool_validate(&H.w.rpool), 0);
+    assert_int_equal(hp_pool_validate(&H.w.wpool), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&F, 0, sizeof F);
+    memset(&P, 0, sizeof P);
+    H.ncli = 0;
+    H.started = false;
+    H.cfg = (hp_worker_config_t){.rbuf_size = 4096, .wbuf_size = 4096, .max_chunks = 0,
+                                 .write_timeout_ms = 3000, .drain_timeout_ms = 3000,
+                                 .high_water = 8192, .low_water = 2048};
+    hp_sys_set_ops(&ops);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    memset(&F, 0, sizeof F);
+    for (int i = 0; i < H.ncli; i++)
+        cli_close(&H.cli[i]);
+    if (H.started) {
+        if (!H.w.loop.stopping) {
+            PUMP_UNTIL(H.w.nconns == 0, 500);
+            if (H.w.nconns == 0) {
+                step(0);
+                assert_pools_empty();
+            }
+        }
+        hp_worker_destroy(&H.w);
+        assert_int_equal(H.w.listen_fd, -1);
+        assert_int_equal(H.w.wake_fd, -1);
+    }
+    hp_sys_set_ops(NULL);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_init_rejects_bad_config(void **state)
+{
+    (void)state;
+    uint64_t a0 = hp_alloc_count();
+    H.cfg.rbuf_size = 1024; /* state (64) + 1024 bytes do not fit */
+    int lfd = open_listener();
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -EINVAL);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1); /* owned on every path */
+    H.cfg.rbuf_size = 4096;
+    H.cfg.wbuf_size = 2048;
+    lfd = open_listener();
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -EINVAL);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    assert_int_equal(hp_alloc_count(), a0);
+    /* a failing epoll registration */
+    H.cfg.wbuf_size = 4096;
+    F.epoll_add_err = ENOSPC;
+    lfd = open_listener();
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -ENOSPC);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    assert_int_equal(H.w.loop.epfd >= 0 ? fcntl(H.w.loop.epfd, F_GETFD) : -1, -1);
+}
+
+static void test_init_oom_sweep(void **state)
+{
+    (void)state;
+    int r = -ENOMEM;
+    uint64_t n;
+    for (n = 1; n < 100; n++) {
+        int lfd = open_listener();
+        hp_alloc_fail_after(n, 0);
+        r = hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto);
+        hp_alloc_fail_after(0, 0);
+        if (r == 0)
+            break;
+        assert_int_equal(r, -ENOMEM);
+        assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    }
+    assert_int_equal(r, 0);
+    assert_true(n > 1); /* at least one allocation was swept */
+    H.started = true;
+    /* the worker that finally came up works */
+    cli_t *k = cli_open();
+    cli_sends(k, "ok\n");
+    PUMP_UNTIL(k->rxlen >= 5, 1000);
+    assert_true(has(k, "R:ok\n"));
+}
+
+static void test_init_fields(void **state)
+{
+    (void)state;
+    h_start();
+    assert_int_equal(H.w.id, 3);
+    assert_int_equal(H.w.cpu, -1);
+    assert_int_equal(H.w.state_size, 64);
+    assert_ptr_equal(H.w.cfg, &H.cfg);
+    assert_true(H.w.wake_fd >= 0);
+    assert_int_equal(H.w.nconns, 0);
+    assert_null(H.w.conns);
+    assert_false(H.w.draining);
+    assert_false(H.w.accept_paused);
+    /* nothing is taken from the pools before a client shows up */
+    assert_int_equal(hp_pool_capacity(&H.w.rpool), 0);
+    assert_int_equal(hp_pool_capacity(&H.w.wpool), 0);
+}
+
+static void test_accept_many(void **state)
+{
+    (void)state;
+    h_start();
+    enum { N = 60 };
+    for (int i = 0; i < N; i++)
+        cli_connect();
+    PUMP_UNTIL(H.w.nconns == N, 2000);
+    assert_int_equal(H.w.nconns, N);
+    assert_int_equal(H.w.stats.accepted, N);
+    int listed = 0;
+    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
+        assert_ptr_equal(c->worker, &H.w);
+        assert_true(c->next == NULL || c->next->prev == c);
+        listed++;
+    }
+    assert_int_equal(listed, N);
+    for (int i = 0; i < N; i++)
+        cli_sends(&H.cli[i], "hi\n");
+    int done = 0;
+    uint64_t dl = mono_ms() + 2000;
+    while (done < N && mono_ms() < dl) {
+        step(1);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += H.cli[i].rxlen == 5;
+    }
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++)
+        assert_true(has(&H.cli[i], "R:hi\n"));
+    assert_int_equal(hp_pool_in_use(&H.w.rpool), 0);
+    assert_int_equal(hp_pool_in_use(&H.w.wpool), 0);
+    for (int i = 0; i < N; i += 2)
+        cli_close(&H.cli[i]);
+    PUMP_UNTIL(H.w.nconns == N / 2, 1000);
+    assert_int_equal(H.w.nconns, N / 2);
+    assert_int_equal(H.w.stats.closed, N / 2);
+    assert_int_equal(hp_pool_in_use(&H.w.conn_pool), N / 2);
+}
+
+/* Out of descriptors: the listener rests (a handful of accept4 calls in
+ * 300 ms, not a spin on the level of the pending connection) and comes
+ * back on the retry timer once descriptors are available. */
+static void test_emfile_pauses_accept(void **state)
+{
+    (void)state;
+    h_start();
+    F.accept_err = EMFILE;
+    cli_t *k = cli_connect();
+    uint64_t t0 = mono_ms();
+    pump_for(300);
+    assert_true(F.accept_calls >= 1);
+    if (F.accept_calls >= 10)
+        fail_msg("%u accept4 calls in 300 ms", F.accept_calls);
+    assert_int_equal(H.w.nconns, 0);
+    assert_true(H.w.accept_paused);
+    assert_true(H.w.stats.accept_errors >= 1);
+    assert_int_equal(H.w.stats.accept_errors, F.accept_calls);
+    /* the fault ends: accepted within a retry period */
+    F.accept_err = 0;
+    t0 = mono_ms();
+    PUMP_UNTIL(H.w.nconns == 1, 1000);
+    assert_int_equal(H.w.nconns, 1);
+    assert_true(mono_ms() - t0 < 300);
+    assert_false(H.w.accept_paused);
+    cli_sends(k, "back\n");
+    PUMP_UNTIL(k->rxlen >= 7, 1000);
+    assert_true(has(k, "R:back\n"));
+}
+
+/* While paused, a connection that closes frees a descriptor: the waiting
+ * client is accepted at once rather than at the next retry tick. */
+static void test_emfile_resumes_when_fd_frees(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *a = cli_open();
+    F.accept_err = EMFILE;
+    cli_t *b = cli_connect();
+    PUMP_UNTIL(H.w.accept_paused, 1000);
+    assert_true(H.w.accept_paused);
+    F.accept_err = 0;
+    uint64_t t0 = mono_ms();
+    cli_close(a);
+    while (H.w.stats.accepted < 2 && mono_ms() - t0 < 1000)
+        step(0);
+    assert_int_equal(H.w.stats.accepted, 2);
+    assert_true(mono_ms() - t0 < 60); /* the retry timer is 100 ms away */
+    assert_int_equal(H.w.nconns, 1);
+    cli_sends(b, "b\n");
+    PUMP_UNTIL(b->rxlen >= 4, 1000);
+    assert_true(has(b, "R:b\n"));
+}
+
+/* Errors that concern only the client being accepted do not pause. */
+static void test_accept_transient_errors(void **state)
+{
+    (void)state;
+    h_start();
+    F.accept_err = ECONNABORTED;
+    F.accept_fail_n = 2;
+    cli_t *k = cli_connect();
+    /* accept4 is retried at once: the client is taken in the same call */
+    PUMP_UNTIL(H.w.nconns == 1, 1000);
+    assert_int_equal(H.w.nconns, 1);
+    assert_int_equal(F.accept_fail_n, -1);
+    assert_false(H.w.accept_paused);
+    assert_true(F.accept_calls >= 3);
+    cli_sends(k, "x\n");
+    PUMP_UNTIL(k->rxlen >= 4, 1000);
+    assert_true(has(k, "R:x\n"));
+}
+
+static void test_accept_epoll_failure_drops_one(void **state)
+{
+    (void)state;
+    h_start();
+    F.epoll_add_err = ENOMEM;
+    cli_t *a = cli_connect();
+    PUMP_UNTIL(a->eof, 1000);
+    assert_true(a->eof); /* its socket was closed */
+    assert_int_equal(H.w.nconns, 0);
+    assert_int_equal(H.w.stats.accept_errors, 1);
+    assert_int_equal(hp_pool_in_use(&H.w.conn_pool), 0);
+    assert_false(H.w.accept_paused);
+    F.epoll_add_err = 0;
+    cli_t *b = cli_open();
+    cli_sends(b, "y\n");
+    PUMP_UNTIL(b->rxlen >= 4, 1000);
+    assert_true(has(b, "R:y\n"));
+}
+
+/* A client that keeps its socket full spends its read budget and goes on
+ * the ready queue, served again in the hook; a second client in the same
+ * batch is served in the same iteration, and keeps being served promptly. */
+static void test_read_budget_and_ready_queue(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *a = cli_open();
+    cli_t *b = cli_open();
+    hp_conn_t *ca = conn_of(a), *cb = conn_of(b);
+    static char junk[8192];
+    memset(junk, '#', sizeof junk);
+    size_t sent = 0;
+    for (ssize_t n; (n = write(a->fd, junk, sizeof junk)) > 0;)
+        sent += (size_t)n;
+    assert_true(sent > 100 * 1024);
+    cli_sends(b, "x\n");
+    assert_true(hp_loop_run_once(&H.w.loop, 1000) >= 1);
+    unsigned na = P.data_by_fd[ca->io.fd];
+    assert_int_equal(P.data_by_fd[cb->io.fd], 1);
+    assert_true(na > 8);   /* served again by the ready pass of the hook */
+    assert_true(na <= 16); /* but one read budget (8) per pass */
+    assert_true(ca->flags & HP_CONN_F_QUEUED);
+    assert_ptr_equal(H.w.ready_head, ca);
+    assert_true(H.w.loop.pending); /* so the next wait polls */
+    assert_true(P.sunk < sent);
+    step(0);
+    assert_true(has(b, "R:x\n"));
+    for (int i = 0; i < 20; i++) {
+        while (write(a->fd, junk, sizeof junk) > 0) {
+        }
+        b->rxlen = 0;
+        cli_sends(b, "y\n");
+        step(0);
+        step(0);
+        assert_true(has(b, "R:y\n"));
+    }
+    /* everything is eventually swallowed */
+    PUMP_UNTIL(!(ca->flags & (HP_CONN_F_QUEUED | HP_CONN_F_READABLE)), 3000);
+    assert_int_equal(ca->flags & (HP_CONN_F_QUEUED | HP_CONN_F_READABLE), 0);
+    assert_int_equal(H.w.stats.bytes_in, P.sunk + 2 + 20 * 2);
+    assert_null(ca->rbuf);
+    assert_null(H.w.ready_head);
+}
+
+static void test_shutdown_idle_now_busy_finishes(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *idle = cli_open();
+    cli_sends(idle, "one\n");
+    PUMP_UNTIL(idle->rxlen >= 6, 1000);
+    cli_t *busy = cli_open();
+    cli_sends(busy, "par");
+    PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
+    hp_worker_shutdown(&H.w);
+    assert_true(H.w.draining);
+    assert_int_equal(H.w.listen_fd, -1);
+    assert_int_equal(H.w.nconns, 1); /* the idle one went at once */
+    assert_false(H.w.loop.stopping);
+    hp_worker_shutdown(&H.w); /* idempotent */
+    PUMP_UNTIL(idle->eof, 1000);
+    assert_true(idle->eof);
+    /* nobody listens any more */
+    cli_t *late = cli_connect();
+    step(1);
+    assert_true(late->eof);
+    /* the busy one completes its request, then is closed */
+    cli_sends(busy, "tial\n");
+    PUMP_UNTIL(busy->eof, 1000);
+    assert_true(has(busy, "R:partial\n"));
+    assert_true(busy->eof);
+    assert_int_equal(H.w.nconns, 0);
+    assert_true(H.w.loop.stopping);
+    assert_pools_empty();
+}
+
+static void test_shutdown_drain_timeout(void **state)
+{
+    (void)state;
+    H.cfg.drain_timeout_ms = 80;
+    h_start();
+    cli_t *busy = cli_open();
+    cli_sends(busy, "never ends");
+    PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
+    uint64_t t0 = mono_ms();
+    hp_worker_shutdown(&H.w);
+    PUMP_UNTIL(H.w.loop.stopping, 1000);
+    uint64_t dt = mono_ms() - t0;
+    assert_true(H.w.loop.stopping);
+    assert_true(dt >= 75 && dt < 500);
+    assert_int_equal(H.w.nconns, 0);
+    step(0);
+    assert_true(busy->eof);
+    assert_pools_empty();
+}
+
+static void test_shutdown_without_connections_stops(void **state)
+{
+    (void)state;
+    h_start();
+    hp_worker_shutdown(&H.w);
+    assert_true(H.w.loop.stopping);
+}
+
+static void test_stop_now_via_post(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *a = cli_open();
+    cli_t *b = cli_open();
+    cli_sends(b, "half");
+    PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_STOP_NOW, 0, NULL), 0);
+    step(1000);
+    assert_true(H.w.loop.stopping);
+    assert_int_equal(H.w.nconns, 0);
+    assert_pools_empty();
+    step(0);
+    assert_true(a->eof);
+    assert_true(b->eof);
+}
+
+static void test_post_shutdown_then_run(void **state)
+{
+    (void)state;
+    h_start();
+    hp_mpsc_t reports;
+    assert_int_equal(hp_mpsc_init(&reports, 4), 0);
+    int efd = eventfd(0, EFD_NONBLOCK);
+    H.w.report_to = &reports;
+    H.w.report_fd = efd;
+    cli_t *k = cli_open();
+    cli_sends(k, "last\n");
+    PUMP_UNTIL(k->rxlen >= 7, 1000);
+    /* unknown types are ignored */
+    assert_int_equal(hp_worker_post(&H.w, 77, 1, NULL), 0);
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_SHUTDOWN, 0, NULL), 0);
+    uint64_t t0 = mono_ms();
+    assert_int_equal(hp_worker_run(&H.w), 0);
+    assert_true(mono_ms() - t0 < 1000);
+    assert_int_equal(H.w.nconns, 0);
+    assert_pools_empty();
+    hp_msg_t m;
+    assert_true(hp_mpsc_pop(&reports, &m));
+    assert_int_equal(m.type, HP_MSG_WORKER_EXIT);
+    assert_int_equal(m.from, 3);
+    assert_ptr_equal(m.ptr, &H.w);
+    uint64_t v = 0;
+    assert_int_equal(read(efd, &v, sizeof v), sizeof v);
+    assert_int_equal(v, 1);
+    close(efd);
+    hp_mpsc_destroy(&reports);
+}
+
+static void test_inbox_full(void **state)
+{
+    (void)state;
+    h_start();
+    int ok = 0;
+    while (hp_worker_post(&H.w, 99, 0, NULL) == 0 && ok < 10000)
+        ok++;
+    assert_true(ok >= 8 && ok < 10000);
+    assert_int_equal(hp_worker_post(&H.w, 99, 0, NULL), -EAGAIN);
+    step(100); /* the worker empties its inbox */
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_STOP_NOW, 0, NULL), 0);
+    step(100);
+    assert_true(H.w.loop.stopping);
+}
+
+static void test_destroy_closes_everything(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *a = cli_open();
+    cli_t *b = cli_open();
+    cli_sends(a, "pending");
+    PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
+    (void)b;
+    hp_worker_destroy(&H.w);
+    H.started = false;
+    char c;
+    usleep(10000);
+    assert_int_equal(read(a->fd, &c, 1), 0);
+    assert_int_equal(read(b->fd, &c, 1), 0);
+}
+
+/* The real thing: the worker on its own thread, a blocking client. */
+static void test_threaded_worker(void **state)
+{
+    (void)state;
+    hp_sys_set_ops(NULL); /* threads share the table: the real one */
+    h_start();
+    assert_int_equal(hp_worker_start(&H.w), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&H.addr, sizeof H.addr), 0);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(write(fd, "ping\n", 5), 5);
+        char buf[16];
+        size_t got = 0;
+        while (got < 7) {
+            ssize_t n = read(fd, buf + got, sizeof buf - got);
+            assert_true(n > 0);
+            got += (size_t)n;
+        }
+        assert_memory_equal(buf, "R:ping\n", 7);
+    }
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_STOP_NOW, 0, NULL), 0);
+    char c;
+    assert_int_equal(read(fd, &c, 1), 0); /* closed by STOP_NOW */
+    close(fd);
+    hp_worker_destroy(&H.w); /* joins */
+    H.started = false;
+    assert_false(H.w.started);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    hp_log_set_level(HP_LOG_ERROR);
+    ops = fault_ops;
+    ops.sendfile = hp_sys_real.sendfile;
+#define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T_(test_init_rejects_bad_config),
+        T_(test_init_oom_sweep),
+        T_(test_init_fields),
+        T_(test_accept_many),
+        T_(test_emfile_pauses_accept),
+        T_(test_emfile_resumes_when_fd_frees),
+        T_(test_accept_transient_errors),
+        T_(test_accept_epoll_failure_drops_one),
+        T_(test_read_budget_and_ready_queue),
+        T_(test_shutdown_idle_now_busy_finishes),
+        T_(test_shutdown_drain_timeout),
+        T_(test_shutdown_without_connections_stops),
+        T_(test_stop_now_via_post),
+        T_(test_post_shutdown_then_run),
+        T_(test_inbox_full),
+        T_(test_destroy_closes_everything),
+        T_(test_threaded_worker),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
