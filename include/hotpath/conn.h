@@ -28,8 +28,12 @@ typedef struct hp_conn hp_conn_t;
 typedef struct hp_worker hp_worker_t;
 
 typedef struct hp_proto {
-    /* A connection was accepted (no bytes yet). Optional. */
+    /* A connection was accepted, or an outbound connection is established
+     * (no bytes yet). Optional. */
     void (*on_open)(hp_conn_t *c);
+    /* An outbound connection failed to connect (-errno); the connection is
+     * closed right after this returns. Optional. */
+    void (*on_connect_error)(hp_conn_t *c, int err);
     /* New bytes: hp_conn_data()/hp_conn_data_len(). The protocol consumes
      * what it handled with hp_conn_consume and may queue output, pause, or
      * close. It is called again when more bytes arrive or after a pause
@@ -63,6 +67,7 @@ enum {
     HP_CONN_F_STATE_INIT = 1u << 8,  /* protocol state in the read chunk is valid */
     HP_CONN_F_IN_DATA = 1u << 9,     /* inside on_data: do not re-enter */
     HP_CONN_F_RDHUP = 1u << 10,      /* the peer's FIN was reported: read until 0 */
+    HP_CONN_F_CONNECTING = 1u << 11, /* outbound connect() in progress */
 };
 
 typedef struct hp_conn_out hp_conn_out_t;
@@ -79,6 +84,7 @@ struct hp_conn {
     hp_conn_t *next, *prev; /* the worker's list of open connections */
     hp_conn_t *qnext;     /* ready queue or deferred-free list */
     hp_timer_t timer;
+    void *udata;          /* the protocol's, for outbound connections */
 };
 
 /* The unconsumed received bytes. Valid until the next consume or return
@@ -185,7 +191,7 @@ void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
 /* The loop's cached time. */
 uint64_t hp_conn_now(const hp_conn_t *c);
 
-/* Internal to the net layer: accept-time set-up and the ready-queue pass. */
+/* Internal to the net layer: set-up and the ready-queue pass. */
 void hp_conn_start(hp_conn_t *c);
 void hp_conn_serve(hp_conn_t *c);
 void hp_conn_release(hp_conn_t *c);

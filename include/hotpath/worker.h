@@ -10,6 +10,7 @@
 #define HOTPATH_WORKER_H
 
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -91,11 +92,21 @@ struct hp_worker {
 };
 
 /* Prepares a worker around an already listening, non-blocking socket
- * (`listen_fd` becomes owned on every path). Creates its loop, pools and
+ * (`listen_fd` becomes owned on every path; -1 for a worker without a
+ * listener, such as a load generator's). Creates its loop, pools and
  * inbox; the thread is started by hp_worker_start. Returns 0 or -errno;
  * on failure nothing is left allocated. */
 int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
                    const hp_worker_config_t *cfg, const hp_proto_t *proto);
+
+/* Opens an outbound TCP connection to `addr` run by the worker's protocol,
+ * with `udata` in c->udata. The connect is non-blocking: proto->on_open
+ * runs once it is established, proto->on_connect_error if it fails (then
+ * the connection closes). Call from the worker's thread (or before it
+ * starts). A worker made with listen_fd -1 has no listener and serves
+ * only such connections. Returns 0 with *out set, or -errno. */
+int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len, void *udata,
+                      hp_conn_t **out);
 
 /* Starts the worker's thread (pinned to w->cpu). Returns 0 or -errno. */
 int hp_worker_start(hp_worker_t *w);

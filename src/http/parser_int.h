@@ -294,4 +294,10 @@ HP_INLINE size_t scan_value(int mode, const char *buf, size_t pos, size_t end)
     return scan_value_scalar(buf, pos, end);
 }
 
+/* Response head parse (resp.c) with the scanner flavour forced to at most
+ * `mode` (HP_HTTP_SIMD_*; a flavour the CPU lacks falls back to the best
+ * below it), so tests and benchmarks can compare the flavours. */
+struct hp_http_resp;
+int hp_http_resp_parse_head_mode(struct hp_http_resp *r, const char *buf, size_t len, int mode);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
@@ -39,6 +40,9 @@
 /* Bytes per sendfile call: big enough to fill a socket buffer in one go,
  * small enough not to hog the loop when the peer reads fast. */
 #define HP_CONN_SENDFILE_MAX (1u << 20)
+
+/* The connection struct comes from a 128-byte-chunk pool. */
+_Static_assert(sizeof(hp_conn_t) <= 128, "hp_conn_t must fit its pool chunk");
 
 enum { SEG_MEM = 0, SEG_OWNED, SEG_CHUNK, SEG_FILE };
 
@@ -526,11 +530,37 @@ static void drained(hp_conn_t *c)
     resume(c);
 }
 
+/* An outbound connect finished: tell the protocol either way. Returns
+ * true when the connection is up and the event should be handled. */
+static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
+{
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return false;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
+    if (err) {
+        if (c->worker->proto->on_connect_error)
+            c->worker->proto->on_connect_error(c, -err);
+        hp_conn_close(c);
+        return false;
+    }
+    if (c->worker->proto->on_open)
+        c->worker->proto->on_open(c);
+    return !(c->flags & HP_CONN_F_CLOSED);
+}
+
 static void io_cb(hp_io_t *io, uint32_t events)
 {
     hp_conn_t *c = HP_CONTAINER_OF(io, hp_conn_t, io);
     if (HP_UNLIKELY(c->flags & HP_CONN_F_CLOSED))
         return;
+    if (HP_UNLIKELY(c->flags & HP_CONN_F_CONNECTING)) {
+        if (!connected(c, events))
+            return;
+    }
     if (HP_UNLIKELY((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN))) {
         hp_conn_close(c);
         return;

@@ -115,6 +115,55 @@ static HP_COLD void accept_failed(hp_worker_t *w, int err)
     }
 }
 
+/* Takes a connection struct for `fd` and watches it. Takes ownership of
+ * fd on every path. Returns 0, -ENOBUFS when no struct could be had, or
+ * the error epoll_ctl gave. */
+static int add_conn(hp_worker_t *w, int fd, uint32_t flags, void *udata, hp_conn_t **out)
+{
+    hp_conn_t *c = hp_pool_get(&w->conn_pool);
+    if (HP_UNLIKELY(!c)) {
+        close(fd);
+        return -ENOBUFS;
+    }
+    memset(c, 0, sizeof *c);
+    c->worker = w;
+    c->flags = flags;
+    c->udata = udata;
+    hp_conn_start(c);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Reads and writes are registered once, edge-triggered: no
+     * epoll_ctl is ever needed again for this connection. */
+    int r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb);
+    if (r < 0) {
+        close(fd);
+        hp_pool_put(&w->conn_pool, c);
+        return r;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    *out = c;
+    return 0;
+}
+
+int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len, void *udata,
+                      hp_conn_t **out)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, addr, len) < 0 && errno != EINPROGRESS) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    /* The first EPOLLOUT (or EPOLLERR) tells the outcome; see io_cb. */
+    return add_conn(w, fd, HP_CONN_F_CONNECTING, udata, out);
+}
+
 static void accept_all(hp_worker_t *w)
 {
     while (w->listen_fd >= 0) {
@@ -129,30 +178,16 @@ static void accept_all(hp_worker_t *w)
             accept_failed(w, fd);
             return;
         }
-        hp_conn_t *c = hp_pool_get(&w->conn_pool);
-        if (HP_UNLIKELY(!c)) {
-            close(fd);
-            accept_failed(w, -ENOMEM);
+        hp_conn_t *c;
+        int r = add_conn(w, fd, 0, NULL, &c);
+        if (HP_UNLIKELY(r == -ENOBUFS)) {
+            accept_failed(w, r);
             return;
         }
-        memset(c, 0, sizeof *c);
-        c->worker = w;
-        hp_conn_start(c);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        /* Reads and writes are registered once, edge-triggered: no
-         * epoll_ctl is ever needed again for this connection. */
-        if (hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb) < 0) {
-            close(fd);
-            hp_pool_put(&w->conn_pool, c);
+        if (HP_UNLIKELY(r < 0)) {
             hp_worker_stat_add(&w->stats.accept_errors, 1);
-            continue;
+            continue; /* epoll refused this one; the next may do */
         }
-        c->next = w->conns;
-        if (w->conns)
-            w->conns->prev = c;
-        w->conns = c;
-        w->nconns++;
         hp_worker_stat_add(&w->stats.accepted, 1);
         if (w->proto->on_open)
             w->proto->on_open(c);
@@ -265,7 +300,8 @@ int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
         goto fail_inbox;
     }
     if ((r = hp_loop_add(&w->loop, &w->wake_io, w->wake_fd, EPOLLIN, wake_cb)) < 0 ||
-        (r = hp_loop_add(&w->loop, &w->listen_io, listen_fd, EPOLLIN, listen_cb)) < 0)
+        (listen_fd >= 0 &&
+         (r = hp_loop_add(&w->loop, &w->listen_io, listen_fd, EPOLLIN, listen_cb)) < 0))
         goto fail_wake;
     hp_timer_init(&w->accept_timer, accept_retry_cb);
     hp_timer_init(&w->drain_timer, drain_timeout_cb);
@@ -282,7 +318,8 @@ fail_inbox:
 fail_loop:
     hp_loop_destroy(&w->loop);
 fail_fd:
-    close(listen_fd);
+    if (listen_fd >= 0)
+        close(listen_fd);
     w->listen_fd = -1;
     return r;
 }

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Turn the raw measurements of bench/http.sh into the results tables.
+
+Input: a file of lines `<server> <kind> key=value ...` written by
+bench/http.sh (kinds: meta, plain, pipe, strace, idle, cg). Per-run figures
+are derived first (CPU seconds = (utime+stime ticks) / CLK_TCK, etc.), then
+the median of each figure over the runs is reported. Prints the main table,
+a detail table, and the evaluation of the hotpath targets.
+"""
+import statistics
+import sys
+from collections import defaultdict
+
+TARGET_CPU_RATIO = 0.6          # hotpath CPU/request <= 0.6 x nginx
+TARGET_PIPE_RATE = 1.5e6        # pipelined requests per server CPU-second
+TARGET_PIPE_RATIO = 10.0        # ... and >= 10 x nginx
+TARGET_IDLE_BYTES = 256         # RSS bytes per idle keep-alive connection
+
+
+def load(path):
+    rows = defaultdict(lambda: defaultdict(list))
+    order = []
+    meta = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            server, kind = parts[0], parts[1]
+            kv = dict(p.split("=", 1) for p in parts[2:])
+            if server == "meta":
+                meta.update(kv)
+                continue
+            if server not in order:
+                order.append(server)
+            rows[server][kind].append(kv)
+    return order, rows, meta
+
+
+def wrk_runs(runs, clk):
+    """Per-run derived figures of wrk runs (plain or pipe)."""
+    out = []
+    for r in runs:
+        req = int(r["requests"])
+        ut, st = int(r["ut"]), int(r["st"])
+        cpu = (ut + st) / clk
+        secs = float(r["secs"])
+        if req <= 0 or cpu <= 0:
+            continue
+        out.append({
+            "rps": float(r["rps"]),
+            "cpu_us": cpu * 1e6 / req,
+            "user_us": ut / clk * 1e6 / req,
+            "sys_us": st / clk * 1e6 / req,
+            "per_cpu_s": req / cpu,
+            "util": cpu / secs * 100.0,
+            "errors": int(r.get("non2xx", 0)) + int(r.get("sockerr", 0)),
+            # CPU 0 busy time not spent in the server: other load (noise)
+            # (softirq work mostly runs inside the server's syscalls and is
+            # already part of its utime+stime, so it is not subtracted)
+            "other0": pct(int(r.get("c0busy", 0)) - ut - st, r.get("c0total")),
+            # the client's (wrk's) own CPU time over wall time
+            "busy1": float(r["wrkcpu"]) * 100.0 / float(r["wall"]) if "wrkcpu" in r else None,
+        })
+    return out
+
+
+def pct(part, total):
+    total = int(total or 0)
+    return None if total <= 0 else max(0.0, part * 100.0 / total)
+
+
+def bound(util, busy1):
+    """Which side limited the run: the server's CPU, the client's CPU, or
+    neither (then other load or latency did, and req/s is not meaningful)."""
+    if util is None:
+        return "-"
+    if util >= 90:
+        return "server"
+    if busy1 is not None and busy1 >= 90:
+        return "client"
+    return "neither"
+
+
+def med(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec="{:,.0f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def table(header, body):
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    lines = []
+    for i, row in enumerate([header] + body):
+        cells = [str(c).ljust(w) if j == 0 else str(c).rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells))
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main():
+    order, rows, meta = load(sys.argv[1])
+    clk = float(meta.get("clk_tck", 100))
+    fig = {}
+    for s in order:
+        d = rows[s]
+        plain = wrk_runs(d.get("plain", []), clk)
+        pipe = wrk_runs(d.get("pipe", []), clk)
+        f = {k: med(plain, k) for k in ("rps", "cpu_us", "user_us", "sys_us", "per_cpu_s", "util", "other0", "busy1")}
+        f.update({"p_" + k: med(pipe, k) for k in ("rps", "cpu_us", "user_us", "sys_us", "per_cpu_s", "util", "other0", "busy1")})
+        f["rps_runs"] = [r["rps"] for r in plain]
+        f["p_rps_runs"] = [r["rps"] for r in pipe]
+        f["errors"] = sum(r["errors"] for r in plain + pipe)
+        f["idle"] = None
+        f["idle_note"] = ""
+        for r in d.get("idle", []):
+            if "bytes_per_conn" in r:
+                f["idle"] = float(r["bytes_per_conn"])
+            if r.get("opened") != r.get("count") or r.get("closed_by_server", "0") != "0":
+                f["idle_note"] = "(%s of %s opened, %s closed by server)" % (
+                    r.get("opened"), r.get("count"), r.get("closed_by_server"))
+        f["sys_req"] = None
+        for r in d.get("strace", []):
+            if int(r.get("requests", 0)) > 0:
+                f["sys_req"] = int(r["calls"]) / int(r["requests"])
+        for depth, key in (("1", "ir"), (None, "p_ir")):
+            cg = [r for r in d.get("cg", []) if (r["depth"] == "1") == (depth == "1")]
+            f[key] = None
+            f[key + "_depth"] = cg[0]["depth"] if cg else None
+            if len(cg) >= 2:
+                a, b = sorted(cg, key=lambda r: int(r["n"]))[:2]
+                dn = int(b["n"]) - int(a["n"])
+                if dn > 0:
+                    f[key] = (int(b["ir"]) - int(a["ir"])) / dn
+        fig[s] = f
+
+    ng = fig.get("nginx")
+    print("Main table (medians over %s run(s); CPU = server process tree utime+stime from /proc)" % meta.get("runs", "?"))
+    print()
+    header = ["server", "req/s", "CPU us/req", "user us/req", "sys us/req", "req/CPU-s",
+              "pipe req/s", "pipe req/CPU-s", "idle B/conn", "syscalls/req",
+              "CPU/req vs nginx", "pipe req/CPU-s vs nginx"]
+    body = []
+    for s in order:
+        f = fig[s]
+        body.append([s, fmt(f["rps"]), fmt(f["cpu_us"], "{:.2f}"), fmt(f["user_us"], "{:.2f}"),
+                     fmt(f["sys_us"], "{:.2f}"), fmt(f["per_cpu_s"]), fmt(f["p_rps"]),
+                     fmt(f["p_per_cpu_s"]), fmt(f["idle"]), fmt(f["sys_req"], "{:.2f}"),
+                     fmt(ratio(f["cpu_us"], ng and ng["cpu_us"]), "{:.2f}x"),
+                     fmt(ratio(f["p_per_cpu_s"], ng and ng["p_per_cpu_s"]), "{:.2f}x")])
+    print(table(header, body))
+    print()
+    print("Detail")
+    print()
+    header = ["server", "srv CPU% plain/pipe", "client CPU% plain/pipe", "srv CPU other% plain/pipe",
+              "limited by plain/pipe",
+              "pipe CPU us/req", "pipe user/sys us",
+              "Ir/req", "Ir/req pipe", "req/s per run", "pipe req/s per run", "errors"]
+    body = []
+    for s in order:
+        f = fig[s]
+        body.append([s, fmt(f["util"], "{:.0f}%") + "/" + fmt(f["p_util"], "{:.0f}%"),
+                     fmt(f["busy1"], "{:.0f}%") + "/" + fmt(f["p_busy1"], "{:.0f}%"),
+                     fmt(f["other0"], "{:.0f}%") + "/" + fmt(f["p_other0"], "{:.0f}%"),
+                     bound(f["util"], f["busy1"]) + "/" + bound(f["p_util"], f["p_busy1"]),
+                     fmt(f["p_cpu_us"], "{:.3f}"),
+                     "-" if f["p_user_us"] is None else "%.3f/%.3f" % (f["p_user_us"], f["p_sys_us"]),
+                     fmt(f["ir"]), fmt(f["p_ir"]),
+                     " ".join(fmt(v) for v in f["rps_runs"]) or "-",
+                     " ".join(fmt(v) for v in f["p_rps_runs"]) or "-",
+                     f["errors"]])
+    print(table(header, body))
+    print()
+    print("srv CPU%: server CPU time / wall time; client CPU%: wrk's own CPU time / wall time;")
+    print("srv CPU other%: busy time of the server CPU not spent in the server (/proc/stat): other processes,")
+    print("  i.e. noise from anything else running;")
+    print("limited by: server if srv CPU% >= 90, client if client CPU% >= 90, else neither.")
+    print("CPU-per-request figures stay fair when the client saturates first; req/s do not.")
+    noisy = [(s, max(v for v in (fig[s]["other0"], fig[s]["p_other0"]) if v is not None))
+             for s in order if fig[s]["other0"] is not None or fig[s]["p_other0"] is not None]
+    noisy = [(s, v) for s, v in noisy if v > 10]
+    if noisy:
+        print("WARNING: other processes used up to %s of the server CPU during the runs; req/s are"
+              % ", ".join("%.0f%% (%s)" % (v, s) for s, v in noisy))
+        print("         unreliable, CPU per request less affected. Rerun on a quiet machine.")
+    for s in order:
+        if fig[s]["idle_note"]:
+            print("note: %s idle connections %s" % (s, fig[s]["idle_note"]))
+    print()
+    print("Targets (hotpath)")
+    print()
+    hp = fig.get("hotpath")
+    checks = []
+    if hp is None:
+        print("  PENDING: hotpath was not measured in this run")
+        return 0
+    r = ratio(hp["cpu_us"], ng and ng["cpu_us"])
+    checks.append(("non-pipelined server CPU per request <= %.1fx nginx" % TARGET_CPU_RATIO,
+                   None if r is None else r <= TARGET_CPU_RATIO,
+                   "hotpath %s us/req, nginx %s us/req: %s" % (
+                       fmt(hp["cpu_us"], "{:.2f}"), fmt(ng and ng["cpu_us"], "{:.2f}"),
+                       fmt(r, "{:.2f}x"))))
+    v = hp["p_per_cpu_s"]
+    checks.append(("pipelined >= %s req per server CPU-second" % fmt(TARGET_PIPE_RATE),
+                   None if v is None else v >= TARGET_PIPE_RATE,
+                   "hotpath %s req/CPU-s" % fmt(v)))
+    r = ratio(v, ng and ng["p_per_cpu_s"])
+    checks.append(("pipelined req per CPU-second >= %.0fx nginx" % TARGET_PIPE_RATIO,
+                   None if r is None else r >= TARGET_PIPE_RATIO,
+                   "hotpath %s, nginx %s: %s" % (fmt(v), fmt(ng and ng["p_per_cpu_s"]),
+                                                 fmt(r, "{:.2f}x"))))
+    v = hp["idle"]
+    checks.append(("idle keep-alive connection <= %d bytes RSS" % TARGET_IDLE_BYTES,
+                   None if v is None else v <= TARGET_IDLE_BYTES,
+                   "hotpath %s bytes/conn %s" % (fmt(v), hp["idle_note"])))
+    for name, ok, detail in checks:
+        verdict = "NOT MEASURED" if ok is None else ("MET" if ok else "NOT MET")
+        print("  %-13s %s -- %s" % (verdict, name, detail))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
