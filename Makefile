@@ -1,6 +1,7 @@
 # hotpath - one GNU make build for the library, the server, tests and fuzzers.
 #
-#   make            build/libhotpath.a, build/libhotpath.so, build/hotpath
+#   make            build/libhotpath.a, build/libhotpath.so, build/hotpath,
+#                   build/hpbench
 #   make run        build and start the server on the default configuration
 #   make test       build and run every unit and integration test
 #                   (CI=true: -Werror, a second run under ASan+UBSan, fuzzing)
@@ -36,7 +37,7 @@ endif
 CPPFLAGS := -Iinclude -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
 CFLAGS   := -std=gnu17 $(OPT) -g -fPIC $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
-LDLIBS   := -lpthread
+LDLIBS   := -lpthread -lm
 
 ifeq ($(V),1)
 Q :=
@@ -44,17 +45,19 @@ else
 Q := @
 endif
 
-LIB_SRCS  := $(sort $(wildcard src/core/*.c src/net/*.c src/http/*.c))
+LIB_SRCS  := $(sort $(wildcard src/core/*.c src/metrics/*.c src/net/*.c src/http/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 SRV_SRCS  := $(sort $(wildcard src/server/*.c))
 SRV_OBJS  := $(SRV_SRCS:%.c=$(BUILD)/%.o)
+HPB_SRCS  := $(sort $(wildcard tools/hpbench/*.c))
+HPB_OBJS  := $(HPB_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
 .PHONY: all run test unit integration fuzz fuzz-regress bench deps clean ci-san
-all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath
+all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath $(BUILD)/hpbench
 
 # Rebuild everything when the flags change: the flags file only changes
 # (and so only bumps its timestamp) when its content differs.
@@ -85,6 +88,16 @@ $(BUILD)/libhotpath.so: $(LIB_OBJS)
 $(BUILD)/hotpath: $(SRV_OBJS) $(BUILD)/libhotpath.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(SRV_OBJS) $(BUILD)/libhotpath.a $(LDLIBS)
+
+$(BUILD)/hpbench: $(HPB_OBJS) $(BUILD)/libhotpath.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(HPB_OBJS) $(BUILD)/libhotpath.a $(LDLIBS)
+
+# Tests of the tools link the tool's own objects (all but its main.c).
+$(BUILD)/tests/unit/tools/%: tests/unit/tools/%.c $(filter-out %/main.o,$(HPB_OBJS)) $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CPPFLAGS) -Isrc -Itools/hpbench $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(filter-out %/main.o,$(HPB_OBJS)) $(BUILD)/libhotpath.a -lcmocka $(LDLIBS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h
 	@mkdir -p $(@D)
@@ -147,4 +160,4 @@ bench: deps all
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(SRV_OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(LIB_OBJS:.o=.d) $(SRV_OBJS:.o=.d) $(HPB_OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -44,8 +44,9 @@ typedef struct hp_proto {
     void (*on_drain)(hp_conn_t *c);
     /* The connection's timer fired while the protocol owned it. */
     void (*on_timeout)(hp_conn_t *c);
-    /* The connection is closing: release whatever the protocol holds
-     * outside the read chunk. The read chunk is still readable. */
+    /* The connection is closing (every connection, once): release whatever
+     * the protocol holds outside the read chunk. The read chunk, if any, is
+     * still readable. */
     void (*on_close)(hp_conn_t *c);
     /* Sets up the protocol's per-worker state (w->proto_data) before the
      * worker starts, and tears it down after it stopped. Optional. */

@@ -26,6 +26,9 @@ typedef void (*hp_io_cb)(hp_io_t *io, uint32_t events);
  * wait polls instead of blocking. */
 typedef bool (*hp_loop_hook_cb)(hp_loop_t *loop, void *arg);
 
+/* Runs once the monotonic clock has passed the loop's deadline. */
+typedef void (*hp_loop_deadline_cb)(hp_loop_t *loop, void *arg);
+
 /* A watched descriptor; embed it in the object that owns the fd. */
 struct hp_io {
     int fd;
@@ -41,7 +44,11 @@ struct hp_loop {
     int epfd;
     bool stopping;
     bool pending;          /* the hook left work: the next wait polls */
-    uint64_t now_ms;       /* monotonic, read once per iteration */
+    uint64_t now_ns;       /* monotonic, read once per iteration */
+    uint64_t now_ms;       /* the same in ms, for timers */
+    uint64_t deadline_ns;  /* 0: none (see hp_loop_set_deadline) */
+    hp_loop_deadline_cb deadline_cb;
+    void *deadline_arg;       /* monotonic, read once per iteration */
     uint64_t iterations;
     hp_loop_hook_cb hook;
     void *hook_arg;
@@ -66,6 +73,14 @@ int hp_loop_del(hp_loop_t *loop, hp_io_t *io);
 
 /* Sets the per-iteration hook (one per loop). */
 void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
+
+/* Asks for `cb` to run as soon as the monotonic clock reaches
+ * `deadline_ns`, with nanosecond precision (the wait uses epoll_pwait2),
+ * for work on a schedule finer than the 1 ms timer wheel, such as a load
+ * generator's constant rate. One deadline per loop; it is cleared before
+ * `cb` runs, which may set the next. 0 clears it. */
+void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
+                          void *arg);
 
 /* Runs one iteration: waits at most `max_wait_ms` (-1: until an event or
  * the next timer), fires due timers, dispatches events, runs the hook.

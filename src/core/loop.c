@@ -9,6 +9,7 @@
 #include "hotpath/loop.h"
 
 #include <errno.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hotpath/clock.h"
@@ -21,7 +22,10 @@ int hp_loop_init(hp_loop_t *loop)
         return -errno;
     loop->stopping = false;
     loop->pending = false;
-    loop->now_ms = hp_clock_mono_ms();
+    loop->now_ns = hp_clock_mono_ns();
+    loop->now_ms = loop->now_ns / 1000000;
+    loop->deadline_ns = 0;
+    loop->deadline_cb = NULL;
     loop->iterations = 0;
     loop->hook = NULL;
     loop->hook_arg = NULL;
@@ -71,18 +75,48 @@ static int wait_budget(const hp_loop_t *loop, int max_wait_ms, bool pending)
     return next > 60000 ? 60000 : (int)next;
 }
 
+void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
+                          void *arg)
+{
+    loop->deadline_ns = deadline_ns;
+    loop->deadline_cb = cb;
+    loop->deadline_arg = arg;
+}
+
+/* Waits for events: epoll_wait normally, epoll_pwait2 when a deadline
+ * needs a finer timeout than milliseconds. */
+static int wait_events(hp_loop_t *loop, int timeout_ms)
+{
+    if (!loop->deadline_ns || timeout_ms == 0)
+        return epoll_wait(loop->epfd, loop->events, HP_LOOP_BATCH, timeout_ms);
+    uint64_t now = hp_clock_mono_ns();
+    uint64_t wait = loop->deadline_ns > now ? loop->deadline_ns - now : 0;
+    if (timeout_ms > 0 && wait > (uint64_t)timeout_ms * 1000000)
+        wait = (uint64_t)timeout_ms * 1000000;
+    struct timespec ts = {.tv_sec = (time_t)(wait / 1000000000),
+                          .tv_nsec = (long)(wait % 1000000000)};
+    return epoll_pwait2(loop->epfd, loop->events, HP_LOOP_BATCH, &ts, NULL);
+}
+
 static int run_iteration(hp_loop_t *loop, int timeout_ms)
 {
-    int n = epoll_wait(loop->epfd, loop->events, HP_LOOP_BATCH, timeout_ms);
+    int n = wait_events(loop, timeout_ms);
     if (n < 0) {
         if (errno != EINTR)
             return -errno;
         n = 0;
     }
-    uint64_t now = hp_clock_mono_ms();
-    if (now > loop->now_ms)
-        loop->now_ms = now;
+    uint64_t now = hp_clock_mono_ns();
+    if (now > loop->now_ns) {
+        loop->now_ns = now;
+        loop->now_ms = now / 1000000;
+    }
     loop->iterations++;
+    if (loop->deadline_ns && loop->now_ns >= loop->deadline_ns) {
+        hp_loop_deadline_cb cb = loop->deadline_cb;
+        loop->deadline_ns = 0;
+        cb(loop, loop->deadline_arg);
+    }
     /* Timers first: this moves the wheel to the iteration's time, so that
      * timers armed by the callbacks below count from now, not from the
      * last wake-up. */

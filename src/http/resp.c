@@ -75,7 +75,16 @@ HP_INLINE bool is_digit(char c)
  * onto one of them under | 0x20, so or-ing is an exact case fold here. */
 HP_INLINE bool ieq(const char *p, const char *lc, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0;
+    /* A word at a time: n and lc are constants after inlining. */
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, p + i, 8);
+        memcpy(&b, lc + i, 8);
+        if ((a | 0x2020202020202020ull) != b)
+            return false;
+    }
+    for (; i < n; i++)
         if (((uint8_t)p[i] | 0x20) != (uint8_t)lc[i])
             return false;
     return true;

@@ -664,7 +664,8 @@ static void on_timeout(hp_conn_t *c)
 
 static void on_close(hp_conn_t *c)
 {
-    body_free(c, hp_conn_state(c));
+    if (c->flags & HP_CONN_F_STATE_INIT)
+        body_free(c, hp_conn_state(c));
 }
 
 static void on_open(hp_conn_t *c)

@@ -384,7 +384,7 @@ void hp_conn_close(hp_conn_t *c)
         return;
     hp_worker_t *w = c->worker;
     c->flags |= HP_CONN_F_CLOSED;
-    if (w->proto->on_close && (c->flags & HP_CONN_F_STATE_INIT))
+    if (w->proto->on_close)
         w->proto->on_close(c);
     hp_loop_timer_cancel(&w->loop, &c->timer);
     /* close() also removes the fd from epoll: no epoll_ctl needed. */

@@ -1,0 +1,388 @@
+/*
+ * main.c - hpbench: command line, the run's timeline, progress and reports.
+ *
+ * Timeline: resolve and probe the URL (a one-line error and exit 2 if it
+ * cannot be reached), start the threads, let the warm-up pass, then sample
+ * the live counters once a second (progress line on a terminal, samples
+ * for the HTML plot) until the duration is over, stop, merge, report.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "hotpath/alloc.h"
+#include "hotpath/clock.h"
+#include "hpbench.h"
+
+#define PROG "hpbench"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: " PROG " URL [options]\n"
+            "\n"
+            "HTTP/1.1 load generator: closed loop (like wrk), pipelined, or at a constant\n"
+            "rate with latency corrected for coordinated omission (like wrk2).\n"
+            "\n"
+            "  -c, --connections N   connections to keep open (default 10)\n"
+            "  -t, --threads N       threads, each pinned to a CPU (default 1)\n"
+            "  -d, --duration T      measured duration: 10, 10s, 2m, 1h (default 10s)\n"
+            "  -H, --header 'K: V'   add a request header (repeatable)\n"
+            "  -m, --method M        request method (default GET)\n"
+            "      --body FILE       send FILE as the request body\n"
+            "      --pipeline N      requests in flight per connection (default 1)\n"
+            "  -R, --rate RATE       constant rate: RATE requests/s in total\n"
+            "      --warmup T        run T before measuring (default 0)\n"
+            "      --timeout T       a response taking longer is an error (default 2s)\n"
+            "      --latency         print the full latency distribution\n"
+            "      --json FILE       write every figure as JSON (- for stdout)\n"
+            "      --html FILE       write a self-contained HTML report\n"
+            "  -h, --help            this text\n"
+            "  -V, --version         print the version\n"
+            "\n"
+            "Exit status: 0 after a run, 2 for a bad option or an unreachable URL.\n");
+}
+
+static __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs(PROG ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static int parse_int(const char *flag, const char *v, int min, int max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || errno || n < min || n > max)
+        die("%s: expected a number from %d to %d, got '%s' (see " PROG " --help)", flag, min,
+            max, v);
+    return (int)n;
+}
+
+/* "10", "10s", "1.5s", "250ms", "2m", "1h" to seconds. */
+static double parse_time(const char *flag, const char *v, double min)
+{
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (end == v || errno || !isfinite(s))
+        goto bad;
+    if (strcmp(end, "ms") == 0)
+        s /= 1000;
+    else if (strcmp(end, "m") == 0)
+        s *= 60;
+    else if (strcmp(end, "h") == 0)
+        s *= 3600;
+    else if (*end && strcmp(end, "s") != 0)
+        goto bad;
+    if (s < min || s > 86400)
+        goto bad;
+    return s;
+bad:
+    die("%s: expected a time such as 10, 10s, 500ms, 2m (at least %g s), got '%s' (see " PROG
+        " --help)",
+        flag, min, v);
+}
+
+static void parse_url(hb_options_t *o)
+{
+    const char *u = o->url;
+    if (strncmp(u, "https://", 8) == 0)
+        die("https is not supported (plain http:// only): '%s'", u);
+    if (strncmp(u, "http://", 7) != 0)
+        die("expected a URL like http://127.0.0.1:8080/path, got '%s'", u);
+    const char *h = u + 7, *end = h + strcspn(h, "/?#");
+    const char *colon = NULL;
+    if (*h == '[') {
+        const char *rb = memchr(h, ']', (size_t)(end - h));
+        if (!rb)
+            die("bad IPv6 host in URL '%s'", u);
+        if ((size_t)(rb - h - 1) >= sizeof o->host)
+            die("host too long in URL '%s'", u);
+        memcpy(o->host, h + 1, (size_t)(rb - h - 1));
+        o->host[rb - h - 1] = '\0';
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(h, ':', (size_t)(end - h));
+        const char *hend = colon ? colon : end;
+        if (hend == h || (size_t)(hend - h) >= sizeof o->host)
+            die("bad host in URL '%s'", u);
+        memcpy(o->host, h, (size_t)(hend - h));
+        o->host[hend - h] = '\0';
+    }
+    if (colon) {
+        size_t plen = (size_t)(end - colon - 1);
+        if (plen == 0 || plen >= sizeof o->port || strspn(colon + 1, "0123456789") < plen)
+            die("bad port in URL '%s'", u);
+        memcpy(o->port, colon + 1, plen);
+        o->port[plen] = '\0';
+        long p = strtol(o->port, NULL, 10);
+        if (p < 1 || p > 65535)
+            die("bad port in URL '%s'", u);
+    } else {
+        strcpy(o->port, "80");
+    }
+    const char *path = *end == '/' ? end : "/";
+    const char *frag = strchr(path, '#');
+    size_t plen = frag ? (size_t)(frag - path) : strlen(path);
+    if (*end == '?') /* "http://h?q" */
+        plen = 0;
+    if (plen + (*end == '?' ? strlen(end) + 1 : 0) >= sizeof o->path)
+        die("path too long in URL '%s'", u);
+    if (*end == '?')
+        snprintf(o->path, sizeof o->path, "/%s", end);
+    else
+        snprintf(o->path, sizeof o->path, "%.*s", (int)plen, path);
+}
+
+static void parse_args(int argc, char **argv, hb_options_t *o)
+{
+    enum { O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML };
+    static const struct option longopts[] = {
+        {"connections", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"duration", required_argument, NULL, 'd'},
+        {"header", required_argument, NULL, 'H'},
+        {"method", required_argument, NULL, 'm'},
+        {"rate", required_argument, NULL, 'R'},
+        {"body", required_argument, NULL, O_BODY},
+        {"pipeline", required_argument, NULL, O_PIPELINE},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"latency", no_argument, NULL, O_LATENCY},
+        {"json", required_argument, NULL, O_JSON},
+        {"html", required_argument, NULL, O_HTML},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    for (;;) {
+        int ch = getopt_long(argc, argv, ":c:t:d:H:m:R:hV", longopts, NULL);
+        if (ch == -1)
+            break;
+        switch (ch) {
+        case 'c': o->connections = parse_int("-c", optarg, 1, 100000); break;
+        case 't': o->threads = parse_int("-t", optarg, 1, 256); break;
+        case 'd': o->duration_s = parse_time("-d", optarg, 0.1); break;
+        case 'H':
+            if (o->nheaders == (int)(sizeof o->headers / sizeof o->headers[0]))
+                die("-H: at most 64 headers");
+            if (!strchr(optarg, ':') || optarg[0] == ':' || strpbrk(optarg, "\r\n"))
+                die("-H: expected 'Name: value', got '%s'", optarg);
+            o->headers[o->nheaders++] = optarg;
+            break;
+        case 'm':
+            if (!*optarg || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(optarg))
+                die("-m: expected a method such as GET or POST, got '%s'", optarg);
+            o->method = optarg;
+            break;
+        case 'R': {
+            char *end;
+            errno = 0;
+            o->rate = strtod(optarg, &end);
+            if (*end || errno || !(o->rate >= 1) || o->rate > 1e8)
+                die("-R: expected requests per second from 1 to 100000000, got '%s'", optarg);
+            break;
+        }
+        case O_BODY: o->body_file = optarg; break;
+        case O_PIPELINE: o->pipeline = parse_int("--pipeline", optarg, 1, 1024); break;
+        case O_WARMUP: o->warmup_s = parse_time("--warmup", optarg, 0); break;
+        case O_TIMEOUT: o->timeout_s = parse_time("--timeout", optarg, 0.001); break;
+        case O_LATENCY: o->latency = true; break;
+        case O_JSON: o->json_path = optarg; break;
+        case O_HTML: o->html_path = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
+        case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
+        default: die("unknown option '%s' (see " PROG " --help)", argv[optind - 1]);
+        }
+    }
+    if (optind == argc)
+        die("no URL given (see " PROG " --help)");
+    if (optind + 1 < argc)
+        die("unexpected argument '%s' (see " PROG " --help)", argv[optind + 1]);
+    o->url = argv[optind];
+    if (o->threads > o->connections)
+        die("-t %d is more than -c %d: every thread needs a connection", o->threads,
+            o->connections);
+    parse_url(o);
+}
+
+/* Resolves the host and checks that something listens there, so that a
+ * typo fails in a second with one line instead of a run of errors. */
+static void resolve_and_probe(const hb_options_t *o, hb_plan_t *plan)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    int r = getaddrinfo(o->host, o->port, &hints, &res);
+    if (r != 0)
+        die("cannot resolve '%s': %s", o->host, gai_strerror(r));
+    memcpy(&plan->addr, res->ai_addr, res->ai_addrlen);
+    plan->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+
+    int fd = socket(plan->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket: %s", strerror(errno));
+    int err = 0;
+    if (connect(fd, (struct sockaddr *)&plan->addr, plan->addr_len) < 0) {
+        if (errno != EINPROGRESS) {
+            err = errno;
+        } else {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, 3000) != 1) {
+                err = ETIMEDOUT;
+            } else {
+                socklen_t len = sizeof err;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            }
+        }
+    }
+    close(fd);
+    if (err)
+        die("cannot connect to %s: %s", o->url, strerror(err));
+}
+
+static double cpu_seconds(double *user, double *sys)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return *user + *sys;
+}
+
+static void sleep_until(uint64_t t_ns)
+{
+    for (;;) {
+        uint64_t now = hp_clock_mono_ns();
+        if (now >= t_ns)
+            return;
+        uint64_t d = t_ns - now;
+        struct timespec ts = {.tv_sec = (time_t)(d / 1000000000), .tv_nsec = (long)(d % 1000000000)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void fmt_latency(char *out, size_t n, uint64_t ns)
+{
+    if (ns < 1000000)
+        snprintf(out, n, "%.0fus", (double)ns / 1e3);
+    else if (ns < 1000000000)
+        snprintf(out, n, "%.2fms", (double)ns / 1e6);
+    else
+        snprintf(out, n, "%.2fs", (double)ns / 1e9);
+}
+
+int main(int argc, char **argv)
+{
+    hb_options_t opt = {
+        .connections = 10,
+        .threads = 1,
+        .duration_s = 10,
+        .timeout_s = 2,
+        .pipeline = 1,
+        .method = "GET",
+    };
+    parse_args(argc, argv, &opt);
+
+    hb_plan_t plan;
+    char err[256];
+    if (hb_plan_init(&plan, &opt, err, sizeof err) < 0)
+        die("%s", err);
+    resolve_and_probe(&opt, &plan);
+
+    hb_results_t res = {.opt = &opt, .rate_mode = opt.rate > 0};
+    if (hp_hist_init_latency(&res.latency) < 0 || hp_hist_init_latency(&res.uncorrected) < 0)
+        die("out of memory");
+    int nsamples_max = (int)ceil(opt.duration_s) + 2;
+    res.samples = hp_calloc((size_t)nsamples_max, sizeof *res.samples);
+    if (!res.samples)
+        die("out of memory");
+
+    uint64_t t0 = hp_clock_mono_ns() + 1000000; /* a little ahead: threads start first */
+    plan.rate_mode = res.rate_mode;
+    if (plan.rate_mode)
+        hp_rate_init(&plan.rate, opt.rate, (uint32_t)opt.connections, t0);
+    plan.record_from_ns = t0 + (uint64_t)(opt.warmup_s * 1e9);
+    uint64_t t_end = plan.record_from_ns + (uint64_t)(opt.duration_s * 1e9);
+
+    /* Threads inherit the timer slack: 1 ns lets the rate schedule's
+     * wake-ups land on time instead of up to 50 us late. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    printf("Running %gs test @ %s\n", opt.duration_s, opt.url);
+    fflush(stdout);
+    hb_threads_t *ts = hb_threads_start(&plan);
+    if (!ts)
+        die("cannot start threads: %s", strerror(errno));
+
+    sleep_until(plan.record_from_ns);
+    double u0, s0;
+    double cpu0 = cpu_seconds(&u0, &s0);
+    bool tty = isatty(STDERR_FILENO);
+    uint64_t last_req = 0, last_err = 0;
+    for (int sec = 1;; sec++) {
+        uint64_t next = plan.record_from_ns + (uint64_t)sec * 1000000000ull;
+        bool last = next >= t_end;
+        sleep_until(last ? t_end : next);
+        uint64_t req, errs, p99;
+        hb_threads_peek(ts, &req, &errs, &p99);
+        if (res.nsamples < nsamples_max) {
+            double t = last ? (double)(t_end - plan.record_from_ns) / 1e9 : sec;
+            res.samples[res.nsamples++] = (hb_sample_t){
+                .t = t, .requests = req - last_req, .errors = errs - last_err, .p99_ns = p99};
+        }
+        if (tty && !last) {
+            char p[32];
+            fmt_latency(p, sizeof p, p99);
+            fprintf(stderr, "\r  %3ds  %10llu req/s  %8llu errors  p99 %-10s", sec,
+                    (unsigned long long)(req - last_req), (unsigned long long)errs, p);
+        }
+        last_req = req;
+        last_err = errs;
+        if (last)
+            break;
+    }
+    if (tty)
+        fputs("\r\033[K", stderr);
+    double u1, s1;
+    double cpu1 = cpu_seconds(&u1, &s1);
+    res.duration_s = (double)(t_end - plan.record_from_ns) / 1e9;
+    res.client_cpu_s = cpu1 - cpu0;
+    res.client_user_s = u1 - u0;
+    res.client_sys_s = s1 - s0;
+
+    hb_threads_stop(ts, &res);
+    hb_threads_destroy(ts);
+
+    hb_report_text(&res, stdout);
+    int rc = 0;
+    if (opt.json_path && (rc = hb_report_json(&res, opt.json_path)) < 0)
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt.json_path, strerror(-rc));
+    if (opt.html_path && (rc = hb_report_html(&res, opt.html_path)) < 0)
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt.html_path, strerror(-rc));
+    hp_free(res.samples);
+    hp_hist_destroy(&res.latency);
+    hp_hist_destroy(&res.uncorrected);
+    hb_plan_destroy(&plan);
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,924 @@
+/*
+ * report.c - hpbench's output: the text summary, the JSON figures and the
+ * self-contained HTML report with its two inline SVG charts.
+ *
+ * Central data: the merged hb_results_t of a finished run, read only. Every
+ * figure is derived from it on the spot; nothing here allocates on the heap
+ * (the percentile iteration points live in a fixed array on the stack).
+ *
+ * Invariant: nothing written is ever NaN or infinite, whatever the results
+ * hold (0 requests, a zero duration, an empty histogram): every division goes
+ * through div0(), every double through fin(). JSON and HTML strings are
+ * escaped from bytes that are first checked as UTF-8, so a hostile URL or
+ * header cannot break the document.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "hpbench.h"
+
+const char *const hb_err_names[HB_ERR_COUNT] = {
+    "connect", "read", "write", "timeout", "status", "parse",
+};
+
+/* A finite double or 0: the one place NaN/inf are cut off. */
+static double fin(double x)
+{
+    return isfinite(x) ? x : 0.0;
+}
+
+static double div0(double a, double b)
+{
+    return b > 0.0 ? fin(a / b) : 0.0;
+}
+
+double hb_rps(const hb_results_t *r)
+{
+    return div0((double)r->requests, r->duration_s);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Figures of one latency histogram                                         */
+
+/* The fixed percentiles every report shows; the JSON keys and the text
+ * labels are spelled from the same table so they cannot drift apart. */
+static const struct {
+    double p;
+    const char *json; /* key in the JSON "latency" object */
+    const char *text; /* label in the summary, NULL = not in the one-liner */
+} k_pcts[] = {
+    {50.0, "p50", "p50"},          {75.0, "p75", NULL},
+    {90.0, "p90", "p90"},          {99.0, "p99", "p99"},
+    {99.9, "p99_9", "p99.9"},      {99.99, "p99_99", "p99.99"},
+    {99.999, "p99_999", NULL},
+};
+#define N_PCTS (sizeof(k_pcts) / sizeof(k_pcts[0]))
+
+typedef struct lat_sum {
+    uint64_t count, overflow;
+    double min, mean, stdev, max; /* ns */
+    double pct[N_PCTS];           /* ns, same order as k_pcts */
+} lat_sum_t;
+
+/* Reads the figures of `h`, all 0 when it is empty: an empty HdrHistogram
+ * may report its min as the largest trackable value, which must not leak
+ * into a report of a run that had no responses. */
+static void lat_summarize(const hp_hist_t *h, lat_sum_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->overflow = h->overflow;
+    s->count = hp_hist_count(h);
+    if (s->count == 0)
+        return;
+    s->min = fin((double)hp_hist_min(h));
+    s->max = fin((double)hp_hist_max(h));
+    s->mean = fin(hp_hist_mean(h));
+    s->stdev = fin(hp_hist_stddev(h));
+    for (size_t i = 0; i < N_PCTS; i++)
+        s->pct[i] = fin((double)hp_hist_percentile(h, k_pcts[i].p));
+}
+
+/* The HdrHistogram percentile iteration, as in its "percentile
+ * distribution" output: from 0%, steps of 100 / (ticks * 2^(halvings + 1))
+ * where `halvings` is how many times the remaining distance to 100% has
+ * halved, so every halving gets `ticks` points. The iteration stops once
+ * less than one recorded value lies beyond the level (further levels would
+ * all read the max) and ends with 100% = the max. 64 halvings of 5 points
+ * cover any 64-bit count, hence the bound. */
+#define MAX_LEVELS 360
+#define TICKS_PER_HALF 5
+
+typedef struct pct_point {
+    double p;  /* 0..100 */
+    double ns; /* latency at that percentile */
+} pct_point_t;
+
+static int pct_iterate(const hp_hist_t *h, pct_point_t *pts)
+{
+    uint64_t count = hp_hist_count(h);
+    if (count == 0)
+        return 0;
+    int n = 0;
+    double p = 0.0;
+    while (n < MAX_LEVELS - 1) {
+        pts[n].p = p;
+        pts[n].ns = fin((double)hp_hist_percentile(h, p));
+        n++;
+        double halvings = floor(log2(100.0 / (100.0 - p)));
+        p += 100.0 / (TICKS_PER_HALF * exp2(halvings + 1.0));
+        if ((100.0 - p) / 100.0 * (double)count < 1.0 || p >= 100.0)
+            break;
+    }
+    pts[n].p = 100.0;
+    pts[n].ns = fin((double)hp_hist_max(h));
+    return n + 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Number formats                                                           */
+
+/* Latency with the unit scaled like wrk: us below 1 ms, ms below 1 s. */
+static const char *fmt_time(char *buf, size_t len, double ns)
+{
+    ns = fin(ns);
+    if (ns < 1e6)
+        snprintf(buf, len, "%.2fus", ns / 1e3);
+    else if (ns < 1e9)
+        snprintf(buf, len, "%.2fms", ns / 1e6);
+    else
+        snprintf(buf, len, "%.2fs", ns / 1e9);
+    return buf;
+}
+
+/* Bytes in powers of 1024, as wrk prints them ("77.00MB"). */
+static const char *fmt_bytes(char *buf, size_t len, double b)
+{
+    static const char *const units[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+    size_t u = 0;
+    b = fin(b);
+    while (b >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        b /= 1024.0;
+        u++;
+    }
+    snprintf(buf, len, "%.2f%s", b, units[u]);
+    return buf;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Output files and string escaping                                         */
+
+/* Opens `path` for writing, "-" meaning stdout. */
+static int out_open(const char *path, FILE **f)
+{
+    if (path == NULL)
+        return -EINVAL;
+    if (strcmp(path, "-") == 0) {
+        *f = stdout;
+        return 0;
+    }
+    *f = fopen(path, "w");
+    return *f ? 0 : -errno;
+}
+
+/* Flushes and closes, reporting a failed write (a full disk shows up only
+ * here, as stdio buffers the whole report). stdout is flushed, not closed. */
+static int out_close(FILE *f)
+{
+    int err = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (f == stdout) {
+        if (fflush(f) != 0 && err == 0)
+            err = errno ? errno : EIO;
+    } else if (fclose(f) != 0 && err == 0) {
+        err = errno ? errno : EIO;
+    }
+    return -err;
+}
+
+/* Decodes one UTF-8 code point at s[0..len). Returns its length and stores
+ * it in *cp, or returns 1 with *cp = U+FFFD for a byte that does not start
+ * a valid, shortest-form sequence (so invalid input still makes valid
+ * JSON and XML). */
+static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t v, lo;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, v = c & 0x1f, lo = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, v = c & 0x0f, lo = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, v = c & 0x07, lo = 0x10000;
+    } else {
+        *cp = 0xfffd;
+        return 1;
+    }
+    if (n > len)
+        goto bad;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            goto bad;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if (v < lo || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        goto bad;
+    *cp = v;
+    return n;
+bad:
+    *cp = 0xfffd;
+    return 1;
+}
+
+/* Writes a JSON string literal (quotes included); NULL writes null. */
+static void json_str(FILE *f, const char *s)
+{
+    if (s == NULL) {
+        fputs("null", f);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
+    fputc('"', f);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_next(p + i, len - i, &cp);
+        if (cp == '"' || cp == '\\')
+            fprintf(f, "\\%c", (int)cp);
+        else if (cp == '\n')
+            fputs("\\n", f);
+        else if (cp == '\r')
+            fputs("\\r", f);
+        else if (cp == '\t')
+            fputs("\\t", f);
+        else if (cp < 0x20 || cp == 0x7f || cp == 0xfffd)
+            fprintf(f, "\\u%04" PRIx32, cp);
+        else
+            fwrite(p + i, 1, n, f); /* valid UTF-8, copied as is */
+        i += n;
+    }
+    fputc('"', f);
+}
+
+/* Writes text escaped for HTML and XML alike (only the five predefined
+ * entities and numeric references, which SVG parsed as XML accepts).
+ * Control characters XML forbids become U+FFFD. */
+static void html_str(FILE *f, const char *s)
+{
+    if (s == NULL)
+        return;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n = utf8_next(p + i, len - i, &cp);
+        switch (cp) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default:
+            if ((cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f ||
+                cp == 0xfffd)
+                fputs("&#xFFFD;", f);
+            else
+                fwrite(p + i, 1, n, f);
+        }
+        i += n;
+    }
+}
+
+/* A JSON number: finite, 0 otherwise; %.15g is exact for anything hpbench
+ * measures and never prints a form JSON rejects. */
+static void json_num(FILE *f, double x)
+{
+    fprintf(f, "%.15g", fin(x));
+}
+
+/* A latency in microseconds, rounded to the nanosecond it was measured in
+ * (the mean would otherwise print a dozen meaningless digits). */
+static void json_us(FILE *f, double ns)
+{
+    json_num(f, round(fin(ns)) / 1e3);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Text summary                                                             */
+
+/* A results struct without options (a caller bug, but cheap to survive). */
+static const hb_options_t k_no_opt = {.url = "", .method = "GET"};
+
+static const hb_options_t *opt_of(const hb_results_t *r)
+{
+    return r->opt ? r->opt : &k_no_opt;
+}
+
+static uint64_t errors_total(const hb_results_t *r)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < HB_ERR_COUNT; i++)
+        t += r->errors[i];
+    return t;
+}
+
+static void text_latency(FILE *out, const char *label, const hp_hist_t *h)
+{
+    lat_sum_t s;
+    char b[32];
+    lat_summarize(h, &s);
+    fprintf(out, "  %-22s", label);
+    if (s.count == 0) {
+        fputs(" no responses\n", out);
+        return;
+    }
+    for (size_t i = 0; i < N_PCTS; i++) {
+        if (k_pcts[i].text != NULL)
+            fprintf(out, " %s %s ", k_pcts[i].text,
+                    fmt_time(b, sizeof(b), s.pct[i]));
+    }
+    fprintf(out, " max %s\n", fmt_time(b, sizeof(b), s.max));
+}
+
+static void text_mean(FILE *out, const char *label, const hp_hist_t *h)
+{
+    lat_sum_t s;
+    char b1[32], b2[32];
+    lat_summarize(h, &s);
+    if (s.count == 0)
+        return;
+    fprintf(out, "  %s %s, stdev %s\n", label,
+            fmt_time(b1, sizeof(b1), s.mean), fmt_time(b2, sizeof(b2), s.stdev));
+    /* Values above the histogram's range were clamped to its top: the
+     * percentiles above understate them, so say how many there were. */
+    if (s.overflow != 0)
+        fprintf(out, "  %" PRIu64 " latencies above the histogram's range "
+                "(counted at its maximum)\n", s.overflow);
+}
+
+static void text_distribution(FILE *out, const char *heading,
+                              const hp_hist_t *h)
+{
+    fprintf(out, "  %s\n", heading);
+    if (hp_hist_count(h) == 0) {
+        fputs("  (no responses)\n", out);
+        return;
+    }
+    /* Values in milliseconds: the histogram holds nanoseconds. */
+    hp_hist_print_percentiles(h, out, 1e6, TICKS_PER_HALF);
+}
+
+void hb_report_text(const hb_results_t *r, FILE *out)
+{
+    const hb_options_t *o = opt_of(r);
+    char b1[32], b2[32];
+
+    fprintf(out, "  %d threads and %d connections, pipeline %d, ", o->threads,
+            o->connections, o->pipeline);
+    if (r->rate_mode)
+        fprintf(out, "constant rate %.0f req/s\n", fin(o->rate));
+    else
+        fputs("closed loop\n", out);
+
+    text_latency(out, r->rate_mode ? "Latency (corrected)" : "Latency",
+                 &r->latency);
+    if (r->rate_mode)
+        text_latency(out, "Latency (uncorrected)", &r->uncorrected);
+    text_mean(out, "Mean", &r->latency);
+    if (r->rate_mode)
+        text_mean(out, "Mean (uncorrected)", &r->uncorrected);
+
+    fprintf(out, "  %" PRIu64 " requests in %.2fs, %s read\n", r->requests,
+            fin(r->duration_s), fmt_bytes(b1, sizeof(b1), (double)r->bytes_read));
+    fputs("  Errors:", out);
+    for (int i = 0; i < HB_ERR_COUNT; i++)
+        fprintf(out, "%s %s %" PRIu64, i ? "," : "", hb_err_names[i],
+                r->errors[i]);
+    fputc('\n', out);
+    uint64_t non2xx = r->status_classes[1] + r->status_classes[4] +
+                      r->status_classes[5];
+    if (non2xx != 0)
+        fprintf(out, "  Non-2xx/3xx responses: %" PRIu64 "\n", non2xx);
+
+    if (o->latency) {
+        fputs("  Latency distribution (HdrHistogram)\n", out);
+        if (r->rate_mode) {
+            text_distribution(out, "Corrected (from the intended send time):",
+                              &r->latency);
+            text_distribution(out, "Uncorrected (from the actual send time):",
+                              &r->uncorrected);
+        } else {
+            text_distribution(out, "From send to complete response:",
+                              &r->latency);
+        }
+    }
+
+    fprintf(out, "Requests/sec: %.2f\n", hb_rps(r));
+    fprintf(out, "Transfer/sec: %s\n",
+            fmt_bytes(b2, sizeof(b2), div0((double)r->bytes_read, r->duration_s)));
+    fprintf(out, "Client CPU: %.2f s (user %.2f, sys %.2f)", fin(r->client_cpu_s),
+            fin(r->client_user_s), fin(r->client_sys_s));
+    if (r->requests != 0)
+        fprintf(out, " = %.3f s per 1,000 requests\n",
+                div0(r->client_cpu_s * 1000.0, (double)r->requests));
+    else
+        fputs("\n", out);
+}
+
+/* ---------------------------------------------------------------------- */
+/* JSON                                                                     */
+
+static void json_latency(FILE *f, const hp_hist_t *h)
+{
+    lat_sum_t s;
+    lat_summarize(h, &s);
+    fputs("{\"min\": ", f);
+    json_us(f, s.min);
+    fputs(", \"mean\": ", f);
+    json_us(f, s.mean);
+    fputs(", \"stdev\": ", f);
+    json_us(f, s.stdev);
+    fputs(", \"max\": ", f);
+    json_us(f, s.max);
+    for (size_t i = 0; i < N_PCTS; i++) {
+        fprintf(f, ", \"%s\": ", k_pcts[i].json);
+        json_us(f, s.pct[i]);
+    }
+    fprintf(f, ", \"count\": %" PRIu64 ", \"overflow\": %" PRIu64 "}",
+            s.count, s.overflow);
+}
+
+static void json_percentiles(FILE *f, const hp_hist_t *h)
+{
+    pct_point_t pts[MAX_LEVELS];
+    int n = pct_iterate(h, pts);
+    fputc('[', f);
+    for (int i = 0; i < n; i++) {
+        fputs(i ? ",\n    [" : "\n    [", f);
+        json_num(f, pts[i].p);
+        fputs(", ", f);
+        json_us(f, pts[i].ns);
+        fputc(']', f);
+    }
+    fputs(n ? "\n  ]" : "]", f);
+}
+
+int hb_report_json(const hb_results_t *r, const char *path)
+{
+    const hb_options_t *o = opt_of(r);
+    FILE *f;
+    int rc = out_open(path, &f);
+    if (rc < 0)
+        return rc;
+
+    fputs("{\n  \"tool\": \"hpbench\",\n  \"url\": ", f);
+    json_str(f, o->url);
+    fputs(",\n  \"method\": ", f);
+    json_str(f, o->method ? o->method : "GET");
+    fputs(",\n  \"headers\": [", f);
+    for (int i = 0; i < o->nheaders && i < 64; i++) {
+        if (i)
+            fputs(", ", f);
+        json_str(f, o->headers[i]);
+    }
+    fputs("],\n  \"body_file\": ", f);
+    json_str(f, o->body_file);
+    fprintf(f, ",\n  \"connections\": %d,\n  \"threads\": %d,\n"
+               "  \"pipeline\": %d,\n  \"mode\": \"%s\",\n  \"target_rate\": ",
+            o->connections, o->threads, o->pipeline,
+            r->rate_mode ? "rate" : "closed");
+    json_num(f, r->rate_mode ? o->rate : 0.0);
+    fputs(",\n  \"duration_s\": ", f);
+    json_num(f, r->duration_s);
+    fputs(",\n  \"warmup_s\": ", f);
+    json_num(f, o->warmup_s);
+    fputs(",\n  \"timeout_s\": ", f);
+    json_num(f, o->timeout_s);
+    fprintf(f, ",\n  \"requests\": %" PRIu64 ",\n  \"requests_per_s\": ",
+            r->requests);
+    json_num(f, hb_rps(r));
+    fprintf(f, ",\n  \"bytes_read\": %" PRIu64 ",\n  \"bytes_per_s\": ",
+            r->bytes_read);
+    json_num(f, div0((double)r->bytes_read, r->duration_s));
+
+    fputs(",\n  \"errors\": {", f);
+    for (int i = 0; i < HB_ERR_COUNT; i++)
+        fprintf(f, "%s\"%s\": %" PRIu64, i ? ", " : "", hb_err_names[i],
+                r->errors[i]);
+    fprintf(f, "},\n  \"errors_total\": %" PRIu64 ",\n  \"status\": {",
+            errors_total(r));
+    for (int c = 1; c <= 5; c++)
+        fprintf(f, "%s\"%dxx\": %" PRIu64, c > 1 ? ", " : "", c,
+                r->status_classes[c]);
+
+    fputs("},\n  \"latency\": ", f);
+    json_latency(f, &r->latency);
+    fputs(",\n  \"latency_uncorrected\": ", f);
+    if (r->rate_mode)
+        json_latency(f, &r->uncorrected);
+    else
+        fputs("null", f);
+
+    fputs(",\n  \"client_cpu\": {\"user_s\": ", f);
+    json_num(f, r->client_user_s);
+    fputs(", \"sys_s\": ", f);
+    json_num(f, r->client_sys_s);
+    fputs(", \"total_s\": ", f);
+    json_num(f, r->client_cpu_s);
+    fputs(", \"per_1000_requests_s\": ", f);
+    if (r->requests != 0)
+        json_num(f, div0(r->client_cpu_s * 1000.0, (double)r->requests));
+    else
+        fputs("null", f);
+
+    fputs("},\n  \"samples\": [", f);
+    for (int i = 0; i < r->nsamples && r->samples != NULL; i++) {
+        const hb_sample_t *s = &r->samples[i];
+        fputs(i ? ",\n    {\"t\": " : "\n    {\"t\": ", f);
+        json_num(f, s->t);
+        fprintf(f, ", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
+                   ", \"p99_us\": ", s->requests, s->errors);
+        json_us(f, (double)s->p99_ns);
+        fputc('}', f);
+    }
+    fputs(r->nsamples > 0 && r->samples ? "\n  ],\n" : "],\n", f);
+
+    fputs("  \"percentiles\": ", f);
+    json_percentiles(f, &r->latency);
+    fputs(",\n  \"percentiles_uncorrected\": ", f);
+    if (r->rate_mode)
+        json_percentiles(f, &r->uncorrected);
+    else
+        fputs("null", f);
+    fputs("\n}\n", f);
+    return out_close(f);
+}
+
+/* ---------------------------------------------------------------------- */
+/* SVG charts                                                               */
+
+/* Chart geometry, in SVG user units. */
+#define SVG_W 760.0
+#define SVG_H 380.0
+#define PLOT_L 72.0
+#define PLOT_R 48.0
+#define PLOT_T 36.0
+#define PLOT_B 56.0
+#define PLOT_W (SVG_W - PLOT_L - PLOT_R)
+#define PLOT_H (SVG_H - PLOT_T - PLOT_B)
+
+typedef struct axis {
+    double max;  /* the top of the axis, > 0 */
+    double step; /* between grid lines */
+    int decimals;
+} axis_t;
+
+/* A linear axis from 0 with about five grid lines at 1, 2 or 5 times a
+ * power of ten. An all-zero series still gets the range 0..1 so that
+ * nothing is divided by zero. */
+static axis_t axis_nice(double vmax)
+{
+    axis_t a;
+    vmax = fin(vmax);
+    if (vmax <= 0.0)
+        vmax = 1.0;
+    double raw = vmax / 5.0;
+    double mag = pow(10.0, floor(log10(raw)));
+    double norm = raw / mag;
+    a.step = (norm <= 1.0 ? 1.0 : norm <= 2.0 ? 2.0 : norm <= 5.0 ? 5.0 : 10.0) * mag;
+    a.max = ceil(vmax / a.step - 1e-9) * a.step;
+    if (a.max <= 0.0)
+        a.max = a.step;
+    int d = (int)-floor(log10(a.step) + 1e-9);
+    a.decimals = d < 0 ? 0 : d > 6 ? 6 : d;
+    return a;
+}
+
+static double sx(double x, double xmax)
+{
+    return PLOT_L + PLOT_W * div0(fin(x), xmax);
+}
+
+static double sy(double y, double ymax)
+{
+    return PLOT_T + PLOT_H - PLOT_H * div0(fin(y), ymax);
+}
+
+static void svg_open(FILE *f, const char *label)
+{
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
+               "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
+               "aria-label=\"", SVG_W, SVG_H, SVG_W, SVG_H);
+    html_str(f, label);
+    /* The style travels inside each chart so that an SVG copied out of
+     * the page still draws the same. */
+    fputs("\">\n<style>\n"
+          "text{font:12px sans-serif;fill:#222}\n"
+          ".grid{stroke:#e3e3e3;stroke-width:1}\n"
+          ".frame{fill:none;stroke:#888}\n"
+          ".nodata{fill:#888;font-size:16px}\n"
+          "polyline{fill:none}\n"
+          ".s1{stroke:#1f5fbf;stroke-width:2}\n"
+          ".s2{stroke:#d9822b;stroke-width:2;stroke-dasharray:6 3}\n"
+          ".s3{stroke:#c0392b;stroke-width:2}\n"
+          "</style>\n<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" "
+          "fill=\"#ffffff\"/>\n", f);
+}
+
+/* The y grid with its labels, the frame and the axis titles. */
+static void svg_frame(FILE *f, axis_t ya, const char *xtitle,
+                      const char *ytitle)
+{
+    for (double v = 0.0; v <= ya.max + ya.step / 2; v += ya.step) {
+        double y = sy(v, ya.max);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                   "class=\"grid\"/>\n", PLOT_L, y, PLOT_L + PLOT_W, y);
+        fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.*f"
+                   "</text>\n", PLOT_L - 6, y + 4, ya.decimals, v);
+    }
+    fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+               "class=\"frame\"/>\n", PLOT_L, PLOT_T, PLOT_W, PLOT_H);
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">",
+            PLOT_L + PLOT_W / 2, SVG_H - 12);
+    html_str(f, xtitle);
+    fprintf(f, "</text>\n<text x=\"16\" y=\"%.1f\" text-anchor=\"middle\" "
+               "transform=\"rotate(-90 16 %.1f)\">",
+            PLOT_T + PLOT_H / 2, PLOT_T + PLOT_H / 2);
+    html_str(f, ytitle);
+    fputs("</text>\n", f);
+}
+
+static void svg_nodata(FILE *f, const char *what)
+{
+    fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
+               "class=\"nodata\">", PLOT_L + PLOT_W / 2, PLOT_T + PLOT_H / 2);
+    html_str(f, what);
+    fputs("</text>\n", f);
+}
+
+static void svg_legend(FILE *f, int slot, const char *cls, const char *name)
+{
+    double x = PLOT_L + 12 + 220.0 * slot, y = PLOT_T - 14;
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+               "class=\"%s\"/>\n<text x=\"%.1f\" y=\"%.1f\">",
+            x, y, x + 24, y, cls, x + 30, y + 4);
+    html_str(f, name);
+    fputs("</text>\n", f);
+}
+
+/* The "nines" position of a percentile: 90% -> 1, 99% -> 2, ... The 100%
+ * point (the max) has no finite position; it is drawn where one value in
+ * `count` would be, the resolution the run actually has. */
+static double nines(double p, uint64_t count, double xmax)
+{
+    double x;
+    if (p >= 100.0)
+        x = count > 1 ? log10((double)count) : 0.0;
+    else
+        x = -log10(1.0 - p / 100.0);
+    x = fin(x);
+    return x < 0.0 ? 0.0 : x > xmax ? xmax : x;
+}
+
+static void svg_pct_series(FILE *f, const hp_hist_t *h, double xmax,
+                           double ymax_ms, const char *cls)
+{
+    pct_point_t pts[MAX_LEVELS];
+    int n = pct_iterate(h, pts);
+    uint64_t count = hp_hist_count(h);
+    if (n == 0)
+        return;
+    fprintf(f, "<polyline class=\"%s\" points=\"", cls);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%.1f,%.1f", i ? " " : "",
+                sx(nines(pts[i].p, count, xmax), xmax),
+                sy(pts[i].ns / 1e6, ymax_ms));
+    fputs("\"/>\n", f);
+}
+
+static void svg_latency(FILE *f, const hb_results_t *r)
+{
+    uint64_t count = hp_hist_count(&r->latency);
+    double top = count ? (double)hp_hist_max(&r->latency) : 0.0;
+    uint64_t ucount = r->rate_mode ? hp_hist_count(&r->uncorrected) : 0;
+    if (ucount && (double)hp_hist_max(&r->uncorrected) > top)
+        top = (double)hp_hist_max(&r->uncorrected);
+    axis_t ya = axis_nice(top / 1e6);
+    /* At least 99.999% on the axis; more nines when the run has enough
+     * values to resolve them (capped: nobody reads past 7). */
+    uint64_t most = count > ucount ? count : ucount;
+    double xmax = most > 1 ? ceil(log10((double)most)) : 5.0;
+    xmax = xmax < 5.0 ? 5.0 : xmax > 7.0 ? 7.0 : xmax;
+
+    svg_open(f, "Latency by percentile");
+    svg_frame(f, ya, "Percentile", "Latency (ms)");
+    for (int k = 0; k <= (int)xmax; k++) {
+        double x = sx(k, xmax);
+        char label[32];
+        if (k == 0)
+            snprintf(label, sizeof(label), "0%%");
+        else
+            snprintf(label, sizeof(label), "%.*f%%", k > 2 ? k - 2 : 0,
+                     100.0 - pow(10.0, 2 - k));
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                   "class=\"grid\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
+                   "text-anchor=\"middle\">%s</text>\n",
+                x, PLOT_T, x, PLOT_T + PLOT_H, x, PLOT_T + PLOT_H + 18, label);
+    }
+    if (count == 0 && ucount == 0) {
+        svg_nodata(f, "no responses");
+    } else if (r->rate_mode) {
+        svg_pct_series(f, &r->uncorrected, xmax, ya.max, "s2");
+        svg_pct_series(f, &r->latency, xmax, ya.max, "s1");
+        svg_legend(f, 0, "s1", "corrected (intended send time)");
+        svg_legend(f, 1, "s2", "uncorrected (actual send time)");
+    } else {
+        svg_pct_series(f, &r->latency, xmax, ya.max, "s1");
+        svg_legend(f, 0, "s1", "send to complete response");
+    }
+    fputs("</svg>\n", f);
+}
+
+/* The length of sample i: samples are one second each, but the last one
+ * may be cut short by the end of the run; the spacing of `t` shows it
+ * whether `t` marks the start or the end of each second. */
+static double sample_len(const hb_results_t *r, int i)
+{
+    double d = i > 0 ? r->samples[i].t - r->samples[i - 1].t : r->samples[0].t;
+    d = fin(d);
+    return d > 0.05 ? d : 1.0;
+}
+
+static void svg_timeline(FILE *f, const hb_results_t *r)
+{
+    int n = r->samples ? r->nsamples : 0;
+    double vmax = 0.0, tmax = fin(r->duration_s);
+    bool errs = false;
+    for (int i = 0; i < n; i++) {
+        double d = sample_len(r, i);
+        double v = div0((double)r->samples[i].requests, d);
+        double e = div0((double)r->samples[i].errors, d);
+        vmax = v > vmax ? v : vmax;
+        vmax = e > vmax ? e : vmax;
+        errs |= r->samples[i].errors != 0;
+        tmax = r->samples[i].t > tmax ? fin(r->samples[i].t) : tmax;
+    }
+    /* 5% headroom: a steady rate would otherwise run along the frame. */
+    axis_t ya = axis_nice(vmax * 1.05);
+    axis_t xa = axis_nice(tmax);
+
+    svg_open(f, "Requests per second over time");
+    svg_frame(f, ya, "Time (s)", "Requests/s");
+    for (double t = 0.0; t <= xa.max + xa.step / 2; t += xa.step) {
+        double x = sx(t, xa.max);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                   "class=\"grid\"/>\n<text x=\"%.1f\" y=\"%.1f\" "
+                   "text-anchor=\"middle\">%.*f</text>\n",
+                x, PLOT_T, x, PLOT_T + PLOT_H, x, PLOT_T + PLOT_H + 18,
+                xa.decimals, t);
+    }
+    if (n == 0) {
+        svg_nodata(f, "no samples");
+        fputs("</svg>\n", f);
+        return;
+    }
+    for (int series = 0; series < (errs ? 2 : 1); series++) {
+        fprintf(f, "<polyline class=\"%s\" points=\"", series ? "s3" : "s1");
+        for (int i = 0; i < n; i++) {
+            const hb_sample_t *s = &r->samples[i];
+            double v = (double)(series ? s->errors : s->requests);
+            fprintf(f, "%s%.1f,%.1f", i ? " " : "", sx(s->t, xa.max),
+                    sy(div0(v, sample_len(r, i)), ya.max));
+        }
+        fputs("\"/>\n", f);
+    }
+    svg_legend(f, 0, "s1", "responses/s");
+    if (errs)
+        svg_legend(f, 1, "s3", "errors/s");
+    fputs("</svg>\n", f);
+}
+
+/* ---------------------------------------------------------------------- */
+/* HTML                                                                     */
+
+static void html_row(FILE *f, const char *name, const char *value)
+{
+    fputs("<tr><th>", f);
+    html_str(f, name);
+    fputs("</th><td>", f);
+    html_str(f, value);
+    fputs("</td></tr>\n", f);
+}
+
+static void html_lat_rows(FILE *f, const char *which, const hp_hist_t *h)
+{
+    lat_sum_t s;
+    char name[64], b[32];
+    lat_summarize(h, &s);
+    for (size_t i = 0; i < N_PCTS; i++) {
+        snprintf(name, sizeof(name), "Latency %s%s", which,
+                 k_pcts[i].text ? k_pcts[i].text : k_pcts[i].json);
+        /* "p99_999" reads better as "p99.999" in a table. */
+        for (char *c = name; *c; c++)
+            *c = *c == '_' ? '.' : *c;
+        html_row(f, name, s.count ? fmt_time(b, sizeof(b), s.pct[i]) : "-");
+    }
+    snprintf(name, sizeof(name), "Latency %smin / mean / stdev / max", which);
+    char v[160], b1[32], b2[32], b3[32], b4[32];
+    if (s.count)
+        snprintf(v, sizeof(v), "%s / %s / %s / %s",
+                 fmt_time(b1, sizeof(b1), s.min), fmt_time(b2, sizeof(b2), s.mean),
+                 fmt_time(b3, sizeof(b3), s.stdev), fmt_time(b4, sizeof(b4), s.max));
+    else
+        snprintf(v, sizeof(v), "-");
+    html_row(f, name, v);
+    if (s.overflow) {
+        snprintf(name, sizeof(name), "Latency %sabove the histogram's range", which);
+        snprintf(v, sizeof(v), "%" PRIu64, s.overflow);
+        html_row(f, name, v);
+    }
+}
+
+static const char k_css[] =
+    "body{font-family:sans-serif;margin:2em;color:#222;max-width:60em}\n"
+    "table{border-collapse:collapse;margin:1em 0}\n"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}\n"
+    "th{background:#f4f4f4;font-weight:normal}\n"
+    "td{font-family:monospace}\n"
+    "svg{display:block;margin:1em 0}\n";
+
+int hb_report_html(const hb_results_t *r, const char *path)
+{
+    const hb_options_t *o = opt_of(r);
+    const char *method = o->method ? o->method : "GET";
+    FILE *f;
+    int rc = out_open(path, &f);
+    if (rc < 0)
+        return rc;
+    char v[256], b1[32], b2[32];
+
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
+          "<meta charset=\"utf-8\">\n<title>hpbench: ", f);
+    html_str(f, method);
+    fputc(' ', f);
+    html_str(f, o->url);
+    fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n"
+               "<h1>hpbench report</h1>\n<p><code>", k_css);
+    html_str(f, method);
+    fputc(' ', f);
+    html_str(f, o->url);
+    fputs("</code></p>\n<h2>Run parameters</h2>\n<table>\n", f);
+    snprintf(v, sizeof(v), "%d", o->connections);
+    html_row(f, "Connections", v);
+    snprintf(v, sizeof(v), "%d", o->threads);
+    html_row(f, "Threads", v);
+    snprintf(v, sizeof(v), "%d", o->pipeline);
+    html_row(f, "Pipeline depth", v);
+    if (r->rate_mode)
+        snprintf(v, sizeof(v), "constant rate, %.0f req/s", fin(o->rate));
+    else
+        snprintf(v, sizeof(v), "closed loop");
+    html_row(f, "Mode", v);
+    snprintf(v, sizeof(v), "%.2f s (warm-up %.2f s, timeout %.2f s)",
+             fin(r->duration_s), fin(o->warmup_s), fin(o->timeout_s));
+    html_row(f, "Measured duration", v);
+    for (int i = 0; i < o->nheaders && i < 64; i++)
+        html_row(f, "Header", o->headers[i]);
+    if (o->body_file)
+        html_row(f, "Body file", o->body_file);
+
+    fputs("</table>\n<h2>Summary</h2>\n<table>\n", f);
+    snprintf(v, sizeof(v), "%" PRIu64, r->requests);
+    html_row(f, "Requests", v);
+    snprintf(v, sizeof(v), "%.2f", hb_rps(r));
+    html_row(f, "Requests/sec", v);
+    snprintf(v, sizeof(v), "%s (%s/s)",
+             fmt_bytes(b1, sizeof(b1), (double)r->bytes_read),
+             fmt_bytes(b2, sizeof(b2), div0((double)r->bytes_read, r->duration_s)));
+    html_row(f, "Read", v);
+    html_lat_rows(f, r->rate_mode ? "(corrected) " : "", &r->latency);
+    if (r->rate_mode)
+        html_lat_rows(f, "(uncorrected) ", &r->uncorrected);
+    for (int i = 0; i < HB_ERR_COUNT; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "Errors: %s", hb_err_names[i]);
+        snprintf(v, sizeof(v), "%" PRIu64, r->errors[i]);
+        html_row(f, name, v);
+    }
+    for (int c = 1; c <= 5; c++) {
+        char name[32];
+        snprintf(name, sizeof(name), "Responses %dxx", c);
+        snprintf(v, sizeof(v), "%" PRIu64, r->status_classes[c]);
+        html_row(f, name, v);
+    }
+    snprintf(v, sizeof(v), "%.2f s (user %.2f, sys %.2f)", fin(r->client_cpu_s),
+             fin(r->client_user_s), fin(r->client_sys_s));
+    html_row(f, "Client CPU", v);
+    if (r->requests)
+        snprintf(v, sizeof(v), "%.3f s",
+                 div0(r->client_cpu_s * 1000.0, (double)r->requests));
+    else
+        snprintf(v, sizeof(v), "-");
+    html_row(f, "Client CPU per 1,000 requests", v);
+
+    fputs("</table>\n<h2>Latency by percentile</h2>\n", f);
+    svg_latency(f, r);
+    fputs("<h2>Requests per second over time</h2>\n", f);
+    svg_timeline(f, r);
+    fputs("<p>Generated by hpbench. Latency is measured ", f);
+    fputs(r->rate_mode
+              ? "from each request's intended send time (corrected for "
+                "coordinated omission) and from its actual send time "
+                "(uncorrected)."
+              : "from sending each request to receiving its complete "
+                "response.", f);
+    fputs("</p>\n</body>\n</html>\n", f);
+    return out_close(f);
+}
