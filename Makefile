@@ -7,6 +7,7 @@
 #                   (CI=true: -Werror, a second run under ASan+UBSan, fuzzing)
 #   make fuzz       run every fuzz target for FUZZ_SECONDS (default 300)
 #   make bench      run the side-by-side benchmarks (bench/http.sh)
+#   make install    install into PREFIX (default /usr/local; DESTDIR honoured)
 #   V=1             show full commands; SANITIZE=address,undefined for a
 #                   sanitizer build (into build/san)
 
@@ -56,7 +57,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration fuzz fuzz-regress bench deps clean ci-san
+.PHONY: all run test unit integration fuzz fuzz-regress bench deps clean ci-san install install-check
 all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath $(BUILD)/hpbench
 
 # Rebuild everything when the flags change: the flags file only changes
@@ -147,8 +148,19 @@ fuzz: $(FUZZ_BINS)
 ci-san:
 	$(MAKE) SANITIZE=address,undefined unit integration
 
+# Installs into a scratch root and checks what landed, pkg-config included.
+install-check: all
+	@rm -rf $(BUILD)/install-check
+	@$(MAKE) -s install DESTDIR=$(abspath $(BUILD)/install-check) PREFIX=/usr >/dev/null
+	@set -e; r=$(BUILD)/install-check/usr; \
+	  for f in bin/hotpath bin/hpbench lib/libhotpath.a lib/libhotpath.so $(wildcard include/hotpath/*.h); do \
+	    test -e $$r/$$f || { echo "install-check: missing $$f"; exit 1; }; done; \
+	  $$r/bin/hpbench --version >/dev/null; \
+	  test "$$(PKG_CONFIG_PATH=$$r/lib/pkgconfig pkg-config --modversion hotpath)" = "$(VERSION)"; \
+	  echo "install-check: binaries, libraries, headers and hotpath.pc in place"
+
 test: deps
-	$(MAKE) all unit integration fuzz-regress
+	$(MAKE) all unit integration fuzz-regress install-check
 ifeq ($(CI),true)
 	$(MAKE) ci-san
 	$(MAKE) fuzz FUZZ_SECONDS=60
@@ -156,6 +168,19 @@ endif
 
 bench: deps all
 	bash bench/http.sh
+
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/hotpath
+	install -m 755 $(BUILD)/hotpath $(BUILD)/hpbench $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/libhotpath.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libhotpath.so $(DESTDIR)$(LIBDIR)/
+	install -m 644 include/hotpath/*.h $(DESTDIR)$(INCDIR)/hotpath/
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm\nCflags: -I$${includedir}\n' \
+	    '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(DESTDIR)$(LIBDIR)/pkgconfig/hotpath.pc
 
 clean:
 	rm -rf build

@@ -722,6 +722,121 @@ static void test_threaded_worker(void **state)
     assert_false(H.w.started);
 }
 
+/* ---- outbound connections (hp_worker_connect) ---- */
+static struct {
+    int opened, errors, closed, err;
+    char got[64];
+    size_t gotlen;
+} O;
+
+static void o_on_open(hp_conn_t *c)
+{
+    O.opened++;
+    hp_conn_write(c, "hi\n", 3);
+}
+
+static void o_on_connect_error(hp_conn_t *c, int err)
+{
+    (void)c;
+    O.errors++;
+    O.err = err;
+}
+
+static void o_on_data(hp_conn_t *c)
+{
+    uint32_t n = hp_conn_data_len(c);
+    if (n > sizeof O.got - O.gotlen)
+        n = (uint32_t)(sizeof O.got - O.gotlen);
+    memcpy(O.got + O.gotlen, hp_conn_data(c), n);
+    O.gotlen += n;
+    hp_conn_consume(c, hp_conn_data_len(c));
+}
+
+static void o_on_close(hp_conn_t *c)
+{
+    (void)c;
+    O.closed++;
+}
+
+static const hp_proto_t out_proto = {
+    .on_open = o_on_open,
+    .on_connect_error = o_on_connect_error,
+    .on_data = o_on_data,
+    .on_close = o_on_close,
+};
+
+/* A worker without a listener connects out: on_open once established,
+ * bytes both ways, on_close when the peer closes; udata is carried. */
+static void test_connect_out(void **state)
+{
+    (void)state;
+    memset(&O, 0, sizeof O);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+
+    assert_int_equal(hp_worker_init(&H.w, 5, -1, -1, &H.cfg, &out_proto), 0);
+    H.started = true;
+    hp_conn_t *c = NULL;
+    int marker;
+    assert_int_equal(hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &marker, &c), 0);
+    assert_non_null(c);
+    assert_ptr_equal(c->udata, &marker);
+    assert_true(c->flags & HP_CONN_F_CONNECTING);
+    int sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(sfd >= 0);
+    PUMP_UNTIL(O.opened == 1, 1000);
+    assert_int_equal(O.opened, 1);
+    assert_false(c->flags & HP_CONN_F_CONNECTING);
+    char buf[8];
+    assert_int_equal(read(sfd, buf, sizeof buf), 3);
+    assert_memory_equal(buf, "hi\n", 3);
+    assert_int_equal(write(sfd, "pong", 4), 4);
+    PUMP_UNTIL(O.gotlen == 4, 1000);
+    assert_memory_equal(O.got, "pong", 4);
+    close(sfd);
+    PUMP_UNTIL(O.closed == 1, 1000);
+    assert_int_equal(O.closed, 1);
+    assert_int_equal(O.errors, 0);
+    assert_int_equal(H.w.nconns, 0);
+    close(lfd);
+}
+
+/* A refused connect reports -ECONNREFUSED once, then the connection is
+ * closed and freed. */
+static void test_connect_refused(void **state)
+{
+    (void)state;
+    memset(&O, 0, sizeof O);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    close(lfd); /* nobody listens there now */
+
+    assert_int_equal(hp_worker_init(&H.w, 6, -1, -1, &H.cfg, &out_proto), 0);
+    H.started = true;
+    hp_conn_t *c = NULL;
+    int r = hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, NULL, &c);
+    if (r == -ECONNREFUSED) {
+        /* refused synchronously: nothing was created */
+        assert_int_equal(H.w.nconns, 0);
+        return;
+    }
+    assert_int_equal(r, 0);
+    PUMP_UNTIL(O.errors == 1 && H.w.nconns == 0, 1000);
+    assert_int_equal(O.errors, 1);
+    assert_int_equal(O.err, -ECONNREFUSED);
+    assert_int_equal(O.opened, 0);
+    assert_int_equal(H.w.nconns, 0);
+    step(0);
+    assert_pools_empty();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -747,6 +862,8 @@ int main(void)
         T_(test_inbox_full),
         T_(test_destroy_closes_everything),
         T_(test_threaded_worker),
+        T_(test_connect_out),
+        T_(test_connect_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
