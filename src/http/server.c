@@ -35,11 +35,11 @@ typedef struct http_state {
     hp_http_chunked_t chunked;
     uint8_t phase;         /* PH_* */
     uint8_t sink;          /* SINK_*: where body bytes go */
-    bool head_timer;       /* the header timeout runs for this request */
     bool head_only;        /* HEAD request: no body in the response */
     bool body_pooled;      /* body is a pool chunk, not heap memory */
     uint32_t resp_flags;   /* HP_HTTP_R_* for this request's response */
     uint64_t body_left;    /* Content-Length bytes still to read */
+    uint64_t head_deadline; /* loop ms by which the head must be complete; 0: not started */
     char *body;            /* owned: the /echo body being gathered */
     uint64_t body_len, body_cap;
     hp_http_field_t fields[]; /* cfg->limits.max_fields */
@@ -112,7 +112,7 @@ static void next_request(hp_conn_t *c, http_state_t *st)
 {
     hp_http_req_init(&st->req);
     st->phase = PH_HEAD;
-    st->head_timer = false;
+    st->head_deadline = 0;
     hp_conn_set_busy(c, false);
 }
 
@@ -586,6 +586,25 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     next_request(c, st);
 }
 
+/* Arms the connection's one timer for the phase it is in. The header
+ * timeout counts from the request's first byte, not from the latest one,
+ * so a head trickled in byte by byte still runs out (slowloris); it is
+ * re-armed with what is left each time, which also restores it after the
+ * write timer held the slot. */
+static void set_timer(hp_conn_t *c, http_state_t *st, const hp_http_config_t *cfg)
+{
+    if (st->phase == PH_BODY) {
+        hp_conn_set_timer(c, cfg->body_timeout_ms);
+    } else if (hp_conn_data_len(c) > 0) {
+        uint64_t now = hp_conn_now(c);
+        if (!st->head_deadline)
+            st->head_deadline = now + cfg->header_timeout_ms;
+        hp_conn_set_timer(c, st->head_deadline > now ? st->head_deadline - now : 1);
+    } else {
+        hp_conn_set_timer(c, cfg->keepalive_timeout_ms);
+    }
+}
+
 /* Parses and answers as many buffered requests as the output queue takes. */
 static void process(hp_conn_t *c)
 {
@@ -614,13 +633,8 @@ static void process(hp_conn_t *c)
             break;
         }
         int r = hp_http_parse(&st->req, st->fields, hp_conn_data(c), len, &cfg->limits);
-        if (r == 0) {
-            if (!st->head_timer) {
-                st->head_timer = true;
-                hp_conn_set_timer(c, cfg->header_timeout_ms);
-            }
-            return; /* the header timer keeps running */
-        }
+        if (r == 0)
+            break;
         if (r < 0) {
             reject(c, -r);
             break;
@@ -629,10 +643,7 @@ static void process(hp_conn_t *c)
     }
     if (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER))
         return;
-    if (st->phase == PH_BODY)
-        hp_conn_set_timer(c, cfg->body_timeout_ms);
-    else if (hp_conn_data_len(c) == 0)
-        hp_conn_set_timer(c, cfg->keepalive_timeout_ms);
+    set_timer(c, st, cfg);
 }
 
 static void on_data(hp_conn_t *c)

@@ -129,3 +129,41 @@ def test_write_timeout_closes_non_reading_client(start_server):
         assert got < (32 << 20)
     finally:
         s.close()
+
+
+def test_header_timeout_survives_a_blocked_write(start_server):
+    """A partial request queued behind a response the client is slow to
+    read still gets its header timeout: the write timer holds the
+    connection's one timer while output is blocked, and the header timer
+    must come back (with the time left) once the output drains."""
+    srv = start_server("--header-timeout", "1", "--write-timeout", "5")
+    (srv.root / "huge.bin").write_bytes(b"h" * (16 << 20))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A small receive window, set before connect so it is advertised: the
+    # 16 MiB response cannot all fit in the socket buffers, so the
+    # server's output blocks.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(scaled(5))
+    s.connect(("127.0.0.1", srv.port))
+    try:
+        started = time.monotonic()
+        s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"GET /plaintext HTTP/1.1\r\nHo")
+        time.sleep(1.5)  # past the header timeout, output still blocked
+        got = b""
+        while True:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            got += data
+        elapsed = time.monotonic() - started
+    finally:
+        s.close()
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    body, tail = rest[:16 << 20], rest[16 << 20:]
+    assert body == b"h" * (16 << 20)
+    # The header timer came back after the drain and ran out at once (its
+    # second had passed): 408, then the connection closed.
+    assert tail.startswith(b"HTTP/1.1 408"), tail[:80]
+    assert elapsed < scaled(5)

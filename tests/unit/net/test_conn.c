@@ -1,7 +1,8 @@
 /*
  * test_conn.c - unit tests for src/net/conn.c, driving a real worker on
  * this thread: a loopback listener, a small line protocol, client sockets
- * in the same thread, and hp_loop_run_once interleaved with client I/O.
+ * in the same thread, and hp_loop_run_once interleaved with client I/O
+ * (the harness shared with test_worker.c is in net_harness.h).
  *
  * Covered: bytes in reach on_data and are consumed; responses (inline,
  * referenced, owned, file) arrive in order; one writev per read turn;
@@ -13,13 +14,11 @@
  * chunk; zero allocations over 1,000 request/response cycles. (The read
  * budget and the ready queue are tested in test_worker.c.)
  *
- * Pools are small (4 KiB chunks, 8 KiB high water) so every boundary is
- * crossed with little data.
+ * Pools are small (4 KiB chunks, 8 KiB high water, set by h_reset) so
+ * every boundary is crossed with little data.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,17 +29,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
 #include "hotpath/conn.h"
-#include "hotpath/listener.h"
 #include "hotpath/log.h"
 #include "hotpath/sys.h"
 #include "hotpath/worker.h"
+
+#include "net_harness.h"
 
 /* ---- the test protocol ----
  * Lines mode answers each "\n"-terminated line:
@@ -259,125 +258,10 @@ static const hp_sys_ops_t fault_ops = {
     .epoll_ctl = epoll_ctl,
 };
 
-/* ---- harness: one worker, clients on this thread ---- */
-typedef struct cli {
-    int fd;
-    bool reading; /* pump() drains the socket into rx */
-    bool eof;
-    int err;
-    size_t rxlen, rxcap;
-    char *rx;
-} cli_t;
-
-static struct {
-    hp_worker_config_t cfg;
-    hp_worker_t w;
-    bool started;
-    struct sockaddr_in addr;
-    cli_t cli[8];
-    int ncli;
-} H;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
+/* ---- harness (net_harness.h): one worker, clients on this thread ---- */
 static void h_start(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    char text[32];
-    snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(a.sin_port));
-    hp_listen_addr_t la;
-    assert_int_equal(hp_listen_addr_parse(text, &la), 0);
-    int lfd = hp_listener_open(&la, 128);
-    assert_true(lfd >= 0);
-    H.addr = a;
-    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), 0);
-    H.started = true;
-}
-
-static void cli_read(cli_t *k)
-{
-    for (;;) {
-        if (k->rxcap - k->rxlen < 65536) {
-            k->rxcap = k->rxcap * 2 + 65536;
-            k->rx = realloc(k->rx, k->rxcap);
-        }
-        ssize_t n = read(k->fd, k->rx + k->rxlen, k->rxcap - k->rxlen);
-        if (n > 0) {
-            k->rxlen += (size_t)n;
-            continue;
-        }
-        if (n == 0)
-            k->eof = true;
-        else if (errno != EAGAIN)
-            k->err = errno, k->eof = true;
-        return;
-    }
-}
-
-/* One loop iteration plus the clients' reads. */
-static void step(int wait_ms)
-{
-    assert_true(hp_loop_run_once(&H.w.loop, wait_ms) >= 0);
-    for (int i = 0; i < H.ncli; i++)
-        if (H.cli[i].reading && !H.cli[i].eof)
-            cli_read(&H.cli[i]);
-}
-
-#define PUMP_UNTIL(cond, ms)                                                   \
-    do {                                                                       \
-        uint64_t dl_ = mono_ms() + (ms);                                       \
-        while (!(cond) && mono_ms() < dl_)                                     \
-            step(1);                                                           \
-    } while (0)
-
-static void pump_for(int ms)
-{
-    uint64_t dl = mono_ms() + (uint64_t)ms;
-    while (mono_ms() < dl)
-        step(1);
-}
-
-/* A connected, non-blocking client; rcvbuf > 0 shrinks its receive buffer
- * (before connect, so the window is small from the start). */
-static cli_t *cli_open(int rcvbuf)
-{
-    assert_true(H.ncli < (int)HP_ARRAY_LEN(H.cli));
-    cli_t *k = &H.cli[H.ncli++];
-    memset(k, 0, sizeof *k);
-    k->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(k->fd >= 0);
-    if (rcvbuf)
-        setsockopt(k->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    int r = connect(k->fd, (struct sockaddr *)&H.addr, sizeof H.addr);
-    assert_true(r == 0 || errno == EINPROGRESS);
-    uint32_t want = H.w.nconns + 1;
-    PUMP_UNTIL(H.w.nconns >= want, 1000);
-    assert_int_equal(H.w.nconns, want);
-    k->reading = true;
-    return k;
-}
-
-static hp_conn_t *conn_of(const cli_t *k)
-{
-    struct sockaddr_in me, peer;
-    socklen_t l = sizeof me;
-    getsockname(k->fd, (struct sockaddr *)&me, &l);
-    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
-        l = sizeof peer;
-        if (getpeername(c->io.fd, (struct sockaddr *)&peer, &l) == 0 && peer.sin_port == me.sin_port)
-            return c;
-    }
-    return NULL;
+    h_start_with(&proto, 0);
 }
 
 /* A client that does not read, with small socket buffers on both sides,
@@ -401,39 +285,6 @@ static void temp_file(const void *data, size_t len, uint64_t claim)
     T.file_len = claim;
 }
 
-static void cli_send(cli_t *k, const void *buf, size_t len)
-{
-    const char *p = buf;
-    uint64_t dl = mono_ms() + 2000;
-    while (len > 0) {
-        ssize_t n = write(k->fd, p, len);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-        } else {
-            assert_true(n < 0 && errno == EAGAIN);
-            assert_true(mono_ms() < dl);
-            step(1);
-        }
-    }
-}
-
-static void cli_sends(cli_t *k, const char *s)
-{
-    cli_send(k, s, strlen(s));
-}
-
-static void cli_close(cli_t *k)
-{
-    if (k->fd >= 0)
-        close(k->fd);
-    k->fd = -1;
-    free(k->rx);
-    k->rx = NULL;
-    k->rxlen = k->rxcap = 0;
-    k->reading = false;
-}
-
 static void assert_idle(hp_conn_t *c)
 {
     assert_non_null(c);
@@ -451,11 +302,7 @@ static int setup(void **state)
     memset(&F, 0, sizeof F);
     F.seed = 12345;
     T.file_fd = -1;
-    H.ncli = 0;
-    H.started = false;
-    H.cfg = (hp_worker_config_t){.rbuf_size = 4096, .wbuf_size = 4096, .max_chunks = 0,
-                                 .write_timeout_ms = 3000, .drain_timeout_ms = 3000,
-                                 .high_water = 8192, .low_water = 2048};
+    h_reset();
     hp_sys_set_ops(&fault_ops);
     return 0;
 }
@@ -463,32 +310,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    hp_sys_set_ops(NULL);
-    for (int i = 0; i < H.ncli; i++)
-        cli_close(&H.cli[i]);
-    if (H.started) {
-        /* clients gone: connections close and give their chunks back
-         * (the EOF tests check that they must; destroy closes the rest) */
-        PUMP_UNTIL(H.w.nconns == 0, 300);
-        if (H.w.nconns == 0) {
-            step(0);
-            assert_int_equal(hp_pool_in_use(&H.w.rpool), 0);
-            assert_int_equal(hp_pool_in_use(&H.w.wpool), 0);
-            assert_int_equal(hp_pool_in_use(&H.w.conn_pool), 0);
-        }
-        assert_int_equal(hp_pool_validate(&H.w.rpool), 0);
-        assert_int_equal(hp_pool_validate(&H.w.wpool), 0);
-        assert_int_equal(hp_timer_wheel_validate(&H.w.loop.timers), 0);
-        hp_worker_destroy(&H.w);
-    }
+    hp_sys_set_ops(NULL); /* the rest runs without injected faults */
+    h_teardown();
     if (T.file_fd >= 0)
         close(T.file_fd);
     return 0;
-}
-
-static bool has(const cli_t *k, const char *s)
-{
-    return k->rxlen == strlen(s) && memcmp(k->rx, s, k->rxlen) == 0;
 }
 
 /* ---- tests ---- */

@@ -1,7 +1,8 @@
 /*
  * test_worker.c - unit tests for src/net/worker.c, driving a real worker
  * on this thread (hp_loop_run_once interleaved with client sockets) and,
- * once, on its own thread.
+ * once, on its own thread (the harness shared with test_conn.c is in
+ * net_harness.h).
  *
  * Covered: argument checks and an out-of-memory sweep of hp_worker_init
  * (the listening socket is closed on every failure); accepting many
@@ -30,18 +31,18 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
 #include "hotpath/conn.h"
-#include "hotpath/listener.h"
 #include "hotpath/log.h"
 #include "hotpath/mpsc.h"
 #include "hotpath/sys.h"
 #include "hotpath/worker.h"
+
+#include "net_harness.h"
 
 /* ---- protocol: "R:<line>\n" per line; bytes starting with '#' are
  * swallowed whole (a sink, for the read budget) ---- */
@@ -128,146 +129,10 @@ static const hp_sys_ops_t fault_ops = {
 };
 static hp_sys_ops_t ops;
 
-/* ---- harness ---- */
-typedef struct cli {
-    int fd;
-    bool eof;
-    size_t rxlen;
-    char rx[4096];
-} cli_t;
-
-enum { MAXCLI = 80 };
-static struct {
-    hp_worker_config_t cfg;
-    hp_worker_t w;
-    bool started;
-    struct sockaddr_in addr;
-    cli_t cli[MAXCLI];
-    int ncli;
-} H;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int open_listener(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    char text[32];
-    snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(a.sin_port));
-    hp_listen_addr_t la;
-    assert_int_equal(hp_listen_addr_parse(text, &la), 0);
-    int lfd = hp_listener_open(&la, 128);
-    assert_true(lfd >= 0);
-    H.addr = a;
-    return lfd;
-}
-
+/* ---- harness (net_harness.h) ---- */
 static void h_start(void)
 {
-    assert_int_equal(hp_worker_init(&H.w, 3, -1, open_listener(), &H.cfg, &proto), 0);
-    H.started = true;
-}
-
-static void step(int wait_ms)
-{
-    assert_true(hp_loop_run_once(&H.w.loop, wait_ms) >= 0);
-    for (int i = 0; i < H.ncli; i++) {
-        cli_t *k = &H.cli[i];
-        while (k->fd >= 0 && !k->eof) {
-            ssize_t n = read(k->fd, k->rx + k->rxlen, sizeof k->rx - k->rxlen);
-            if (n > 0)
-                k->rxlen += (size_t)n;
-            else if (n == 0 || errno != EAGAIN)
-                k->eof = true;
-            else
-                break;
-        }
-    }
-}
-
-#define PUMP_UNTIL(cond, ms)                                                   \
-    do {                                                                       \
-        uint64_t dl_ = mono_ms() + (ms);                                       \
-        while (!(cond) && mono_ms() < dl_)                                     \
-            step(1);                                                           \
-    } while (0)
-
-static void pump_for(int ms)
-{
-    uint64_t dl = mono_ms() + (uint64_t)ms;
-    while (mono_ms() < dl)
-        step(1);
-}
-
-/* Connects without waiting for the accept. */
-static cli_t *cli_connect(void)
-{
-    assert_true(H.ncli < MAXCLI);
-    cli_t *k = &H.cli[H.ncli++];
-    memset(k, 0, sizeof *k);
-    k->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    assert_true(k->fd >= 0);
-    int r = connect(k->fd, (struct sockaddr *)&H.addr, sizeof H.addr);
-    assert_true(r == 0 || errno == EINPROGRESS);
-    return k;
-}
-
-static cli_t *cli_open(void)
-{
-    uint32_t want = H.w.nconns + 1;
-    cli_t *k = cli_connect();
-    PUMP_UNTIL(H.w.nconns >= want, 1000);
-    assert_int_equal(H.w.nconns, want);
-    return k;
-}
-
-static hp_conn_t *conn_of(const cli_t *k)
-{
-    struct sockaddr_in me, peer;
-    socklen_t l = sizeof me;
-    getsockname(k->fd, (struct sockaddr *)&me, &l);
-    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
-        l = sizeof peer;
-        if (getpeername(c->io.fd, (struct sockaddr *)&peer, &l) == 0 && peer.sin_port == me.sin_port)
-            return c;
-    }
-    return NULL;
-}
-
-static void cli_sends(cli_t *k, const char *s)
-{
-    assert_int_equal(write(k->fd, s, strlen(s)), (ssize_t)strlen(s));
-}
-
-static bool has(const cli_t *k, const char *s)
-{
-    return k->rxlen == strlen(s) && memcmp(k->rx, s, k->rxlen) == 0;
-}
-
-static void cli_close(cli_t *k)
-{
-    if (k->fd >= 0)
-        close(k->fd);
-    k->fd = -1;
-}
-
-static void assert_pools_empty(void)
-{
-    assert_int_equal(hp_pool_in_use(&H.w.rpool), 0);
-    assert_int_equal(hp_pool_in_use(&H.w.wpool), 0);
-    assert_int_equal(hp_pool_in_use(&H.w.conn_pool), 0);
-    assert_int_equal(hp_pool_validate(&H.w.conn_pool), 0);
-    assert_int_equal(hp_pool_validate(&H.w.rpool), 0);
-    assert_int_equal(hp_pool_validate(&H.w.wpool), 0);
+    h_start_with(&proto, 3);
 }
 
 static int setup(void **state)
@@ -275,11 +140,7 @@ static int setup(void **state)
     (void)state;
     memset(&F, 0, sizeof F);
     memset(&P, 0, sizeof P);
-    H.ncli = 0;
-    H.started = false;
-    H.cfg = (hp_worker_config_t){.rbuf_size = 4096, .wbuf_size = 4096, .max_chunks = 0,
-                                 .write_timeout_ms = 3000, .drain_timeout_ms = 3000,
-                                 .high_water = 8192, .low_water = 2048};
+    h_reset();
     hp_sys_set_ops(&ops);
     return 0;
 }
@@ -287,21 +148,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    memset(&F, 0, sizeof F);
-    for (int i = 0; i < H.ncli; i++)
-        cli_close(&H.cli[i]);
-    if (H.started) {
-        if (!H.w.loop.stopping) {
-            PUMP_UNTIL(H.w.nconns == 0, 500);
-            if (H.w.nconns == 0) {
-                step(0);
-                assert_pools_empty();
-            }
-        }
-        hp_worker_destroy(&H.w);
-        assert_int_equal(H.w.listen_fd, -1);
-        assert_int_equal(H.w.wake_fd, -1);
-    }
+    memset(&F, 0, sizeof F); /* the rest runs without injected faults */
+    h_teardown();
     hp_sys_set_ops(NULL);
     return 0;
 }
@@ -350,7 +198,7 @@ static void test_init_oom_sweep(void **state)
     assert_true(n > 1); /* at least one allocation was swept */
     H.started = true;
     /* the worker that finally came up works */
-    cli_t *k = cli_open();
+    cli_t *k = cli_open(0);
     cli_sends(k, "ok\n");
     PUMP_UNTIL(k->rxlen >= 5, 1000);
     assert_true(has(k, "R:ok\n"));
@@ -380,7 +228,7 @@ static void test_accept_many(void **state)
     h_start();
     enum { N = 60 };
     for (int i = 0; i < N; i++)
-        cli_connect();
+        cli_connect(0);
     PUMP_UNTIL(H.w.nconns == N, 2000);
     assert_int_equal(H.w.nconns, N);
     assert_int_equal(H.w.stats.accepted, N);
@@ -422,7 +270,7 @@ static void test_emfile_pauses_accept(void **state)
     (void)state;
     h_start();
     F.accept_err = EMFILE;
-    cli_t *k = cli_connect();
+    cli_t *k = cli_connect(0);
     uint64_t t0 = mono_ms();
     pump_for(300);
     assert_true(F.accept_calls >= 1);
@@ -450,9 +298,9 @@ static void test_emfile_resumes_when_fd_frees(void **state)
 {
     (void)state;
     h_start();
-    cli_t *a = cli_open();
+    cli_t *a = cli_open(0);
     F.accept_err = EMFILE;
-    cli_t *b = cli_connect();
+    cli_t *b = cli_connect(0);
     PUMP_UNTIL(H.w.accept_paused, 1000);
     assert_true(H.w.accept_paused);
     F.accept_err = 0;
@@ -475,7 +323,7 @@ static void test_accept_transient_errors(void **state)
     h_start();
     F.accept_err = ECONNABORTED;
     F.accept_fail_n = 2;
-    cli_t *k = cli_connect();
+    cli_t *k = cli_connect(0);
     /* accept4 is retried at once: the client is taken in the same call */
     PUMP_UNTIL(H.w.nconns == 1, 1000);
     assert_int_equal(H.w.nconns, 1);
@@ -492,7 +340,7 @@ static void test_accept_epoll_failure_drops_one(void **state)
     (void)state;
     h_start();
     F.epoll_add_err = ENOMEM;
-    cli_t *a = cli_connect();
+    cli_t *a = cli_connect(0);
     PUMP_UNTIL(a->eof, 1000);
     assert_true(a->eof); /* its socket was closed */
     assert_int_equal(H.w.nconns, 0);
@@ -500,7 +348,7 @@ static void test_accept_epoll_failure_drops_one(void **state)
     assert_int_equal(hp_pool_in_use(&H.w.conn_pool), 0);
     assert_false(H.w.accept_paused);
     F.epoll_add_err = 0;
-    cli_t *b = cli_open();
+    cli_t *b = cli_open(0);
     cli_sends(b, "y\n");
     PUMP_UNTIL(b->rxlen >= 4, 1000);
     assert_true(has(b, "R:y\n"));
@@ -513,8 +361,8 @@ static void test_read_budget_and_ready_queue(void **state)
 {
     (void)state;
     h_start();
-    cli_t *a = cli_open();
-    cli_t *b = cli_open();
+    cli_t *a = cli_open(0);
+    cli_t *b = cli_open(0);
     hp_conn_t *ca = conn_of(a), *cb = conn_of(b);
     static char junk[8192];
     memset(junk, '#', sizeof junk);
@@ -555,10 +403,10 @@ static void test_shutdown_idle_now_busy_finishes(void **state)
 {
     (void)state;
     h_start();
-    cli_t *idle = cli_open();
+    cli_t *idle = cli_open(0);
     cli_sends(idle, "one\n");
     PUMP_UNTIL(idle->rxlen >= 6, 1000);
-    cli_t *busy = cli_open();
+    cli_t *busy = cli_open(0);
     cli_sends(busy, "par");
     PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
     hp_worker_shutdown(&H.w);
@@ -570,7 +418,7 @@ static void test_shutdown_idle_now_busy_finishes(void **state)
     PUMP_UNTIL(idle->eof, 1000);
     assert_true(idle->eof);
     /* nobody listens any more */
-    cli_t *late = cli_connect();
+    cli_t *late = cli_connect(0);
     step(1);
     assert_true(late->eof);
     /* the busy one completes its request, then is closed */
@@ -588,7 +436,7 @@ static void test_shutdown_drain_timeout(void **state)
     (void)state;
     H.cfg.drain_timeout_ms = 80;
     h_start();
-    cli_t *busy = cli_open();
+    cli_t *busy = cli_open(0);
     cli_sends(busy, "never ends");
     PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
     uint64_t t0 = mono_ms();
@@ -615,8 +463,8 @@ static void test_stop_now_via_post(void **state)
 {
     (void)state;
     h_start();
-    cli_t *a = cli_open();
-    cli_t *b = cli_open();
+    cli_t *a = cli_open(0);
+    cli_t *b = cli_open(0);
     cli_sends(b, "half");
     PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
     assert_int_equal(hp_worker_post(&H.w, HP_MSG_STOP_NOW, 0, NULL), 0);
@@ -638,7 +486,7 @@ static void test_post_shutdown_then_run(void **state)
     int efd = eventfd(0, EFD_NONBLOCK);
     H.w.report_to = &reports;
     H.w.report_fd = efd;
-    cli_t *k = cli_open();
+    cli_t *k = cli_open(0);
     cli_sends(k, "last\n");
     PUMP_UNTIL(k->rxlen >= 7, 1000);
     /* unknown types are ignored */
@@ -680,8 +528,8 @@ static void test_destroy_closes_everything(void **state)
 {
     (void)state;
     h_start();
-    cli_t *a = cli_open();
-    cli_t *b = cli_open();
+    cli_t *a = cli_open(0);
+    cli_t *b = cli_open(0);
     cli_sends(a, "pending");
     PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
     (void)b;
