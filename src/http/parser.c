@@ -46,95 +46,6 @@ enum {
 #define PF_TE_OTHER 0x08   /* ... with some coding other than chunked */
 #define PF_EXPECT_BAD 0x10 /* an Expect other than 100-continue */
 
-/* Compares p[0..n) with the lower-case ASCII `lc` ignoring case, a word
- * at a time (n and lc are constants after inlining). Safe for tokens and
- * field values: `lc` holds only lower-case letters, digits and '-', which
- * all have bit 0x20 set, and no byte allowed in a token or value other than
- * an upper-case letter maps onto one of them under | 0x20. */
-HP_INLINE bool ieq(const char *p, const char *lc, size_t n)
-{
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t a, b;
-        memcpy(&a, p + i, 8);
-        memcpy(&b, lc + i, 8);
-        if ((a | 0x2020202020202020ull) != b)
-            return false;
-    }
-    if (i + 4 <= n) {
-        uint32_t a, b;
-        memcpy(&a, p + i, 4);
-        memcpy(&b, lc + i, 4);
-        if ((a | 0x20202020u) != b)
-            return false;
-        i += 4;
-    }
-    for (; i < n; i++)
-        if (((uint8_t)p[i] | 0x20) != (uint8_t)lc[i])
-            return false;
-    return true;
-}
-
-HP_INLINE bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* Calls fn on each non-empty element of the comma list p[0..n), with OWS
- * around the elements trimmed (RFC 9110 §5.6.1 recipient rules). */
-#define FOR_EACH_ELEM(p, n, e, elen, body)                                     \
-    for (size_t i_ = 0; i_ < (n);) {                                           \
-        while (i_ < (n) && (is_ows((p)[i_]) || (p)[i_] == ','))                \
-            i_++;                                                              \
-        size_t s_ = i_;                                                        \
-        while (i_ < (n) && (p)[i_] != ',')                                     \
-            i_++;                                                              \
-        size_t t_ = i_;                                                        \
-        while (t_ > s_ && is_ows((p)[t_ - 1]))                                 \
-            t_--;                                                              \
-        if (t_ > s_) {                                                         \
-            const char *e = (p) + s_;                                          \
-            size_t elen = t_ - s_;                                             \
-            body                                                               \
-        }                                                                      \
-    }
-
-/* Content-Length = 1#DIGIT elements that must all be equal ("5, 5").
- * Returns 0 with *out set, or -1 when malformed, differing or too big. */
-static int parse_content_length(const char *p, size_t n, uint64_t *out)
-{
-    size_t i = 0;
-    bool have = false;
-    uint64_t v = 0;
-    for (;;) {
-        if (i >= n || (uint8_t)(p[i] - '0') > 9)
-            return -1;
-        uint64_t x = 0;
-        while (i < n && (uint8_t)(p[i] - '0') <= 9) {
-            unsigned d = (uint8_t)(p[i] - '0');
-            if (x > (UINT64_MAX - d) / 10)
-                return -1;
-            x = x * 10 + d;
-            i++;
-        }
-        if (have && x != v)
-            return -1;
-        v = x;
-        have = true;
-        while (i < n && is_ows(p[i]))
-            i++;
-        if (i == n)
-            break;
-        if (p[i] != ',')
-            return -1;
-        i++;
-        while (i < n && is_ows(p[i]))
-            i++;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Applies the meaning of the framing fields; everything else is only
  * recorded. Returns 0 or -status. Kept out of line: most fields are not
  * framing fields and the length switch in the caller rejects them. */
@@ -531,6 +442,12 @@ typedef int (*parse_fn)(hp_http_req_t *, hp_http_field_t *, const char *, size_t
 /* Set once by hp_http_parser_init() before any worker starts (tests and
  * benchmarks change it between runs); read-only while requests are parsed. */
 static parse_fn parse_cur = parse_scalar;
+static int mode_cur = HP_HTTP_SIMD_SCALAR;
+
+int hp_http_parser_mode(void)
+{
+    return mode_cur;
+}
 
 int hp_http_parse(hp_http_req_t *req, hp_http_field_t *fields, const char *buf, size_t len,
                   const hp_http_limits_t *lim)
@@ -612,6 +529,7 @@ int hp_http_parser_set_simd(int mode)
         parse_cur = parse_scalar;
         break;
     }
+    mode_cur = m;
     return m;
 }
 

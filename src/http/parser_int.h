@@ -12,6 +12,9 @@
 #ifndef HOTPATH_HTTP_PARSER_INT_H
 #define HOTPATH_HTTP_PARSER_INT_H
 
+#include <stdbool.h>
+#include <string.h>
+
 #include "hotpath/common.h"
 #include "config.h"
 
@@ -298,6 +301,102 @@ HP_INLINE size_t scan_value(int mode, const char *buf, size_t pos, size_t end)
  * `mode` (HP_HTTP_SIMD_*; a flavour the CPU lacks falls back to the best
  * below it), so tests and benchmarks can compare the flavours. */
 struct hp_http_resp;
+/* ---- field-value helpers shared by the request and response parsers ---- */
+
+HP_INLINE bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Compares p[0..n) with the lower-case constant `lc` ignoring ASCII case,
+ * a word at a time (n and lc are constants after inlining). Exact for
+ * tokens and field values: `lc` holds only lower-case letters, digits and
+ * '-', which all have bit 0x20 set, and no byte allowed in a token or value
+ * other than an upper-case letter maps onto one of them under | 0x20. */
+HP_INLINE bool ieq(const char *p, const char *lc, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t a, b;
+        memcpy(&a, p + i, 8);
+        memcpy(&b, lc + i, 8);
+        if ((a | 0x2020202020202020ull) != b)
+            return false;
+    }
+    if (i + 4 <= n) {
+        uint32_t a, b;
+        memcpy(&a, p + i, 4);
+        memcpy(&b, lc + i, 4);
+        if ((a | 0x20202020u) != b)
+            return false;
+        i += 4;
+    }
+    for (; i < n; i++)
+        if (((uint8_t)p[i] | 0x20) != (uint8_t)lc[i])
+            return false;
+    return true;
+}
+
+/* Runs `body` for each non-empty element of the comma list p[0..n), with
+ * OWS around the elements trimmed (RFC 9110 §5.6.1 recipient rules). */
+#define FOR_EACH_ELEM(p, n, e, elen, body)                                     \
+    for (size_t i_ = 0; i_ < (n);) {                                           \
+        while (i_ < (n) && (is_ows((p)[i_]) || (p)[i_] == ','))                \
+            i_++;                                                              \
+        size_t s_ = i_;                                                        \
+        while (i_ < (n) && (p)[i_] != ',')                                     \
+            i_++;                                                              \
+        size_t t_ = i_;                                                        \
+        while (t_ > s_ && is_ows((p)[t_ - 1]))                                 \
+            t_--;                                                              \
+        if (t_ > s_) {                                                         \
+            const char *e = (p) + s_;                                          \
+            size_t elen = t_ - s_;                                             \
+            body                                                               \
+        }                                                                      \
+    }
+
+/* Content-Length = 1#DIGIT elements that must all be equal ("5, 5"), as
+ * RFC 9110 §8.6 lets a recipient accept. Returns 0 with *out set, or -1
+ * when malformed, differing or beyond 64 bits. */
+static inline int parse_content_length(const char *p, size_t n, uint64_t *out)
+{
+    size_t i = 0;
+    bool have = false;
+    uint64_t v = 0;
+    for (;;) {
+        if (i >= n || (uint8_t)(p[i] - '0') > 9)
+            return -1;
+        uint64_t x = 0;
+        while (i < n && (uint8_t)(p[i] - '0') <= 9) {
+            unsigned d = (uint8_t)(p[i] - '0');
+            if (x > (UINT64_MAX - d) / 10)
+                return -1;
+            x = x * 10 + d;
+            i++;
+        }
+        if (have && x != v)
+            return -1;
+        v = x;
+        have = true;
+        while (i < n && is_ows(p[i]))
+            i++;
+        if (i == n)
+            break;
+        if (p[i] != ',')
+            return -1;
+        i++;
+        while (i < n && is_ows(p[i]))
+            i++;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The scanner flavour hp_http_parser_init/set_simd put in force, so the
+ * response parser follows HOTPATH_SIMD too. */
+int hp_http_parser_mode(void);
+
 int hp_http_resp_parse_head_mode(struct hp_http_resp *r, const char *buf, size_t len, int mode);
 
 #endif

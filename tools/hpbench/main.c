@@ -24,6 +24,7 @@
 #include "bench.h"
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
+#include "hotpath/http_parser.h"
 #include "hpbench.h"
 
 #define PROG "hpbench"
@@ -304,6 +305,7 @@ int main(int argc, char **argv)
         .method = "GET",
     };
     parse_args(argc, argv, &opt);
+    hp_http_parser_init(); /* response scanning: the best SIMD the CPU has */
 
     hb_plan_t plan;
     char err[256];
