@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # PROG, PATH_URL, ...: used by bench/lib/common.sh
 # bench/http.sh -- side-by-side HTTP/1.1 benchmark of hotpath, nginx and h2o.
 #
 # Every server runs with one worker, pinned to CPU 0; the load generator (wrk,
@@ -7,6 +8,9 @@
 #     CPU seconds (utime+stime of the server's process tree, /proc/PID/stat,
 #     before and after the run) per request, split into user and kernel time;
 #   - the same with pipelining depth 16 (bench/lib/pipeline.lua);
+#   - latency at a constant rate (hpbench -R, $BENCH_RATE_PCT % of nginx's
+#     median plain req/s): corrected and uncorrected percentiles, for
+#     hotpath and nginx;
 #   - syscalls per request (strace -c -f attached during a short wrk run);
 #   - RSS bytes per idle keep-alive connection (bench/lib/idleconns.py);
 #   - instructions per request under callgrind (two runs with N1 and N2
@@ -16,6 +20,8 @@
 # including every command run and the machine description, to
 # bench/results/http-YYYYMMDD-HHMM.txt. Builds nothing: run `make` first
 # (`make bench` does deps, build, then this script). See bench/README.md.
+# The generic helpers (server start/stop, /proc readings, logging, cleanup)
+# are in bench/lib/common.sh, shared with bench/hpbench-vs-wrk.sh.
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (100),
 # BENCH_RUNS (3), BENCH_SERVERS ("hotpath nginx h2o"), BENCH_QUICK=1 (3 s,
@@ -24,7 +30,9 @@
 # BENCH_CALLGRIND (servers to run under callgrind, default: all of
 # BENCH_SERVERS; "" = none),
 # BENCH_CG_N1/BENCH_CG_N2 (2000/12000), HOTPATH_BIN (build/hotpath),
-# BENCH_KEEP_TMP=1 (keep the temp dir with configs and raw outputs).
+# BENCH_RATE (auto: $BENCH_RATE_PCT % of nginx's rate; 0: skip the
+# constant-rate row; N: N requests/s), BENCH_RATE_PCT (50),
+# HPBENCH_BIN (build/hpbench), BENCH_KEEP_TMP=1 (keep the temp dir with configs and raw outputs).
 
 set -u -o pipefail
 
@@ -49,27 +57,43 @@ CALLGRIND=${BENCH_CALLGRIND-$SERVERS}
 CG_N1=${BENCH_CG_N1:-$d_n1}
 CG_N2=${BENCH_CG_N2:-$d_n2}
 HOTPATH_BIN=${HOTPATH_BIN:-$ROOT/build/hotpath}
+HPBENCH_BIN=${HPBENCH_BIN:-$ROOT/build/hpbench}
+RATE=${BENCH_RATE:-auto}
+RATE_PCT=${BENCH_RATE_PCT:-50}
 SRV_CPU=0
 CLI_CPU=1
 WARMUP=2
 PATH_URL=/plaintext
 
-die() { echo "bench/http.sh: $*" >&2; exit 2; }
+PROG=bench/http.sh
+# shellcheck source=lib/common.sh
+. "$LIB/common.sh"
 
 # ---- prerequisites ------------------------------------------------------
-for n in "$DURATION" "$CONNS" "$RUNS" "$IDLE" "$DEPTH" "$STRACE_SECS" "$CG_N1" "$CG_N2"; do
-    [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt 0 ] || die "BENCH_* values must be positive integers (got '$n')"
-done
+positive_ints "$DURATION" "$CONNS" "$RUNS" "$IDLE" "$DEPTH" "$STRACE_SECS" "$CG_N1" "$CG_N2" "$RATE_PCT"
 [ "$CG_N2" -gt "$CG_N1" ] || die "BENCH_CG_N2 must be larger than BENCH_CG_N1"
 for s in $SERVERS; do
     case $s in hotpath|nginx|h2o) ;; *) die "unknown server '$s' in BENCH_SERVERS (hotpath nginx h2o)";; esac
 done
+case $RATE in
+    0|auto) ;;
+    *) [[ $RATE =~ ^[0-9]+$ ]] || die "BENCH_RATE must be auto, 0 or a rate in requests/s (got '$RATE')" ;;
+esac
+# The constant-rate row: hotpath and nginx (the ones selected), at
+# $RATE_PCT % of nginx's median plain req/s ("auto") or at a fixed rate.
+RATE_SERVERS=""
+if [ "$RATE" != 0 ]; then
+    for s in hotpath nginx; do [[ " $SERVERS " == *" $s "* ]] && RATE_SERVERS+=" $s"; done
+    RATE_SERVERS=${RATE_SERVERS# }
+    [ "$RATE" = auto ] && [[ " $SERVERS " != *" nginx "* ]] && RATE_SERVERS=""
+fi
 need=(wrk taskset strace python3 curl ss awk sed)
 [ -n "$CALLGRIND" ] && need+=(valgrind)
 for s in $SERVERS; do [ "$s" = hotpath ] || need+=("$s"); done
-for t in "${need[@]}"; do
-    command -v "$t" >/dev/null 2>&1 || die "'$t' not found; install the benchmark tools with 'make deps'"
-done
+need_tools "${need[@]}"
+if [ -n "$RATE_SERVERS" ] && [ ! -x "$HPBENCH_BIN" ]; then
+    die "$HPBENCH_BIN not found (constant-rate row); build it with 'make', or skip the row with BENCH_RATE=0"
+fi
 if [[ " $SERVERS " == *" hotpath "* ]] && [ ! -x "$HOTPATH_BIN" ]; then
     die "$HOTPATH_BIN not found; build it first with 'make' (or run 'make bench')"
 fi
@@ -77,226 +101,55 @@ fi
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
 [ "$(ulimit -n)" -ge $((IDLE + 200)) ] || die "fd limit $(ulimit -n) too low for $IDLE idle connections; raise it with ulimit -n"
 
-# ---- bookkeeping, logging and cleanup -----------------------------------
-TMP=$(mktemp -d /tmp/hotpath-bench.XXXXXX) || die "mktemp failed"
-DATA=$TMP/data
-STAMP=$(date +%Y%m%d-%H%M)
-mkdir -p "$ROOT/bench/results"
-OUT=$ROOT/bench/results/http-$STAMP.txt
-[ -e "$OUT" ] && OUT=$ROOT/bench/results/http-$STAMP-$$.txt
-PARTIAL=$OUT.partial
-BG_PIDS=()          # every background process we started, for cleanup
-SPID=""             # root pid of the running server
-SPORT=""
-FAILED=()
-T_START=$(date +%s)
-
-cleanup() {
-    local rc=$? p
-    trap - EXIT INT TERM
-    for p in "${BG_PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null || continue
-        for c in $(pgrep -P "$p"); do kill -TERM "$c" 2>/dev/null; done
-        kill -TERM "$p" 2>/dev/null
-    done
-    sleep 0.2
-    for p in "${BG_PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null || continue
-        sleep 1
-        for c in $(pgrep -P "$p"); do kill -KILL "$c" 2>/dev/null; done
-        kill -KILL "$p" 2>/dev/null
-    done
-    for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then
-        echo "raw files kept in $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    if [ -e "$PARTIAL" ]; then
-        # Keep the log of an incomplete run, but out of bench/results.
-        mv "$PARTIAL" "/tmp/hotpath-bench-$STAMP-incomplete.txt"
-        echo "incomplete run; its log is in /tmp/hotpath-bench-$STAMP-incomplete.txt" >&2
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
-
-# Everything printed from here on also goes to the results file.
-exec > >(tee -a "$PARTIAL") 2>&1
-
-forget() {          # forget(pid): drop pid from BG_PIDS once it is reaped
-    local keep=() p
-    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    BG_PIDS=("${keep[@]}")
-}
-
-show() {            # show(cmd...): print a command exactly as it is run
-    printf '$'
-    printf ' %q' "$@"
-    printf '\n'
-}
-
-indent() { sed 's/^/    /'; }
-
-tree_pids() {       # tree_pids(pid): pid and its descendants
-    local p=$1 c
-    echo "$p"
-    for c in $(pgrep -P "$p"); do tree_pids "$c"; done
-}
-
-cpu_ticks() {       # cpu_ticks(pid): "utime stime" summed over the tree, in ticks
-    local p u=0 s=0 f
-    for p in $(tree_pids "$1"); do
-        # Fields after the ")" closing comm: state is 1st, utime 12th, stime 13th.
-        f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
-        set -- $f
-        u=$((u + ${12})); s=$((s + ${13}))
-    done
-    echo "$u $s"
-}
-
-# cpu_busy(): "busy irq total" ticks of the server CPU, then of the client CPU
-# (busy = all but idle and iowait; irq = hard + soft interrupt time, which on
-# loopback is mostly the TCP work of the benchmark itself).
-cpu_busy() {
-    awk -v a="cpu$SRV_CPU" -v b="cpu$CLI_CPU" '$1 == a || $1 == b {
-            t = 0; for (i = 2; i <= 9; i++) t += $i
-            r[$1] = (t - $5 - $6) " " ($7 + $8) " " t }
-        END { print r[a], r[b] }' /proc/stat
-}
-
-wait_listen() {     # wait_listen(port, pid, seconds): until the port listens
-    local port=$1 pid=$2 tries=$(( $3 * 20 ))
-    while [ "$tries" -gt 0 ]; do
-        kill -0 "$pid" 2>/dev/null || return 1
-        [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && return 0
-        sleep 0.05
-        tries=$((tries - 1))
-    done
-    return 1
-}
-
-# start_server(name, [valgrind-prefix...]): render the config, start the
-# server pinned to CPU 0 with a fresh port; sets SPID and SPORT.
-start_server() {
-    local name=$1; shift
-    local dir=$TMP/$name cmd=() master=on
-    mkdir -p "$dir"
-    SPORT=$(python3 "$LIB/benchhttp.py" freeport) || return 1
-    [ $# -gt 0 ] && master=off     # under valgrind: nginx in one process
-    case $name in
-    hotpath)
-        cmd=("$HOTPATH_BIN" --listen "127.0.0.1:$SPORT" --workers 1 --root www
-             --quiet --keepalive-timeout 60)
-        ;;
-    nginx)
-        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$SPORT|g" -e "s|@MASTER@|$master|g" \
-            "$LIB/nginx.conf.in" > "$dir/nginx.conf"
-        cmd=(nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
-        ;;
-    h2o)
-        printf 'Hello, World!' > "$dir/plaintext.txt"
-        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$SPORT|g" "$LIB/h2o.conf.in" > "$dir/h2o.conf"
-        cmd=(h2o -c "$dir/h2o.conf")
-        ;;
-    esac
-    cmd=(taskset -c "$SRV_CPU" "$@" "${cmd[@]}")
-    show "${cmd[@]}"
-    "${cmd[@]}" >> "$dir/stderr.log" 2>&1 < /dev/null &
-    SPID=$!
-    BG_PIDS+=("$SPID")
-    if ! wait_listen "$SPORT" "$SPID" $([ $# -gt 0 ] && echo 120 || echo 15); then
-        echo "error: $name did not start listening on port $SPORT; its stderr:"
-        indent < "$dir/stderr.log"
-        stop_server
-        return 1
-    fi
-    return 0
-}
-
-stop_server() {     # SIGTERM the server tree, wait (up to 60 s), then SIGKILL
-    [ -n "$SPID" ] || return 0
-    local kids i
-    kids=$(tree_pids "$SPID" | tail -n +2)
-    kill -TERM "$SPID" 2>/dev/null
-    for i in $(seq 600); do
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$SPID" 2>/dev/null; then
-        echo "warning: server pid $SPID ignored SIGTERM for 60 s; killing it"
-        kill -KILL "$SPID" 2>/dev/null
-    fi
-    wait "$SPID" 2>/dev/null
-    for i in $kids; do kill -KILL "$i" 2>/dev/null; done
-    forget "$SPID"
-    SPID=""
-}
-
-# check_response(name): the server must answer 200, text/plain, Hello, World!
-check_response() {
-    local f=$TMP/$1/check.txt
-    show curl -sS -i "http://127.0.0.1:$SPORT$PATH_URL"
-    curl -sS -i "http://127.0.0.1:$SPORT$PATH_URL" > "$f" 2>&1
-    tr -d '\r' < "$f" | indent
-    echo
-    echo "    (response: $(wc -c < "$f") bytes on the wire)"
-    head -1 "$f" | grep -q ' 200' &&
-        grep -qi '^content-type: text/plain' "$f" &&
-        [ "$(tail -c 13 "$f")" = "Hello, World!" ]
-}
+# ---- bookkeeping, logging and cleanup (bench/lib/common.sh) -------------
+bench_begin http
 
 # wrk_measure(server, kind, seconds, wrk args...): one measured wrk run.
 wrk_measure() {
     local server=$1 kind=$2 secs=$3; shift 3
-    local f=$TMP/$server/wrk-$kind-$RANDOM.txt b a t0 t1 cmd
+    local f=$TMP/$server/wrk-$kind-$RANDOM.txt b a cmd mb ma
     cmd=(taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${secs}s" "$@")
     show "${cmd[@]}"
-    local mb ma
     b=$(cpu_ticks "$SPID")
     mb=$(cpu_busy)
-    t0=$(date +%s.%N)
-    times > "$f.times0"     # builtin, no fork: children's CPU so far
-    "${cmd[@]}" > "$f" 2>&1
-    times > "$f.times1"     # ... now including wrk's
-    t1=$(date +%s.%N)
+    timed_run "$f" "${cmd[@]}"      # RUN_CPU: wrk's own CPU time
     ma=$(cpu_busy)
     a=$(cpu_ticks "$SPID")
     indent < "$f"
-    local req rsecs rps non2xx sockerr
-    req=$(awk '/ requests in / {print $1}' "$f")
-    rsecs=$(awk '/ requests in / {v=$4; sub(/,$/, "", v); u=substr(v, length(v)); v=substr(v, 1, length(v)-1);
-                 if (u == "m") v *= 60; else if (u == "h") v *= 3600; print v}' "$f")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$f")
-    sockerr=$(awk -F'[ ,]+' '/Socket errors:/ {print $4+$6+$8+$10}' "$f")
-    if [ -z "$req" ] || [ -z "$rps" ]; then
+    if ! wrk_parse "$f"; then
         echo "error: could not parse the wrk output"
         return 1
     fi
-    set -- $b; local bu=$1 bs=$2
-    set -- $a; local au=$1 as=$2
-    set -- $mb $ma
-    local b0=$((${7} - $1)) i0=$((${8} - $2)) t0c=$((${9} - $3))
-    local b1=$((${10} - $4)) i1=$((${11} - $5)) t1c=$((${12} - $6))
-    local srv=$((au - bu + as - bs)) wrkcpu
-    wrkcpu=$(cat "$f.times0" "$f.times1" | awk '
-        function secs(v,  m) { m = v; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", v); sub(/s$/, "", v); return m * 60 + v }
-        FNR % 2 == 0 { c[NR / 2] = secs($1) + secs($2) }
-        END { printf "%.2f", c[2] - c[1] }')
-    [ "$t0c" -gt 0 ] || t0c=1
-    [ "$t1c" -gt 0 ] || t1c=1
-    # Softirq work (loopback TCP) mostly runs inside the server's own syscalls
-    # and so is in its utime+stime as well as in /proc/stat's softirq column:
-    # everything else busy on the server CPU is other processes.
-    local oth=$((b0 - srv)); [ "$oth" -ge 0 ] || oth=0     # tick rounding
-    echo "    server CPU: user $((au - bu)) + sys $((as - bs)) ticks (CLK_TCK $CLK) over $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s wall;" \
-         "CPU$SRV_CPU: busy $((100 * b0 / t0c))% (irq+softirq $((100 * i0 / t0c))%), other processes $((100 * oth / t0c))%;" \
-         "CPU$CLI_CPU: busy $((100 * b1 / t1c))% (irq+softirq $((100 * i1 / t1c))%), wrk ${wrkcpu} s CPU"
-    [ "${non2xx:-0}" != 0 ] || [ "${sockerr:-0}" != 0 ] &&
-        echo "    WARNING: $server $kind run had errors (non-2xx $non2xx, socket $sockerr)"
-    echo "$server $kind requests=$req secs=$rsecs rps=$rps ut=$((au - bu)) st=$((as - bs)) non2xx=${non2xx:-0} sockerr=${sockerr:-0} c0busy=$b0 c0irq=$i0 c0total=$t0c c1busy=$b1 c1irq=$i1 c1total=$t1c wrkcpu=$wrkcpu wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" >> "$DATA"
+    local wrkcpu
+    wrkcpu=$(echo "$RUN_CPU" | awk '{printf "%.2f", $1 + $2}')
+    run_usage "$b" "$a" "$mb" "$ma" "wrk ${wrkcpu} s CPU"
+    [ "$WRK_NON2XX" != 0 ] || [ "$WRK_SOCKERR" != 0 ] &&
+        echo "    WARNING: $server $kind run had errors (non-2xx $WRK_NON2XX, socket $WRK_SOCKERR)"
+    echo "$server $kind requests=$WRK_REQ secs=$WRK_SECS rps=$WRK_RPS $USAGE non2xx=$WRK_NON2XX sockerr=$WRK_SOCKERR wrkcpu=$wrkcpu wall=$RUN_WALL" >> "$DATA"
+}
+
+# rate_measure(server, rate): one constant-rate hpbench run; corrected and
+# uncorrected latency percentiles from its JSON report.
+rate_measure() {
+    local server=$1 rate=$2 j=$TMP/$1/rate-$RANDOM.json
+    local f=${j%.json}.txt b a mb ma cmd fig
+    cmd=(taskset -c "$CLI_CPU" "$HPBENCH_BIN" -R "$rate" -c "$CONNS" -d "$DURATION" --json "$j" "$url")
+    show "${cmd[@]}"
+    b=$(cpu_ticks "$SPID")
+    mb=$(cpu_busy)
+    timed_run "$f" "${cmd[@]}"
+    ma=$(cpu_busy)
+    a=$(cpu_ticks "$SPID")
+    indent < "$f"
+    if ! fig=$(python3 "$LIB/hpjson.py" "$j" requests secs=duration_s rps=requests_per_s \
+                   errors=errors_total p50=latency.p50 p99=latency.p99 p999=latency.p99_9 \
+                   up50=latency_uncorrected.p50 up99=latency_uncorrected.p99 \
+                   up999=latency_uncorrected.p99_9 max=latency.max); then
+        echo "error: hpbench wrote no JSON report (exit $RUN_RC)"
+        return 1
+    fi
+    run_usage "$b" "$a" "$mb" "$ma" "hpbench $(echo "$RUN_CPU" | awk '{printf "%.2f", $1 + $2}') s CPU"
+    echo "$server rate target=$rate $fig $USAGE clientcpu=$(echo "$RUN_CPU" | awk '{print $1 + $2}') wall=$RUN_WALL" >> "$DATA"
 }
 
 strace_measure() {  # syscalls per request: strace -c -f during a short wrk run
@@ -368,59 +221,28 @@ cg_measure() {
 }
 
 # ---- header: command line and machine -----------------------------------
-CLK=$(getconf CLK_TCK)
 echo "meta clk_tck=$CLK runs=$RUNS" > "$DATA"
 echo "# hotpath side-by-side HTTP benchmark, $(date -R)"
 echo
 echo "command: $(printf '%q ' "$0" "$@")"
 echo "settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNS BENCH_RUNS=$RUNS BENCH_SERVERS='$SERVERS'" \
      "BENCH_QUICK=$QUICK BENCH_IDLE_CONNS=$IDLE BENCH_PIPELINE_DEPTH=$DEPTH BENCH_STRACE_DURATION=$STRACE_SECS" \
-     "BENCH_CALLGRIND='$CALLGRIND' BENCH_CG_N1=$CG_N1 BENCH_CG_N2=$CG_N2"
+     "BENCH_CALLGRIND='$CALLGRIND' BENCH_CG_N1=$CG_N1 BENCH_CG_N2=$CG_N2 BENCH_RATE=$RATE BENCH_RATE_PCT=$RATE_PCT"
 echo "server CPU: $SRV_CPU (taskset), client CPU: $CLI_CPU (taskset); fd limit $(ulimit -n)"
 echo
-echo "## machine"
-echo "nproc: $(nproc)"
-echo "kernel: $(uname -srmv)"
-echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-echo "os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}")"
-echo "memory: $(awk '/^MemTotal/ {print $2, $3}' /proc/meminfo)"
-[[ " $SERVERS " == *" hotpath "* ]] && echo "hotpath: $("$HOTPATH_BIN" --version 2>&1 | head -1) ($HOTPATH_BIN)"
-command -v nginx >/dev/null && echo "nginx: $(nginx -v 2>&1 | head -1)"
-command -v h2o >/dev/null && echo "h2o: $(h2o --version 2>&1 | head -1)"
-echo "wrk: $(wrk -v 2>&1 | head -1)"
-echo "strace: $(strace -V 2>&1 | head -1)"
-command -v valgrind >/dev/null && echo "valgrind: $(valgrind --version 2>&1)"
-echo "python3: $(python3 --version 2>&1)"
-set -- $(cpu_busy); sleep 1; set -- "$@" $(cpu_busy)
-echo "load before start: loadavg $(cut -d' ' -f1-3 /proc/loadavg);" \
-     "over 1 s CPU$SRV_CPU $((100 * (${7} - $1) / (${9} - $3 > 0 ? ${9} - $3 : 1)))% busy," \
-     "CPU$CLI_CPU $((100 * (${10} - $4) / (${12} - $6 > 0 ? ${12} - $6 : 1)))% busy (should be ~0% on a quiet machine)"
+tools=(nginx h2o wrk strace valgrind python3)
+[[ " $SERVERS " == *" hotpath "* ]] && tools=(hotpath "${tools[@]}")
+[ -n "$RATE_SERVERS" ] && tools+=(hpbench)
+print_machine "${tools[@]}"
 echo
 
 # ---- the measurements ---------------------------------------------------
 # All servers run side by side (an idle server costs nothing) and the runs are
 # interleaved -- run 1 of every server, then run 2, ... -- so that a change
 # in background load during the benchmark hits every server alike.
-declare -A PIDS PORTS
-LIVE=()
-use() { SPID=${PIDS[$1]}; SPORT=${PORTS[$1]}; url="http://127.0.0.1:$SPORT$PATH_URL"; }
-
 echo "## starting the servers"
 echo
-for server in $SERVERS; do
-    if ! start_server "$server"; then
-        FAILED+=("$server"); echo; continue
-    fi
-    echo "$server pids: $(tree_pids "$SPID" | tr '\n' ' ')"
-    if ! check_response "$server"; then
-        echo "error: $server did not answer 200 text/plain 'Hello, World!'; skipping it"
-        stop_server; FAILED+=("$server"); echo; continue
-    fi
-    PIDS[$server]=$SPID PORTS[$server]=$SPORT
-    LIVE+=("$server")
-    SPID=""
-    echo
-done
+start_all $SERVERS
 
 for server in "${LIVE[@]}"; do
     use "$server"
@@ -447,6 +269,33 @@ for run in $(seq "$RUNS"); do
     done
 done
 echo
+if [ -n "$RATE_SERVERS" ]; then
+    rate=$RATE
+    if [ "$RATE" = auto ]; then
+        # RATE_PCT % of the median plain req/s nginx achieved in this run
+        rate=$(awk -v pct="$RATE_PCT" '$1 == "nginx" && $2 == "plain" {
+                   for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) v[n++] = substr($i, 5) + 0 }
+               END { if (n == 0) exit
+                     for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+                     m = n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+                     printf "%d", m * pct / 100 }' "$DATA")
+    fi
+    if [ -z "$rate" ] || [ "$rate" -le 0 ]; then
+        echo "## constant rate: skipped (no nginx plain req/s measured)"
+    else
+        echo "## constant rate: $rate req/s ($([ "$RATE" = auto ] && echo "$RATE_PCT % of nginx's median plain req/s" || echo "BENCH_RATE")), hpbench -R, $CONNS connections"
+        echo "meta rate=$rate rate_src=$([ "$RATE" = auto ] && echo "${RATE_PCT}%nginx" || echo fixed)" >> "$DATA"
+        for run in $(seq "$RUNS"); do
+            for server in $RATE_SERVERS; do
+                [[ " ${LIVE[*]} " == *" $server "* ]] || continue
+                use "$server"
+                echo "### $server constant rate $rate req/s run $run/$RUNS"
+                rate_measure "$server" "$rate"
+            done
+        done
+    fi
+    echo
+fi
 echo "## syscalls per request"
 for server in "${LIVE[@]}"; do
     use "$server"
@@ -460,10 +309,7 @@ for server in "${LIVE[@]}"; do
     echo "### $server idle connections"
     idle_measure "$server"
 done
-for server in "${LIVE[@]}"; do
-    use "$server"
-    stop_server
-done
+stop_all
 echo
 
 for server in $CALLGRIND; do
@@ -486,9 +332,5 @@ indent < "$DATA"
 echo
 python3 "$LIB/report.py" "$DATA"
 echo
-T_END=$(date +%s)
-echo "total benchmark time: $((T_END - T_START)) s"
-[ ${#FAILED[@]} -gt 0 ] && echo "FAILED servers: ${FAILED[*]}"
-echo "saved to ${OUT#"$ROOT"/}"
-mv "$PARTIAL" "$OUT"
+bench_finish
 [ ${#FAILED[@]} -eq 0 ]

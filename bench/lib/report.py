@@ -2,7 +2,7 @@
 """Turn the raw measurements of bench/http.sh into the results tables.
 
 Input: a file of lines `<server> <kind> key=value ...` written by
-bench/http.sh (kinds: meta, plain, pipe, strace, idle, cg). Per-run figures
+bench/http.sh (kinds: meta, plain, pipe, rate, strace, idle, cg). Per-run figures
 are derived first (CPU seconds = (utime+stime ticks) / CLK_TCK, etc.), then
 the median of each figure over the runs is reported. Prints the main table,
 a detail table, and the evaluation of the hotpath targets.
@@ -27,10 +27,11 @@ def load(path):
             if len(parts) < 2:
                 continue
             server, kind = parts[0], parts[1]
-            kv = dict(p.split("=", 1) for p in parts[2:])
             if server == "meta":
-                meta.update(kv)
+                # `meta key=value ...`: no kind field
+                meta.update(p.split("=", 1) for p in parts[1:])
                 continue
+            kv = dict(p.split("=", 1) for p in parts[2:])
             if server not in order:
                 order.append(server)
             rows[server][kind].append(kv)
@@ -63,6 +64,32 @@ def wrk_runs(runs, clk):
             "busy1": float(r["wrkcpu"]) * 100.0 / float(r["wall"]) if "wrkcpu" in r else None,
         })
     return out
+
+
+def rate_runs(runs, clk):
+    """Per-run figures of constant-rate hpbench runs (latencies in us)."""
+    out = []
+    for r in runs:
+        def num(k):
+            v = r.get(k, "-")
+            return None if v == "-" else float(v)
+        secs = num("secs") or 0
+        cpu = (int(r["ut"]) + int(r["st"])) / clk
+        req = num("requests") or 0
+        out.append({
+            "target": float(r["target"]), "rps": num("rps"),
+            "p50": num("p50"), "p99": num("p99"), "p999": num("p999"),
+            "up50": num("up50"), "up99": num("up99"), "max": num("max"),
+            "errors": int(num("errors") or 0),
+            "util": cpu / secs * 100.0 if secs > 0 else None,
+            "cpu_us": cpu * 1e6 / req if req > 0 else None,
+            "other0": pct(int(r.get("c0busy", 0)) - int(r["ut"]) - int(r["st"]), r.get("c0total")),
+        })
+    return out
+
+
+def ms(v):
+    return "-" if v is None else "%.3f" % (v / 1000.0)
 
 
 def pct(part, total):
@@ -144,6 +171,9 @@ def main():
         fig[s] = f
 
     ng = fig.get("nginx")
+    rate = {s: rate_runs(rows[s].get("rate", []), clk) for s in order}
+    rate = {s: {k: med(v, k) for k in v[0]} | {"n": len(v), "errs": sum(r["errors"] for r in v)}
+            for s, v in rate.items() if v}
     print("Main table (medians over %s run(s); CPU = server process tree utime+stime from /proc)" % meta.get("runs", "?"))
     print()
     header = ["server", "req/s", "CPU us/req", "user us/req", "sys us/req", "req/CPU-s",
@@ -159,6 +189,25 @@ def main():
                      fmt(ratio(f["p_per_cpu_s"], ng and ng["p_per_cpu_s"]), "{:.2f}x")])
     print(table(header, body))
     print()
+    if rate:
+        print("Constant rate (hpbench -R %s req/s%s, %s run(s), medians; latencies in ms; corrected ="
+              % (fmt(float(meta.get("rate", 0))),
+                 ", %s of nginx's median plain req/s" % meta["rate_src"].replace("nginx", "")
+                 if meta.get("rate_src", "").endswith("nginx") else "",
+                 max(v["n"] for v in rate.values())))
+        print("from the intended send time, uncorrected = from the actual send time)")
+        print()
+        header = ["server", "achieved req/s", "p50", "p99", "p99.9", "uncorr. p50", "uncorr. p99",
+                  "max", "srv CPU%", "CPU us/req", "srv CPU other%", "errors"]
+        body = [[s, fmt(f["rps"]), ms(f["p50"]), ms(f["p99"]), ms(f["p999"]), ms(f["up50"]),
+                 ms(f["up99"]), ms(f["max"]), fmt(f["util"], "{:.0f}%"), fmt(f["cpu_us"], "{:.2f}"),
+                 fmt(f["other0"], "{:.0f}%"), f["errs"]] for s, f in rate.items()]
+        print(table(header, body))
+        short = [s for s, f in rate.items() if f["rps"] is not None and f["rps"] < 0.98 * f["target"]]
+        if short:
+            print("WARNING: the rate was not sustained for %s (achieved < 98%% of the target):"
+                  " the corrected latencies grow with the run's length." % ", ".join(short))
+        print()
     print("Detail")
     print()
     header = ["server", "srv CPU% plain/pipe", "client CPU% plain/pipe", "srv CPU other% plain/pipe",

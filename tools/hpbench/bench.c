@@ -78,7 +78,7 @@ static inline void bump(uint64_t *p, uint64_t n)
 
 static inline bool recording(const hb_thread_t *t, uint64_t now)
 {
-    return now >= t->plan->record_from_ns;
+    return now >= t->plan->record_from_ns && now < t->plan->record_until_ns;
 }
 
 static void count_error(hb_thread_t *t, int kind, uint64_t n)
@@ -94,7 +94,9 @@ static void count_error(hb_thread_t *t, int kind, uint64_t n)
 static void pump(hb_conn_t *bc, uint64_t now)
 {
     const hb_plan_t *plan = bc->t->plan;
-    if (!bc->up || (bc->c->flags & HP_CONN_F_CLOSE_AFTER))
+    /* Nothing leaves after the end: the server then serves exactly what
+     * was counted, give or take the requests still in flight. */
+    if (!bc->up || (bc->c->flags & HP_CONN_F_CLOSE_AFTER) || now >= plan->record_until_ns)
         return;
     uint32_t n = plan->depth - bc->inflight;
     if (plan->rate_mode) {
@@ -197,14 +199,16 @@ static void on_data(hp_conn_t *c)
                 return;
             }
             hp_conn_consume(c, (uint32_t)r);
-            bump(&t->bytes, (uint64_t)r);
+            if (recording(t, now))
+                bump(&t->bytes, (uint64_t)r);
             bc->in_body = true;
         }
         if (!(bc->resp.flags & HP_HTTP_RESP_F_NO_BODY)) {
             size_t used = 0;
             int r = hp_http_resp_body(&bc->resp, hp_conn_data(c), hp_conn_data_len(c), &used);
             hp_conn_consume(c, (uint32_t)used);
-            bump(&t->bytes, used);
+            if (recording(t, now))
+                bump(&t->bytes, used);
             if (r < 0) {
                 fail(bc, HB_ERR_PARSE);
                 return;
@@ -515,7 +519,8 @@ int hb_plan_init(hb_plan_t *plan, const hb_options_t *opt, char *err, size_t err
     if (opt->body_file)
         n += snprintf(one + n, head_cap - (size_t)n, "Content-Length: %zu\r\n", body_len);
     n += snprintf(one + n, head_cap - (size_t)n, "\r\n");
-    memcpy(one + n, body, body_len);
+    if (body_len)
+        memcpy(one + n, body, body_len);
     hp_free(body);
     plan->req_len = (uint32_t)((size_t)n + body_len);
 

@@ -28,7 +28,10 @@ typedef struct hb_plan {
     bool head_request;     /* the method is HEAD: responses carry no body */
     bool rate_mode;
     hp_rate_t rate;        /* -R: the schedule, shared by all threads */
-    uint64_t record_from_ns; /* end of warm-up: responses before it are not counted */
+    uint64_t record_from_ns; /* end of warm-up: responses before it are not
+                                counted; 0 without a warm-up (count all) */
+    uint64_t record_until_ns; /* end of the run: responses after it, on their
+                                 way in before the threads stop, do not count */
     uint64_t timeout_ns;
 } hb_plan_t;
 

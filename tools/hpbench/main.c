@@ -321,12 +321,24 @@ int main(int argc, char **argv)
     if (!res.samples)
         die("out of memory");
 
-    uint64_t t0 = hp_clock_mono_ns() + 1000000; /* a little ahead: threads start first */
+    /* The rate schedule starts a little ahead, so the threads are up
+     * before its first request is due. Without a warm-up every response
+     * counts, from the first connect, and the measured time begins now:
+     * what the server served and what hpbench counted then agree. */
+    uint64_t t0 = hp_clock_mono_ns() + 1000000;
     plan.rate_mode = res.rate_mode;
     if (plan.rate_mode)
         hp_rate_init(&plan.rate, opt.rate, (uint32_t)opt.connections, t0);
-    plan.record_from_ns = t0 + (uint64_t)(opt.warmup_s * 1e9);
-    uint64_t t_end = plan.record_from_ns + (uint64_t)(opt.duration_s * 1e9);
+    uint64_t t_start;
+    if (opt.warmup_s > 0) {
+        plan.record_from_ns = t0 + (uint64_t)(opt.warmup_s * 1e9);
+        t_start = plan.record_from_ns;
+    } else {
+        plan.record_from_ns = 0;
+        t_start = plan.rate_mode ? t0 : hp_clock_mono_ns();
+    }
+    uint64_t t_end = t_start + (uint64_t)(opt.duration_s * 1e9);
+    plan.record_until_ns = t_end;
 
     /* Threads inherit the timer slack: 1 ns lets the rate schedule's
      * wake-ups land on time instead of up to 50 us late. */
@@ -337,19 +349,19 @@ int main(int argc, char **argv)
     if (!ts)
         die("cannot start threads: %s", strerror(errno));
 
-    sleep_until(plan.record_from_ns);
+    sleep_until(t_start);
     double u0, s0;
     double cpu0 = cpu_seconds(&u0, &s0);
     bool tty = isatty(STDERR_FILENO);
     uint64_t last_req = 0, last_err = 0;
     for (int sec = 1;; sec++) {
-        uint64_t next = plan.record_from_ns + (uint64_t)sec * 1000000000ull;
+        uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
         bool last = next >= t_end;
         sleep_until(last ? t_end : next);
         uint64_t req, errs, p99;
         hb_threads_peek(ts, &req, &errs, &p99);
         if (res.nsamples < nsamples_max) {
-            double t = last ? (double)(t_end - plan.record_from_ns) / 1e9 : sec;
+            double t = last ? (double)(t_end - t_start) / 1e9 : sec;
             res.samples[res.nsamples++] = (hb_sample_t){
                 .t = t, .requests = req - last_req, .errors = errs - last_err, .p99_ns = p99};
         }
@@ -368,7 +380,7 @@ int main(int argc, char **argv)
         fputs("\r\033[K", stderr);
     double u1, s1;
     double cpu1 = cpu_seconds(&u1, &s1);
-    res.duration_s = (double)(t_end - plan.record_from_ns) / 1e9;
+    res.duration_s = (double)(t_end - t_start) / 1e9;
     res.client_cpu_s = cpu1 - cpu0;
     res.client_user_s = u1 - u0;
     res.client_sys_s = s1 - s0;
