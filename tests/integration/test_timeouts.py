@@ -115,8 +115,12 @@ def test_write_timeout_closes_non_reading_client(start_server):
                        scaled(6), interval=0.1,
                        what="the non-reading client to be closed")
             assert mc.request("GET", "/plaintext").body == PLAINTEXT_BODY
-        # What we do get is a truncated response followed by close/reset.
-        s.settimeout(5)
+        # What we do get is a truncated response. Its end (FIN) can take
+        # long to arrive: with a 4 KiB window the receiver sends no window
+        # updates and the closed socket's sender backs off its zero-window
+        # probes (seconds). So read what comes within a bound and check
+        # that it is not the whole file.
+        s.settimeout(2)
         got = 0
         try:
             while True:
@@ -124,7 +128,7 @@ def test_write_timeout_closes_non_reading_client(start_server):
                 if not d:
                     break
                 got += len(d)
-        except ConnectionResetError:
+        except (ConnectionResetError, socket.timeout):
             pass
         assert got < (32 << 20)
     finally:
