@@ -69,6 +69,7 @@ enum {
     HP_CONN_F_IN_DATA = 1u << 9,     /* inside on_data: do not re-enter */
     HP_CONN_F_RDHUP = 1u << 10,      /* the peer's FIN was reported: read until 0 */
     HP_CONN_F_CONNECTING = 1u << 11, /* outbound connect() in progress */
+    HP_CONN_F_HOLD = 1u << 12,       /* the protocol holds the connection: read nothing */
 };
 
 typedef struct hp_conn_out hp_conn_out_t;
@@ -101,7 +102,8 @@ static inline uint32_t hp_conn_data_len(const hp_conn_t *c)
 }
 
 /* The protocol state area at the head of the read chunk (state_size bytes,
- * zeroed when the chunk is taken). NULL when the connection holds no read
+ * not initialised: HP_CONN_F_STATE_INIT is clear when the chunk is new, and
+ * the protocol sets up what it uses). NULL when the connection holds no read
  * chunk. */
 void *hp_conn_state(hp_conn_t *c);
 
@@ -120,6 +122,16 @@ static inline void hp_conn_set_busy(hp_conn_t *c, bool busy)
     else
         c->flags &= ~(uint32_t)HP_CONN_F_BUSY;
 }
+
+/* Removes `n` received bytes at offset `off` of the unconsumed ones,
+ * keeping the `off` bytes before them where they are (used to consume a
+ * body while its request head stays in place). */
+void hp_conn_cut(hp_conn_t *c, uint32_t off, uint32_t n);
+
+/* Stops (or resumes) reading from the socket while the protocol holds the
+ * connection, e.g. while a handler answers asynchronously: the received
+ * bytes stay where they are, so pointers into them stay valid. */
+void hp_conn_hold(hp_conn_t *c, bool hold);
 
 /* Capacity of the received-bytes area: the most one request head can
  * occupy. */
@@ -158,6 +170,12 @@ uint32_t hp_conn_chunk_size(const hp_conn_t *c);
  * hp_conn_chunk_get). Takes ownership of the chunk on every path: it goes
  * back to the pool once sent or dropped. Returns 0 or -ENOBUFS. */
 int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len);
+
+/* Queues `len` bytes at `buf` without copying; `done(arg)` (if not NULL)
+ * runs once they are sent or dropped, on every path (including failure:
+ * then before this returns). Returns 0 or -ENOBUFS. */
+int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*done)(void *arg),
+                         void *arg);
 
 /* Queues `len` bytes of file `fd` from `offset` for sendfile. Takes
  * ownership of `fd` on every path: it is closed once sent or dropped.

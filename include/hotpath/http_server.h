@@ -16,9 +16,27 @@
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/conn.h"
+#include "hotpath/ctx.h"
 #include "hotpath/http_parser.h"
+#include "hotpath/router.h"
 
 struct hp_engine;
+
+/* Middleware, run in order: `before` may answer early (HP_DONE); `after`
+ * runs in reverse order once the response is complete. */
+typedef struct hp_http_mw {
+    hp_middleware_fn before, after;
+    void *udata;
+} hp_http_mw_t;
+
+#define HP_HTTP_MAX_MIDDLEWARE 16
+
+/* The application: routes and middleware, read-only while workers run. */
+typedef struct hp_http_routes {
+    hp_router_t *router;       /* owned by whoever built it; NULL: no routes */
+    uint32_t nmw;
+    hp_http_mw_t mw[HP_HTTP_MAX_MIDDLEWARE];
+} hp_http_routes_t;
 
 typedef struct hp_http_config {
     hp_http_limits_t limits;
@@ -27,6 +45,7 @@ typedef struct hp_http_config {
     uint64_t keepalive_timeout_ms; /* idle keep-alive connections close after this */
     int root_fd;                   /* borrowed: document root (hp_static_open_root), -1 for none */
     struct hp_engine *engine;      /* borrowed: for /metrics across workers; may be NULL */
+    const hp_http_routes_t *routes; /* borrowed: handlers; NULL: static files only */
 } hp_http_config_t;
 
 #define HP_HTTP_CONFIG_DEFAULT                                                 \
@@ -35,7 +54,8 @@ typedef struct hp_http_config {
                         .body_timeout_ms = 10000,                              \
                         .keepalive_timeout_ms = 5000,                          \
                         .root_fd = -1,                                         \
-                        .engine = NULL})
+                        .engine = NULL,                                 \
+                        .routes = NULL})
 
 /* Rejection reasons counted in /metrics, by the status they answer. */
 enum {

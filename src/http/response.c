@@ -8,6 +8,7 @@
 #include "hotpath/http_response.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct status_line {
@@ -23,23 +24,43 @@ typedef struct status_line {
 static const status_line_t status_lines[] = {
     S(100, "Continue"),
     S(200, "OK"),
+    S(101, "Switching Protocols"),
+    S(201, "Created"),
+    S(202, "Accepted"),
     S(204, "No Content"),
+    S(206, "Partial Content"),
     S(301, "Moved Permanently"),
+    S(302, "Found"),
+    S(303, "See Other"),
     S(304, "Not Modified"),
+    S(307, "Temporary Redirect"),
+    S(308, "Permanent Redirect"),
     S(400, "Bad Request"),
+    S(401, "Unauthorized"),
     S(403, "Forbidden"),
     S(404, "Not Found"),
     S(405, "Method Not Allowed"),
+    S(406, "Not Acceptable"),
     S(408, "Request Timeout"),
+    S(409, "Conflict"),
+    S(410, "Gone"),
     S(411, "Length Required"),
+    S(412, "Precondition Failed"),
     S(413, "Content Too Large"),
     S(414, "URI Too Long"),
+    S(415, "Unsupported Media Type"),
+    S(416, "Range Not Satisfiable"),
     S(417, "Expectation Failed"),
+    S(422, "Unprocessable Content"),
+    S(429, "Too Many Requests"),
     S(431, "Request Header Fields Too Large"),
     S(500, "Internal Server Error"),
     S(501, "Not Implemented"),
+    S(502, "Bad Gateway"),
     S(503, "Service Unavailable"),
+    S(504, "Gateway Timeout"),
     S(505, "HTTP Version Not Supported"),
+    S(507, "Insufficient Storage"),
 };
 #undef S
 
@@ -51,13 +72,21 @@ static const status_line_t *lookup(int status)
     return NULL;
 }
 
-static const status_line_t *find_status(int status)
+/* The status line for a code; one the table lacks gets "NNN " with no
+ * reason phrase (allowed: the reason is optional), written into `tmp`. */
+static const status_line_t *find_status(int status, status_line_t *tmp, char *buf)
 {
     /* 200 first: it is nearly every response. */
     if (HP_LIKELY(status == 200))
         return &status_lines[1];
     const status_line_t *sl = lookup(status);
-    return sl ? sl : lookup(500);
+    if (sl)
+        return sl;
+    if (status < 100 || status > 999)
+        return lookup(500);
+    int n = snprintf(buf, 16, "HTTP/1.1 %03d \r\n", status);
+    *tmp = (status_line_t){(uint16_t)status, (uint8_t)n, buf, ""};
+    return tmp;
 }
 
 const char *hp_http_reason(int status)
@@ -95,7 +124,9 @@ int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const ch
     if (!start)
         return -ENOBUFS;
     char *p = start;
-    const status_line_t *sl = find_status(status);
+    status_line_t tmp;
+    char tmp_text[16];
+    const status_line_t *sl = find_status(status, &tmp, tmp_text);
     memcpy(p, sl->text, sl->len);
     p += sl->len;
     PUT(p, "Server: hotpath\r\nDate: ");
@@ -106,8 +137,12 @@ int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const ch
         memcpy(p, ctype, ctype_len);
         p += ctype_len;
     }
-    PUT(p, "\r\nContent-Length: ");
-    p += hp_http_u64(p, content_length);
+    /* RFC 9110 §8.6: no Content-Length on 1xx and 204; a 304's would
+     * describe the representation, which we leave out as nginx does. */
+    if (HP_LIKELY(status >= 200 && status != 204 && status != 304)) {
+        PUT(p, "\r\nContent-Length: ");
+        p += hp_http_u64(p, content_length);
+    }
     if (flags & HP_HTTP_R_CLOSE)
         PUT(p, "\r\nConnection: close");
     else if (flags & HP_HTTP_R_KEEP_ALIVE)

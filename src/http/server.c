@@ -1,16 +1,17 @@
 /*
  * server.c - the HTTP/1.1 protocol on hp_conn: request loop, bodies,
- * timeouts, built-in endpoints and static files.
+ * timeouts, dispatch to the router's handlers, static files.
  *
- * Central structure: http_state_t, kept at the head of the connection's
- * read chunk while a request is in progress: the resumable parser, the
- * body decoder and the header field slices (offsets relative to the first
- * unconsumed byte, so compaction of the buffer never invalidates them).
+ * Central structure: http_state_t (server_int.h), kept at the head of the
+ * connection's read chunk while a request is in progress: the resumable
+ * parser, the body decoder, the header field slices and the handler
+ * context.
  *
  * Invariants: responses go out in request order (everything is appended
- * to one queue); a request head is consumed only once its response (or
- * its body phase) has begun; after a framing error nothing more is parsed
- * and the connection closes when the error response is out.
+ * to one queue); while a request lives, its head stays at the front of
+ * the unconsumed bytes (body bytes are cut out behind it), so the slices
+ * and the context's offsets stay valid; after a framing error nothing
+ * more is parsed and the connection closes when the error response is out.
  */
 #include "hotpath/http_server.h"
 
@@ -26,40 +27,18 @@
 #include "hotpath/http_response.h"
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
-
-enum { PH_HEAD = 0, PH_BODY };
-enum { SINK_DISCARD = 0, SINK_ECHO };
-
-typedef struct http_state {
-    hp_http_req_t req;
-    hp_http_chunked_t chunked;
-    uint8_t phase;         /* PH_* */
-    uint8_t sink;          /* SINK_*: where body bytes go */
-    bool head_only;        /* HEAD request: no body in the response */
-    bool body_pooled;      /* body is a pool chunk, not heap memory */
-    uint32_t resp_flags;   /* HP_HTTP_R_* for this request's response */
-    uint64_t body_left;    /* Content-Length bytes still to read */
-    uint64_t head_deadline; /* loop ms by which the head must be complete; 0: not started */
-    char *body;            /* owned: the /echo body being gathered */
-    uint64_t body_len, body_cap;
-    hp_http_field_t fields[]; /* cfg->limits.max_fields */
-} http_state_t;
+#include "server_int.h"
 
 /* Room checked before a request is dispatched, so that its response head
  * always fits and a full queue pauses parsing instead of failing midway. */
 #define HTTP_DISPATCH_ROOM 1024
 
-static const char PLAINTEXT[] = "Hello, World!";
 static const char CT_TEXT[] = "text/plain";
-static const char CT_JSON[] = "application/json";
 
-static inline hp_http_worker_t *hw_of(hp_conn_t *c)
-{
-    return c->worker->proto_data;
-}
+#define hw_of http_worker
 
 /* Keeps the Date header current: formatted at most once a second. */
-static inline const hp_date_t *date_of(hp_conn_t *c)
+const hp_date_t *http_date(hp_conn_t *c)
 {
     hp_http_worker_t *hw = hw_of(c);
     uint64_t now = hp_conn_now(c);
@@ -77,7 +56,7 @@ static inline void stat_add(uint64_t *counter)
     __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
 }
 
-static void count_response(hp_conn_t *c, int status)
+void http_count_response(hp_conn_t *c, int status)
 {
     int cls = status / 100;
     stat_add(&hw_of(c)->stats.responses[cls >= 1 && cls <= 5 ? cls : 5]);
@@ -101,7 +80,16 @@ static http_state_t *state_of(hp_conn_t *c)
 {
     http_state_t *st = hp_conn_state(c);
     if (!(c->flags & HP_CONN_F_STATE_INIT)) {
+        /* A fresh chunk holds garbage: set what the request loop reads
+         * before writing (the rest is set when its phase begins). */
         hp_http_req_init(&st->req);
+        st->phase = PH_HEAD;
+        st->head_len = 0;
+        st->head_deadline = 0;
+        st->body = NULL;
+        st->body_len = st->body_cap = 0;
+        st->ctx.abort_fn = NULL;
+        st->ctx.body_kind = BODY_NONE;
         c->flags |= HP_CONN_F_STATE_INIT;
     }
     return st;
@@ -122,8 +110,8 @@ static HP_COLD void reject(hp_conn_t *c, int status)
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
     stat_add(&hw_of(c)->stats.rejected[rejection_index(status)]);
-    count_response(c, status);
-    hp_http_respond(c, date_of(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_HTTP_R_CLOSE);
+    http_count_response(c, status);
+    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_HTTP_R_CLOSE);
     hp_conn_close_after_write(c);
 }
 
@@ -133,129 +121,8 @@ static void respond_status(hp_conn_t *c, http_state_t *st, int status, const cha
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
-    count_response(c, status);
-    hp_http_respond(c, date_of(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
-}
-
-static void respond_ok(hp_conn_t *c, http_state_t *st, const char *ctype, const void *body,
-                       uint32_t len)
-{
-    count_response(c, 200);
-    hp_http_respond(c, date_of(c), 200, ctype, body, len, NULL, st->resp_flags);
-}
-
-/* ---- built-in endpoints ---- */
-
-/* Appends `s` as a JSON string (quotes, escapes per RFC 8259 §7). `out`
- * needs room for 6 * n + 2 bytes. Returns the bytes written. */
-static uint32_t json_string(char *out, const char *s, uint32_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    char *p = out;
-    *p++ = '"';
-    for (uint32_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            *p++ = '\\';
-            *p++ = (char)ch;
-        } else if (ch < 0x20) {
-            memcpy(p, "\\u00", 4);
-            p[4] = hex[ch >> 4];
-            p[5] = hex[ch & 15];
-            p += 6;
-        } else {
-            *p++ = (char)ch;
-        }
-    }
-    *p++ = '"';
-    return (uint32_t)(p - out);
-}
-
-static void serve_json(hp_conn_t *c, http_state_t *st)
-{
-    /* A fresh object serialized per request, as the TechEmpower rules
-     * ask, rather than a canned body. */
-    static const char key[] = "message";
-    char body[6 * (sizeof key + sizeof PLAINTEXT) + 8];
-    char *p = body;
-    *p++ = '{';
-    p += json_string(p, key, sizeof key - 1);
-    *p++ = ':';
-    p += json_string(p, PLAINTEXT, sizeof PLAINTEXT - 1);
-    *p++ = '}';
-    respond_ok(c, st, CT_JSON, body, (uint32_t)(p - body));
-}
-
-static uint32_t metric(char *p, const char *name, const char *labels, uint64_t v)
-{
-    return (uint32_t)sprintf(p, "%s%s %llu\n", name, labels ? labels : "", (unsigned long long)v);
-}
-
-/* Prometheus text, summed over every worker's shard. Each shard is
- * written only by its worker and read here with relaxed loads. */
-static void serve_metrics(hp_conn_t *c, http_state_t *st)
-{
-    static const char *const reasons[HP_HTTP_REJ_COUNT] = {
-        "bad_request", "timeout", "body_too_large", "uri_too_long",
-        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
-    hp_engine_t *e = hw_of(c)->cfg->engine;
-    hp_worker_t *one = c->worker;
-    hp_worker_t *ws = e ? e->workers : one;
-    uint32_t nw = e ? e->nworkers : 1;
-
-    uint64_t req = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
-    uint64_t chunks = 0, bin = 0, bout = 0, tmo = 0;
-    for (uint32_t i = 0; i < nw; i++) {
-        hp_worker_t *w = &ws[i];
-        hp_http_worker_t *hw = w->proto_data;
-        req += hp_worker_stat(&hw->stats.requests);
-        for (int k = 1; k <= 5; k++)
-            resp[k] += hp_worker_stat(&hw->stats.responses[k]);
-        for (int k = 0; k < HP_HTTP_REJ_COUNT; k++)
-            rej[k] += hp_worker_stat(&hw->stats.rejected[k]);
-        acc += hp_worker_stat(&w->stats.accepted);
-        closed += hp_worker_stat(&w->stats.closed);
-        bin += hp_worker_stat(&w->stats.bytes_in);
-        bout += hp_worker_stat(&w->stats.bytes_out);
-        tmo += hp_worker_stat(&w->stats.timeouts);
-        /* Pool counters are the owner's plain fields: approximate when
-         * read from another worker, exact for our own. */
-        chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
-    }
-
-    char *body = hw_of(c)->scratch;
-    char *p = body;
-    p += metric(p, "hotpath_requests_total", NULL, req);
-    static const char *const classes[6] = {"", "{class=\"1xx\"}", "{class=\"2xx\"}",
-                                           "{class=\"3xx\"}", "{class=\"4xx\"}", "{class=\"5xx\"}"};
-    for (int k = 1; k <= 5; k++)
-        p += metric(p, "hotpath_responses_total", classes[k], resp[k]);
-    p += metric(p, "hotpath_connections_open", NULL, acc - closed);
-    p += metric(p, "hotpath_connections_accepted_total", NULL, acc);
-    /* Per-worker lines stop where the scratch would overflow: a machine
-     * with hundreds of workers gets the totals and the first workers. */
-    for (uint32_t i = 0; i < nw && p - body < HP_HTTP_SCRATCH - 2048; i++) {
-        char label[32];
-        snprintf(label, sizeof label, "{worker=\"%u\"}", i);
-        p += metric(p, "hotpath_worker_connections_accepted_total", label,
-                    hp_worker_stat(&ws[i].stats.accepted));
-    }
-    p += metric(p, "hotpath_heap_allocations_total", NULL, hp_alloc_count());
-    p += metric(p, "hotpath_pool_chunks_in_use", NULL, chunks);
-    p += metric(p, "hotpath_bytes_received_total", NULL, bin);
-    p += metric(p, "hotpath_bytes_sent_total", NULL, bout);
-    p += metric(p, "hotpath_connection_timeouts_total", NULL, tmo);
-    for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {
-        char label[48];
-        snprintf(label, sizeof label, "{reason=\"%s\"}", reasons[k]);
-        p += metric(p, "hotpath_rejected_total", label, rej[k]);
-    }
-    /* Copied into the queue: the scratch is reused by the next request. */
-    count_response(c, 200);
-    if (hp_http_write_head(c, date_of(c), 200, "text/plain; version=0.0.4", (uint64_t)(p - body),
-                           NULL, st->resp_flags) < 0 ||
-        (!st->head_only && hp_conn_write(c, body, (uint32_t)(p - body)) < 0))
-        hp_conn_close(c);
+    http_count_response(c, status);
+    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
 }
 
 /* ---- static files ---- */
@@ -288,8 +155,8 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
         respond_status(c, st, -r, NULL);
         return;
     }
-    count_response(c, 200);
-    if (hp_http_write_head(c, date_of(c), 200, f.mime, f.size, NULL, st->resp_flags) < 0) {
+    http_count_response(c, 200);
+    if (hp_http_write_head(c, http_date(c), 200, f.mime, f.size, NULL, st->resp_flags) < 0) {
         close(f.fd);
         hp_conn_close(c);
         return;
@@ -302,34 +169,18 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
 
 /* ---- request dispatch ---- */
 
-enum { R_STATIC = 0, R_PLAINTEXT, R_JSON, R_HEALTH, R_METRICS, R_ECHO, R_ASTERISK };
-
-static int route_of(const char *path, uint32_t len)
-{
-#define IS(lit) (len == sizeof(lit) - 1 && memcmp(path, lit, sizeof(lit) - 1) == 0)
-    if (IS("/plaintext"))
-        return R_PLAINTEXT;
-    if (IS("/json"))
-        return R_JSON;
-    if (IS("/health"))
-        return R_HEALTH;
-    if (IS("/metrics"))
-        return R_METRICS;
-    if (IS("/echo"))
-        return R_ECHO;
-    return R_STATIC;
-#undef IS
-}
+static void process(hp_conn_t *c);
 
 /* ---- request bodies ----
  *
- * /echo gathers the body, then answers with it. The body starts in a spare
- * read-pool chunk, so a body that fits one costs no allocation; a larger
- * one moves to the heap (bounded by max_body, which the parser and the
- * chunked decoder enforce). Nothing is sent before the body is complete,
- * so framing errors, limits and stalls still get their status. Other
- * routes answer at once and read and discard the body, keeping the
- * connection usable. */
+ * A body for a route's handler is gathered whole before the handler runs.
+ * It starts in a spare read-pool chunk, so a body that fits one costs no
+ * allocation; a larger one moves to the heap (bounded by max_body, which
+ * the parser and the chunked decoder enforce). Nothing is sent before the
+ * body is complete, so framing errors, limits and stalls still get their
+ * status. A body nobody wants is read and discarded after the response,
+ * keeping the connection usable. Body bytes are cut out behind the
+ * request head, which stays in place for the handler. */
 
 /* Drops whatever body buffer the request holds. */
 static void body_free(hp_conn_t *c, http_state_t *st)
@@ -369,67 +220,6 @@ static bool body_append(hp_conn_t *c, http_state_t *st, const char *p, uint64_t 
     return true;
 }
 
-static void body_done(hp_conn_t *c, http_state_t *st)
-{
-    if (st->sink == SINK_ECHO) {
-        count_response(c, 200);
-        if (hp_http_write_head(c, date_of(c), 200, "application/octet-stream", st->body_len,
-                               NULL, st->resp_flags) < 0) {
-            hp_conn_close(c);
-            return;
-        }
-        if (st->body_len == 0)
-            body_free(c, st);
-        else if (st->body_pooled)
-            hp_conn_write_chunk(c, st->body, st->body, st->body_len);
-        else
-            hp_conn_write_ref(c, st->body, st->body_len, true);
-        st->body = NULL; /* ownership went to the output queue */
-    }
-    if (st->resp_flags & HP_HTTP_R_CLOSE)
-        hp_conn_close_after_write(c);
-    next_request(c, st);
-}
-
-static HP_COLD void body_oom(hp_conn_t *c)
-{
-    hp_worker_stat_add(&c->worker->stats.oom_closed, 1);
-    reject(c, 503);
-}
-
-/* Feeds buffered bytes to the body being read. */
-static void body_feed(hp_conn_t *c, http_state_t *st)
-{
-    char *buf = hp_conn_data(c);
-    uint32_t len = hp_conn_data_len(c);
-    bool echo = st->sink == SINK_ECHO;
-    if (st->req.flags & HP_HTTP_F_CHUNKED) {
-        size_t used = 0, out = 0;
-        int r = hp_http_chunked_decode(&st->chunked, buf, len, &used, &out);
-        if (r < 0) {
-            reject(c, -r);
-            return;
-        }
-        if (echo && out && !body_append(c, st, buf, out)) {
-            body_oom(c);
-            return;
-        }
-        hp_conn_consume(c, (uint32_t)used);
-        if (r == 1)
-            body_done(c, st);
-        return;
-    }
-    uint32_t n = st->body_left < len ? (uint32_t)st->body_left : len;
-    if (echo && !body_append(c, st, buf, n)) {
-        body_oom(c);
-        return;
-    }
-    st->body_left -= n;
-    hp_conn_consume(c, n);
-    if (st->body_left == 0)
-        body_done(c, st);
-}
-
 /* Takes the first body buffer: a pool chunk when the body fits one (or
  * its size is not known yet), else the heap. */
 static bool body_begin(hp_conn_t *c, http_state_t *st)
@@ -448,24 +238,99 @@ static bool body_begin(hp_conn_t *c, http_state_t *st)
     return st->body != NULL;
 }
 
+static HP_COLD void body_oom(hp_conn_t *c)
+{
+    hp_worker_stat_add(&c->worker->stats.oom_closed, 1);
+    reject(c, 503);
+}
+
+/* Runs the request's handler (through the middleware) once the head, and
+ * the body if any, are in. */
+static void run_handler(hp_conn_t *c, http_state_t *st)
+{
+    hp_ctx_t *ctx = &st->ctx;
+    if (http_ctx_run(ctx) == HP_PENDING) {
+        st->phase = PH_PENDING;
+        hp_conn_set_busy(c, true);
+        hp_conn_hold(c, true);
+        return;
+    }
+    http_ctx_complete(ctx);
+    http_request_done(c, st);
+}
+
+static void body_done(hp_conn_t *c, http_state_t *st)
+{
+    if (st->sink == SINK_HANDLER) {
+        /* The head may have moved while the body came in (compaction):
+         * match again so the parameters point at it where it is now. */
+        hp_ctx_t *ctx = &st->ctx;
+        hp_router_match(hw_of(c)->cfg->routes->router, ctx->match_method,
+                        hp_conn_data(c) + ctx->path_off, ctx->path_len, &ctx->match);
+        st->phase = PH_HEAD;
+        run_handler(c, st);
+        return;
+    }
+    body_free(c, st);
+    if (st->resp_flags & HP_HTTP_R_CLOSE)
+        hp_conn_close_after_write(c);
+    next_request(c, st);
+}
+
+/* Feeds buffered bytes (behind the kept head) to the body being read. */
+static void body_feed(hp_conn_t *c, http_state_t *st)
+{
+    uint32_t off = st->head_len;
+    char *buf = hp_conn_data(c) + off;
+    uint32_t len = hp_conn_data_len(c) - off;
+    bool keep = st->sink == SINK_HANDLER;
+    if (st->req.flags & HP_HTTP_F_CHUNKED) {
+        size_t used = 0, out = 0;
+        int r = hp_http_chunked_decode(&st->chunked, buf, len, &used, &out);
+        if (r < 0) {
+            reject(c, -r);
+            return;
+        }
+        if (keep && out && !body_append(c, st, buf, out)) {
+            body_oom(c);
+            return;
+        }
+        hp_conn_cut(c, off, (uint32_t)used);
+        if (r == 1)
+            body_done(c, st);
+        return;
+    }
+    uint32_t n = st->body_left < len ? (uint32_t)st->body_left : len;
+    if (keep && !body_append(c, st, buf, n)) {
+        body_oom(c);
+        return;
+    }
+    st->body_left -= n;
+    hp_conn_cut(c, off, n);
+    if (st->body_left == 0)
+        body_done(c, st);
+}
+
 /* Sends "100 Continue" at once when the client waits for it before
  * sending the body. */
 static void send_continue(hp_conn_t *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    count_response(c, 100);
+    http_count_response(c, 100);
     if (hp_conn_write(c, cont, sizeof cont - 1) == 0)
         hp_conn_flush(c);
 }
 
-/* Consumes the head and enters the body phase (or finishes at once for
- * an empty body). */
-static void start_body(hp_conn_t *c, http_state_t *st, uint32_t head_len, int sink)
+/* Enters the body phase (or finishes at once for an empty body). For the
+ * handler's sink the head stays; a discarded body's head goes now. */
+static void start_body(hp_conn_t *c, http_state_t *st, int sink)
 {
     const hp_http_req_t *req = &st->req;
-    hp_conn_consume(c, head_len);
     st->sink = (uint8_t)sink;
-    if (sink == SINK_ECHO && !body_begin(c, st)) {
+    if (sink == SINK_DISCARD) {
+        hp_conn_consume(c, st->head_len);
+        st->head_len = 0;
+    } else if (!body_begin(c, st)) {
         body_oom(c);
         return;
     }
@@ -480,9 +345,19 @@ static void start_body(hp_conn_t *c, http_state_t *st, uint32_t head_len, int si
     }
     st->phase = PH_BODY;
     hp_conn_set_busy(c, true);
-    if (sink == SINK_ECHO && (req->flags & HP_HTTP_F_EXPECT_CONTINUE) &&
-        hp_conn_data_len(c) == 0 && req->version_minor >= 1)
+    if (sink == SINK_HANDLER && (req->flags & HP_HTTP_F_EXPECT_CONTINUE) &&
+        hp_conn_data_len(c) == st->head_len && req->version_minor >= 1)
         send_continue(c);
+}
+
+void http_request_done(hp_conn_t *c, http_state_t *st)
+{
+    hp_conn_consume(c, st->head_len);
+    st->head_len = 0;
+    body_free(c, st);
+    if (st->resp_flags & HP_HTTP_R_CLOSE)
+        hp_conn_close_after_write(c);
+    next_request(c, st);
 }
 
 /* Absolute-form ("http://host/path?q", RFC 9112 §3.2.2) is routed by its
@@ -513,14 +388,49 @@ static HP_COLD bool origin_form(const char **target, uint32_t *len)
     return true;
 }
 
+static uint32_t method_bit(int m)
+{
+    switch (m) {
+    case HP_HTTP_M_GET: return HP_ROUTER_GET;
+    case HP_HTTP_M_HEAD: return HP_ROUTER_HEAD;
+    case HP_HTTP_M_POST: return HP_ROUTER_POST;
+    case HP_HTTP_M_PUT: return HP_ROUTER_PUT;
+    case HP_HTTP_M_DELETE: return HP_ROUTER_DELETE;
+    case HP_HTTP_M_PATCH: return HP_ROUTER_PATCH;
+    case HP_HTTP_M_OPTIONS: return HP_ROUTER_OPTIONS;
+    default: return 0;
+    }
+}
+
+enum { TO_STATUS = 0, TO_FILE, TO_HANDLER };
+
+/* Answers a request no handler takes (a static file, or a status such as
+ * 404, 405 or the answer to OPTIONS *) and deals with a body it carries. */
+static void answer_plain(hp_conn_t *c, http_state_t *st, int to, int status, const char *extra,
+                         const char *target, uint32_t tlen, bool has_body, bool keep)
+{
+    if (to == TO_FILE)
+        serve_file(c, st, target, tlen);
+    else
+        respond_status(c, st, status, extra);
+    if (has_body && keep) {
+        start_body(c, st, SINK_DISCARD);
+        return;
+    }
+    http_request_done(c, st);
+}
+
 static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
 {
     const hp_http_req_t *req = &st->req;
-    const char *target = hp_conn_data(c) + req->target.off;
+    const char *start = hp_conn_data(c);
+    const char *target = start + req->target.off;
     uint32_t tlen = req->target.len;
     int m = req->method_id;
+    const hp_http_config_t *cfg = hw_of(c)->cfg;
 
     stat_add(&hw_of(c)->stats.requests);
+    st->head_len = head_len;
     bool keep = hp_http_req_keep_alive(req) && !c->worker->draining;
     bool has_body = (req->flags & HP_HTTP_F_CHUNKED) || req->content_length > 0;
     bool asterisk = tlen == 1 && target[0] == '*';
@@ -531,59 +441,73 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     uint32_t plen = 0;
     while (plen < tlen && target[plen] != '?')
         plen++;
-    int route = asterisk ? R_ASTERISK : route_of(target, plen);
     st->head_only = m == HP_HTTP_M_HEAD;
 
-    /* A client that waits for "100 Continue" before sending a body we do
-     * not want will never send it: answer and close instead of waiting. */
-    bool wants_body = route == R_ECHO && m == HP_HTTP_M_POST;
-    if (has_body && !wants_body && (req->flags & HP_HTTP_F_EXPECT_CONTINUE))
+    /* Where the request goes: a handler, a static file, or a status. */
+    hp_ctx_t *ctx = &st->ctx;
+    int to = TO_STATUS, status = 404;
+    const char *extra = NULL;
+    char allow[96];
+    if (asterisk) {
+        status = m == HP_HTTP_M_OPTIONS ? 200 : 400;
+        if (status == 200)
+            extra = "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n";
+    } else if (cfg->routes && cfg->routes->router) {
+        int r = hp_router_match(cfg->routes->router, method_bit(m), target, plen, &ctx->match);
+        if (r == 200) {
+            to = TO_HANDLER;
+        } else if (r == 405) {
+            status = 405;
+            memcpy(allow, "Allow: ", 7);
+            size_t n = hp_router_allow_str(ctx->match.allow, allow + 7, sizeof allow - 10);
+            memcpy(allow + 7 + n, "\r\n", 3);
+            extra = allow;
+        }
+    }
+    if (to == TO_STATUS && status == 404 && cfg->root_fd >= 0) {
+        if (m == HP_HTTP_M_GET || m == HP_HTTP_M_HEAD) {
+            to = TO_FILE;
+        } else {
+            status = 405;
+            extra = "Allow: GET, HEAD\r\n";
+        }
+    }
+
+    /* A client that waits for "100 Continue" before sending a body nobody
+     * wants will never send it: answer and close instead of waiting. */
+    if (has_body && to != TO_HANDLER && (req->flags & HP_HTTP_F_EXPECT_CONTINUE))
         keep = false;
     st->resp_flags = (keep ? (req->version_minor == 0 ? HP_HTTP_R_KEEP_ALIVE : 0)
                            : HP_HTTP_R_CLOSE) |
                      (st->head_only ? HP_HTTP_R_NO_BODY : 0);
-    if (wants_body) {
-        start_body(c, st, head_len, SINK_ECHO);
-        return;
-    }
 
-    bool get = m == HP_HTTP_M_GET || m == HP_HTTP_M_HEAD;
-    if (route == R_ASTERISK) {
-        if (m == HP_HTTP_M_OPTIONS)
-            respond_status(c, st, 200, "Allow: GET, HEAD, POST, OPTIONS\r\n");
-        else
-            respond_status(c, st, 400, NULL);
-    } else if (route == R_ECHO) {
-        respond_status(c, st, 405, "Allow: POST\r\n");
-    } else if (!get) {
-        respond_status(c, st, 405, "Allow: GET, HEAD\r\n");
-    } else {
-        switch (route) {
-        case R_PLAINTEXT:
-            respond_ok(c, st, CT_TEXT, PLAINTEXT, sizeof PLAINTEXT - 1);
-            break;
-        case R_JSON:
-            serve_json(c, st);
-            break;
-        case R_HEALTH:
-            respond_ok(c, st, CT_JSON, "{\"status\":\"ok\"}", 15);
-            break;
-        case R_METRICS:
-            serve_metrics(c, st);
-            break;
-        default:
-            serve_file(c, st, target, tlen);
-            break;
-        }
-    }
-    if (has_body && keep) {
-        start_body(c, st, head_len, SINK_DISCARD);
+    if (to != TO_HANDLER) {
+        answer_plain(c, st, to, status, extra, target, tlen, has_body, keep);
         return;
     }
-    hp_conn_consume(c, head_len);
-    if (!keep)
-        hp_conn_close_after_write(c);
-    next_request(c, st);
+    ctx->match_method = method_bit(m);
+    ctx->path_off = (uint16_t)(target - start);
+    ctx->path_len = (uint16_t)plen;
+    ctx->query_off = (uint16_t)(target - start + (plen < tlen ? plen + 1 : plen));
+    ctx->query_len = (uint16_t)(plen < tlen ? tlen - plen - 1 : 0);
+    http_ctx_start(ctx, c, st);
+    if (has_body) {
+        start_body(c, st, SINK_HANDLER);
+        return;
+    }
+    run_handler(c, st);
+}
+
+void http_resume(hp_conn_t *c)
+{
+    http_state_t *st = hp_conn_state(c);
+    hp_conn_hold(c, false);
+    if (st->phase == PH_PENDING)
+        return;
+    /* Answer what was pipelined behind, then send and read on as a normal
+     * turn would. */
+    process(c);
+    hp_conn_serve(c);
 }
 
 /* Arms the connection's one timer for the phase it is in. The header
@@ -593,7 +517,9 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
  * write timer held the slot. */
 static void set_timer(hp_conn_t *c, http_state_t *st, const hp_http_config_t *cfg)
 {
-    if (st->phase == PH_BODY) {
+    if (st->phase == PH_PENDING) {
+        hp_conn_set_timer(c, 0); /* the handler owns the deadline */
+    } else if (st->phase == PH_BODY) {
         hp_conn_set_timer(c, cfg->body_timeout_ms);
     } else if (hp_conn_data_len(c) > 0) {
         uint64_t now = hp_conn_now(c);
@@ -610,14 +536,18 @@ static void process(hp_conn_t *c)
 {
     http_state_t *st = state_of(c);
     const hp_http_config_t *cfg = hw_of(c)->cfg;
-    while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED))) {
+    while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED)) &&
+           st->phase != PH_PENDING) {
         uint32_t len = hp_conn_data_len(c);
-        if (len == 0)
-            break;
         if (st->phase == PH_BODY) {
+            /* The request head stays in front of the body bytes. */
+            if (len == st->head_len)
+                break;
             body_feed(c, st);
             continue;
         }
+        if (len == 0)
+            break;
         /* Backpressure: stop parsing while the queue is past the high
          * watermark or has no room for one more response head. */
         if (hp_conn_pending(c) > c->worker->cfg->high_water ||
@@ -675,8 +605,14 @@ static void on_timeout(hp_conn_t *c)
 
 static void on_close(hp_conn_t *c)
 {
-    if (c->flags & HP_CONN_F_STATE_INIT)
-        body_free(c, hp_conn_state(c));
+    if (!(c->flags & HP_CONN_F_STATE_INIT))
+        return;
+    http_state_t *st = hp_conn_state(c);
+    if (st->phase == PH_PENDING && st->ctx.abort_fn)
+        st->ctx.abort_fn(&st->ctx, st->ctx.abort_arg);
+    if (st->phase == PH_PENDING)
+        http_ctx_release(&st->ctx);
+    body_free(c, st);
 }
 
 static void on_open(hp_conn_t *c)

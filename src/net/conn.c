@@ -44,17 +44,18 @@
 /* The connection struct comes from a 128-byte-chunk pool. */
 _Static_assert(sizeof(hp_conn_t) <= 128, "hp_conn_t must fit its pool chunk");
 
-enum { SEG_MEM = 0, SEG_OWNED, SEG_CHUNK, SEG_FILE };
+enum { SEG_MEM = 0, SEG_REF, SEG_CHUNK, SEG_FILE };
 
 typedef struct hp_seg {
     uint32_t kind;
     int32_t fd;          /* SEG_FILE: owned */
-    const char *base;    /* SEG_MEM, SEG_OWNED: next byte to send */
+    const char *base;    /* SEG_MEM, SEG_REF: next byte to send */
     uint64_t len;        /* bytes left */
     union {
         uint64_t off;    /* SEG_FILE: file offset of the next byte */
-        void *alloc;     /* SEG_OWNED: what to hp_free; SEG_CHUNK: the pool chunk */
+        void *alloc;     /* SEG_REF: done's argument; SEG_CHUNK: the pool chunk */
     };
+    void (*done)(void *arg); /* SEG_REF: called once the bytes are sent or dropped */
 } hp_seg_t;
 
 struct hp_conn_out {
@@ -90,12 +91,14 @@ void hp_conn_compact(hp_conn_t *c)
     c->rlen = n;
 }
 
-static HP_COLD bool take_rbuf(hp_conn_t *c)
+static bool take_rbuf(hp_conn_t *c)
 {
     char *chunk = hp_pool_get(&c->worker->rpool);
     if (!chunk)
         return false;
-    memset(chunk, 0, c->worker->state_size);
+    /* The state area is left as it is: protocols initialise what they
+     * use when HP_CONN_F_STATE_INIT is clear. Zeroing it cost a memset of
+     * the whole state (kilobytes) for every request. */
     c->rbuf = chunk + c->worker->state_size;
     c->rpos = c->rlen = 0;
     return true;
@@ -111,7 +114,7 @@ static void release_rbuf(hp_conn_t *c)
 
 /* ---- output queue ---- */
 
-static HP_COLD hp_conn_out_t *take_out(hp_conn_t *c)
+static hp_conn_out_t *take_out(hp_conn_t *c)
 {
     hp_conn_out_t *out = hp_pool_get(&c->worker->wpool);
     if (!out)
@@ -125,8 +128,8 @@ static HP_COLD hp_conn_out_t *take_out(hp_conn_t *c)
 
 static void drop_seg(hp_conn_t *c, hp_seg_t *s)
 {
-    if (s->kind == SEG_OWNED)
-        hp_free(s->alloc);
+    if (s->kind == SEG_REF && s->done)
+        s->done(s->alloc);
     else if (s->kind == SEG_CHUNK)
         hp_pool_put(&c->worker->rpool, s->alloc);
     else if (s->kind == SEG_FILE)
@@ -289,20 +292,41 @@ static hp_seg_t *seg_slot(hp_conn_t *c)
     return &out->seg[out->tail];
 }
 
-int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned)
+int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*done)(void *arg),
+                         void *arg)
 {
     hp_seg_t *s = seg_slot(c);
     if (!s) {
-        if (owned)
-            hp_free((void *)buf);
+        if (done)
+            done(arg);
         return -ENOBUFS;
     }
-    *s = (hp_seg_t){.kind = owned ? SEG_OWNED : SEG_MEM, .fd = -1, .base = buf, .len = len};
-    if (owned)
-        s->alloc = (void *)buf;
+    *s = (hp_seg_t){.kind = SEG_REF, .fd = -1, .base = buf, .len = len, .done = done};
+    s->alloc = arg;
     c->out->tail++;
     c->out->pending += len;
     return 0;
+}
+
+int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned)
+{
+    return hp_conn_write_ref_cb(c, buf, len, owned ? hp_free : NULL, (void *)buf);
+}
+
+void hp_conn_cut(hp_conn_t *c, uint32_t off, uint32_t n)
+{
+    char *d = c->rbuf + c->rpos;
+    uint32_t len = c->rlen - c->rpos;
+    memmove(d + off, d + off + n, len - off - n);
+    c->rlen -= n;
+}
+
+void hp_conn_hold(hp_conn_t *c, bool hold)
+{
+    if (hold)
+        c->flags |= HP_CONN_F_HOLD;
+    else
+        c->flags &= ~(uint32_t)HP_CONN_F_HOLD;
 }
 
 void *hp_conn_chunk_get(hp_conn_t *c)
@@ -458,7 +482,7 @@ void hp_conn_serve(hp_conn_t *c)
     hp_worker_t *w = c->worker;
     int budget = HP_CONN_READ_BUDGET;
     while ((c->flags & (HP_CONN_F_READABLE | HP_CONN_F_CLOSED | HP_CONN_F_PAUSED |
-                        HP_CONN_F_CLOSE_AFTER)) == HP_CONN_F_READABLE) {
+                        HP_CONN_F_CLOSE_AFTER | HP_CONN_F_HOLD)) == HP_CONN_F_READABLE) {
         if (!c->rbuf && HP_UNLIKELY(!take_rbuf(c))) {
             hp_worker_stat_add(&w->stats.oom_closed, 1);
             hp_conn_close(c);

@@ -1,40 +1,22 @@
 /*
- * main.c - the hotpath binary: command line, start-up, signals, shutdown.
+ * main.c - the hotpath binary: command line to an hp_app with the
+ * built-in endpoints and static files, run until signalled.
  *
- * The main thread parses flags, opens the document root and the listening
- * sockets (so every start-up error is one line and exit 1 before any
- * thread runs), starts the workers, then sleeps in poll() on a signalfd
- * and the engine's exit-report eventfd. First SIGTERM/SIGINT: graceful
- * drain; second: exit at once.
+ * Every start-up error is one line on stderr and exit status 1.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <unistd.h>
 
-#include "hotpath/engine.h"
-#include "hotpath/http_server.h"
-#include "hotpath/http_static.h"
+#include "hotpath/app.h"
+#include "hotpath/listener.h"
 #include "hotpath/log.h"
 
 #define PROG "hotpath"
-
-typedef struct options {
-    const char *listen;
-    const char *root;
-    uint32_t workers; /* 0: one per available CPU */
-    int backlog;
-    bool quiet;
-    hp_http_config_t http;
-    hp_worker_config_t engine;
-} options_t;
 
 static void usage(FILE *out)
 {
@@ -107,7 +89,7 @@ enum {
     O_DRAIN_TMO, O_MAX_LINE, O_MAX_HDR, O_MAX_FIELDS, O_MAX_BODY, O_BACKLOG, O_QUIET
 };
 
-static void parse_args(int argc, char **argv, options_t *o)
+static void parse_args(int argc, char **argv, hp_app_config_t *o)
 {
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -130,8 +112,7 @@ static void parse_args(int argc, char **argv, options_t *o)
     };
     opterr = 0;
     for (;;) {
-        int idx = 0;
-        int ch = getopt_long(argc, argv, ":hV", longopts, &idx);
+        int ch = getopt_long(argc, argv, ":hV", longopts, NULL);
         if (ch == -1)
             break;
         switch (ch) {
@@ -167,99 +148,31 @@ static void parse_args(int argc, char **argv, options_t *o)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind]);
 }
 
-/* Sums what the workers reported on their way out (each exit report in
- * the engine's inbox says the worker is done, so its shards are final). */
-static void log_totals(const hp_engine_t *e)
-{
-    uint64_t requests = 0, accepted = 0, in = 0, out = 0;
-    for (uint32_t i = 0; i < e->nworkers; i++) {
-        const hp_worker_t *w = &e->workers[i];
-        const hp_http_worker_t *hw = w->proto_data;
-        requests += hw->stats.requests;
-        accepted += w->stats.accepted;
-        in += w->stats.bytes_in;
-        out += w->stats.bytes_out;
-    }
-    hp_log(INFO, "stopped: %llu requests on %llu connections, %llu bytes in, %llu out",
-           (unsigned long long)requests, (unsigned long long)accepted, (unsigned long long)in,
-           (unsigned long long)out);
-}
-
 int main(int argc, char **argv)
 {
-    options_t o = {
-        .listen = "127.0.0.1:8080",
-        .root = "www",
-        .workers = 0,
-        .backlog = 2048,
-        .http = HP_HTTP_CONFIG_DEFAULT,
-        .engine = HP_WORKER_CONFIG_DEFAULT,
-    };
-    parse_args(argc, argv, &o);
-    if (o.quiet)
+    hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
+    cfg.root = "www";
+    parse_args(argc, argv, &cfg);
+    if (cfg.quiet)
         hp_log_set_level(HP_LOG_WARN);
 
     hp_listen_addr_t addr;
-    if (hp_listen_addr_parse(o.listen, &addr) < 0)
+    if (hp_listen_addr_parse(cfg.listen, &addr) < 0)
         die("--listen: expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
-            o.listen);
-    int root_fd = hp_static_open_root(o.root);
-    if (root_fd < 0)
-        die("cannot open root '%s': %s", o.root, strerror(-root_fd));
-    o.http.root_fd = root_fd;
-    uint32_t nworkers = o.workers ? o.workers : hp_engine_cpus(NULL, 0);
+            cfg.listen);
 
-    hp_http_parser_init();
-    o.engine.rbuf_size = hp_http_rbuf_size(&o.http);
-    hp_proto_t proto;
-    if (hp_http_proto_init(&proto, &o.http, o.engine.rbuf_size) < 0)
-        die("the request limits do not fit a read buffer");
-
-    /* Signals are taken through a signalfd by this thread only: block
-     * them before any worker starts so the workers inherit the mask. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0)
-        die("signalfd: %s", strerror(errno));
-
-    hp_engine_t engine;
-    int r = hp_engine_init(&engine, &addr, o.backlog, nworkers, &o.engine, &proto, &o.http);
-    if (r < 0)
-        die("cannot listen on %s: %s", addr.text, strerror(-r));
-    o.http.engine = &engine;
-    if ((r = hp_engine_start(&engine)) < 0)
-        die("cannot start workers: %s", strerror(-r));
-    if (!o.quiet)
-        fprintf(stderr, PROG " " HP_VERSION ": listening on http://%s (%u worker%s, root %s)\n",
-                addr.text, nworkers, nworkers == 1 ? "" : "s", o.root);
-
-    int signals = 0;
-    struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = engine.wake_fd, .events = POLLIN}};
-    for (;;) {
-        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-            break;
-        if (pfd[1].revents && hp_engine_reap(&engine))
-            break;
-        struct signalfd_siginfo si;
-        while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-            if (++signals == 1) {
-                hp_log(INFO, "%s: draining connections (signal again to exit at once)",
-                       strsignal((int)si.ssi_signo));
-                hp_engine_shutdown(&engine);
-            } else {
-                hp_log(INFO, "second signal: exiting now");
-                _exit(0);
-            }
-        }
+    char err[256];
+    hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+    if (!app)
+        die("%s", err);
+    if (hp_app_builtin_routes(app, err, sizeof err) < 0)
+        die("%s", err);
+    int r = hp_app_run(app);
+    if (r < 0) {
+        fprintf(stderr, PROG ": %s\n", hp_app_error(app));
+        hp_app_free(app);
+        return 1;
     }
-    log_totals(&engine);
-    hp_engine_destroy(&engine);
-    close(root_fd);
-    close(sfd);
+    hp_app_free(app);
     return 0;
 }

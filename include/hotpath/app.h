@@ -1,0 +1,91 @@
+/*
+ * app.h - embedding hotpath: an HTTP server with your own handlers.
+ *
+ *     hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
+ *     cfg.listen = "127.0.0.1:8080";
+ *     hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+ *     hp_app_route(app, HP_ROUTER_GET, "/users/{id:int}", get_user, NULL, err, sizeof err);
+ *     hp_app_use(app, hp_mw_request_id, NULL, NULL);
+ *     hp_app_run(app);              // until hp_app_stop() or SIGINT/SIGTERM
+ *     hp_app_free(app);
+ *
+ * Routes, middleware and configuration are fixed once hp_app_run starts;
+ * every worker thread then shares them read-only. A handler runs on the
+ * worker that owns the connection, gets an hp_ctx_t (ctx.h) for the
+ * request and its response, and either answers before returning or
+ * returns HP_PENDING and answers later on the same worker.
+ */
+#ifndef HOTPATH_APP_H
+#define HOTPATH_APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hotpath/ctx.h"
+#include "hotpath/http_server.h"
+#include "hotpath/router.h"
+#include "hotpath/worker.h"
+
+typedef struct hp_app hp_app_t;
+
+typedef struct hp_app_config {
+    const char *listen;          /* "ADDR:PORT"; default 127.0.0.1:8080 */
+    uint32_t workers;            /* 0: one per CPU the process may use */
+    int backlog;                 /* default 2048 */
+    const char *root;            /* static files for paths no route matches; NULL: none */
+    bool handle_signals;         /* hp_app_run drains on SIGINT/SIGTERM (default true) */
+    bool quiet;                  /* no start-up line */
+    hp_http_config_t http;       /* limits and timeouts (root_fd and engine are set by the app) */
+    hp_worker_config_t engine;   /* buffers, write and drain timeouts */
+} hp_app_config_t;
+
+#define HP_APP_CONFIG_DEFAULT                                                  \
+    ((hp_app_config_t){.listen = "127.0.0.1:8080",                             \
+                       .workers = 0,                                           \
+                       .backlog = 2048,                                        \
+                       .root = NULL,                                           \
+                       .handle_signals = true,                                 \
+                       .quiet = false,                                         \
+                       .http = HP_HTTP_CONFIG_DEFAULT,                         \
+                       .engine = HP_WORKER_CONFIG_DEFAULT})
+
+/* Creates an app: checks the configuration and opens the document root,
+ * but binds nothing yet. Returns NULL with a one-line reason in err. */
+hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen);
+
+/* Registers `fn` for `methods` (HP_ROUTER_* bits) on `pattern` (see
+ * router.h: /users/{id:int}, /files/{rest:*} ...). HEAD is answered by the
+ * GET handler unless one is registered for HEAD. Returns 0, or -EEXIST /
+ * -EINVAL with a one-line message for a conflicting or malformed pattern,
+ * -EBUSY once the app runs. */
+int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
+                 void *udata, char *err, size_t errlen);
+
+/* Adds middleware, run in the order added: `before` (may be NULL) runs
+ * before the handler and may answer early by returning HP_DONE; `after`
+ * (may be NULL) runs, in reverse order, once the response is complete and
+ * before it is written, so it can add headers. Returns 0, -ENOSPC (more
+ * than HP_APP_MAX_MIDDLEWARE) or -EBUSY once the app runs. */
+#define HP_APP_MAX_MIDDLEWARE 16
+int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
+
+/* Binds, starts the workers and blocks until hp_app_stop (or a signal
+ * when handle_signals) has drained them. Returns 0, or -errno when it
+ * cannot listen (with the reason in hp_app_error). */
+int hp_app_run(hp_app_t *app);
+
+/* Starts a graceful stop from any thread (a signal handler excepted). */
+void hp_app_stop(hp_app_t *app);
+
+/* The last error hp_app_run met, one line ("" when none). */
+const char *hp_app_error(const hp_app_t *app);
+
+/* Frees the app (after hp_app_run returned, or if it never ran). */
+void hp_app_free(hp_app_t *app);
+
+/* The built-in endpoints of the hotpath binary, as routes: /plaintext,
+ * /json, /health (GET), /echo (POST) and /metrics (GET). */
+int hp_app_builtin_routes(hp_app_t *app, char *err, size_t errlen);
+
+#endif

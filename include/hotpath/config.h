@@ -1,0 +1,145 @@
+/*
+ * config.h - hotpath's YAML configuration file: the values, their defaults,
+ * and a loader that checks every key and says exactly what is wrong.
+ *
+ * Usage:
+ *     hp_config_t cfg;
+ *     char err[512];
+ *     hp_config_defaults(&cfg);
+ *     if (hp_config_load(&cfg, "config/hotpath.yaml", err, sizeof err) < 0)
+ *         die("%s", err);         // one line: FILE:LINE:COL: KEY: ...
+ *     ...
+ *     hp_config_free(&cfg);
+ *
+ * Every key is optional; a missing key keeps its default. The reference,
+ * with each key's type, default and range, is docs/configuration.md.
+ *
+ * Strings and arrays in a loaded configuration live in memory the
+ * configuration owns (c->mem) and stay valid until hp_config_free or the
+ * next successful load into the same struct. The defaults point at
+ * read-only literals and own nothing, which is why the string fields are
+ * const.
+ */
+#ifndef HOTPATH_CONFIG_H
+#define HOTPATH_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upper bounds the loader enforces, so a file cannot make us build huge
+ * tables. */
+#define HP_CONFIG_MAX_LISTEN 64      /* addresses in `listen` */
+#define HP_CONFIG_MAX_LOCATIONS 256  /* entries in `locations` */
+#define HP_CONFIG_MAX_FILE (16u << 20) /* bytes hp_config_load reads */
+
+/* One entry of `locations`: how URLs under a prefix are served. */
+typedef struct hp_config_location {
+    const char *path;          /* URL prefix, starts with '/' (required) */
+    const char *root;          /* static root for the prefix; NULL: the top-level root */
+    const char *cache_control; /* Cache-Control value for its responses; NULL: none */
+    bool compression;          /* compress responses to clients that accept it */
+} hp_config_location_t;
+
+typedef struct hp_config {
+    const char *const *listen; /* ADDR:PORT strings, nlisten >= 1 */
+    size_t nlisten;
+    uint32_t workers;          /* 1..1024; 0: one per CPU the process may run on ("auto") */
+    const char *root;          /* document root for paths no location claims */
+
+    struct {
+        uint32_t max_request_line; /* bytes; longer request line -> 414 */
+        uint32_t max_header_bytes; /* bytes of header fields -> 431 */
+        uint32_t max_headers;      /* header field count -> 431 */
+        uint64_t max_body;         /* request body bytes -> 413 */
+    } limits;
+
+    struct {                   /* all in milliseconds */
+        uint64_t header_ms;    /* whole request head must arrive within this -> 408 */
+        uint64_t body_ms;      /* a request body may stall this long between reads */
+        uint64_t keepalive_ms; /* idle keep-alive connections close after this */
+        uint64_t write_ms;     /* a client reading none of our output this long is closed */
+        uint64_t drain_ms;     /* graceful shutdown gives up after this */
+    } timeouts;
+
+    struct {
+        bool enabled;          /* false: every response closes the connection */
+        uint32_t max_requests; /* per connection; 0: unlimited */
+    } keepalive;
+
+    struct {
+        bool nodelay;          /* TCP_NODELAY on accepted connections */
+        bool reuseport;        /* one SO_REUSEPORT listener per worker */
+        uint32_t backlog;      /* listen backlog per socket */
+    } tcp;
+
+    struct {
+        uint32_t read_chunk;   /* bytes per read buffer (raised to fit the limits) */
+        uint32_t write_chunk;  /* bytes per output chunk */
+        uint32_t max_chunks;   /* per pool and worker; 0: unlimited */
+    } buffers;
+
+    const hp_config_location_t *locations; /* in file order; none: all from `root` */
+    size_t nlocations;
+
+    struct {
+        bool plaintext, json, health, echo; /* built-in endpoints on or off */
+    } endpoints;
+
+    struct {
+        bool enabled;          /* response cache */
+        uint32_t max_entries;
+        uint64_t max_bytes;
+        uint64_t ttl_ms;
+    } cache;
+
+    struct {
+        bool enabled;
+        const char *path;      /* file the access log is appended to */
+    } access_log;
+
+    struct {
+        bool enabled;
+        const char *path;      /* URL path of the Prometheus endpoint */
+    } metrics;
+
+    const char *source;        /* file (or name) it was loaded from; NULL for defaults */
+    void *mem;                 /* owned: everything a load allocated; NULL for defaults */
+} hp_config_t;
+
+/* Fills *c with the defaults (listen 127.0.0.1:8080, workers auto, root
+ * www, ... as documented). Allocates nothing; whatever *c held before is
+ * overwritten, not freed. */
+void hp_config_defaults(hp_config_t *c);
+
+/* Reads and validates the YAML file `path`, starting from the defaults
+ * (nothing of what *c held is kept). *c must hold defaults or an earlier
+ * load. On success returns 0, frees what *c owned and replaces it. On
+ * failure *c is left unchanged and `err` (when errlen > 0) receives one
+ * NUL-terminated line without '\n':
+ *   -EINVAL  "FILE:LINE:COL: KEY: expected WHAT, got 'X'" and the like
+ *            (unknown keys suggest a known key within edit distance 2);
+ *   -ENOENT, -EACCES, -EISDIR, -EFBIG ... "FILE: <strerror>";
+ *   -ENOMEM  "FILE: out of memory".
+ * Lines and columns count from 1. Keeps no state between calls. */
+int hp_config_load(hp_config_t *c, const char *path, char *err, size_t errlen);
+
+/* Same as hp_config_load, from `len` bytes of `yaml` (need not be
+ * NUL-terminated); `name` stands for the file in messages and in
+ * c->source. */
+int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
+                          char *err, size_t errlen);
+
+/* Frees what a load allocated and resets *c to the defaults. Safe on
+ * defaults and on an already freed configuration. */
+void hp_config_free(hp_config_t *c);
+
+/* Compares the settings that only take effect when the process restarts
+ * (listen, workers, the buffer sizes and limits that size the read
+ * buffers, tcp.backlog, tcp.reuseport). Writes the differing key names,
+ * separated by ", ", into buf (truncated to fit, always NUL-terminated
+ * when len > 0) and returns how many differ: 0 means b can be applied to
+ * a running server in place of a. */
+int hp_config_restart_needed(const hp_config_t *a, const hp_config_t *b, char *buf, size_t len);
+
+#endif

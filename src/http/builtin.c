@@ -1,0 +1,179 @@
+/*
+ * builtin.c - the hotpath binary's own endpoints, as ordinary routes:
+ * /plaintext, /json and /health (TechEmpower-style), /metrics (Prometheus
+ * text summed over every worker's shard) and POST /echo.
+ *
+ * Each is a handler like any an embedder writes; the router resolves the
+ * fixed paths with one hash lookup before any tree walk.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hotpath/alloc.h"
+#include "hotpath/app.h"
+#include "hotpath/engine.h"
+#include "hotpath/worker.h"
+#include "server_int.h"
+
+static const char PLAINTEXT[] = "Hello, World!";
+
+static int plaintext(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    hp_ctx_send(ctx, "text/plain", PLAINTEXT, sizeof PLAINTEXT - 1);
+    return HP_DONE;
+}
+
+/* Appends `s` as a JSON string (quotes, escapes per RFC 8259 §7). `out`
+ * needs room for 6 * n + 2 bytes. Returns the bytes written. */
+static size_t json_string(char *out, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    *p++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            *p++ = '\\';
+            *p++ = (char)ch;
+        } else if (ch < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[ch >> 4];
+            p[5] = hex[ch & 15];
+            p += 6;
+        } else {
+            *p++ = (char)ch;
+        }
+    }
+    *p++ = '"';
+    return (size_t)(p - out);
+}
+
+static int json(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    /* A fresh object serialized per request, as the TechEmpower rules
+     * ask, rather than a canned body. */
+    static const char key[] = "message";
+    char body[6 * (sizeof key + sizeof PLAINTEXT) + 8];
+    char *p = body;
+    *p++ = '{';
+    p += json_string(p, key, sizeof key - 1);
+    *p++ = ':';
+    p += json_string(p, PLAINTEXT, sizeof PLAINTEXT - 1);
+    *p++ = '}';
+    hp_ctx_send(ctx, "application/json", body, (size_t)(p - body));
+    return HP_DONE;
+}
+
+static int health(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    hp_ctx_send(ctx, "application/json", ok, sizeof ok - 1);
+    return HP_DONE;
+}
+
+static int echo(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    size_t len;
+    const char *body = hp_ctx_body(ctx, &len);
+    if (hp_ctx_send(ctx, "application/octet-stream", body, len) < 0)
+        hp_ctx_send_status(ctx, 503);
+    return HP_DONE;
+}
+
+static size_t metric(char *p, const char *name, const char *labels, uint64_t v)
+{
+    return (size_t)sprintf(p, "%s%s %llu\n", name, labels ? labels : "", (unsigned long long)v);
+}
+
+/* Prometheus text, summed over every worker's shard. Each shard is
+ * written only by its worker and read here with relaxed loads. */
+static int metrics(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    static const char *const reasons[HP_HTTP_REJ_COUNT] = {
+        "bad_request", "timeout", "body_too_large", "uri_too_long",
+        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
+    hp_worker_t *self = hp_ctx_worker(ctx);
+    hp_http_worker_t *me = self->proto_data;
+    hp_engine_t *e = me->cfg->engine;
+    hp_worker_t *ws = e ? e->workers : self;
+    uint32_t nw = e ? e->nworkers : 1;
+
+    uint64_t req = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
+    uint64_t chunks = 0, bin = 0, bout = 0, tmo = 0;
+    for (uint32_t i = 0; i < nw; i++) {
+        hp_worker_t *w = &ws[i];
+        hp_http_worker_t *hw = w->proto_data;
+        req += hp_worker_stat(&hw->stats.requests);
+        for (int k = 1; k <= 5; k++)
+            resp[k] += hp_worker_stat(&hw->stats.responses[k]);
+        for (int k = 0; k < HP_HTTP_REJ_COUNT; k++)
+            rej[k] += hp_worker_stat(&hw->stats.rejected[k]);
+        acc += hp_worker_stat(&w->stats.accepted);
+        closed += hp_worker_stat(&w->stats.closed);
+        bin += hp_worker_stat(&w->stats.bytes_in);
+        bout += hp_worker_stat(&w->stats.bytes_out);
+        tmo += hp_worker_stat(&w->stats.timeouts);
+        /* Pool counters are the owner's plain fields: approximate when
+         * read from another worker, exact for our own. */
+        chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
+    }
+
+    char *body = me->scratch;
+    char *p = body;
+    p += metric(p, "hotpath_requests_total", NULL, req);
+    static const char *const classes[6] = {"", "{class=\"1xx\"}", "{class=\"2xx\"}",
+                                           "{class=\"3xx\"}", "{class=\"4xx\"}", "{class=\"5xx\"}"};
+    for (int k = 1; k <= 5; k++)
+        p += metric(p, "hotpath_responses_total", classes[k], resp[k]);
+    p += metric(p, "hotpath_connections_open", NULL, acc - closed);
+    p += metric(p, "hotpath_connections_accepted_total", NULL, acc);
+    /* Per-worker lines stop where the scratch would overflow: a machine
+     * with hundreds of workers gets the totals and the first workers. */
+    for (uint32_t i = 0; i < nw && p - body < HP_HTTP_SCRATCH - 2048; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "{worker=\"%u\"}", i);
+        p += metric(p, "hotpath_worker_connections_accepted_total", label,
+                    hp_worker_stat(&ws[i].stats.accepted));
+    }
+    p += metric(p, "hotpath_heap_allocations_total", NULL, hp_alloc_count());
+    p += metric(p, "hotpath_pool_chunks_in_use", NULL, chunks);
+    p += metric(p, "hotpath_bytes_received_total", NULL, bin);
+    p += metric(p, "hotpath_bytes_sent_total", NULL, bout);
+    p += metric(p, "hotpath_connection_timeouts_total", NULL, tmo);
+    for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {
+        char label[48];
+        snprintf(label, sizeof label, "{reason=\"%s\"}", reasons[k]);
+        p += metric(p, "hotpath_rejected_total", label, rej[k]);
+    }
+    /* Copied: the scratch is reused by the next request. */
+    if (hp_ctx_send(ctx, "text/plain; version=0.0.4", body, (size_t)(p - body)) < 0)
+        hp_ctx_send_status(ctx, 503);
+    return HP_DONE;
+}
+
+int hp_app_builtin_routes(hp_app_t *app, char *err, size_t errlen)
+{
+    static const struct {
+        uint32_t methods;
+        const char *pattern;
+        hp_handler_fn fn;
+    } routes[] = {
+        {HP_ROUTER_GET, "/plaintext", plaintext},
+        {HP_ROUTER_GET, "/json", json},
+        {HP_ROUTER_GET, "/health", health},
+        {HP_ROUTER_GET, "/metrics", metrics},
+        {HP_ROUTER_POST, "/echo", echo},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        int r = hp_app_route(app, routes[i].methods, routes[i].pattern, routes[i].fn, NULL, err,
+                             errlen);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}

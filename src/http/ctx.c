@@ -1,0 +1,372 @@
+/*
+ * ctx.c - the handler context: request accessors, the response being
+ * built, middleware and handler calls, and writing the response.
+ *
+ * Central structure: hp_ctx_t (server_int.h), part of the request state in
+ * the connection's read chunk. Request strings are offsets from the
+ * request's first byte, which stays at the front of the connection's
+ * unconsumed bytes for the request's life; the response is assembled in
+ * the context and written in one go by http_ctx_complete.
+ *
+ * Invariant: at most one body is set; setting another releases the first
+ * (a body reference's done callback runs exactly once, whatever happens).
+ */
+#include "hotpath/ctx.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hotpath/alloc.h"
+#include "hotpath/http_response.h"
+#include "hotpath/http_static.h"
+#include "hotpath/worker.h"
+#include "server_int.h"
+
+static inline const char *req_base(const hp_ctx_t *ctx)
+{
+    return hp_conn_data(ctx->conn);
+}
+
+/* ---- the request ---- */
+
+const char *hp_ctx_method(const hp_ctx_t *ctx, size_t *len)
+{
+    *len = ctx->st->req.method.len;
+    return req_base(ctx) + ctx->st->req.method.off;
+}
+
+uint32_t hp_ctx_method_bit(const hp_ctx_t *ctx)
+{
+    return ctx->match_method;
+}
+
+const char *hp_ctx_path(const hp_ctx_t *ctx, size_t *len)
+{
+    *len = ctx->path_len;
+    return req_base(ctx) + ctx->path_off;
+}
+
+const char *hp_ctx_query_string(const hp_ctx_t *ctx, size_t *len)
+{
+    *len = ctx->query_len;
+    return req_base(ctx) + ctx->query_off;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes a query component ('+' is a space, %XX a byte) into out. */
+static int query_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%') {
+            int hi, lo;
+            if (i + 2 >= n || (hi = hexval(s[i + 1])) < 0 || (lo = hexval(s[i + 2])) < 0)
+                return -EINVAL;
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (o == cap)
+            return -ENOSPC;
+        out[o++] = ch;
+    }
+    return (int)o;
+}
+
+int hp_ctx_query(const hp_ctx_t *ctx, const char *name, char *out, size_t cap)
+{
+    size_t qlen, nlen = strlen(name);
+    const char *q = hp_ctx_query_string(ctx, &qlen);
+    size_t i = 0;
+    while (i < qlen) {
+        size_t end = i;
+        while (end < qlen && q[end] != '&' && q[end] != ';')
+            end++;
+        const char *eq = memchr(q + i, '=', end - i);
+        size_t klen = eq ? (size_t)(eq - (q + i)) : end - i;
+        /* Names compare as given; a name needing escapes is rare enough
+         * that callers pass it the way clients send it. */
+        if (klen == nlen && memcmp(q + i, name, nlen) == 0) {
+            if (!eq)
+                return 0;
+            return query_decode(eq + 1, (size_t)(q + end - eq - 1), out, cap);
+        }
+        i = end + 1;
+    }
+    return -1;
+}
+
+const char *hp_ctx_header(const hp_ctx_t *ctx, const char *name, size_t *len)
+{
+    const http_state_t *st = ctx->st;
+    const char *base = req_base(ctx);
+    int i = hp_http_find_field(&st->req, st->fields, base, name, strlen(name));
+    if (i < 0)
+        return NULL;
+    *len = st->fields[i].value.len;
+    return base + st->fields[i].value.off;
+}
+
+static const hp_route_param_t *find_param(const hp_ctx_t *ctx, const char *name)
+{
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < ctx->match.nparams; i++) {
+        const hp_route_param_t *p = &ctx->match.params[i];
+        if (p->name_len == n && memcmp(p->name, name, n) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+const char *hp_ctx_param(const hp_ctx_t *ctx, const char *name, size_t *len)
+{
+    const hp_route_param_t *p = find_param(ctx, name);
+    if (!p)
+        return NULL;
+    *len = p->len;
+    return p->value;
+}
+
+int64_t hp_ctx_param_int(const hp_ctx_t *ctx, const char *name, int64_t fallback)
+{
+    const hp_route_param_t *p = find_param(ctx, name);
+    return p && p->type == HP_ROUTE_PARAM_INT ? p->i : fallback;
+}
+
+const char *hp_ctx_body(const hp_ctx_t *ctx, size_t *len)
+{
+    *len = ctx->st->body_len;
+    return ctx->st->body;
+}
+
+const char *hp_ctx_route(const hp_ctx_t *ctx)
+{
+    return ctx->match.pattern;
+}
+
+struct hp_worker *hp_ctx_worker(const hp_ctx_t *ctx)
+{
+    return ctx->conn->worker;
+}
+
+/* ---- the response ---- */
+
+void hp_ctx_status(hp_ctx_t *ctx, int status)
+{
+    ctx->status = status;
+}
+
+static bool header_safe(const char *s)
+{
+    return strpbrk(s, "\r\n") == NULL;
+}
+
+int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl == 0 || !header_safe(name) || !header_safe(value) || strchr(name, ':'))
+        return -EINVAL;
+    if (ctx->hdr_len + nl + vl + 4 > HP_CTX_HEADER_BYTES)
+        return -ENOSPC;
+    char *p = ctx->hdrs + ctx->hdr_len;
+    memcpy(p, name, nl);
+    memcpy(p + nl, ": ", 2);
+    memcpy(p + nl + 2, value, vl);
+    memcpy(p + nl + 2 + vl, "\r\n", 3); /* keeps the NUL */
+    ctx->hdr_len = (uint16_t)(ctx->hdr_len + nl + vl + 4);
+    return 0;
+}
+
+/* Lets go of the body set so far, on every path. */
+static void body_drop(hp_ctx_t *ctx)
+{
+    switch (ctx->body_kind) {
+    case BODY_CHUNK:
+        hp_conn_chunk_put(ctx->conn, ctx->done_arg);
+        break;
+    case BODY_HEAP:
+        hp_free(ctx->done_arg);
+        break;
+    case BODY_REF:
+        if (ctx->done)
+            ctx->done(ctx->done_arg);
+        break;
+    case BODY_FILE:
+        close(ctx->fd);
+        break;
+    default:
+        break;
+    }
+    ctx->body_kind = BODY_NONE;
+    ctx->body_len = 0;
+}
+
+int hp_ctx_send(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len)
+{
+    body_drop(ctx);
+    ctx->ctype = ctype;
+    ctx->body_len = len;
+    if (len <= HTTP_CTX_INLINE) {
+        memcpy(ctx->inline_body, data, len);
+        ctx->body = ctx->inline_body;
+        ctx->body_kind = BODY_INLINE;
+        return 0;
+    }
+    void *buf = NULL;
+    if (len <= hp_conn_chunk_size(ctx->conn) && (buf = hp_conn_chunk_get(ctx->conn))) {
+        ctx->body_kind = BODY_CHUNK;
+    } else if ((buf = hp_malloc(len))) {
+        ctx->body_kind = BODY_HEAP;
+    } else {
+        ctx->body_len = 0;
+        return -ENOMEM;
+    }
+    memcpy(buf, data, len);
+    ctx->body = buf;
+    ctx->done_arg = buf;
+    return 0;
+}
+
+int hp_ctx_send_ref(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len,
+                    void (*done)(void *arg), void *arg)
+{
+    body_drop(ctx);
+    ctx->ctype = ctype;
+    ctx->body = data;
+    ctx->body_len = len;
+    ctx->done = done;
+    ctx->done_arg = arg;
+    ctx->body_kind = BODY_REF;
+    return 0;
+}
+
+int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, uint64_t len)
+{
+    body_drop(ctx);
+    ctx->ctype = ctype;
+    ctx->fd = fd;
+    ctx->file_off = offset;
+    ctx->body_len = len;
+    ctx->body_kind = BODY_FILE;
+    return 0;
+}
+
+void hp_ctx_send_status(hp_ctx_t *ctx, int status)
+{
+    char body[64];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    ctx->status = status;
+    hp_ctx_send(ctx, "text/plain", body, (size_t)n);
+}
+
+void hp_ctx_on_abort(hp_ctx_t *ctx, void (*fn)(hp_ctx_t *ctx, void *arg), void *arg)
+{
+    ctx->abort_fn = fn;
+    ctx->abort_arg = arg;
+}
+
+/* ---- running and writing ---- */
+
+void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st)
+{
+    /* Only what a response needs is reset: the context is kilobytes and
+     * this runs for every request. */
+    ctx->conn = c;
+    ctx->st = st;
+    ctx->status = 200;
+    ctx->ctype = NULL;
+    ctx->body_kind = BODY_NONE;
+    ctx->body_len = 0;
+    ctx->hdr_len = 0;
+    ctx->hdrs[0] = '\0';
+    ctx->abort_fn = NULL;
+}
+
+int http_ctx_run(hp_ctx_t *ctx)
+{
+    const hp_http_routes_t *routes = http_worker(ctx->conn)->cfg->routes;
+    for (uint32_t i = 0; i < routes->nmw; i++) {
+        const hp_http_mw_t *mw = &routes->mw[i];
+        if (mw->before && mw->before(ctx, mw->udata) == HP_DONE)
+            return HP_DONE;
+    }
+    hp_handler_fn fn = (hp_handler_fn)ctx->match.handler;
+    return fn(ctx, ctx->match.udata) == HP_PENDING ? HP_PENDING : HP_DONE;
+}
+
+void http_ctx_complete(hp_ctx_t *ctx)
+{
+    hp_conn_t *c = ctx->conn;
+    http_state_t *st = ctx->st;
+    const hp_http_routes_t *routes = http_worker(c)->cfg->routes;
+    for (uint32_t i = routes->nmw; i-- > 0;) {
+        const hp_http_mw_t *mw = &routes->mw[i];
+        if (mw->after)
+            mw->after(ctx, mw->udata);
+    }
+    http_count_response(c, ctx->status);
+    if (hp_http_write_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
+                           ctx->hdr_len ? ctx->hdrs : NULL, st->resp_flags) < 0) {
+        body_drop(ctx);
+        hp_conn_close(c);
+        return;
+    }
+    int r = 0;
+    if (st->head_only || ctx->body_len == 0) {
+        body_drop(ctx);
+        return;
+    }
+    /* Ownership of the body passes to the output queue on every path. */
+    switch (ctx->body_kind) {
+    case BODY_INLINE:
+        r = hp_conn_write(c, ctx->body, (uint32_t)ctx->body_len);
+        break;
+    case BODY_CHUNK:
+        r = hp_conn_write_chunk(c, ctx->done_arg, ctx->body, ctx->body_len);
+        break;
+    case BODY_HEAP:
+        r = hp_conn_write_ref(c, ctx->body, ctx->body_len, true);
+        break;
+    case BODY_REF:
+        r = hp_conn_write_ref_cb(c, ctx->body, ctx->body_len, ctx->done, ctx->done_arg);
+        break;
+    case BODY_FILE:
+        r = hp_conn_write_file(c, ctx->fd, ctx->file_off, ctx->body_len);
+        break;
+    default:
+        break;
+    }
+    ctx->body_kind = BODY_NONE;
+    if (r < 0)
+        hp_conn_close(c);
+}
+
+void http_ctx_release(hp_ctx_t *ctx)
+{
+    body_drop(ctx);
+}
+
+void hp_ctx_finish(hp_ctx_t *ctx)
+{
+    hp_conn_t *c = ctx->conn;
+    http_state_t *st = ctx->st;
+    if (st->phase != PH_PENDING)
+        return;
+    st->phase = PH_HEAD;
+    http_ctx_complete(ctx);
+    if (c->flags & HP_CONN_F_CLOSED)
+        return;
+    http_request_done(c, st);
+    http_resume(c);
+}

@@ -1,0 +1,91 @@
+/*
+ * server_int.h - what the HTTP layer's own files share: the per-request
+ * state kept in a connection's read chunk and the handler context inside
+ * it. Private to src/http (server.c, ctx.c, builtin.c, app.c).
+ */
+#ifndef HOTPATH_SERVER_INT_H
+#define HOTPATH_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hotpath/app.h"
+#include "hotpath/conn.h"
+#include "hotpath/ctx.h"
+#include "hotpath/http_parser.h"
+#include "hotpath/http_server.h"
+#include "hotpath/router.h"
+
+enum { PH_HEAD = 0, PH_BODY, PH_PENDING };
+enum { SINK_DISCARD = 0, SINK_HANDLER };
+enum { BODY_NONE = 0, BODY_INLINE, BODY_CHUNK, BODY_HEAP, BODY_REF, BODY_FILE };
+
+/* Response bodies up to this size are copied into the context itself. */
+#define HTTP_CTX_INLINE 512
+
+typedef struct http_state http_state_t;
+
+struct hp_ctx {
+    hp_conn_t *conn;          /* borrowed: the connection, for life */
+    http_state_t *st;         /* the request state this context is part of */
+    uint32_t match_method;    /* HP_ROUTER_* bit the route was matched with */
+    uint16_t path_off, path_len;   /* relative to the request's first byte */
+    uint16_t query_off, query_len;
+    int status;
+    const char *ctype;        /* borrowed */
+    uint8_t body_kind;        /* BODY_* */
+    uint16_t hdr_len;
+    int fd;                   /* BODY_FILE: owned */
+    const void *body;         /* what to send */
+    uint64_t body_len;
+    uint64_t file_off;
+    void (*done)(void *arg);  /* BODY_REF: called once sent or dropped */
+    void *done_arg;           /* BODY_REF: its argument; BODY_CHUNK/HEAP: the allocation */
+    void (*abort_fn)(hp_ctx_t *ctx, void *arg);
+    void *abort_arg;
+    hp_route_match_t match;
+    char hdrs[HP_CTX_HEADER_BYTES + 1]; /* "Name: value\r\n"..., NUL-terminated */
+    char inline_body[HTTP_CTX_INLINE];
+};
+
+struct http_state {
+    hp_http_req_t req;
+    hp_http_chunked_t chunked;
+    uint8_t phase;            /* PH_* */
+    uint8_t sink;             /* SINK_*: where body bytes go */
+    bool head_only;           /* HEAD request: no body in the response */
+    bool body_pooled;         /* body is a pool chunk, not heap memory */
+    uint32_t resp_flags;      /* HP_HTTP_R_* for this request's response */
+    uint32_t head_len;        /* request head bytes kept at the front of the data */
+    uint64_t body_left;       /* Content-Length bytes still to read */
+    uint64_t head_deadline;   /* loop ms by which the head must be complete; 0: not started */
+    char *body;               /* owned: the request body being gathered */
+    uint64_t body_len, body_cap;
+    hp_ctx_t ctx;
+    hp_http_field_t fields[]; /* cfg->limits.max_fields */
+};
+
+static inline hp_http_worker_t *http_worker(hp_conn_t *c)
+{
+    return c->worker->proto_data;
+}
+
+/* server.c */
+const hp_date_t *http_date(hp_conn_t *c);
+void http_count_response(hp_conn_t *c, int status);
+/* The request is answered: drops its head (and body), readies the
+ * connection for the next one and closes it when asked to. */
+void http_request_done(hp_conn_t *c, http_state_t *st);
+/* Goes on with the buffered requests after an asynchronous answer. */
+void http_resume(hp_conn_t *c);
+
+/* ctx.c */
+void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st);
+/* Runs the middleware and the handler; returns HP_DONE or HP_PENDING. */
+int http_ctx_run(hp_ctx_t *ctx);
+/* Runs the `after` middleware and writes the response. */
+void http_ctx_complete(hp_ctx_t *ctx);
+/* Drops what the response holds (connection closing). */
+void http_ctx_release(hp_ctx_t *ctx);
+
+#endif
