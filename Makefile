@@ -109,7 +109,7 @@ deps:
 	@sh scripts/deps.sh
 
 run: deps all
-	$(BUILD)/hotpath --listen 127.0.0.1:8080 --root www
+	$(BUILD)/hotpath --config config/hotpath.yaml
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -5,7 +5,6 @@
  *     cfg.listen = "127.0.0.1:8080";
  *     hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
  *     hp_app_route(app, HP_ROUTER_GET, "/users/{id:int}", get_user, NULL, err, sizeof err);
- *     hp_app_use(app, hp_mw_request_id, NULL, NULL);
  *     hp_app_run(app);              // until hp_app_stop() or SIGINT/SIGTERM
  *     hp_app_free(app);
  *
@@ -85,7 +84,18 @@ const char *hp_app_error(const hp_app_t *app);
 void hp_app_free(hp_app_t *app);
 
 /* The built-in endpoints of the hotpath binary, as routes: /plaintext,
- * /json, /health (GET), /echo (POST) and /metrics (GET). */
-int hp_app_builtin_routes(hp_app_t *app, char *err, size_t errlen);
+ * /json, /health (GET), /echo (POST) and the Prometheus metrics (GET, at
+ * `metrics_path`, default /metrics). `which` picks them (HP_APP_BUILTIN_*
+ * bits). Returns 0 or what hp_app_route returned. */
+enum {
+    HP_APP_BUILTIN_PLAINTEXT = 1u << 0,
+    HP_APP_BUILTIN_JSON = 1u << 1,
+    HP_APP_BUILTIN_HEALTH = 1u << 2,
+    HP_APP_BUILTIN_ECHO = 1u << 3,
+    HP_APP_BUILTIN_METRICS = 1u << 4,
+    HP_APP_BUILTIN_ALL = 0x1fu,
+};
+int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
+                          size_t errlen);
 
 #endif

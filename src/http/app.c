@@ -75,7 +75,11 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
         }
         app->cfg.http.root_fd = fd;
     }
-    app->cfg.engine.rbuf_size = hp_http_rbuf_size(&app->cfg.http);
+    /* A read chunk holds the request state and the largest head the
+     * limits allow; a larger configured size is kept. */
+    uint32_t need = hp_http_rbuf_size(&app->cfg.http);
+    if (app->cfg.engine.rbuf_size < need)
+        app->cfg.engine.rbuf_size = need;
     app->routes.router = hp_router_new();
     app->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!app->routes.router || app->stop_fd < 0) {

@@ -156,20 +156,23 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     return HP_DONE;
 }
 
-int hp_app_builtin_routes(hp_app_t *app, char *err, size_t errlen)
+int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
+                          size_t errlen)
 {
-    static const struct {
-        uint32_t methods;
+    const struct {
+        uint32_t bit, methods;
         const char *pattern;
         hp_handler_fn fn;
     } routes[] = {
-        {HP_ROUTER_GET, "/plaintext", plaintext},
-        {HP_ROUTER_GET, "/json", json},
-        {HP_ROUTER_GET, "/health", health},
-        {HP_ROUTER_GET, "/metrics", metrics},
-        {HP_ROUTER_POST, "/echo", echo},
+        {HP_APP_BUILTIN_PLAINTEXT, HP_ROUTER_GET, "/plaintext", plaintext},
+        {HP_APP_BUILTIN_JSON, HP_ROUTER_GET, "/json", json},
+        {HP_APP_BUILTIN_HEALTH, HP_ROUTER_GET, "/health", health},
+        {HP_APP_BUILTIN_METRICS, HP_ROUTER_GET, metrics_path ? metrics_path : "/metrics", metrics},
+        {HP_APP_BUILTIN_ECHO, HP_ROUTER_POST, "/echo", echo},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!(which & routes[i].bit))
+            continue;
         int r = hp_app_route(app, routes[i].methods, routes[i].pattern, routes[i].fn, NULL, err,
                              errlen);
         if (r < 0)

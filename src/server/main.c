@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hotpath/app.h"
+#include "hotpath/config.h"
 #include "hotpath/listener.h"
 #include "hotpath/log.h"
 
@@ -21,11 +22,15 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: " PROG " [--listen ADDR:PORT] [--workers N] [--root DIR] [options]\n"
+            "usage: " PROG " [--config FILE] [--listen ADDR:PORT] [--workers N] [--root DIR] [options]\n"
+            "       " PROG " --check-config FILE\n"
             "\n"
             "A thread-per-core HTTP/1.1 server: built-in /plaintext, /json, /health,\n"
             "/metrics and POST /echo, and static files from the document root.\n"
             "\n"
+            "  --config FILE            YAML configuration (docs/configuration.md); flags\n"
+            "                           given with it override the file\n"
+            "  --check-config FILE      validate FILE, print the verdict, exit 0 or 1\n"
             "  --listen ADDR:PORT       address to listen on (default 127.0.0.1:8080;\n"
             "                           IPv6 as [::1]:8080)\n"
             "  --workers N              worker threads, one per CPU (default: the CPUs\n"
@@ -85,6 +90,7 @@ static uint64_t parse_seconds(const char *flag, const char *v)
 }
 
 enum {
+    O_CONFIG = 200, O_CHECK,
     O_LISTEN = 256, O_ROOT, O_WORKERS, O_HEADER_TMO, O_BODY_TMO, O_KA_TMO, O_WRITE_TMO,
     O_DRAIN_TMO, O_MAX_LINE, O_MAX_HDR, O_MAX_FIELDS, O_MAX_BODY, O_BACKLOG, O_QUIET
 };
@@ -92,6 +98,8 @@ enum {
 static void parse_args(int argc, char **argv, hp_app_config_t *o)
 {
     static const struct option longopts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"check-config", required_argument, NULL, O_CHECK},
         {"listen", required_argument, NULL, O_LISTEN},
         {"root", required_argument, NULL, O_ROOT},
         {"workers", required_argument, NULL, O_WORKERS},
@@ -116,6 +124,7 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         if (ch == -1)
             break;
         switch (ch) {
+        case O_CONFIG: case O_CHECK: break; /* taken in the first pass */
         case O_LISTEN: o->listen = optarg; break;
         case O_ROOT: o->root = optarg; break;
         case O_WORKERS: o->workers = (uint32_t)parse_uint("--workers", optarg, 1, 1024); break;
@@ -148,10 +157,104 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind]);
 }
 
+/* The configuration file's keys the server does not act on yet: loading
+ * checks them, and a value other than the default is reported, not
+ * silently ignored. */
+static void warn_unapplied(const hp_config_t *c, const char *file)
+{
+    hp_config_t d;
+    hp_config_defaults(&d);
+    const struct {
+        bool set;
+        const char *key;
+    } keys[] = {
+        {c->nlocations > 0, "locations"},
+        {c->keepalive.enabled != d.keepalive.enabled, "keepalive.enabled"},
+        {c->keepalive.max_requests != d.keepalive.max_requests, "keepalive.max_requests"},
+        {c->tcp.nodelay != d.tcp.nodelay, "tcp.nodelay"},
+        {c->tcp.reuseport != d.tcp.reuseport, "tcp.reuseport"},
+        {c->cache.enabled, "cache"},
+        {c->access_log.enabled, "access_log"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].set)
+            fprintf(stderr, PROG ": %s: %s is not applied yet; ignored\n", file, keys[i].key);
+}
+
+/* Maps the file's values onto the app's configuration. */
+static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins,
+                         const char **metrics_path)
+{
+    if (c->nlisten > 1)
+        die("%s: listen: one address per process for now, got %zu", c->source, c->nlisten);
+    o->listen = c->listen[0];
+    o->workers = c->workers;
+    o->root = c->root;
+    o->backlog = (int)c->tcp.backlog;
+    o->http.limits.max_request_line = c->limits.max_request_line;
+    o->http.limits.max_header_bytes = c->limits.max_header_bytes;
+    o->http.limits.max_fields = c->limits.max_headers;
+    o->http.limits.max_body = c->limits.max_body;
+    o->http.header_timeout_ms = c->timeouts.header_ms;
+    o->http.body_timeout_ms = c->timeouts.body_ms;
+    o->http.keepalive_timeout_ms = c->timeouts.keepalive_ms;
+    o->engine.write_timeout_ms = c->timeouts.write_ms;
+    o->engine.drain_timeout_ms = c->timeouts.drain_ms;
+    o->engine.rbuf_size = c->buffers.read_chunk;
+    o->engine.wbuf_size = c->buffers.write_chunk;
+    o->engine.max_chunks = c->buffers.max_chunks;
+    *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
+                (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
+                (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
+                (c->endpoints.echo ? HP_APP_BUILTIN_ECHO : 0) |
+                (c->metrics.enabled ? HP_APP_BUILTIN_METRICS : 0);
+    *metrics_path = c->metrics.path;
+}
+
+/* First pass over the flags: --config and --check-config, which must be
+ * read before the other flags override what they set. */
+static const char *config_flag(int argc, char **argv, bool *check)
+{
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool c = strcmp(a, "--check-config") == 0 || strncmp(a, "--check-config=", 15) == 0;
+        if (!c && strcmp(a, "--config") != 0 && strncmp(a, "--config=", 9) != 0)
+            continue;
+        const char *eq = strchr(a, '=');
+        if (!eq && i + 1 >= argc)
+            die("option '%s' needs a value (see " PROG " --help)", a);
+        file = eq ? eq + 1 : argv[++i];
+        *check = *check || c;
+    }
+    return file;
+}
+
 int main(int argc, char **argv)
 {
     hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
     cfg.root = "www";
+    uint32_t builtins = HP_APP_BUILTIN_ALL;
+    const char *metrics_path = "/metrics";
+
+    bool check = false;
+    const char *file = config_flag(argc, argv, &check);
+    hp_config_t conf;
+    hp_config_defaults(&conf);
+    if (file) {
+        char cerr[512];
+        if (hp_config_load(&conf, file, cerr, sizeof cerr) < 0) {
+            fprintf(stderr, PROG ": %s\n", cerr);
+            return 1;
+        }
+        warn_unapplied(&conf, file);
+        if (check) {
+            printf(PROG ": %s: configuration is valid\n", file);
+            hp_config_free(&conf);
+            return 0;
+        }
+        apply_config(&conf, &cfg, &builtins, &metrics_path);
+    }
     parse_args(argc, argv, &cfg);
     if (cfg.quiet)
         hp_log_set_level(HP_LOG_WARN);
@@ -165,14 +268,12 @@ int main(int argc, char **argv)
     hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
     if (!app)
         die("%s", err);
-    if (hp_app_builtin_routes(app, err, sizeof err) < 0)
+    if (hp_app_builtin_routes(app, builtins, metrics_path, err, sizeof err) < 0)
         die("%s", err);
     int r = hp_app_run(app);
-    if (r < 0) {
+    if (r < 0)
         fprintf(stderr, PROG ": %s\n", hp_app_error(app));
-        hp_app_free(app);
-        return 1;
-    }
     hp_app_free(app);
-    return 0;
+    hp_config_free(&conf); /* after the app: it borrowed the file's strings */
+    return r < 0 ? 1 : 0;
 }
