@@ -25,6 +25,7 @@ typedef struct hp_static_file {
                        * regular files; see hp_static_resolve) */
     uint64_t size;    /* st_size at open time */
     int64_t mtime_sec; /* st_mtime at open time, for Last-Modified/ETag */
+    long mtime_nsec;   /* its nanoseconds, for the ETag */
     const char *mime; /* static string, never freed */
 } hp_static_file_t;
 

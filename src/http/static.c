@@ -291,6 +291,7 @@ int hp_static_resolve_ex(int root_fd, const char *target, size_t target_len, cha
     out->fd = fd;
     out->size = (uint64_t)st.st_size;
     out->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+    out->mtime_nsec = st.st_mtim.tv_nsec;
     out->mime = hp_static_mime(scratch, w);
     return 0;
 }
