@@ -64,7 +64,8 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
 /* Adds middleware, run in the order added: `before` (may be NULL) runs
  * before the handler and may answer early by returning HP_DONE; `after`
  * (may be NULL) runs, in reverse order, once the response is complete and
- * before it is written, so it can add headers. Returns 0, -ENOSPC (more
+ * before it is written, so it can add headers; it runs only when its own
+ * `before` let the request through (onion order). Returns 0, -ENOSPC (more
  * than HP_APP_MAX_MIDDLEWARE) or -EBUSY once the app runs. */
 #define HP_APP_MAX_MIDDLEWARE 16
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);

@@ -67,9 +67,10 @@ const char *hp_ctx_route(const hp_ctx_t *ctx);
 /* Sets the status (default 200). */
 void hp_ctx_status(hp_ctx_t *ctx, int status);
 
-/* Adds a response header. Server, Date, Content-Length and Connection are
- * the server's. Returns 0, -EINVAL for a name or value with CR, LF or
- * NUL, -ENOSPC when the headers exceed HP_CTX_HEADER_BYTES. */
+/* Adds a response header. Server, Date, Content-Length, Transfer-Encoding
+ * and Connection are the server's. Returns 0, -EINVAL for a name that is
+ * not a token or is one of the server's framing fields, or a value with CR
+ * or LF, -ENOSPC when the headers exceed HP_CTX_HEADER_BYTES. */
 #define HP_CTX_HEADER_BYTES 1024
 int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value);
 

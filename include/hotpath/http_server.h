@@ -46,6 +46,7 @@ typedef struct hp_http_config {
     int root_fd;                   /* borrowed: document root (hp_static_open_root), -1 for none */
     struct hp_engine *engine;      /* borrowed: for /metrics across workers; may be NULL */
     const hp_http_routes_t *routes; /* borrowed: handlers; NULL: static files only */
+    const struct hp_mime *mime;    /* borrowed: types from /etc/mime.types; NULL: built-ins */
 } hp_http_config_t;
 
 #define HP_HTTP_CONFIG_DEFAULT                                                 \
@@ -55,7 +56,8 @@ typedef struct hp_http_config {
                         .keepalive_timeout_ms = 5000,                          \
                         .root_fd = -1,                                         \
                         .engine = NULL,                                 \
-                        .routes = NULL})
+                        .routes = NULL,                                 \
+                        .mime = NULL})
 
 /* Rejection reasons counted in /metrics, by the status they answer. */
 enum {

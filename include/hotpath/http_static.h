@@ -11,12 +11,18 @@
  *
  * Errors from hp_static_resolve() are negative HTTP status codes, in the
  * style of the parsers: the caller sends -rc and carries on.
+ *
+ * hp_static_resolve_encoded() does the same and can swap the file for a
+ * precompressed sibling (<file>.br, <file>.gz) the client accepts, typed by
+ * a hp_mime_t table loaded from mime.types.
  */
 #ifndef HOTPATH_HTTP_STATIC_H
 #define HOTPATH_HTTP_STATIC_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "hotpath/http_mime.h"
 
 /* What a successful resolve hands back. */
 typedef struct hp_static_file {
@@ -65,9 +71,69 @@ int hp_static_open_root(const char *path);
 int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *scratch,
                       size_t scratch_len, hp_static_file_t *out);
 
+/* hp_static_resolve_encoded `accept` bit: try the .gz sibling before the
+ * .br one (the client ranks gzip strictly above br). Above the HP_ENC_*
+ * bits of http_accept.h. */
+#define HP_STATIC_GZIP_FIRST (1u << 8)
+
+/* Builds the `accept` argument of hp_static_resolve_encoded from the
+ * Accept-Encoding value v[0..len) (v NULL: no header), with
+ * hp_accept_encoding's rules (http_accept.h):
+ *   - HP_ENC_BR / HP_ENC_GZIP for each coding the client ranks at least as
+ *     high as identity (a coding it likes less than the plain file is never
+ *     tried), plus HP_STATIC_GZIP_FIRST when it ranks gzip above br;
+ *   - HP_ENC_IDENTITY when the plain file is acceptable too.
+ * Returns that mask, or 0 when nothing is acceptable: the caller may answer
+ * 406 at once. When the result lacks HP_ENC_IDENTITY and the resolve comes
+ * back with identity anyway (no sibling), the caller chooses between 406
+ * and ignoring the header (RFC 9110 §12.5.3 allows both).
+ * Parses v at most three times; no allocation. */
+unsigned hp_static_accept(const char *v, size_t len);
+
+/* hp_static_resolve(), then, when `accept` allows, the precompressed
+ * sibling: one call answers "br if present, else gzip, else the file".
+ *
+ * `types` (borrowed, may be NULL for the built-ins) gives out->mime, which
+ * is ALWAYS the original file's type ("a.css.br" is served as text/css).
+ * `accept` is a mask of HP_ENC_BR / HP_ENC_GZIP to try, in the order br then
+ * gzip, or gzip then br with HP_STATIC_GZIP_FIRST; HP_ENC_IDENTITY and
+ * other bits are ignored. hp_static_accept() builds it from the header.
+ *
+ * The original target is resolved and opened first, exactly as
+ * hp_static_resolve does (same statuses, same confinement); a missing
+ * original is -404 even if "x.gz" exists. Then "<path>.br" / "<path>.gz" is
+ * opened beneath root_fd with the same rules (RESOLVE_BENEATH, or every
+ * symlink refused without openat2) and used only if it is a regular file
+ * whose mtime is not older than the original's: a stale sibling, a
+ * directory or FIFO named like one, a symlink leaving the root, or any open
+ * error falls through to the next coding and finally to the original.
+ * A directory target tries index.html.br / index.html.gz the same way.
+ *
+ * On success *out describes the descriptor to send: the sibling's fd, size
+ * and mtime (so an ETag made from them differs per coding, as RFC 9110
+ * §8.8.3 requires of strong validators), the original's mime; *encoding is
+ * the HP_ENC_* sent (the caller adds "Content-Encoding" unless identity, and
+ * "Vary: Accept-Encoding" whenever siblings may exist). The original's
+ * descriptor is closed when a sibling replaces it. scratch holds the
+ * original's NUL-terminated relative path. On failure *out and *encoding
+ * are untouched.
+ *
+ * Cost: one openat2 + fstat for the file, plus one openat2 per coding tried:
+ * at most two extra (failing) openat2 calls per request when no sibling
+ * exists, and one extra fstat (+ close of the original) per sibling found.
+ * Without openat2 each try is a walk of one openat per path segment. Nothing is allocated. An
+ * open-file cache in front of this is expected to absorb the misses.
+ * A scratch too small for the 4 extra bytes of a suffix serves the original.
+ *
+ * Returns 0 or the negative HTTP status of hp_static_resolve(). */
+int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *target,
+                              size_t target_len, unsigned accept, char *scratch,
+                              size_t scratch_len, hp_static_file_t *out, unsigned *encoding);
+
 /* Content-Type for `path` (len bytes, need not be NUL-terminated), chosen by
  * the extension of its last segment, case-insensitively. Unknown or missing
- * extensions give "application/octet-stream". Returns a static string. */
+ * extensions give "application/octet-stream". Returns a static string.
+ * The built-in table only: hp_mime_lookup(NULL, path, len). */
 const char *hp_static_mime(const char *path, size_t len);
 
 /* Percent-decodes src[0..len) into dst (capacity dst_cap), stopping at the

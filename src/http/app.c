@@ -23,6 +23,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/engine.h"
+#include "hotpath/http_mime.h"
 #include "hotpath/http_static.h"
 #include "hotpath/listener.h"
 #include "hotpath/log.h"
@@ -30,6 +31,7 @@
 
 struct hp_app {
     hp_app_config_t cfg;       /* copied; cfg.http.routes points at routes */
+    hp_mime_t *mime;           /* owned: /etc/mime.types, NULL when absent */
     hp_http_routes_t routes;
     hp_listen_addr_t addr;
     int stop_fd;               /* owned eventfd: hp_app_stop */
@@ -74,6 +76,17 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
             goto fail;
         }
         app->cfg.http.root_fd = fd;
+        /* The system's types, read once and shared read-only; a missing
+         * file leaves the built-in table. */
+        int r = hp_mime_load(&app->mime, "/etc/mime.types");
+        if (r < 0) {
+            if (r == -ENOMEM)
+                set_error(err, errlen, "out of memory");
+            else
+                set_error(err, errlen, "/etc/mime.types: %s", strerror(-r));
+            goto fail;
+        }
+        app->cfg.http.mime = app->mime;
     }
     /* A read chunk holds the request state and the largest head the
      * limits allow; a larger configured size is kept. */
@@ -95,7 +108,7 @@ fail:
 int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
                  void *udata, char *err, size_t errlen)
 {
-    if (app->running) {
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE)) {
         set_error(err, errlen, "routes are fixed once the app runs");
         return -EBUSY;
     }
@@ -104,7 +117,7 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
 
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata)
 {
-    if (app->running)
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE))
         return -EBUSY;
     if (app->routes.nmw == HP_HTTP_MAX_MIDDLEWARE)
         return -ENOSPC;
@@ -205,7 +218,7 @@ int hp_app_run(hp_app_t *app)
 
     uint32_t nworkers = app->cfg.workers ? app->cfg.workers : hp_engine_cpus(NULL, 0);
     hp_engine_t engine;
-    app->running = true;
+    __atomic_store_n(&app->running, true, __ATOMIC_RELEASE);
     int r = hp_engine_init(&engine, &app->addr, app->cfg.backlog, nworkers, &app->cfg.engine,
                            &proto, &app->cfg.http);
     if (r < 0) {
@@ -224,11 +237,12 @@ int hp_app_run(hp_app_t *app)
                 app->addr.text, nworkers, nworkers == 1 ? "" : "s",
                 app->cfg.root ? app->cfg.root : "none");
     wait_until_stopped(app, &engine, sfd);
-    log_totals(&engine);
+    if (!app->cfg.quiet)
+        log_totals(&engine);
     hp_engine_destroy(&engine);
     app->cfg.http.engine = NULL;
 out:
-    app->running = false;
+    __atomic_store_n(&app->running, false, __ATOMIC_RELEASE);
     if (sfd >= 0)
         close(sfd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -240,6 +254,7 @@ void hp_app_free(hp_app_t *app)
     if (!app)
         return;
     hp_router_free(app->routes.router);
+    hp_mime_free(app->mime);
     if (app->cfg.http.root_fd >= 0)
         close(app->cfg.http.root_fd);
     if (app->stop_fd >= 0)

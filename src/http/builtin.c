@@ -12,6 +12,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/app.h"
 #include "hotpath/engine.h"
+#include "hotpath/prom.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
 
@@ -84,11 +85,6 @@ static int echo(hp_ctx_t *ctx, void *udata)
     return HP_DONE;
 }
 
-static size_t metric(char *p, const char *name, const char *labels, uint64_t v)
-{
-    return (size_t)sprintf(p, "%s%s %llu\n", name, labels ? labels : "", (unsigned long long)v);
-}
-
 /* Prometheus text, summed over every worker's shard. Each shard is
  * written only by its worker and read here with relaxed loads. */
 static int metrics(hp_ctx_t *ctx, void *udata)
@@ -123,35 +119,44 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
     }
 
-    char *body = me->scratch;
-    char *p = body;
-    p += metric(p, "hotpath_requests_total", NULL, req);
-    static const char *const classes[6] = {"", "{class=\"1xx\"}", "{class=\"2xx\"}",
-                                           "{class=\"3xx\"}", "{class=\"4xx\"}", "{class=\"5xx\"}"};
+    hp_prom_t p;
+    hp_prom_init(&p, me->scratch, HP_HTTP_SCRATCH);
+#define ONE(name, type, help, value)                                           \
+    do {                                                                       \
+        hp_prom_family(&p, name, type, help);                                  \
+        hp_prom_sample(&p, name, NULL, value);                                 \
+    } while (0)
+    ONE("hotpath_requests_total", "counter", "Requests parsed.", req);
+    hp_prom_family(&p, "hotpath_responses_total", "counter", "Responses by status class.");
+    static const char *const classes[6] = {"", "class=\"1xx\"", "class=\"2xx\"",
+                                           "class=\"3xx\"", "class=\"4xx\"", "class=\"5xx\""};
     for (int k = 1; k <= 5; k++)
-        p += metric(p, "hotpath_responses_total", classes[k], resp[k]);
-    p += metric(p, "hotpath_connections_open", NULL, acc - closed);
-    p += metric(p, "hotpath_connections_accepted_total", NULL, acc);
-    /* Per-worker lines stop where the scratch would overflow: a machine
-     * with hundreds of workers gets the totals and the first workers. */
-    for (uint32_t i = 0; i < nw && p - body < HP_HTTP_SCRATCH - 2048; i++) {
+        hp_prom_sample(&p, "hotpath_responses_total", classes[k], resp[k]);
+    ONE("hotpath_connections_open", "gauge", "Connections open now.", acc - closed);
+    ONE("hotpath_connections_accepted_total", "counter", "Connections accepted.", acc);
+    hp_prom_family(&p, "hotpath_worker_connections_accepted_total", "counter",
+                   "Connections accepted, by worker.");
+    for (uint32_t i = 0; i < nw; i++) {
         char label[32];
-        snprintf(label, sizeof label, "{worker=\"%u\"}", i);
-        p += metric(p, "hotpath_worker_connections_accepted_total", label,
-                    hp_worker_stat(&ws[i].stats.accepted));
+        snprintf(label, sizeof label, "worker=\"%u\"", i);
+        hp_prom_sample(&p, "hotpath_worker_connections_accepted_total", label,
+                       hp_worker_stat(&ws[i].stats.accepted));
     }
-    p += metric(p, "hotpath_heap_allocations_total", NULL, hp_alloc_count());
-    p += metric(p, "hotpath_pool_chunks_in_use", NULL, chunks);
-    p += metric(p, "hotpath_bytes_received_total", NULL, bin);
-    p += metric(p, "hotpath_bytes_sent_total", NULL, bout);
-    p += metric(p, "hotpath_connection_timeouts_total", NULL, tmo);
+    ONE("hotpath_heap_allocations_total", "counter",
+        "Heap allocations by the process (steady-state requests make none).", hp_alloc_count());
+    ONE("hotpath_pool_chunks_in_use", "gauge", "Buffer chunks held by connections.", chunks);
+    ONE("hotpath_bytes_received_total", "counter", "Bytes read from clients.", bin);
+    ONE("hotpath_bytes_sent_total", "counter", "Bytes written to clients.", bout);
+    ONE("hotpath_connection_timeouts_total", "counter", "Connections closed by a timeout.", tmo);
+#undef ONE
+    hp_prom_family(&p, "hotpath_rejected_total", "counter", "Requests rejected, by reason.");
     for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {
         char label[48];
-        snprintf(label, sizeof label, "{reason=\"%s\"}", reasons[k]);
-        p += metric(p, "hotpath_rejected_total", label, rej[k]);
+        snprintf(label, sizeof label, "reason=\"%s\"", reasons[k]);
+        hp_prom_sample(&p, "hotpath_rejected_total", label, rej[k]);
     }
-    /* Copied: the scratch is reused by the next request. */
-    if (hp_ctx_send(ctx, "text/plain; version=0.0.4", body, (size_t)(p - body)) < 0)
+    /* A cut exposition would mislead a scraper: refuse it instead. */
+    if (p.overflow || hp_ctx_send(ctx, HP_PROM_CONTENT_TYPE, p.buf, p.len) < 0)
         hp_ctx_send_status(ctx, 503);
     return HP_DONE;
 }

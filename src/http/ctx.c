@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
@@ -45,7 +46,7 @@ uint32_t hp_ctx_method_bit(const hp_ctx_t *ctx)
 const char *hp_ctx_path(const hp_ctx_t *ctx, size_t *len)
 {
     *len = ctx->path_len;
-    return req_base(ctx) + ctx->path_off;
+    return ctx->path_off == HTTP_PATH_ROOT ? "/" : req_base(ctx) + ctx->path_off;
 }
 
 const char *hp_ctx_query_string(const hp_ctx_t *ctx, size_t *len)
@@ -172,10 +173,24 @@ static bool header_safe(const char *s)
     return strpbrk(s, "\r\n") == NULL;
 }
 
+/* A field name is a token (RFC 9110 §5.1). */
+static bool is_token(const char *s)
+{
+    return *s && strspn(s, "!#$%&'*+-.^_`|~0123456789"
+                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == strlen(s);
+}
+
+/* The fields that frame the message belong to the server. */
+static bool is_framing(const char *name)
+{
+    return !strcasecmp(name, "content-length") || !strcasecmp(name, "transfer-encoding") ||
+           !strcasecmp(name, "connection");
+}
+
 int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);
-    if (nl == 0 || !header_safe(name) || !header_safe(value) || strchr(name, ':'))
+    if (!is_token(name) || is_framing(name) || !header_safe(value))
         return -EINVAL;
     if (ctx->hdr_len + nl + vl + 4 > HP_CTX_HEADER_BYTES)
         return -ENOSPC;
@@ -218,7 +233,8 @@ int hp_ctx_send(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len)
     ctx->ctype = ctype;
     ctx->body_len = len;
     if (len <= HTTP_CTX_INLINE) {
-        memcpy(ctx->inline_body, data, len);
+        if (len)
+            memcpy(ctx->inline_body, data, len);
         ctx->body = ctx->inline_body;
         ctx->body_kind = BODY_INLINE;
         return 0;
@@ -296,10 +312,15 @@ void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st)
 int http_ctx_run(hp_ctx_t *ctx)
 {
     const hp_http_routes_t *routes = http_worker(ctx->conn)->cfg->routes;
+    /* Onion order: the `after` of a middleware runs only if its `before`
+     * let the request through, so one that answers early does not also
+     * decorate its own answer. */
+    ctx->mw_passed = 0;
     for (uint32_t i = 0; i < routes->nmw; i++) {
         const hp_http_mw_t *mw = &routes->mw[i];
         if (mw->before && mw->before(ctx, mw->udata) == HP_DONE)
             return HP_DONE;
+        ctx->mw_passed = (uint8_t)(i + 1);
     }
     hp_handler_fn fn = (hp_handler_fn)ctx->match.handler;
     return fn(ctx, ctx->match.udata) == HP_PENDING ? HP_PENDING : HP_DONE;
@@ -310,7 +331,7 @@ void http_ctx_complete(hp_ctx_t *ctx)
     hp_conn_t *c = ctx->conn;
     http_state_t *st = ctx->st;
     const hp_http_routes_t *routes = http_worker(c)->cfg->routes;
-    for (uint32_t i = routes->nmw; i-- > 0;) {
+    for (uint32_t i = ctx->mw_passed; i-- > 0;) {
         const hp_http_mw_t *mw = &routes->mw[i];
         if (mw->after)
             mw->after(ctx, mw->udata);

@@ -25,6 +25,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/engine.h"
 #include "hotpath/http_response.h"
+#include "hotpath/http_accept.h"
 #include "hotpath/http_cond.h"
 #include "hotpath/http_range.h"
 #include "hotpath/http_static.h"
@@ -200,8 +201,18 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
         respond_status(c, st, 404, NULL);
         return;
     }
+    /* The best precompressed sibling (.br, .gz) the client accepts. */
+    size_t aelen = 0;
+    const char *ae = REQ_HEADER(c, st, "accept-encoding", &aelen);
+    unsigned accept = hp_static_accept(ae, aelen);
+    if (accept == 0) {
+        respond_status(c, st, 406, NULL); /* even identity;q=0 */
+        return;
+    }
     hp_static_file_t f;
-    int r = hp_static_resolve(hw->cfg->root_fd, target, len, hw->path, sizeof hw->path, &f);
+    unsigned enc = HP_ENC_IDENTITY;
+    int r = hp_static_resolve_encoded(hw->cfg->root_fd, hw->cfg->mime, target, len, accept,
+                                      hw->path, sizeof hw->path, &f, &enc);
     if (r == -301) {
         /* Location: the path with a slash added before any query. */
         char extra[HP_HTTP_INLINE_BODY];
@@ -223,10 +234,15 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
     }
 
     /* Validators: a strong ETag from size and mtime, and Last-Modified. */
-    char etag[HP_ETAG_MAX], lastmod[HP_DATE_LEN + 1], validators[160];
+    /* (A sibling's own size and mtime: each encoding has its own ETag.) */
+    char etag[HP_ETAG_MAX], lastmod[HP_DATE_LEN + 1], validators[224];
     size_t elen = hp_etag_make(etag, sizeof etag, f.size, f.mtime_sec, f.mtime_nsec);
     hp_date_format(f.mtime_sec, lastmod);
-    snprintf(validators, sizeof validators, "ETag: %s\r\nLast-Modified: %s\r\n", etag, lastmod);
+    snprintf(validators, sizeof validators,
+             "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n", etag, lastmod,
+             enc == HP_ENC_BR     ? "Content-Encoding: br\r\n"
+             : enc == HP_ENC_GZIP ? "Content-Encoding: gzip\r\n"
+                                  : "");
 
     size_t im = 0, inm = 0, ims = 0, ius = 0;
     const char *if_match = REQ_HEADER(c, st, "if-match", &im);
@@ -270,7 +286,7 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
             return;
         }
         if (n == 1) {
-            char extra[256];
+            char extra[320];
             snprintf(extra, sizeof extra, "%sContent-Range: bytes %llu-%llu/%llu\r\n", validators,
                      (unsigned long long)ranges[0].first, (unsigned long long)ranges[0].last,
                      (unsigned long long)f.size);
@@ -289,7 +305,7 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
         }
     }
 
-    char extra[192];
+    char extra[256];
     snprintf(extra, sizeof extra, "%sAccept-Ranges: bytes\r\n", validators);
     http_count_response(c, 200);
     if (hp_http_write_head(c, http_date(c), 200, f.mime, f.size, extra, st->resp_flags) < 0) {
@@ -399,8 +415,10 @@ static void body_done(hp_conn_t *c, http_state_t *st)
         /* The head may have moved while the body came in (compaction):
          * match again so the parameters point at it where it is now. */
         hp_ctx_t *ctx = &st->ctx;
-        hp_router_match(hw_of(c)->cfg->routes->router, ctx->match_method,
-                        hp_conn_data(c) + ctx->path_off, ctx->path_len, &ctx->match);
+        size_t plen;
+        const char *path = hp_ctx_path(ctx, &plen);
+        hp_router_match(hw_of(c)->cfg->routes->router, ctx->match_method, path, plen,
+                        &ctx->match);
         st->phase = PH_HEAD;
         run_handler(c, st);
         return;
@@ -620,10 +638,17 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         return;
     }
     ctx->match_method = method_bit(m);
-    ctx->path_off = (uint16_t)(target - start);
+    /* An absolute-form target without a path ("http://host") routes as
+     * "/", which is not in the buffer: HTTP_PATH_ROOT stands for it. */
+    ctx->path_off = target >= start && target < start + head_len ? (uint16_t)(target - start)
+                                                                 : HTTP_PATH_ROOT;
     ctx->path_len = (uint16_t)plen;
-    ctx->query_off = (uint16_t)(target - start + (plen < tlen ? plen + 1 : plen));
-    ctx->query_len = (uint16_t)(plen < tlen ? tlen - plen - 1 : 0);
+    /* The query comes from the target as received: an absolute-form one
+     * without a path ("http://h?q") still has it. */
+    const char *orig = start + req->target.off;
+    const char *q = memchr(orig, '?', req->target.len);
+    ctx->query_off = q ? (uint16_t)(q + 1 - start) : 0;
+    ctx->query_len = q ? (uint16_t)(orig + req->target.len - q - 1) : 0;
     http_ctx_start(ctx, c, st);
     if (has_body) {
         start_body(c, st, SINK_HANDLER);

@@ -20,6 +20,9 @@ enum { PH_HEAD = 0, PH_BODY, PH_PENDING };
 enum { SINK_DISCARD = 0, SINK_HANDLER };
 enum { BODY_NONE = 0, BODY_INLINE, BODY_CHUNK, BODY_HEAP, BODY_REF, BODY_FILE };
 
+/* ctx->path_off for the path "/" of an absolute-form target without one. */
+#define HTTP_PATH_ROOT 0xffffu
+
 /* Response bodies up to this size are copied into the context itself. */
 #define HTTP_CTX_INLINE 512
 
@@ -34,6 +37,7 @@ struct hp_ctx {
     int status;
     const char *ctype;        /* borrowed */
     uint8_t body_kind;        /* BODY_* */
+    uint8_t mw_passed;        /* middleware whose `before` let the request through */
     uint16_t hdr_len;
     int fd;                   /* BODY_FILE: owned */
     const void *body;         /* what to send */

@@ -6,6 +6,8 @@
  * three stages, each written in place over the last: percent-decoded
  * ("/a/./b%20c" -> "/a/./b c"), normalised and made relative ("a/b c"), then
  * NUL-terminated, with "index.html" appended when a directory was asked for.
+ * A fourth, transient stage appends ".br" or ".gz" to try a precompressed
+ * sibling and puts the NUL back afterwards.
  *
  * Invariant: the string handed to the kernel is relative and has no empty,
  * "." or ".." segment and no NUL byte. A lexical ".." can therefore never
@@ -17,6 +19,7 @@
 
 #include "config.h"
 #include "hotpath/common.h"
+#include "hotpath/http_accept.h"
 #include "static_int.h"
 
 #include <errno.h>
@@ -244,8 +247,13 @@ static HP_COLD int status_of(int err)
     }
 }
 
-int hp_static_resolve_ex(int root_fd, const char *target, size_t target_len, char *scratch,
-                         size_t scratch_len, hp_static_file_t *out, unsigned flags)
+/* Everything hp_static_resolve does except choosing the type: decodes,
+ * normalises and opens the target, leaving the NUL-terminated relative path
+ * in scratch[0..*path_len). Fills *out but its mime; on failure returns the
+ * negative status and leaves *out untouched. */
+static int resolve_open(int root_fd, const char *target, size_t target_len, char *scratch,
+                        size_t scratch_len, unsigned flags, hp_static_file_t *out,
+                        size_t *path_len)
 {
     /* Origin-form only: "*" and absolute-form never name a file here. */
     if (HP_UNLIKELY(target_len == 0 || target[0] != '/'))
@@ -292,7 +300,20 @@ int hp_static_resolve_ex(int root_fd, const char *target, size_t target_len, cha
     out->size = (uint64_t)st.st_size;
     out->mtime_sec = (int64_t)st.st_mtim.tv_sec;
     out->mtime_nsec = st.st_mtim.tv_nsec;
-    out->mime = hp_static_mime(scratch, w);
+    *path_len = w;
+    return 0;
+}
+
+int hp_static_resolve_ex(int root_fd, const char *target, size_t target_len, char *scratch,
+                         size_t scratch_len, hp_static_file_t *out, unsigned flags)
+{
+    hp_static_file_t f;
+    size_t w;
+    int rc = resolve_open(root_fd, target, target_len, scratch, scratch_len, flags, &f, &w);
+    if (HP_UNLIKELY(rc < 0))
+        return rc;
+    f.mime = hp_static_mime(scratch, w);
+    *out = f;
     return 0;
 }
 
@@ -300,6 +321,107 @@ int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *
                       size_t scratch_len, hp_static_file_t *out)
 {
     return hp_static_resolve_ex(root_fd, target, target_len, scratch, scratch_len, out, 0);
+}
+
+/* ---- precompressed siblings ------------------------------------------------ */
+
+/* Tries `<path>.<suffix>` next to the resolved file f (path in
+ * scratch[0..w), NUL-terminated at w). Succeeds only for a regular file, no
+ * older than f, opened under the same confinement as f itself. On success
+ * replaces f's descriptor, size and mtime with the sibling's (the mime stays)
+ * and closes f's old descriptor. scratch[w] is NUL again on return. */
+static bool try_sibling(int root_fd, char *scratch, size_t w, const char suffix[3],
+                        unsigned flags, hp_static_file_t *f)
+{
+    scratch[w] = '.';
+    scratch[w + 1] = suffix[0];
+    scratch[w + 2] = suffix[1];
+    scratch[w + 3] = '\0';
+    int fd = open_file(root_fd, scratch, flags);
+    scratch[w] = '\0';
+    /* Any failure (absent, a symlink that leaves the root, EACCES, even
+     * EMFILE) just means "serve the original": it is already open. */
+    if (fd < 0)
+        return false;
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+              (st.st_mtim.tv_sec > f->mtime_sec ||
+               (st.st_mtim.tv_sec == f->mtime_sec && st.st_mtim.tv_nsec >= f->mtime_nsec));
+    if (!ok) {
+        /* A directory, a FIFO, or a stale sibling that predates the last
+         * edit of the original: sending it would serve old content. */
+        close(fd);
+        return false;
+    }
+    close(f->fd);
+    f->fd = fd;
+    f->size = (uint64_t)st.st_size;
+    f->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+    f->mtime_nsec = st.st_mtim.tv_nsec;
+    return true;
+}
+
+int hp_static_resolve_encoded_ex(int root_fd, const hp_mime_t *types, const char *target,
+                                 size_t target_len, unsigned accept, char *scratch,
+                                 size_t scratch_len, hp_static_file_t *out, unsigned *encoding,
+                                 unsigned flags)
+{
+    hp_static_file_t f;
+    size_t w;
+    int rc = resolve_open(root_fd, target, target_len, scratch, scratch_len, flags, &f, &w);
+    if (HP_UNLIKELY(rc < 0))
+        return rc;
+    /* The type is the original's: a .gz sibling is still the HTML page. */
+    f.mime = hp_mime_lookup(types, scratch, w);
+
+    unsigned enc = HP_ENC_IDENTITY;
+    /* Each suffix is 3 bytes plus the NUL; without room, the original. */
+    if ((accept & (HP_ENC_BR | HP_ENC_GZIP)) && scratch_len >= 4 && w <= scratch_len - 4) {
+        unsigned order[2] = {HP_ENC_BR, HP_ENC_GZIP};
+        if (accept & HP_STATIC_GZIP_FIRST)
+            order[0] = HP_ENC_GZIP, order[1] = HP_ENC_BR;
+        for (int k = 0; k < 2; k++) {
+            if (!(accept & order[k]))
+                continue;
+            if (try_sibling(root_fd, scratch, w, order[k] == HP_ENC_BR ? "br" : "gz", flags,
+                            &f)) {
+                enc = order[k];
+                break;
+            }
+        }
+    }
+    *out = f;
+    *encoding = enc;
+    return 0;
+}
+
+int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *target,
+                              size_t target_len, unsigned accept, char *scratch,
+                              size_t scratch_len, hp_static_file_t *out, unsigned *encoding)
+{
+    return hp_static_resolve_encoded_ex(root_fd, types, target, target_len, accept, scratch,
+                                        scratch_len, out, encoding, 0);
+}
+
+unsigned hp_static_accept(const char *v, size_t len)
+{
+    /* hp_accept_encoding names one winner; the resolver also needs the
+     * runner-up, because the winner's sibling may be missing. A coding is
+     * worth trying when the client ranks it at least as high as identity,
+     * which is exactly when hp_accept_encoding picks it over identity. */
+    unsigned best = hp_accept_encoding(v, len, HP_ENC_BR | HP_ENC_GZIP);
+    if (best == 0 || best == HP_ENC_IDENTITY)
+        return best; /* nothing acceptable (406), or identity beats both */
+    unsigned other = best == HP_ENC_BR ? HP_ENC_GZIP : HP_ENC_BR;
+    unsigned mask = best;
+    if (hp_accept_encoding(v, len, other) == other)
+        mask |= other;
+    /* A tie goes to br, so gzip winning means the client ranks it higher. */
+    if (best == HP_ENC_GZIP && (mask & HP_ENC_BR))
+        mask |= HP_STATIC_GZIP_FIRST;
+    if (hp_accept_encoding(v, len, 0) == HP_ENC_IDENTITY)
+        mask |= HP_ENC_IDENTITY;
+    return mask;
 }
 
 int hp_static_open_root(const char *path)
@@ -313,112 +435,7 @@ int hp_static_open_root(const char *path)
 
 /* ---- content types -------------------------------------------------------- */
 
-/* The longest extension in the table ("woff2"). */
-#define MIME_EXT_MAX 5
-
-/* An extension is packed into one integer: its length in the top byte, then
- * its lower-cased bytes. The lookup is then one switch on a 64-bit key,
- * which the compiler turns into a short binary search, instead of a string
- * comparison per entry. The length byte keeps keys unique even for bytes
- * that fold to the same value. */
-#define K2(a, b) ((2ull << 40) | ((uint64_t)(a) << 8) | (uint64_t)(b))
-#define K3(a, b, c) ((3ull << 40) | ((uint64_t)(a) << 16) | ((uint64_t)(b) << 8) | (uint64_t)(c))
-#define K4(a, b, c, d)                                                                             \
-    ((4ull << 40) | ((uint64_t)(a) << 24) | ((uint64_t)(b) << 16) | ((uint64_t)(c) << 8) |         \
-     (uint64_t)(d))
-#define K5(a, b, c, d, e)                                                                          \
-    ((5ull << 40) | ((uint64_t)(a) << 32) | ((uint64_t)(b) << 24) | ((uint64_t)(c) << 16) |        \
-     ((uint64_t)(d) << 8) | (uint64_t)(e))
-
-static const char mime_octet[] = "application/octet-stream";
-
-/* ASCII lower-casing without a branch or the locale. */
-static inline uint64_t lower(uint8_t c)
-{
-    return (uint64_t)(c | (((unsigned)(c - 'A') < 26u) << 5));
-}
-
 const char *hp_static_mime(const char *path, size_t len)
 {
-    /* Find the last '.' of the last segment, looking back no further than
-     * the longest known extension. */
-    size_t i = len, n = 0;
-    for (;;) {
-        if (i == 0 || n > MIME_EXT_MAX)
-            return mime_octet;
-        char c = path[--i];
-        if (c == '.')
-            break;
-        if (c == '/')
-            return mime_octet;
-        n++;
-    }
-    if (n == 0)
-        return mime_octet;
-
-    uint64_t key = 0;
-    for (size_t k = i + 1; k < len; k++)
-        key = key << 8 | lower((uint8_t)path[k]);
-    key |= (uint64_t)n << 40;
-
-    switch (key) {
-    case K4('h', 't', 'm', 'l'):
-    case K3('h', 't', 'm'):
-        return "text/html; charset=utf-8";
-    case K3('c', 's', 's'):
-        return "text/css; charset=utf-8";
-    case K2('j', 's'):
-    case K3('m', 'j', 's'):
-        return "text/javascript; charset=utf-8";
-    case K4('j', 's', 'o', 'n'):
-    case K3('m', 'a', 'p'):
-        return "application/json";
-    case K3('t', 'x', 't'):
-        return "text/plain; charset=utf-8";
-    case K2('m', 'd'):
-        return "text/markdown; charset=utf-8";
-    case K3('x', 'm', 'l'):
-        return "application/xml";
-    case K3('s', 'v', 'g'):
-        return "image/svg+xml";
-    case K3('p', 'n', 'g'):
-        return "image/png";
-    case K3('j', 'p', 'g'):
-    case K4('j', 'p', 'e', 'g'):
-        return "image/jpeg";
-    case K3('g', 'i', 'f'):
-        return "image/gif";
-    case K4('w', 'e', 'b', 'p'):
-        return "image/webp";
-    case K4('a', 'v', 'i', 'f'):
-        return "image/avif";
-    case K3('i', 'c', 'o'):
-        return "image/x-icon";
-    case K4('w', 'a', 's', 'm'):
-        return "application/wasm";
-    case K3('p', 'd', 'f'):
-        return "application/pdf";
-    case K4('w', 'o', 'f', 'f'):
-        return "font/woff";
-    case K5('w', 'o', 'f', 'f', '2'):
-        return "font/woff2";
-    case K3('t', 't', 'f'):
-        return "font/ttf";
-    case K3('o', 't', 'f'):
-        return "font/otf";
-    case K3('m', 'p', '4'):
-        return "video/mp4";
-    case K4('w', 'e', 'b', 'm'):
-        return "video/webm";
-    case K3('m', 'p', '3'):
-        return "audio/mpeg";
-    case K3('o', 'g', 'g'):
-        return "audio/ogg";
-    case K2('g', 'z'):
-        return "application/gzip";
-    case K3('z', 'i', 'p'):
-        return "application/zip";
-    default:
-        return mime_octet;
-    }
+    return hp_mime_lookup(NULL, path, len);
 }

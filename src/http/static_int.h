@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hotpath/http_mime.h"
 #include "hotpath/http_static.h"
 
 /* hp_static_resolve_ex flag: do not use openat2 even when it is available;
@@ -21,6 +22,13 @@
 /* hp_static_resolve() with behaviour flags (HP_STATIC_*). Same contract. */
 int hp_static_resolve_ex(int root_fd, const char *target, size_t target_len, char *scratch,
                          size_t scratch_len, hp_static_file_t *out, unsigned flags);
+
+/* hp_static_resolve_encoded() with behaviour flags (HP_STATIC_*), for
+ * tests of the fallback walk. Same contract. */
+int hp_static_resolve_encoded_ex(int root_fd, const hp_mime_t *types, const char *target,
+                                 size_t target_len, unsigned accept, char *scratch,
+                                 size_t scratch_len, hp_static_file_t *out, unsigned *encoding,
+                                 unsigned flags);
 
 /* Removes dot-segments and empty segments from the decoded absolute path
  * path[0..len) (path[0] must be '/'), in place, and drops the leading '/':

@@ -585,7 +585,12 @@ static void io_cb(hp_io_t *io, uint32_t events)
         if (!connected(c, events))
             return;
     }
-    if (HP_UNLIKELY((events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN))) {
+    /* An error or hang-up with nothing left to read ends the connection;
+     * so does one while the protocol holds it (a pending handler reads
+     * nothing, so the reset would otherwise go unnoticed). A FIN alone is
+     * a half-close (EPOLLRDHUP), answered before closing. */
+    if (HP_UNLIKELY((events & (EPOLLERR | EPOLLHUP)) &&
+                    (!(events & EPOLLIN) || (c->flags & HP_CONN_F_HOLD)))) {
         hp_conn_close(c);
         return;
     }

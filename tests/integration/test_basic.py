@@ -371,7 +371,7 @@ def test_head_on_echo_is_405(conn):
 def test_metrics_format(conn):
     resp = conn.request("GET", "/metrics")
     assert resp.status == 200
-    assert resp.header("Content-Type").replace(" ", "") == "text/plain;version=0.0.4"
+    assert resp.header("Content-Type").replace(" ", "") == "text/plain;version=0.0.4;charset=utf-8"
     m = parse_metrics(resp.body.decode())
     for name in ["hotpath_requests_total", "hotpath_connections_open",
                  "hotpath_connections_accepted_total",
@@ -423,3 +423,16 @@ def test_serves_repo_www(start_server, www_dir):
     resp = srv.request("GET", "/")
     assert resp.status == 200
     assert resp.body == index.read_bytes()
+
+
+def test_metrics_parse_with_prometheus_client(server):
+    """/metrics is valid Prometheus text 0.0.4 for the reference parser
+    (Debian's python3-prometheus-client): every family typed, once."""
+    import pathlib
+    import subprocess
+    text = server.conn().request("GET", "/metrics").body
+    check = pathlib.Path(__file__).with_name("prom_check.py")
+    r = subprocess.run(["/usr/bin/python3", str(check), "--require", "hotpath_requests_total",
+                        "--require", "hotpath_rejected_total"], input=text,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr.decode()

@@ -127,3 +127,65 @@ def test_head_ignores_range(server):
 def test_range_ignored_for_handlers(server):
     r = get(server, "/plaintext", Range="bytes=0-3")
     assert r.status == 200 and r.body == b"Hello, World!"
+
+
+def test_precompressed_siblings(start_server):
+    """file.br / file.gz next to a file are served when the client accepts
+    them (q-values honoured), with Content-Encoding and Vary; a stale
+    sibling (older than the file) is ignored."""
+    import gzip
+    import os
+    import time
+    srv = start_server()
+    text = b"precompressed " * 200
+    (srv.root / "pc.txt").write_bytes(text)
+    (srv.root / "pc.txt.gz").write_bytes(gzip.compress(text))
+    (srv.root / "pc.txt.br").write_bytes(b"BROTLI-STAND-IN")
+
+    def fetch(ae=None):
+        headers = [("Accept-Encoding", ae)] if ae is not None else []
+        with srv.conn() as c:
+            return c.request("GET", "/pc.txt", headers=headers)
+
+    r = fetch("gzip, br")
+    assert r.header("Content-Encoding") == "br" and r.body == b"BROTLI-STAND-IN"
+    assert r.header("Content-Type").startswith("text/plain")
+    assert r.header("Vary") == "Accept-Encoding"
+    r = fetch("gzip;q=1, br;q=0.5")
+    assert r.header("Content-Encoding") == "gzip" and gzip.decompress(r.body) == text
+    r = fetch("br;q=0, gzip")
+    assert r.header("Content-Encoding") == "gzip"
+    r = fetch()
+    assert r.header("Content-Encoding") is None and r.body == text
+    assert r.header("Vary") == "Accept-Encoding"
+    # Each representation has its own validator.
+    assert fetch("gzip").header("ETag") != fetch().header("ETag")
+    # A sibling older than the file is stale and ignored.
+    past = time.time() - 3600
+    os.utime(srv.root / "pc.txt.br", (past, past))
+    r = fetch("br")
+    assert r.header("Content-Encoding") is None and r.body == text
+    # identity refused and nothing else available: 406
+    with srv.conn() as c:
+        assert c.request("GET", "/style.css",
+                         headers=[("Accept-Encoding", "identity;q=0")]).status == 406
+
+
+def test_mime_types_from_system_table(start_server):
+    """Types come from /etc/mime.types when present (.epub and .csv are not
+    in the built-in table), text types with a charset; the built-ins answer
+    for the rest."""
+    import os
+    import pytest
+    if not os.path.exists("/etc/mime.types"):
+        pytest.skip("no /etc/mime.types on this machine")
+    table = open("/etc/mime.types").read()
+    if "application/epub+zip" not in table or "text/csv" not in table:
+        pytest.skip("this /etc/mime.types lacks epub or csv")
+    srv = start_server()
+    (srv.root / "book.epub").write_bytes(b"PK")
+    (srv.root / "t.csv").write_bytes(b"a,b\n")
+    with srv.conn() as c:
+        assert c.request("GET", "/book.epub").header("Content-Type") == "application/epub+zip"
+        assert c.request("GET", "/t.csv").header("Content-Type") == "text/csv; charset=utf-8"
+        assert c.request("GET", "/logo.png").header("Content-Type") == "image/png"

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "hotpath/alloc.h"
+#include "hotpath/http_accept.h"
 #include "hotpath/http_static.h"
 #include "http/static_int.h"
 
@@ -33,6 +34,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -92,6 +94,82 @@ static void put_link(const char *dir, const char *name, const char *to)
     char p[256];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     assert_int_equal(symlink(to, p), 0);
+}
+
+/* Sets a file's mtime (atime too) to sec.nsec, without following a
+ * symlink at the end. */
+static void set_mtime(const char *dir, const char *name, time_t sec, long nsec)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct timespec ts[2] = {{.tv_sec = sec, .tv_nsec = nsec}, {.tv_sec = sec, .tv_nsec = nsec}};
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/* Originals under enc/ all have this mtime; siblings are FRESH, STALE or
+ * exactly the same. */
+#define T0 ((time_t)1000000000)
+#define FRESH (T0 + 10)
+#define STALE (T0 - 10)
+
+/* root/enc/: originals with every kind of precompressed sibling. */
+static int put_encoded_tree(const char *r)
+{
+    char e[160];
+    snprintf(e, sizeof e, "%s/enc", r);
+    put_dir(r, "enc");
+    static const struct {
+        const char *name, *body;
+        time_t mtime;
+    } files[] = {
+        /* both siblings fresh */
+        {"a.css", "body{}\n", T0},      {"a.css.br", "BR:a.css", FRESH},
+        {"a.css.gz", "GZ:a.css!", FRESH},
+        /* only gzip */
+        {"b.js", "x=1;\n", T0},         {"b.js.gz", "GZ:b.js", FRESH},
+        /* br stale, gzip fresh */
+        {"c.txt", "c plain\n", T0},     {"c.txt.br", "BR:old", STALE},
+        {"c.txt.gz", "GZ:c.txt", FRESH},
+        /* gzip is a directory */
+        {"d.html", "<p>d</p>\n", T0},
+        /* br points outside the root, gzip is a symlink that stays inside */
+        {"e.txt", "e plain\n", T0},     {"e_gz_target", "GZ:e.txt", FRESH},
+        /* gzip is a FIFO */
+        {"f.txt", "f plain\n", T0},
+        /* no sibling at all */
+        {"g.txt", "g plain\n", T0},
+        /* same mtime to the nanosecond: not older, so used */
+        {"h.svg", "<svg/>", T0},         {"h.svg.gz", "GZ:h.svg", T0},
+        /* a sibling without its original */
+        {"noorig.txt.gz", "GZ:noorig", FRESH},
+        /* only br, and both stale */
+        {"i.json", "{}", T0},            {"i.json.br", "BR:i.json", FRESH},
+        {"j.txt", "j plain\n", T0},     {"j.txt.br", "BR:old", STALE},
+        {"j.txt.gz", "GZ:old", STALE},
+        /* one nanosecond older than the original: stale */
+        {"k.txt", "k plain\n", T0},     {"k.txt.gz", "GZ:old", T0},
+        /* a sibling for a directory index */
+        {"sub/index.html", "<h1>enc sub</h1>\n", T0},
+        {"sub/index.html.br", "BR:index", FRESH},
+        {"sub/index.html.gz", "GZ:index", FRESH},
+        /* a sibling the server may not read */
+        {"m.txt", "m plain\n", T0},     {"m.txt.br", "BR:m.txt", FRESH},
+    };
+    put_dir(e, "sub");
+    put_dir(e, "d.html.gz");
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        put_file(e, files[i].name, files[i].body, 0644);
+        set_mtime(e, files[i].name, files[i].mtime, 5000);
+    }
+    set_mtime(e, "k.txt", T0, 5001);
+    set_mtime(e, "d.html.gz", FRESH, 0);
+    char p[256];
+    snprintf(p, sizeof p, "%s/m.txt.br", e);
+    assert_int_equal(chmod(p, 0), 0);
+    put_link(e, "e.txt.br", "../../secret.txt");
+    put_link(e, "e.txt.gz", "e_gz_target");
+    snprintf(p, sizeof p, "%s/f.txt.gz", e);
+    return mkfifo(p, 0644);
 }
 
 static int resolve_mode(fixture_t *fx, const char *target, unsigned mode, hp_static_file_t *out)
@@ -223,6 +301,8 @@ static int group_setup(void **state)
     put_link(r, "selfloop", "selfloop");
     put_link(r, "proclink", "/proc/self/root/etc/passwd");
     put_link(r, "sub/deep_escape", "../../secret.txt");
+    if (put_encoded_tree(r) != 0)
+        return -1;
 
     char p[256];
     snprintf(p, sizeof p, "%s/fifo", r);
@@ -799,6 +879,226 @@ static void test_too_long(void **state)
     assert_int_equal(hp_static_resolve(fx->root_fd, "/", 1, scratch, 0, &f), -414);
 }
 
+/* ---- precompressed siblings ----------------------------------------------- */
+
+#define BR HP_ENC_BR
+#define GZ HP_ENC_GZIP
+#define ID HP_ENC_IDENTITY
+#define GZ1 HP_STATIC_GZIP_FIRST
+
+/* Resolves target with `accept` and checks the coding, body, type and the
+ * metadata against the descriptor actually returned, then closes it. */
+static void expect_enc(fixture_t *fx, const hp_mime_t *types, const char *target,
+                       unsigned accept, unsigned mode, unsigned want_enc, const char *want_body,
+                       const char *want_mime)
+{
+    char scratch[PATH_MAX];
+    hp_static_file_t f = {.fd = -7};
+    unsigned enc = 0xdead;
+    int rc = hp_static_resolve_encoded_ex(fx->root_fd, types, target, strlen(target), accept,
+                                          scratch, sizeof scratch, &f, &enc, mode);
+    if (rc != 0)
+        fail_msg("%s accept %#x (mode %u): got %d, want 0", target, accept, mode, rc);
+    char body[256];
+    read_all(f.fd, body, sizeof body);
+    if (enc != want_enc || strcmp(body, want_body) != 0)
+        fail_msg("%s accept %#x (mode %u): got enc %u \"%s\", want enc %u \"%s\"", target,
+                 accept, mode, enc, body, want_enc, want_body);
+    assert_string_equal(f.mime, want_mime);
+    struct stat st;
+    assert_int_equal(fstat(f.fd, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(f.size, (uint64_t)st.st_size);
+    assert_int_equal(f.mtime_sec, (int64_t)st.st_mtim.tv_sec);
+    assert_int_equal(f.mtime_nsec, st.st_mtim.tv_nsec);
+    assert_true(fcntl(f.fd, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(fcntl(f.fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    /* scratch names the original, siblings' suffixes gone. */
+    assert_null(strstr(scratch, ".br"));
+    assert_int_equal(close(f.fd), 0);
+}
+
+static void test_encoded_siblings(void **state)
+{
+    fixture_t *fx = *state;
+    const char *css = "text/css; charset=utf-8", *txt = "text/plain; charset=utf-8";
+    const char *js = "text/javascript; charset=utf-8", *html = "text/html; charset=utf-8";
+    int fds = count_fds();
+    alarm(10); /* f.txt.gz is a FIFO: opening it must not block */
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        unsigned mode = modes[m];
+        /* Both present: the mask and the order decide. */
+        expect_enc(fx, NULL, "/enc/a.css", BR | GZ, mode, BR, "BR:a.css", css);
+        expect_enc(fx, NULL, "/enc/a.css", BR | GZ | ID, mode, BR, "BR:a.css", css);
+        expect_enc(fx, NULL, "/enc/a.css", BR | GZ | GZ1, mode, GZ, "GZ:a.css!", css);
+        expect_enc(fx, NULL, "/enc/a.css", BR, mode, BR, "BR:a.css", css);
+        expect_enc(fx, NULL, "/enc/a.css", BR | GZ1, mode, BR, "BR:a.css", css);
+        expect_enc(fx, NULL, "/enc/a.css", GZ, mode, GZ, "GZ:a.css!", css);
+        expect_enc(fx, NULL, "/enc/a.css", ID, mode, ID, "body{}\n", css);
+        expect_enc(fx, NULL, "/enc/a.css", 0, mode, ID, "body{}\n", css);
+        expect_enc(fx, NULL, "/enc/a.css", GZ1, mode, ID, "body{}\n", css);
+        expect_enc(fx, NULL, "/enc/a.css?v=3", BR | GZ, mode, BR, "BR:a.css", css);
+        expect_enc(fx, NULL, "/enc/../enc/./a.css", GZ, mode, GZ, "GZ:a.css!", css);
+        /* Only gzip present: br is tried, then gzip. */
+        expect_enc(fx, NULL, "/enc/b.js", BR | GZ, mode, GZ, "GZ:b.js", js);
+        expect_enc(fx, NULL, "/enc/b.js", BR, mode, ID, "x=1;\n", js);
+        /* Only br present. */
+        expect_enc(fx, NULL, "/enc/i.json", BR | GZ | GZ1, mode, BR, "BR:i.json",
+                   "application/json");
+        expect_enc(fx, NULL, "/enc/i.json", GZ, mode, ID, "{}", "application/json");
+        /* Stale br skipped, fresh gzip used; all stale: the original. */
+        expect_enc(fx, NULL, "/enc/c.txt", BR | GZ, mode, GZ, "GZ:c.txt", txt);
+        expect_enc(fx, NULL, "/enc/c.txt", BR, mode, ID, "c plain\n", txt);
+        expect_enc(fx, NULL, "/enc/j.txt", BR | GZ, mode, ID, "j plain\n", txt);
+        expect_enc(fx, NULL, "/enc/k.txt", BR | GZ, mode, ID, "k plain\n", txt);
+        /* Same mtime is not older. */
+        expect_enc(fx, NULL, "/enc/h.svg", BR | GZ, mode, GZ, "GZ:h.svg", "image/svg+xml");
+        /* A directory or a FIFO named like a sibling is not one. */
+        expect_enc(fx, NULL, "/enc/d.html", BR | GZ, mode, ID, "<p>d</p>\n", html);
+        expect_enc(fx, NULL, "/enc/f.txt", BR | GZ, mode, ID, "f plain\n", txt);
+        /* No siblings. */
+        expect_enc(fx, NULL, "/enc/g.txt", BR | GZ, mode, ID, "g plain\n", txt);
+        expect_enc(fx, NULL, "/enc/g.txt", BR | GZ | GZ1, mode, ID, "g plain\n", txt);
+        /* Directory index siblings, typed as HTML. */
+        expect_enc(fx, NULL, "/enc/sub/", BR | GZ, mode, BR, "BR:index", html);
+        expect_enc(fx, NULL, "/enc/sub/", GZ, mode, GZ, "GZ:index", html);
+        expect_enc(fx, NULL, "/enc/sub/index.html", BR | GZ | GZ1, mode, GZ, "GZ:index", html);
+        expect_enc(fx, NULL, "/enc/sub/?x", 0, mode, ID, "<h1>enc sub</h1>\n", html);
+        /* The sibling outside the root is never served; the one that stays
+         * inside is served only where symlinks are followed. */
+        expect_enc(fx, NULL, "/enc/e.txt", BR, mode, ID, "e plain\n", txt);
+#if HP_HAVE_OPENAT2
+        expect_enc(fx, NULL, "/enc/e.txt", BR | GZ, mode, mode ? ID : GZ,
+                   mode ? "e plain\n" : "GZ:e.txt", txt);
+#else
+        expect_enc(fx, NULL, "/enc/e.txt", BR | GZ, mode, ID, "e plain\n", txt);
+#endif
+        /* A sibling we may not read is skipped (root reads it anyway). */
+        if (geteuid() != 0)
+            expect_enc(fx, NULL, "/enc/m.txt", BR | GZ, mode, ID, "m plain\n", txt);
+        else
+            expect_enc(fx, NULL, "/enc/m.txt", BR | GZ, mode, BR, "BR:m.txt", txt);
+    }
+    alarm(0);
+    assert_int_equal(count_fds(), fds);
+}
+
+/* Failures are hp_static_resolve's, with *out and *encoding untouched. */
+static void test_encoded_errors(void **state)
+{
+    fixture_t *fx = *state;
+    static const struct {
+        const char *target;
+        int want;
+    } cases[] = {
+        {"/enc/noorig.txt", -404}, /* a sibling alone does not make a file */
+        {"/enc/sub", -301},
+        {"/enc/d.html.gz", -301},
+        {"/enc/d.html.gz/", -404},
+        {"/enc/nope.css", -404},
+        {"/../secret.txt", -404},
+        {"/enc/e.txt.br", -404},   /* the escaping symlink itself */
+        {"/enc/%zz", -400},
+        {"enc/a.css", -400},
+    };
+    int fds = count_fds();
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            char scratch[PATH_MAX];
+            hp_static_file_t f = {.fd = -7, .size = 77, .mime = NULL};
+            unsigned enc = 0xdead;
+            int rc = hp_static_resolve_encoded_ex(fx->root_fd, NULL, cases[i].target,
+                                                  strlen(cases[i].target), BR | GZ, scratch,
+                                                  sizeof scratch, &f, &enc, modes[m]);
+            if (rc != cases[i].want)
+                fail_msg("%s (mode %u): got %d, want %d", cases[i].target, modes[m], rc,
+                         cases[i].want);
+            assert_int_equal(f.fd, -7);
+            assert_int_equal(f.size, 77);
+            assert_null(f.mime);
+            assert_int_equal(enc, 0xdead);
+        }
+    /* A sibling requested by name is just a file, served as-is. */
+    expect_enc(fx, NULL, "/enc/a.css.gz", BR | GZ, 0, ID, "GZ:a.css!", "application/gzip");
+    assert_int_equal(count_fds(), fds);
+}
+
+/* The mime table decides the type of the ORIGINAL, whatever is sent. */
+static void test_encoded_mime_table(void **state)
+{
+    fixture_t *fx = *state;
+    static const char text[] = "text/x-sheet css\napplication/x-brotli br\n"
+                               "application/x-gz gz\n";
+    hp_mime_t *t = NULL;
+    assert_int_equal(hp_mime_parse(&t, text, sizeof text - 1), 0);
+    expect_enc(fx, t, "/enc/a.css", BR | GZ, 0, BR, "BR:a.css", "text/x-sheet; charset=utf-8");
+    expect_enc(fx, t, "/enc/a.css", GZ, 0, GZ, "GZ:a.css!", "text/x-sheet; charset=utf-8");
+    expect_enc(fx, t, "/enc/a.css", 0, 0, ID, "body{}\n", "text/x-sheet; charset=utf-8");
+    /* Extensions the table lacks fall back to the built-ins. */
+    expect_enc(fx, t, "/enc/b.js", GZ, 0, GZ, "GZ:b.js", "text/javascript; charset=utf-8");
+    expect_enc(fx, t, "/enc/a.css.gz", 0, 0, ID, "GZ:a.css!", "application/x-gz");
+    hp_mime_free(t);
+}
+
+/* Scratch space: a suffix that does not fit serves the original. */
+static void test_encoded_scratch(void **state)
+{
+    fixture_t *fx = *state;
+    /* "enc/a.css" is 9 bytes: 10 with the NUL, 13 with ".br". */
+    for (size_t cap = 10; cap <= 14; cap++) {
+        char scratch[14];
+        hp_static_file_t f;
+        unsigned enc = 0;
+        assert_int_equal(hp_static_resolve_encoded(fx->root_fd, NULL, "/enc/a.css", 10, BR | GZ,
+                                                   scratch, cap, &f, &enc),
+                         0);
+        assert_int_equal(enc, cap >= 13 ? BR : ID);
+        assert_string_equal(scratch, "enc/a.css");
+        assert_string_equal(f.mime, "text/css; charset=utf-8");
+        close(f.fd);
+    }
+    char scratch[16];
+    hp_static_file_t f;
+    unsigned enc = 0;
+    assert_int_equal(hp_static_resolve_encoded(fx->root_fd, NULL, "/enc/a.css", 10, BR, scratch,
+                                               9, &f, &enc),
+                     -414);
+}
+
+static void test_static_accept(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *v; /* NULL: no header */
+        unsigned want;
+    } cases[] = {
+        {NULL, ID},
+        {"", ID},
+        {"gzip, deflate, br", BR | GZ | ID},
+        {"gzip, deflate, br, zstd", BR | GZ | ID},
+        {"gzip", GZ | ID},
+        {"x-gzip", GZ | ID},
+        {"br", BR | ID},
+        {"br;q=0.5, gzip", GZ | BR | GZ1 | ID},
+        {"gzip;q=0.9, br;q=0.9", BR | GZ | ID}, /* a tie goes to br */
+        {"*", BR | GZ | ID},
+        {"identity;q=0", 0},
+        {"br, identity;q=0", BR},
+        {"gzip;q=0.5, br;q=0.8, identity;q=0", BR | GZ},
+        {"gzip;q=0.5, identity", ID},           /* the plain file is preferred */
+        {"br;q=0.5, identity;q=0.7, gzip", GZ | ID},
+        {"br;q=0", ID},
+        {"gzip;q=0, br;q=0, *;q=0", 0},
+        {"deflate", ID},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *v = cases[i].v;
+        unsigned got = hp_static_accept(v, v ? strlen(v) : 0);
+        if (got != cases[i].want)
+            fail_msg("accept(\"%s\") = %#x, want %#x", v ? v : "(none)", got, cases[i].want);
+    }
+}
+
 /* ---- no allocation, no leaked descriptors ---------------------------------- */
 
 static void test_no_alloc(void **state)
@@ -818,6 +1118,20 @@ static void test_no_alloc(void **state)
             }
         }
         (void)hp_static_mime("/a.html", 7);
+        static const char *const enc_targets[] = {"/enc/a.css", "/enc/c.txt", "/enc/g.txt",
+                                                  "/enc/sub/", "/enc/e.txt", "/enc/nope"};
+        for (size_t i = 0; i < sizeof enc_targets / sizeof enc_targets[0]; i++) {
+            for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+                char scratch[PATH_MAX];
+                hp_static_file_t f;
+                unsigned enc;
+                if (hp_static_resolve_encoded_ex(fx->root_fd, NULL, enc_targets[i],
+                                                 strlen(enc_targets[i]), BR | GZ, scratch,
+                                                 sizeof scratch, &f, &enc, modes[m]) == 0)
+                    close(f.fd);
+            }
+        }
+        (void)hp_static_accept("gzip, deflate, br", 17);
     }
     assert_int_equal(hp_alloc_count(), before);
 }
@@ -844,6 +1158,11 @@ int main(void)
         cmocka_unit_test(test_traversal_random),
         cmocka_unit_test(test_permission),
         cmocka_unit_test(test_too_long),
+        cmocka_unit_test(test_encoded_siblings),
+        cmocka_unit_test(test_encoded_errors),
+        cmocka_unit_test(test_encoded_mime_table),
+        cmocka_unit_test(test_encoded_scratch),
+        cmocka_unit_test(test_static_accept),
         cmocka_unit_test(test_no_alloc),
         /* Must stay last: compares against the count taken in setup. */
         cmocka_unit_test(test_zz_no_fd_leak),
