@@ -38,7 +38,7 @@ endif
 CPPFLAGS := -Iinclude -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
 CFLAGS   := -std=gnu17 $(OPT) -g -fPIC $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
-LDLIBS   := -lpthread -lm -lyaml
+LDLIBS   := -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec
 
 ifeq ($(V),1)
 Q :=
@@ -179,7 +179,7 @@ install: all
 	install -m 644 $(BUILD)/libhotpath.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(BUILD)/libhotpath.so $(DESTDIR)$(LIBDIR)/
 	install -m 644 include/hotpath/*.h $(DESTDIR)$(INCDIR)/hotpath/
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm -lyaml\nCflags: -I$${includedir}\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(DESTDIR)$(LIBDIR)/pkgconfig/hotpath.pc
 
 clean:

@@ -17,6 +17,7 @@
 #include "hotpath/common.h"
 #include "hotpath/conn.h"
 #include "hotpath/ctx.h"
+#include "hotpath/hist.h"
 #include "hotpath/http_parser.h"
 #include "hotpath/router.h"
 
@@ -31,12 +32,33 @@ typedef struct hp_http_mw {
 
 #define HP_HTTP_MAX_MIDDLEWARE 16
 
+/* One registration: a handler for some methods of a pattern. The router's
+ * udata for it is its index in hp_http_routes_t.regs. */
+typedef struct hp_http_reg {
+    hp_handler_fn fn;
+    void *udata;
+    uint32_t pattern_id;       /* index in patterns: metrics are per pattern */
+} hp_http_reg_t;
+
 /* The application: routes and middleware, read-only while workers run. */
 typedef struct hp_http_routes {
     hp_router_t *router;       /* owned by whoever built it; NULL: no routes */
     uint32_t nmw;
     hp_http_mw_t mw[HP_HTTP_MAX_MIDDLEWARE];
+    hp_http_reg_t *regs;       /* owned by the app */
+    uint32_t nregs;
+    const char **patterns;     /* owned by the app: distinct patterns, for labels */
+    uint32_t npatterns;
 } hp_http_routes_t;
+
+/* Per worker and route pattern: responses by method and status class, and
+ * the latency from the start of the iteration that dispatched the request
+ * to its complete response. */
+#define HP_HTTP_METHODS 8       /* HP_HTTP_M_* */
+typedef struct hp_http_route_stats {
+    uint64_t responses[HP_HTTP_METHODS][6];
+    hp_hist_t latency;
+} hp_http_route_stats_t;
 
 typedef struct hp_http_config {
     hp_http_limits_t limits;
@@ -47,6 +69,8 @@ typedef struct hp_http_config {
     struct hp_engine *engine;      /* borrowed: for /metrics across workers; may be NULL */
     const hp_http_routes_t *routes; /* borrowed: handlers; NULL: static files only */
     const struct hp_mime *mime;    /* borrowed: types from /etc/mime.types; NULL: built-ins */
+    int compress_level;            /* handler bodies: gzip/brotli level 1-9; 0: off */
+    uint32_t compress_min;         /* bytes: smaller bodies go as they are */
 } hp_http_config_t;
 
 #define HP_HTTP_CONFIG_DEFAULT                                                 \
@@ -57,7 +81,9 @@ typedef struct hp_http_config {
                         .root_fd = -1,                                         \
                         .engine = NULL,                                 \
                         .routes = NULL,                                 \
-                        .mime = NULL})
+                        .mime = NULL,                                   \
+                        .compress_level = 6,                            \
+                        .compress_min = 1024})
 
 /* Rejection reasons counted in /metrics, by the status they answer. */
 enum {
@@ -72,17 +98,22 @@ typedef struct hp_http_stats {
     uint64_t rejected[HP_HTTP_REJ_COUNT];
 } HP_ALIGNED_CACHELINE hp_http_stats_t;
 
-/* Bytes of per-worker scratch for rendering /metrics: fits in one output
- * chunk with room for the head. */
+/* Bytes of per-worker scratch for rendering /metrics, plus this much per
+ * route pattern. */
 #define HP_HTTP_SCRATCH 12288
+#define HP_HTTP_SCRATCH_PER_ROUTE 4096
 
 typedef struct hp_http_worker {
     hp_http_stats_t stats;             /* written by this worker only */
     const hp_http_config_t *cfg;       /* borrowed */
     hp_date_t date;                    /* this second's Date header */
     uint64_t date_next_ms;             /* monotonic time of the next second */
+    hp_http_route_stats_t *routes;     /* owned: one per route pattern */
+    uint32_t nroutes;
+    hp_hist_t merged;                  /* owned: /metrics merges routes' latencies here */
+    char *scratch;                     /* owned: /metrics text */
+    size_t scratch_len;
     char path[PATH_MAX];               /* scratch for decoded paths */
-    char scratch[HP_HTTP_SCRATCH];     /* scratch for /metrics */
 } hp_http_worker_t;
 
 /* Fills `proto` for `cfg` (its state size depends on the field limit).

@@ -112,7 +112,41 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
         set_error(err, errlen, "routes are fixed once the app runs");
         return -EBUSY;
     }
-    return hp_router_add(app->routes.router, methods, pattern, (void *)fn, udata, err, errlen);
+    hp_http_routes_t *rt = &app->routes;
+    uint32_t pid = 0;
+    while (pid < rt->npatterns && strcmp(rt->patterns[pid], pattern) != 0)
+        pid++;
+    /* Grow both tables first, so that a failure leaves everything as it
+     * was (the router's add is all-or-nothing too). */
+    hp_http_reg_t *regs = hp_realloc(rt->regs, (rt->nregs + 1) * sizeof *regs);
+    if (!regs)
+        goto oom;
+    rt->regs = regs;
+    const char **pats = rt->patterns;
+    char *copy = NULL;
+    if (pid == rt->npatterns) {
+        pats = hp_realloc(rt->patterns, (rt->npatterns + 1) * sizeof *pats);
+        if (!pats)
+            goto oom;
+        rt->patterns = pats;
+        size_t n = strlen(pattern) + 1;
+        if (!(copy = hp_malloc(n)))
+            goto oom;
+        memcpy(copy, pattern, n);
+    }
+    int r = hp_router_add(rt->router, methods, pattern, (void *)fn,
+                          (void *)(uintptr_t)rt->nregs, err, errlen);
+    if (r < 0) {
+        hp_free(copy);
+        return r;
+    }
+    if (copy)
+        rt->patterns[rt->npatterns++] = copy;
+    rt->regs[rt->nregs++] = (hp_http_reg_t){fn, udata, pid};
+    return 0;
+oom:
+    set_error(err, errlen, "out of memory");
+    return -ENOMEM;
 }
 
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata)
@@ -254,6 +288,10 @@ void hp_app_free(hp_app_t *app)
     if (!app)
         return;
     hp_router_free(app->routes.router);
+    for (uint32_t i = 0; i < app->routes.npatterns; i++)
+        hp_free((void *)app->routes.patterns[i]);
+    hp_free(app->routes.patterns);
+    hp_free(app->routes.regs);
     hp_mime_free(app->mime);
     if (app->cfg.http.root_fd >= 0)
         close(app->cfg.http.root_fd);

@@ -85,6 +85,57 @@ static int echo(hp_ctx_t *ctx, void *udata)
     return HP_DONE;
 }
 
+/* Responses by route, method and status class, and each route's latency
+ * histogram, summed over the workers (their shards are merged into this
+ * worker's scratch histogram, read with relaxed loads). */
+static void route_metrics(hp_prom_t *p, hp_http_worker_t *me, hp_worker_t *ws, uint32_t nw)
+{
+    static const char *const methods[HP_HTTP_METHODS] = {
+        "OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+    const hp_http_routes_t *routes = me->cfg->routes;
+    if (!routes || !me->nroutes)
+        return;
+    hp_prom_family(p, "hotpath_route_responses_total", "counter",
+                   "Responses by route, method and status class.");
+    for (uint32_t r = 0; r < me->nroutes; r++) {
+        char route[256];
+        if (hp_prom_label_value(routes->patterns[r], strlen(routes->patterns[r]), route,
+                                sizeof route) < 0)
+            continue;
+        for (int m = 0; m < HP_HTTP_METHODS; m++) {
+            for (int k = 1; k <= 5; k++) {
+                uint64_t v = 0;
+                for (uint32_t i = 0; i < nw; i++) {
+                    hp_http_worker_t *hw = ws[i].proto_data;
+                    v += hp_worker_stat(&hw->routes[r].responses[m][k]);
+                }
+                if (!v)
+                    continue; /* only series that happened: the rest is zero */
+                char labels[400];
+                snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",class=\"%dxx\"",
+                         route, methods[m], k);
+                hp_prom_sample(p, "hotpath_route_responses_total", labels, v);
+            }
+        }
+    }
+    hp_prom_family(p, "hotpath_route_request_duration_seconds", "histogram",
+                   "Time from the dispatching loop iteration to the complete response, by route.");
+    for (uint32_t r = 0; r < me->nroutes; r++) {
+        char route[256], labels[280];
+        if (hp_prom_label_value(routes->patterns[r], strlen(routes->patterns[r]), route,
+                                sizeof route) < 0)
+            continue;
+        hp_hist_reset(&me->merged);
+        for (uint32_t i = 0; i < nw; i++) {
+            hp_http_worker_t *hw = ws[i].proto_data;
+            hp_hist_merge(&me->merged, &hw->routes[r].latency);
+        }
+        snprintf(labels, sizeof labels, "route=\"%s\"", route);
+        hp_prom_histogram(p, "hotpath_route_request_duration_seconds", labels, &me->merged,
+                          hp_prom_latency_bounds, hp_prom_latency_nbounds);
+    }
+}
+
 /* Prometheus text, summed over every worker's shard. Each shard is
  * written only by its worker and read here with relaxed loads. */
 static int metrics(hp_ctx_t *ctx, void *udata)
@@ -120,7 +171,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     }
 
     hp_prom_t p;
-    hp_prom_init(&p, me->scratch, HP_HTTP_SCRATCH);
+    hp_prom_init(&p, me->scratch, me->scratch_len);
 #define ONE(name, type, help, value)                                           \
     do {                                                                       \
         hp_prom_family(&p, name, type, help);                                  \
@@ -155,6 +206,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         snprintf(label, sizeof label, "reason=\"%s\"", reasons[k]);
         hp_prom_sample(&p, "hotpath_rejected_total", label, rej[k]);
     }
+    route_metrics(&p, me, ws, nw);
     /* A cut exposition would mislead a scraper: refuse it instead. */
     if (p.overflow || hp_ctx_send(ctx, HP_PROM_CONTENT_TYPE, p.buf, p.len) < 0)
         hp_ctx_send_status(ctx, 503);

@@ -20,6 +20,9 @@
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
+#include "hotpath/clock.h"
+#include "hotpath/compress.h"
+#include "hotpath/http_accept.h"
 #include "hotpath/http_response.h"
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
@@ -294,12 +297,32 @@ void hp_ctx_on_abort(hp_ctx_t *ctx, void (*fn)(hp_ctx_t *ctx, void *arg), void *
 
 /* ---- running and writing ---- */
 
+/* Counts the response in its route's shard and records its latency: from
+ * the start of the loop iteration that dispatched the request (read once
+ * per iteration) to now (one clock read per response). */
+static void http_ctx_record(hp_ctx_t *ctx)
+{
+    hp_http_worker_t *hw = http_worker(ctx->conn);
+    const hp_http_routes_t *routes = hw->cfg->routes;
+    if (!hw->routes)
+        return;
+    uint32_t pid = routes->regs[(uintptr_t)ctx->match.udata].pattern_id;
+    hp_http_route_stats_t *rs = &hw->routes[pid];
+    int cls = ctx->status / 100;
+    uint8_t m = ctx->st->req.method_id < HP_HTTP_METHODS ? ctx->st->req.method_id : 0;
+    uint64_t *slot = &rs->responses[m][cls >= 1 && cls <= 5 ? cls : 5];
+    __atomic_store_n(slot, *slot + 1, __ATOMIC_RELAXED);
+    uint64_t now = hp_clock_mono_ns();
+    hp_hist_record(&rs->latency, now > ctx->start_ns ? now - ctx->start_ns : 0);
+}
+
 void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st)
 {
     /* Only what a response needs is reset: the context is kilobytes and
      * this runs for every request. */
     ctx->conn = c;
     ctx->st = st;
+    ctx->start_ns = c->worker->loop.now_ns;
     ctx->status = 200;
     ctx->ctype = NULL;
     ctx->body_kind = BODY_NONE;
@@ -322,8 +345,66 @@ int http_ctx_run(hp_ctx_t *ctx)
             return HP_DONE;
         ctx->mw_passed = (uint8_t)(i + 1);
     }
-    hp_handler_fn fn = (hp_handler_fn)ctx->match.handler;
-    return fn(ctx, ctx->match.udata) == HP_PENDING ? HP_PENDING : HP_DONE;
+    const hp_http_reg_t *reg = &routes->regs[(uintptr_t)ctx->match.udata];
+    return reg->fn(ctx, reg->udata) == HP_PENDING ? HP_PENDING : HP_DONE;
+}
+
+/* True when the handler set this response header already. */
+static bool has_header(const hp_ctx_t *ctx, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = ctx->hdrs; *p;) {
+        if (!strncasecmp(p, name, n) && p[n] == ':')
+            return true;
+        const char *e = strstr(p, "\r\n");
+        if (!e)
+            break;
+        p = e + 2;
+    }
+    return false;
+}
+
+/* Compresses a compressible body on the fly (gzip, or brotli when the
+ * client prefers it), keeping the result only if it saves 10 %. */
+static void maybe_compress(hp_ctx_t *ctx)
+{
+    const hp_http_config_t *cfg = http_worker(ctx->conn)->cfg;
+    if (!cfg->compress_level || ctx->body_len < cfg->compress_min ||
+        ctx->body_kind == BODY_FILE || ctx->body_kind == BODY_NONE || !ctx->ctype ||
+        !hp_compress_type_ok(ctx->ctype) || has_header(ctx, "Content-Encoding"))
+        return;
+    /* The answer depends on Accept-Encoding from here on, whatever it is. */
+    if (hp_ctx_set_header(ctx, "Vary", "Accept-Encoding") < 0)
+        return;
+    size_t aelen = 0;
+    const char *ae = hp_ctx_header(ctx, "Accept-Encoding", &aelen);
+    unsigned enc = ae ? hp_accept_encoding(ae, aelen, HP_ENC_GZIP | HP_ENC_BR) : HP_ENC_IDENTITY;
+    if (enc != HP_ENC_GZIP && enc != HP_ENC_BR)
+        return;
+    size_t cap = hp_compress_bound(enc, ctx->body_len);
+    bool pooled = cap <= hp_conn_chunk_size(ctx->conn);
+    void *out = pooled ? hp_conn_chunk_get(ctx->conn) : NULL;
+    if (!out) {
+        pooled = false;
+        if (!(out = hp_malloc(cap ? cap : 1)))
+            return;
+    }
+    ssize_t n = hp_compress(enc, cfg->compress_level, ctx->body, ctx->body_len, out, cap);
+    if (n <= 0) {
+        if (pooled)
+            hp_conn_chunk_put(ctx->conn, out);
+        else
+            hp_free(out);
+        return;
+    }
+    const char *ctype = ctx->ctype;
+    body_drop(ctx);
+    ctx->ctype = ctype;
+    ctx->body = out;
+    ctx->body_len = (uint64_t)n;
+    ctx->done_arg = out;
+    ctx->body_kind = pooled ? BODY_CHUNK : BODY_HEAP;
+    hp_ctx_set_header(ctx, "Content-Encoding", enc == HP_ENC_BR ? "br" : "gzip");
 }
 
 void http_ctx_complete(hp_ctx_t *ctx)
@@ -336,7 +417,9 @@ void http_ctx_complete(hp_ctx_t *ctx)
         if (mw->after)
             mw->after(ctx, mw->udata);
     }
+    maybe_compress(ctx);
     http_count_response(c, ctx->status);
+    http_ctx_record(ctx);
     if (hp_http_write_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
                            ctx->hdr_len ? ctx->hdrs : NULL, st->resp_flags) < 0) {
         body_drop(ctx);

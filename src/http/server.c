@@ -780,6 +780,26 @@ static void on_open(hp_conn_t *c)
     hp_conn_set_timer(c, hw_of(c)->cfg->keepalive_timeout_ms);
 }
 
+/* Route latencies: 1 us to 60 s at 2 significant digits (21 KiB each);
+ * Prometheus buckets need no finer. */
+#define ROUTE_HIST_LOWEST 1000ull
+#define ROUTE_HIST_HIGHEST (60ull * 1000000000ull)
+#define ROUTE_HIST_DIGITS 2
+
+static void worker_fini(hp_worker_t *w)
+{
+    hp_http_worker_t *hw = w->proto_data;
+    if (!hw)
+        return;
+    for (uint32_t i = 0; i < hw->nroutes; i++)
+        hp_hist_destroy(&hw->routes[i].latency);
+    hp_free(hw->routes);
+    hp_hist_destroy(&hw->merged);
+    hp_free(hw->scratch);
+    hp_free(hw);
+    w->proto_data = NULL;
+}
+
 static int worker_init(hp_worker_t *w, void *arg)
 {
     hp_http_worker_t *hw = hp_calloc_aligned(sizeof *hw);
@@ -789,13 +809,26 @@ static int worker_init(hp_worker_t *w, void *arg)
     hw->date = (hp_date_t)HP_DATE_INIT;
     hw->date_next_ms = 0;
     w->proto_data = hw;
+    /* Routes are fixed before workers start: size the shards now. */
+    uint32_t n = hw->cfg->routes ? hw->cfg->routes->npatterns : 0;
+    hw->scratch_len = HP_HTTP_SCRATCH + (size_t)n * HP_HTTP_SCRATCH_PER_ROUTE;
+    if (!(hw->scratch = hp_malloc(hw->scratch_len)))
+        goto oom;
+    if (n) {
+        if (!(hw->routes = hp_calloc(n, sizeof *hw->routes)))
+            goto oom;
+        hw->nroutes = n;
+        for (uint32_t i = 0; i < n; i++)
+            if (hp_hist_init(&hw->routes[i].latency, ROUTE_HIST_LOWEST, ROUTE_HIST_HIGHEST,
+                             ROUTE_HIST_DIGITS) < 0)
+                goto oom;
+        if (hp_hist_init(&hw->merged, ROUTE_HIST_LOWEST, ROUTE_HIST_HIGHEST, ROUTE_HIST_DIGITS) < 0)
+            goto oom;
+    }
     return 0;
-}
-
-static void worker_fini(hp_worker_t *w)
-{
-    hp_free(w->proto_data);
-    w->proto_data = NULL;
+oom:
+    worker_fini(w);
+    return -ENOMEM;
 }
 
 uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg)

@@ -32,6 +32,7 @@ struct hp_ctx {
     hp_conn_t *conn;          /* borrowed: the connection, for life */
     http_state_t *st;         /* the request state this context is part of */
     uint32_t match_method;    /* HP_ROUTER_* bit the route was matched with */
+    uint64_t start_ns;        /* the dispatching iteration's time, for latency */
     uint16_t path_off, path_len;   /* relative to the request's first byte */
     uint16_t query_off, query_len;
     int status;

@@ -436,3 +436,55 @@ def test_metrics_parse_with_prometheus_client(server):
                         "--require", "hotpath_rejected_total"], input=text,
                        capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr.decode()
+
+
+def test_route_metrics_count_and_latency(start_server):
+    """Each route counts its responses by method and status class, and its
+    latency histogram counts them too (Prometheus buckets, cumulative)."""
+    srv = start_server(workers=1)
+    with srv.conn() as c:
+        for _ in range(5):
+            assert c.request("GET", "/plaintext").status == 200
+        assert c.request("HEAD", "/json").status == 200
+        assert c.request("POST", "/echo", body=b"abc").status == 200
+        m = parse_metrics(c.request("GET", "/metrics").body.decode())
+    assert m['hotpath_route_responses_total{route="/plaintext",method="GET",class="2xx"}'] == 5
+    assert m['hotpath_route_responses_total{route="/json",method="HEAD",class="2xx"}'] == 1
+    assert m['hotpath_route_responses_total{route="/echo",method="POST",class="2xx"}'] == 1
+    count = m['hotpath_route_request_duration_seconds_count{route="/plaintext"}']
+    assert count == 5
+    inf = m['hotpath_route_request_duration_seconds_bucket{route="/plaintext",le="+Inf"}']
+    assert inf == 5
+    buckets = sorted((float(k.split('le="')[1].rstrip('"}')), v) for k, v in m.items()
+                     if k.startswith('hotpath_route_request_duration_seconds_bucket{route="/plaintext"'))
+    assert all(a[1] <= b[1] for a, b in zip(buckets, buckets[1:])), buckets
+    # Served in-process in well under a second each.
+    assert m['hotpath_route_request_duration_seconds_bucket{route="/plaintext",le="1"}'] == 5
+
+
+def test_handler_bodies_compressed_on_the_fly(start_server):
+    """Compressible handler bodies of 1 KiB or more are gzip- or
+    brotli-encoded as the client prefers (q-values honoured), with Vary;
+    small bodies and clients that do not ask are served as they are."""
+    import gzip
+    import subprocess
+    srv = start_server(workers=1)
+    with srv.conn() as c:
+        plain = c.request("GET", "/metrics")
+        assert plain.header("Content-Encoding") is None
+        assert plain.header("Vary") == "Accept-Encoding"
+        z = c.request("GET", "/metrics", headers=[("Accept-Encoding", "gzip")])
+        assert z.header("Content-Encoding") == "gzip"
+        text = gzip.decompress(z.body).decode()
+        assert text.startswith("# HELP hotpath_requests_total")
+        assert len(z.body) < len(text) * 0.9
+        b = c.request("GET", "/metrics", headers=[("Accept-Encoding", "gzip;q=0.5, br")])
+        assert b.header("Content-Encoding") == "br"
+        n = c.request("GET", "/metrics", headers=[("Accept-Encoding", "gzip;q=0, br;q=0")])
+        assert n.header("Content-Encoding") is None
+        small = c.request("GET", "/plaintext", headers=[("Accept-Encoding", "gzip")])
+        assert small.header("Content-Encoding") is None and small.body == b"Hello, World!"
+    # curl decodes brotli itself when built with it (Debian's is).
+    out = subprocess.run(["curl", "-s", "--compressed", "-H", "Accept-Encoding: br",
+                          srv.url("/metrics")], capture_output=True, timeout=10)
+    assert out.stdout.startswith(b"# HELP hotpath_requests_total")

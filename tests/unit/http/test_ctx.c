@@ -70,11 +70,21 @@ static int setup(void **state)
     T.hcfg = HP_HTTP_CONFIG_DEFAULT;
     T.routes.router = hp_router_new();
     assert_non_null(T.routes.router);
-    static const char *const get_routes[] = {"/", "/q", "/users/{id:int}/files/{name}",
-                                             "/u/{uid:uuid}", "/r/{rest:*}"};
-    for (size_t i = 0; i < sizeof get_routes / sizeof *get_routes; i++)
+    static const char *get_routes[] = {"/", "/q", "/users/{id:int}/files/{name}",
+                                       "/u/{uid:uuid}", "/r/{rest:*}"};
+    /* As hp_app_route registers them: the router's udata is the index of
+     * the registration, which names the handler and the pattern. */
+    static hp_http_reg_t regs[5];
+    for (uint32_t i = 0; i < 5; i++) {
+        regs[i] = (hp_http_reg_t){stash, NULL, i};
         assert_int_equal(hp_router_add(T.routes.router, HP_ROUTER_GET | HP_ROUTER_POST,
-                                       get_routes[i], (void *)stash, NULL, NULL, 0), 0);
+                                       get_routes[i], (void *)stash, (void *)(uintptr_t)i,
+                                       NULL, 0), 0);
+    }
+    T.routes.regs = regs;
+    T.routes.nregs = 5;
+    T.routes.patterns = get_routes;
+    T.routes.npatterns = 5;
     T.hcfg.routes = &T.routes;
     H.cfg.rbuf_size = hp_http_rbuf_size(&T.hcfg);
     H.cfg.wbuf_size = 16384;
