@@ -108,6 +108,7 @@ typedef struct hp_http_worker {
     const hp_http_config_t *cfg;       /* borrowed */
     hp_date_t date;                    /* this second's Date header */
     uint64_t date_next_ms;             /* monotonic time of the next second */
+    uint64_t batch_ns;                 /* clock read for this batch of responses; 0: none yet */
     hp_http_route_stats_t *routes;     /* owned: one per route pattern */
     uint32_t nroutes;
     hp_hist_t merged;                  /* owned: /metrics merges routes' latencies here */

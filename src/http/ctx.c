@@ -299,7 +299,7 @@ void hp_ctx_on_abort(hp_ctx_t *ctx, void (*fn)(hp_ctx_t *ctx, void *arg), void *
 
 /* Counts the response in its route's shard and records its latency: from
  * the start of the loop iteration that dispatched the request (read once
- * per iteration) to now (one clock read per response). */
+ * per iteration) to now (one clock read per batch of responses). */
 static void http_ctx_record(hp_ctx_t *ctx)
 {
     hp_http_worker_t *hw = http_worker(ctx->conn);
@@ -312,7 +312,12 @@ static void http_ctx_record(hp_ctx_t *ctx)
     uint8_t m = ctx->st->req.method_id < HP_HTTP_METHODS ? ctx->st->req.method_id : 0;
     uint64_t *slot = &rs->responses[m][cls >= 1 && cls <= 5 ? cls : 5];
     __atomic_store_n(slot, *slot + 1, __ATOMIC_RELAXED);
-    uint64_t now = hp_clock_mono_ns();
+    /* One clock read per batch of responses (hw->batch_ns is cleared
+     * whenever a new batch starts): pipelined responses completed together
+     * share it. */
+    if (!hw->batch_ns)
+        hw->batch_ns = hp_clock_mono_ns();
+    uint64_t now = hw->batch_ns;
     hp_hist_record(&rs->latency, now > ctx->start_ns ? now - ctx->start_ns : 0);
 }
 
@@ -468,6 +473,7 @@ void hp_ctx_finish(hp_ctx_t *ctx)
     if (st->phase != PH_PENDING)
         return;
     st->phase = PH_HEAD;
+    http_worker(c)->batch_ns = 0; /* a new batch: this response alone */
     http_ctx_complete(ctx);
     if (c->flags & HP_CONN_F_CLOSED)
         return;

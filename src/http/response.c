@@ -97,15 +97,24 @@ const char *hp_http_reason(int status)
 
 uint32_t hp_http_u64(char *out, uint64_t v)
 {
+    /* Two digits per division: most lengths have two to five digits. */
+    static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+                                   "25262728293031323334353637383940414243444546474849"
+                                   "50515253545556575859606162636465666768697071727374"
+                                   "75767778798081828384858687888990919293949596979899";
     char tmp[20];
-    uint32_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (uint32_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
+    uint32_t n = 20;
+    while (v >= 100) {
+        uint64_t q = v / 100;
+        memcpy(tmp + (n -= 2), pairs + 2 * (v - q * 100), 2);
+        v = q;
+    }
+    if (v >= 10)
+        memcpy(tmp + (n -= 2), pairs + 2 * v, 2);
+    else
+        tmp[--n] = (char)('0' + v);
+    memcpy(out, tmp + n, 20 - n);
+    return 20 - n;
 }
 
 #define PUT(p, lit)                                                            \

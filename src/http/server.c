@@ -695,6 +695,7 @@ static void process(hp_conn_t *c)
 {
     http_state_t *st = state_of(c);
     const hp_http_config_t *cfg = hw_of(c)->cfg;
+    hw_of(c)->batch_ns = 0; /* responses completed in this call share one clock read */
     while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED)) &&
            st->phase != PH_PENDING) {
         uint32_t len = hp_conn_data_len(c);
