@@ -8,26 +8,12 @@
  * from a well-formed element; malformed elements never touch the table.
  */
 #include "hotpath/http_accept.h"
+#include "tchar_int.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 enum { C_IDENTITY, C_GZIP, C_BR, C_STAR, C_NONE };
-
-/* RFC 9110 §5.6.2 tchar. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1,  ['|'] = 1,
-    ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,  ['5'] = 1,
-    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,  ['C'] = 1,
-    ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,  ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,  ['Q'] = 1,
-    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,  ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,  ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1,
-    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
-};
 
 static size_t skip_ows(const char *v, size_t len, size_t i)
 {
@@ -38,7 +24,7 @@ static size_t skip_ows(const char *v, size_t len, size_t i)
 
 static size_t scan_token(const char *v, size_t len, size_t i)
 {
-    while (i < len && tchar[(unsigned char)v[i]])
+    while (i < len && tchar_tbl[(unsigned char)v[i]])
         i++;
     return i;
 }

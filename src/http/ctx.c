@@ -27,6 +27,7 @@
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
+#include "tchar_int.h"
 
 static inline const char *req_base(const hp_ctx_t *ctx)
 {
@@ -179,8 +180,11 @@ static bool header_safe(const char *s)
 /* A field name is a token (RFC 9110 §5.1). */
 static bool is_token(const char *s)
 {
-    return *s && strspn(s, "!#$%&'*+-.^_`|~0123456789"
-                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == strlen(s);
+    if (!*s)
+        return false;
+    while (*s && tchar_tbl[(uint8_t)*s])
+        s++;
+    return !*s;
 }
 
 /* The fields that frame the message belong to the server. */

@@ -16,6 +16,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
+#include "tchar_int.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -48,22 +49,9 @@ static const char charset_utf8[] = "; charset=utf-8";
 
 /* ---- byte classes --------------------------------------------------------- */
 
-/* RFC 9110 §5.6.2 tchar: what a type half and an extension may hold. Bytes
- * outside it (CR, LF, quotes, controls, non-ASCII) would at best never match
- * and at worst end up inside a response header, so their line is refused. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1,  ['|'] = 1,
-    ['~'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,  ['5'] = 1,
-    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,  ['C'] = 1,
-    ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,  ['J'] = 1,
-    ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,  ['Q'] = 1,
-    ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1,  ['X'] = 1,
-    ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1,  ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1,
-    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,  ['s'] = 1,
-    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
-};
+/* Type halves and extensions must be tokens (tchar_tbl): bytes outside it
+ * (CR, LF, quotes, controls, non-ASCII) would at best never match and at
+ * worst end up inside a response header, so their line is refused. */
 
 /* ASCII lower-casing without a branch or the locale. */
 static inline uint8_t lower(uint8_t c)
@@ -271,7 +259,7 @@ static bool valid_type(const char *s, size_t n)
             if (slash)
                 return false;
             slash = i;
-        } else if (!tchar[c]) {
+        } else if (!tchar_tbl[c]) {
             return false;
         }
     }
@@ -285,7 +273,7 @@ static int ext_kind(const char *s, size_t n)
     int kind = n <= HP_MIME_EXT_MAX;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
-        if (!tchar[c])
+        if (!tchar_tbl[c])
             return -1;
         if (c == '.')
             kind = 0;

@@ -70,39 +70,25 @@ static int apply_field(hp_http_req_t *req, const char *name, size_t nlen, const 
         break;
     case 10:
         if (ieq(name, "connection", 10)) {
-            FOR_EACH_ELEM(v, vlen, e, elen, {
-                if (elen == 5 && ieq(e, "close", 5))
-                    req->flags |= HP_HTTP_F_CONN_CLOSE;
-                else if (elen == 10 && ieq(e, "keep-alive", 10))
-                    req->flags |= HP_HTTP_F_CONN_KEEP_ALIVE;
-            })
+            unsigned t = connection_tokens(v, vlen);
+            req->flags |= (t & CONN_TOK_CLOSE ? HP_HTTP_F_CONN_CLOSE : 0) |
+                          (t & CONN_TOK_KEEP_ALIVE ? HP_HTTP_F_CONN_KEEP_ALIVE : 0);
         }
         break;
     case 14:
         if (ieq(name, "content-length", 14)) {
-            uint64_t cl;
-            if (parse_content_length(v, vlen, &cl) < 0)
-                return -400;
-            if ((req->flags & HP_HTTP_F_CONTENT_LENGTH) && cl != req->content_length)
+            if (content_length_field(v, vlen, req->flags & HP_HTTP_F_CONTENT_LENGTH,
+                                     &req->content_length) < 0)
                 return -400;
             req->flags |= HP_HTTP_F_CONTENT_LENGTH;
-            req->content_length = cl;
         }
         break;
     case 17:
         if (ieq(name, "transfer-encoding", 17)) {
-            req->pflags |= PF_TE;
-            FOR_EACH_ELEM(v, vlen, e, elen, {
-                if (elen == 7 && ieq(e, "chunked", 7)) {
-                    /* chunked applied twice is a framing error, not an
-                     * unsupported coding. */
-                    if (req->pflags & PF_TE_CHUNKED)
-                        return -400;
-                    req->pflags |= PF_TE_CHUNKED;
-                } else {
-                    req->pflags |= PF_TE_OTHER;
-                }
-            })
+            bool chunked = req->pflags & PF_TE_CHUNKED, other = false;
+            if (te_codings(v, vlen, &chunked, &other) < 0)
+                return -400; /* chunked applied twice: framing, not a coding */
+            req->pflags |= PF_TE | (chunked ? PF_TE_CHUNKED : 0) | (other ? PF_TE_OTHER : 0);
         }
         break;
     default:

@@ -28,22 +28,7 @@
 /* ------------------------------------------------------------------ */
 /* Byte classes                                                        */
 
-/* tchar (RFC 9110 §5.6.2): methods and field names. */
-static const uint8_t tchar_tbl[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
-    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
-    ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
-    ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
+#include "tchar_int.h"
 
 #define R8(x) x, x, x, x, x, x, x, x
 #define R16(x) R8(x), R8(x)
@@ -390,6 +375,49 @@ static inline int parse_content_length(const char *p, size_t n, uint64_t *out)
             i++;
     }
     *out = v;
+    return 0;
+}
+
+/* Connection (RFC 9110 §7.6.1): which of close and keep-alive the comma
+ * list holds, as CONN_TOK_* bits. */
+enum { CONN_TOK_CLOSE = 1, CONN_TOK_KEEP_ALIVE = 2 };
+static inline unsigned connection_tokens(const char *v, size_t n)
+{
+    unsigned t = 0;
+    FOR_EACH_ELEM(v, n, e, elen, {
+        if (elen == 5 && ieq(e, "close", 5))
+            t |= CONN_TOK_CLOSE;
+        else if (elen == 10 && ieq(e, "keep-alive", 10))
+            t |= CONN_TOK_KEEP_ALIVE;
+    })
+    return t;
+}
+
+/* Transfer-Encoding codings of one field, added to what earlier fields
+ * said: *chunked for "chunked", *other for any other coding. Returns -1
+ * when chunked is applied twice (a framing error, RFC 9112 §6.1). */
+static inline int te_codings(const char *v, size_t n, bool *chunked, bool *other)
+{
+    FOR_EACH_ELEM(v, n, e, elen, {
+        if (elen == 7 && ieq(e, "chunked", 7)) {
+            if (*chunked)
+                return -1;
+            *chunked = true;
+        } else {
+            *other = true;
+        }
+    })
+    return 0;
+}
+
+/* A Content-Length field, checked against one `seen` before (*cl holds
+ * it): 0 with *cl set, or -1 when malformed or differing. */
+static inline int content_length_field(const char *v, size_t n, bool seen, uint64_t *cl)
+{
+    uint64_t x;
+    if (parse_content_length(v, n, &x) < 0 || (seen && x != *cl))
+        return -1;
+    *cl = x;
     return 0;
 }
 

@@ -73,38 +73,25 @@ static int apply_field(hp_http_resp_t *r, const char *name, size_t nlen, const c
     switch (nlen) {
     case 10:
         if (ieq(name, "connection", 10)) {
-            FOR_EACH_ELEM(v, vlen, e, elen, {
-                if (elen == 5 && ieq(e, "close", 5))
-                    r->pflags |= PF_CLOSE;
-                else if (elen == 10 && ieq(e, "keep-alive", 10))
-                    r->pflags |= PF_KEEP_ALIVE;
-            })
+            unsigned t = connection_tokens(v, vlen);
+            r->pflags |= (t & CONN_TOK_CLOSE ? PF_CLOSE : 0) |
+                         (t & CONN_TOK_KEEP_ALIVE ? PF_KEEP_ALIVE : 0);
         }
         break;
     case 14:
         if (ieq(name, "content-length", 14)) {
-            uint64_t cl;
-            if (parse_content_length(v, vlen, &cl) < 0)
-                return -HP_HTTP_RESP_E_FRAMING;
-            if ((r->flags & HP_HTTP_RESP_F_CONTENT_LENGTH) && cl != r->content_length)
+            if (content_length_field(v, vlen, r->flags & HP_HTTP_RESP_F_CONTENT_LENGTH,
+                                     &r->content_length) < 0)
                 return -HP_HTTP_RESP_E_FRAMING;
             r->flags |= HP_HTTP_RESP_F_CONTENT_LENGTH;
-            r->content_length = cl;
         }
         break;
     case 17:
         if (ieq(name, "transfer-encoding", 17)) {
-            r->pflags |= PF_TE;
-            FOR_EACH_ELEM(v, vlen, e, elen, {
-                if (elen == 7 && ieq(e, "chunked", 7)) {
-                    /* Chunked twice is a framing error (RFC 9112 §6.1). */
-                    if (r->pflags & PF_TE_CHUNKED)
-                        return -HP_HTTP_RESP_E_FRAMING;
-                    r->pflags |= PF_TE_CHUNKED;
-                } else {
-                    r->pflags |= PF_TE_OTHER;
-                }
-            })
+            bool chunked = r->pflags & PF_TE_CHUNKED, other = false;
+            if (te_codings(v, vlen, &chunked, &other) < 0)
+                return -HP_HTTP_RESP_E_FRAMING;
+            r->pflags |= PF_TE | (chunked ? PF_TE_CHUNKED : 0) | (other ? PF_TE_OTHER : 0);
         }
         break;
     default:
