@@ -10,6 +10,10 @@
  *   DELETE /notes/{id:int}                   -> 204, or 404
  *   errors: 400 bad JSON or query, 413 text too long, 507 store full,
  *           always as {"error": "..."}
+ *   GET    /metrics                          -> Prometheus text (the built-in)
+ *
+ * GET /notes/{id} answers come from the response cache while they are
+ * fresh (60 s); a PUT or DELETE of the note drops its cached answer.
  *
  * Central data structure: one store_t, a fixed array of notes. Invariant:
  * notes[0..count) have strictly increasing ids, all below next_id (new
@@ -436,6 +440,8 @@ int main(int argc, char **argv)
      * owner through the cross-worker messaging, which this example does
      * not show. */
     cfg.workers = 1;
+    cfg.http.cache.enabled = true;
+    cfg.http.cache.ttl_ms = 60000;
     store_t *store = calloc(1, sizeof *store);
     hp_app_t *app = store ? hp_app_new(&cfg, err, sizeof err) : NULL;
     if (!app) {
@@ -448,6 +454,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof routes / sizeof routes[0] && rc == 0; i++)
         rc = hp_app_route(app, routes[i].methods, routes[i].pattern, routes[i].fn, store, err,
                           sizeof err);
+    if (rc == 0)
+        rc = hp_app_cache_route(app, "/notes/{id:int}", 0);
+    if (rc == 0)
+        rc = hp_app_builtin_routes(app, HP_APP_BUILTIN_METRICS, "/metrics", err, sizeof err);
     if (rc == 0 && (rc = hp_app_run(app)) < 0) /* until SIGINT/SIGTERM */
         snprintf(err, sizeof err, "%s", hp_app_error(app));
     if (rc < 0)

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/config.h"
 #include "hotpath/ctx.h"
 #include "hotpath/http_server.h"
 #include "hotpath/router.h"
@@ -28,7 +29,15 @@
 
 typedef struct hp_app hp_app_t;
 
-typedef struct hp_app_config {
+typedef struct hp_app_config hp_app_config_t;
+
+/* Rebuilds the configuration for a reload (SIGHUP): fills *out (which
+ * holds the running configuration) and returns 0, or returns -1 with a
+ * one-line reason in err. Strings in *out need only live until the call
+ * that used it returns: the app copies what it keeps. */
+typedef int (*hp_app_reload_fn)(void *arg, hp_app_config_t *out, char *err, size_t errlen);
+
+struct hp_app_config {
     const char *listen;          /* "ADDR:PORT"; default 127.0.0.1:8080 */
     uint32_t workers;            /* 0: one per CPU the process may use */
     int backlog;                 /* default 2048 */
@@ -37,7 +46,12 @@ typedef struct hp_app_config {
     bool quiet;                  /* no start-up line */
     hp_http_config_t http;       /* limits and timeouts (root_fd and engine are set by the app) */
     hp_worker_config_t engine;   /* buffers, write and drain timeouts */
-} hp_app_config_t;
+    const hp_config_location_t *locations; /* URL prefixes with their own root and headers */
+    size_t nlocations;
+    const char *access_log;      /* file the access log is appended to; NULL: none */
+    hp_app_reload_fn reload;     /* SIGHUP rebuilds the configuration with it; NULL: ignored */
+    void *reload_arg;
+};
 
 #define HP_APP_CONFIG_DEFAULT                                                  \
     ((hp_app_config_t){.listen = "127.0.0.1:8080",                             \
@@ -47,7 +61,12 @@ typedef struct hp_app_config {
                        .handle_signals = true,                                 \
                        .quiet = false,                                         \
                        .http = HP_HTTP_CONFIG_DEFAULT,                         \
-                       .engine = HP_WORKER_CONFIG_DEFAULT})
+                       .engine = HP_WORKER_CONFIG_DEFAULT,                     \
+                       .locations = NULL,                                      \
+                       .nlocations = 0,                                        \
+                       .access_log = NULL,                                     \
+                       .reload = NULL,                                         \
+                       .reload_arg = NULL})
 
 /* Creates an app: checks the configuration and opens the document root,
  * but binds nothing yet. Returns NULL with a one-line reason in err. */
@@ -61,6 +80,17 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen);
 int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
                  void *udata, char *err, size_t errlen);
 
+/* Lets the response cache (hp_http_config_t.cache, `cache` in the YAML)
+ * keep the GET and HEAD 200 responses of `pattern`'s handlers for up to
+ * `ttl_ms` (0: the configured TTL, which also caps any other value).
+ * Responses a handler sends with "Cache-Control: max-age=N" are cached
+ * without this; "no-store", "private", "no-cache" and Set-Cookie keep a
+ * response out either way. A hit skips the handler but not the
+ * middleware; a successful POST, PUT, PATCH or DELETE to a path drops what
+ * is cached for it. Returns 0, -ENOENT (no route has that pattern) or
+ * -EBUSY once the app runs. */
+int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms);
+
 /* Adds middleware, run in the order added: `before` (may be NULL) runs
  * before the handler and may answer early by returning HP_DONE; `after`
  * (may be NULL) runs, in reverse order, once the response is complete and
@@ -71,9 +101,22 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
 
 /* Binds, starts the workers and blocks until hp_app_stop (or a signal
- * when handle_signals) has drained them. Returns 0, or -errno when it
+ * when handle_signals) has drained them. With handle_signals, SIGHUP
+ * reloads through cfg.reload (see hp_app_reload) and SIGUSR1 reopens the
+ * access log (log rotation). Returns 0, or -errno when it
  * cannot listen (with the reason in hp_app_error). */
 int hp_app_run(hp_app_t *app);
+
+/* Applies a new configuration to the running app (from hp_app_run's
+ * thread, which is where SIGHUP lands): locations, roots, limits that do
+ * not size buffers, timeouts, keep-alive, compression, response cache and
+ * access log. Settings that need a restart (listen, workers, backlog,
+ * buffers, TCP options, the request line/header limits) keep their running
+ * values; their names are written to `restart` (may be NULL). Returns 0,
+ * or -errno with a one-line reason in err and the running configuration
+ * untouched (a root or log that cannot be opened, no memory). */
+int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
+                  char *err, size_t errlen);
 
 /* Starts a graceful stop from any thread (a signal handler excepted). */
 void hp_app_stop(hp_app_t *app);

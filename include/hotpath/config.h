@@ -87,6 +87,12 @@ typedef struct hp_config {
     } endpoints;
 
     struct {
+        bool enabled;          /* on-the-fly gzip/brotli */
+        uint32_t level;        /* 1..9 */
+        uint64_t min_size;     /* bytes: smaller bodies go as they are */
+    } compression;
+
+    struct {
         bool enabled;          /* response cache */
         uint32_t max_entries;
         uint64_t max_bytes;

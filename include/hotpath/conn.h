@@ -52,6 +52,9 @@ typedef struct hp_proto {
      * worker starts, and tears it down after it stopped. Optional. */
     int (*worker_init)(hp_worker_t *w, void *arg);
     void (*worker_fini)(hp_worker_t *w);
+    /* A HP_MSG_PROTO message posted to the worker (hp_worker_post), run on
+     * the worker's thread, such as a new configuration. Optional. */
+    void (*on_msg)(hp_worker_t *w, uint64_t arg, void *ptr);
     uint32_t state_size; /* bytes of protocol state at the head of the read chunk */
 } hp_proto_t;
 
@@ -87,6 +90,9 @@ struct hp_conn {
     hp_conn_t *qnext;     /* ready queue or deferred-free list */
     hp_timer_t timer;
     void *udata;          /* the protocol's, for outbound connections */
+    uint32_t peer_v4;     /* accepted from IPv4: the peer's address (network
+                             order); 0 otherwise (ask getpeername) */
+    uint32_t nreq;        /* the protocol's count of requests on it */
 };
 
 /* The unconsumed received bytes. Valid until the next consume or return
@@ -181,6 +187,17 @@ int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*don
  * ownership of `fd` on every path: it is closed once sent or dropped.
  * Returns 0 or -ENOBUFS. */
 int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len);
+
+/* Queues `len` bytes of file `fd` from `offset` for sendfile without
+ * taking the descriptor (an open-file cache keeps it for later requests):
+ * `fd` must stay open until `done(arg)` runs, which happens exactly once,
+ * when the bytes are sent or dropped (connection closed, write error), on
+ * every path: on failure and for len 0 it runs before this returns. The
+ * connection never closes `fd`. `done` may not free the connection; NULL
+ * `done` behaves as hp_conn_write_file (fd owned and closed).
+ * Returns 0 or -ENOBUFS. */
+int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
+                          void (*done)(void *arg), void *arg);
 
 /* Bytes queued and not yet sent. */
 uint64_t hp_conn_pending(const hp_conn_t *c);

@@ -11,15 +11,19 @@
 #define HOTPATH_HTTP_SERVER_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "hotpath/accesslog.h"
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/conn.h"
 #include "hotpath/ctx.h"
 #include "hotpath/hist.h"
+#include "hotpath/http_cond.h"
 #include "hotpath/http_parser.h"
 #include "hotpath/router.h"
+#include "hotpath/timer.h"
 
 struct hp_engine;
 
@@ -38,6 +42,8 @@ typedef struct hp_http_reg {
     hp_handler_fn fn;
     void *udata;
     uint32_t pattern_id;       /* index in patterns: metrics are per pattern */
+    bool cache;                /* its GET/HEAD 200s may be cached (hp_app_cache_route) */
+    uint64_t cache_ttl_ms;     /* for how long; 0: the configured cache.ttl */
 } hp_http_reg_t;
 
 /* The application: routes and middleware, read-only while workers run. */
@@ -57,8 +63,20 @@ typedef struct hp_http_routes {
 #define HP_HTTP_METHODS 8       /* HP_HTTP_M_* */
 typedef struct hp_http_route_stats {
     uint64_t responses[HP_HTTP_METHODS][6];
+    bool max_age_seen;         /* a response of it was cached for its max-age:
+                                  look its requests up in the response cache */
     hp_hist_t latency;
 } hp_http_route_stats_t;
+
+/* One URL prefix whose static files come from their own root, with their
+ * own headers. The longest matching prefix wins. */
+typedef struct hp_http_location {
+    const char *prefix;            /* borrowed: starts with '/' */
+    uint32_t prefix_len;
+    int root_fd;                   /* borrowed: hp_static_open_root; -1: 404 for all */
+    const char *cache_control;     /* borrowed: Cache-Control value; NULL: none */
+    bool compress;                 /* compress files on the fly for clients that accept it */
+} hp_http_location_t;
 
 typedef struct hp_http_config {
     hp_http_limits_t limits;
@@ -69,8 +87,24 @@ typedef struct hp_http_config {
     struct hp_engine *engine;      /* borrowed: for /metrics across workers; may be NULL */
     const hp_http_routes_t *routes; /* borrowed: handlers; NULL: static files only */
     const struct hp_mime *mime;    /* borrowed: types from /etc/mime.types; NULL: built-ins */
-    int compress_level;            /* handler bodies: gzip/brotli level 1-9; 0: off */
+    int compress_level;            /* on-the-fly gzip/brotli level 1-9; 0: off */
     uint32_t compress_min;         /* bytes: smaller bodies go as they are */
+    const hp_http_location_t *locations; /* borrowed: prefixes with their own root */
+    uint32_t nlocations;
+    bool keepalive;                /* false: every response closes its connection */
+    uint32_t max_requests;         /* per connection, then close; 0: unlimited */
+    struct {
+        bool enabled;              /* cache GET/HEAD 200s of routes that allow it */
+        uint32_t max_entries;      /* per worker */
+        uint64_t max_bytes;        /* per worker */
+        uint64_t ttl_ms;           /* the longest an entry is served */
+    } cache;
+    uint32_t file_cache_entries;   /* open-file cache per worker (at least 1 is kept) */
+    uint64_t file_cache_bytes;     /* its bound for compressed copies of files */
+    hp_alog_file_t *access_log; /* borrowed: shared file; NULL: no access log */
+    /* After a reload (HP_MSG_PROTO with a new config), each worker calls
+     * this once for the configuration it stopped using. May be NULL. */
+    void (*retire)(const struct hp_http_config *cfg);
 } hp_http_config_t;
 
 #define HP_HTTP_CONFIG_DEFAULT                                                 \
@@ -83,7 +117,16 @@ typedef struct hp_http_config {
                         .routes = NULL,                                 \
                         .mime = NULL,                                   \
                         .compress_level = 6,                            \
-                        .compress_min = 1024})
+                        .compress_min = 1024,                           \
+                        .locations = NULL,                              \
+                        .nlocations = 0,                                \
+                        .keepalive = true,                              \
+                        .max_requests = 0,                              \
+                        .cache = {false, 1000, 64u << 20, 300000},      \
+                        .file_cache_entries = 1024,                     \
+                        .file_cache_bytes = 32u << 20,                  \
+                        .access_log = NULL,                             \
+                        .retire = NULL})
 
 /* Rejection reasons counted in /metrics, by the status they answer. */
 enum {
@@ -96,6 +139,10 @@ typedef struct hp_http_stats {
     uint64_t requests;
     uint64_t responses[6];              /* by class: [1] 1xx ... [5] 5xx */
     uint64_t rejected[HP_HTTP_REJ_COUNT];
+    /* The caches' own counters, published here for /metrics (the caches
+     * are the worker's alone): response cache and open-file cache. */
+    uint64_t cache_hits, cache_misses, cache_evictions, cache_entries, cache_bytes;
+    uint64_t file_hits, file_misses, file_evictions, file_entries;
 } HP_ALIGNED_CACHELINE hp_http_stats_t;
 
 /* Bytes of per-worker scratch for rendering /metrics, plus this much per
@@ -112,9 +159,20 @@ typedef struct hp_http_worker {
     hp_http_route_stats_t *routes;     /* owned: one per route pattern */
     uint32_t nroutes;
     hp_hist_t merged;                  /* owned: /metrics merges routes' latencies here */
+    struct hp_rcache *rcache;          /* owned: response cache; NULL when off */
+    uint64_t cache_base[3];            /* hits, misses, evictions of response caches
+                                          replaced by reloads */
+    struct hp_fcache *fcache;          /* owned: open-file cache */
+    char etag[HP_ETAG_MAX];            /* scratch: ETag of a body compressed on the fly */
     char *scratch;                     /* owned: /metrics text */
     size_t scratch_len;
     char path[PATH_MAX];               /* scratch for decoded paths */
+    int64_t date_sec;                  /* Unix second `date` shows */
+    bool alog_on;                      /* cfg->access_log is set: alog is live */
+    hp_alog_t alog;                    /* owned: this worker's access-log buffer */
+    hp_timer_t alog_timer;             /* flushes alog within a second of a line */
+    int64_t alog_sec;                  /* second alog_time shows */
+    char alog_time[32];                /* hp_alog_time of alog_sec */
 } hp_http_worker_t;
 
 /* Fills `proto` for `cfg` (its state size depends on the field limit).

@@ -34,7 +34,7 @@ extern const hp_sys_ops_t hp_sys_real;
 ssize_t hp_sys_read(int fd, void *buf, size_t len);
 ssize_t hp_sys_writev(int fd, const struct iovec *iov, int iovcnt);
 ssize_t hp_sys_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-int hp_sys_accept4(int fd, int flags);
+int hp_sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 int hp_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 
 #endif

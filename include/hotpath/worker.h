@@ -28,6 +28,9 @@ typedef struct hp_worker_config {
     uint64_t drain_timeout_ms;  /* graceful shutdown gives up after this */
     uint64_t high_water;        /* queued output above this pauses parsing... */
     uint64_t low_water;         /* ...until it drains below this */
+    bool nodelay;               /* TCP_NODELAY on accepted connections */
+    bool reuseport;             /* (engine) a SO_REUSEPORT socket per worker; false:
+                                   one socket, shared */
 } hp_worker_config_t;
 
 #define HP_WORKER_CONFIG_DEFAULT                                               \
@@ -37,7 +40,9 @@ typedef struct hp_worker_config {
                           .write_timeout_ms = 10000,                           \
                           .drain_timeout_ms = 10000,                           \
                           .high_water = 256 * 1024,                            \
-                          .low_water = 64 * 1024})
+                          .low_water = 64 * 1024,                              \
+                          .nodelay = true,                                     \
+                          .reuseport = true})
 
 /* Counters written only by the owning worker and read by anyone (relaxed),
  * on their own cache lines. */
@@ -55,6 +60,7 @@ enum {
     HP_MSG_SHUTDOWN = 1, /* stop accepting, finish in-flight work, exit the loop */
     HP_MSG_STOP_NOW,     /* exit the loop at once, closing everything */
     HP_MSG_WORKER_EXIT,  /* (to the engine) a worker's loop ended; ptr: the worker */
+    HP_MSG_PROTO,        /* for the protocol: passed to proto->on_msg */
 };
 
 struct hp_worker {

@@ -466,6 +466,7 @@ void hp_config_defaults(hp_config_t *c)
         .locations = NULL,
         .nlocations = 0,
         .endpoints = {true, true, true, true},
+        .compression = {.enabled = true, .level = 6, .min_size = 1024},
         .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64 * MIB, .ttl_ms = 300 * SEC},
         .access_log = {.enabled = false, .path = "access.log"},
         .metrics = {.enabled = true, .path = "/metrics"},

@@ -91,6 +91,13 @@ static const hp_config_field_t cache_fields[] = {
     {0},
 };
 
+static const hp_config_field_t compression_fields[] = {
+    CF("enabled", K_BOOL, compression.enabled, 0, 1),
+    CF("level", K_COUNT, compression.level, 1, 9),
+    CF("min_size", K_SIZE, compression.min_size, 0, 1024 * MIB),
+    {0},
+};
+
 static const hp_config_field_t access_log_fields[] = {
     CF("enabled", K_BOOL, access_log.enabled, 0, 1),
     CF("path", K_STRING, access_log.path, 1, 4096),
@@ -114,6 +121,7 @@ const hp_config_field_t hp_config_top_fields[] = {
     MAP("buffers", buffers_fields),
     {"locations", K_LOCATIONS, 0, 0, 0, 0, 0, location_fields},
     MAP("endpoints", endpoints_fields),
+    MAP("compression", compression_fields),
     MAP("cache", cache_fields),
     MAP("access_log", access_log_fields),
     MAP("metrics", metrics_fields),

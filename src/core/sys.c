@@ -60,10 +60,10 @@ ssize_t hp_sys_sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
     }
 }
 
-int hp_sys_accept4(int fd, int flags)
+int hp_sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     for (;;) {
-        int c = sys_ops->accept4(fd, NULL, NULL, flags);
+        int c = sys_ops->accept4(fd, addr, len, flags);
         if (c >= 0)
             return c;
         if (errno != EINTR)

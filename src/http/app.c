@@ -6,8 +6,16 @@
  * (hp_http_routes_t, shared read-only by the workers once running), the
  * document root and the engine. hp_app_run blocks in poll() on the
  * engine's exit-report eventfd, a stop eventfd (hp_app_stop, any thread)
- * and, when asked to, a signalfd for SIGINT/SIGTERM: the first starts a
- * graceful drain, a second exits at once.
+ * and, when asked to, a signalfd for SIGINT/SIGTERM (the first starts a
+ * graceful drain, a second exits at once), SIGHUP (reload) and SIGUSR1
+ * (reopen the access log).
+ *
+ * What a reload may change lives in a generation (app_gen_t): the HTTP
+ * configuration the workers read, with the root descriptors, locations
+ * and access-log file it refers to. A reload builds a new generation and
+ * posts it to every worker; each switches between two events and retires
+ * the old one. A generation no worker uses any more is freed by this
+ * thread (never by a worker, so nothing is closed under a worker's feet).
  */
 #include "hotpath/app.h"
 
@@ -29,8 +37,23 @@
 #include "hotpath/log.h"
 #include "server_int.h"
 
+/* One configuration generation. */
+typedef struct app_gen {
+    hp_http_config_t http;     /* what the workers read (hw->cfg) */
+    uint32_t users;            /* workers that have not retired it (atomic) */
+    struct app_gen *next;      /* the app's list, newest (current) first */
+    hp_http_location_t *locs;  /* owned: http.locations, strings in the same block */
+    int fds[HP_CONFIG_MAX_LOCATIONS + 1]; /* owned root descriptors, -1 unused */
+    uint32_t nfds;
+    hp_alog_file_t *alog;      /* owned: http.access_log */
+} app_gen_t;
+
 struct hp_app {
     hp_app_config_t cfg;       /* copied; cfg.http.routes points at routes */
+    hp_app_config_t asked;     /* as given (before rbuf_size was raised), for reload checks */
+    app_gen_t *gens;           /* owned: newest first; gens->http is in force */
+    uint32_t nworkers;         /* while running */
+    hp_worker_t *workers;      /* borrowed while running: where reloads go */
     hp_mime_t *mime;           /* owned: /etc/mime.types, NULL when absent */
     hp_http_routes_t routes;
     hp_listen_addr_t addr;
@@ -52,30 +75,107 @@ static void set_error(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
+static void gen_free(app_gen_t *g)
 {
-    hp_app_t *app = hp_calloc(1, sizeof *app);
-    if (!app) {
+    for (uint32_t i = 0; i < g->nfds; i++)
+        if (g->fds[i] >= 0)
+            close(g->fds[i]);
+    hp_alog_file_close(g->alog);
+    hp_free(g->locs);
+    hp_free(g);
+}
+
+/* Called by each worker for a generation it stopped using. */
+static void gen_retire(const hp_http_config_t *cfg)
+{
+    app_gen_t *g = HP_CONTAINER_OF(cfg, app_gen_t, http);
+    __atomic_sub_fetch(&g->users, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Frees the generations every worker has retired (all but the current
+ * one once the workers are gone). */
+static void gens_sweep(hp_app_t *app, bool all)
+{
+    app_gen_t **pp = &app->gens->next;
+    while (*pp) {
+        app_gen_t *g = *pp;
+        if (all || __atomic_load_n(&g->users, __ATOMIC_ACQUIRE) == 0) {
+            *pp = g->next;
+            gen_free(g);
+        } else {
+            pp = &g->next;
+        }
+    }
+}
+
+/* Opens a root directory for a generation. */
+static int gen_root(app_gen_t *g, const char *path, char *err, size_t errlen)
+{
+    int fd = hp_static_open_root(path);
+    if (fd < 0) {
+        set_error(err, errlen, "cannot open root '%s': %s", path, strerror(-fd));
+        return fd;
+    }
+    g->fds[g->nfds++] = fd;
+    return fd;
+}
+
+/* Builds a generation from `cfg`: opens its roots and access log and
+ * copies the location strings. Returns NULL with the reason in err. */
+static app_gen_t *gen_new(hp_app_t *app, const hp_app_config_t *cfg, char *err, size_t errlen)
+{
+    app_gen_t *g = hp_calloc(1, sizeof *g);
+    if (!g) {
         set_error(err, errlen, "out of memory");
         return NULL;
     }
-    app->cfg = *cfg;
-    app->stop_fd = -1;
-    app->cfg.http.root_fd = -1;
-    app->cfg.http.routes = &app->routes;
-    if (hp_listen_addr_parse(cfg->listen, &app->addr) < 0) {
-        set_error(err, errlen,
-                  "listen: expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
-                  cfg->listen);
+    g->http = cfg->http;
+    g->http.root_fd = -1;
+    g->http.routes = &app->routes;
+    g->http.retire = gen_retire;
+    g->http.access_log = NULL;
+    g->http.locations = NULL;
+    g->http.nlocations = 0;
+    if (cfg->root && (g->http.root_fd = gen_root(g, cfg->root, err, errlen)) < 0)
+        goto fail;
+    if (cfg->nlocations > HP_CONFIG_MAX_LOCATIONS) {
+        set_error(err, errlen, "more than %d locations", HP_CONFIG_MAX_LOCATIONS);
         goto fail;
     }
-    if (cfg->root) {
-        int fd = hp_static_open_root(cfg->root);
-        if (fd < 0) {
-            set_error(err, errlen, "cannot open root '%s': %s", cfg->root, strerror(-fd));
+    size_t strings = 0;
+    for (size_t i = 0; i < cfg->nlocations; i++) {
+        const hp_config_location_t *l = &cfg->locations[i];
+        strings += strlen(l->path) + 1 + (l->cache_control ? strlen(l->cache_control) + 1 : 0);
+    }
+    if (cfg->nlocations) {
+        g->locs = hp_malloc(cfg->nlocations * sizeof *g->locs + strings);
+        if (!g->locs) {
+            set_error(err, errlen, "out of memory");
             goto fail;
         }
-        app->cfg.http.root_fd = fd;
+        char *p = (char *)(g->locs + cfg->nlocations);
+        for (size_t i = 0; i < cfg->nlocations; i++) {
+            const hp_config_location_t *l = &cfg->locations[i];
+            hp_http_location_t *d = &g->locs[i];
+            size_t n = strlen(l->path);
+            memcpy(p, l->path, n + 1);
+            *d = (hp_http_location_t){.prefix = p, .prefix_len = (uint32_t)n,
+                                      .root_fd = g->http.root_fd, .cache_control = NULL,
+                                      .compress = l->compression};
+            p += n + 1;
+            if (l->cache_control) {
+                n = strlen(l->cache_control);
+                memcpy(p, l->cache_control, n + 1);
+                d->cache_control = p;
+                p += n + 1;
+            }
+            if (l->root && (d->root_fd = gen_root(g, l->root, err, errlen)) < 0)
+                goto fail;
+        }
+        g->http.locations = g->locs;
+        g->http.nlocations = (uint32_t)cfg->nlocations;
+    }
+    if ((cfg->root || cfg->nlocations) && !app->mime) {
         /* The system's types, read once and shared read-only; a missing
          * file leaves the built-in table. */
         int r = hp_mime_load(&app->mime, "/etc/mime.types");
@@ -86,8 +186,47 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
                 set_error(err, errlen, "/etc/mime.types: %s", strerror(-r));
             goto fail;
         }
-        app->cfg.http.mime = app->mime;
     }
+    g->http.mime = app->mime;
+    if (cfg->access_log) {
+        int r = hp_alog_file_open(&g->alog, cfg->access_log);
+        if (r < 0) {
+            set_error(err, errlen, "cannot open access log '%s': %s", cfg->access_log,
+                      strerror(-r));
+            goto fail;
+        }
+        g->http.access_log = g->alog;
+    }
+    return g;
+fail:
+    gen_free(g);
+    return NULL;
+}
+
+hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
+{
+    hp_app_t *app = hp_calloc(1, sizeof *app);
+    if (!app) {
+        set_error(err, errlen, "out of memory");
+        return NULL;
+    }
+    app->cfg = *cfg;
+    app->asked = *cfg;
+    /* Only the scalar settings are compared on a reload; the strings need
+     * not outlive this call. */
+    app->asked.listen = app->asked.root = app->asked.access_log = NULL;
+    app->asked.locations = NULL;
+    app->stop_fd = -1;
+    app->cfg.http.root_fd = -1;
+    app->cfg.http.routes = &app->routes;
+    if (hp_listen_addr_parse(cfg->listen, &app->addr) < 0) {
+        set_error(err, errlen,
+                  "listen: expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
+                  cfg->listen);
+        goto fail;
+    }
+    if (!(app->gens = gen_new(app, cfg, err, errlen)))
+        goto fail;
     /* A read chunk holds the request state and the largest head the
      * limits allow; a larger configured size is kept. */
     uint32_t need = hp_http_rbuf_size(&app->cfg.http);
@@ -142,11 +281,26 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
     }
     if (copy)
         rt->patterns[rt->npatterns++] = copy;
-    rt->regs[rt->nregs++] = (hp_http_reg_t){fn, udata, pid};
+    rt->regs[rt->nregs++] = (hp_http_reg_t){fn, udata, pid, false, 0};
     return 0;
 oom:
     set_error(err, errlen, "out of memory");
     return -ENOMEM;
+}
+
+int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms)
+{
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    hp_http_routes_t *rt = &app->routes;
+    int found = -ENOENT;
+    for (uint32_t i = 0; i < rt->nregs; i++)
+        if (strcmp(rt->patterns[rt->regs[i].pattern_id], pattern) == 0) {
+            rt->regs[i].cache = true;
+            rt->regs[i].cache_ttl_ms = ttl_ms;
+            found = 0;
+        }
+    return found;
 }
 
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata)
@@ -189,6 +343,121 @@ static void log_totals(const hp_engine_t *e)
            (unsigned long long)out);
 }
 
+/* Appends `name` to the list of settings a reload could not change. */
+static void restart_note(char *buf, size_t len, size_t *used, const char *name)
+{
+    if (!buf || len == 0)
+        return;
+    int n = snprintf(buf + *used, len - *used, "%s%s", *used ? ", " : "", name);
+    if (n > 0)
+        *used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
+}
+
+int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
+                  char *err, size_t errlen)
+{
+    size_t used = 0;
+    if (restart && rlen)
+        restart[0] = '\0';
+    hp_app_config_t next = *cfg;
+    const hp_app_config_t *old = &app->asked;
+    /* What needs a restart keeps its running value. */
+    hp_listen_addr_t addr;
+    if (!cfg->listen || hp_listen_addr_parse(cfg->listen, &addr) < 0 ||
+        strcmp(addr.text, app->addr.text) != 0)
+        restart_note(restart, rlen, &used, "listen");
+    if (cfg->workers != old->workers)
+        restart_note(restart, rlen, &used, "workers");
+    if (cfg->backlog != old->backlog)
+        restart_note(restart, rlen, &used, "tcp.backlog");
+    const hp_worker_config_t *e = &cfg->engine, *oe = &old->engine;
+    if (e->rbuf_size != oe->rbuf_size || e->wbuf_size != oe->wbuf_size ||
+        e->max_chunks != oe->max_chunks)
+        restart_note(restart, rlen, &used, "buffers");
+    if (e->write_timeout_ms != oe->write_timeout_ms || e->drain_timeout_ms != oe->drain_timeout_ms)
+        restart_note(restart, rlen, &used, "timeouts.write/drain");
+    if (e->nodelay != oe->nodelay)
+        restart_note(restart, rlen, &used, "tcp.nodelay");
+    if (e->reuseport != oe->reuseport)
+        restart_note(restart, rlen, &used, "tcp.reuseport");
+    const hp_http_limits_t *l = &cfg->http.limits, *ol = &old->http.limits;
+    if (l->max_request_line != ol->max_request_line || l->max_header_bytes != ol->max_header_bytes ||
+        l->max_fields != ol->max_fields)
+        restart_note(restart, rlen, &used, "limits.max_request_line/max_header_bytes/max_headers");
+    next.http.limits.max_request_line = app->cfg.http.limits.max_request_line;
+    next.http.limits.max_header_bytes = app->cfg.http.limits.max_header_bytes;
+    next.http.limits.max_fields = app->cfg.http.limits.max_fields;
+    next.http.engine = app->gens->http.engine;
+
+    app_gen_t *g = gen_new(app, &next, err, errlen);
+    if (!g)
+        return -EINVAL;
+    g->next = app->gens;
+    app->gens = g;
+    /* The scalar settings now in force (those needing a restart stay). */
+    hp_app_config_t keep = app->asked;
+    app->asked = next;
+    app->asked.listen = app->asked.root = app->asked.access_log = NULL;
+    app->asked.locations = NULL;
+    app->asked.workers = keep.workers;
+    app->asked.backlog = keep.backlog;
+    app->asked.engine = keep.engine;
+    app->asked.http.limits = next.http.limits;
+    app->asked.http.limits.max_request_line = keep.http.limits.max_request_line;
+    app->asked.http.limits.max_header_bytes = keep.http.limits.max_header_bytes;
+    app->asked.http.limits.max_fields = keep.http.limits.max_fields;
+    if (!app->workers) {
+        gens_sweep(app, true);
+        return 0;
+    }
+    __atomic_store_n(&g->users, app->nworkers, __ATOMIC_RELEASE);
+    for (uint32_t i = 0; i < app->nworkers; i++) {
+        /* The inbox only fills while a worker is wedged: wait a little. */
+        for (int tries = 0; hp_worker_post(&app->workers[i], HP_MSG_PROTO, 0, &g->http) < 0;
+             tries++) {
+            if (tries == 1000) {
+                hp_log(WARN, "reload: worker %u does not take messages; it keeps the old configuration", i);
+                gen_retire(&g->http);
+                break;
+            }
+            usleep(1000);
+        }
+    }
+    return 0;
+}
+
+/* SIGHUP: the configuration again, through cfg.reload. */
+static void reload_on_signal(hp_app_t *app)
+{
+    if (!app->cfg.reload) {
+        hp_log(WARN, "SIGHUP: no configuration file to reload; ignored");
+        return;
+    }
+    hp_app_config_t next = app->cfg;
+    char err[512], restart[256];
+    if (app->cfg.reload(app->cfg.reload_arg, &next, err, sizeof err) < 0 ||
+        hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err) < 0) {
+        hp_log(WARN, "SIGHUP: %s; keeping the running configuration", err);
+        return;
+    }
+    if (restart[0])
+        hp_log(WARN, "SIGHUP: reloaded, but %s changed: restart to apply (running values kept)",
+               restart);
+    else
+        hp_log(INFO, "SIGHUP: configuration reloaded");
+}
+
+/* SIGUSR1: log rotation. */
+static void reopen_on_signal(hp_app_t *app)
+{
+    if (!app->gens->alog)
+        return;
+    int r = hp_alog_file_reopen(app->gens->alog);
+    if (r < 0)
+        hp_log(WARN, "SIGUSR1: cannot reopen the access log: %s; still writing the old file",
+               strerror(-r));
+}
+
 /* The main thread's wait: engine exit reports, hp_app_stop, signals. */
 static void wait_until_stopped(hp_app_t *app, hp_engine_t *engine, int sfd)
 {
@@ -198,8 +467,11 @@ static void wait_until_stopped(hp_app_t *app, hp_engine_t *engine, int sfd)
                             {.fd = app->stop_fd, .events = POLLIN},
                             {.fd = sfd, .events = POLLIN}};
     for (;;) {
-        if (poll(pfd, sfd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
+        /* While old generations wait for their last worker, look again
+         * every second so their files close promptly. */
+        if (poll(pfd, sfd >= 0 ? 3 : 2, app->gens->next ? 1000 : -1) < 0 && errno != EINTR)
             return;
+        gens_sweep(app, false);
         if (pfd[0].revents && hp_engine_reap(engine))
             return;
         if (pfd[1].revents && !draining) {
@@ -211,6 +483,15 @@ static void wait_until_stopped(hp_app_t *app, hp_engine_t *engine, int sfd)
         }
         struct signalfd_siginfo si;
         while (sfd >= 0 && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+            if (si.ssi_signo == SIGHUP) {
+                if (!draining)
+                    reload_on_signal(app);
+                continue;
+            }
+            if (si.ssi_signo == SIGUSR1) {
+                reopen_on_signal(app);
+                continue;
+            }
             if (++signals == 1) {
                 hp_log(INFO, "%s: draining connections (signal again to exit at once)",
                        strsignal((int)si.ssi_signo));
@@ -240,6 +521,8 @@ int hp_app_run(hp_app_t *app)
     if (app->cfg.handle_signals) {
         sigaddset(&sigs, SIGTERM);
         sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        sigaddset(&sigs, SIGUSR1);
     }
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     signal(SIGPIPE, SIG_IGN);
@@ -253,14 +536,18 @@ int hp_app_run(hp_app_t *app)
     uint32_t nworkers = app->cfg.workers ? app->cfg.workers : hp_engine_cpus(NULL, 0);
     hp_engine_t engine;
     __atomic_store_n(&app->running, true, __ATOMIC_RELEASE);
+    app->gens->http.engine = &engine;
     int r = hp_engine_init(&engine, &app->addr, app->cfg.backlog, nworkers, &app->cfg.engine,
-                           &proto, &app->cfg.http);
+                           &proto, &app->gens->http);
     if (r < 0) {
         set_error(app->error, sizeof app->error, "cannot listen on %s: %s", app->addr.text,
                   strerror(-r));
         goto out;
     }
     app->cfg.http.engine = &engine;
+    app->workers = engine.workers;
+    app->nworkers = engine.nworkers;
+    __atomic_store_n(&app->gens->users, nworkers, __ATOMIC_RELEASE);
     if ((r = hp_engine_start(&engine)) < 0) {
         set_error(app->error, sizeof app->error, "cannot start workers: %s", strerror(-r));
         hp_engine_destroy(&engine);
@@ -274,8 +561,14 @@ int hp_app_run(hp_app_t *app)
     if (!app->cfg.quiet)
         log_totals(&engine);
     hp_engine_destroy(&engine);
-    app->cfg.http.engine = NULL;
 out:
+    /* The workers are gone: every generation but the current one goes. */
+    app->cfg.http.engine = NULL;
+    app->workers = NULL;
+    app->nworkers = 0;
+    gens_sweep(app, true);
+    app->gens->http.engine = NULL;
+    app->gens->users = 0;
     __atomic_store_n(&app->running, false, __ATOMIC_RELEASE);
     if (sfd >= 0)
         close(sfd);
@@ -292,9 +585,11 @@ void hp_app_free(hp_app_t *app)
         hp_free((void *)app->routes.patterns[i]);
     hp_free(app->routes.patterns);
     hp_free(app->routes.regs);
+    if (app->gens) {
+        gens_sweep(app, true);
+        gen_free(app->gens);
+    }
     hp_mime_free(app->mime);
-    if (app->cfg.http.root_fd >= 0)
-        close(app->cfg.http.root_fd);
     if (app->stop_fd >= 0)
         close(app->stop_fd);
     hp_free(app);

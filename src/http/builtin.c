@@ -152,9 +152,19 @@ static int metrics(hp_ctx_t *ctx, void *udata)
 
     uint64_t req = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
     uint64_t chunks = 0, bin = 0, bout = 0, tmo = 0;
+    uint64_t cache[5] = {0}, files[4] = {0}; /* hits, misses, evictions, entries (, bytes) */
     for (uint32_t i = 0; i < nw; i++) {
         hp_worker_t *w = &ws[i];
         hp_http_worker_t *hw = w->proto_data;
+        const hp_http_stats_t *st = &hw->stats;
+        const uint64_t *cs[5] = {&st->cache_hits, &st->cache_misses, &st->cache_evictions,
+                                 &st->cache_entries, &st->cache_bytes};
+        const uint64_t *fs[4] = {&st->file_hits, &st->file_misses, &st->file_evictions,
+                                 &st->file_entries};
+        for (int k = 0; k < 5; k++)
+            cache[k] += hp_worker_stat(cs[k]);
+        for (int k = 0; k < 4; k++)
+            files[k] += hp_worker_stat(fs[k]);
         req += hp_worker_stat(&hw->stats.requests);
         for (int k = 1; k <= 5; k++)
             resp[k] += hp_worker_stat(&hw->stats.responses[k]);
@@ -199,6 +209,21 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     ONE("hotpath_bytes_received_total", "counter", "Bytes read from clients.", bin);
     ONE("hotpath_bytes_sent_total", "counter", "Bytes written to clients.", bout);
     ONE("hotpath_connection_timeouts_total", "counter", "Connections closed by a timeout.", tmo);
+    ONE("hotpath_cache_hits_total", "counter", "Responses served from the response cache.",
+        cache[0]);
+    ONE("hotpath_cache_misses_total", "counter",
+        "Cacheable requests the response cache could not answer.", cache[1]);
+    ONE("hotpath_cache_evictions_total", "counter",
+        "Response cache entries evicted to respect its bounds.", cache[2]);
+    ONE("hotpath_cache_entries", "gauge", "Responses in the response cache.", cache[3]);
+    ONE("hotpath_cache_bytes", "gauge", "Bytes held by the response cache.", cache[4]);
+    ONE("hotpath_open_file_cache_hits_total", "counter",
+        "Static requests served from an open descriptor.", files[0]);
+    ONE("hotpath_open_file_cache_misses_total", "counter",
+        "Static requests that had to open the file.", files[1]);
+    ONE("hotpath_open_file_cache_evictions_total", "counter",
+        "Open files closed to respect the cache's bound.", files[2]);
+    ONE("hotpath_open_file_cache_entries", "gauge", "Files held open.", files[3]);
 #undef ONE
     hp_prom_family(&p, "hotpath_rejected_total", "counter", "Requests rejected, by reason.");
     for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {

@@ -23,6 +23,7 @@
 #include "hotpath/clock.h"
 #include "hotpath/compress.h"
 #include "hotpath/http_accept.h"
+#include "hotpath/http_rcache.h"
 #include "hotpath/http_response.h"
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
@@ -339,7 +340,11 @@ void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st)
     ctx->hdr_len = 0;
     ctx->hdrs[0] = '\0';
     ctx->abort_fn = NULL;
+    ctx->cache = CACHE_NONE;
+    ctx->compressed = false;
 }
+
+static bool cache_lookup(hp_ctx_t *ctx, hp_http_worker_t *hw, const hp_http_reg_t *reg);
 
 int http_ctx_run(hp_ctx_t *ctx)
 {
@@ -355,22 +360,37 @@ int http_ctx_run(hp_ctx_t *ctx)
         ctx->mw_passed = (uint8_t)(i + 1);
     }
     const hp_http_reg_t *reg = &routes->regs[(uintptr_t)ctx->match.udata];
+    hp_http_worker_t *hw = http_worker(ctx->conn);
+    if (HP_UNLIKELY(hw->rcache != NULL) && cache_lookup(ctx, hw, reg))
+        return HP_DONE;
     return reg->fn(ctx, reg->udata) == HP_PENDING ? HP_PENDING : HP_DONE;
 }
 
-/* True when the handler set this response header already. */
-static bool has_header(const hp_ctx_t *ctx, const char *name)
+/* The value of a response header the handler set (its length in *len),
+ * or NULL. */
+static const char *resp_header(const hp_ctx_t *ctx, const char *name, size_t *len)
 {
     size_t n = strlen(name);
     for (const char *p = ctx->hdrs; *p;) {
-        if (!strncasecmp(p, name, n) && p[n] == ':')
-            return true;
         const char *e = strstr(p, "\r\n");
+        if (!strncasecmp(p, name, n) && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            *len = e ? (size_t)(e - v) : strlen(v);
+            return v;
+        }
         if (!e)
             break;
         p = e + 2;
     }
-    return false;
+    return NULL;
+}
+
+static bool has_header(const hp_ctx_t *ctx, const char *name)
+{
+    size_t len;
+    return resp_header(ctx, name, &len) != NULL;
 }
 
 /* Compresses a compressible body on the fly (gzip, or brotli when the
@@ -378,6 +398,9 @@ static bool has_header(const hp_ctx_t *ctx, const char *name)
 static void maybe_compress(hp_ctx_t *ctx)
 {
     const hp_http_config_t *cfg = http_worker(ctx->conn)->cfg;
+    if (ctx->compressed)
+        return; /* once per response: before caching it, or on a cache hit */
+    ctx->compressed = true;
     if (!cfg->compress_level || ctx->body_len < cfg->compress_min ||
         ctx->body_kind == BODY_FILE || ctx->body_kind == BODY_NONE || !ctx->ctype ||
         !hp_compress_type_ok(ctx->ctype) || has_header(ctx, "Content-Encoding"))
@@ -416,18 +439,148 @@ static void maybe_compress(hp_ctx_t *ctx)
     hp_ctx_set_header(ctx, "Content-Encoding", enc == HP_ENC_BR ? "br" : "gzip");
 }
 
+/* ---- response cache ----
+ *
+ * The cache sits between the middleware and the handler: `before`
+ * middleware runs for every request (an authorisation check cannot be
+ * skipped by a cached answer), then a hit answers instead of the handler,
+ * and `after` middleware decorates hits and misses alike. What is stored is
+ * the handler's response, compressed already, without what `after` adds. */
+
+/* Room for a key: the method, the path and query the request line limit
+ * allows, framing. Longer targets are simply not cached. */
+#define CACHE_KEY_MAX 4096
+
+/* The key: method, path, query and the coding Accept-Encoding picks (the
+ * one header our responses vary on). */
+static ssize_t cache_key(const hp_ctx_t *ctx, char *buf, size_t cap, const char *method,
+                         size_t mlen, char coding)
+{
+    size_t plen, qlen;
+    const char *path = hp_ctx_path(ctx, &plen);
+    const char *query = hp_ctx_query_string(ctx, &qlen);
+    const char *vary[1] = {&coding};
+    size_t vlen[1] = {1};
+    return hp_rcache_key(buf, cap, method, mlen, path, plen, query, qlen, vary, vlen, 1);
+}
+
+static char request_coding(const hp_ctx_t *ctx)
+{
+    size_t aelen = 0;
+    const char *ae = hp_ctx_header(ctx, "Accept-Encoding", &aelen);
+    unsigned enc = ae ? hp_accept_encoding(ae, aelen, HP_ENC_GZIP | HP_ENC_BR) : HP_ENC_IDENTITY;
+    return enc == HP_ENC_BR ? 'b' : enc == HP_ENC_GZIP ? 'g' : enc == HP_ENC_IDENTITY ? 'i' : '-';
+}
+
+/* Answers from the cache when it can: requests of routes that opted in
+ * or whose answers came with a max-age before. Returns true on a hit. */
+static HP_COLD bool cache_lookup(hp_ctx_t *ctx, hp_http_worker_t *hw, const hp_http_reg_t *reg)
+{
+    int m = ctx->st->req.method_id;
+    if (m != HP_HTTP_M_GET && m != HP_HTTP_M_HEAD) {
+        if (m != HP_HTTP_M_OPTIONS)
+            ctx->cache = CACHE_UNSAFE;
+        return false;
+    }
+    /* A route never seen cacheable is offered to the cache (its answer
+     * may say max-age) but not looked up, so it counts no misses. */
+    ctx->cache = CACHE_MISS;
+    if (!reg->cache && !(hw->routes && hw->routes[reg->pattern_id].max_age_seen))
+        return false;
+    hp_rcache_t *rc = hw->rcache;
+    char key[CACHE_KEY_MAX];
+    size_t mlen;
+    const char *method = hp_ctx_method(ctx, &mlen);
+    ssize_t klen = cache_key(ctx, key, sizeof key, method, mlen, request_coding(ctx));
+    if (klen < 0)
+        return false;
+    hp_rcache_entry_t *e = hp_rcache_get(rc, key, (size_t)klen, hp_conn_now(ctx->conn));
+    http_cache_publish(hw);
+    if (!e)
+        return false;
+    ctx->cache = CACHE_HIT;
+    ctx->status = e->status;
+    ctx->ctype = e->ctype[0] ? e->ctype : NULL;
+    memcpy(ctx->hdrs, e->headers, e->headers_len + 1); /* stored only if it fit */
+    ctx->hdr_len = (uint16_t)e->headers_len;
+    ctx->body = e->body;
+    ctx->body_len = e->body_len;
+    ctx->body_kind = BODY_REF;
+    ctx->done = hp_rcache_release_cb; /* the reference goes with the body */
+    ctx->done_arg = e;
+    ctx->compressed = true;
+    return true;
+}
+
+/* Offers a missed request's response to the cache: a 200 of a route that
+ * opted in or that says Cache-Control: max-age, and nothing that forbids
+ * it (no-store, private, no-cache, Set-Cookie). */
+static HP_COLD void cache_store(hp_ctx_t *ctx, hp_rcache_t *rc, const hp_http_reg_t *reg)
+{
+    if (ctx->status != 200 || ctx->body_kind == BODY_FILE || has_header(ctx, "Set-Cookie"))
+        return;
+    size_t cclen = 0;
+    const char *cc = resp_header(ctx, "Cache-Control", &cclen);
+    int64_t max_age = cc ? hp_rcache_max_age_ms(cc, cclen) : 0;
+    if (max_age < 0 || (max_age == 0 && !reg->cache))
+        return;
+    uint64_t ttl = max_age > 0 ? (uint64_t)max_age : reg->cache_ttl_ms;
+    hp_http_worker_t *hw = http_worker(ctx->conn);
+    if (max_age > 0 && hw->routes)
+        hw->routes[reg->pattern_id].max_age_seen = true;
+    maybe_compress(ctx); /* the compressed form is what hits will send */
+    char key[CACHE_KEY_MAX];
+    size_t mlen;
+    const char *method = hp_ctx_method(ctx, &mlen);
+    ssize_t klen = cache_key(ctx, key, sizeof key, method, mlen, request_coding(ctx));
+    if (klen < 0)
+        return;
+    const char *ctype = ctx->ctype ? ctx->ctype : "";
+    hp_rcache_put(rc, key, (size_t)klen, 200, ctype, ctx->hdrs, ctx->hdr_len,
+                  ctx->body_len ? ctx->body : "", ctx->body_len, ttl, hp_conn_now(ctx->conn));
+    http_cache_publish(hw);
+}
+
+/* A successful unsafe request (POST, PUT, DELETE, PATCH) invalidates what
+ * is cached for its path (RFC 9111 §4.4): every method and coding of the
+ * query-less target. */
+static HP_COLD void cache_invalidate(hp_ctx_t *ctx, hp_rcache_t *rc)
+{
+    if (ctx->status >= 400)
+        return;
+    static const char *const methods[] = {"GET", "HEAD"};
+    static const char codings[] = {'i', 'g', 'b', '-'};
+    size_t plen;
+    const char *path = hp_ctx_path(ctx, &plen);
+    for (size_t m = 0; m < 2; m++)
+        for (size_t c = 0; c < sizeof codings; c++) {
+            char key[CACHE_KEY_MAX];
+            const char *vary[1] = {&codings[c]};
+            size_t vlen[1] = {1};
+            ssize_t klen = hp_rcache_key(key, sizeof key, methods[m], strlen(methods[m]), path,
+                                         plen, "", 0, vary, vlen, 1);
+            if (klen > 0)
+                hp_rcache_remove(rc, key, (size_t)klen);
+        }
+}
+
 void http_ctx_complete(hp_ctx_t *ctx)
 {
     hp_conn_t *c = ctx->conn;
     http_state_t *st = ctx->st;
-    const hp_http_routes_t *routes = http_worker(c)->cfg->routes;
+    hp_http_worker_t *hw = http_worker(c);
+    const hp_http_routes_t *routes = hw->cfg->routes;
+    if (HP_UNLIKELY(ctx->cache == CACHE_MISS) && hw->rcache)
+        cache_store(ctx, hw->rcache, &routes->regs[(uintptr_t)ctx->match.udata]);
+    else if (HP_UNLIKELY(ctx->cache == CACHE_UNSAFE) && hw->rcache)
+        cache_invalidate(ctx, hw->rcache);
     for (uint32_t i = ctx->mw_passed; i-- > 0;) {
         const hp_http_mw_t *mw = &routes->mw[i];
         if (mw->after)
             mw->after(ctx, mw->udata);
     }
     maybe_compress(ctx);
-    http_count_response(c, ctx->status);
+    http_count_response(c, ctx->status, st->head_only ? 0 : ctx->body_len);
     http_ctx_record(ctx);
     if (hp_http_write_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
                            ctx->hdr_len ? ctx->hdrs : NULL, st->resp_flags) < 0) {

@@ -15,6 +15,7 @@
  */
 #include "hotpath/http_server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,8 +28,11 @@
 #include "hotpath/http_response.h"
 #include "hotpath/http_accept.h"
 #include "hotpath/http_cond.h"
+#include "hotpath/http_fcache.h"
 #include "hotpath/http_range.h"
+#include "hotpath/http_rcache.h"
 #include "hotpath/http_static.h"
+#include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
 
@@ -49,6 +53,7 @@ const hp_date_t *http_date(hp_conn_t *c)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         hp_date_update(&hw->date, ts.tv_sec);
+        hw->date_sec = ts.tv_sec;
         hw->date_next_ms = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
     }
     return &hw->date;
@@ -59,10 +64,73 @@ static inline void stat_add(uint64_t *counter)
     __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
 }
 
-void http_count_response(hp_conn_t *c, int status)
+/* The client's address as text, for the access log. */
+static void peer_text(hp_conn_t *c, char *out, size_t len)
+{
+    if (c->peer_v4) {
+        inet_ntop(AF_INET, &c->peer_v4, out, (socklen_t)len);
+        return;
+    }
+    /* IPv6 (rare enough to pay a syscall per logged line). */
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
+    else
+        snprintf(out, len, "-");
+}
+
+/* One combined-format line for the request in progress. */
+static HP_COLD void access_log(hp_conn_t *c, int status, uint64_t bytes)
+{
+    hp_http_worker_t *hw = hw_of(c);
+    http_state_t *st = c->rbuf && (c->flags & HP_CONN_F_STATE_INIT) ? hp_conn_state(c) : NULL;
+    const char *base = c->rbuf ? hp_conn_data(c) : NULL;
+    const char *ref = NULL, *agent = NULL, *method = NULL, *target = NULL;
+    size_t rlen = 0, alen = 0, mlen = 0, tlen = 0;
+    int minor = -1;
+    if (st && st->req.method.len && st->req.target.len) {
+        method = base + st->req.method.off;
+        mlen = st->req.method.len;
+        target = base + st->req.target.off;
+        tlen = st->req.target.len;
+        minor = st->req.version_minor;
+    }
+    if (st && st->head_len) { /* the head is complete: its fields are valid */
+        int i = hp_http_find_field(&st->req, st->fields, base, "referer", 7);
+        if (i >= 0) {
+            ref = base + st->fields[i].value.off;
+            rlen = st->fields[i].value.len;
+        }
+        i = hp_http_find_field(&st->req, st->fields, base, "user-agent", 10);
+        if (i >= 0) {
+            agent = base + st->fields[i].value.off;
+            alen = st->fields[i].value.len;
+        }
+    }
+    http_date(c); /* brings date_sec up to this second */
+    if (hw->alog_sec != hw->date_sec) {
+        hw->alog_sec = hw->date_sec;
+        hp_alog_time(hw->alog_time, hw->date_sec);
+    }
+    char addr[INET6_ADDRSTRLEN];
+    peer_text(c, addr, sizeof addr);
+    bool was_empty = hw->alog.len == 0;
+    hp_alog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
+                 bytes, ref, rlen, agent, alen);
+    /* Lines reach the file within a second: the first line after a flush
+     * arms the flush. */
+    if (was_empty && hw->alog.len && !hp_timer_armed(&hw->alog_timer))
+        hp_loop_timer_arm(&c->worker->loop, &hw->alog_timer, 1000);
+}
+
+void http_count_response(hp_conn_t *c, int status, uint64_t bytes)
 {
     int cls = status / 100;
-    stat_add(&hw_of(c)->stats.responses[cls >= 1 && cls <= 5 ? cls : 5]);
+    hp_http_worker_t *hw = hw_of(c);
+    stat_add(&hw->stats.responses[cls >= 1 && cls <= 5 ? cls : 5]);
+    if (HP_UNLIKELY(hw->alog_on) && status >= 200)
+        access_log(c, status, bytes);
 }
 
 static int rejection_index(int status)
@@ -113,7 +181,7 @@ static HP_COLD void reject(hp_conn_t *c, int status)
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
     stat_add(&hw_of(c)->stats.rejected[rejection_index(status)]);
-    http_count_response(c, status);
+    http_count_response(c, status, (uint64_t)n);
     hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_HTTP_R_CLOSE);
     hp_conn_close_after_write(c);
 }
@@ -124,7 +192,7 @@ static void respond_status(hp_conn_t *c, http_state_t *st, int status, const cha
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
-    http_count_response(c, status);
+    http_count_response(c, status, st->head_only ? 0 : (uint64_t)n);
     hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
 }
 
@@ -148,9 +216,31 @@ static const char *req_header(hp_conn_t *c, http_state_t *st, const char *name, 
  * (RFC 9110 §14.6 lets the server choose it). */
 #define BYTERANGES_BOUNDARY "hotpath-byteranges-7f3c9a51e2d84b06"
 
+/* What a static response sends: one coding of a cached file, as a
+ * descriptor (the file or a precompressed sibling) or as memory (compressed
+ * on the fly). The request holds one reference to the entry; every queued
+ * part takes one more, given back once sent. */
+typedef struct file_src {
+    hp_fcache_entry_t *e;
+    int fd;                   /* -1: `mem` */
+    const char *mem;
+    uint64_t size;
+    int64_t mtime_sec;
+    const char *etag;
+    unsigned enc;             /* HP_ENC_* sent */
+} file_src_t;
+
+static int src_send(hp_conn_t *c, const file_src_t *f, uint64_t off, uint64_t len)
+{
+    hp_fcache_ref(f->e);
+    if (f->fd >= 0)
+        return hp_conn_write_file_cb(c, f->fd, off, len, hp_fcache_release_cb, f->e);
+    return hp_conn_write_ref_cb(c, f->mem + off, len, hp_fcache_release_cb, f->e);
+}
+
 /* Several ranges as multipart/byteranges: each part's head is copied into
- * the queue, each part's bytes go out with sendfile from its own fd. */
-static void serve_ranges(hp_conn_t *c, http_state_t *st, hp_static_file_t *f,
+ * the queue, each part's bytes go out from the shared entry. */
+static void serve_ranges(hp_conn_t *c, http_state_t *st, const file_src_t *f, const char *mime,
                          const hp_range_t *r, int n, const char *validators)
 {
     char part[HP_RANGE_MAX][192];
@@ -160,48 +250,93 @@ static void serve_ranges(hp_conn_t *c, http_state_t *st, hp_static_file_t *f,
         plen[i] = (size_t)snprintf(part[i], sizeof part[i],
                                    "\r\n--" BYTERANGES_BOUNDARY "\r\nContent-Type: %s\r\n"
                                    "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
-                                   f->mime, (unsigned long long)r[i].first,
+                                   mime, (unsigned long long)r[i].first,
                                    (unsigned long long)r[i].last, (unsigned long long)f->size);
         total += plen[i] + (r[i].last - r[i].first + 1);
     }
     static const char tail[] = "\r\n--" BYTERANGES_BOUNDARY "--\r\n";
     total += sizeof tail - 1;
-    http_count_response(c, 206);
+    http_count_response(c, 206, st->head_only ? 0 : total);
     if (hp_http_write_head(c, http_date(c), 206,
                            "multipart/byteranges; boundary=" BYTERANGES_BOUNDARY, total,
-                           validators, st->resp_flags) < 0)
-        goto fail;
-    if (st->head_only) {
-        close(f->fd);
+                           validators, st->resp_flags) < 0) {
+        hp_conn_close(c);
         return;
     }
-    for (int i = 0; i < n; i++) {
-        if (hp_conn_write(c, part[i], (uint32_t)plen[i]) < 0)
-            goto fail;
-        int fd = i + 1 < n ? dup(f->fd) : f->fd;
-        if (fd < 0 || hp_conn_write_file(c, fd, r[i].first, r[i].last - r[i].first + 1) < 0) {
-            if (fd != f->fd)
-                close(f->fd);
+    if (st->head_only)
+        return;
+    for (int i = 0; i < n; i++)
+        if (hp_conn_write(c, part[i], (uint32_t)plen[i]) < 0 ||
+            src_send(c, f, r[i].first, r[i].last - r[i].first + 1) < 0) {
             hp_conn_close(c);
             return;
         }
-    }
     if (hp_conn_write(c, tail, sizeof tail - 1) < 0)
         hp_conn_close(c);
-    return;
-fail:
-    close(f->fd);
-    hp_conn_close(c);
+}
+
+/* The location with the longest prefix of the decoded path, or NULL for
+ * the top-level root. Matching the decoded path means an encoded
+ * character cannot steer a request past its location. */
+static const hp_http_location_t *find_location(const hp_http_config_t *cfg, char *scratch,
+                                               size_t cap, const char *target, uint32_t len)
+{
+    if (cfg->nlocations == 0)
+        return NULL;
+    int n = hp_static_decode_path(target, len, scratch, cap);
+    if (n < 0)
+        return NULL; /* the resolve answers 400/414 */
+    const hp_http_location_t *best = NULL;
+    for (uint32_t i = 0; i < cfg->nlocations; i++) {
+        const hp_http_location_t *l = &cfg->locations[i];
+        if (l->prefix_len <= (uint32_t)n && (!best || l->prefix_len > best->prefix_len) &&
+            memcmp(scratch, l->prefix, l->prefix_len) == 0)
+            best = l;
+    }
+    return best;
+}
+
+/* Picks what to send of entry e: a precompressed sibling the client
+ * accepts, else, under a location that compresses, the file compressed on
+ * the fly, else the file. */
+static void pick_source(hp_http_worker_t *hw, const hp_http_location_t *loc,
+                        hp_fcache_entry_t *e, unsigned accept, file_src_t *f)
+{
+    unsigned enc;
+    int v = hp_fcache_select(e, accept, &enc);
+    *f = (file_src_t){.e = e, .fd = e->v[v].fd, .mem = NULL, .size = e->v[v].size,
+                      .mtime_sec = e->v[v].mtime_sec, .etag = e->v[v].etag, .enc = enc};
+    const hp_http_config_t *cfg = hw->cfg;
+    if (enc != HP_ENC_IDENTITY || !loc || !loc->compress || !cfg->compress_level)
+        return;
+    static const unsigned order[2][2] = {{HP_ENC_BR, HP_ENC_GZIP}, {HP_ENC_GZIP, HP_ENC_BR}};
+    const unsigned *try = order[(accept & HP_STATIC_GZIP_FIRST) ? 1 : 0];
+    for (int i = 0; i < 2; i++) {
+        if (!(accept & try[i]))
+            continue;
+        const void *buf;
+        uint64_t len;
+        if (hp_fcache_compressed(hw->fcache, e, try[i], cfg->compress_level, cfg->compress_min,
+                                 &buf, &len, hw->etag) == 0) {
+            f->fd = -1;
+            f->mem = buf;
+            f->size = len;
+            f->etag = hw->etag;
+            f->enc = try[i];
+            return;
+        }
+    }
 }
 
 static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_t len)
 {
     hp_http_worker_t *hw = hw_of(c);
-    if (hw->cfg->root_fd < 0) {
+    const hp_http_location_t *loc = find_location(hw->cfg, hw->path, sizeof hw->path, target, len);
+    int root_fd = loc ? loc->root_fd : hw->cfg->root_fd;
+    if (root_fd < 0) {
         respond_status(c, st, 404, NULL);
         return;
     }
-    /* The best precompressed sibling (.br, .gz) the client accepts. */
     size_t aelen = 0;
     const char *ae = REQ_HEADER(c, st, "accept-encoding", &aelen);
     unsigned accept = hp_static_accept(ae, aelen);
@@ -209,10 +344,9 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
         respond_status(c, st, 406, NULL); /* even identity;q=0 */
         return;
     }
-    hp_static_file_t f;
-    unsigned enc = HP_ENC_IDENTITY;
-    int r = hp_static_resolve_encoded(hw->cfg->root_fd, hw->cfg->mime, target, len, accept,
-                                      hw->path, sizeof hw->path, &f, &enc);
+    hp_fcache_entry_t *e;
+    int r = hp_fcache_get(hw->fcache, root_fd, hw->cfg->mime, target, len, hp_conn_now(c),
+                          hw->path, sizeof hw->path, &e);
     if (r == -301) {
         /* Location: the path with a slash added before any query. */
         char extra[HP_HTTP_INLINE_BODY];
@@ -232,17 +366,22 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
         respond_status(c, st, -r, NULL);
         return;
     }
+    file_src_t f;
+    pick_source(hw, loc, e, accept, &f);
 
-    /* Validators: a strong ETag from size and mtime, and Last-Modified. */
-    /* (A sibling's own size and mtime: each encoding has its own ETag.) */
-    char etag[HP_ETAG_MAX], lastmod[HP_DATE_LEN + 1], validators[224];
-    size_t elen = hp_etag_make(etag, sizeof etag, f.size, f.mtime_sec, f.mtime_nsec);
+    /* Validators: each coding has its own strong ETag; Last-Modified is
+     * the mtime of what is sent (the original for on-the-fly bodies). */
+    char lastmod[HP_DATE_LEN + 1], validators[1280];
+    size_t elen = strlen(f.etag);
     hp_date_format(f.mtime_sec, lastmod);
+    const char *cc = loc ? loc->cache_control : NULL;
     snprintf(validators, sizeof validators,
-             "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n", etag, lastmod,
-             enc == HP_ENC_BR     ? "Content-Encoding: br\r\n"
-             : enc == HP_ENC_GZIP ? "Content-Encoding: gzip\r\n"
-                                  : "");
+             "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n%s%s%s", f.etag,
+             lastmod,
+             f.enc == HP_ENC_BR     ? "Content-Encoding: br\r\n"
+             : f.enc == HP_ENC_GZIP ? "Content-Encoding: gzip\r\n"
+                                    : "",
+             cc ? "Cache-Control: " : "", cc ? cc : "", cc ? "\r\n" : "");
 
     size_t im = 0, inm = 0, ims = 0, ius = 0;
     const char *if_match = REQ_HEADER(c, st, "if-match", &im);
@@ -250,73 +389,65 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
     const char *if_mod = REQ_HEADER(c, st, "if-modified-since", &ims);
     const char *if_unmod = REQ_HEADER(c, st, "if-unmodified-since", &ius);
     if (if_match || if_none || if_mod || if_unmod) {
-        int cond = hp_cond_evaluate(if_match, im, if_none, inm, if_mod, ims, if_unmod, ius, etag,
+        int cond = hp_cond_evaluate(if_match, im, if_none, inm, if_mod, ims, if_unmod, ius, f.etag,
                                     elen, f.mtime_sec);
         if (cond != 200) {
             /* 304 carries the validators and no body; 412 is a plain error. */
-            close(f.fd);
             if (cond == 304) {
-                http_count_response(c, 304);
+                http_count_response(c, 304, 0);
                 hp_http_write_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
             } else {
                 respond_status(c, st, cond, NULL);
             }
-            return;
+            goto out;
         }
     }
 
-    /* Ranges (GET only, and only while If-Range still holds). */
+    /* Ranges (GET only, while If-Range still holds, and on a file or a
+     * precompressed sibling: a body compressed on the fly goes whole). */
     size_t rlen = 0, irl = 0;
-    const char *range = st->req.method_id == HP_HTTP_M_GET ? REQ_HEADER(c, st, "range", &rlen) : NULL;
+    const char *range = st->req.method_id == HP_HTTP_M_GET && f.fd >= 0
+                            ? REQ_HEADER(c, st, "range", &rlen)
+                            : NULL;
     const char *if_range = REQ_HEADER(c, st, "if-range", &irl);
     if (range &&
-        hp_cond_if_range(if_range, irl, etag, elen, f.mtime_sec, hp_clock_real_sec())) {
+        hp_cond_if_range(if_range, irl, f.etag, elen, f.mtime_sec, hp_clock_real_sec())) {
         hp_range_t ranges[HP_RANGE_MAX];
         int n = hp_range_parse(range, rlen, f.size, ranges, HP_RANGE_MAX);
         if (n == -416) {
-            close(f.fd);
             char extra[64];
             snprintf(extra, sizeof extra, "Content-Range: bytes */%llu\r\n",
                      (unsigned long long)f.size);
             respond_status(c, st, 416, extra);
-            return;
+            goto out;
         }
         if (n > 1) {
-            serve_ranges(c, st, &f, ranges, n, validators);
-            return;
+            serve_ranges(c, st, &f, e->mime, ranges, n, validators);
+            goto out;
         }
         if (n == 1) {
-            char extra[320];
+            char extra[1400];
             snprintf(extra, sizeof extra, "%sContent-Range: bytes %llu-%llu/%llu\r\n", validators,
                      (unsigned long long)ranges[0].first, (unsigned long long)ranges[0].last,
                      (unsigned long long)f.size);
             uint64_t part = ranges[0].last - ranges[0].first + 1;
-            http_count_response(c, 206);
-            if (hp_http_write_head(c, http_date(c), 206, f.mime, part, extra, st->resp_flags) < 0) {
-                close(f.fd);
+            http_count_response(c, 206, st->head_only ? 0 : part);
+            if (hp_http_write_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
+                (!st->head_only && src_send(c, &f, ranges[0].first, part) < 0))
                 hp_conn_close(c);
-                return;
-            }
-            if (st->head_only)
-                close(f.fd);
-            else
-                hp_conn_write_file(c, f.fd, ranges[0].first, part);
-            return;
+            goto out;
         }
     }
 
-    char extra[256];
-    snprintf(extra, sizeof extra, "%sAccept-Ranges: bytes\r\n", validators);
-    http_count_response(c, 200);
-    if (hp_http_write_head(c, http_date(c), 200, f.mime, f.size, extra, st->resp_flags) < 0) {
-        close(f.fd);
+    char extra[1320];
+    snprintf(extra, sizeof extra, "%s%s", validators, f.fd >= 0 ? "Accept-Ranges: bytes\r\n" : "");
+    http_count_response(c, 200, st->head_only ? 0 : f.size);
+    if (hp_http_write_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
+        (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))
         hp_conn_close(c);
-        return;
-    }
-    if (st->head_only)
-        close(f.fd);
-    else
-        hp_conn_write_file(c, f.fd, 0, f.size);
+out:
+    hp_fcache_release(e);
+    http_cache_publish(hw);
 }
 
 static void process(hp_conn_t *c);
@@ -468,7 +599,7 @@ static void body_feed(hp_conn_t *c, http_state_t *st)
 static void send_continue(hp_conn_t *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    http_count_response(c, 100);
+    http_count_response(c, 100, 0);
     if (hp_conn_write(c, cont, sizeof cont - 1) == 0)
         hp_conn_flush(c);
 }
@@ -583,7 +714,8 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
 
     stat_add(&hw_of(c)->stats.requests);
     st->head_len = head_len;
-    bool keep = hp_http_req_keep_alive(req) && !c->worker->draining;
+    bool keep = hp_http_req_keep_alive(req) && !c->worker->draining && cfg->keepalive &&
+                (cfg->max_requests == 0 || ++c->nreq < cfg->max_requests);
     bool has_body = (req->flags & HP_HTTP_F_CHUNKED) || req->content_length > 0;
     bool asterisk = tlen == 1 && target[0] == '*';
     if (HP_UNLIKELY(target[0] != '/') && !asterisk && !origin_form(&target, &tlen)) {
@@ -616,7 +748,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
             extra = allow;
         }
     }
-    if (to == TO_STATUS && status == 404 && cfg->root_fd >= 0) {
+    if (to == TO_STATUS && status == 404 && (cfg->root_fd >= 0 || cfg->nlocations)) {
         if (m == HP_HTTP_M_GET || m == HP_HTTP_M_HEAD) {
             to = TO_FILE;
         } else {
@@ -787,11 +919,110 @@ static void on_open(hp_conn_t *c)
 #define ROUTE_HIST_HIGHEST (60ull * 1000000000ull)
 #define ROUTE_HIST_DIGITS 2
 
+static void alog_flush_cb(hp_timer_t *t)
+{
+    hp_http_worker_t *hw = HP_CONTAINER_OF(t, hp_http_worker_t, alog_timer);
+    hp_alog_flush(&hw->alog);
+}
+
+/* Starts writing access-log lines to cfg's file, if it has one. */
+static int alog_start(hp_http_worker_t *hw)
+{
+    if (!hw->cfg->access_log)
+        return 0;
+    int r = hp_alog_init(&hw->alog, hw->cfg->access_log, 0);
+    hw->alog_on = r == 0;
+    return r;
+}
+
+/* Copies the caches' counters into the statistics shard, where /metrics
+ * on any worker may read them. */
+void http_cache_publish(hp_http_worker_t *hw)
+{
+    hp_http_stats_t *st = &hw->stats;
+    if (hw->rcache) {
+        hp_rcache_stats_t r;
+        hp_rcache_stats(hw->rcache, &r);
+        __atomic_store_n(&st->cache_hits, hw->cache_base[0] + r.hits, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->cache_misses, hw->cache_base[1] + r.misses, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->cache_evictions, hw->cache_base[2] + r.evictions, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->cache_entries, r.entries, __ATOMIC_RELAXED);
+        __atomic_store_n(&st->cache_bytes, r.bytes, __ATOMIC_RELAXED);
+    }
+    hp_fcache_stats_t f;
+    hp_fcache_stats(hw->fcache, &f);
+    __atomic_store_n(&st->file_hits, f.hits, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->file_misses, f.misses, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->file_evictions, f.evictions, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->file_entries, f.entries, __ATOMIC_RELAXED);
+}
+
+/* Drops the response cache, keeping its counts for /metrics. */
+static void rcache_stop(hp_http_worker_t *hw)
+{
+    if (!hw->rcache)
+        return;
+    hp_rcache_stats_t r;
+    hp_rcache_stats(hw->rcache, &r);
+    hw->cache_base[0] += r.hits;
+    hw->cache_base[1] += r.misses;
+    hw->cache_base[2] += r.evictions;
+    hp_rcache_free(hw->rcache); /* entries being sent live on until sent */
+    hw->rcache = NULL;
+    __atomic_store_n(&hw->stats.cache_entries, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&hw->stats.cache_bytes, 0, __ATOMIC_RELAXED);
+}
+
+/* The response cache cfg asks for (none when off). */
+static int rcache_start(hp_http_worker_t *hw)
+{
+    const hp_http_config_t *cfg = hw->cfg;
+    hw->rcache = NULL;
+    if (!cfg->cache.enabled)
+        return 0;
+    return hp_rcache_new(&hw->rcache, cfg->cache.max_entries ? cfg->cache.max_entries : 1,
+                         cfg->cache.max_bytes, cfg->cache.ttl_ms);
+}
+
+static void alog_stop(hp_worker_t *w, hp_http_worker_t *hw)
+{
+    if (!hw->alog_on)
+        return;
+    hp_loop_timer_cancel(&w->loop, &hw->alog_timer);
+    hp_alog_destroy(&hw->alog); /* flushes */
+    hw->alog_on = false;
+}
+
+/* A reloaded configuration: from now on every request uses it. What is
+ * cached for the old one (open files, responses) goes; the old one is
+ * handed back. The limits that size the request state never change on a
+ * reload (the app refuses such a change), so requests in progress go on. */
+static void worker_msg(hp_worker_t *w, uint64_t arg, void *ptr)
+{
+    (void)arg;
+    hp_http_worker_t *hw = w->proto_data;
+    const hp_http_config_t *old = hw->cfg;
+    alog_stop(w, hw);
+    rcache_stop(hw);
+    hp_fcache_clear(hw->fcache); /* roots may have been reopened under the same numbers */
+    hw->cfg = ptr;
+    if (alog_start(hw) < 0)
+        hp_log(WARN, "worker %u: no memory for the access log buffer; not logging", w->id);
+    if (rcache_start(hw) < 0)
+        hp_log(WARN, "worker %u: no memory for the response cache; not caching", w->id);
+    http_cache_publish(hw);
+    if (old->retire)
+        old->retire(old);
+}
+
 static void worker_fini(hp_worker_t *w)
 {
     hp_http_worker_t *hw = w->proto_data;
     if (!hw)
         return;
+    alog_stop(w, hw);
+    hp_rcache_free(hw->rcache);
+    hp_fcache_free(hw->fcache);
     for (uint32_t i = 0; i < hw->nroutes; i++)
         hp_hist_destroy(&hw->routes[i].latency);
     hp_free(hw->routes);
@@ -809,7 +1040,15 @@ static int worker_init(hp_worker_t *w, void *arg)
     hw->cfg = arg;
     hw->date = (hp_date_t)HP_DATE_INIT;
     hw->date_next_ms = 0;
+    hp_timer_init(&hw->alog_timer, alog_flush_cb);
     w->proto_data = hw;
+    if (alog_start(hw) < 0 || rcache_start(hw) < 0)
+        goto oom;
+    /* Entries are revalidated once a second: a file changed on disk is
+     * seen within that. */
+    uint32_t files = hw->cfg->file_cache_entries ? hw->cfg->file_cache_entries : 1;
+    if (hp_fcache_new(&hw->fcache, files, hw->cfg->file_cache_bytes, 1000) < 0)
+        goto oom;
     /* Routes are fixed before workers start: size the shards now. */
     uint32_t n = hw->cfg->routes ? hw->cfg->routes->npatterns : 0;
     hw->scratch_len = HP_HTTP_SCRATCH + (size_t)n * HP_HTTP_SCRATCH_PER_ROUTE;
@@ -855,6 +1094,7 @@ int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t 
         .on_close = on_close,
         .worker_init = worker_init,
         .worker_fini = worker_fini,
+        .on_msg = worker_msg,
         .state_size = (uint32_t)state,
     };
     return 0;

@@ -19,6 +19,10 @@
 enum { PH_HEAD = 0, PH_BODY, PH_PENDING };
 enum { SINK_DISCARD = 0, SINK_HANDLER };
 enum { BODY_NONE = 0, BODY_INLINE, BODY_CHUNK, BODY_HEAP, BODY_REF, BODY_FILE };
+/* CACHE_MISS: a cacheable request the cache could not answer: its response
+ * is offered to the cache. CACHE_UNSAFE: a method that invalidates what is
+ * cached for its path. */
+enum { CACHE_NONE = 0, CACHE_MISS, CACHE_HIT, CACHE_UNSAFE };
 
 /* ctx->path_off for the path "/" of an absolute-form target without one. */
 #define HTTP_PATH_ROOT 0xffffu
@@ -39,6 +43,8 @@ struct hp_ctx {
     const char *ctype;        /* borrowed */
     uint8_t body_kind;        /* BODY_* */
     uint8_t mw_passed;        /* middleware whose `before` let the request through */
+    uint8_t cache;            /* CACHE_*: the response cache's part in this request */
+    bool compressed;          /* on-the-fly compression was considered already */
     uint16_t hdr_len;
     int fd;                   /* BODY_FILE: owned */
     const void *body;         /* what to send */
@@ -77,12 +83,16 @@ static inline hp_http_worker_t *http_worker(hp_conn_t *c)
 
 /* server.c */
 const hp_date_t *http_date(hp_conn_t *c);
-void http_count_response(hp_conn_t *c, int status);
+/* Counts a response by class and writes its access-log line (status >= 200,
+ * `bytes` of body sent). */
+void http_count_response(hp_conn_t *c, int status, uint64_t bytes);
 /* The request is answered: drops its head (and body), readies the
  * connection for the next one and closes it when asked to. */
 void http_request_done(hp_conn_t *c, http_state_t *st);
 /* Goes on with the buffered requests after an asynchronous answer. */
 void http_resume(hp_conn_t *c);
+/* Publishes the caches' counters to the worker's statistics shard. */
+void http_cache_publish(hp_http_worker_t *hw);
 
 /* ctx.c */
 void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st);

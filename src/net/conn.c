@@ -46,17 +46,27 @@ _Static_assert(sizeof(hp_conn_t) <= 128, "hp_conn_t must fit its pool chunk");
 
 enum { SEG_MEM = 0, SEG_REF, SEG_CHUNK, SEG_FILE };
 
+/* 40 bytes. A file segment has no `base`, so the same word holds the
+ * argument of a borrowed file's `done`: no field is added for it. */
 typedef struct hp_seg {
     uint32_t kind;
-    int32_t fd;          /* SEG_FILE: owned */
-    const char *base;    /* SEG_MEM, SEG_REF: next byte to send */
+    int32_t fd;          /* SEG_FILE: owned when done is NULL, else borrowed */
+    union {
+        const char *base; /* SEG_MEM, SEG_REF, SEG_CHUNK: next byte to send */
+        void *farg;       /* SEG_FILE with done: done's argument */
+    };
     uint64_t len;        /* bytes left */
     union {
         uint64_t off;    /* SEG_FILE: file offset of the next byte */
         void *alloc;     /* SEG_REF: done's argument; SEG_CHUNK: the pool chunk */
     };
-    void (*done)(void *arg); /* SEG_REF: called once the bytes are sent or dropped */
+    /* SEG_REF: called once the bytes are sent or dropped. SEG_FILE: NULL
+     * means the fd is ours and is closed; otherwise it is borrowed and
+     * done(farg) runs instead of close. */
+    void (*done)(void *arg);
 } hp_seg_t;
+
+_Static_assert(sizeof(hp_seg_t) == 40, "output segments stay 40 bytes");
 
 struct hp_conn_out {
     uint32_t head, tail; /* queued segments are seg[head, tail) */
@@ -132,8 +142,12 @@ static void drop_seg(hp_conn_t *c, hp_seg_t *s)
         s->done(s->alloc);
     else if (s->kind == SEG_CHUNK)
         hp_pool_put(&c->worker->rpool, s->alloc);
-    else if (s->kind == SEG_FILE)
-        close(s->fd);
+    else if (s->kind == SEG_FILE) {
+        if (s->done)
+            s->done(s->farg);
+        else
+            close(s->fd);
+    }
 }
 
 static void release_out(hp_conn_t *c)
@@ -370,6 +384,29 @@ int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len)
         return -ENOBUFS;
     }
     *s = (hp_seg_t){.kind = SEG_FILE, .fd = fd, .base = NULL, .len = len, .off = offset};
+    c->out->tail++;
+    c->out->pending += len;
+    return 0;
+}
+
+int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
+                          void (*done)(void *arg), void *arg)
+{
+    /* Without a callback the descriptor would be neither closed nor
+     * reported: treat it as a plain owned file instead. */
+    if (!done)
+        return hp_conn_write_file(c, fd, offset, len);
+    if (len == 0) {
+        done(arg);
+        return 0;
+    }
+    hp_seg_t *s = seg_slot(c);
+    if (!s) {
+        done(arg);
+        return -ENOBUFS;
+    }
+    *s = (hp_seg_t){.kind = SEG_FILE, .fd = fd, .len = len, .off = offset, .done = done};
+    s->farg = arg;
     c->out->tail++;
     c->out->pending += len;
     return 0;

@@ -7,6 +7,7 @@
 #include "hotpath/engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -79,7 +80,12 @@ int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
     int cpus[CPU_SETSIZE];
     uint32_t ncpu = hp_engine_cpus(cpus, CPU_SETSIZE);
     for (uint32_t i = 0; i < nworkers; i++) {
-        int fd = hp_listener_open(addr, backlog);
+        /* Without reuseport every worker watches the first socket (its own
+         * descriptor for it, so each owns and closes one). */
+        int fd = i == 0 || cfg->reuseport ? hp_listener_open(addr, backlog)
+                                          : fcntl(e->workers[0].listen_fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0 && i > 0 && !cfg->reuseport)
+            fd = -errno;
         if (fd < 0) {
             r = fd;
             goto fail;

@@ -130,8 +130,10 @@ static int add_conn(hp_worker_t *w, int fd, uint32_t flags, void *udata, hp_conn
     c->flags = flags;
     c->udata = udata;
     hp_conn_start(c);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (w->cfg->nodelay) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     /* Reads and writes are registered once, edge-triggered: no
      * epoll_ctl is ever needed again for this connection. */
     int r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb);
@@ -167,7 +169,10 @@ int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len
 static void accept_all(hp_worker_t *w)
 {
     while (w->listen_fd >= 0) {
-        int fd = hp_sys_accept4(w->listen_fd, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = hp_sys_accept4(w->listen_fd, (struct sockaddr *)&peer, &plen,
+                                SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (fd == -EAGAIN) {
                 w->accept_paused = false;
@@ -188,6 +193,8 @@ static void accept_all(hp_worker_t *w)
             hp_worker_stat_add(&w->stats.accept_errors, 1);
             continue; /* epoll refused this one; the next may do */
         }
+        if (peer.ss_family == AF_INET)
+            c->peer_v4 = ((const struct sockaddr_in *)&peer)->sin_addr.s_addr;
         hp_worker_stat_add(&w->stats.accepted, 1);
         if (w->proto->on_open)
             w->proto->on_open(c);
@@ -263,6 +270,8 @@ static void wake_cb(hp_io_t *io, uint32_t events)
             w->draining = true;
             close_all(w);
             hp_loop_stop(&w->loop);
+        } else if (m.type == HP_MSG_PROTO && w->proto->on_msg) {
+            w->proto->on_msg(w, m.arg, m.ptr);
         }
     }
 }

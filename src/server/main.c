@@ -157,30 +157,6 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind]);
 }
 
-/* The configuration file's keys the server does not act on yet: loading
- * checks them, and a value other than the default is reported, not
- * silently ignored. */
-static void warn_unapplied(const hp_config_t *c, const char *file)
-{
-    hp_config_t d;
-    hp_config_defaults(&d);
-    const struct {
-        bool set;
-        const char *key;
-    } keys[] = {
-        {c->nlocations > 0, "locations"},
-        {c->keepalive.enabled != d.keepalive.enabled, "keepalive.enabled"},
-        {c->keepalive.max_requests != d.keepalive.max_requests, "keepalive.max_requests"},
-        {c->tcp.nodelay != d.tcp.nodelay, "tcp.nodelay"},
-        {c->tcp.reuseport != d.tcp.reuseport, "tcp.reuseport"},
-        {c->cache.enabled, "cache"},
-        {c->access_log.enabled, "access_log"},
-    };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (keys[i].set)
-            fprintf(stderr, PROG ": %s: %s is not applied yet; ignored\n", file, keys[i].key);
-}
-
 /* Maps the file's values onto the app's configuration. */
 static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins,
                          const char **metrics_path)
@@ -203,12 +179,59 @@ static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->engine.rbuf_size = c->buffers.read_chunk;
     o->engine.wbuf_size = c->buffers.write_chunk;
     o->engine.max_chunks = c->buffers.max_chunks;
+    o->engine.nodelay = c->tcp.nodelay;
+    o->engine.reuseport = c->tcp.reuseport;
+    o->http.keepalive = c->keepalive.enabled;
+    o->http.max_requests = c->keepalive.max_requests;
+    o->http.compress_level = c->compression.enabled ? (int)c->compression.level : 0;
+    o->http.compress_min = (uint32_t)c->compression.min_size;
+    o->http.cache.enabled = c->cache.enabled;
+    o->http.cache.max_entries = c->cache.max_entries;
+    o->http.cache.max_bytes = c->cache.max_bytes;
+    o->http.cache.ttl_ms = c->cache.ttl_ms;
+    o->locations = c->locations;
+    o->nlocations = c->nlocations;
+    o->access_log = c->access_log.enabled ? c->access_log.path : NULL;
     *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
                 (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
                 (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
                 (c->endpoints.echo ? HP_APP_BUILTIN_ECHO : 0) |
                 (c->metrics.enabled ? HP_APP_BUILTIN_METRICS : 0);
     *metrics_path = c->metrics.path;
+}
+
+/* What SIGHUP needs to build the configuration again: the file, then the
+ * same flags on top. */
+typedef struct reload_ctx {
+    const char *file;
+    int argc;
+    char **argv;
+    hp_config_t conf;          /* the file as last loaded; the app borrows from it */
+} reload_ctx_t;
+
+static int reload_config(void *arg, hp_app_config_t *out, char *err, size_t errlen)
+{
+    reload_ctx_t *rc = arg;
+    hp_config_t next;
+    hp_config_defaults(&next);
+    if (hp_config_load(&next, rc->file, err, errlen) < 0)
+        return -1;
+    uint32_t builtins;
+    const char *metrics_path;
+    if (next.nlisten > 1) {
+        snprintf(err, errlen, "%s: listen: one address per process for now, got %zu", rc->file,
+                 next.nlisten);
+        hp_config_free(&next);
+        return -1;
+    }
+    apply_config(&next, out, &builtins, &metrics_path);
+    optind = 0; /* the flags were checked at start-up: this cannot fail */
+    parse_args(rc->argc, rc->argv, out);
+    /* Endpoints are routes, fixed while running; the file's other keys
+     * are what a reload applies. */
+    hp_config_free(&rc->conf);
+    rc->conf = next;
+    return 0;
 }
 
 /* First pass over the flags: --config and --check-config, which must be
@@ -239,21 +262,22 @@ int main(int argc, char **argv)
 
     bool check = false;
     const char *file = config_flag(argc, argv, &check);
-    hp_config_t conf;
-    hp_config_defaults(&conf);
+    reload_ctx_t rc = {.file = file, .argc = argc, .argv = argv};
+    hp_config_defaults(&rc.conf);
     if (file) {
         char cerr[512];
-        if (hp_config_load(&conf, file, cerr, sizeof cerr) < 0) {
+        if (hp_config_load(&rc.conf, file, cerr, sizeof cerr) < 0) {
             fprintf(stderr, PROG ": %s\n", cerr);
             return 1;
         }
-        warn_unapplied(&conf, file);
         if (check) {
             printf(PROG ": %s: configuration is valid\n", file);
-            hp_config_free(&conf);
+            hp_config_free(&rc.conf);
             return 0;
         }
-        apply_config(&conf, &cfg, &builtins, &metrics_path);
+        apply_config(&rc.conf, &cfg, &builtins, &metrics_path);
+        cfg.reload = reload_config;
+        cfg.reload_arg = &rc;
     }
     parse_args(argc, argv, &cfg);
     if (cfg.quiet)
@@ -274,6 +298,6 @@ int main(int argc, char **argv)
     if (r < 0)
         fprintf(stderr, PROG ": %s\n", hp_app_error(app));
     hp_app_free(app);
-    hp_config_free(&conf); /* after the app: it borrowed the file's strings */
+    hp_config_free(&rc.conf); /* after the app: it borrowed the file's strings */
     return r < 0 ? 1 : 0;
 }

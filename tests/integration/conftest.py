@@ -20,7 +20,7 @@ import time
 import pytest
 
 import helpers
-from helpers import scaled
+from helpers import can_connect, free_port, scaled, wait_until
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -318,3 +318,78 @@ def pytest_sessionfinish(session, exitstatus):
             srv.kill()
         except Exception:
             pass
+
+
+# ---- servers from a configuration file ---------------------------------------
+#
+# `serve(text, *flags)` runs `hotpath --config FILE` in the test's tmp_path
+# (its working directory, for relative roots and logs), FILE being `text`
+# after a listen line for a free port and `workers: 1`; stderr goes to a
+# file the test can read (reload and log messages). `tree(base, files)`
+# writes a document tree.
+
+class ConfigServer:
+    """hotpath --config FILE, with its stderr collected in a file."""
+
+    def __init__(self, hotpath_bin, tmp_path, text, *flags):
+        self.tmp = tmp_path
+        self.port = free_port()
+        self.conf = tmp_path / "hotpath.yaml"
+        self.write(text)
+        self.err_path = tmp_path / "stderr.txt"
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen([str(hotpath_bin), "--config", str(self.conf), *flags],
+                                     stderr=self.err, cwd=str(tmp_path))
+        wait_until(lambda: can_connect(self.port) or self.proc.poll() is not None,
+                   scaled(10), what="server up")
+        assert self.proc.poll() is None, self.stderr()
+
+    def write(self, text):
+        self.conf.write_text('listen: "127.0.0.1:%d"\nworkers: 1\n' % self.port + text)
+
+    def stderr(self):
+        self.err.flush()
+        return self.err_path.read_text()
+
+    def signal(self, sig, expect=None):
+        before = len(self.stderr())
+        self.proc.send_signal(sig)
+        if expect:
+            wait_until(lambda: expect in self.stderr()[before:], scaled(5),
+                       what="%r on stderr" % expect)
+        return self.stderr()[before:]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=scaled(10))
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.err.close()
+        assert self.proc.returncode == 0, self.stderr()
+
+
+@pytest.fixture
+def serve(hotpath_bin, tmp_path):
+    servers = []
+
+    def start(text, *flags):
+        s = ConfigServer(hotpath_bin, tmp_path, text, *flags)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        if s.proc.poll() is None:
+            s.stop()
+
+
+def tree(base, files):
+    """Writes {relative name: bytes} beneath base."""
+    for name, data in files.items():
+        p = base / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+
+

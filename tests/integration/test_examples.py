@@ -328,6 +328,43 @@ def test_rest_crud_cycle(run_example):
     assert r.returncode == 0 and json.loads(r.stdout) == {"id": 4, "text": ""}
 
 
+def test_rest_response_cache(run_example):
+    """GET /notes/{id} is cached (the example opts in): repeated reads are
+    hits, a change through PUT or DELETE is seen at once."""
+    ex = run_example("rest")
+
+    def cache():
+        text = curl("-f", ex.url("/metrics")).stdout.decode()
+        m = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+        return {k: float(m["hotpath_cache_%s" % k]) for k in
+                ("hits_total", "misses_total", "entries")}
+
+    with ex.conn() as c:
+        assert call(c, "POST", "/notes", {"text": "v1"})[0].status == 201
+        before = cache()
+        for _ in range(5):
+            resp, data = call(c, "GET", "/notes/1")
+            assert resp.status == 200 and data == {"id": 1, "text": "v1"}
+        after = cache()
+        assert after["misses_total"] - before["misses_total"] == 1
+        assert after["hits_total"] - before["hits_total"] == 4
+        assert after["entries"] == 1
+        # HEAD is a key of its own; a query string too.
+        assert c.request("HEAD", "/notes/1").status == 200
+        assert call(c, "GET", "/notes/1?x=1")[1] == {"id": 1, "text": "v1"}
+        assert cache()["entries"] == 3
+        # A change invalidates what is cached for the path.
+        assert call(c, "PUT", "/notes/1", {"text": "v2"})[0].status == 200
+        assert call(c, "GET", "/notes/1")[1] == {"id": 1, "text": "v2"}
+        assert c.request("HEAD", "/notes/1").status == 200
+        assert call(c, "DELETE", "/notes/1")[0].status == 204
+        assert_error(*call(c, "GET", "/notes/1"), 404)
+        # Errors are not cached: a new note 1 does not exist (ids are not
+        # reused), and the 404 above is not replayed for another id.
+        assert call(c, "POST", "/notes", {"text": "v3"})[1] == {"id": 2, "text": "v3"}
+        assert call(c, "GET", "/notes/2")[1] == {"id": 2, "text": "v3"}
+
+
 BAD_BODIES = [b"", b"{", b"not json", b"[]", b'["text"]', b"{}", b'{"text": 5}',
               b'{"text": null}', b'{"txt": "a"}', b'{"text": "a"} x',
               b'{"text": "a",}', b'{"text" "a"}', b'{"text": "a"',

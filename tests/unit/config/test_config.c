@@ -80,6 +80,9 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
         assert_int_equal(a->locations[i].compression, b->locations[i].compression);
     }
     assert_memory_equal(&a->endpoints, &b->endpoints, sizeof a->endpoints);
+    assert_int_equal(a->compression.enabled, b->compression.enabled);
+    assert_int_equal(a->compression.level, b->compression.level);
+    assert_int_equal(a->compression.min_size, b->compression.min_size);
     assert_int_equal(a->cache.enabled, b->cache.enabled);
     assert_int_equal(a->cache.max_entries, b->cache.max_entries);
     assert_int_equal(a->cache.max_bytes, b->cache.max_bytes);
@@ -152,6 +155,9 @@ static void check_defaults(const hp_config_t *c)
     assert_int_equal(c->nlocations, 0);
     assert_true(c->endpoints.plaintext && c->endpoints.json && c->endpoints.health &&
                 c->endpoints.echo);
+    assert_true(c->compression.enabled);
+    assert_int_equal(c->compression.level, 6);
+    assert_int_equal(c->compression.min_size, 1024);
     assert_false(c->cache.enabled);
     assert_int_equal(c->cache.max_entries, 1000);
     assert_int_equal(c->cache.max_bytes, 64u << 20);
@@ -236,6 +242,7 @@ static const char every_key[] =
     "  - path: /api/\n"
     "  - {path: /img, root: ~, cache_control: '', compression: false}\n"
     "endpoints: {plaintext: false, json: False, health: NO, echo: false}\n"
+    "compression: {enabled: false, level: 9, min_size: 2k}\n"
     "cache: {enabled: true, max_entries: 77, max_bytes: 3m, ttl: 2m}\n"
     "access_log: {enabled: yes, path: /var/log/hotpath.log}\n"
     "metrics: {enabled: false, path: /_stats}\n";
@@ -281,6 +288,9 @@ static void test_every_key(void **state)
     assert_string_equal(c.locations[2].path, "/img");
     assert_null(c.locations[2].root);
     assert_string_equal(c.locations[2].cache_control, ""); /* quoted: a value, not null */
+    assert_false(c.compression.enabled);
+    assert_int_equal(c.compression.level, 9);
+    assert_int_equal(c.compression.min_size, 2048);
     assert_false(c.endpoints.plaintext || c.endpoints.json || c.endpoints.health ||
                  c.endpoints.echo);
     assert_true(c.cache.enabled);
@@ -350,6 +360,7 @@ static void test_errors(void **state)
         {"timeouts:\n  drain: 25h\n",
          "t.yaml:2:10: timeouts.drain: expected a duration such as 500ms, 10s, 2m or 1h (a plain "
          "number is seconds) from 1ms to 24h, got '25h'"},
+        {"compression: {level: 10}\n", "t.yaml:1:22: compression.level: expected a whole number from 1 to 9, got '10'"},
         {"cache: {max_entries: -1}\n", "t.yaml:1:22: cache.max_entries: expected a whole number "
                                        "from 1 to 10000000, got '-1'"},
         /* unknown keys at every level, with and without a suggestion */
@@ -364,7 +375,7 @@ static void test_errors(void **state)
          "write, drain)"},
         {"frobnicate: 1\n",
          "t.yaml:1:1: frobnicate: unknown key (known keys here: listen, workers, root, limits, "
-         "timeouts, keepalive, tcp, buffers, locations, endpoints, cache, access_log, metrics)"},
+         "timeouts, keepalive, tcp, buffers, locations, endpoints, compression, cache, access_log, metrics)"},
         /* duplicates */
         {"workers: 2\nroot: a\nworkers: 3\n",
          "t.yaml:3:1: workers: duplicate key (first at line 1, column 1)"},

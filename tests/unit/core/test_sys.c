@@ -251,13 +251,13 @@ static void test_accept4(void **state)
     assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
 
     /* nothing pending: -EAGAIN */
-    assert_int_equal(hp_sys_accept4(l, SOCK_NONBLOCK), -EAGAIN);
+    assert_int_equal(hp_sys_accept4(l, NULL, NULL, SOCK_NONBLOCK), -EAGAIN);
     assert_int_equal(s_accept.flags_seen, SOCK_NONBLOCK);
 
     int cl = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(cl, (struct sockaddr *)&a, sizeof a), 0);
     script(&s_accept, 2, EINTR, EINTR);
-    int fd = hp_sys_accept4(l, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = hp_sys_accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     assert_true(fd >= 0);
     assert_int_equal(s_accept.calls, 3);
     assert_int_equal(s_accept.flags_seen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -266,7 +266,7 @@ static void test_accept4(void **state)
     close(fd);
 
     script(&s_accept, 1, EMFILE);
-    assert_int_equal(hp_sys_accept4(l, 0), -EMFILE);
+    assert_int_equal(hp_sys_accept4(l, NULL, NULL, 0), -EMFILE);
     assert_int_equal(s_accept.calls, 1);
     close(cl);
     close(l);

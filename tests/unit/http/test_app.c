@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +52,7 @@ static struct {
         hp_timer_t t;
         hp_ctx_t *ctx;
     } slow;
+    unsigned calls;      /* h_counted */
 } R;
 
 static void record(int ev)
@@ -177,6 +179,31 @@ static int mw_after(hp_ctx_t *ctx, void *udata)
     if (i == 1 && hp_ctx_set_header(ctx, "X-After", "1") != 0)
         record(EV_WRONG);
     return HP_NEXT;
+}
+
+/* Cache tests: counts its calls; udata picks what the answer says about
+ * caching. */
+static int h_counted(hp_ctx_t *ctx, void *udata)
+{
+    const char *kind = udata;
+    unsigned n = __atomic_add_fetch(&R.calls, 1, __ATOMIC_RELAXED);
+    if (!strcmp(kind, "max-age"))
+        hp_ctx_set_header(ctx, "Cache-Control", "public, max-age=1");
+    else if (!strcmp(kind, "no-store"))
+        hp_ctx_set_header(ctx, "Cache-Control", "max-age=60, no-store");
+    else if (!strcmp(kind, "cookie"))
+        hp_ctx_set_header(ctx, "Set-Cookie", "a=b");
+    if (!strcmp(kind, "big")) {
+        static char text[4000];
+        for (size_t i = 0; i < sizeof text; i++)
+            text[i] = "cacheable text "[i % 15];
+        hp_ctx_send(ctx, "text/plain", text, sizeof text);
+        return HP_DONE;
+    }
+    char body[64];
+    int len = snprintf(body, sizeof body, "%s %u", kind, n);
+    hp_ctx_send(ctx, "text/plain", body, (size_t)len);
+    return HP_DONE;
 }
 
 /* ---- the app on its thread ---- */
@@ -725,6 +752,139 @@ static void test_run_again(void **state)
     assert_string_equal(r.body, "fast");
 }
 
+/* hp_app_reload between runs: a location with its own root and headers
+ * appears, restart-only settings keep their values and are named, and a
+ * bad root leaves the running configuration in place. */
+static void test_reload(void **state)
+{
+    (void)state;
+    stop();
+    char dir[] = "/tmp/hotpath-app-XXXXXX", path[128], err[256], restart[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/static", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/static/f.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("file", f);
+    fclose(f);
+
+    hp_config_location_t loc = {.path = "/static/", .root = dir, .cache_control = "max-age=7",
+                                .compression = false};
+    hp_app_config_t cfg = config(A.listen);
+    cfg.locations = &loc;
+    cfg.nlocations = 1;
+    cfg.workers = 3;                    /* needs a restart */
+    cfg.http.limits.max_fields = 7;     /* sizes the request state: needs a restart */
+    cfg.http.limits.max_body = 3;       /* applies */
+    assert_int_equal(hp_app_reload(A.app, &cfg, restart, sizeof restart, err, sizeof err), 0);
+    assert_string_equal(restart, "workers, limits.max_request_line/max_header_bytes/max_headers");
+
+    loc.root = "/nonexistent/hotpath-root";
+    assert_int_equal(hp_app_reload(A.app, &cfg, restart, sizeof restart, err, sizeof err),
+                     -EINVAL);
+    assert_string_equal(err, "cannot open root '/nonexistent/hotpath-root': "
+                             "No such file or directory");
+
+    start();
+    resp_t r;
+    request("GET /static/f.txt HTTP/1.1\r\nHost: h\r\n\r\n", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "file");
+    assert_string_equal(header(&r, "Cache-Control"), "max-age=7");
+    /* Routes still come first; the new body limit is in force. */
+    request("GET /hello HTTP/1.1\r\nHost: h\r\n\r\n", &r);
+    assert_string_equal(r.body, "hello");
+    request("POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nabcd", &r);
+    assert_int_equal(r.status, 413);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/static", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
+/* The response cache between middleware and handler: opted-in routes and
+ * answers with max-age are replayed, no-store and Set-Cookie are not,
+ * entries expire, the key holds the method, query and coding, a POST drops
+ * the path's entries, and `after` middleware decorates hits once. */
+static void test_response_cache(void **state)
+{
+    (void)state;
+    stop();
+    hp_app_free(A.app);
+    hp_app_config_t cfg = config(A.listen);
+    cfg.http.cache.enabled = true;
+    cfg.http.cache.ttl_ms = 60000;
+    char err[256];
+    A.app = hp_app_new(&cfg, err, sizeof err);
+    assert_non_null(A.app);
+    static const struct {
+        const char *pattern, *kind;
+        uint32_t methods;
+    } routes[] = {{"/optin", "optin", HP_ROUTER_GET | HP_ROUTER_POST},
+                  {"/max-age", "max-age", HP_ROUTER_GET}, {"/no-store", "no-store", HP_ROUTER_GET},
+                  {"/cookie", "cookie", HP_ROUTER_GET},   {"/plain", "plain", HP_ROUTER_GET},
+                  {"/big", "big", HP_ROUTER_GET}};
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++)
+        assert_int_equal(hp_app_route(A.app, routes[i].methods, routes[i].pattern, h_counted,
+                                      (void *)routes[i].kind, err, sizeof err), 0);
+    assert_int_equal(hp_app_cache_route(A.app, "/optin", 0), 0);
+    assert_int_equal(hp_app_cache_route(A.app, "/big", 0), 0);
+    assert_int_equal(hp_app_cache_route(A.app, "/nope", 0), -ENOENT);
+    assert_int_equal(hp_app_use(A.app, NULL, mw_after, (void *)1), 0);
+    start();
+
+    resp_t r;
+    unsigned calls = R.calls;
+#define GET(path) request("GET " path " HTTP/1.1\r\nHost: h\r\n\r\n", &r)
+    GET("/optin");
+    assert_string_equal(r.body, "optin 1");
+    GET("/optin");
+    assert_string_equal(r.body, "optin 1"); /* replayed */
+    assert_string_equal(header(&r, "X-After"), "1");
+    assert_int_equal(strstr(strstr(r.head, "X-After") + 1, "X-After"), NULL); /* once */
+    GET("/optin?q=2");
+    assert_string_equal(r.body, "optin 2"); /* the query is part of the key */
+    request("HEAD /optin HTTP/1.1\r\nHost: h\r\n\r\n", &r);
+    assert_int_equal(R.calls - calls, 3);  /* so is the method */
+    request("POST /optin HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_string_equal(r.body, "optin 4");
+    GET("/optin");
+    assert_string_equal(r.body, "optin 5"); /* the POST dropped it */
+
+    GET("/max-age");
+    GET("/max-age");
+    assert_string_equal(r.body, "max-age 6");
+    assert_string_equal(header(&r, "Cache-Control"), "public, max-age=1");
+    usleep(1100 * 1000); /* max-age=1 */
+    GET("/max-age");
+    assert_string_equal(r.body, "max-age 7");
+
+    GET("/no-store");
+    GET("/no-store");
+    assert_string_equal(r.body, "no-store 9");
+    GET("/cookie");
+    GET("/cookie");
+    assert_string_equal(r.body, "cookie 11");
+    GET("/plain");
+    GET("/plain");
+    assert_string_equal(r.body, "plain 13");
+
+    /* Each coding is its own entry, stored compressed. */
+    request("GET /big HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n", &r);
+    assert_string_equal(header(&r, "Content-Encoding"), "gzip");
+    size_t gz_len = r.body_len;
+    request("GET /big HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n", &r);
+    assert_string_equal(header(&r, "Content-Encoding"), "gzip");
+    assert_int_equal(r.body_len, gz_len);
+    assert_int_equal(strstr(strstr(r.head, "Vary") + 1, "Vary"), NULL);
+    GET("/big");
+    assert_string_equal(header(&r, "Content-Encoding"), "");
+    assert_int_equal(r.body_len, 4000);
+    assert_int_equal(R.calls - calls, 15);
+#undef GET
+}
+
 int main(void)
 {
     hp_log_set_level(HP_LOG_WARN); /* no "stopped: ..." line per test */
@@ -742,6 +902,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_empty_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_cache, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,7 +76,7 @@ static int setup(void **state)
      * the registration, which names the handler and the pattern. */
     static hp_http_reg_t regs[5];
     for (uint32_t i = 0; i < 5; i++) {
-        regs[i] = (hp_http_reg_t){stash, NULL, i};
+        regs[i] = (hp_http_reg_t){stash, NULL, i, false, 0};
         assert_int_equal(hp_router_add(T.routes.router, HP_ROUTER_GET | HP_ROUTER_POST,
                                        get_routes[i], (void *)stash, (void *)(uintptr_t)i,
                                        NULL, 0), 0);

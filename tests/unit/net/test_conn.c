@@ -7,7 +7,9 @@
  * Covered: bytes in reach on_data and are consumed; responses (inline,
  * referenced, owned, file) arrive in order; one writev per read turn;
  * owned buffers are freed when sent, when dropped on close and when the
- * queue refuses them (ASan/LeakSanitizer); sendfile; short writes and
+ * queue refuses them (ASan/LeakSanitizer); sendfile; borrowed file
+ * descriptors (hp_conn_write_file_cb: done once, when sent, dropped or
+ * refused, never closed by the connection); short writes and
  * EAGAIN from an injected writev; backpressure pauses parsing and on_drain
  * resumes it; write timeout; close-after-write; peer EOF after a request;
  * protocol timers; running out of read chunks; idle connections hold no
@@ -47,6 +49,8 @@
  *   OWN n     an owned n-byte buffer         OWNKILL  owned 64 KiB, then close
  *   OWNMANY   100 owned 1000-byte buffers, refusals counted
  *   FILE      the temp file by sendfile      CLOSE  "BYE\n", close after write
+ *   FILECB    the temp file, borrowed (hp_conn_write_file_cb)
+ *   FILECBMANY 100 borrowed copies of it, refusals counted
  *   FLUSH     "F\n", then hp_conn_flush      TIMER n  protocol timer, "T\n"
  *   anything else: "R:<line>\n"
  * Echo mode writes every byte back. */
@@ -58,11 +62,21 @@ static struct {
     int mode;
     unsigned on_data, on_drain, on_timeout, on_close, lines, enobufs;
     int file_fd, last_dup;
+    unsigned file_done;
     uint64_t file_len;
 } T;
 
 static char g_big[BIG_LEN];
 static char g_file[200 * 1024];
+
+/* done callback of the borrowed file segments (FILECB): the descriptor
+ * must still be open when it runs, since the connection never closes it. */
+static void file_done(void *arg)
+{
+    assert_ptr_equal(arg, &T.file_fd);
+    assert_true(fcntl(*(int *)arg, F_GETFD) != -1);
+    T.file_done++;
+}
 
 static int handle_line(hp_conn_t *c, const char *l, uint32_t n)
 {
@@ -97,6 +111,15 @@ static int handle_line(hp_conn_t *c, const char *l, uint32_t n)
     if (IS("FILE")) {
         T.last_dup = dup(T.file_fd);
         return hp_conn_write_file(c, T.last_dup, 0, T.file_len);
+    }
+    if (IS("FILECB"))
+        return hp_conn_write_file_cb(c, T.file_fd, 0, T.file_len, file_done, &T.file_fd);
+    if (IS("FILECBMANY")) {
+        for (int i = 0; i < 100; i++)
+            if (hp_conn_write_file_cb(c, T.file_fd, 0, T.file_len, file_done, &T.file_fd) ==
+                -ENOBUFS)
+                T.enobufs++;
+        return 0;
     }
     if (IS("CLOSE")) {
         hp_conn_close_after_write(c);
@@ -412,6 +435,74 @@ static void test_file_shrank_closes(void **state)
     assert_int_equal(k->rxlen, 1000);
     assert_int_equal(H.w.nconns, 0);
     assert_int_equal(fcntl(T.last_dup, F_GETFD), -1);
+}
+
+/* A borrowed file: every byte arrives between inline responses, done runs
+ * once, after the last byte went out, and the descriptor stays open. */
+static void test_borrowed_file_sent(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof g_file; i++)
+        g_file[i] = (char)('a' + (i * 7) % 26);
+    temp_file(g_file, sizeof g_file, sizeof g_file);
+    H.cfg.high_water = 1 << 20;
+    h_start();
+    cli_t *k = cli_open(0);
+    cli_sends(k, "a\nFILECB\nb\nFILECB\n");
+    size_t want = 4 + sizeof g_file + 4 + sizeof g_file;
+    PUMP_UNTIL(k->rxlen >= want, 3000);
+    assert_int_equal(k->rxlen, want);
+    assert_memory_equal(k->rx, "R:a\n", 4);
+    assert_memory_equal(k->rx + 4, g_file, sizeof g_file);
+    assert_memory_equal(k->rx + 4 + sizeof g_file, "R:b\n", 4);
+    assert_memory_equal(k->rx + 8 + sizeof g_file, g_file, sizeof g_file);
+    PUMP_UNTIL(T.file_done == 2, 1000);
+    assert_int_equal(T.file_done, 2);
+    pump_for(20);
+    assert_int_equal(T.file_done, 2); /* exactly once per segment */
+    assert_true(F.sendfile_calls >= 2);
+    assert_true(fcntl(T.file_fd, F_GETFD) != -1);
+    assert_idle(conn_of(k));
+    /* length 0: done runs before the call returns, nothing is queued */
+    int fd = T.file_fd;
+    assert_int_equal(hp_conn_write_file_cb(conn_of(k), fd, 0, 0, file_done, &T.file_fd), 0);
+    assert_int_equal(T.file_done, 3);
+    assert_null(conn_of(k)->out);
+    assert_true(fcntl(fd, F_GETFD) != -1);
+}
+
+/* A borrowed file still queued when the connection closes: done runs on
+ * the close, before any byte beyond the socket buffers went out, and the
+ * descriptor is left open. A full queue refuses with done already run. */
+static void test_borrowed_file_dropped(void **state)
+{
+    (void)state;
+    temp_file(g_file, sizeof g_file, sizeof g_file);
+    h_start();
+    cli_t *k = cli_stalled();
+    hp_conn_t *c = conn_of(k);
+    cli_sends(k, "FILECB\n");
+    PUMP_UNTIL(c->flags & HP_CONN_F_WRITE_WAIT, 1000);
+    assert_true(c->flags & HP_CONN_F_WRITE_WAIT);
+    assert_true(hp_conn_pending(c) > 0);
+    assert_int_equal(T.file_done, 0);
+    hp_conn_close(c);
+    assert_int_equal(T.file_done, 1);
+    assert_true(fcntl(T.file_fd, F_GETFD) != -1);
+    step(0);
+    /* refusals: 100 queued on a stalled connection; every one of them,
+     * refused or queued, reports done exactly once by the end */
+    cli_t *k2 = cli_stalled();
+    T.file_len = 1000;
+    cli_sends(k2, "FILECBMANY\n");
+    PUMP_UNTIL(T.lines >= 2, 1000);
+    assert_true(T.enobufs > 0);
+    assert_true(T.file_done >= 1 + T.enobufs);
+    cli_close(k2);
+    PUMP_UNTIL(H.w.nconns == 0, 1000);
+    assert_int_equal(H.w.nconns, 0);
+    assert_int_equal(T.file_done, 101);
+    assert_true(fcntl(T.file_fd, F_GETFD) != -1);
 }
 
 static void test_owned_refs_freed(void **state)
@@ -812,6 +903,8 @@ int main(void)
         T_(test_one_writev_per_turn),
         T_(test_mixed_segments_in_order),
         T_(test_file_shrank_closes),
+        T_(test_borrowed_file_sent),
+        T_(test_borrowed_file_dropped),
         T_(test_owned_refs_freed),
         T_(test_fatal_write_error_closes),
         T_(test_backpressure_pause_and_resume),
