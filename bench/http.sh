@@ -2,8 +2,13 @@
 # shellcheck disable=SC2034  # PROG, PATH_URL, ...: used by bench/lib/common.sh
 # bench/http.sh -- side-by-side HTTP/1.1 benchmark of hotpath, nginx and h2o.
 #
+# Usage: bash bench/http.sh [SECTION...]   SECTION: plaintext, static or all
+# (the default): `bash bench/http.sh static` runs only the static-file
+# section, `bash bench/http.sh` everything.
+#
 # Every server runs with one worker, pinned to CPU 0; the load generator (wrk,
-# or the Python helpers in bench/lib) runs on CPU 1. For each server:
+# or the Python helpers in bench/lib) runs on CPU 1. Section "plaintext",
+# GET /plaintext (a built-in endpoint; nginx `return 200`), for each server:
 #   - wrk -t1 -c$BENCH_CONNECTIONS, $BENCH_RUNS runs: requests/s, and server
 #     CPU seconds (utime+stime of the server's process tree, /proc/PID/stat,
 #     before and after the run) per request, split into user and kernel time;
@@ -16,6 +21,13 @@
 #   - instructions per request under callgrind (two runs with N1 and N2
 #     requests from bench/lib/kaclient.py; (Ir2-Ir1)/(N2-N1) so start-up
 #     cancels), for the servers in $BENCH_CALLGRIND.
+# Section "static": files of random bytes (1 KiB, 64 KiB, 1 MiB by default;
+# .bin, served as application/octet-stream, so nothing is compressed) in a
+# temp document root, served by hotpath (--root), nginx (sendfile,
+# tcp_nopush, open_file_cache: bench/lib/nginx.conf.in) and h2o (file.dir);
+# per size, wrk -t1 -c$BENCH_CONNECTIONS (keep-alive), $BENCH_RUNS runs:
+# requests/s, MB/s of file data, server CPU per request and per MB (user
+# and kernel), and hotpath/nginx ratios.
 # Prints the tables (bench/lib/report.py) and saves everything printed,
 # including every command run and the machine description, to
 # bench/results/http-YYYYMMDD-HHMM.txt. Builds nothing: run `make` first
@@ -25,14 +37,16 @@
 #
 # Environment: BENCH_DURATION (s, default 10), BENCH_CONNECTIONS (100),
 # BENCH_RUNS (3), BENCH_SERVERS ("hotpath nginx h2o"), BENCH_QUICK=1 (3 s,
-# 1 run, 1,000 idle connections), BENCH_IDLE_CONNS (10000),
+# 1 run, 1 s warm-ups, 1,000 idle connections), BENCH_IDLE_CONNS (10000),
 # BENCH_PIPELINE_DEPTH (16), BENCH_STRACE_DURATION (3),
 # BENCH_CALLGRIND (servers to run under callgrind, default: all of
 # BENCH_SERVERS; "" = none),
 # BENCH_CG_N1/BENCH_CG_N2 (2000/12000), HOTPATH_BIN (build/hotpath),
 # BENCH_RATE (auto: $BENCH_RATE_PCT % of nginx's rate; 0: skip the
 # constant-rate row; N: N requests/s), BENCH_RATE_PCT (50),
-# HPBENCH_BIN (build/hpbench), BENCH_KEEP_TMP=1 (keep the temp dir with configs and raw outputs).
+# HPBENCH_BIN (build/hpbench), BENCH_KEEP_TMP=1 (keep the temp dir with configs and raw outputs),
+# BENCH_STATIC_SIZES (file sizes in bytes for the static section, default
+# "1024 65536 1048576").
 
 set -u -o pipefail
 
@@ -40,11 +54,25 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LIB=$ROOT/bench/lib
 cd "$ROOT" || exit 2
 
+DO_PLAIN=0 DO_STATIC=0
+[ $# -gt 0 ] || DO_PLAIN=1 DO_STATIC=1
+for a in "$@"; do
+    case $a in
+    all) DO_PLAIN=1 DO_STATIC=1 ;;
+    plaintext) DO_PLAIN=1 ;;
+    static) DO_STATIC=1 ;;
+    -h|--help) sed -n '3,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) echo "bench/http.sh: unknown section '$a' (plaintext, static, all)" >&2; exit 2 ;;
+    esac
+done
+SECTIONS=$([ $DO_PLAIN = 1 ] && printf 'plaintext ')$([ $DO_STATIC = 1 ] && printf static)
+SECTIONS=${SECTIONS% }
+
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    d_dur=3 d_runs=1 d_idle=1000 d_n1=500 d_n2=2500 d_strace=2
+    d_dur=3 d_runs=1 d_idle=1000 d_n1=500 d_n2=2500 d_strace=2 d_warm=1
 else
-    d_dur=10 d_runs=3 d_idle=10000 d_n1=2000 d_n2=12000 d_strace=3
+    d_dur=10 d_runs=3 d_idle=10000 d_n1=2000 d_n2=12000 d_strace=3 d_warm=2
 fi
 DURATION=${BENCH_DURATION:-$d_dur}
 CONNS=${BENCH_CONNECTIONS:-100}
@@ -60,9 +88,10 @@ HOTPATH_BIN=${HOTPATH_BIN:-$ROOT/build/hotpath}
 HPBENCH_BIN=${HPBENCH_BIN:-$ROOT/build/hpbench}
 RATE=${BENCH_RATE:-auto}
 RATE_PCT=${BENCH_RATE_PCT:-50}
+STATIC_SIZES=${BENCH_STATIC_SIZES:-1024 65536 1048576}
 SRV_CPU=0
 CLI_CPU=1
-WARMUP=2
+WARMUP=$d_warm
 PATH_URL=/plaintext
 
 PROG=bench/http.sh
@@ -71,6 +100,10 @@ PROG=bench/http.sh
 
 # ---- prerequisites ------------------------------------------------------
 positive_ints "$DURATION" "$CONNS" "$RUNS" "$IDLE" "$DEPTH" "$STRACE_SECS" "$CG_N1" "$CG_N2" "$RATE_PCT"
+# shellcheck disable=SC2086  # a list of sizes
+[ $DO_STATIC = 0 ] || positive_ints $STATIC_SIZES
+# Without the plaintext section: no constant-rate row, strace or callgrind.
+[ $DO_PLAIN = 1 ] || { RATE=0; CALLGRIND=""; }
 [ "$CG_N2" -gt "$CG_N1" ] || die "BENCH_CG_N2 must be larger than BENCH_CG_N1"
 for s in $SERVERS; do
     case $s in hotpath|nginx|h2o) ;; *) die "unknown server '$s' in BENCH_SERVERS (hotpath nginx h2o)";; esac
@@ -87,7 +120,9 @@ if [ "$RATE" != 0 ]; then
     RATE_SERVERS=${RATE_SERVERS# }
     [ "$RATE" = auto ] && [[ " $SERVERS " != *" nginx "* ]] && RATE_SERVERS=""
 fi
-need=(wrk taskset strace python3 curl ss awk sed)
+need=(wrk taskset python3 curl ss awk sed)
+[ $DO_PLAIN = 1 ] && need+=(strace)
+[ $DO_STATIC = 1 ] && need+=(head cmp)
 [ -n "$CALLGRIND" ] && need+=(valgrind)
 for s in $SERVERS; do [ "$s" = hotpath ] || need+=("$s"); done
 need_tools "${need[@]}"
@@ -99,12 +134,13 @@ if [[ " $SERVERS " == *" hotpath "* ]] && [ ! -x "$HOTPATH_BIN" ]; then
 fi
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 CPUs (server on CPU $SRV_CPU, client on CPU $CLI_CPU)"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null
-[ "$(ulimit -n)" -ge $((IDLE + 200)) ] || die "fd limit $(ulimit -n) too low for $IDLE idle connections; raise it with ulimit -n"
+[ $DO_PLAIN = 0 ] || [ "$(ulimit -n)" -ge $((IDLE + 200)) ] || die "fd limit $(ulimit -n) too low for $IDLE idle connections; raise it with ulimit -n"
 
 # ---- bookkeeping, logging and cleanup (bench/lib/common.sh) -------------
 bench_begin http
 
 # wrk_measure(server, kind, seconds, wrk args...): one measured wrk run.
+# WRK_TAGS, if set, is appended to its raw-data line (key=value ...).
 wrk_measure() {
     local server=$1 kind=$2 secs=$3; shift 3
     local f=$TMP/$server/wrk-$kind-$RANDOM.txt b a cmd mb ma
@@ -125,7 +161,7 @@ wrk_measure() {
     run_usage "$b" "$a" "$mb" "$ma" "wrk ${wrkcpu} s CPU"
     [ "$WRK_NON2XX" != 0 ] || [ "$WRK_SOCKERR" != 0 ] &&
         echo "    WARNING: $server $kind run had errors (non-2xx $WRK_NON2XX, socket $WRK_SOCKERR)"
-    echo "$server $kind requests=$WRK_REQ secs=$WRK_SECS rps=$WRK_RPS $USAGE non2xx=$WRK_NON2XX sockerr=$WRK_SOCKERR wrkcpu=$wrkcpu wall=$RUN_WALL" >> "$DATA"
+    echo "$server $kind requests=$WRK_REQ secs=$WRK_SECS rps=$WRK_RPS $USAGE non2xx=$WRK_NON2XX sockerr=$WRK_SOCKERR wrkcpu=$wrkcpu wall=$RUN_WALL${WRK_TAGS:+ $WRK_TAGS}" >> "$DATA"
 }
 
 # rate_measure(server, rate): one constant-rate hpbench run; corrected and
@@ -221,109 +257,208 @@ cg_measure() {
 }
 
 # ---- header: command line and machine -----------------------------------
-echo "meta clk_tck=$CLK runs=$RUNS" > "$DATA"
+echo "meta clk_tck=$CLK runs=$RUNS conns=$CONNS" > "$DATA"
 echo "# hotpath side-by-side HTTP benchmark, $(date -R)"
 echo
 echo "command: $(printf '%q ' "$0" "$@")"
+echo "sections: $SECTIONS"
 echo "settings: BENCH_DURATION=$DURATION BENCH_CONNECTIONS=$CONNS BENCH_RUNS=$RUNS BENCH_SERVERS='$SERVERS'" \
      "BENCH_QUICK=$QUICK BENCH_IDLE_CONNS=$IDLE BENCH_PIPELINE_DEPTH=$DEPTH BENCH_STRACE_DURATION=$STRACE_SECS" \
-     "BENCH_CALLGRIND='$CALLGRIND' BENCH_CG_N1=$CG_N1 BENCH_CG_N2=$CG_N2 BENCH_RATE=$RATE BENCH_RATE_PCT=$RATE_PCT"
+     "BENCH_CALLGRIND='$CALLGRIND' BENCH_CG_N1=$CG_N1 BENCH_CG_N2=$CG_N2 BENCH_RATE=$RATE BENCH_RATE_PCT=$RATE_PCT" \
+     "BENCH_STATIC_SIZES='$STATIC_SIZES'"
 echo "server CPU: $SRV_CPU (taskset), client CPU: $CLI_CPU (taskset); fd limit $(ulimit -n)"
 echo
-tools=(nginx h2o wrk strace valgrind python3)
+tools=(nginx h2o wrk python3)
+[ $DO_PLAIN = 1 ] && tools+=(strace valgrind)
 [[ " $SERVERS " == *" hotpath "* ]] && tools=(hotpath "${tools[@]}")
 [ -n "$RATE_SERVERS" ] && tools+=(hpbench)
 print_machine "${tools[@]}"
 echo
 
 # ---- the measurements ---------------------------------------------------
+# Section "plaintext": GET /plaintext, plain, pipelined, constant rate,
+# syscalls, idle connections, then callgrind.
 # All servers run side by side (an idle server costs nothing) and the runs are
 # interleaved -- run 1 of every server, then run 2, ... -- so that a change
 # in background load during the benchmark hits every server alike.
-echo "## starting the servers"
-echo
-start_all $SERVERS
+plaintext_section() {
+    echo "## starting the servers"
+    echo
+    start_all $SERVERS
 
-for server in "${LIVE[@]}"; do
-    use "$server"
-    echo "### $server warm-up ($WARMUP s, not measured)"
-    show taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url"
-    taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url" > /dev/null 2>&1
-done
-echo
-echo "## requests/s and server CPU per request"
-for run in $(seq "$RUNS"); do
     for server in "${LIVE[@]}"; do
         use "$server"
-        echo "### $server plain run $run/$RUNS"
-        wrk_measure "$server" plain "$DURATION" "$url"
+        echo "### $server warm-up ($WARMUP s, not measured)"
+        show taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url"
+        taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url" > /dev/null 2>&1
     done
-done
-echo
-echo "## pipelined, depth $DEPTH"
-for run in $(seq "$RUNS"); do
-    for server in "${LIVE[@]}"; do
-        use "$server"
-        echo "### $server pipelined (depth $DEPTH) run $run/$RUNS"
-        wrk_measure "$server" pipe "$DURATION" -s "$LIB/pipeline.lua" "$url" -- "$DEPTH"
+    echo
+    echo "## requests/s and server CPU per request"
+    for run in $(seq "$RUNS"); do
+        for server in "${LIVE[@]}"; do
+            use "$server"
+            echo "### $server plain run $run/$RUNS"
+            wrk_measure "$server" plain "$DURATION" "$url"
+        done
     done
-done
-echo
-if [ -n "$RATE_SERVERS" ]; then
-    rate=$RATE
-    if [ "$RATE" = auto ]; then
-        # RATE_PCT % of the median plain req/s nginx achieved in this run
-        rate=$(awk -v pct="$RATE_PCT" '$1 == "nginx" && $2 == "plain" {
-                   for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) v[n++] = substr($i, 5) + 0 }
-               END { if (n == 0) exit
-                     for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-                     m = n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
-                     printf "%d", m * pct / 100 }' "$DATA")
+    echo
+    echo "## pipelined, depth $DEPTH"
+    for run in $(seq "$RUNS"); do
+        for server in "${LIVE[@]}"; do
+            use "$server"
+            echo "### $server pipelined (depth $DEPTH) run $run/$RUNS"
+            wrk_measure "$server" pipe "$DURATION" -s "$LIB/pipeline.lua" "$url" -- "$DEPTH"
+        done
+    done
+    echo
+    if [ -n "$RATE_SERVERS" ]; then
+        rate=$RATE
+        if [ "$RATE" = auto ]; then
+            # RATE_PCT % of the median plain req/s nginx achieved in this run
+            rate=$(awk -v pct="$RATE_PCT" '$1 == "nginx" && $2 == "plain" {
+                       for (i = 3; i <= NF; i++) if ($i ~ /^rps=/) v[n++] = substr($i, 5) + 0 }
+                   END { if (n == 0) exit
+                         for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+                         m = n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+                         printf "%d", m * pct / 100 }' "$DATA")
+        fi
+        if [ -z "$rate" ] || [ "$rate" -le 0 ]; then
+            echo "## constant rate: skipped (no nginx plain req/s measured)"
+        else
+            echo "## constant rate: $rate req/s ($([ "$RATE" = auto ] && echo "$RATE_PCT % of nginx's median plain req/s" || echo "BENCH_RATE")), hpbench -R, $CONNS connections"
+            echo "meta rate=$rate rate_src=$([ "$RATE" = auto ] && echo "${RATE_PCT}%nginx" || echo fixed)" >> "$DATA"
+            for run in $(seq "$RUNS"); do
+                for server in $RATE_SERVERS; do
+                    [[ " ${LIVE[*]} " == *" $server "* ]] || continue
+                    use "$server"
+                    echo "### $server constant rate $rate req/s run $run/$RUNS"
+                    rate_measure "$server" "$rate"
+                done
+            done
+        fi
+        echo
     fi
-    if [ -z "$rate" ] || [ "$rate" -le 0 ]; then
-        echo "## constant rate: skipped (no nginx plain req/s measured)"
-    else
-        echo "## constant rate: $rate req/s ($([ "$RATE" = auto ] && echo "$RATE_PCT % of nginx's median plain req/s" || echo "BENCH_RATE")), hpbench -R, $CONNS connections"
-        echo "meta rate=$rate rate_src=$([ "$RATE" = auto ] && echo "${RATE_PCT}%nginx" || echo fixed)" >> "$DATA"
-        for run in $(seq "$RUNS"); do
-            for server in $RATE_SERVERS; do
-                [[ " ${LIVE[*]} " == *" $server "* ]] || continue
-                use "$server"
-                echo "### $server constant rate $rate req/s run $run/$RUNS"
-                rate_measure "$server" "$rate"
+    echo "## syscalls per request"
+    for server in "${LIVE[@]}"; do
+        use "$server"
+        echo "### $server syscalls per request"
+        strace_measure "$server"
+    done
+    echo
+    echo "## RSS per idle keep-alive connection ($IDLE connections)"
+    for server in "${LIVE[@]}"; do
+        use "$server"
+        echo "### $server idle connections"
+        idle_measure "$server"
+    done
+    stop_all
+    echo
+
+    for server in $CALLGRIND; do
+        [[ " $SERVERS " == *" $server "* ]] || continue
+        [[ " ${FAILED[*]:-} " == *" $server "* ]] && continue
+        echo "## $server under callgrind (instructions per request = (Ir2-Ir1)/(N2-N1))"
+        for depth in 1 "$DEPTH"; do
+            for n in "$CG_N1" "$CG_N2"; do
+                echo "### $server callgrind depth $depth, $n requests"
+                cg_measure "$server" "$depth" "$n" || { stop_server; break; }
             done
         done
-    fi
-    echo
-fi
-echo "## syscalls per request"
-for server in "${LIVE[@]}"; do
-    use "$server"
-    echo "### $server syscalls per request"
-    strace_measure "$server"
-done
-echo
-echo "## RSS per idle keep-alive connection ($IDLE connections)"
-for server in "${LIVE[@]}"; do
-    use "$server"
-    echo "### $server idle connections"
-    idle_measure "$server"
-done
-stop_all
-echo
-
-for server in $CALLGRIND; do
-    [[ " $SERVERS " == *" $server "* ]] || continue
-    [[ " ${FAILED[*]:-} " == *" $server "* ]] && continue
-    echo "## $server under callgrind (instructions per request = (Ir2-Ir1)/(N2-N1))"
-    for depth in 1 "$DEPTH"; do
-        for n in "$CG_N1" "$CG_N2"; do
-            echo "### $server callgrind depth $depth, $n requests"
-            cg_measure "$server" "$depth" "$n" || { stop_server; break; }
-        done
+        echo
     done
+}
+
+# ---- static files --------------------------------------------------------
+# static_check(server): every file, fetched with curl from the running
+# server, must come back 200, byte for byte, as application/octet-stream and
+# without Content-Encoding; the 1 KiB response head is shown.
+static_check() {
+    local server=$1 size f h b ok=0
+    for size in $STATIC_SIZES; do
+        f=$STATIC_ROOT/static/file-$size.bin h=$TMP/$server/static-$size.head b=$TMP/$server/static-$size.body
+        curl -sS -D "$h" -o "$b" "http://127.0.0.1:$SPORT/static/file-$size.bin" 2>&1 | indent
+        if [ "$size" = "${STATIC_SIZES%% *}" ]; then
+            show curl -sS -D - -o /dev/null "http://127.0.0.1:$SPORT/static/file-$size.bin"
+            tr -d '\r' < "$h" | indent
+        fi
+        if ! head -1 "$h" | grep -q ' 200' || ! cmp -s "$f" "$b" ||
+                ! grep -qi '^content-type: application/octet-stream' "$h" ||
+                grep -qi '^content-encoding:' "$h"; then
+            echo "error: $server: GET /static/file-$size.bin is not 200, application/octet-stream," \
+                 "unencoded and byte-identical to the file"
+            tr -d '\r' < "$h" | indent
+            ok=1
+        fi
+    done
+    return $ok
+}
+
+# Section "static": files of $STATIC_SIZES random bytes, the servers
+# restarted on a temp document root, wrk per size.
+static_section() {
+    local size f server run live=()
+    STATIC_ROOT=$TMP/docroot
+    mkdir -p "$STATIC_ROOT/static"
+    echo "## static files"
     echo
-done
+    echo "document root $STATIC_ROOT: files of random bytes (incompressible; .bin is served as"
+    echo "application/octet-stream, which no server compresses, and wrk sends no Accept-Encoding):"
+    for size in $STATIC_SIZES; do
+        f=$STATIC_ROOT/static/file-$size.bin
+        echo "\$ head -c $size /dev/urandom > $f"
+        head -c "$size" /dev/urandom > "$f"
+    done
+    # shellcheck disable=SC2012  # for people: sizes and names
+    ls -l "$STATIC_ROOT/static" | indent
+    echo
+    echo "server settings for the static files:"
+    echo "  hotpath: --root $STATIC_ROOT, its defaults (URL /static/file-SIZE.bin)"
+    echo "  nginx (bench/lib/nginx.conf.in; access_log off for the whole server):"
+    sed -n '/location \/static\//,/^        }/p' "$LIB/nginx.conf.in" | sed "s|@DOCROOT@|$STATIC_ROOT|" | indent
+    echo "  h2o (bench/lib/h2o.conf.in): file.dir $STATIC_ROOT/static on /static, its defaults"
+    echo "    (ETag on, per-event-loop open-file cache; h2o 2.2 preads, it has no sendfile)"
+    echo
+    echo "## starting the servers (static document root)"
+    echo
+    DOCROOT=$STATIC_ROOT
+    LIVE=()
+    start_all $SERVERS
+    DOCROOT=""
+    for server in "${LIVE[@]}"; do
+        use "$server"
+        echo "### $server: checking the static files"
+        if static_check "$server"; then
+            live+=("$server")
+        else
+            stop_server; FAILED+=("$server")
+        fi
+        echo
+    done
+    LIVE=("${live[@]}")
+    for size in $STATIC_SIZES; do
+        echo "## static file of $size bytes: requests/s, MB/s and server CPU per MB"
+        for server in "${LIVE[@]}"; do
+            use "$server"
+            url="http://127.0.0.1:$SPORT/static/file-$size.bin"
+            echo "### $server warm-up ($WARMUP s, not measured)"
+            show taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url"
+            taskset -c "$CLI_CPU" wrk -t1 "-c$CONNS" "-d${WARMUP}s" "$url" > /dev/null 2>&1
+        done
+        for run in $(seq "$RUNS"); do
+            for server in "${LIVE[@]}"; do
+                use "$server"
+                url="http://127.0.0.1:$SPORT/static/file-$size.bin"
+                echo "### $server static $size bytes run $run/$RUNS"
+                WRK_TAGS="size=$size" wrk_measure "$server" static "$DURATION" "$url"
+            done
+        done
+        echo
+    done
+    stop_all
+}
+
+[ $DO_PLAIN = 1 ] && plaintext_section
+[ $DO_STATIC = 1 ] && static_section
 
 echo "## results"
 echo

@@ -198,25 +198,30 @@ wait_listen() {     # wait_listen(port, pid, seconds): until the port listens
 
 # start_server(name, [valgrind-prefix...]): render the config, start the
 # server pinned to CPU $SRV_CPU with a fresh port; sets SPID and SPORT.
+# DOCROOT, when set, is the static-file root: hotpath's --root (default www),
+# and the directory whose static/ subdirectory nginx and h2o serve at
+# /static/ (default: an empty one in the server's temp dir).
 start_server() {
     local name=$1; shift
-    local dir=$TMP/$name cmd=() master=on
+    local dir=$TMP/$name cmd=() master=on docroot=${DOCROOT:-$TMP/$name/docroot}
     mkdir -p "$dir"
+    [ -n "${DOCROOT:-}" ] || mkdir -p "$docroot/static"
     SPORT=$(python3 "$LIB/benchhttp.py" freeport) || return 1
     [ $# -gt 0 ] && master=off     # under valgrind: nginx in one process
     case $name in
     hotpath)
-        cmd=("$HOTPATH_BIN" --listen "127.0.0.1:$SPORT" --workers 1 --root www
+        cmd=("$HOTPATH_BIN" --listen "127.0.0.1:$SPORT" --workers 1 --root "${DOCROOT:-www}"
              --quiet --keepalive-timeout 60)
         ;;
     nginx)
         sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$SPORT|g" -e "s|@MASTER@|$master|g" \
-            "$LIB/nginx.conf.in" > "$dir/nginx.conf"
+            -e "s|@DOCROOT@|$docroot|g" "$LIB/nginx.conf.in" > "$dir/nginx.conf"
         cmd=(nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log")
         ;;
     h2o)
         printf 'Hello, World!' > "$dir/plaintext.txt"
-        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$SPORT|g" "$LIB/h2o.conf.in" > "$dir/h2o.conf"
+        sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$SPORT|g" -e "s|@DOCROOT@|$docroot|g" \
+            "$LIB/h2o.conf.in" > "$dir/h2o.conf"
         cmd=(h2o -c "$dir/h2o.conf")
         ;;
     esac

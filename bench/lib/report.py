@@ -2,10 +2,13 @@
 """Turn the raw measurements of bench/http.sh into the results tables.
 
 Input: a file of lines `<server> <kind> key=value ...` written by
-bench/http.sh (kinds: meta, plain, pipe, rate, strace, idle, cg). Per-run figures
+bench/http.sh (kinds: meta, plain, pipe, rate, strace, idle, cg, static;
+static lines carry size=<file bytes>). Per-run figures
 are derived first (CPU seconds = (utime+stime ticks) / CLK_TCK, etc.), then
 the median of each figure over the runs is reported. Prints the main table,
-a detail table, and the evaluation of the hotpath targets.
+a detail table, and the evaluation of the hotpath targets, for the
+/plaintext measurements; then the static-file table and its targets. Each
+part only when the run measured it.
 """
 import statistics
 import sys
@@ -15,6 +18,7 @@ TARGET_CPU_RATIO = 0.6          # hotpath CPU/request <= 0.6 x nginx
 TARGET_PIPE_RATE = 1.5e6        # pipelined requests per server CPU-second
 TARGET_PIPE_RATIO = 10.0        # ... and >= 10 x nginx
 TARGET_IDLE_BYTES = 256         # RSS bytes per idle keep-alive connection
+TARGET_STATIC_CPU_RATIO = 0.9   # static files: hotpath CPU/MB <= 0.9 x nginx
 
 
 def load(path):
@@ -134,9 +138,9 @@ def table(header, body):
     return "\n".join(lines)
 
 
-def main():
-    order, rows, meta = load(sys.argv[1])
-    clk = float(meta.get("clk_tck", 100))
+def plaintext_report(order, rows, meta, clk):
+    """The /plaintext tables (plain, pipelined, constant rate, syscalls,
+    idle connections, callgrind) and their targets."""
     fig = {}
     for s in order:
         d = rows[s]
@@ -274,6 +278,156 @@ def main():
     for name, ok, detail in checks:
         verdict = "NOT MEASURED" if ok is None else ("MET" if ok else "NOT MET")
         print("  %-13s %s -- %s" % (verdict, name, detail))
+    return 0
+
+
+def size_label(n):
+    for unit, mult in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= mult and n % mult == 0:
+            return "%d %s" % (n // mult, unit)
+    return "%d B" % n
+
+
+def static_runs(runs, clk):
+    """Per-run figures of the static-file wrk runs. MB = 10^6 bytes of
+    response body (file bytes: requests x file size; headers not counted)."""
+    out = []
+    for r in runs:
+        got = wrk_runs([r], clk)        # empty for a run without requests or CPU
+        if not got:
+            continue
+        f = got[0]
+        out.append(f)
+        req, size, secs = int(r["requests"]), int(r["size"]), float(r["secs"])
+        mb = req * size / 1e6
+        f["mbps"] = mb / secs
+        f["cpu_ms_mb"] = (int(r["ut"]) + int(r["st"])) / clk * 1e3 / mb
+        f["user_ms_mb"] = int(r["ut"]) / clk * 1e3 / mb
+        f["sys_ms_mb"] = int(r["st"]) / clk * 1e3 / mb
+        # all busy time of the server's CPU, the server's own included:
+        # loopback TCP work done in softirq context outside the server's
+        # syscalls (ksoftirqd, ACK-clocked transmits) is not in its
+        # utime+stime but is still spent on its CPU
+        f["cpu0_ms_mb"] = int(r["c0busy"]) / clk * 1e3 / mb if "c0busy" in r else None
+        # irq+softirq share of the client's CPU: where the loopback work
+        # lands when it is not done on the server's CPU
+        f["irq1"] = pct(int(r.get("c1irq", 0)), r.get("c1total"))
+    return out
+
+
+def static_report(order, rows, meta, clk):
+    """The static-file table (one row per file size and server) and the
+    static-file targets."""
+    keys = ("rps", "mbps", "cpu_us", "cpu_ms_mb", "user_ms_mb", "sys_ms_mb", "cpu0_ms_mb", "util",
+            "busy1", "other0", "irq1")
+    fig = {}            # (size, server) -> medians
+    sizes = []
+    for s in order:
+        by_size = defaultdict(list)
+        for r in rows[s].get("static", []):
+            by_size[int(r["size"])].append(r)
+        for size, runs in by_size.items():
+            if size not in sizes:
+                sizes.append(size)
+            per = static_runs(runs, clk)
+            f = {k: med(per, k) for k in keys}
+            f["rps_runs"] = [r["rps"] for r in per]
+            f["errors"] = sum(r["errors"] for r in per)
+            fig[(size, s)] = f
+    sizes.sort()
+    print("Static files (wrk -t1 -c%s, keep-alive; medians over %s run(s); MB = 10^6 bytes of file"
+          % (meta.get("conns", "?"), meta.get("runs", "?")))
+    print("data; CPU = server process tree utime+stime from /proc)")
+    print()
+    header = ["size", "server", "req/s", "MB/s", "CPU us/req", "CPU ms/MB", "user ms/MB",
+              "sys ms/MB", "CPU0 ms/MB", "srv CPU%", "CPU0 other%", "client CPU%", "CPU1 irq%", "limited by",
+              "req/s vs nginx",
+              "CPU/MB vs nginx", "req/s per run", "errors"]
+    body = []
+    for size in sizes:
+        ng = fig.get((size, "nginx"))
+        for s in order:
+            f = fig.get((size, s))
+            if f is None:
+                continue
+            body.append([size_label(size), s, fmt(f["rps"]), fmt(f["mbps"], "{:,.1f}"),
+                         fmt(f["cpu_us"], "{:.2f}"), fmt(f["cpu_ms_mb"], "{:.3f}"),
+                         fmt(f["user_ms_mb"], "{:.3f}"), fmt(f["sys_ms_mb"], "{:.3f}"),
+                         fmt(f["cpu0_ms_mb"], "{:.3f}"), fmt(f["util"], "{:.0f}%"),
+                         fmt(f["other0"], "{:.0f}%"), fmt(f["busy1"], "{:.0f}%"),
+                         fmt(f["irq1"], "{:.0f}%"),
+                         bound(f["util"], f["busy1"]),
+                         fmt(ratio(f["rps"], ng and ng["rps"]), "{:.2f}x"),
+                         fmt(ratio(f["cpu_ms_mb"], ng and ng["cpu_ms_mb"]), "{:.2f}x"),
+                         " ".join(fmt(v) for v in f["rps_runs"]) or "-", f["errors"]])
+    print(table(header, body))
+    print()
+    print("MB/s: file bytes per second (requests x file size / run seconds); CPU ms/MB: server CPU")
+    print("milliseconds per 10^6 file bytes sent, split into user and kernel (sys) time; vs nginx:")
+    print("the server's figure / nginx's (req/s: higher is better, CPU/MB: lower is better).")
+    print("CPU0 ms/MB: all busy time of the server's CPU (/proc/stat) per MB, the server's own included:")
+    print("  it also counts loopback TCP work done in softirq context outside the server's syscalls,")
+    print("  which is not in the server's utime+stime (then CPU0 other% is high with nothing else")
+    print("  running), and any other process on CPU 0. CPU0 other% = that extra share of CPU 0's time.")
+    print("CPU1 irq%: irq+softirq share of the client's CPU (/proc/stat): loopback TCP work done there;")
+    print("  much higher for one server than for the others means part of that server's sending")
+    print("  (ACK-clocked transmits) ran on the client's CPU, which lowers its CPU/MB and its req/s.")
+    print("limited by: server if srv CPU% >= 90, client if client CPU% >= 90, else neither;")
+    print("when the client saturates first, req/s and MB/s measure wrk, and CPU/MB is the fair figure.")
+    noisy = [(k, f["other0"]) for k, f in fig.items() if f["other0"] is not None and f["other0"] > 10]
+    if noisy:
+        print("NOTE: CPU 0 was busy outside the server for up to %.0f%% of the time in some runs"
+              % max(v for _, v in noisy))
+        print("      (%s): other processes (see the load line at the top; then rerun on a quiet"
+              % ", ".join("%s %s" % (size_label(k[0]), k[1]) for k, _ in noisy))
+        print("      machine) or softirq work not charged to the server (compare CPU0 ms/MB).")
+    print()
+    print("Targets (hotpath, static files)")
+    print()
+    if not any(s == "hotpath" for _, s in fig):
+        print("  PENDING: hotpath was not measured in this run")
+        return 0
+    checks = []
+    for size in sizes:
+        hp, ng = fig.get((size, "hotpath")), fig.get((size, "nginx"))
+        r = ratio(hp and hp["cpu_ms_mb"], ng and ng["cpu_ms_mb"])
+        checks.append(("%s: server CPU per MB <= %.1fx nginx" % (size_label(size), TARGET_STATIC_CPU_RATIO),
+                       None if r is None else r <= TARGET_STATIC_CPU_RATIO,
+                       "hotpath %s ms/MB, nginx %s ms/MB: %s (all of CPU 0: %s vs %s ms/MB, %s)" % (
+                           fmt(hp and hp["cpu_ms_mb"], "{:.3f}"), fmt(ng and ng["cpu_ms_mb"], "{:.3f}"),
+                           fmt(r, "{:.2f}x"), fmt(hp and hp["cpu0_ms_mb"], "{:.3f}"),
+                           fmt(ng and ng["cpu0_ms_mb"], "{:.3f}"),
+                           fmt(ratio(hp and hp["cpu0_ms_mb"], ng and ng["cpu0_ms_mb"]), "{:.2f}x"))))
+    hp, ng = fig.get((1024, "hotpath")), fig.get((1024, "nginx"))
+    r = ratio(hp and hp["rps"], ng and ng["rps"])
+    note = ""
+    if hp and ng and "client" in (bound(hp["util"], hp["busy1"]), bound(ng["util"], ng["busy1"])):
+        note = " (a run was client-bound: the req/s compare wrk more than the servers)"
+    checks.append(("1 KiB: req/s >= nginx's", None if r is None else r >= 1.0,
+                   "hotpath %s req/s, nginx %s req/s: %s%s" % (
+                       fmt(hp and hp["rps"]), fmt(ng and ng["rps"]), fmt(r, "{:.2f}x"), note)))
+    for name, ok, detail in checks:
+        verdict = "NOT MEASURED" if ok is None else ("MET" if ok else "NOT MET")
+        print("  %-13s %s -- %s" % (verdict, name, detail))
+    return 0
+
+
+def main():
+    order, rows, meta = load(sys.argv[1])
+    clk = float(meta.get("clk_tck", 100))
+    plain_kinds = ("plain", "pipe", "rate", "strace", "idle", "cg")
+    done = False
+    if any(rows[s].get(k) for s in order for k in plain_kinds):
+        plaintext_report([s for s in order if any(rows[s].get(k) for k in plain_kinds)],
+                         rows, meta, clk)
+        done = True
+    if any(rows[s].get("static") for s in order):
+        if done:
+            print()
+        static_report([s for s in order if rows[s].get("static")], rows, meta, clk)
+        done = True
+    if not done:
+        print("no measurements")
     return 0
 
 

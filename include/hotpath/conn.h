@@ -73,6 +73,8 @@ enum {
     HP_CONN_F_RDHUP = 1u << 10,      /* the peer's FIN was reported: read until 0 */
     HP_CONN_F_CONNECTING = 1u << 11, /* outbound connect() in progress */
     HP_CONN_F_HOLD = 1u << 12,       /* the protocol holds the connection: read nothing */
+    HP_CONN_F_CORK = 1u << 13,       /* a large file is queued: send it corked */
+    HP_CONN_F_CORKED = 1u << 14,     /* TCP_CORK is on until the queue drains */
 };
 
 typedef struct hp_conn_out hp_conn_out_t;

@@ -40,6 +40,11 @@
  * out as identity (or as a precompressed sibling). */
 #define HP_FCACHE_COMPRESS_MAX (8u << 20)
 
+/* Files up to this size are also kept in memory (hp_fcache_body), so a
+ * response is its head and body in one writev instead of a writev and a
+ * sendfile. */
+#define HP_FCACHE_MEM_MAX (32u << 10)
+
 /* Indexes of hp_fcache_entry_t.v. */
 enum { HP_FCACHE_V_IDENTITY = 0, HP_FCACHE_V_GZIP = 1, HP_FCACHE_V_BR = 2, HP_FCACHE_NVAR = 3 };
 
@@ -182,6 +187,14 @@ int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encodin
 /* Empties the table (config reload, new root): unreferenced entries are
  * freed at once, referenced ones when released. */
 void hp_fcache_clear(hp_fcache_t *fc);
+
+/* The bytes of e's identity file when it is at most HP_FCACHE_MEM_MAX
+ * long: read (pread) on first demand and kept with the entry until the
+ * file is seen to change, counted against max_bytes like compressed
+ * bodies (which it may push out). Returns 0 with *buf (borrowed, e->v[0].size
+ * bytes, valid while the caller holds its reference to e), or -ENOENT:
+ * too large, empty, no room or no memory (the caller sends the file). */
+int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *e, const void **buf);
 
 /* Copies the counters into *out. */
 void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out);

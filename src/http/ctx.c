@@ -395,14 +395,10 @@ static bool has_header(const hp_ctx_t *ctx, const char *name)
 
 /* Compresses a compressible body on the fly (gzip, or brotli when the
  * client prefers it), keeping the result only if it saves 10 %. */
-static void maybe_compress(hp_ctx_t *ctx)
+static HP_COLD void compress_body(hp_ctx_t *ctx, const hp_http_config_t *cfg)
 {
-    const hp_http_config_t *cfg = http_worker(ctx->conn)->cfg;
-    if (ctx->compressed)
-        return; /* once per response: before caching it, or on a cache hit */
-    ctx->compressed = true;
-    if (!cfg->compress_level || ctx->body_len < cfg->compress_min ||
-        ctx->body_kind == BODY_FILE || ctx->body_kind == BODY_NONE || !ctx->ctype ||
+    ctx->compressed = true; /* once per response: before caching it, or on a cache hit */
+    if (ctx->body_kind == BODY_FILE || ctx->body_kind == BODY_NONE || !ctx->ctype ||
         !hp_compress_type_ok(ctx->ctype) || has_header(ctx, "Content-Encoding"))
         return;
     /* The answer depends on Accept-Encoding from here on, whatever it is. */
@@ -437,6 +433,14 @@ static void maybe_compress(hp_ctx_t *ctx)
     ctx->done_arg = out;
     ctx->body_kind = pooled ? BODY_CHUNK : BODY_HEAP;
     hp_ctx_set_header(ctx, "Content-Encoding", enc == HP_ENC_BR ? "br" : "gzip");
+}
+
+/* The cheap tests inline: most bodies are small. */
+static inline void maybe_compress(hp_ctx_t *ctx)
+{
+    const hp_http_config_t *cfg = http_worker(ctx->conn)->cfg;
+    if (!ctx->compressed && cfg->compress_level && ctx->body_len >= cfg->compress_min)
+        compress_body(ctx, cfg);
 }
 
 /* ---- response cache ----

@@ -49,8 +49,9 @@ typedef struct fsig {
     struct timespec mtim, ctim;
 } fsig_t;
 
-/* On-the-fly body states. */
+/* In-memory body states, and which body. */
 enum { Z_UNTRIED = 0, Z_NONE, Z_READY };
+enum { Z_GZIP = 0, Z_BR, Z_PLAIN, ZN };
 
 typedef struct zbody {
     uint8_t state;
@@ -72,7 +73,7 @@ struct fentry {
     uint64_t checked_ms;      /* last time the file system was asked */
     int root_fd;
     fsig_t sig[HP_FCACHE_NVAR];
-    zbody_t z[2];             /* [0] gzip, [1] br */
+    zbody_t z[ZN];            /* [Z_GZIP], [Z_BR]: compressed; [Z_PLAIN]: the file's bytes */
     uint32_t key_len, rel_len;
     char *rel;                /* NUL-terminated normalised relative path,
                                * inside this allocation after the key, with
@@ -171,7 +172,7 @@ static void free_entry(fentry_t *e)
     for (int i = 0; i < HP_FCACHE_NVAR; i++)
         if (e->pub.v[i].fd >= 0)
             close(e->pub.v[i].fd);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < ZN; i++) {
         if (e->z[i].state == Z_READY) {
             if (e->fc)
                 e->fc->st.bytes -= e->z[i].len;
@@ -509,7 +510,7 @@ static bool make_bytes(hp_fcache_t *fc, uint64_t need, const fentry_t *keep)
     for (fentry_t *e = fc->lru.tail; e && fc->st.bytes + need > fc->max_bytes; e = e->prev) {
         if (e->refs || e == keep)
             continue;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < ZN; i++) {
             if (e->z[i].state != Z_READY)
                 continue;
             hp_free(e->z[i].buf);
@@ -637,6 +638,37 @@ int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *pub, unsigned encod
     return 0;
 }
 
+/* ---- small files in memory ---- */
+
+int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *pub, const void **buf)
+{
+    fentry_t *e = fe_of(pub);
+    zbody_t *z = &e->z[Z_PLAIN];
+    if (z->state == Z_UNTRIED) {
+        uint64_t size = pub->v[HP_FCACHE_V_IDENTITY].size;
+        z->state = Z_NONE;
+        if (size == 0 || size > HP_FCACHE_MEM_MAX || size > fc->max_bytes)
+            return -ENOENT;
+        void *b = hp_malloc((size_t)size);
+        if (!b) {
+            z->state = Z_UNTRIED; /* try again later */
+            return -ENOENT;
+        }
+        if (read_all(pub->v[HP_FCACHE_V_IDENTITY].fd, b, size) < 0 ||
+            !make_bytes(fc, size, e)) {
+            hp_free(b);
+            z->state = Z_UNTRIED;
+            return -ENOENT;
+        }
+        *z = (zbody_t){.state = Z_READY, .buf = b, .len = size};
+        fc->st.bytes += size;
+    }
+    if (z->state != Z_READY)
+        return -ENOENT;
+    *buf = z->buf;
+    return 0;
+}
+
 /* ---- the cache ---- */
 
 int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
@@ -689,7 +721,7 @@ void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out)
 static uint64_t zbytes(const fentry_t *e)
 {
     uint64_t b = 0;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < ZN; i++)
         if (e->z[i].state == Z_READY)
             b += e->z[i].len;
     return b;

@@ -228,6 +228,7 @@ typedef struct file_src {
     int64_t mtime_sec;
     const char *etag;
     unsigned enc;             /* HP_ENC_* sent */
+    bool ranges;              /* a file's bytes (not compressed on the fly): Range applies */
 } file_src_t;
 
 static int src_send(hp_conn_t *c, const file_src_t *f, uint64_t off, uint64_t len)
@@ -305,10 +306,11 @@ static void pick_source(hp_http_worker_t *hw, const hp_http_location_t *loc,
     unsigned enc;
     int v = hp_fcache_select(e, accept, &enc);
     *f = (file_src_t){.e = e, .fd = e->v[v].fd, .mem = NULL, .size = e->v[v].size,
-                      .mtime_sec = e->v[v].mtime_sec, .etag = e->v[v].etag, .enc = enc};
+                      .mtime_sec = e->v[v].mtime_sec, .etag = e->v[v].etag, .enc = enc,
+                      .ranges = true};
     const hp_http_config_t *cfg = hw->cfg;
     if (enc != HP_ENC_IDENTITY || !loc || !loc->compress || !cfg->compress_level)
-        return;
+        goto plain;
     static const unsigned order[2][2] = {{HP_ENC_BR, HP_ENC_GZIP}, {HP_ENC_GZIP, HP_ENC_BR}};
     const unsigned *try = order[(accept & HP_STATIC_GZIP_FIRST) ? 1 : 0];
     for (int i = 0; i < 2; i++) {
@@ -323,7 +325,17 @@ static void pick_source(hp_http_worker_t *hw, const hp_http_location_t *loc,
             f->size = len;
             f->etag = hw->etag;
             f->enc = try[i];
+            f->ranges = false;
             return;
+        }
+    }
+plain:
+    /* A small file goes from memory, in the same writev as its head. */
+    if (v == HP_FCACHE_V_IDENTITY && f->size <= HP_FCACHE_MEM_MAX) {
+        const void *mem;
+        if (hp_fcache_body(hw->fcache, e, &mem) == 0) {
+            f->fd = -1;
+            f->mem = mem;
         }
     }
 }
@@ -406,7 +418,7 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
     /* Ranges (GET only, while If-Range still holds, and on a file or a
      * precompressed sibling: a body compressed on the fly goes whole). */
     size_t rlen = 0, irl = 0;
-    const char *range = st->req.method_id == HP_HTTP_M_GET && f.fd >= 0
+    const char *range = st->req.method_id == HP_HTTP_M_GET && f.ranges
                             ? REQ_HEADER(c, st, "range", &rlen)
                             : NULL;
     const char *if_range = REQ_HEADER(c, st, "if-range", &irl);
@@ -440,7 +452,7 @@ static void serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint3
     }
 
     char extra[1320];
-    snprintf(extra, sizeof extra, "%s%s", validators, f.fd >= 0 ? "Accept-Ranges: bytes\r\n" : "");
+    snprintf(extra, sizeof extra, "%s%s", validators, f.ranges ? "Accept-Ranges: bytes\r\n" : "");
     http_count_response(c, 200, st->head_only ? 0 : f.size);
     if (hp_http_write_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
         (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))

@@ -817,6 +817,53 @@ static void test_get_and_compress_oom(void **state)
     free(body);
 }
 
+/* Small files in memory: the bytes, the bound, a change seen through a
+ * new entry, and memory given back with the entry. */
+static void test_small_file_body(void **state)
+{
+    (void)state;
+    puts_("s.txt", "small body");
+    char *big = text_body(HP_FCACHE_MEM_MAX + 1);
+    put("big.txt", big, HP_FCACHE_MEM_MAX + 1);
+    free(big);
+    put("empty.txt", "", 0);
+    new_cache(16, 1024, 1000);
+    hp_fcache_entry_t *e;
+    const void *buf;
+    assert_int_equal(get("/s.txt", 0, &e), 0);
+    assert_int_equal(hp_fcache_body(fx.fc, e, &buf), 0);
+    assert_memory_equal(buf, "small body", 10);
+    const void *again;
+    assert_int_equal(hp_fcache_body(fx.fc, e, &again), 0);
+    assert_ptr_equal(again, buf); /* read once */
+    assert_int_equal(stats().bytes, 10);
+    assert_int_equal(hp_fcache_validate(fx.fc), 0);
+    release(e);
+
+    assert_int_equal(get("/big.txt", 0, &e), 0);
+    assert_int_equal(hp_fcache_body(fx.fc, e, &buf), -ENOENT); /* too large */
+    release(e);
+    assert_int_equal(get("/empty.txt", 0, &e), 0);
+    assert_int_equal(hp_fcache_body(fx.fc, e, &buf), -ENOENT);
+    release(e);
+
+    /* Replaced on disk: the next entry reads the new bytes. */
+    puts_("s.tmp", "a new small body");
+    assert_int_equal(renameat(fx.root, "s.tmp", fx.root, "s.txt"), 0);
+    assert_int_equal(get("/s.txt", 1000, &e), 0);
+    assert_int_equal(hp_fcache_body(fx.fc, e, &buf), 0);
+    assert_memory_equal(buf, "a new small body", 16);
+    assert_int_equal(stats().bytes, 16);
+    release(e);
+
+    /* No room under max_bytes: the file is sent from its descriptor. */
+    hp_fcache_free(fx.fc);
+    new_cache(16, 4, 1000);
+    assert_int_equal(get("/s.txt", 0, &e), 0);
+    assert_int_equal(hp_fcache_body(fx.fc, e, &buf), -ENOENT);
+    release(e);
+}
+
 int main(void)
 {
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -834,6 +881,7 @@ int main(void)
         T_(test_compression_refused),
         T_(test_compressed_byte_bound),
         T_(test_get_and_compress_oom),
+        T_(test_small_file_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

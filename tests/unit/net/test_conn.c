@@ -20,6 +20,8 @@
  * every boundary is crossed with little data.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -463,6 +465,14 @@ static void test_borrowed_file_sent(void **state)
     assert_true(F.sendfile_calls >= 2);
     assert_true(fcntl(T.file_fd, F_GETFD) != -1);
     assert_idle(conn_of(k));
+    /* A large file went out corked; the cork is off once the queue drained
+     * (else the last partial segment would sit for 200 ms). */
+    assert_true(sizeof g_file >= 64 * 1024);
+    int corked = -1;
+    socklen_t clen = sizeof corked;
+    assert_int_equal(getsockopt(conn_of(k)->io.fd, IPPROTO_TCP, TCP_CORK, &corked, &clen), 0);
+    assert_int_equal(corked, 0);
+    assert_false(conn_of(k)->flags & (HP_CONN_F_CORK | HP_CONN_F_CORKED));
     /* length 0: done runs before the call returns, nothing is queued */
     int fd = T.file_fd;
     assert_int_equal(hp_conn_write_file_cb(conn_of(k), fd, 0, 0, file_done, &T.file_fd), 0);
