@@ -195,6 +195,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         hp_prom_sample(&p, "hotpath_responses_total", classes[k], resp[k]);
     ONE("hotpath_connections_open", "gauge", "Connections open now.", acc - closed);
     ONE("hotpath_connections_accepted_total", "counter", "Connections accepted.", acc);
+    ONE("hotpath_connections_closed_total", "counter", "Connections closed.", closed);
     hp_prom_family(&p, "hotpath_worker_connections_accepted_total", "counter",
                    "Connections accepted, by worker.");
     for (uint32_t i = 0; i < nw; i++) {

@@ -50,7 +50,8 @@ static void usage(FILE *out)
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
             "\n"
-            "SIGTERM or SIGINT drains gracefully; a second one exits at once.\n");
+            "SIGTERM or SIGINT drains gracefully; a second one exits at once. SIGHUP\n"
+            "reloads the --config file (flags still apply); SIGUSR1 reopens the access log.\n");
 }
 
 static __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...)
@@ -207,6 +208,8 @@ typedef struct reload_ctx {
     int argc;
     char **argv;
     hp_config_t conf;          /* the file as last loaded; the app borrows from it */
+    uint32_t builtins;         /* the endpoints running (routes: fixed while running) */
+    char metrics_path[1025];
 } reload_ctx_t;
 
 static int reload_config(void *arg, hp_app_config_t *out, char *err, size_t errlen)
@@ -225,10 +228,11 @@ static int reload_config(void *arg, hp_app_config_t *out, char *err, size_t errl
         return -1;
     }
     apply_config(&next, out, &builtins, &metrics_path);
+    /* Endpoints are routes, fixed while running: not reloaded, but said. */
+    if (builtins != rc->builtins || strcmp(metrics_path, rc->metrics_path) != 0)
+        hp_log(WARN, "SIGHUP: endpoints or metrics changed: restart to apply (running ones kept)");
     optind = 0; /* the flags were checked at start-up: this cannot fail */
     parse_args(rc->argc, rc->argv, out);
-    /* Endpoints are routes, fixed while running; the file's other keys
-     * are what a reload applies. */
     hp_config_free(&rc->conf);
     rc->conf = next;
     return 0;
@@ -280,6 +284,8 @@ int main(int argc, char **argv)
         cfg.reload_arg = &rc;
     }
     parse_args(argc, argv, &cfg);
+    rc.builtins = builtins;
+    snprintf(rc.metrics_path, sizeof rc.metrics_path, "%s", metrics_path);
     if (cfg.quiet)
         hp_log_set_level(HP_LOG_WARN);
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DOC_FILES, INDEX_HTML, SUB_INDEX_HTML
 from helpers import (HEALTH_BODY, JSON_BODY, MAX_BODY, PLAINTEXT_BODY, Conn,
-                     curl, parse_curl_headers, parse_metrics)
+                     curl, parse_curl_headers, parse_metrics, wait_until)
 
 BUILTIN = [
     ("/plaintext", "text/plain", PLAINTEXT_BODY),
@@ -412,6 +412,14 @@ def test_metrics_connections_open_counts_this_connection(server, conn):
         other.request("GET", "/health")
         m2 = server.metrics(conn)
         assert m2["hotpath_connections_open"] >= 2
+    # Closed ones are counted too: accepted - closed == open.
+    def other_closed():
+        m = server.metrics(conn)
+        closed = m["hotpath_connections_closed_total"]
+        return m if closed >= m2["hotpath_connections_closed_total"] + 1 else None
+    m3 = wait_until(other_closed, 5, what="the other connection counted as closed")
+    assert m3["hotpath_connections_accepted_total"] - m3["hotpath_connections_closed_total"] \
+        == m3["hotpath_connections_open"]
 
 
 def test_serves_repo_www(start_server, www_dir):

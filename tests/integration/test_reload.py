@@ -209,15 +209,38 @@ def test_sighup_applies_changes_without_dropping_connections(serve, tmp_path):
     assert "GET /a.txt" in read_log(tmp_path / "new.log", 1)[0]
 
 
+def test_sighup_changes_compression_and_cache(serve, tmp_path):
+    text = b"compress me, compress me, compress me\n" * 100
+    tree(tmp_path, {"www/t/a.txt": text})
+    s = serve("root: www\nlocations: [{path: /t/, compression: true}]\n")
+    ae = {"Accept-Encoding": "gzip"}
+    with Conn(s.port) as c:
+        r = c.request("GET", "/t/a.txt", headers=ae)
+        assert r.header("content-encoding") == "gzip"
+        s.write("root: www\nlocations: [{path: /t/, compression: true}]\n"
+                "compression: {enabled: false}\ncache: {enabled: true, max_entries: 5}\n")
+        s.signal(signal.SIGHUP, expect="configuration reloaded")
+        r = c.request("GET", "/t/a.txt", headers=ae)
+        assert r.header("content-encoding") is None and r.body == text
+        m = metrics(s.port)
+        assert m["hotpath_cache_entries"] == 0 and "hotpath_cache_hits_total" in m
+        s.write("root: www\nlocations: [{path: /t/, compression: false}]\n")
+        s.signal(signal.SIGHUP, expect="configuration reloaded")
+        assert c.request("GET", "/t/a.txt", headers=ae).header("content-encoding") is None
+
+
 def test_sighup_restart_keys_are_reported_not_applied(serve, tmp_path):
     tree(tmp_path, {"www/a.txt": b"a"})
     s = serve("root: www\n")
     port = s.port
     other = free_port()
     s.conf.write_text('listen: "127.0.0.1:%d"\nworkers: 2\nroot: www\n'
-                      'locations: [{path: /, cache_control: "x"}]\n' % other)
-    out = s.signal(signal.SIGHUP, expect="restart to apply")
+                      'locations: [{path: /, cache_control: "x"}]\n'
+                      'endpoints: {echo: false}\n' % other)
+    out = s.signal(signal.SIGHUP, expect="restart to apply (running values kept)")
     assert "listen" in out and "workers" in out
+    assert "endpoints or metrics changed" in out
+    assert request(port, "POST", "/echo", body=b"still here").body == b"still here"
     assert not can_connect(other)
     r = request(port, "GET", "/a.txt")
     assert r.status == 200 and r.header("cache-control") == "x"  # the rest applied
