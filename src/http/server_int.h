@@ -1,7 +1,7 @@
 /*
  * server_int.h - what the HTTP layer's own files share: the per-request
  * state kept in a connection's read chunk and the handler context inside
- * it. Private to src/http (server.c, ctx.c, builtin.c, app.c).
+ * it. Private to src/http (server.c, files.c, ctx.c, builtin.c, app.c).
  */
 #ifndef HOTPATH_SERVER_INT_H
 #define HOTPATH_SERVER_INT_H
@@ -93,6 +93,13 @@ void http_request_done(hp_conn_t *c, http_state_t *st);
 void http_resume(hp_conn_t *c);
 /* Publishes the caches' counters to the worker's statistics shard. */
 void http_cache_publish(hp_http_worker_t *hw);
+/* A complete response with a short text body for `status`, keeping the
+ * connection as the request asked (404, 405, 416 ...). */
+void http_respond_status(hp_conn_t *c, http_state_t *st, int status, const char *extra);
+
+/* files.c: answers a GET or HEAD for a static file (or its 301, 304, 404,
+ * 406, 412 or 416). */
+void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_t len);
 
 /* ctx.c */
 void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st);
