@@ -885,6 +885,43 @@ static void test_response_cache(void **state)
 #undef GET
 }
 
+/* A cache of one entry: two routes taking turns evict each other, and
+ * /metrics counts it. */
+static void test_response_cache_evictions(void **state)
+{
+    (void)state;
+    stop();
+    hp_app_free(A.app);
+    hp_app_config_t cfg = config(A.listen);
+    cfg.http.cache.enabled = true;
+    cfg.http.cache.max_entries = 1;
+    char err[256];
+    A.app = hp_app_new(&cfg, err, sizeof err);
+    assert_non_null(A.app);
+    assert_int_equal(hp_app_route(A.app, HP_ROUTER_GET, "/a", h_counted, "a", err, sizeof err), 0);
+    assert_int_equal(hp_app_route(A.app, HP_ROUTER_GET, "/b", h_counted, "b", err, sizeof err), 0);
+    assert_int_equal(hp_app_cache_route(A.app, "/a", 0), 0);
+    assert_int_equal(hp_app_cache_route(A.app, "/b", 0), 0);
+    assert_int_equal(hp_app_builtin_routes(A.app, HP_APP_BUILTIN_METRICS, NULL, err, sizeof err), 0);
+    start();
+    resp_t r;
+    for (int i = 0; i < 3; i++) {
+        request("GET /a HTTP/1.1\r\nHost: h\r\n\r\n", &r);
+        request("GET /a HTTP/1.1\r\nHost: h\r\n\r\n", &r); /* a hit */
+        request("GET /b HTTP/1.1\r\nHost: h\r\n\r\n", &r); /* evicts /a */
+    }
+    conn_t *c = conn_open();
+    conn_send(c, "GET /metrics HTTP/1.1\r\nHost: h\r\nAccept-Encoding: identity\r\n\r\n");
+    resp_read(c, &r, false);
+    conn_close(c);
+    assert_int_equal(r.status, 200);
+    const char *want[] = {"\nhotpath_cache_hits_total 3\n", "\nhotpath_cache_misses_total 6\n",
+                          "\nhotpath_cache_evictions_total 5\n", "\nhotpath_cache_entries 1\n"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(r.body, want[i]))
+            fail_msg("no '%s' in /metrics", want[i] + 1);
+}
+
 int main(void)
 {
     hp_log_set_level(HP_LOG_WARN); /* no "stopped: ..." line per test */
@@ -904,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_echo_empty_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_response_cache_evictions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
