@@ -143,18 +143,24 @@ static hp_conn_out_t *take_out(hp_conn_t *c)
     return out;
 }
 
+/* Gives up a file segment's descriptor: closed when owned, else handed
+ * back through done. */
+static void file_release(int fd, void (*done)(void *arg), void *arg)
+{
+    if (done)
+        done(arg);
+    else
+        close(fd);
+}
+
 static void drop_seg(hp_conn_t *c, hp_seg_t *s)
 {
     if (s->kind == SEG_REF && s->done)
         s->done(s->alloc);
     else if (s->kind == SEG_CHUNK)
         hp_pool_put(&c->worker->rpool, s->alloc);
-    else if (s->kind == SEG_FILE) {
-        if (s->done)
-            s->done(s->farg);
-        else
-            close(s->fd);
-    }
+    else if (s->kind == SEG_FILE)
+        file_release(s->fd, s->done, s->farg);
 }
 
 static void release_out(hp_conn_t *c)
@@ -393,39 +399,17 @@ int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len
     return 0;
 }
 
-int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len)
+/* Queues a file segment: the descriptor is owned (done NULL) or borrowed. */
+static int queue_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
+                      void (*done)(void *arg), void *arg)
 {
     if (len == 0) {
-        close(fd);
+        file_release(fd, done, arg);
         return 0;
     }
     hp_seg_t *s = seg_slot(c);
     if (!s) {
-        close(fd);
-        return -ENOBUFS;
-    }
-    *s = (hp_seg_t){.kind = SEG_FILE, .fd = fd, .base = NULL, .len = len, .off = offset};
-    if (len >= HP_CONN_CORK_MIN)
-        c->flags |= HP_CONN_F_CORK;
-    c->out->tail++;
-    c->out->pending += len;
-    return 0;
-}
-
-int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
-                          void (*done)(void *arg), void *arg)
-{
-    /* Without a callback the descriptor would be neither closed nor
-     * reported: treat it as a plain owned file instead. */
-    if (!done)
-        return hp_conn_write_file(c, fd, offset, len);
-    if (len == 0) {
-        done(arg);
-        return 0;
-    }
-    hp_seg_t *s = seg_slot(c);
-    if (!s) {
-        done(arg);
+        file_release(fd, done, arg);
         return -ENOBUFS;
     }
     *s = (hp_seg_t){.kind = SEG_FILE, .fd = fd, .len = len, .off = offset, .done = done};
@@ -435,6 +419,19 @@ int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
     c->out->tail++;
     c->out->pending += len;
     return 0;
+}
+
+int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len)
+{
+    return queue_file(c, fd, offset, len, NULL, NULL);
+}
+
+int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
+                          void (*done)(void *arg), void *arg)
+{
+    /* Without a callback the descriptor would be neither closed nor
+     * reported: it is treated as a plain owned file. */
+    return queue_file(c, fd, offset, len, done, arg);
 }
 
 uint64_t hp_conn_pending(const hp_conn_t *c)
