@@ -3,6 +3,9 @@
  *
  * The net layer does the I/O; a protocol (HTTP now, WebSocket and AMQP
  * later) implements hp_proto_t and sees only bytes in and responses out.
+ * Each connection carries its own protocol: the listener that accepted it
+ * or the call that opened it chose it, and hp_conn_switch hands a live
+ * connection to another (an HTTP upgrade), keeping the bytes not yet read.
  *
  * Buffers belong to the connection only while it is busy. The read chunk
  * holds the protocol's per-request state (its first proto->state_size
@@ -28,11 +31,14 @@ typedef struct hp_conn hp_conn_t;
 typedef struct hp_worker hp_worker_t;
 
 typedef struct hp_proto {
-    /* A connection was accepted, or an outbound connection is established
-     * (no bytes yet). Optional. */
+    const char *name;    /* for logs and errors: "http", "lineecho" ... */
+    /* A connection was accepted, an outbound connection is established
+     * (no bytes yet), or the connection was switched to this protocol
+     * (hp_conn_switch; bytes may be waiting: on_data follows). Optional. */
     void (*on_open)(hp_conn_t *c);
-    /* An outbound connection failed to connect (-errno); the connection is
-     * closed right after this returns. Optional. */
+    /* An outbound connection failed to connect (-errno, -ETIMEDOUT for the
+     * connect timeout); the connection is closed right after this returns.
+     * Optional. */
     void (*on_connect_error)(hp_conn_t *c, int err);
     /* New bytes: hp_conn_data()/hp_conn_data_len(). The protocol consumes
      * what it handled with hp_conn_consume and may queue output, pause, or
@@ -44,19 +50,30 @@ typedef struct hp_proto {
     void (*on_drain)(hp_conn_t *c);
     /* The connection's timer fired while the protocol owned it. */
     void (*on_timeout)(hp_conn_t *c);
-    /* The connection is closing (every connection, once): release whatever
-     * the protocol holds outside the read chunk. The read chunk, if any, is
+    /* The connection is closing (every connection, once, whichever
+     * protocol it runs then): release whatever the protocol holds outside
+     * the read chunk. The read chunk, if any, and the persistent state are
      * still readable. */
     void (*on_close)(hp_conn_t *c);
-    /* Sets up the protocol's per-worker state (w->proto_data) before the
-     * worker starts, and tears it down after it stopped. Optional. */
-    int (*worker_init)(hp_worker_t *w, void *arg);
-    void (*worker_fini)(hp_worker_t *w);
-    /* A HP_MSG_PROTO message posted to the worker (hp_worker_post), run on
-     * the worker's thread, such as a new configuration. Optional. */
-    void (*on_msg)(hp_worker_t *w, uint64_t arg, void *ptr);
-    uint32_t state_size; /* bytes of protocol state at the head of the read chunk */
+    /* Sets up the protocol's per-worker state (*data, then found with
+     * hp_worker_proto_data and given to accepted connections as c->udata)
+     * when the protocol is registered on a worker, and tears it down when
+     * the worker is destroyed. Optional. */
+    int (*worker_init)(hp_worker_t *w, void *arg, void **data);
+    void (*worker_fini)(hp_worker_t *w, void *data);
+    /* Per-request state: bytes at the head of the read chunk, which the
+     * connection holds only while bytes are buffered or the protocol is
+     * busy (so an idle connection holds none). */
+    uint32_t state_size;
+    /* Persistent state: bytes kept for the whole life of the connection
+     * (zeroed when it starts running this protocol), from a per-worker
+     * pool; hp_conn_cstate. 0: none. */
+    uint32_t cstate_size;
 } hp_proto_t;
+
+/* The least room for received bytes a protocol's state must leave in a
+ * read chunk. */
+#define HP_CONN_MIN_RBUF 1024
 
 /* Flag bits of hp_conn_t.flags. */
 enum {
@@ -75,6 +92,7 @@ enum {
     HP_CONN_F_HOLD = 1u << 12,       /* the protocol holds the connection: read nothing */
     HP_CONN_F_CORK = 1u << 13,       /* a large file is queued: send it corked */
     HP_CONN_F_CORKED = 1u << 14,     /* TCP_CORK is on until the queue drains */
+    HP_CONN_F_SWITCHED = 1u << 15,   /* the protocol changed inside a callback */
 };
 
 typedef struct hp_conn_out hp_conn_out_t;
@@ -84,18 +102,41 @@ struct hp_conn {
     hp_io_t io;           /* fd and event callback */
     uint32_t flags;       /* HP_CONN_F_* */
     uint32_t rpos, rlen;  /* unconsumed bytes are data[rpos, rlen) */
+    uint32_t slot;        /* index in the worker's connection table */
     char *rbuf;           /* received bytes: inside an owned pool chunk, after
                              the protocol state; NULL when idle */
     hp_conn_out_t *out;   /* owned pool chunk, NULL when nothing is queued */
     hp_worker_t *worker;  /* borrowed: the owner, for life */
-    hp_conn_t *next, *prev; /* the worker's list of open connections */
+    const hp_proto_t *proto; /* borrowed: the protocol it runs now */
     hp_conn_t *qnext;     /* ready queue or deferred-free list */
     hp_timer_t timer;
-    void *udata;          /* the protocol's, for outbound connections */
+    void *udata;          /* the protocol's: its per-worker data for an accepted
+                             connection, the caller's for an outbound one or
+                             after a switch */
+    void *cstate;         /* owned: proto->cstate_size bytes, or NULL */
     uint32_t peer_v4;     /* accepted from IPv4: the peer's address (network
                              order); 0 otherwise (ask getpeername) */
     uint32_t nreq;        /* the protocol's count of requests on it */
 };
+
+/* Names a connection from any thread: it stays safe to use after the
+ * connection closes (a message to it is then dropped, never delivered to
+ * whatever reuses the slot). */
+typedef struct hp_conn_handle {
+    uint32_t worker;      /* index in the worker's group (hp_worker_t.id) */
+    uint32_t slot;
+    uint32_t gen;
+} hp_conn_handle_t;
+
+/* TCP options of one connection. Zero fields keep the kernel's defaults. */
+typedef struct hp_sockopts {
+    bool nodelay;         /* TCP_NODELAY */
+    bool keepalive;       /* SO_KEEPALIVE, with: */
+    uint32_t keepidle_s;  /*   idle seconds before the first probe (0: kernel's) */
+    uint32_t keepintvl_s; /*   seconds between probes (0: kernel's) */
+    uint32_t keepcnt;     /*   probes before the connection is dropped (0: kernel's) */
+    uint32_t sndbuf, rcvbuf; /* SO_SNDBUF / SO_RCVBUF bytes (0: kernel's) */
+} hp_sockopts_t;
 
 /* The unconsumed received bytes. Valid until the next consume or return
  * from on_data. */
@@ -107,6 +148,19 @@ static inline char *hp_conn_data(hp_conn_t *c)
 static inline uint32_t hp_conn_data_len(const hp_conn_t *c)
 {
     return c->rlen - c->rpos;
+}
+
+/* Bytes of protocol state at the head of a read chunk for `p`. */
+static inline uint32_t hp_proto_state_bytes(const hp_proto_t *p)
+{
+    return (p->state_size + 63u) & ~63u;
+}
+
+/* The persistent protocol state (proto->cstate_size bytes), NULL when the
+ * protocol has none. */
+static inline void *hp_conn_cstate(const hp_conn_t *c)
+{
+    return c->cstate;
 }
 
 /* The protocol state area at the head of the read chunk (state_size bytes,
@@ -229,8 +283,44 @@ void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
 /* The loop's cached time. */
 uint64_t hp_conn_now(const hp_conn_t *c);
 
+/* ---- protocols, options, handles ---- */
+
+/* Hands the connection to `proto` (with `udata` in c->udata), keeping the
+ * bytes received and not yet consumed: they are the new protocol's first
+ * input (a client may send frames right behind its upgrade request). What
+ * the old protocol queued is still sent first. The old protocol must have
+ * released what it holds (its on_close is not called) and must not touch
+ * the connection after this returns: inside one of its callbacks it sees
+ * HP_CONN_F_SWITCHED and returns at once. The new protocol's on_open runs
+ * before this returns; its on_data follows for the waiting bytes (at once
+ * from the engine when called inside a callback, else at the next turn).
+ * Returns 0, or -EINVAL when its state does not fit the read chunk,
+ * -ENOBUFS when the waiting bytes do not fit behind it or no persistent
+ * state could be had (the connection is then closed). */
+int hp_conn_switch(hp_conn_t *c, const hp_proto_t *proto, void *udata);
+
+/* Applies TCP options. Returns 0 or the first -errno (the rest are still
+ * tried). */
+int hp_conn_set_sockopts(hp_conn_t *c, const hp_sockopts_t *o);
+
+/* The connection's handle, for other threads. */
+hp_conn_handle_t hp_conn_handle(const hp_conn_t *c);
+
+/* Delivery of a message to a connection: c is NULL when it closed before
+ * the message arrived (the callback then frees what ptr holds). Runs on
+ * the connection's worker thread. */
+typedef void (*hp_conn_msg_cb)(hp_conn_t *c, void *ptr);
+
+/* Sends `ptr` to the connection `h` names, from any thread, through its
+ * worker's inbox: cb(c, ptr) runs there, or cb(NULL, ptr) when the
+ * connection is gone (counted in the worker's stale_msgs). `via` is any
+ * worker of the same group (the engine's workers). Returns 0, -EINVAL for
+ * a worker outside the group, -EAGAIN when its inbox is full (cb is then
+ * not called: ptr stays the caller's). */
+int hp_conn_post(hp_worker_t *via, hp_conn_handle_t h, hp_conn_msg_cb cb, void *ptr);
+
 /* Internal to the net layer: set-up and the ready-queue pass. */
-void hp_conn_start(hp_conn_t *c);
+int hp_conn_start(hp_conn_t *c, const hp_proto_t *proto, void *udata);
 void hp_conn_serve(hp_conn_t *c);
 void hp_conn_release(hp_conn_t *c);
 

@@ -1,10 +1,12 @@
 /*
- * engine.h - N workers on one address: start, stop gracefully, wait.
+ * engine.h - N workers, each carrying the same protocols and listeners:
+ * start, stop gracefully, wait.
  *
- * The engine opens one SO_REUSEPORT socket per worker up front (so start-up
- * errors are reported before any thread runs), pins worker i to the i-th
- * CPU the process may use, and collects the workers' exit reports through
- * its own MPSC inbox and eventfd.
+ * The engine opens one SO_REUSEPORT socket per worker and address up
+ * front (so start-up errors are reported before any thread runs), pins
+ * worker i to the i-th CPU the process may use, and collects the workers'
+ * exit reports through its own MPSC inbox and eventfd. Its workers form
+ * one group: a connection handle names a worker by its index in it.
  */
 #ifndef HOTPATH_ENGINE_H
 #define HOTPATH_ENGINE_H
@@ -18,7 +20,6 @@
 
 typedef struct hp_engine {
     hp_worker_config_t cfg;
-    const hp_proto_t *proto;      /* borrowed */
     hp_worker_t *workers;         /* owned: nworkers, cache-line aligned */
     uint32_t nworkers;
     uint32_t running;             /* workers whose loop has not reported exit */
@@ -30,13 +31,24 @@ typedef struct hp_engine {
  * cpus[0..max) when cpus is not NULL. Always at least 1. */
 uint32_t hp_engine_cpus(int *cpus, uint32_t max);
 
-/* Opens the listening sockets and prepares `nworkers` workers running
- * `proto` (proto->worker_init(w, proto_arg) for each). Returns 0 or
- * -errno: -EADDRINUSE, -EACCES, -EADDRNOTAVAIL from binding, -ENOMEM;
- * on failure nothing is left open or allocated. */
-int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
-                   uint32_t nworkers, const hp_worker_config_t *cfg,
-                   const hp_proto_t *proto, void *proto_arg);
+/* Prepares `nworkers` workers with no protocol and no listener yet.
+ * Returns 0 or -errno (-EINVAL, -ENOMEM); on failure nothing is left open
+ * or allocated. */
+int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *cfg);
+
+/* Registers `proto` on every worker (proto->worker_init(w, arg, &data) for
+ * each; see hp_worker_add_proto). Call before hp_engine_start. Returns 0
+ * or -errno (workers already set up keep it until hp_engine_destroy). */
+int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg);
+
+/* Opens a listening socket per worker on `addr` (one shared socket when
+ * cfg.reuseport is false) whose connections run `proto`. One engine may
+ * listen on several addresses with different protocols. Call before
+ * hp_engine_start. Returns 0 or -errno: -EADDRINUSE, -EACCES,
+ * -EADDRNOTAVAIL from binding, -ENOENT for a protocol that needs
+ * registering first. */
+int hp_engine_listen(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+                     const hp_proto_t *proto);
 
 /* Starts every worker thread. Returns 0 or -errno (threads already
  * started are stopped again). */

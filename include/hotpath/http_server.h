@@ -3,8 +3,8 @@
  * endpoints (/plaintext, /json, /health, /echo, /metrics) and static files.
  *
  * Usage: fill an hp_http_config_t, call hp_http_proto_init to get the
- * hp_proto_t for it, and hand both to hp_engine_init (the config is the
- * proto_arg). Each worker gets its own hp_http_worker_t: statistics shard,
+ * hp_proto_t for it, register it with hp_engine_add_proto (the config is
+ * the arg) and listen with hp_engine_listen. Each worker gets its own hp_http_worker_t: statistics shard,
  * cached Date, scratch space.
  */
 #ifndef HOTPATH_HTTP_SERVER_H
@@ -102,7 +102,7 @@ typedef struct hp_http_config {
     uint32_t file_cache_entries;   /* open-file cache per worker (at least 1 is kept) */
     uint64_t file_cache_bytes;     /* its bound for compressed copies of files */
     hp_alog_file_t *access_log; /* borrowed: shared file; NULL: no access log */
-    /* After a reload (HP_MSG_PROTO with a new config), each worker calls
+    /* After a reload (hp_http_post_config), each worker calls
      * this once for the configuration it stopped using. May be NULL. */
     void (*retire)(const struct hp_http_config *cfg);
 } hp_http_config_t;
@@ -179,6 +179,12 @@ typedef struct hp_http_worker {
  * Returns 0 or -EINVAL when the limits do not fit a read chunk of
  * `rbuf_size` bytes. */
 int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t rbuf_size);
+
+/* Hands a reloaded configuration to worker `w` running `proto` (from any
+ * thread): from its next wake-up, its requests use `cfg`, and the one it
+ * stopped using goes to cfg->retire. Returns 0 or -EAGAIN (inbox full:
+ * try again). */
+int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg);
 
 /* The read chunk size that fits these limits (head + state + slack). */
 uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg);

@@ -18,20 +18,24 @@
 
 #include "hotpath/common.h"
 
-/* One message: a type tag, the sender's worker id and two payload words.
- * Ownership of whatever `ptr` points to passes to the consumer with the
- * message; the ring only copies the 24 bytes. */
+/* One message: a type tag, the sender's worker id, two payload words and
+ * a function for the consumer to call (cast back to its real type, which
+ * the type tag says). Ownership of whatever `ptr` points to passes to the
+ * consumer with the message; the ring only copies the 32 bytes. */
 typedef struct hp_msg {
     uint32_t type;
     uint32_t from;
     uint64_t arg;
     void *ptr;
+    void (*fn)(void);
 } hp_msg_t;
 
-/* A slot: the message and the sequence number that says whose turn it is. */
+/* A slot: the message and the sequence number that says whose turn it is,
+ * one per cache line, so producers of neighbouring slots never share one. */
 typedef struct hp_mpsc_slot {
     _Atomic uint64_t seq;
     hp_msg_t msg;
+    char pad[HP_CACHELINE - sizeof(uint64_t) - sizeof(hp_msg_t)];
 } hp_mpsc_slot_t;
 
 /* The producers' position and the consumer's position are written on

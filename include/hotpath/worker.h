@@ -1,10 +1,13 @@
 /*
  * worker.h - one thread, one core, one loop: a worker and its connections.
  *
- * A worker owns an event loop, its own SO_REUSEPORT listening socket, the
- * connections it accepted (for life), its buffer pools, timers and a
- * statistics shard. Other threads talk to it only through its inbox, a
- * bounded MPSC ring, and an eventfd that wakes it.
+ * A worker owns an event loop, its listening sockets (each with the
+ * protocol of what it accepts), the connections it accepted or opened
+ * (for life), its buffer pools, timers and a statistics shard. Its
+ * connections sit in a table of slots, so that another thread can name
+ * one by a handle (worker, slot, generation) that stays safe after it
+ * closes. Other threads talk to it only through its inbox, a bounded MPSC
+ * ring, and an eventfd that wakes it.
  */
 #ifndef HOTPATH_WORKER_H
 #define HOTPATH_WORKER_H
@@ -28,7 +31,8 @@ typedef struct hp_worker_config {
     uint64_t drain_timeout_ms;  /* graceful shutdown gives up after this */
     uint64_t high_water;        /* queued output above this pauses parsing... */
     uint64_t low_water;         /* ...until it drains below this */
-    bool nodelay;               /* TCP_NODELAY on accepted connections */
+    bool nodelay;               /* TCP_NODELAY on accepted and (without
+                                   options) outbound connections */
     bool reuseport;             /* (engine) a SO_REUSEPORT socket per worker; false:
                                    one socket, shared */
 } hp_worker_config_t;
@@ -53,6 +57,7 @@ typedef struct hp_worker_stats {
     uint64_t oom_closed;      /* connections closed for want of a buffer */
     uint64_t timeouts;
     uint64_t bytes_in, bytes_out;
+    uint64_t stale_msgs;      /* messages for connections closed before delivery */
 } HP_ALIGNED_CACHELINE hp_worker_stats_t;
 
 /* Inbox message types. */
@@ -60,20 +65,63 @@ enum {
     HP_MSG_SHUTDOWN = 1, /* stop accepting, finish in-flight work, exit the loop */
     HP_MSG_STOP_NOW,     /* exit the loop at once, closing everything */
     HP_MSG_WORKER_EXIT,  /* (to the engine) a worker's loop ended; ptr: the worker */
-    HP_MSG_PROTO,        /* for the protocol: passed to proto->on_msg */
+    HP_MSG_CALL,         /* run fn(worker, arg, ptr) on the worker's thread (hp_worker_call) */
+    HP_MSG_CONN,         /* deliver to one connection by handle (hp_conn_post) */
 };
+
+/* Protocols one worker may carry at once (HTTP, WebSocket, AMQP client,
+ * a test protocol ...) and listening sockets it may watch. */
+#define HP_WORKER_MAX_PROTOS 8
+#define HP_WORKER_MAX_LISTENERS 8
+/* Distinct sizes of persistent per-connection protocol state (each has
+ * its own pool). */
+#define HP_WORKER_MAX_CSTATE 8
+
+/* A protocol registered on the worker and what its worker_init made. */
+typedef struct hp_worker_proto {
+    const hp_proto_t *proto;     /* borrowed */
+    void *data;                  /* owned by the protocol */
+} hp_worker_proto_t;
+
+/* A listening socket and the protocol of what it accepts. */
+typedef struct hp_worker_listener {
+    hp_io_t io;
+    hp_worker_t *worker;         /* borrowed: the owner */
+    const hp_proto_t *proto;     /* borrowed */
+    void *udata;                 /* given to accepted connections (c->udata) */
+} hp_worker_listener_t;
+
+/* A slot of the connection table: the open connection in it, or the next
+ * free slot. `gen` changes each time the slot is freed, so a handle taken
+ * before is recognised as stale. */
+typedef struct hp_conn_slot {
+    hp_conn_t *conn;             /* NULL when free */
+    uint32_t gen;
+    uint32_t next_free;
+} hp_conn_slot_t;
+
+/* Slots come in pages so that the table grows without moving them. */
+#define HP_WORKER_SLOT_PAGE 256
+
+/* Pool of persistent protocol state of one size. */
+typedef struct hp_worker_cstate {
+    uint32_t size;               /* 0: unused */
+    hp_pool_t pool;
+} hp_worker_cstate_t;
 
 struct hp_worker {
     hp_loop_t loop;
     uint32_t id;
     int cpu;                     /* pinned to this CPU, -1 for none */
     const hp_worker_config_t *cfg; /* borrowed, read-only */
-    const hp_proto_t *proto;     /* borrowed */
-    void *proto_data;            /* the protocol's per-worker state, owned by it */
-    uint32_t state_size;         /* proto->state_size rounded up to 64 */
+    hp_worker_t *group;          /* borrowed: the workers handles may name
+                                    (the engine's array; this one alone otherwise) */
+    uint32_t ngroup;
 
-    int listen_fd;               /* owned; -1 once closed */
-    hp_io_t listen_io;
+    hp_worker_proto_t protos[HP_WORKER_MAX_PROTOS];
+    uint32_t nprotos;
+    hp_worker_listener_t listeners[HP_WORKER_MAX_LISTENERS];
+    uint32_t nlisteners;         /* their fds are -1 once closed */
     int wake_fd;                 /* owned eventfd */
     hp_io_t wake_io;
     hp_mpsc_t inbox;
@@ -81,8 +129,11 @@ struct hp_worker {
     int report_fd;               /* borrowed eventfd to wake the receiver */
 
     hp_pool_t conn_pool, rpool, wpool;
-    hp_conn_t *conns;            /* every open connection */
-    uint32_t nconns;
+    hp_worker_cstate_t cstate[HP_WORKER_MAX_CSTATE];
+    hp_conn_slot_t **slot_pages; /* owned: npages pages of HP_WORKER_SLOT_PAGE */
+    uint32_t npages;
+    uint32_t slot_free;          /* head of the free slots, UINT32_MAX: none */
+    uint32_t nconns;             /* open connections */
     hp_conn_t *ready_head, *ready_tail; /* spent their budget, bytes left */
     hp_conn_t *dead;             /* closed this iteration, freed in the hook */
 
@@ -97,21 +148,46 @@ struct hp_worker {
     hp_worker_stats_t stats;
 };
 
-/* Prepares a worker around an already listening, non-blocking socket
- * (`listen_fd` becomes owned on every path; -1 for a worker without a
- * listener, such as a load generator's). Creates its loop, pools and
- * inbox; the thread is started by hp_worker_start. Returns 0 or -errno;
- * on failure nothing is left allocated. */
-int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
-                   const hp_worker_config_t *cfg, const hp_proto_t *proto);
+/* Prepares a worker: its loop, pools and inbox, with no protocol and no
+ * listener yet (hp_worker_add_proto, hp_worker_listen); the thread is
+ * started by hp_worker_start. Returns 0 or -errno (-EINVAL for buffer
+ * sizes too small to work with); on failure nothing is left allocated. */
+int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, const hp_worker_config_t *cfg);
 
-/* Opens an outbound TCP connection to `addr` run by the worker's protocol,
- * with `udata` in c->udata. The connect is non-blocking: proto->on_open
- * runs once it is established, proto->on_connect_error if it fails (then
- * the connection closes). Call from the worker's thread (or before it
- * starts). A worker made with listen_fd -1 has no listener and serves
- * only such connections. Returns 0 with *out set, or -errno. */
-int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len, void *udata,
+/* Registers `proto` on the worker and runs its worker_init(w, arg, &data)
+ * (if any). Call before the worker starts. Returns 0, -EEXIST when it is
+ * registered already, -ENOSPC past HP_WORKER_MAX_PROTOS, -EINVAL when its
+ * state does not fit the read chunk, or worker_init's error. */
+int hp_worker_add_proto(hp_worker_t *w, const hp_proto_t *proto, void *arg);
+
+/* What `proto`'s worker_init made on this worker, NULL when it is not
+ * registered (or made nothing). Any thread may ask; the pointer is the
+ * protocol's. */
+void *hp_worker_proto_data(const hp_worker_t *w, const hp_proto_t *proto);
+
+/* Watches the listening, non-blocking socket `fd` (owned from now on, on
+ * every path): what it accepts runs `proto`, with the protocol's data on
+ * this worker (hp_worker_proto_data) in c->udata. A protocol that has a
+ * worker_init must have been registered. Call before the worker starts.
+ * Returns 0, -ENOSPC past HP_WORKER_MAX_LISTENERS, -ENOENT for an
+ * unregistered protocol that needs registering, or -errno. */
+int hp_worker_listen(hp_worker_t *w, int fd, const hp_proto_t *proto);
+
+/* How an outbound connection is opened. */
+typedef struct hp_connect_opts {
+    uint64_t timeout_ms;         /* connect must finish within this; 0: the kernel's */
+    hp_sockopts_t sock;
+} hp_connect_opts_t;
+
+/* Opens an outbound TCP connection to `addr` that runs `proto`, with
+ * `udata` in c->udata. The connect is non-blocking: proto->on_open runs
+ * once it is established; proto->on_connect_error(c, -errno) if it fails
+ * or times out (-ETIMEDOUT), after which the connection closes. `opts` may
+ * be NULL (no timeout, TCP_NODELAY as the worker's config says). Call from
+ * the worker's thread (or before it starts), e.g. from a handler or a
+ * timer. Returns 0 with *out set, or -errno (nothing is left open). */
+int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
+                      const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
                       hp_conn_t **out);
 
 /* Starts the worker's thread (pinned to w->cpu). Returns 0 or -errno. */
@@ -124,17 +200,37 @@ int hp_worker_run(hp_worker_t *w);
  * -EAGAIN when its inbox is full. */
 int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr);
 
-/* Joins the thread (if started) and frees everything the worker holds. */
+/* Runs fn(w, arg, ptr) on `w`'s thread at its next wake-up (any thread
+ * may call; ownership of ptr passes with the message). Returns 0 or
+ * -EAGAIN when its inbox is full (fn is then not called). */
+typedef void (*hp_worker_call_cb)(hp_worker_t *w, uint64_t arg, void *ptr);
+int hp_worker_call(hp_worker_t *w, hp_worker_call_cb fn, uint64_t arg, void *ptr);
+
+/* Joins the thread (if started), closes what is left, runs each
+ * protocol's worker_fini and frees everything the worker holds. Messages
+ * still in the inbox for connections are handed back (cb(NULL, ptr)). */
 void hp_worker_destroy(hp_worker_t *w);
 
 /* Starts a graceful shutdown from the worker's own thread. */
 void hp_worker_shutdown(hp_worker_t *w);
 
-/* For the net layer: a connection closed (unlinks it and defers its free)
- * and a connection that spent its budget with bytes left (served again
- * after the rest of the batch). */
+/* For the net layer: a connection closed (frees its slot and defers its
+ * free), a connection that spent its budget with bytes left (served again
+ * after the rest of the batch), persistent protocol state, and the
+ * connection in a slot (NULL when free). */
 void hp_worker_conn_closed(hp_worker_t *w, hp_conn_t *c);
 void hp_worker_enqueue_ready(hp_worker_t *w, hp_conn_t *c);
+void *hp_worker_cstate_get(hp_worker_t *w, uint32_t size);
+void hp_worker_cstate_put(hp_worker_t *w, void *state, uint32_t size);
+
+/* Slot `i` of the connection table (i below the pages' capacity). */
+static inline hp_conn_slot_t *hp_worker_slot(const hp_worker_t *w, uint32_t i)
+{
+    return &w->slot_pages[i / HP_WORKER_SLOT_PAGE][i % HP_WORKER_SLOT_PAGE];
+}
+
+/* Pushes a whole message and wakes the worker. Returns 0 or -EAGAIN. */
+int hp_worker_post_msg(hp_worker_t *w, const hp_msg_t *m);
 
 /* Reads one counter of another worker's shard without tearing. */
 static inline uint64_t hp_worker_stat(const uint64_t *counter)

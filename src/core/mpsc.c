@@ -24,8 +24,7 @@
 
 #include "hotpath/alloc.h"
 
-_Static_assert(sizeof(hp_mpsc_slot_t) == 32,
-               "two slots per cache line, none straddling one");
+_Static_assert(sizeof(hp_mpsc_slot_t) == HP_CACHELINE, "one slot per cache line");
 
 int hp_mpsc_init(hp_mpsc_t *q, uint32_t capacity)
 {

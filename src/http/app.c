@@ -54,6 +54,7 @@ struct hp_app {
     app_gen_t *gens;           /* owned: newest first; gens->http is in force */
     uint32_t nworkers;         /* while running */
     hp_worker_t *workers;      /* borrowed while running: where reloads go */
+    hp_proto_t proto;          /* HTTP for cfg.http's limits, while running */
     hp_mime_t *mime;           /* owned: /etc/mime.types, NULL when absent */
     hp_http_routes_t routes;
     hp_listen_addr_t addr;
@@ -327,12 +328,12 @@ void hp_app_stop(hp_app_t *app)
 
 /* Sums what the workers counted, once they stopped (their exit reports
  * came through the engine's inbox, so the shards are final). */
-static void log_totals(const hp_engine_t *e)
+static void log_totals(const hp_engine_t *e, const hp_proto_t *proto)
 {
     uint64_t requests = 0, accepted = 0, in = 0, out = 0;
     for (uint32_t i = 0; i < e->nworkers; i++) {
         const hp_worker_t *w = &e->workers[i];
-        const hp_http_worker_t *hw = w->proto_data;
+        const hp_http_worker_t *hw = hp_worker_proto_data(w, proto);
         requests += hw->stats.requests;
         accepted += w->stats.accepted;
         in += w->stats.bytes_in;
@@ -413,7 +414,7 @@ int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size
     __atomic_store_n(&g->users, app->nworkers, __ATOMIC_RELEASE);
     for (uint32_t i = 0; i < app->nworkers; i++) {
         /* The inbox only fills while a worker is wedged: wait a little. */
-        for (int tries = 0; hp_worker_post(&app->workers[i], HP_MSG_PROTO, 0, &g->http) < 0;
+        for (int tries = 0; hp_http_post_config(&app->workers[i], &app->proto, &g->http) < 0;
              tries++) {
             if (tries == 1000) {
                 hp_log(WARN, "reload: worker %u does not take messages; it keeps the old configuration", i);
@@ -508,8 +509,8 @@ static void wait_until_stopped(hp_app_t *app, hp_engine_t *engine, int sfd)
 int hp_app_run(hp_app_t *app)
 {
     hp_http_parser_init();
-    hp_proto_t proto;
-    if (hp_http_proto_init(&proto, &app->cfg.http, app->cfg.engine.rbuf_size) < 0) {
+    hp_proto_t *proto = &app->proto;
+    if (hp_http_proto_init(proto, &app->cfg.http, app->cfg.engine.rbuf_size) < 0) {
         set_error(app->error, sizeof app->error, "the request limits do not fit a read buffer");
         return -EINVAL;
     }
@@ -537,11 +538,21 @@ int hp_app_run(hp_app_t *app)
     hp_engine_t engine;
     __atomic_store_n(&app->running, true, __ATOMIC_RELEASE);
     app->gens->http.engine = &engine;
-    int r = hp_engine_init(&engine, &app->addr, app->cfg.backlog, nworkers, &app->cfg.engine,
-                           &proto, &app->gens->http);
+    int r = hp_engine_init(&engine, nworkers, &app->cfg.engine);
     if (r < 0) {
+        set_error(app->error, sizeof app->error, "cannot start the engine: %s", strerror(-r));
+        goto out;
+    }
+    if ((r = hp_engine_add_proto(&engine, proto, &app->gens->http)) < 0) {
+        set_error(app->error, sizeof app->error, "cannot set up HTTP on the workers: %s",
+                  strerror(-r));
+        hp_engine_destroy(&engine);
+        goto out;
+    }
+    if ((r = hp_engine_listen(&engine, &app->addr, app->cfg.backlog, proto)) < 0) {
         set_error(app->error, sizeof app->error, "cannot listen on %s: %s", app->addr.text,
                   strerror(-r));
+        hp_engine_destroy(&engine);
         goto out;
     }
     app->cfg.http.engine = &engine;
@@ -559,7 +570,7 @@ int hp_app_run(hp_app_t *app)
                 app->cfg.root ? app->cfg.root : "none");
     wait_until_stopped(app, &engine, sfd);
     if (!app->cfg.quiet)
-        log_totals(&engine);
+        log_totals(&engine, proto);
     hp_engine_destroy(&engine);
 out:
     /* The workers are gone: every generation but the current one goes. */

@@ -88,7 +88,8 @@ static int echo(hp_ctx_t *ctx, void *udata)
 /* Responses by route, method and status class, and each route's latency
  * histogram, summed over the workers (their shards are merged into this
  * worker's scratch histogram, read with relaxed loads). */
-static void route_metrics(hp_prom_t *p, hp_http_worker_t *me, hp_worker_t *ws, uint32_t nw)
+static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_t *me,
+                          hp_worker_t *ws, uint32_t nw)
 {
     static const char *const methods[HP_HTTP_METHODS] = {
         "OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
@@ -106,7 +107,7 @@ static void route_metrics(hp_prom_t *p, hp_http_worker_t *me, hp_worker_t *ws, u
             for (int k = 1; k <= 5; k++) {
                 uint64_t v = 0;
                 for (uint32_t i = 0; i < nw; i++) {
-                    hp_http_worker_t *hw = ws[i].proto_data;
+                    hp_http_worker_t *hw = hp_worker_proto_data(&ws[i], proto);
                     v += hp_worker_stat(&hw->routes[r].responses[m][k]);
                 }
                 if (!v)
@@ -127,7 +128,7 @@ static void route_metrics(hp_prom_t *p, hp_http_worker_t *me, hp_worker_t *ws, u
             continue;
         hp_hist_reset(&me->merged);
         for (uint32_t i = 0; i < nw; i++) {
-            hp_http_worker_t *hw = ws[i].proto_data;
+            hp_http_worker_t *hw = hp_worker_proto_data(&ws[i], proto);
             hp_hist_merge(&me->merged, &hw->routes[r].latency);
         }
         snprintf(labels, sizeof labels, "route=\"%s\"", route);
@@ -145,7 +146,8 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         "bad_request", "timeout", "body_too_large", "uri_too_long",
         "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
     hp_worker_t *self = hp_ctx_worker(ctx);
-    hp_http_worker_t *me = self->proto_data;
+    const hp_proto_t *proto = ctx->conn->proto;
+    hp_http_worker_t *me = http_worker(ctx->conn);
     hp_engine_t *e = me->cfg->engine;
     hp_worker_t *ws = e ? e->workers : self;
     uint32_t nw = e ? e->nworkers : 1;
@@ -155,7 +157,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     uint64_t cache[5] = {0}, files[4] = {0}; /* hits, misses, evictions, entries (, bytes) */
     for (uint32_t i = 0; i < nw; i++) {
         hp_worker_t *w = &ws[i];
-        hp_http_worker_t *hw = w->proto_data;
+        hp_http_worker_t *hw = hp_worker_proto_data(w, proto);
         const hp_http_stats_t *st = &hw->stats;
         const uint64_t *cs[5] = {&st->cache_hits, &st->cache_misses, &st->cache_evictions,
                                  &st->cache_entries, &st->cache_bytes};
@@ -232,7 +234,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         snprintf(label, sizeof label, "reason=\"%s\"", reasons[k]);
         hp_prom_sample(&p, "hotpath_rejected_total", label, rej[k]);
     }
-    route_metrics(&p, me, ws, nw);
+    route_metrics(&p, proto, me, ws, nw);
     /* A cut exposition would mislead a scraper: refuse it instead. */
     if (p.overflow || hp_ctx_send(ctx, HP_PROM_CONTENT_TYPE, p.buf, p.len) < 0)
         hp_ctx_send_status(ctx, 503);

@@ -738,11 +738,11 @@ static void alog_stop(hp_worker_t *w, hp_http_worker_t *hw)
 /* A reloaded configuration: from now on every request uses it. What is
  * cached for the old one (open files, responses) goes; the old one is
  * handed back. The limits that size the request state never change on a
- * reload (the app refuses such a change), so requests in progress go on. */
-static void worker_msg(hp_worker_t *w, uint64_t arg, void *ptr)
+ * reload (the app refuses such a change), so requests in progress go on.
+ * Runs on the worker's thread; arg is the protocol. */
+static void reload(hp_worker_t *w, uint64_t arg, void *ptr)
 {
-    (void)arg;
-    hp_http_worker_t *hw = w->proto_data;
+    hp_http_worker_t *hw = hp_worker_proto_data(w, (const hp_proto_t *)(uintptr_t)arg);
     const hp_http_config_t *old = hw->cfg;
     alog_stop(w, hw);
     rcache_stop(hw);
@@ -757,9 +757,14 @@ static void worker_msg(hp_worker_t *w, uint64_t arg, void *ptr)
         old->retire(old);
 }
 
-static void worker_fini(hp_worker_t *w)
+int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg)
 {
-    hp_http_worker_t *hw = w->proto_data;
+    return hp_worker_call(w, reload, (uintptr_t)proto, (void *)cfg);
+}
+
+static void worker_fini(hp_worker_t *w, void *data)
+{
+    hp_http_worker_t *hw = data;
     if (!hw)
         return;
     alog_stop(w, hw);
@@ -771,10 +776,9 @@ static void worker_fini(hp_worker_t *w)
     hp_hist_destroy(&hw->merged);
     hp_free(hw->scratch);
     hp_free(hw);
-    w->proto_data = NULL;
 }
 
-static int worker_init(hp_worker_t *w, void *arg)
+static int worker_init(hp_worker_t *w, void *arg, void **data)
 {
     hp_http_worker_t *hw = hp_calloc_aligned(sizeof *hw);
     if (!hw)
@@ -783,7 +787,6 @@ static int worker_init(hp_worker_t *w, void *arg)
     hw->date = (hp_date_t)HP_DATE_INIT;
     hw->date_next_ms = 0;
     hp_timer_init(&hw->alog_timer, alog_flush_cb);
-    w->proto_data = hw;
     if (alog_start(hw) < 0 || rcache_start(hw) < 0)
         goto oom;
     /* Entries are revalidated once a second: a file changed on disk is
@@ -807,9 +810,10 @@ static int worker_init(hp_worker_t *w, void *arg)
         if (hp_hist_init(&hw->merged, ROUTE_HIST_LOWEST, ROUTE_HIST_HIGHEST, ROUTE_HIST_DIGITS) < 0)
             goto oom;
     }
+    *data = hw;
     return 0;
 oom:
-    worker_fini(w);
+    worker_fini(w, hw);
     return -ENOMEM;
 }
 
@@ -829,6 +833,7 @@ int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t 
     if (rbuf_size < hp_http_rbuf_size(cfg) || state > UINT32_MAX)
         return -EINVAL;
     *proto = (hp_proto_t){
+        .name = "http",
         .on_data = on_data,
         .on_drain = on_drain,
         .on_timeout = on_timeout,
@@ -836,7 +841,6 @@ int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t 
         .on_close = on_close,
         .worker_init = worker_init,
         .worker_fini = worker_fini,
-        .on_msg = worker_msg,
         .state_size = (uint32_t)state,
     };
     return 0;

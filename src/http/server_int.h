@@ -76,9 +76,11 @@ struct http_state {
     hp_http_field_t fields[]; /* cfg->limits.max_fields */
 };
 
+/* An HTTP connection's udata is its worker's hp_http_worker_t (what the
+ * listener hands over from worker_init). */
 static inline hp_http_worker_t *http_worker(hp_conn_t *c)
 {
-    return c->worker->proto_data;
+    return c->udata;
 }
 
 /* server.c */

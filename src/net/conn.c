@@ -85,12 +85,12 @@ struct hp_conn_out {
 
 void *hp_conn_state(hp_conn_t *c)
 {
-    return c->rbuf ? c->rbuf - c->worker->state_size : NULL;
+    return c->rbuf ? c->rbuf - hp_proto_state_bytes(c->proto) : NULL;
 }
 
 uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c)
 {
-    return c->worker->cfg->rbuf_size - c->worker->state_size;
+    return c->worker->cfg->rbuf_size - hp_proto_state_bytes(c->proto);
 }
 
 uint64_t hp_conn_now(const hp_conn_t *c)
@@ -116,14 +116,14 @@ static bool take_rbuf(hp_conn_t *c)
     /* The state area is left as it is: protocols initialise what they
      * use when HP_CONN_F_STATE_INIT is clear. Zeroing it cost a memset of
      * the whole state (kilobytes) for every request. */
-    c->rbuf = chunk + c->worker->state_size;
+    c->rbuf = chunk + hp_proto_state_bytes(c->proto);
     c->rpos = c->rlen = 0;
     return true;
 }
 
 static void release_rbuf(hp_conn_t *c)
 {
-    hp_pool_put(&c->worker->rpool, c->rbuf - c->worker->state_size);
+    hp_pool_put(&c->worker->rpool, c->rbuf - hp_proto_state_bytes(c->proto));
     c->rbuf = NULL;
     c->rpos = c->rlen = 0;
     c->flags &= ~(uint32_t)(HP_CONN_F_BUSY | HP_CONN_F_STATE_INIT);
@@ -467,8 +467,8 @@ void hp_conn_close(hp_conn_t *c)
         return;
     hp_worker_t *w = c->worker;
     c->flags |= HP_CONN_F_CLOSED;
-    if (w->proto->on_close)
-        w->proto->on_close(c);
+    if (c->proto->on_close)
+        c->proto->on_close(c);
     hp_loop_timer_cancel(&w->loop, &c->timer);
     /* close() also removes the fd from epoll: no epoll_ctl needed. */
     close(c->io.fd);
@@ -477,18 +477,32 @@ void hp_conn_close(hp_conn_t *c)
         release_out(c);
     if (c->rbuf)
         release_rbuf(c);
+    if (c->cstate) {
+        hp_worker_cstate_put(w, c->cstate, c->proto->cstate_size);
+        c->cstate = NULL;
+    }
     hp_worker_conn_closed(w, c);
 }
+
+static void feed_switched(hp_conn_t *c);
 
 static void timer_cb(hp_timer_t *t)
 {
     hp_conn_t *c = HP_CONTAINER_OF(t, hp_conn_t, timer);
-    if ((c->flags & HP_CONN_F_WRITE_WAIT) || !c->worker->proto->on_timeout) {
+    if (HP_UNLIKELY(c->flags & HP_CONN_F_CONNECTING)) {
+        /* The connect timeout. */
+        c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
+        if (c->proto->on_connect_error)
+            c->proto->on_connect_error(c, -ETIMEDOUT);
+        hp_conn_close(c);
+        return;
+    }
+    if ((c->flags & HP_CONN_F_WRITE_WAIT) || !c->proto->on_timeout) {
         hp_worker_stat_add(&c->worker->stats.timeouts, 1);
         hp_conn_close(c);
         return;
     }
-    c->worker->proto->on_timeout(c);
+    c->proto->on_timeout(c);
 }
 
 static void drained(hp_conn_t *c);
@@ -536,8 +550,37 @@ static void settle(hp_conn_t *c)
         hp_conn_close(c);
 }
 
+/* Hands the unconsumed bytes to the protocol. When the protocol switched
+ * inside the call, the new one gets what the old one left, at once. */
+static void feed(hp_conn_t *c)
+{
+    c->flags |= HP_CONN_F_IN_DATA;
+    c->proto->on_data(c);
+    c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
+    if (HP_UNLIKELY(c->flags & HP_CONN_F_SWITCHED))
+        feed_switched(c);
+}
+
+static HP_COLD void feed_switched(hp_conn_t *c)
+{
+    /* Each round is another switch (an upgrade inside an upgrade): it
+     * ends when a protocol keeps the connection. */
+    while ((c->flags & (HP_CONN_F_SWITCHED | HP_CONN_F_CLOSED)) == HP_CONN_F_SWITCHED) {
+        c->flags &= ~(uint32_t)HP_CONN_F_SWITCHED;
+        if (!c->rbuf || c->rlen == c->rpos ||
+            (c->flags & (HP_CONN_F_PAUSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_HOLD)))
+            break;
+        c->flags |= HP_CONN_F_IN_DATA;
+        c->proto->on_data(c);
+        c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
+    }
+}
+
 void hp_conn_serve(hp_conn_t *c)
 {
+    if (HP_UNLIKELY(c->flags & HP_CONN_F_SWITCHED))
+        feed_switched(c); /* switched outside a callback: bytes may wait */
+
     hp_worker_t *w = c->worker;
     int budget = HP_CONN_READ_BUDGET;
     while ((c->flags & (HP_CONN_F_READABLE | HP_CONN_F_CLOSED | HP_CONN_F_PAUSED |
@@ -577,11 +620,8 @@ void hp_conn_serve(hp_conn_t *c)
             hp_conn_close(c);
             return;
         }
-        if (c->rlen > c->rpos) {
-            c->flags |= HP_CONN_F_IN_DATA;
-            w->proto->on_data(c);
-            c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
-        }
+        if (c->rlen > c->rpos)
+            feed(c);
         if (c->flags & HP_CONN_F_PEER_EOF) {
             /* Answer what was fully received, then close. */
             c->flags |= HP_CONN_F_CLOSE_AFTER;
@@ -599,10 +639,12 @@ void hp_conn_serve(hp_conn_t *c)
 /* Lets the protocol go on with bytes it left buffered while paused. */
 static void resume(hp_conn_t *c)
 {
-    if (c->worker->proto->on_drain && !(c->flags & HP_CONN_F_CLOSE_AFTER)) {
+    if (c->proto->on_drain && !(c->flags & HP_CONN_F_CLOSE_AFTER)) {
         c->flags |= HP_CONN_F_IN_DATA;
-        c->worker->proto->on_drain(c);
+        c->proto->on_drain(c);
         c->flags &= ~(uint32_t)HP_CONN_F_IN_DATA;
+        if (HP_UNLIKELY(c->flags & HP_CONN_F_SWITCHED))
+            feed_switched(c);
     }
 }
 
@@ -624,14 +666,15 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
     if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
+    hp_loop_timer_cancel(&c->worker->loop, &c->timer);
     if (err) {
-        if (c->worker->proto->on_connect_error)
-            c->worker->proto->on_connect_error(c, -err);
+        if (c->proto->on_connect_error)
+            c->proto->on_connect_error(c, -err);
         hp_conn_close(c);
         return false;
     }
-    if (c->worker->proto->on_open)
-        c->worker->proto->on_open(c);
+    if (c->proto->on_open)
+        c->proto->on_open(c);
     return !(c->flags & HP_CONN_F_CLOSED);
 }
 
@@ -680,13 +723,107 @@ static void io_cb(hp_io_t *io, uint32_t events)
     hp_conn_serve(c);
 }
 
-void hp_conn_start(hp_conn_t *c)
+int hp_conn_start(hp_conn_t *c, const hp_proto_t *proto, void *udata)
 {
     hp_timer_init(&c->timer, timer_cb);
     c->io.cb = io_cb;
+    c->proto = proto;
+    c->udata = udata;
+    c->cstate = NULL;
+    if (proto->cstate_size && !(c->cstate = hp_worker_cstate_get(c->worker, proto->cstate_size)))
+        return -ENOBUFS;
+    return 0;
 }
 
 void hp_conn_release(hp_conn_t *c)
 {
     hp_pool_put(&c->worker->conn_pool, c);
+}
+
+/* ---- protocols, options, handles ---- */
+
+int hp_conn_switch(hp_conn_t *c, const hp_proto_t *proto, void *udata)
+{
+    hp_worker_t *w = c->worker;
+    uint32_t size = w->cfg->rbuf_size;
+    uint32_t old_state = hp_proto_state_bytes(c->proto);
+    uint32_t new_state = hp_proto_state_bytes(proto);
+    void *cstate = NULL;
+    int r = 0;
+    if (new_state + HP_CONN_MIN_RBUF > size) {
+        r = -EINVAL;
+    } else if (c->rbuf && c->rlen - c->rpos > size - new_state) {
+        r = -ENOBUFS;
+    } else if (proto->cstate_size && !(cstate = hp_worker_cstate_get(w, proto->cstate_size))) {
+        r = -ENOBUFS;
+    }
+    if (r < 0) {
+        hp_conn_close(c);
+        return r;
+    }
+    if (c->rbuf) {
+        /* The waiting bytes move to where the new protocol's state ends;
+         * the chunk stays. */
+        char *chunk = c->rbuf - old_state;
+        uint32_t n = c->rlen - c->rpos;
+        memmove(chunk + new_state, c->rbuf + c->rpos, n);
+        c->rbuf = chunk + new_state;
+        c->rpos = 0;
+        c->rlen = n;
+    }
+    if (c->cstate)
+        hp_worker_cstate_put(w, c->cstate, c->proto->cstate_size);
+    c->cstate = cstate;
+    c->proto = proto;
+    c->udata = udata;
+    c->flags &= ~(uint32_t)(HP_CONN_F_BUSY | HP_CONN_F_STATE_INIT | HP_CONN_F_HOLD);
+    c->flags |= HP_CONN_F_SWITCHED;
+    hp_conn_set_timer(c, 0); /* the old protocol's deadline is not the new one's */
+    if (proto->on_open)
+        proto->on_open(c);
+    /* Outside a callback nobody would hand the waiting bytes over until
+     * more arrive: the ready pass does. */
+    if (!(c->flags & (HP_CONN_F_IN_DATA | HP_CONN_F_CLOSED)) && c->rbuf && c->rlen > c->rpos)
+        hp_worker_enqueue_ready(w, c);
+    return 0;
+}
+
+int hp_conn_set_sockopts(hp_conn_t *c, const hp_sockopts_t *o)
+{
+    int fd = c->io.fd, r = 0;
+    struct {
+        bool on;
+        int level, name, value;
+    } set[] = {
+        {o->nodelay, IPPROTO_TCP, TCP_NODELAY, 1},
+        {o->keepalive, SOL_SOCKET, SO_KEEPALIVE, 1},
+        {o->keepalive && o->keepidle_s, IPPROTO_TCP, TCP_KEEPIDLE, (int)o->keepidle_s},
+        {o->keepalive && o->keepintvl_s, IPPROTO_TCP, TCP_KEEPINTVL, (int)o->keepintvl_s},
+        {o->keepalive && o->keepcnt, IPPROTO_TCP, TCP_KEEPCNT, (int)o->keepcnt},
+        {o->sndbuf > 0, SOL_SOCKET, SO_SNDBUF, (int)o->sndbuf},
+        {o->rcvbuf > 0, SOL_SOCKET, SO_RCVBUF, (int)o->rcvbuf},
+    };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
+        if (set[i].on && setsockopt(fd, set[i].level, set[i].name, &set[i].value,
+                                    sizeof set[i].value) < 0 && r == 0)
+            r = -errno;
+    }
+    return r;
+}
+
+hp_conn_handle_t hp_conn_handle(const hp_conn_t *c)
+{
+    const hp_worker_t *w = c->worker;
+    return (hp_conn_handle_t){.worker = (uint32_t)(w - w->group),
+                              .slot = c->slot,
+                              .gen = hp_worker_slot(w, c->slot)->gen};
+}
+
+int hp_conn_post(hp_worker_t *via, hp_conn_handle_t h, hp_conn_msg_cb cb, void *ptr)
+{
+    if (h.worker >= via->ngroup)
+        return -EINVAL;
+    hp_msg_t m = {.type = HP_MSG_CONN, .from = h.slot, .arg = h.gen, .ptr = ptr,
+                  .fn = (void (*)(void))cb};
+    return hp_worker_post_msg(&via->group[h.worker], &m);
 }

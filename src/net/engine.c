@@ -52,19 +52,14 @@ static int probe_free(const hp_listen_addr_t *addr)
     return r;
 }
 
-int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
-                   uint32_t nworkers, const hp_worker_config_t *cfg,
-                   const hp_proto_t *proto, void *proto_arg)
+int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *cfg)
 {
     memset(e, 0, sizeof *e);
     e->cfg = *cfg;
-    e->proto = proto;
     e->wake_fd = -1;
     if (nworkers == 0)
         return -EINVAL;
-    int r = probe_free(addr);
-    if (r < 0)
-        return r;
+    int r;
     if ((r = hp_mpsc_init(&e->inbox, nworkers < 2 ? 2 : 1u << (32 - __builtin_clz(nworkers)))) < 0)
         return r;
     e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -80,29 +75,56 @@ int hp_engine_init(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
     int cpus[CPU_SETSIZE];
     uint32_t ncpu = hp_engine_cpus(cpus, CPU_SETSIZE);
     for (uint32_t i = 0; i < nworkers; i++) {
-        /* Without reuseport every worker watches the first socket (its own
-         * descriptor for it, so each owns and closes one). */
-        int fd = i == 0 || cfg->reuseport ? hp_listener_open(addr, backlog)
-                                          : fcntl(e->workers[0].listen_fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0 && i > 0 && !cfg->reuseport)
-            fd = -errno;
-        if (fd < 0) {
-            r = fd;
-            goto fail;
-        }
         hp_worker_t *w = &e->workers[i];
-        if ((r = hp_worker_init(w, i, cpus[i % ncpu], fd, &e->cfg, proto)) < 0)
+        if ((r = hp_worker_init(w, i, cpus[i % ncpu], &e->cfg)) < 0)
             goto fail;
         e->nworkers++;
         w->report_to = &e->inbox;
         w->report_fd = e->wake_fd;
-        if (proto->worker_init && (r = proto->worker_init(w, proto_arg)) < 0)
-            goto fail;
+    }
+    /* Handles name a worker by its index in this array. */
+    for (uint32_t i = 0; i < nworkers; i++) {
+        e->workers[i].group = e->workers;
+        e->workers[i].ngroup = nworkers;
     }
     return 0;
 fail:
     hp_engine_destroy(e);
     return r;
+}
+
+int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg)
+{
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        int r = hp_worker_add_proto(&e->workers[i], proto, arg);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int hp_engine_listen(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+                     const hp_proto_t *proto)
+{
+    int r = probe_free(addr);
+    if (r < 0)
+        return r;
+    int first = -1;
+    for (uint32_t i = 0; i < e->nworkers; i++) {
+        /* Without reuseport every worker watches the first socket (its own
+         * descriptor for it, so each owns and closes one). */
+        int fd = i == 0 || e->cfg.reuseport ? hp_listener_open(addr, backlog)
+                                            : fcntl(first, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0 && i > 0 && !e->cfg.reuseport)
+            fd = -errno;
+        if (fd < 0)
+            return fd;
+        if (i == 0)
+            first = fd;
+        if ((r = hp_worker_listen(&e->workers[i], fd, proto)) < 0)
+            return r;
+    }
+    return 0;
 }
 
 int hp_engine_start(hp_engine_t *e)
@@ -161,8 +183,6 @@ void hp_engine_destroy(hp_engine_t *e)
         if (w->started)
             pthread_join(w->thread, NULL);
         w->started = false;
-        if (e->proto->worker_fini && w->proto_data)
-            e->proto->worker_fini(w);
         hp_worker_destroy(w);
     }
     e->nworkers = 0;

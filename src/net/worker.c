@@ -1,12 +1,18 @@
 /*
- * worker.c - a worker thread: accept loop, ready queue, deferred frees,
- * inbox, graceful drain.
+ * worker.c - a worker thread: its protocols and listeners, accept loop,
+ * connection table, ready queue, deferred frees, inbox, graceful drain.
  *
- * Central structures: the list of open connections (for shutdown), the
- * ready queue (connections that spent their read budget with bytes left:
- * served again after the rest of the batch, so one pipelining client
- * cannot starve the others) and the dead list (closed this iteration,
- * freed in the loop hook when no callback can still hold them).
+ * Central structures: the connection table (pages of slots; a slot's
+ * generation moves on when its connection closes, so a handle taken
+ * earlier never reaches the slot's next tenant), the ready queue
+ * (connections that spent their read budget with bytes left: served again
+ * after the rest of the batch, so one pipelining client cannot starve the
+ * others) and the dead list (closed this iteration, freed in the loop hook
+ * when no callback can still hold them).
+ *
+ * Each listener names the protocol of what it accepts; each connection
+ * carries its own protocol from then on (c->proto), so one worker serves
+ * several protocols, and outbound connections of any of them.
  */
 #include "hotpath/worker.h"
 
@@ -19,6 +25,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "hotpath/alloc.h"
 #include "hotpath/log.h"
 #include "hotpath/sys.h"
 
@@ -35,17 +42,99 @@
 #define HP_WORKER_CONN_SLAB 256
 
 static void accept_all(hp_worker_t *w);
+static bool accept_on(hp_worker_t *w, hp_worker_listener_t *l);
+
+/* ---- the connection table ---- */
+
+/* A free slot for `c`, adding a page when none is left. Returns false
+ * when no page could be had. */
+static bool slot_take(hp_worker_t *w, hp_conn_t *c)
+{
+    if (w->slot_free == UINT32_MAX) {
+        hp_conn_slot_t **pages = hp_realloc(w->slot_pages, (w->npages + 1) * sizeof *pages);
+        if (!pages)
+            return false;
+        w->slot_pages = pages;
+        hp_conn_slot_t *page = hp_calloc(HP_WORKER_SLOT_PAGE, sizeof *page);
+        if (!page)
+            return false;
+        pages[w->npages] = page;
+        uint32_t base = w->npages * HP_WORKER_SLOT_PAGE;
+        for (uint32_t i = 0; i < HP_WORKER_SLOT_PAGE; i++)
+            page[i].next_free = i + 1 < HP_WORKER_SLOT_PAGE ? base + i + 1 : UINT32_MAX;
+        w->slot_free = base;
+        w->npages++;
+    }
+    uint32_t i = w->slot_free;
+    hp_conn_slot_t *s = hp_worker_slot(w, i);
+    w->slot_free = s->next_free;
+    s->conn = c;
+    c->slot = i;
+    w->nconns++;
+    return true;
+}
+
+/* Frees c's slot: the generation moves on, so handles to c go stale. */
+static void slot_release(hp_worker_t *w, hp_conn_t *c)
+{
+    hp_conn_slot_t *s = hp_worker_slot(w, c->slot);
+    s->conn = NULL;
+    s->gen++;
+    s->next_free = w->slot_free;
+    w->slot_free = c->slot;
+    w->nconns--;
+}
+
+/* Calls fn for every open connection; fn may close it. */
+static void each_conn(hp_worker_t *w, void (*fn)(hp_worker_t *w, hp_conn_t *c))
+{
+    for (uint32_t i = 0; i < w->npages * HP_WORKER_SLOT_PAGE && w->nconns; i++) {
+        hp_conn_t *c = hp_worker_slot(w, i)->conn;
+        if (c)
+            fn(w, c);
+    }
+}
+
+/* ---- persistent protocol state ---- */
+
+void *hp_worker_cstate_get(hp_worker_t *w, uint32_t size)
+{
+    uint32_t chunk = (size + HP_POOL_ALIGN - 1) & ~(uint32_t)(HP_POOL_ALIGN - 1);
+    hp_worker_cstate_t *free_one = NULL;
+    for (uint32_t i = 0; i < HP_WORKER_MAX_CSTATE; i++) {
+        hp_worker_cstate_t *cs = &w->cstate[i];
+        if (cs->size == chunk) {
+            void *p = hp_pool_get(&cs->pool);
+            if (p)
+                memset(p, 0, size);
+            return p;
+        }
+        if (!cs->size && !free_one)
+            free_one = cs;
+    }
+    /* The first connection with state of this size: its pool starts. */
+    if (!free_one || hp_pool_init(&free_one->pool, chunk, 64, 0) < 0)
+        return NULL;
+    free_one->size = chunk;
+    return hp_worker_cstate_get(w, size);
+}
+
+void hp_worker_cstate_put(hp_worker_t *w, void *state, uint32_t size)
+{
+    uint32_t chunk = (size + HP_POOL_ALIGN - 1) & ~(uint32_t)(HP_POOL_ALIGN - 1);
+    for (uint32_t i = 0; i < HP_WORKER_MAX_CSTATE; i++) {
+        if (w->cstate[i].size == chunk) {
+            hp_pool_put(&w->cstate[i].pool, state);
+            return;
+        }
+    }
+}
+
+
 
 void hp_worker_conn_closed(hp_worker_t *w, hp_conn_t *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->next = c->prev = NULL;
-    w->nconns--;
+    slot_release(w, c);
     hp_worker_stat_add(&w->stats.closed, 1);
     /* A queued connection reaches the dead list from the ready pass. */
     if (!(c->flags & HP_CONN_F_QUEUED)) {
@@ -115,10 +204,11 @@ static HP_COLD void accept_failed(hp_worker_t *w, int err)
     }
 }
 
-/* Takes a connection struct for `fd` and watches it. Takes ownership of
- * fd on every path. Returns 0, -ENOBUFS when no struct could be had, or
- * the error epoll_ctl gave. */
-static int add_conn(hp_worker_t *w, int fd, uint32_t flags, void *udata, hp_conn_t **out)
+/* Takes a connection struct for `fd`, running `proto`, and watches it.
+ * Takes ownership of fd on every path. Returns 0, -ENOBUFS when no struct,
+ * slot or protocol state could be had, or the error epoll_ctl gave. */
+static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *proto,
+                    void *udata, hp_conn_t **out)
 {
     hp_conn_t *c = hp_pool_get(&w->conn_pool);
     if (HP_UNLIKELY(!c)) {
@@ -128,66 +218,97 @@ static int add_conn(hp_worker_t *w, int fd, uint32_t flags, void *udata, hp_conn
     memset(c, 0, sizeof *c);
     c->worker = w;
     c->flags = flags;
-    c->udata = udata;
-    hp_conn_start(c);
-    if (w->cfg->nodelay) {
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
+    int r = hp_conn_start(c, proto, udata);
+    if (r == 0 && !slot_take(w, c))
+        r = -ENOBUFS;
+    else if (r == 0 && (r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+                                        c->io.cb)) < 0)
+        slot_release(w, c);
     /* Reads and writes are registered once, edge-triggered: no
      * epoll_ctl is ever needed again for this connection. */
-    int r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb);
-    if (r < 0) {
+    if (HP_UNLIKELY(r < 0)) {
         close(fd);
+        if (c->cstate)
+            hp_worker_cstate_put(w, c->cstate, proto->cstate_size);
         hp_pool_put(&w->conn_pool, c);
         return r;
     }
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
     *out = c;
     return 0;
 }
 
-int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len, void *udata,
+int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
+                      const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
                       hp_conn_t **out)
 {
+    if (hp_proto_state_bytes(proto) + HP_CONN_MIN_RBUF > w->cfg->rbuf_size)
+        return -EINVAL;
     int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (connect(fd, addr, len) < 0 && errno != EINPROGRESS) {
-        int err = -errno;
-        close(fd);
-        return err;
+    hp_conn_t *c;
+    int r = add_conn(w, fd, HP_CONN_F_CONNECTING, proto, udata, &c);
+    if (r < 0)
+        return r;
+    /* Options go on before connect: buffer sizes set later would not be
+     * reflected in the window the handshake announces. */
+    hp_sockopts_t defaults = {.nodelay = w->cfg->nodelay};
+    r = hp_conn_set_sockopts(c, opts ? &opts->sock : &defaults);
+    if (r == 0 && connect(fd, addr, len) < 0 && errno != EINPROGRESS)
+        r = -errno;
+    if (r < 0) {
+        /* Nobody has seen the connection yet: it goes without the
+         * protocol's callbacks. */
+        static const hp_proto_t unseen = {.name = "unseen"};
+        if (c->cstate)
+            hp_worker_cstate_put(w, c->cstate, proto->cstate_size);
+        c->cstate = NULL;
+        c->proto = &unseen;
+        hp_conn_close(c);
+        return r;
     }
+    if (opts && opts->timeout_ms)
+        hp_loop_timer_arm(&w->loop, &c->timer, opts->timeout_ms);
     /* The first EPOLLOUT (or EPOLLERR) tells the outcome; see io_cb. */
-    return add_conn(w, fd, HP_CONN_F_CONNECTING, udata, out);
+    *out = c;
+    return 0;
 }
 
 static void accept_all(hp_worker_t *w)
 {
-    while (w->listen_fd >= 0) {
+    for (uint32_t i = 0; i < w->nlisteners; i++) {
+        if (!accept_on(w, &w->listeners[i]))
+            return;
+    }
+    w->accept_paused = false;
+}
+
+/* Accepts what `l` has waiting. Returns false when accepting must pause
+ * (out of descriptors or memory). */
+static bool accept_on(hp_worker_t *w, hp_worker_listener_t *l)
+{
+    while (l->io.fd >= 0) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
-        int fd = hp_sys_accept4(w->listen_fd, (struct sockaddr *)&peer, &plen,
+        int fd = hp_sys_accept4(l->io.fd, (struct sockaddr *)&peer, &plen,
                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (fd == -EAGAIN) {
-                w->accept_paused = false;
-                return;
-            }
+            if (fd == -EAGAIN)
+                return true;
             if (fd == -ECONNABORTED || fd == -EPROTO || fd == -EPERM)
                 continue; /* that client is gone; the next may not be */
             accept_failed(w, fd);
-            return;
+            return !w->accept_paused;
+        }
+        if (w->cfg->nodelay) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         hp_conn_t *c;
-        int r = add_conn(w, fd, 0, NULL, &c);
+        int r = add_conn(w, fd, 0, l->proto, l->udata, &c);
         if (HP_UNLIKELY(r == -ENOBUFS)) {
             accept_failed(w, r);
-            return;
+            return false;
         }
         if (HP_UNLIKELY(r < 0)) {
             hp_worker_stat_add(&w->stats.accept_errors, 1);
@@ -196,17 +317,18 @@ static void accept_all(hp_worker_t *w)
         if (peer.ss_family == AF_INET)
             c->peer_v4 = ((const struct sockaddr_in *)&peer)->sin_addr.s_addr;
         hp_worker_stat_add(&w->stats.accepted, 1);
-        if (w->proto->on_open)
-            w->proto->on_open(c);
+        if (l->proto->on_open)
+            l->proto->on_open(c);
     }
+    return true;
 }
 
 static void listen_cb(hp_io_t *io, uint32_t events)
 {
     (void)events;
-    hp_worker_t *w = HP_CONTAINER_OF(io, hp_worker_t, listen_io);
-    if (!w->accept_paused)
-        accept_all(w);
+    hp_worker_listener_t *l = HP_CONTAINER_OF(io, hp_worker_listener_t, io);
+    if (!l->worker->accept_paused)
+        accept_on(l->worker, l);
 }
 
 static void accept_retry_cb(hp_timer_t *t)
@@ -216,11 +338,33 @@ static void accept_retry_cb(hp_timer_t *t)
     accept_all(w);
 }
 
+static void close_one(hp_worker_t *w, hp_conn_t *c)
+{
+    (void)w;
+    hp_conn_close(c);
+}
+
 /* Closes every connection; used by the drain timeout and STOP_NOW. */
 static void close_all(hp_worker_t *w)
 {
-    while (w->conns)
-        hp_conn_close(w->conns);
+    each_conn(w, close_one);
+}
+
+static void close_listeners(hp_worker_t *w)
+{
+    for (uint32_t i = 0; i < w->nlisteners; i++) {
+        hp_worker_listener_t *l = &w->listeners[i];
+        if (l->io.fd >= 0)
+            close(l->io.fd);
+        l->io.fd = -1;
+    }
+}
+
+static void close_if_idle(hp_worker_t *w, hp_conn_t *c)
+{
+    (void)w;
+    if (!c->rbuf && !c->out)
+        hp_conn_close(c);
 }
 
 static void drain_timeout_cb(hp_timer_t *t)
@@ -237,22 +381,54 @@ void hp_worker_shutdown(hp_worker_t *w)
     if (w->draining)
         return;
     w->draining = true;
-    if (w->listen_fd >= 0) {
-        close(w->listen_fd);
-        w->listen_fd = -1;
-    }
+    close_listeners(w);
     hp_loop_timer_cancel(&w->loop, &w->accept_timer);
     /* Idle connections go now; busy ones when their response is out. */
-    hp_conn_t *c = w->conns;
-    while (c) {
-        hp_conn_t *next = c->next;
-        if (!c->rbuf && !c->out)
-            hp_conn_close(c);
-        c = next;
-    }
+    each_conn(w, close_if_idle);
     hp_loop_timer_arm(&w->loop, &w->drain_timer, w->cfg->drain_timeout_ms);
     if (w->nconns == 0)
         hp_loop_stop(&w->loop);
+}
+
+/* A message for one connection: delivered if the slot still holds the
+ * connection the handle named, else handed back as stale. */
+static void deliver(hp_worker_t *w, const hp_msg_t *m)
+{
+    hp_conn_msg_cb cb = (hp_conn_msg_cb)m->fn;
+    hp_conn_t *c = NULL;
+    if (m->from < w->npages * HP_WORKER_SLOT_PAGE) {
+        const hp_conn_slot_t *s = hp_worker_slot(w, m->from);
+        if (s->gen == (uint32_t)m->arg)
+            c = s->conn;
+    }
+    if (c && !(c->flags & HP_CONN_F_CLOSED)) {
+        cb(c, m->ptr);
+        return;
+    }
+    hp_worker_stat_add(&w->stats.stale_msgs, 1);
+    cb(NULL, m->ptr);
+}
+
+static void handle_msg(hp_worker_t *w, const hp_msg_t *m)
+{
+    switch (m->type) {
+    case HP_MSG_SHUTDOWN:
+        hp_worker_shutdown(w);
+        break;
+    case HP_MSG_STOP_NOW:
+        w->draining = true;
+        close_all(w);
+        hp_loop_stop(&w->loop);
+        break;
+    case HP_MSG_CALL:
+        ((hp_worker_call_cb)m->fn)(w, m->arg, m->ptr);
+        break;
+    case HP_MSG_CONN:
+        deliver(w, m);
+        break;
+    default:
+        break; /* unknown: ignored */
+    }
 }
 
 static void wake_cb(hp_io_t *io, uint32_t events)
@@ -263,40 +439,27 @@ static void wake_cb(hp_io_t *io, uint32_t events)
     ssize_t r = read(w->wake_fd, &v, sizeof v);
     (void)r;
     hp_msg_t m;
-    while (hp_mpsc_pop(&w->inbox, &m)) {
-        if (m.type == HP_MSG_SHUTDOWN) {
-            hp_worker_shutdown(w);
-        } else if (m.type == HP_MSG_STOP_NOW) {
-            w->draining = true;
-            close_all(w);
-            hp_loop_stop(&w->loop);
-        } else if (m.type == HP_MSG_PROTO && w->proto->on_msg) {
-            w->proto->on_msg(w, m.arg, m.ptr);
-        }
-    }
+    while (hp_mpsc_pop(&w->inbox, &m))
+        handle_msg(w, &m);
 }
 
-int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
-                   const hp_worker_config_t *cfg, const hp_proto_t *proto)
+int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, const hp_worker_config_t *cfg)
 {
     memset(w, 0, sizeof *w);
     w->id = id;
     w->cpu = cpu;
     w->cfg = cfg;
-    w->proto = proto;
-    w->state_size = (proto->state_size + 63u) & ~63u;
-    w->listen_fd = listen_fd;
+    w->group = w;
+    w->ngroup = 1;
     w->wake_fd = -1;
     w->report_fd = -1;
+    w->slot_free = UINT32_MAX;
     w->loop.epfd = -1;
     int r;
-    if (w->state_size + 1024 > cfg->rbuf_size ||
-        cfg->wbuf_size < 4096) {
-        r = -EINVAL;
-        goto fail_fd;
-    }
+    if (cfg->rbuf_size < 2 * HP_CONN_MIN_RBUF || cfg->wbuf_size < 4096)
+        return -EINVAL;
     if ((r = hp_loop_init(&w->loop)) < 0)
-        goto fail_fd;
+        return r;
     if ((r = hp_mpsc_init(&w->inbox, HP_WORKER_INBOX)) < 0)
         goto fail_loop;
     if ((r = hp_pool_init(&w->conn_pool, 128, HP_WORKER_CONN_SLAB, 0)) < 0 ||
@@ -308,9 +471,7 @@ int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
         r = -errno;
         goto fail_inbox;
     }
-    if ((r = hp_loop_add(&w->loop, &w->wake_io, w->wake_fd, EPOLLIN, wake_cb)) < 0 ||
-        (listen_fd >= 0 &&
-         (r = hp_loop_add(&w->loop, &w->listen_io, listen_fd, EPOLLIN, listen_cb)) < 0))
+    if ((r = hp_loop_add(&w->loop, &w->wake_io, w->wake_fd, EPOLLIN, wake_cb)) < 0)
         goto fail_wake;
     hp_timer_init(&w->accept_timer, accept_retry_cb);
     hp_timer_init(&w->drain_timer, drain_timeout_cb);
@@ -319,6 +480,7 @@ int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, int listen_fd,
 
 fail_wake:
     close(w->wake_fd);
+    w->wake_fd = -1;
 fail_inbox:
     hp_pool_destroy(&w->conn_pool);
     hp_pool_destroy(&w->rpool);
@@ -326,11 +488,63 @@ fail_inbox:
     hp_mpsc_destroy(&w->inbox);
 fail_loop:
     hp_loop_destroy(&w->loop);
-fail_fd:
-    if (listen_fd >= 0)
-        close(listen_fd);
-    w->listen_fd = -1;
     return r;
+}
+
+static hp_worker_proto_t *find_proto(const hp_worker_t *w, const hp_proto_t *proto)
+{
+    for (uint32_t i = 0; i < w->nprotos; i++)
+        if (w->protos[i].proto == proto)
+            return (hp_worker_proto_t *)&w->protos[i];
+    return NULL;
+}
+
+int hp_worker_add_proto(hp_worker_t *w, const hp_proto_t *proto, void *arg)
+{
+    if (find_proto(w, proto))
+        return -EEXIST;
+    if (w->nprotos == HP_WORKER_MAX_PROTOS)
+        return -ENOSPC;
+    if (hp_proto_state_bytes(proto) + HP_CONN_MIN_RBUF > w->cfg->rbuf_size)
+        return -EINVAL;
+    void *data = NULL;
+    if (proto->worker_init) {
+        int r = proto->worker_init(w, arg, &data);
+        if (r < 0)
+            return r;
+    }
+    w->protos[w->nprotos++] = (hp_worker_proto_t){.proto = proto, .data = data};
+    return 0;
+}
+
+void *hp_worker_proto_data(const hp_worker_t *w, const hp_proto_t *proto)
+{
+    const hp_worker_proto_t *p = find_proto(w, proto);
+    return p ? p->data : NULL;
+}
+
+int hp_worker_listen(hp_worker_t *w, int fd, const hp_proto_t *proto)
+{
+    const hp_worker_proto_t *p = find_proto(w, proto);
+    int r = 0;
+    if (w->nlisteners == HP_WORKER_MAX_LISTENERS)
+        r = -ENOSPC;
+    else if (!p && proto->worker_init)
+        r = -ENOENT;
+    else if (!p && hp_proto_state_bytes(proto) + HP_CONN_MIN_RBUF > w->cfg->rbuf_size)
+        r = -EINVAL;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    hp_worker_listener_t *l = &w->listeners[w->nlisteners];
+    *l = (hp_worker_listener_t){.worker = w, .proto = proto, .udata = p ? p->data : NULL};
+    if ((r = hp_loop_add(&w->loop, &l->io, fd, EPOLLIN, listen_cb)) < 0) {
+        close(fd);
+        return r;
+    }
+    w->nlisteners++;
+    return 0;
 }
 
 int hp_worker_run(hp_worker_t *w)
@@ -379,14 +593,25 @@ int hp_worker_start(hp_worker_t *w)
     return 0;
 }
 
-int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr)
+int hp_worker_post_msg(hp_worker_t *w, const hp_msg_t *m)
 {
-    if (!hp_mpsc_push(&w->inbox, &(hp_msg_t){.type = type, .arg = arg, .ptr = ptr}))
+    if (!hp_mpsc_push(&w->inbox, m))
         return -EAGAIN;
     uint64_t one = 1;
     ssize_t n = write(w->wake_fd, &one, sizeof one);
     (void)n;
     return 0;
+}
+
+int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr)
+{
+    return hp_worker_post_msg(w, &(hp_msg_t){.type = type, .arg = arg, .ptr = ptr});
+}
+
+int hp_worker_call(hp_worker_t *w, hp_worker_call_cb fn, uint64_t arg, void *ptr)
+{
+    return hp_worker_post_msg(w, &(hp_msg_t){.type = HP_MSG_CALL, .arg = arg, .ptr = ptr,
+                                             .fn = (void (*)(void))fn});
 }
 
 void hp_worker_destroy(hp_worker_t *w)
@@ -397,14 +622,38 @@ void hp_worker_destroy(hp_worker_t *w)
     }
     close_all(w);
     after_events(&w->loop, w);
-    if (w->listen_fd >= 0)
-        close(w->listen_fd);
+    /* What is still in the inbox: calls run, connection messages go back
+     * as stale (their connections are closed), so nothing leaks. */
+    hp_msg_t m;
+    while (w->inbox.slots && hp_mpsc_pop(&w->inbox, &m)) {
+        if (m.type == HP_MSG_CALL || m.type == HP_MSG_CONN)
+            handle_msg(w, &m);
+    }
+    close_all(w);
+    after_events(&w->loop, w);
+    close_listeners(w);
+    for (uint32_t i = w->nprotos; i-- > 0;) {
+        if (w->protos[i].proto->worker_fini)
+            w->protos[i].proto->worker_fini(w, w->protos[i].data);
+    }
+    w->nprotos = 0;
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     hp_pool_destroy(&w->conn_pool);
     hp_pool_destroy(&w->rpool);
     hp_pool_destroy(&w->wpool);
+    for (uint32_t i = 0; i < HP_WORKER_MAX_CSTATE; i++) {
+        if (w->cstate[i].size)
+            hp_pool_destroy(&w->cstate[i].pool);
+        w->cstate[i].size = 0;
+    }
+    for (uint32_t i = 0; i < w->npages; i++)
+        hp_free(w->slot_pages[i]);
+    hp_free(w->slot_pages);
+    w->slot_pages = NULL;
+    w->npages = 0;
+    w->slot_free = UINT32_MAX;
     hp_mpsc_destroy(&w->inbox);
     hp_loop_destroy(&w->loop);
-    w->listen_fd = w->wake_fd = -1;
+    w->wake_fd = -1;
 }

@@ -120,13 +120,15 @@ static void pump(hb_conn_t *bc, uint64_t now)
         hp_conn_set_timer(bc->c, plan->timeout_ns / 1000000);
 }
 
+static const hp_proto_t hb_proto;
+
 static void connect_one(hb_conn_t *bc)
 {
     hb_thread_t *t = bc->t;
     hp_conn_t *c;
     bc->retry = false;
     int r = hp_worker_connect(&t->w, (const struct sockaddr *)&t->plan->addr,
-                              t->plan->addr_len, bc, &c);
+                              t->plan->addr_len, &hb_proto, bc, NULL, &c);
     if (r < 0) {
         count_error(t, HB_ERR_CONNECT, 1);
         bc->retry = true;
@@ -274,6 +276,7 @@ static void on_drain(hp_conn_t *c)
 }
 
 static const hp_proto_t hb_proto = {
+    .name = "hpbench",
     .on_open = on_open,
     .on_connect_error = on_connect_error,
     .on_data = on_data,
@@ -363,7 +366,7 @@ static hb_thread_t *thread_new(const hb_plan_t *plan, uint32_t id, int cpu, uint
         if (!bc->intended || !bc->sent)
             goto fail;
     }
-    if (hp_worker_init(&t->w, id, cpu, -1, &t->cfg, &hb_proto) < 0)
+    if (hp_worker_init(&t->w, id, cpu, &t->cfg) < 0)
         goto fail;
     hp_timer_init(&t->tick, tick_cb);
     hp_loop_timer_arm(&t->w.loop, &t->tick, HB_TICK_MS * HB_RETRY_TICKS);

@@ -92,8 +92,8 @@ static int setup(void **state)
     H.cfg.high_water = 256 * 1024;
     H.cfg.low_water = 64 * 1024;
     assert_int_equal(hp_http_proto_init(&T.proto, &T.hcfg, H.cfg.rbuf_size), 0);
-    h_start_with(&T.proto, 0);
-    assert_int_equal(T.proto.worker_init(&H.w, &T.hcfg), 0);
+    h_start_proto(&T.proto, &T.hcfg, 0);
+    assert_non_null(hp_worker_proto_data(&H.w, &T.proto));
     return 0;
 }
 
@@ -101,9 +101,7 @@ static int teardown(void **state)
 {
     (void)state;
     hp_alloc_fail_after(0, 0);
-    h_teardown();
-    T.proto.worker_fini(&H.w);
-    assert_null(H.w.proto_data);
+    h_teardown(); /* worker_fini runs in hp_worker_destroy */
     hp_router_free(T.routes.router);
     return 0;
 }

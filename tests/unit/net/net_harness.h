@@ -111,11 +111,19 @@ static NH_UNUSED int open_listener(void)
     return lfd;
 }
 
-/* The worker (id `id`, no CPU pinning) on a fresh listener with H.cfg. */
+/* The worker (id `id`, no CPU pinning) on a fresh listener with H.cfg,
+ * `proto` registered with `arg` (its worker_init, if any, runs). */
+static NH_UNUSED void h_start_proto(const hp_proto_t *proto, void *arg, uint32_t id)
+{
+    assert_int_equal(hp_worker_init(&H.w, id, -1, &H.cfg), 0);
+    H.started = true;
+    assert_int_equal(hp_worker_add_proto(&H.w, proto, arg), 0);
+    assert_int_equal(hp_worker_listen(&H.w, open_listener(), proto), 0);
+}
+
 static NH_UNUSED void h_start_with(const hp_proto_t *proto, uint32_t id)
 {
-    assert_int_equal(hp_worker_init(&H.w, id, -1, open_listener(), &H.cfg, proto), 0);
-    H.started = true;
+    h_start_proto(proto, NULL, id);
 }
 
 static NH_UNUSED void cli_read(cli_t *k)
@@ -198,7 +206,10 @@ static NH_UNUSED hp_conn_t *conn_of(const cli_t *k)
     struct sockaddr_in me, peer;
     socklen_t l = sizeof me;
     getsockname(k->fd, (struct sockaddr *)&me, &l);
-    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
+    for (uint32_t i = 0; i < H.w.npages * HP_WORKER_SLOT_PAGE; i++) {
+        hp_conn_t *c = hp_worker_slot(&H.w, i)->conn;
+        if (!c)
+            continue;
         l = sizeof peer;
         if (getpeername(c->io.fd, (struct sockaddr *)&peer, &l) == 0 && peer.sin_port == me.sin_port)
             return c;
@@ -282,7 +293,8 @@ static NH_UNUSED void h_teardown(void)
     assert_int_equal(hp_timer_wheel_validate(&H.w.loop.timers), 0);
     hp_worker_destroy(&H.w);
     H.started = false;
-    assert_int_equal(H.w.listen_fd, -1);
+    for (uint32_t i = 0; i < H.w.nlisteners; i++)
+        assert_int_equal(H.w.listeners[i].io.fd, -1);
     assert_int_equal(H.w.wake_fd, -1);
 }
 

@@ -874,7 +874,8 @@ static void test_full_read_chunk_closes(void **state)
     assert_true(k->eof);
     assert_int_equal(k->rxlen, 0);
     assert_int_equal(H.w.nconns, 0);
-    assert_int_equal(H.w.stats.bytes_in, hp_conn_rbuf_capacity(&(hp_conn_t){.worker = &H.w}));
+    assert_int_equal(H.w.stats.bytes_in,
+                     hp_conn_rbuf_capacity(&(hp_conn_t){.worker = &H.w, .proto = &proto}));
 }
 
 static void test_zero_alloc_steady_state(void **state)

@@ -4,8 +4,9 @@
  * once, on its own thread (the harness shared with test_conn.c is in
  * net_harness.h).
  *
- * Covered: argument checks and an out-of-memory sweep of hp_worker_init
- * (the listening socket is closed on every failure); accepting many
+ * Covered: argument checks of hp_worker_init, hp_worker_add_proto and
+ * hp_worker_listen and an out-of-memory sweep through all three (the
+ * listening socket is closed on every failure); accepting many
  * connections; EMFILE from an injected accept4 pauses accepting without
  * spinning and resumes on the retry timer or when a descriptor frees up;
  * a failed epoll registration drops just that connection; the read budget
@@ -91,6 +92,14 @@ static const hp_proto_t proto = {
     .state_size = 16,
 };
 
+static int w_init_none(hp_worker_t *w, void *arg, void **data)
+{
+    (void)w;
+    (void)arg;
+    *data = NULL;
+    return 0;
+}
+
 /* ---- syscall faults ---- */
 static struct {
     int accept_err;  /* accept4 fails with this while non-zero... */
@@ -160,23 +169,37 @@ static void test_init_rejects_bad_config(void **state)
 {
     (void)state;
     uint64_t a0 = hp_alloc_count();
-    H.cfg.rbuf_size = 1024; /* state (64) + 1024 bytes do not fit */
-    int lfd = open_listener();
-    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -EINVAL);
-    assert_int_equal(fcntl(lfd, F_GETFD), -1); /* owned on every path */
+    H.cfg.rbuf_size = 1024; /* less than two minimal read areas */
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, &H.cfg), -EINVAL);
     H.cfg.rbuf_size = 4096;
     H.cfg.wbuf_size = 2048;
-    lfd = open_listener();
-    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -EINVAL);
-    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, &H.cfg), -EINVAL);
     assert_int_equal(hp_alloc_count(), a0);
-    /* a failing epoll registration */
     H.cfg.wbuf_size = 4096;
+    assert_int_equal(hp_worker_init(&H.w, 0, -1, &H.cfg), 0);
+    H.started = true;
+    /* a protocol whose state leaves too little room for bytes */
+    hp_proto_t fat = proto;
+    fat.state_size = 4096 - 1000;
+    assert_int_equal(hp_worker_add_proto(&H.w, &fat, NULL), -EINVAL);
+    int lfd = open_listener();
+    assert_int_equal(hp_worker_listen(&H.w, lfd, &fat), -EINVAL);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1); /* owned on every path */
+    /* registering twice */
+    assert_int_equal(hp_worker_add_proto(&H.w, &proto, NULL), 0);
+    assert_int_equal(hp_worker_add_proto(&H.w, &proto, NULL), -EEXIST);
+    /* a protocol with per-worker state must be registered to listen */
+    hp_proto_t needs = proto;
+    needs.worker_init = w_init_none;
+    lfd = open_listener();
+    assert_int_equal(hp_worker_listen(&H.w, lfd, &needs), -ENOENT);
+    assert_int_equal(fcntl(lfd, F_GETFD), -1);
+    /* a failing epoll registration */
     F.epoll_add_err = ENOSPC;
     lfd = open_listener();
-    assert_int_equal(hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto), -ENOSPC);
+    assert_int_equal(hp_worker_listen(&H.w, lfd, &proto), -ENOSPC);
     assert_int_equal(fcntl(lfd, F_GETFD), -1);
-    assert_int_equal(H.w.loop.epfd >= 0 ? fcntl(H.w.loop.epfd, F_GETFD) : -1, -1);
+    assert_int_equal(H.w.nlisteners, 0);
 }
 
 static void test_init_oom_sweep(void **state)
@@ -187,12 +210,21 @@ static void test_init_oom_sweep(void **state)
     for (n = 1; n < 100; n++) {
         int lfd = open_listener();
         hp_alloc_fail_after(n, 0);
-        r = hp_worker_init(&H.w, 0, -1, lfd, &H.cfg, &proto);
+        r = hp_worker_init(&H.w, 0, -1, &H.cfg);
+        bool inited = r == 0;
+        if (r == 0)
+            r = hp_worker_add_proto(&H.w, &proto, NULL);
+        if (r == 0)
+            r = hp_worker_listen(&H.w, lfd, &proto);
+        else
+            close(lfd);
         hp_alloc_fail_after(0, 0);
         if (r == 0)
             break;
         assert_int_equal(r, -ENOMEM);
         assert_int_equal(fcntl(lfd, F_GETFD), -1);
+        if (inited)
+            hp_worker_destroy(&H.w);
     }
     assert_int_equal(r, 0);
     assert_true(n > 1); /* at least one allocation was swept */
@@ -210,11 +242,13 @@ static void test_init_fields(void **state)
     h_start();
     assert_int_equal(H.w.id, 3);
     assert_int_equal(H.w.cpu, -1);
-    assert_int_equal(H.w.state_size, 64);
     assert_ptr_equal(H.w.cfg, &H.cfg);
     assert_true(H.w.wake_fd >= 0);
     assert_int_equal(H.w.nconns, 0);
-    assert_null(H.w.conns);
+    assert_int_equal(H.w.nprotos, 1);
+    assert_int_equal(H.w.nlisteners, 1);
+    assert_ptr_equal(H.w.listeners[0].proto, &proto);
+    assert_int_equal(H.w.npages, 0); /* the slot table grows with the first connection */
     assert_false(H.w.draining);
     assert_false(H.w.accept_paused);
     /* nothing is taken from the pools before a client shows up */
@@ -233,9 +267,13 @@ static void test_accept_many(void **state)
     assert_int_equal(H.w.nconns, N);
     assert_int_equal(H.w.stats.accepted, N);
     int listed = 0;
-    for (hp_conn_t *c = H.w.conns; c; c = c->next) {
+    for (uint32_t i = 0; i < H.w.npages * HP_WORKER_SLOT_PAGE; i++) {
+        hp_conn_t *c = hp_worker_slot(&H.w, i)->conn;
+        if (!c)
+            continue;
         assert_ptr_equal(c->worker, &H.w);
-        assert_true(c->next == NULL || c->next->prev == c);
+        assert_ptr_equal(c->proto, &proto);
+        assert_int_equal(c->slot, i);
         listed++;
     }
     assert_int_equal(listed, N);
@@ -411,7 +449,7 @@ static void test_shutdown_idle_now_busy_finishes(void **state)
     PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000);
     hp_worker_shutdown(&H.w);
     assert_true(H.w.draining);
-    assert_int_equal(H.w.listen_fd, -1);
+    assert_int_equal(H.w.listeners[0].io.fd, -1);
     assert_int_equal(H.w.nconns, 1); /* the idle one went at once */
     assert_false(H.w.loop.stopping);
     hp_worker_shutdown(&H.w); /* idempotent */
@@ -626,11 +664,13 @@ static void test_connect_out(void **state)
     assert_int_equal(listen(lfd, 4), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
 
-    assert_int_equal(hp_worker_init(&H.w, 5, -1, -1, &H.cfg, &out_proto), 0);
+    assert_int_equal(hp_worker_init(&H.w, 5, -1, &H.cfg), 0);
     H.started = true;
     hp_conn_t *c = NULL;
     int marker;
-    assert_int_equal(hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &marker, &c), 0);
+    assert_int_equal(hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &out_proto, &marker,
+                                       NULL, &c), 0);
+    assert_ptr_equal(c->proto, &out_proto);
     assert_non_null(c);
     assert_ptr_equal(c->udata, &marker);
     assert_true(c->flags & HP_CONN_F_CONNECTING);
@@ -666,10 +706,10 @@ static void test_connect_refused(void **state)
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
     close(lfd); /* nobody listens there now */
 
-    assert_int_equal(hp_worker_init(&H.w, 6, -1, -1, &H.cfg, &out_proto), 0);
+    assert_int_equal(hp_worker_init(&H.w, 6, -1, &H.cfg), 0);
     H.started = true;
     hp_conn_t *c = NULL;
-    int r = hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, NULL, &c);
+    int r = hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &out_proto, NULL, NULL, &c);
     if (r == -ECONNREFUSED) {
         /* refused synchronously: nothing was created */
         assert_int_equal(H.w.nconns, 0);
