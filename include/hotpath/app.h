@@ -91,6 +91,24 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
  * -EBUSY once the app runs. */
 int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms);
 
+/* Registers another protocol on every worker (its worker_init(w, arg, ..)
+ * runs when the app starts), for connections that reach it by an upgrade
+ * (hp_ctx_upgrade) or an outbound connect, or through hp_app_listen. A
+ * protocol without per-worker state needs no registering for an upgrade.
+ * `proto` is borrowed and must outlive the app. Returns 0, -EEXIST,
+ * -ENOSPC (more than HP_WORKER_MAX_PROTOS - 1) or -EBUSY once the app
+ * runs. */
+int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg);
+
+/* Listens on `addr` ("ADDR:PORT") besides the HTTP address, with `proto`
+ * for what it accepts (registered first with hp_app_add_proto if it has
+ * per-worker state). Every worker listens. Returns 0, -EINVAL (bad
+ * address), -ENOSPC (more than HP_WORKER_MAX_LISTENERS - 1) or -EBUSY once
+ * the app runs, with a one-line reason in err; binding errors come from
+ * hp_app_run. */
+int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char *err,
+                  size_t errlen);
+
 /* Adds middleware, run in the order added: `before` (may be NULL) runs
  * before the handler and may answer early by returning HP_DONE; `after`
  * (may be NULL) runs, in reverse order, once the response is complete and

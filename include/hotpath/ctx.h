@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 typedef struct hp_ctx hp_ctx_t;
+struct hp_proto;
 
 /* What handlers and middleware return. */
 enum {
@@ -90,6 +91,19 @@ int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, 
 
 /* A complete short response: status, text/plain body "NNN Reason\n". */
 void hp_ctx_send_status(hp_ctx_t *ctx, int status);
+
+/* Answers "101 Switching Protocols" and, once it is queued, hands the
+ * connection to `proto` (with `udata` in c->udata): the bytes the client
+ * sent behind this request are the new protocol's first input. The request
+ * must be HTTP/1.1, not HEAD, on a connection that stays open, with
+ * "Connection: upgrade" and an Upgrade field listing `token` (or
+ * "token/version"); "Connection: upgrade" and "Upgrade: token" are added to
+ * the response, and the handler may add more (hp_ctx_set_header). Returns
+ * 0, -EPERM when the request cannot be upgraded (the handler then answers
+ * an error, e.g. 400 or 426), -EINVAL for a bad token or protocol, or
+ * -ENOSPC. `proto` and `udata` are borrowed and must outlive the
+ * connection. */
+int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto, void *udata);
 
 /* ---- asynchronous handlers ---- */
 

@@ -137,6 +137,7 @@ enum {
 
 typedef struct hp_http_stats {
     uint64_t requests;
+    uint64_t upgrades;                  /* connections handed to another protocol */
     uint64_t responses[6];              /* by class: [1] 1xx ... [5] 5xx */
     uint64_t rejected[HP_HTTP_REJ_COUNT];
     /* The caches' own counters, published here for /metrics (the caches

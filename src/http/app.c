@@ -55,6 +55,16 @@ struct hp_app {
     uint32_t nworkers;         /* while running */
     hp_worker_t *workers;      /* borrowed while running: where reloads go */
     hp_proto_t proto;          /* HTTP for cfg.http's limits, while running */
+    struct {                   /* other protocols on every worker (hp_app_add_proto) */
+        const hp_proto_t *proto; /* borrowed */
+        void *arg;
+    } protos[HP_WORKER_MAX_PROTOS - 1];
+    uint32_t nprotos;
+    struct {                   /* other listeners (hp_app_listen) */
+        hp_listen_addr_t addr;
+        const hp_proto_t *proto; /* borrowed */
+    } listeners[HP_WORKER_MAX_LISTENERS - 1];
+    uint32_t nlisteners;
     hp_mime_t *mime;           /* owned: /etc/mime.types, NULL when absent */
     hp_http_routes_t routes;
     hp_listen_addr_t addr;
@@ -314,6 +324,74 @@ int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, v
     return 0;
 }
 
+int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg)
+{
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    for (uint32_t i = 0; i < app->nprotos; i++)
+        if (app->protos[i].proto == proto)
+            return -EEXIST;
+    if (app->nprotos == HP_ARRAY_LEN(app->protos))
+        return -ENOSPC;
+    app->protos[app->nprotos].proto = proto;
+    app->protos[app->nprotos++].arg = arg;
+    return 0;
+}
+
+int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char *err,
+                  size_t errlen)
+{
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    if (app->nlisteners == HP_ARRAY_LEN(app->listeners)) {
+        set_error(err, errlen, "listen %s: at most %zu listeners besides HTTP's", addr,
+                  HP_ARRAY_LEN(app->listeners));
+        return -ENOSPC;
+    }
+    if (hp_listen_addr_parse(addr, &app->listeners[app->nlisteners].addr) < 0) {
+        set_error(err, errlen, "listen: expected ADDR:PORT such as 127.0.0.1:9000, got '%s'",
+                  addr);
+        return -EINVAL;
+    }
+    app->listeners[app->nlisteners++].proto = proto;
+    return 0;
+}
+
+/* HTTP and the embedder's protocols on every worker, and every listener.
+ * On failure the error is set and the engine is left to the caller to
+ * destroy. */
+static int engine_setup(hp_app_t *app, hp_engine_t *engine)
+{
+    int r = hp_engine_add_proto(engine, &app->proto, &app->gens->http);
+    if (r < 0) {
+        set_error(app->error, sizeof app->error, "cannot set up HTTP on the workers: %s",
+                  strerror(-r));
+        return r;
+    }
+    for (uint32_t i = 0; i < app->nprotos; i++) {
+        if ((r = hp_engine_add_proto(engine, app->protos[i].proto, app->protos[i].arg)) < 0) {
+            set_error(app->error, sizeof app->error, "cannot set up protocol %s: %s",
+                      app->protos[i].proto->name ? app->protos[i].proto->name : "?",
+                      strerror(-r));
+            return r;
+        }
+    }
+    if ((r = hp_engine_listen(engine, &app->addr, app->cfg.backlog, &app->proto)) < 0) {
+        set_error(app->error, sizeof app->error, "cannot listen on %s: %s", app->addr.text,
+                  strerror(-r));
+        return r;
+    }
+    for (uint32_t i = 0; i < app->nlisteners; i++) {
+        const hp_listen_addr_t *a = &app->listeners[i].addr;
+        if ((r = hp_engine_listen(engine, a, app->cfg.backlog, app->listeners[i].proto)) < 0) {
+            set_error(app->error, sizeof app->error, "cannot listen on %s: %s", a->text,
+                      strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
 const char *hp_app_error(const hp_app_t *app)
 {
     return app->error;
@@ -543,15 +621,7 @@ int hp_app_run(hp_app_t *app)
         set_error(app->error, sizeof app->error, "cannot start the engine: %s", strerror(-r));
         goto out;
     }
-    if ((r = hp_engine_add_proto(&engine, proto, &app->gens->http)) < 0) {
-        set_error(app->error, sizeof app->error, "cannot set up HTTP on the workers: %s",
-                  strerror(-r));
-        hp_engine_destroy(&engine);
-        goto out;
-    }
-    if ((r = hp_engine_listen(&engine, &app->addr, app->cfg.backlog, proto)) < 0) {
-        set_error(app->error, sizeof app->error, "cannot listen on %s: %s", app->addr.text,
-                  strerror(-r));
+    if ((r = engine_setup(app, &engine)) < 0) {
         hp_engine_destroy(&engine);
         goto out;
     }
@@ -564,10 +634,15 @@ int hp_app_run(hp_app_t *app)
         hp_engine_destroy(&engine);
         goto out;
     }
-    if (!app->cfg.quiet)
+    if (!app->cfg.quiet) {
         fprintf(stderr, "hotpath " HP_VERSION ": listening on http://%s (%u worker%s, root %s)\n",
                 app->addr.text, nworkers, nworkers == 1 ? "" : "s",
                 app->cfg.root ? app->cfg.root : "none");
+        for (uint32_t i = 0; i < app->nlisteners; i++)
+            fprintf(stderr, "hotpath " HP_VERSION ": listening on %s (%s)\n",
+                    app->listeners[i].addr.text,
+                    app->listeners[i].proto->name ? app->listeners[i].proto->name : "?");
+    }
     wait_until_stopped(app, &engine, sfd);
     if (!app->cfg.quiet)
         log_totals(&engine, proto);

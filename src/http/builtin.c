@@ -152,7 +152,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     hp_worker_t *ws = e ? e->workers : self;
     uint32_t nw = e ? e->nworkers : 1;
 
-    uint64_t req = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
+    uint64_t req = 0, upgrades = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
     uint64_t chunks = 0, bin = 0, bout = 0, tmo = 0;
     uint64_t cache[5] = {0}, files[4] = {0}; /* hits, misses, evictions, entries (, bytes) */
     for (uint32_t i = 0; i < nw; i++) {
@@ -168,6 +168,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         for (int k = 0; k < 4; k++)
             files[k] += hp_worker_stat(fs[k]);
         req += hp_worker_stat(&hw->stats.requests);
+        upgrades += hp_worker_stat(&hw->stats.upgrades);
         for (int k = 1; k <= 5; k++)
             resp[k] += hp_worker_stat(&hw->stats.responses[k]);
         for (int k = 0; k < HP_HTTP_REJ_COUNT; k++)
@@ -190,6 +191,8 @@ static int metrics(hp_ctx_t *ctx, void *udata)
         hp_prom_sample(&p, name, NULL, value);                                 \
     } while (0)
     ONE("hotpath_requests_total", "counter", "Requests parsed.", req);
+    ONE("hotpath_upgrades_total", "counter",
+        "Connections handed from HTTP to another protocol (101 Switching Protocols).", upgrades);
     hp_prom_family(&p, "hotpath_responses_total", "counter", "Responses by status class.");
     static const char *const classes[6] = {"", "class=\"1xx\"", "class=\"2xx\"",
                                            "class=\"3xx\"", "class=\"4xx\"", "class=\"5xx\""};

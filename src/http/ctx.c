@@ -195,11 +195,10 @@ static bool is_framing(const char *name)
            !strcasecmp(name, "connection");
 }
 
-int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value)
+/* Appends "name: value\r\n" to the response's headers. */
+static int add_header(hp_ctx_t *ctx, const char *name, const char *value)
 {
     size_t nl = strlen(name), vl = strlen(value);
-    if (!is_token(name) || is_framing(name) || !header_safe(value))
-        return -EINVAL;
     if (ctx->hdr_len + nl + vl + 4 > HP_CTX_HEADER_BYTES)
         return -ENOSPC;
     char *p = ctx->hdrs + ctx->hdr_len;
@@ -208,6 +207,68 @@ int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value)
     memcpy(p + nl + 2, value, vl);
     memcpy(p + nl + 2 + vl, "\r\n", 3); /* keeps the NUL */
     ctx->hdr_len = (uint16_t)(ctx->hdr_len + nl + vl + 4);
+    return 0;
+}
+
+int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value)
+{
+    if (!is_token(name) || is_framing(name) || !header_safe(value))
+        return -EINVAL;
+    return add_header(ctx, name, value);
+}
+
+/* True when a `name` field of the request lists `token` among its
+ * comma-separated elements (case-insensitive; with `versioned`, an element
+ * "token/version" matches too, as Upgrade's protocol names have them). */
+static bool request_lists(const hp_ctx_t *ctx, const char *name, const char *token,
+                          bool versioned)
+{
+    const http_state_t *st = ctx->st;
+    const char *base = req_base(ctx);
+    size_t nlen = strlen(name), tlen = strlen(token);
+    for (uint32_t i = 0; i < st->req.nfields; i++) {
+        const hp_http_field_t *f = &st->fields[i];
+        if (f->name.len != nlen || strncasecmp(base + f->name.off, name, nlen) != 0)
+            continue;
+        const char *v = base + f->value.off, *end = v + f->value.len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *e = v;
+            while (e < end && *e != ',')
+                e++;
+            size_t n = (size_t)(e - v);
+            while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+            if ((n == tlen || (versioned && n > tlen && v[tlen] == '/')) &&
+                strncasecmp(v, token, tlen) == 0)
+                return true;
+            v = e;
+        }
+    }
+    return false;
+}
+
+int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto, void *udata)
+{
+    if (!proto || !proto->on_data || !is_token(token))
+        return -EINVAL;
+    const http_state_t *st = ctx->st;
+    /* An upgrade is an HTTP/1.1 affair (RFC 9110 §7.8): the client asks
+     * with Upgrade naming the protocol and Connection naming Upgrade, on a
+     * connection that stays open, and HEAD cannot switch anything. */
+    if (st->req.version_minor < 1 || st->head_only || (st->resp_flags & HP_HTTP_R_CLOSE) ||
+        !request_lists(ctx, "connection", "upgrade", false) ||
+        !request_lists(ctx, "upgrade", token, true))
+        return -EPERM;
+    int r = add_header(ctx, "Connection", "upgrade");
+    if (r == 0)
+        r = add_header(ctx, "Upgrade", token);
+    if (r < 0)
+        return r;
+    ctx->status = 101;
+    ctx->upgrade = proto;
+    ctx->upgrade_udata = udata;
     return 0;
 }
 
@@ -342,6 +403,7 @@ void http_ctx_start(hp_ctx_t *ctx, hp_conn_t *c, http_state_t *st)
     ctx->abort_fn = NULL;
     ctx->cache = CACHE_NONE;
     ctx->compressed = false;
+    ctx->upgrade = NULL;
 }
 
 static bool cache_lookup(hp_ctx_t *ctx, hp_http_worker_t *hw, const hp_http_reg_t *reg);
@@ -639,5 +701,9 @@ void hp_ctx_finish(hp_ctx_t *ctx)
     if (c->flags & HP_CONN_F_CLOSED)
         return;
     http_request_done(c, st);
+    if (HP_UNLIKELY(ctx->upgrade) && http_upgrade(c, st)) {
+        hp_conn_serve(c); /* the new protocol hears what waits, if anything */
+        return;
+    }
     http_resume(c);
 }

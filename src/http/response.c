@@ -52,6 +52,7 @@ static const status_line_t status_lines[] = {
     S(416, "Range Not Satisfiable"),
     S(417, "Expectation Failed"),
     S(422, "Unprocessable Content"),
+    S(426, "Upgrade Required"),
     S(429, "Too Many Requests"),
     S(431, "Request Header Fields Too Large"),
     S(500, "Internal Server Error"),

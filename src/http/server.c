@@ -280,6 +280,8 @@ static void run_handler(hp_conn_t *c, http_state_t *st)
     }
     http_ctx_complete(ctx);
     http_request_done(c, st);
+    if (HP_UNLIKELY(ctx->upgrade))
+        http_upgrade(c, st);
 }
 
 static void body_done(hp_conn_t *c, http_state_t *st)
@@ -383,6 +385,20 @@ void http_request_done(hp_conn_t *c, http_state_t *st)
     if (st->resp_flags & HP_HTTP_R_CLOSE)
         hp_conn_close_after_write(c);
     next_request(c, st);
+}
+
+bool http_upgrade(hp_conn_t *c, http_state_t *st)
+{
+    const hp_proto_t *proto = st->ctx.upgrade;
+    void *udata = st->ctx.upgrade_udata;
+    st->ctx.upgrade = NULL;
+    /* Middleware may have answered something else after all; a connection
+     * on its way out goes nowhere. */
+    if (st->ctx.status != 101 || (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER)))
+        return false;
+    stat_add(&hw_of(c)->stats.upgrades);
+    hp_conn_switch(c, proto, udata); /* closes the connection if it fails */
+    return true;
 }
 
 /* Absolute-form ("http://host/path?q", RFC 9112 §3.2.2) is routed by its
@@ -570,7 +586,8 @@ static void process(hp_conn_t *c)
     http_state_t *st = state_of(c);
     const hp_http_config_t *cfg = hw_of(c)->cfg;
     hw_of(c)->batch_ns = 0; /* responses completed in this call share one clock read */
-    while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED)) &&
+    while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED |
+                         HP_CONN_F_SWITCHED)) &&
            st->phase != PH_PENDING) {
         uint32_t len = hp_conn_data_len(c);
         if (st->phase == PH_BODY) {
@@ -605,7 +622,8 @@ static void process(hp_conn_t *c)
         }
         dispatch(c, st, (uint32_t)r);
     }
-    if (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER))
+    /* Upgraded: the state area is the new protocol's now. */
+    if (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_SWITCHED))
         return;
     set_timer(c, st, cfg);
 }

@@ -54,6 +54,8 @@ struct hp_ctx {
     void *done_arg;           /* BODY_REF: its argument; BODY_CHUNK/HEAP: the allocation */
     void (*abort_fn)(hp_ctx_t *ctx, void *arg);
     void *abort_arg;
+    const hp_proto_t *upgrade; /* hp_ctx_upgrade: run this after the 101; NULL: none */
+    void *upgrade_udata;
     hp_route_match_t match;
     char hdrs[HP_CTX_HEADER_BYTES + 1]; /* "Name: value\r\n"..., NUL-terminated */
     char inline_body[HTTP_CTX_INLINE];
@@ -91,6 +93,10 @@ void http_count_response(hp_conn_t *c, int status, uint64_t bytes);
 /* The request is answered: drops its head (and body), readies the
  * connection for the next one and closes it when asked to. */
 void http_request_done(hp_conn_t *c, http_state_t *st);
+/* After a handler's hp_ctx_upgrade, once the 101 is queued and the request
+ * consumed: hands the connection to the other protocol. Returns true when
+ * it switched (the connection is no longer HTTP's: touch nothing). */
+bool http_upgrade(hp_conn_t *c, http_state_t *st);
 /* Goes on with the buffered requests after an asynchronous answer. */
 void http_resume(hp_conn_t *c);
 /* Publishes the caches' counters to the worker's statistics shard. */
