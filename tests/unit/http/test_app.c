@@ -345,7 +345,7 @@ typedef struct {
     int status;
     char head[4096];
     size_t body_len;
-    char body[8192];
+    char body[16384];
 } resp_t;
 
 static conn_t *conn_open(void)
