@@ -137,106 +137,139 @@ static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_
     }
 }
 
-/* Prometheus text, summed over every worker's shard. Each shard is
- * written only by its worker and read here with relaxed loads. */
-static int metrics(hp_ctx_t *ctx, void *udata)
-{
-    (void)udata;
-    static const char *const reasons[HP_HTTP_REJ_COUNT] = {
-        "bad_request", "timeout", "body_too_large", "uri_too_long",
-        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
-    hp_worker_t *self = hp_ctx_worker(ctx);
-    const hp_proto_t *proto = ctx->conn->proto;
-    hp_http_worker_t *me = http_worker(ctx->conn);
-    hp_engine_t *e = me->cfg->engine;
-    hp_worker_t *ws = e ? e->workers : self;
-    uint32_t nw = e ? e->nworkers : 1;
+/* What /metrics sums over the workers. */
+typedef struct {
+    uint64_t req, upgrades, resp[6], rej[HP_HTTP_REJ_COUNT];
+    uint64_t acc, closed, chunks, bin, bout, tmo, stale;
+    uint64_t cache[5]; /* hits, misses, evictions, entries, bytes */
+    uint64_t files[4]; /* hits, misses, evictions, entries */
+} totals_t;
 
-    uint64_t req = 0, upgrades = 0, resp[6] = {0}, rej[HP_HTTP_REJ_COUNT] = {0}, acc = 0, closed = 0;
-    uint64_t chunks = 0, bin = 0, bout = 0, tmo = 0;
-    uint64_t cache[5] = {0}, files[4] = {0}; /* hits, misses, evictions, entries (, bytes) */
+/* Adds up the workers' shards. Each is written only by its worker and
+ * read here with relaxed loads. */
+static void sum_workers(totals_t *t, const hp_proto_t *proto, hp_worker_t *ws, uint32_t nw)
+{
+    memset(t, 0, sizeof *t);
     for (uint32_t i = 0; i < nw; i++) {
         hp_worker_t *w = &ws[i];
-        hp_http_worker_t *hw = hp_worker_proto_data(w, proto);
-        const hp_http_stats_t *st = &hw->stats;
+        const hp_http_stats_t *st = &((hp_http_worker_t *)hp_worker_proto_data(w, proto))->stats;
         const uint64_t *cs[5] = {&st->cache_hits, &st->cache_misses, &st->cache_evictions,
                                  &st->cache_entries, &st->cache_bytes};
         const uint64_t *fs[4] = {&st->file_hits, &st->file_misses, &st->file_evictions,
                                  &st->file_entries};
         for (int k = 0; k < 5; k++)
-            cache[k] += hp_worker_stat(cs[k]);
+            t->cache[k] += hp_worker_stat(cs[k]);
         for (int k = 0; k < 4; k++)
-            files[k] += hp_worker_stat(fs[k]);
-        req += hp_worker_stat(&hw->stats.requests);
-        upgrades += hp_worker_stat(&hw->stats.upgrades);
+            t->files[k] += hp_worker_stat(fs[k]);
+        t->req += hp_worker_stat(&st->requests);
+        t->upgrades += hp_worker_stat(&st->upgrades);
         for (int k = 1; k <= 5; k++)
-            resp[k] += hp_worker_stat(&hw->stats.responses[k]);
+            t->resp[k] += hp_worker_stat(&st->responses[k]);
         for (int k = 0; k < HP_HTTP_REJ_COUNT; k++)
-            rej[k] += hp_worker_stat(&hw->stats.rejected[k]);
-        acc += hp_worker_stat(&w->stats.accepted);
-        closed += hp_worker_stat(&w->stats.closed);
-        bin += hp_worker_stat(&w->stats.bytes_in);
-        bout += hp_worker_stat(&w->stats.bytes_out);
-        tmo += hp_worker_stat(&w->stats.timeouts);
+            t->rej[k] += hp_worker_stat(&st->rejected[k]);
+        t->acc += hp_worker_stat(&w->stats.accepted);
+        t->closed += hp_worker_stat(&w->stats.closed);
+        t->bin += hp_worker_stat(&w->stats.bytes_in);
+        t->bout += hp_worker_stat(&w->stats.bytes_out);
+        t->tmo += hp_worker_stat(&w->stats.timeouts);
+        t->stale += hp_worker_stat(&w->stats.stale_msgs);
         /* Pool counters are the owner's plain fields: approximate when
          * read from another worker, exact for our own. */
-        chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
+        t->chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
     }
+}
 
-    hp_prom_t p;
-    hp_prom_init(&p, me->scratch, me->scratch_len);
-#define ONE(name, type, help, value)                                           \
-    do {                                                                       \
-        hp_prom_family(&p, name, type, help);                                  \
-        hp_prom_sample(&p, name, NULL, value);                                 \
-    } while (0)
-    ONE("hotpath_requests_total", "counter", "Requests parsed.", req);
-    ONE("hotpath_upgrades_total", "counter",
-        "Connections handed from HTTP to another protocol (101 Switching Protocols).", upgrades);
-    hp_prom_family(&p, "hotpath_responses_total", "counter", "Responses by status class.");
+static void one(hp_prom_t *p, const char *name, const char *type, const char *help,
+                uint64_t value)
+{
+    hp_prom_family(p, name, type, help);
+    hp_prom_sample(p, name, NULL, value);
+}
+
+/* Requests, responses and rejections by class and reason. */
+static void http_metrics(hp_prom_t *p, const totals_t *t)
+{
+    static const char *const reasons[HP_HTTP_REJ_COUNT] = {
+        "bad_request", "timeout", "body_too_large", "uri_too_long",
+        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
     static const char *const classes[6] = {"", "class=\"1xx\"", "class=\"2xx\"",
                                            "class=\"3xx\"", "class=\"4xx\"", "class=\"5xx\""};
+    one(p, "hotpath_requests_total", "counter", "Requests parsed.", t->req);
+    one(p, "hotpath_upgrades_total", "counter",
+        "Connections handed from HTTP to another protocol (101 Switching Protocols).",
+        t->upgrades);
+    hp_prom_family(p, "hotpath_responses_total", "counter", "Responses by status class.");
     for (int k = 1; k <= 5; k++)
-        hp_prom_sample(&p, "hotpath_responses_total", classes[k], resp[k]);
-    ONE("hotpath_connections_open", "gauge", "Connections open now.", acc - closed);
-    ONE("hotpath_connections_accepted_total", "counter", "Connections accepted.", acc);
-    ONE("hotpath_connections_closed_total", "counter", "Connections closed.", closed);
-    hp_prom_family(&p, "hotpath_worker_connections_accepted_total", "counter",
+        hp_prom_sample(p, "hotpath_responses_total", classes[k], t->resp[k]);
+    hp_prom_family(p, "hotpath_rejected_total", "counter", "Requests rejected, by reason.");
+    for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {
+        char label[48];
+        snprintf(label, sizeof label, "reason=\"%s\"", reasons[k]);
+        hp_prom_sample(p, "hotpath_rejected_total", label, t->rej[k]);
+    }
+}
+
+/* Connections, bytes, buffers and heap: the engine's side. */
+static void engine_metrics(hp_prom_t *p, const totals_t *t, hp_worker_t *ws, uint32_t nw)
+{
+    one(p, "hotpath_connections_open", "gauge", "Connections open now.", t->acc - t->closed);
+    one(p, "hotpath_connections_accepted_total", "counter", "Connections accepted.", t->acc);
+    one(p, "hotpath_connections_closed_total", "counter", "Connections closed.", t->closed);
+    hp_prom_family(p, "hotpath_worker_connections_accepted_total", "counter",
                    "Connections accepted, by worker.");
     for (uint32_t i = 0; i < nw; i++) {
         char label[32];
         snprintf(label, sizeof label, "worker=\"%u\"", i);
-        hp_prom_sample(&p, "hotpath_worker_connections_accepted_total", label,
+        hp_prom_sample(p, "hotpath_worker_connections_accepted_total", label,
                        hp_worker_stat(&ws[i].stats.accepted));
     }
-    ONE("hotpath_heap_allocations_total", "counter",
+    one(p, "hotpath_heap_allocations_total", "counter",
         "Heap allocations by the process (steady-state requests make none).", hp_alloc_count());
-    ONE("hotpath_pool_chunks_in_use", "gauge", "Buffer chunks held by connections.", chunks);
-    ONE("hotpath_bytes_received_total", "counter", "Bytes read from clients.", bin);
-    ONE("hotpath_bytes_sent_total", "counter", "Bytes written to clients.", bout);
-    ONE("hotpath_connection_timeouts_total", "counter", "Connections closed by a timeout.", tmo);
-    ONE("hotpath_cache_hits_total", "counter", "Responses served from the response cache.",
-        cache[0]);
-    ONE("hotpath_cache_misses_total", "counter",
-        "Cacheable requests the response cache could not answer.", cache[1]);
-    ONE("hotpath_cache_evictions_total", "counter",
-        "Response cache entries evicted to respect its bounds.", cache[2]);
-    ONE("hotpath_cache_entries", "gauge", "Responses in the response cache.", cache[3]);
-    ONE("hotpath_cache_bytes", "gauge", "Bytes held by the response cache.", cache[4]);
-    ONE("hotpath_open_file_cache_hits_total", "counter",
-        "Static requests served from an open descriptor.", files[0]);
-    ONE("hotpath_open_file_cache_misses_total", "counter",
-        "Static requests that had to open the file.", files[1]);
-    ONE("hotpath_open_file_cache_evictions_total", "counter",
-        "Open files closed to respect the cache's bound.", files[2]);
-    ONE("hotpath_open_file_cache_entries", "gauge", "Files held open.", files[3]);
-#undef ONE
-    hp_prom_family(&p, "hotpath_rejected_total", "counter", "Requests rejected, by reason.");
-    for (int k = 0; k < HP_HTTP_REJ_COUNT; k++) {
-        char label[48];
-        snprintf(label, sizeof label, "reason=\"%s\"", reasons[k]);
-        hp_prom_sample(&p, "hotpath_rejected_total", label, rej[k]);
-    }
+    one(p, "hotpath_pool_chunks_in_use", "gauge", "Buffer chunks held by connections.",
+        t->chunks);
+    one(p, "hotpath_bytes_received_total", "counter", "Bytes read from clients.", t->bin);
+    one(p, "hotpath_bytes_sent_total", "counter", "Bytes written to clients.", t->bout);
+    one(p, "hotpath_connection_timeouts_total", "counter", "Connections closed by a timeout.",
+        t->tmo);
+    one(p, "hotpath_stale_messages_total", "counter",
+        "Messages for connections that closed before delivery (dropped).", t->stale);
+}
+
+static void cache_metrics(hp_prom_t *p, const totals_t *t)
+{
+    one(p, "hotpath_cache_hits_total", "counter", "Responses served from the response cache.",
+        t->cache[0]);
+    one(p, "hotpath_cache_misses_total", "counter",
+        "Cacheable requests the response cache could not answer.", t->cache[1]);
+    one(p, "hotpath_cache_evictions_total", "counter",
+        "Response cache entries evicted to respect its bounds.", t->cache[2]);
+    one(p, "hotpath_cache_entries", "gauge", "Responses in the response cache.", t->cache[3]);
+    one(p, "hotpath_cache_bytes", "gauge", "Bytes held by the response cache.", t->cache[4]);
+    one(p, "hotpath_open_file_cache_hits_total", "counter",
+        "Static requests served from an open descriptor.", t->files[0]);
+    one(p, "hotpath_open_file_cache_misses_total", "counter",
+        "Static requests that had to open the file.", t->files[1]);
+    one(p, "hotpath_open_file_cache_evictions_total", "counter",
+        "Open files closed to respect the cache's bound.", t->files[2]);
+    one(p, "hotpath_open_file_cache_entries", "gauge", "Files held open.", t->files[3]);
+}
+
+/* Prometheus text, summed over every worker's shard. */
+static int metrics(hp_ctx_t *ctx, void *udata)
+{
+    (void)udata;
+    const hp_proto_t *proto = ctx->conn->proto;
+    hp_http_worker_t *me = http_worker(ctx->conn);
+    hp_engine_t *e = me->cfg->engine;
+    hp_worker_t *ws = e ? e->workers : hp_ctx_worker(ctx);
+    uint32_t nw = e ? e->nworkers : 1;
+    totals_t t;
+    sum_workers(&t, proto, ws, nw);
+    hp_prom_t p;
+    hp_prom_init(&p, me->scratch, me->scratch_len);
+    http_metrics(&p, &t);
+    engine_metrics(&p, &t, ws, nw);
+    cache_metrics(&p, &t);
     route_metrics(&p, proto, me, ws, nw);
     /* A cut exposition would mislead a scraper: refuse it instead. */
     if (p.overflow || hp_ctx_send(ctx, HP_PROM_CONTENT_TYPE, p.buf, p.len) < 0)
