@@ -72,10 +72,14 @@ static void echo_open(hp_conn_t *c)
     hp_conn_set_timer(c, IDLE_MS); /* a silent client goes after a while */
 }
 
+/* The queue drained after a pause (or a slow reader): go on with what
+ * waits, and re-arm the idle timer, which the write wait had taken. */
 static void echo_drain(hp_conn_t *c)
 {
     if (c->rbuf)
         echo_data(c);
+    else
+        hp_conn_set_timer(c, IDLE_MS);
 }
 
 static const hp_proto_t lineecho = {
