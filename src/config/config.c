@@ -16,6 +16,13 @@
  * or into blocks on its own configuration's list, never into the document
  * or the input, which are gone once the load returns.
  *
+ * Defaults: none live here. config knows each key's type and range, not
+ * which protocol reads it, so it includes nothing above core: the values a
+ * load starts from are an hp_config_t that the owners of the settings
+ * fill (hp_app_config_defaults, from the HTTP and worker defaults) and
+ * hand to hp_config_init. The struct itself is protocol-neutral: numbers,
+ * flags and strings named after the file's keys.
+ *
  * Errors: the first one found wins and ends the walk. Its message is one
  * line: every byte from the input is escaped and every control byte that
  * could still reach the message (from the file name) is replaced, so log
@@ -35,8 +42,6 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
-#include "hotpath/http_server.h"
-#include "hotpath/worker.h"
 
 #include "config_int.h"
 
@@ -446,39 +451,19 @@ static HP_COLD int yaml_failed(ctx_t *x, const yaml_parser_t *p)
 
 /* ---- API --------------------------------------------------------------------- */
 
-void hp_config_defaults(hp_config_t *c)
+void hp_config_init(hp_config_t *c, const hp_config_t *defaults)
 {
-    static const char *const default_listen[] = {"127.0.0.1:8080"};
-    const hp_http_config_t h = HP_HTTP_CONFIG_DEFAULT;
-    const hp_worker_config_t w = HP_WORKER_CONFIG_DEFAULT;
-    *c = (hp_config_t){
-        .listen = default_listen,
-        .nlisten = 1,
-        .workers = 0,
-        .root = "www",
-        .limits = {h.limits.max_request_line, h.limits.max_header_bytes, h.limits.max_fields,
-                   h.limits.max_body},
-        .timeouts = {h.header_timeout_ms, h.body_timeout_ms, h.keepalive_timeout_ms,
-                     w.write_timeout_ms, w.drain_timeout_ms},
-        .keepalive = {.enabled = true, .max_requests = 0},
-        .tcp = {.nodelay = true, .reuseport = true, .backlog = 2048},
-        .buffers = {w.rbuf_size, w.wbuf_size, w.max_chunks},
-        .locations = NULL,
-        .nlocations = 0,
-        .endpoints = {true, true, true, true},
-        .compression = {.enabled = true, .level = 6, .min_size = 1024},
-        .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64 * MIB, .ttl_ms = 300 * SEC},
-        .access_log = {.enabled = false, .path = "access.log"},
-        .metrics = {.enabled = true, .path = "/metrics"},
-        .source = NULL,
-        .mem = NULL,
-    };
+    assert(defaults);
+    *c = *defaults;
+    c->source = NULL;
+    c->defaults = defaults;
+    c->mem = NULL;
 }
 
 void hp_config_free(hp_config_t *c)
 {
     free_blocks(c->mem);
-    hp_config_defaults(c);
+    hp_config_init(c, c->defaults);
 }
 
 int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
@@ -494,7 +479,7 @@ int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const ch
     if (errlen)
         err[0] = '\0';
     hp_config_t tmp;
-    hp_config_defaults(&tmp);
+    hp_config_init(&tmp, c->defaults);
     if (!(tmp.source = ctx_strdup(&x, name, strlen(name))))
         return x.rc;
 

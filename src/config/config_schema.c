@@ -7,8 +7,10 @@
  * Central structure: the hp_config_field_t tables, one per map, each entry
  * naming a key, the kind of its value, where it is stored and its range.
  * Invariant: every range here is the one docs/configuration.md states and
- * the one the command line enforces, and every default in
- * hp_config_defaults lies inside it.
+ * the one the command line enforces, and every default the owners supply
+ * (hp_app_config_defaults) lies inside it; test_app checks that the
+ * shipped config/hotpath.yaml, which spells the defaults out, loads and
+ * equals them.
  */
 #include <arpa/inet.h>
 #include <limits.h>

@@ -158,47 +158,12 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind]);
 }
 
-/* Maps the file's values onto the app's configuration. */
-static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins,
-                         const char **metrics_path)
+/* The file's values onto the app's configuration. */
+static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins)
 {
     if (c->nlisten > 1)
         die("%s: listen: one address per process for now, got %zu", c->source, c->nlisten);
-    o->listen = c->listen[0];
-    o->workers = c->workers;
-    o->root = c->root;
-    o->backlog = (int)c->tcp.backlog;
-    o->http.limits.max_request_line = c->limits.max_request_line;
-    o->http.limits.max_header_bytes = c->limits.max_header_bytes;
-    o->http.limits.max_fields = c->limits.max_headers;
-    o->http.limits.max_body = c->limits.max_body;
-    o->http.header_timeout_ms = c->timeouts.header_ms;
-    o->http.body_timeout_ms = c->timeouts.body_ms;
-    o->http.keepalive_timeout_ms = c->timeouts.keepalive_ms;
-    o->engine.write_timeout_ms = c->timeouts.write_ms;
-    o->engine.drain_timeout_ms = c->timeouts.drain_ms;
-    o->engine.rbuf_size = c->buffers.read_chunk;
-    o->engine.wbuf_size = c->buffers.write_chunk;
-    o->engine.max_chunks = c->buffers.max_chunks;
-    o->engine.nodelay = c->tcp.nodelay;
-    o->engine.reuseport = c->tcp.reuseport;
-    o->http.keepalive = c->keepalive.enabled;
-    o->http.max_requests = c->keepalive.max_requests;
-    o->http.compress_level = c->compression.enabled ? (int)c->compression.level : 0;
-    o->http.compress_min = (uint32_t)c->compression.min_size;
-    o->http.cache.enabled = c->cache.enabled;
-    o->http.cache.max_entries = c->cache.max_entries;
-    o->http.cache.max_bytes = c->cache.max_bytes;
-    o->http.cache.ttl_ms = c->cache.ttl_ms;
-    o->locations = c->locations;
-    o->nlocations = c->nlocations;
-    o->access_log = c->access_log.enabled ? c->access_log.path : NULL;
-    *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
-                (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
-                (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
-                (c->endpoints.echo ? HP_APP_BUILTIN_ECHO : 0) |
-                (c->metrics.enabled ? HP_APP_BUILTIN_METRICS : 0);
-    *metrics_path = c->metrics.path;
+    hp_app_config_apply(c, o, builtins);
 }
 
 /* What SIGHUP needs to build the configuration again: the file, then the
@@ -216,20 +181,19 @@ static int reload_config(void *arg, hp_app_config_t *out, char *err, size_t errl
 {
     reload_ctx_t *rc = arg;
     hp_config_t next;
-    hp_config_defaults(&next);
+    hp_config_init(&next, rc->conf.defaults);
     if (hp_config_load(&next, rc->file, err, errlen) < 0)
         return -1;
     uint32_t builtins;
-    const char *metrics_path;
     if (next.nlisten > 1) {
         snprintf(err, errlen, "%s: listen: one address per process for now, got %zu", rc->file,
                  next.nlisten);
         hp_config_free(&next);
         return -1;
     }
-    apply_config(&next, out, &builtins, &metrics_path);
+    apply_config(&next, out, &builtins);
     /* Endpoints are routes, fixed while running: not reloaded, but said. */
-    if (builtins != rc->builtins || strcmp(metrics_path, rc->metrics_path) != 0)
+    if (builtins != rc->builtins || strcmp(next.metrics.path, rc->metrics_path) != 0)
         hp_log(WARN, "SIGHUP: endpoints or metrics changed: restart to apply (running ones kept)");
     optind = 0; /* the flags were checked at start-up: this cannot fail */
     parse_args(rc->argc, rc->argv, out);
@@ -260,14 +224,13 @@ static const char *config_flag(int argc, char **argv, bool *check)
 int main(int argc, char **argv)
 {
     hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
-    cfg.root = "www";
-    uint32_t builtins = HP_APP_BUILTIN_ALL;
-    const char *metrics_path = "/metrics";
+    hp_config_t defaults; /* the owners' values, for the file and the flags alike */
+    hp_app_config_defaults(&defaults);
 
     bool check = false;
     const char *file = config_flag(argc, argv, &check);
     reload_ctx_t rc = {.file = file, .argc = argc, .argv = argv};
-    hp_config_defaults(&rc.conf);
+    hp_config_init(&rc.conf, &defaults);
     if (file) {
         char cerr[512];
         if (hp_config_load(&rc.conf, file, cerr, sizeof cerr) < 0) {
@@ -279,13 +242,14 @@ int main(int argc, char **argv)
             hp_config_free(&rc.conf);
             return 0;
         }
-        apply_config(&rc.conf, &cfg, &builtins, &metrics_path);
         cfg.reload = reload_config;
         cfg.reload_arg = &rc;
     }
+    uint32_t builtins;
+    apply_config(&rc.conf, &cfg, &builtins);
     parse_args(argc, argv, &cfg);
     rc.builtins = builtins;
-    snprintf(rc.metrics_path, sizeof rc.metrics_path, "%s", metrics_path);
+    snprintf(rc.metrics_path, sizeof rc.metrics_path, "%s", rc.conf.metrics.path);
     if (cfg.quiet)
         hp_log_set_level(HP_LOG_WARN);
 
@@ -298,7 +262,7 @@ int main(int argc, char **argv)
     hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
     if (!app)
         die("%s", err);
-    if (hp_app_builtin_routes(app, builtins, metrics_path, err, sizeof err) < 0)
+    if (hp_app_builtin_routes(app, builtins, rc.conf.metrics.path, err, sizeof err) < 0)
         die("%s", err);
     int r = hp_app_run(app);
     if (r < 0)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "hotpath/alloc.h"
+#include "hotpath/app.h"
 #include "hotpath/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -71,17 +72,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(text, data, size);
 
-    hp_config_t c, again;
+    hp_config_t defaults, c, again;
     char err[512], small[12];
-    hp_config_defaults(&c);
+    hp_app_config_defaults(&defaults);
+    hp_config_init(&c, &defaults);
     int rc = hp_config_load_string(&c, text, size, NAME, err, sizeof err);
     check_err(rc, err, sizeof err);
     if (rc == 0)
         check_ranges(&c);
-    else if (rc != -EINVAL || c.mem || c.source)
+    else if (rc != -EINVAL || c.mem || c.source || c.defaults != &defaults)
         abort(); /* only -EINVAL without OOM, and *c untouched */
 
-    hp_config_defaults(&again);
+    hp_config_init(&again, &defaults);
     int rc2 = hp_config_load_string(&again, text, size, NAME, small, sizeof small);
     check_err(rc2, small, sizeof small);
     if (rc2 != rc || (rc == 0 && hp_config_restart_needed(&c, &again, NULL, 0) != 0))

@@ -1,6 +1,8 @@
 /*
  * test_config.c - unit tests for src/config/config.c and config_schema.c:
- * the defaults, the shipped config/hotpath.yaml, every key round-tripping,
+ * starting from the defaults it is given (DEFAULTS below: the documented
+ * values, which the owners supply in the real binary; test_app checks
+ * those), the shipped config/hotpath.yaml, every key round-tripping,
  * every error kind with its exact one-line message (line and column
  * checked), "did you mean", sizes and durations, restart_needed, loading
  * from files, an out-of-memory sweep and independence between loads.
@@ -44,6 +46,26 @@ static bool heap_is_exact(void)
     const char *t = getenv("GLIBC_TUNABLES");
     return t && strcmp(t, TUNABLES) == 0;
 }
+
+/* The documented defaults, as the owners supply them (test_app checks
+ * that hp_app_config_defaults gives these). config has none of its own. */
+static const char *const default_listen[] = {"127.0.0.1:8080"};
+static const hp_config_t DEFAULTS = {
+    .listen = default_listen,
+    .nlisten = 1,
+    .workers = 0,
+    .root = "www",
+    .limits = {8192, 16384, 100, 1048576},
+    .timeouts = {10000, 10000, 5000, 10000, 10000},
+    .keepalive = {.enabled = true, .max_requests = 0},
+    .tcp = {.nodelay = true, .reuseport = true, .backlog = 2048},
+    .buffers = {32768, 16384, 0},
+    .endpoints = {true, true, true, true},
+    .compression = {.enabled = true, .level = 6, .min_size = 1024},
+    .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64u << 20, .ttl_ms = 300000},
+    .access_log = {.enabled = false, .path = "access.log"},
+    .metrics = {.enabled = true, .path = "/metrics"},
+};
 
 /* Deep comparison, field by field (struct padding is unspecified). */
 static void same_str(const char *a, const char *b)
@@ -92,13 +114,14 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     assert_int_equal(a->metrics.enabled, b->metrics.enabled);
     same_str(a->metrics.path, b->metrics.path);
     same_str(a->source, b->source);
+    assert_ptr_equal(a->defaults, b->defaults);
     assert_ptr_equal(a->mem, b->mem);
 }
 
 /* Loads `yaml` as "t.yaml" into a fresh configuration. */
 static int load(hp_config_t *c, const char *yaml, char *err, size_t errlen)
 {
-    hp_config_defaults(c);
+    hp_config_init(c, &DEFAULTS);
     return hp_config_load_string(c, yaml, strlen(yaml), "t.yaml", err, errlen);
 }
 
@@ -107,7 +130,7 @@ static void expect_error(const char *yaml, const char *msg)
 {
     hp_config_t c, d;
     char err[512];
-    hp_config_defaults(&d);
+    hp_config_init(&d, &DEFAULTS);
     memset(err, 'x', sizeof err);
     int rc = load(&c, yaml, err, sizeof err);
     if (rc != -EINVAL || strcmp(err, msg) != 0)
@@ -174,14 +197,43 @@ static void test_defaults(void **state)
     uint64_t a0 = hp_alloc_count();
     hp_config_t c;
     memset(&c, 0xa5, sizeof c);
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_alloc_count(), a0); /* allocates nothing */
     check_defaults(&c);
     assert_null(c.source);
+    assert_ptr_equal(c.defaults, &DEFAULTS);
     assert_null(c.mem);
     hp_config_free(&c); /* fine on defaults, twice too */
     hp_config_free(&c);
     check_defaults(&c);
+    assert_ptr_equal(c.defaults, &DEFAULTS);
+}
+
+/* Loads start from the defaults they are given, whatever they are: the
+ * loader holds none of its own. */
+static void test_given_defaults(void **state)
+{
+    (void)state;
+    static const char *const listen[] = {"[::1]:9"};
+    hp_config_t mine = DEFAULTS;
+    mine.listen = listen;
+    mine.workers = 7;
+    mine.root = "elsewhere";
+    mine.compression.level = 2;
+    hp_config_t c;
+    char err[256];
+    hp_config_init(&c, &mine);
+    assert_int_equal(hp_config_load_string(&c, "tcp: {backlog: 5}\n", 18, "g.yaml", err,
+                                           sizeof err), 0);
+    assert_string_equal(c.listen[0], "[::1]:9");
+    assert_int_equal(c.workers, 7);
+    assert_string_equal(c.root, "elsewhere");
+    assert_int_equal(c.compression.level, 2);
+    assert_int_equal(c.tcp.backlog, 5);
+    assert_ptr_equal(c.defaults, &mine);
+    hp_config_free(&c);
+    assert_int_equal(c.tcp.backlog, 2048);
+    assert_string_equal(c.root, "elsewhere");
 }
 
 static void test_empty_inputs(void **state)
@@ -203,7 +255,7 @@ static void test_default_file(void **state)
     (void)state;
     hp_config_t c, d;
     char err[256] = "";
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     int rc = hp_config_load(&c, DEFAULT_FILE, err, sizeof err);
     if (rc)
         print_error("%s\n", err);
@@ -212,7 +264,7 @@ static void test_default_file(void **state)
     /* The shipped file spells out the defaults, so it equals them in
      * every field but the bookkeeping ones. */
     check_defaults(&c);
-    hp_config_defaults(&d);
+    hp_config_init(&d, &DEFAULTS);
     d.source = c.source;
     d.mem = c.mem;
     assert_config_equal(&c, &d);
@@ -531,7 +583,7 @@ static void test_restart_needed(void **state)
     (void)state;
     hp_config_t a, b;
     char buf[256];
-    hp_config_defaults(&a);
+    hp_config_init(&a, &DEFAULTS);
     expect_ok(&b, "timeouts: {header: 1s}\nlocations: [{path: /x}]\ncache: {enabled: true}\n"
                   "tcp: {nodelay: false}\nlisten: '127.0.0.1:8080'\n");
     assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 0);
@@ -598,7 +650,7 @@ static void test_files(void **state)
     (void)state;
     char err[256];
     hp_config_t c;
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_config_load(&c, "/nonexistent/hotpath.yaml", err, sizeof err), -ENOENT);
     assert_string_equal(err, "/nonexistent/hotpath.yaml: No such file or directory");
     assert_int_equal(hp_config_load(&c, "/tmp", err, sizeof err), -EISDIR);
@@ -639,7 +691,7 @@ static void test_messages_are_one_line(void **state)
     hp_config_t c;
     char err[64];
     /* A name with a newline, a long value, a tiny buffer. */
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     const char *y = "root: \"\\t\\x01aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n";
     assert_int_equal(hp_config_load_string(&c, y, strlen(y), "a\nb", err, sizeof err), -EINVAL);
     assert_null(strchr(err, '\n'));
@@ -664,7 +716,7 @@ static void test_oom_sweep(void **state)
     for (uint64_t n = 1; n < 1000 && !done; n++) {
         hp_config_t c;
         char err[256];
-        hp_config_defaults(&c);
+        hp_config_init(&c, &DEFAULTS);
         hp_alloc_fail_after(n, 0);
         int rc = hp_config_load_string(&c, every_key, strlen(every_key), "t.yaml", err, sizeof err);
         hp_alloc_fail_after(0, 0);
@@ -684,7 +736,7 @@ static void test_oom_sweep(void **state)
     for (uint64_t n = 1; n < 100; n++) {
         hp_config_t c;
         char err[256];
-        hp_config_defaults(&c);
+        hp_config_init(&c, &DEFAULTS);
         hp_alloc_fail_after(n, 0);
         int rc = hp_config_load(&c, DEFAULT_FILE, err, sizeof err);
         hp_alloc_fail_after(0, 0);
@@ -709,7 +761,7 @@ static void test_no_leak(void **state)
     test_errors(state);
     test_failure_keeps_config_and_no_state(state);
     test_oom_sweep(state);
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_config_load(&c, DEFAULT_FILE, err, sizeof err), 0);
     hp_config_free(&c);
     if (heap_is_exact())
@@ -729,6 +781,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_given_defaults),
         cmocka_unit_test(test_empty_inputs),
         cmocka_unit_test(test_default_file),
         cmocka_unit_test(test_every_key),
