@@ -131,8 +131,10 @@ int hp_app_run(hp_app_t *app);
  * thread, which is where SIGHUP lands): locations, roots, limits that do
  * not size buffers, timeouts, keep-alive, compression, response cache and
  * access log. Settings that need a restart (listen, workers, backlog,
- * buffers, TCP options, the request line/header limits) keep their running
- * values; their names are written to `restart` (may be NULL). Returns 0,
+ * buffers, TCP options, the write and drain timeouts, the request
+ * line/header limits) keep their running values; the keys that name them
+ * in the configuration file ("workers, tcp.backlog") are written to
+ * `restart` (may be NULL). Returns 0,
  * or -errno with a one-line reason in err and the running configuration
  * untouched (a root or log that cannot be opened, no memory). */
 int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,

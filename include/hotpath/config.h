@@ -147,12 +147,4 @@ int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const ch
  * defaults and on an already freed configuration. */
 void hp_config_free(hp_config_t *c);
 
-/* Compares the settings that only take effect when the process restarts
- * (listen, workers, the buffer sizes and limits that size the read
- * buffers, tcp.backlog, tcp.reuseport). Writes the differing key names,
- * separated by ", ", into buf (truncated to fit, always NUL-terminated
- * when len > 0) and returns how many differ: 0 means b can be applied to
- * a running server in place of a. */
-int hp_config_restart_needed(const hp_config_t *a, const hp_config_t *b, char *buf, size_t len);
-
 #endif

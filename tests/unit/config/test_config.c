@@ -4,7 +4,7 @@
  * values, which the owners supply in the real binary; test_app checks
  * those), the shipped config/hotpath.yaml, every key round-tripping,
  * every error kind with its exact one-line message (line and column
- * checked), "did you mean", sizes and durations, restart_needed, loading
+ * checked), "did you mean", sizes and durations, loading
  * from files, an out-of-memory sweep and independence between loads.
  * Leaks: every test frees what it loaded; test_no_leak reruns the loads
  * and compares the heap in use (mallinfo2) before and after, with glibc's
@@ -268,8 +268,6 @@ static void test_default_file(void **state)
     d.source = c.source;
     d.mem = c.mem;
     assert_config_equal(&c, &d);
-    char buf[64];
-    assert_int_equal(hp_config_restart_needed(&c, &d, buf, sizeof buf), 0);
     hp_config_free(&c);
 }
 
@@ -578,40 +576,6 @@ static void test_durations(void **state)
     }
 }
 
-static void test_restart_needed(void **state)
-{
-    (void)state;
-    hp_config_t a, b;
-    char buf[256];
-    hp_config_init(&a, &DEFAULTS);
-    expect_ok(&b, "timeouts: {header: 1s}\nlocations: [{path: /x}]\ncache: {enabled: true}\n"
-                  "tcp: {nodelay: false}\nlisten: '127.0.0.1:8080'\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 0);
-    assert_string_equal(buf, "");
-    hp_config_free(&b);
-
-    expect_ok(&b, "listen: [127.0.0.1:8080, ':81']\nworkers: 2\ntcp: {backlog: 10, reuseport: no}\n"
-                  "buffers: {read_chunk: 64k, write_chunk: 8k, max_chunks: 9}\n"
-                  "limits: {max_request_line: 1k, max_header_bytes: 1k, max_headers: 5, "
-                  "max_body: 5}\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 10);
-    assert_string_equal(buf, "listen, workers, limits.max_request_line, limits.max_header_bytes, "
-                             "limits.max_headers, tcp.backlog, tcp.reuseport, buffers.read_chunk, "
-                             "buffers.write_chunk, buffers.max_chunks");
-    assert_int_equal(hp_config_restart_needed(&b, &a, NULL, 0), 10);
-    /* A short buffer is cut but terminated, and the count stays right. */
-    memset(buf, 'x', sizeof buf);
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, 12), 10);
-    assert_string_equal(buf, "listen, wor");
-    hp_config_free(&b);
-
-    /* Same count, different address. */
-    expect_ok(&b, "listen: 127.0.0.1:8081\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 1);
-    assert_string_equal(buf, "listen");
-    hp_config_free(&b);
-}
-
 static void test_failure_keeps_config_and_no_state(void **state)
 {
     (void)state;
@@ -639,8 +603,10 @@ static void test_failure_keeps_config_and_no_state(void **state)
     hp_config_t x, y;
     expect_ok(&x, every_key);
     expect_ok(&y, every_key);
-    assert_int_equal(hp_config_restart_needed(&x, &y, NULL, 0), 0);
-    assert_int_equal(x.timeouts.write_ms, y.timeouts.write_ms);
+    void *ymem = y.mem; /* each load has its own memory */
+    y.mem = x.mem;
+    assert_config_equal(&x, &y);
+    y.mem = ymem;
     hp_config_free(&x);
     hp_config_free(&y);
 }
@@ -790,7 +756,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_suggestions),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_restart_needed),
         cmocka_unit_test(test_failure_keeps_config_and_no_state),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_messages_are_one_line),

@@ -2,7 +2,9 @@
  * test_app_config.c - unit tests for src/http/app_config.c: the
  * configuration file's defaults come from the owners' initialisers and
  * are the documented ones, the shipped config/hotpath.yaml spells them
- * out, and the mapping back onto an hp_app_config_t is their inverse.
+ * out, and the mapping back onto an hp_app_config_t is their inverse. And
+ * the one list of settings a reload cannot change (app.c): hp_app_reload
+ * names them by their keys and keeps their running values.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,12 +144,61 @@ static void test_apply_inverts_defaults(void **state)
     assert_null(got.locations);
 }
 
+/* Every restart-only setting changed at once: all named, in the table's
+ * order, and all kept (a second reload of the same names them again). */
+static void test_restart_settings(void **state)
+{
+    (void)state;
+    char err[256], restart[512];
+    hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
+    hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+    assert_non_null(app);
+    hp_app_config_t next = cfg;
+    assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
+    assert_string_equal(restart, "");
+
+    next.listen = "127.0.0.1:8081";
+    next.workers = 2;
+    next.backlog = 9;
+    next.engine.reuseport = !next.engine.reuseport;
+    next.engine.nodelay = !next.engine.nodelay;
+    next.engine.rbuf_size *= 2;
+    next.engine.wbuf_size *= 2;
+    next.engine.max_chunks = 5;
+    next.engine.write_timeout_ms = 1;
+    next.engine.drain_timeout_ms = 1;
+    next.http.limits.max_request_line = 100;
+    next.http.limits.max_header_bytes = 100;
+    next.http.limits.max_fields = 5;
+    next.http.limits.max_body = 5; /* applies: not named */
+    static const char all[] = "listen, workers, tcp.backlog, tcp.reuseport, tcp.nodelay, "
+                              "buffers.read_chunk, buffers.write_chunk, buffers.max_chunks, "
+                              "timeouts.write, timeouts.drain, limits.max_request_line, "
+                              "limits.max_header_bytes, limits.max_headers";
+    assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
+    assert_string_equal(restart, all);
+    assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
+    assert_string_equal(restart, all);
+    /* Back to what runs: nothing to name. */
+    next = cfg;
+    next.http.limits.max_body = 5;
+    assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
+    assert_string_equal(restart, "");
+    /* A short buffer is cut but terminated. */
+    next.workers = 2;
+    next.backlog = 9;
+    assert_int_equal(hp_app_reload(app, &next, restart, 12, err, sizeof err), 0);
+    assert_string_equal(restart, "workers, tc");
+    hp_app_free(app);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_documented),
         cmocka_unit_test(test_shipped_file_is_the_defaults),
         cmocka_unit_test(test_apply_inverts_defaults),
+        cmocka_unit_test(test_restart_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
