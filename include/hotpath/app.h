@@ -187,4 +187,14 @@ void hp_app_config_defaults(hp_config_t *out);
  * path is c->metrics.path. */
 void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins);
 
+/* Makes every check hp_app_new, hp_app_builtin_routes and hp_app_reload
+ * would make of what `c` drives, beyond the ranges the loader enforced:
+ * one listen address that parses, roots that open as directories, an
+ * access log that opens for appending (created if missing), a metrics
+ * path the router takes beside the other endpoints. Binds nothing and
+ * keeps nothing open. Returns 0, or -EINVAL with one line in err placed
+ * where the value was set (hp_config_fail: "FILE:LINE:COL: root: cannot
+ * open 'x': No such file or directory"), or -ENOMEM. */
+int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen);
+
 #endif

@@ -16,7 +16,9 @@
  * and range, never which protocol uses it nor what its default is. The
  * defaults are supplied by the modules that own them, as an hp_config_t
  * handed to hp_config_init; every key is optional and a missing key keeps
- * that default. The
+ * that default. Checks that need the rest of the system (does the root
+ * open? does the address parse?) are made by their owners after the load
+ * and reported where the key was written, through hp_config_fail. The
  * reference, with each key's type, default and range, is
  * docs/configuration.md.
  *
@@ -116,6 +118,7 @@ typedef struct hp_config {
 
     const char *source;        /* file (or name) it was loaded from; NULL for defaults */
     const struct hp_config *defaults; /* borrowed: what a load starts from */
+    struct hp_config_mark *marks; /* in mem: where each key was set (hp_config_fail) */
     void *mem;                 /* owned: everything a load allocated; NULL for defaults */
 } hp_config_t;
 
@@ -146,5 +149,24 @@ int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const ch
 /* Frees what a load allocated and resets *c to its defaults. Safe on
  * defaults and on an already freed configuration. */
 void hp_config_free(hp_config_t *c);
+
+/* For the checks the owners make after a load (can the root be opened?):
+ * writes the failure into err as one line, placed where the user set
+ * `key` (a key path such as "locations[0].root"), and returns -EINVAL:
+ *   "FILE:LINE:COL: KEY: message"  the file set it (or the nearest key
+ *                                  above it, whose path is then shown);
+ *   "ORIGIN: message"              hp_config_override named its origin;
+ *   "FILE: KEY: message"           it kept its default ("KEY: message"
+ *                                  without a file).
+ * errlen 0 writes nothing. */
+int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Records that `key` (and every key beneath it) now holds a value from
+ * `origin`, such as the command-line flag "--root" that replaced the
+ * file's; hp_config_fail then names the origin. `origin` is borrowed and
+ * must outlive *c; the record lives until the next load or
+ * hp_config_free. Returns 0 or -ENOMEM. */
+int hp_config_override(hp_config_t *c, const char *key, const char *origin);
 
 #endif

@@ -10,8 +10,24 @@
  * HP_HTTP_CONFIG_DEFAULT, HP_WORKER_CONFIG_DEFAULT) and
  * hp_app_config_apply writes each value back into the same field. A key
  * added to the file is one line in each.
+ *
+ * hp_app_config_check is the one list of what the app would refuse in a
+ * configuration that config's schema accepts (the root opens, the address
+ * parses ...). The binary runs it at start-up, for --check-config and on
+ * SIGHUP alike, so the three agree and each refusal is reported where the
+ * value was written; hp_app_new and hp_app_reload keep their own checks
+ * for embedders, which only a file changed in between can reach here.
  */
 #include "hotpath/app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hotpath/accesslog.h"
+#include "hotpath/http_static.h"
+#include "hotpath/listener.h"
 
 /* The file's own defaults: settings of the hotpath binary that an
  * embedder's hp_app_config_t leaves unset (no root, no access log). */
@@ -90,4 +106,72 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
                 (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
                 (c->endpoints.echo ? HP_APP_BUILTIN_ECHO : 0) |
                 (c->metrics.enabled ? HP_APP_BUILTIN_METRICS : 0);
+}
+
+/* Opens a root as the app will (hp_static_open_root) and closes it. */
+static int check_root(const hp_config_t *c, const char *key, const char *path, char *err,
+                      size_t errlen)
+{
+    int fd = hp_static_open_root(path);
+    if (fd < 0)
+        return hp_config_fail(c, key, err, errlen, "cannot open '%s': %s", path, strerror(-fd));
+    close(fd);
+    return 0;
+}
+
+int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = '\0';
+    if (c->nlisten > 1)
+        return hp_config_fail(c, "listen", err, errlen, "one address per process for now, got %zu",
+                              c->nlisten);
+    hp_listen_addr_t addr;
+    if (hp_listen_addr_parse(c->listen[0], &addr) < 0)
+        return hp_config_fail(c, "listen[0]", err, errlen,
+                              "expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
+                              c->listen[0]);
+    if (check_root(c, "root", c->root, err, errlen) < 0)
+        return -EINVAL;
+    for (size_t i = 0; i < c->nlocations; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "locations[%zu].root", i);
+        if (c->locations[i].root && check_root(c, key, c->locations[i].root, err, errlen) < 0)
+            return -EINVAL;
+    }
+    /* Opened as start-up opens it, so a missing file is created, as
+     * nginx -t does: whether it can be is the question asked. */
+    if (c->access_log.enabled) {
+        hp_alog_file_t *f;
+        int r = hp_alog_file_open(&f, c->access_log.path);
+        if (r < 0)
+            return hp_config_fail(c, "access_log.path", err, errlen, "cannot open '%s': %s",
+                                  c->access_log.path, strerror(-r));
+        hp_alog_file_close(f);
+    }
+    /* The built-in routes on a scratch app (it opens nothing): only the
+     * metrics path can collide with the others or be a malformed pattern. */
+    uint32_t builtins;
+    hp_app_config_t scratch = HP_APP_CONFIG_DEFAULT;
+    hp_app_config_apply(c, &scratch, &builtins);
+    scratch.listen = HP_APP_LISTEN_DEFAULT;
+    scratch.root = NULL;
+    scratch.locations = NULL;
+    scratch.nlocations = 0;
+    scratch.access_log = NULL;
+    char why[256];
+    hp_app_t *app = hp_app_new(&scratch, why, sizeof why);
+    if (!app) {
+        snprintf(err, errlen, "%s", why);
+        return -ENOMEM; /* nothing of the file is left to fail */
+    }
+    int r = hp_app_builtin_routes(app, builtins, c->metrics.path, why, sizeof why);
+    hp_app_free(app);
+    if (r == -ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+        return r;
+    }
+    if (r < 0)
+        return hp_config_fail(c, "metrics.path", err, errlen, "%s", why);
+    return 0;
 }

@@ -4,7 +4,8 @@
  * values, which the owners supply in the real binary; test_app checks
  * those), the shipped config/hotpath.yaml, every key round-tripping,
  * every error kind with its exact one-line message (line and column
- * checked), "did you mean", sizes and durations, loading
+ * checked), "did you mean", sizes and durations, the owners' failures
+ * placed where a key was set or overridden (hp_config_fail), loading
  * from files, an out-of-memory sweep and independence between loads.
  * Leaks: every test frees what it loaded; test_no_leak reruns the loads
  * and compares the heap in use (mallinfo2) before and after, with glibc's
@@ -123,6 +124,12 @@ static int load(hp_config_t *c, const char *yaml, char *err, size_t errlen)
 {
     hp_config_init(c, &DEFAULTS);
     return hp_config_load_string(c, yaml, strlen(yaml), "t.yaml", err, errlen);
+}
+
+/* Loads `yaml` as "t.yaml" over what *c holds (a reload). */
+static int load_string(hp_config_t *c, const char *yaml)
+{
+    return hp_config_load_string(c, yaml, strlen(yaml), "t.yaml", NULL, 0);
 }
 
 /* Asserts that `yaml` fails with exactly `msg`, leaving defaults alone. */
@@ -716,6 +723,83 @@ static void test_oom_sweep(void **state)
 
 /* Runs every test body once more and checks the heap is back where it
  * was (a leak check for builds without LeakSanitizer). */
+/* hp_config_fail places a failure where the key was written, or where
+ * its nearest enclosing key was, or names the flag that replaced it. */
+static void test_fail_positions(void **state)
+{
+    (void)state;
+    hp_config_t c;
+    char err[256];
+    expect_ok(&c, "root: www\n"
+                  "locations:\n"
+                  "  - path: /a\n"
+                  "    root: r\n"
+                  "listen: [':1', ':2']\n");
+    static const struct {
+        const char *key, *want;
+    } cases[] = {
+        {"root", "t.yaml:1:7: root: no 1"},
+        {"locations[0].root", "t.yaml:4:11: locations[0].root: no 1"},
+        {"locations[0].cache_control", "t.yaml:3:5: locations[0]: no 1"}, /* not set: its item */
+        {"locations", "t.yaml:3:3: locations: no 1"},
+        {"listen[1]", "t.yaml:5:16: listen[1]: no 1"},
+        {"listen", "t.yaml:5:9: listen: no 1"},
+        {"access_log.path", "t.yaml: access_log.path: no 1"}, /* a default */
+        {"", "t.yaml: : no 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(err, 'x', sizeof err);
+        assert_int_equal(hp_config_fail(&c, cases[i].key, err, sizeof err, "no %d", 1), -EINVAL);
+        assert_string_equal(err, cases[i].want);
+    }
+    /* A flag takes the key and everything beneath it. */
+    uint64_t a0 = hp_alloc_count();
+    assert_int_equal(hp_config_override(&c, "listen", "--listen"), 0);
+    assert_int_equal(hp_config_override(&c, "root", "--root"), 0);
+    assert_int_equal(hp_alloc_count(), a0); /* both were marked: nothing new */
+    assert_int_equal(hp_config_override(&c, "workers", "--workers"), 0);
+    assert_int_equal(hp_config_fail(&c, "listen[1]", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--listen: x");
+    assert_int_equal(hp_config_fail(&c, "listen", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--listen: x");
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    assert_int_equal(hp_config_fail(&c, "workers", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--workers: x");
+    /* "locations[0].root" is not beneath "root". */
+    assert_int_equal(hp_config_fail(&c, "locations[0].root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "t.yaml:4:11: locations[0].root: x");
+    /* One line, cut to fit, or nothing at all. */
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "a\nb\x7f"), -EINVAL);
+    assert_string_equal(err, "--root: a?b?");
+    assert_int_equal(hp_config_fail(&c, "locations[0].root", err, 8, "long"), -EINVAL);
+    assert_string_equal(err, "t.yaml:");
+    assert_int_equal(hp_config_fail(&c, "root", NULL, 0, "x"), -EINVAL);
+    /* A failed load keeps the marks; a good one replaces them. */
+    assert_int_equal(load_string(&c, "root: [\n"), -EINVAL);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    assert_int_equal(load_string(&c, "\n\nroot: w\n"), 0);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "t.yaml:3:7: root: x");
+    hp_config_free(&c);
+
+    /* Defaults only: no file to name; an override allocates, free releases. */
+    hp_config_init(&c, &DEFAULTS);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "root: x");
+    assert_int_equal(hp_config_override(&c, "root", "--root"), 0);
+    assert_non_null(c.mem);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    hp_alloc_fail_after(1, 0);
+    assert_int_equal(hp_config_override(&c, "workers", "--workers"), -ENOMEM);
+    hp_alloc_fail_after(0, 0);
+    hp_config_free(&c);
+    assert_null(c.mem);
+    assert_null(c.marks);
+}
+
 static void test_no_leak(void **state)
 {
     hp_config_t c;
@@ -727,6 +811,7 @@ static void test_no_leak(void **state)
     test_errors(state);
     test_failure_keeps_config_and_no_state(state);
     test_oom_sweep(state);
+    test_fail_positions(state);
     hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_config_load(&c, DEFAULT_FILE, err, sizeof err), 0);
     hp_config_free(&c);
@@ -760,6 +845,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_messages_are_one_line),
         cmocka_unit_test(test_oom_sweep),
+        cmocka_unit_test(test_fail_positions),
         cmocka_unit_test(test_no_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

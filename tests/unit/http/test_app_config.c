@@ -4,13 +4,20 @@
  * are the documented ones, the shipped config/hotpath.yaml spells them
  * out, and the mapping back onto an hp_app_config_t is their inverse. And
  * the one list of settings a reload cannot change (app.c): hp_app_reload
- * names them by their keys and keeps their running values.
+ * names them by their keys and keeps their running values. And
+ * hp_app_config_check: each refusal, placed where the value was written.
+ * The checks open files beneath a scratch directory (removed after).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -192,6 +199,84 @@ static void test_restart_settings(void **state)
     hp_app_free(app);
 }
 
+/* Loads `yaml` (as "c.yaml") over the app's defaults and checks it;
+ * returns the check's result with its message in err. */
+static int check(const char *yaml, char *err, size_t errlen)
+{
+    hp_config_t d, c;
+    hp_app_config_defaults(&d);
+    hp_config_init(&c, &d);
+    char lerr[256];
+    int rc = hp_config_load_string(&c, yaml, strlen(yaml), "c.yaml", lerr, sizeof lerr);
+    if (rc < 0)
+        fail_msg("load: %s", lerr);
+    rc = hp_app_config_check(&c, err, errlen);
+    hp_config_free(&c);
+    return rc;
+}
+
+static void test_check(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_app_config_XXXXXX", path[128], yaml[512], want[512], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/file", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+
+    snprintf(yaml, sizeof yaml, "root: %s\naccess_log: {enabled: true, path: %s/a.log}\n"
+             "locations: [{path: /x, root: %s}]\nmetrics: {path: /stats}\n", dir, dir, dir);
+    assert_int_equal(check(yaml, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    snprintf(path, sizeof path, "%s/a.log", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0); /* opened as start-up opens it */
+    unlink(path);
+
+    static const struct {
+        const char *yaml, *want; /* %1$s: the directory */
+    } cases[] = {
+        {"root: %1$s/none\n", "c.yaml:1:7: root: cannot open '%1$s/none': No such file or directory"},
+        {"root: %1$s/file\n", "c.yaml:1:7: root: cannot open '%1$s/file': Not a directory"},
+        {"root: %1$s\nlocations:\n  - path: /a\n  - {path: /b, root: %1$s/none}\n",
+         "c.yaml:4:22: locations[1].root: cannot open '%1$s/none': No such file or directory"},
+        {"root: %1$s\naccess_log:\n  enabled: true\n  path: %1$s/none/a.log\n",
+         "c.yaml:4:9: access_log.path: cannot open '%1$s/none/a.log': No such file or directory"},
+        {"root: %1$s\naccess_log: {enabled: true}\nlisten: [':1', ':2']\n",
+         "c.yaml:3:9: listen: one address per process for now, got 2"},
+        {"root: %1$s\nmetrics: {path: /json}\n",
+         "c.yaml:2:17: metrics.path: /json: GET is already registered"},
+        {"root: %1$s/none\nmetrics: {path: /json}\n", /* the first failure wins */
+         "c.yaml:1:7: root: cannot open '%1$s/none': No such file or directory"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(yaml, sizeof yaml, cases[i].yaml, dir);
+        snprintf(want, sizeof want, cases[i].want, dir);
+        memset(err, 'x', sizeof err);
+        assert_int_equal(check(yaml, err, sizeof err), -EINVAL);
+        assert_string_equal(err, want);
+    }
+    /* The metrics path only matters when the endpoint is on. */
+    snprintf(yaml, sizeof yaml, "root: %s\nmetrics: {enabled: false, path: /json}\n", dir);
+    assert_int_equal(check(yaml, err, sizeof err), 0);
+
+    /* A value from a flag is named by the flag. */
+    hp_config_t d, c;
+    hp_app_config_defaults(&d);
+    hp_config_init(&c, &d);
+    const char *listen[] = {"127.0.0.1:0"};
+    c.listen = listen;
+    assert_int_equal(hp_config_override(&c, "listen", "--listen"), 0);
+    assert_int_equal(hp_app_config_check(&c, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "--listen: expected ADDR:PORT such as 127.0.0.1:8080 or "
+                             "[::1]:8080, got '127.0.0.1:0'");
+    hp_config_free(&c);
+    snprintf(path, sizeof path, "%s/file", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_shipped_file_is_the_defaults),
         cmocka_unit_test(test_apply_inverts_defaults),
         cmocka_unit_test(test_restart_settings),
+        cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
