@@ -311,6 +311,18 @@ static void store(void *base, const field_t *f, uint64_t v)
         *(bool *)p = v != 0;
 }
 
+/* An address's text: what the listener parses is for it to say. */
+static bool addr_text_ok(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0 ||
+        n->data.scalar.length > HP_CONFIG_ADDR_MAX)
+        return false;
+    for (size_t i = 0; i < n->data.scalar.length; i++)
+        if (n->data.scalar.value[i] <= 0x20 || n->data.scalar.value[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 static int load_listen(ctx_t *x, const yaml_node_t *n, const char *key, hp_config_t *c)
 {
     static const char what[] = "an address such as 127.0.0.1:8080, [::1]:8080 or :8080";
@@ -338,7 +350,7 @@ static int load_listen(ctx_t *x, const yaml_node_t *n, const char *key, hp_confi
             snprintf(kp, sizeof kp, "%.200s[%zu]", key, i);
         else
             snprintf(kp, sizeof kp, "%.200s", key);
-        if (it->type != YAML_SCALAR_NODE || !hp_config_addr_ok(sval(it), it->data.scalar.length))
+        if (!addr_text_ok(it))
             return expected(x, it, kp, what);
         if (items && mark(x, kp, &it->start_mark) < 0)
             return x->rc;

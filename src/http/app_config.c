@@ -123,14 +123,18 @@ int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen)
 {
     if (errlen)
         err[0] = '\0';
+    /* The address syntax is the listener's alone: config took the text. */
+    for (size_t i = 0; i < c->nlisten; i++) {
+        hp_listen_addr_t addr;
+        char key[32];
+        snprintf(key, sizeof key, "listen[%zu]", i);
+        if (hp_listen_addr_parse(c->listen[i], &addr) < 0)
+            return hp_config_fail(c, key, err, errlen, "expected an address such as "
+                                  "127.0.0.1:8080, [::1]:8080 or :8080, got '%s'", c->listen[i]);
+    }
     if (c->nlisten > 1)
         return hp_config_fail(c, "listen", err, errlen, "one address per process for now, got %zu",
                               c->nlisten);
-    hp_listen_addr_t addr;
-    if (hp_listen_addr_parse(c->listen[0], &addr) < 0)
-        return hp_config_fail(c, "listen[0]", err, errlen,
-                              "expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
-                              c->listen[0]);
     if (check_root(c, "root", c->root, err, errlen) < 0)
         return -EINVAL;
     for (size_t i = 0; i < c->nlocations; i++) {

@@ -44,7 +44,7 @@ static void check_ranges(const hp_config_t *c)
     if (c->nlisten < 1 || c->nlisten > HP_CONFIG_MAX_LISTEN || c->workers > 1024)
         abort();
     for (size_t i = 0; i < c->nlisten; i++)
-        if (!c->listen[i] || !strchr(c->listen[i], ':'))
+        if (!c->listen[i] || !c->listen[i][0] || strchr(c->listen[i], ' '))
             abort();
     if (c->limits.max_request_line < 64 || c->limits.max_request_line > 32768 ||
         c->limits.max_header_bytes < 64 || c->limits.max_header_bytes > 32768 ||

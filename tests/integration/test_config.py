@@ -127,8 +127,10 @@ def test_check_config_refuses_what_startup_refuses(hotpath_bin, tmp_path, text, 
 def test_check_config_more_listen_addresses_and_metrics_path(hotpath_bin, tmp_path):
     (tmp_path / "www").mkdir()
     f = tmp_path / "c.yaml"
-    for text, key in [("listen: ['127.0.0.1:1', '127.0.0.1:2']\n", "listen"),
-                      ("metrics: {path: /health}\n", "metrics.path")]:
+    for text, key, at in [("listen: ['127.0.0.1:1', '127.0.0.1:2']\n", "listen", "["),
+                          ("listen: ['127.0.0.1:1', '127.0.0.1:x']\n", "listen[1]", "'127.0.0.1:x"),
+                          ("listen: 10.0.0.256:80\n", "listen", "10."),
+                          ("metrics: {path: /health}\n", "metrics.path", "/health")]:
         f.write_text(text)
         lines = []
         for mode in ("--check-config", "--config"):
@@ -137,7 +139,6 @@ def test_check_config_more_listen_addresses_and_metrics_path(hotpath_bin, tmp_pa
             assert r.returncode == 1, r
             lines.append(r.stderr.splitlines())
         assert lines[0] == lines[1] and len(lines[0]) == 1, lines
-        at = "[" if key == "listen" else "/health"
         assert lines[0][0].startswith("hotpath: %s:%s: %s: " % (f, _pos(text, at), key)), lines
 
 

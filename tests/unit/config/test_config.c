@@ -446,13 +446,12 @@ static void test_errors(void **state)
         {"limits: {max_body: 1.5k}\n", "t.yaml:1:20: limits.max_body: expected a size in bytes (a "
                                        "number, optionally with k, m or g) from 0 to 1024g, got "
                                        "'1.5k'"},
-        {"listen: 127.0.0.1\n", "t.yaml:1:9: listen: expected an address such as 127.0.0.1:8080, "
-                                "[::1]:8080 or :8080, got '127.0.0.1'"},
-        {"listen:\n  - :80\n  - 1.2.3.4:0\n",
+        /* (whether an address parses is the listener's to say: test_app_config) */
+        {"listen: 'a b'\n", "t.yaml:1:9: listen: expected an address such as 127.0.0.1:8080, "
+                             "[::1]:8080 or :8080, got 'a b'"},
+        {"listen:\n  - :80\n  - ''\n",
          "t.yaml:3:5: listen[1]: expected an address such as 127.0.0.1:8080, [::1]:8080 or :8080, "
-         "got '1.2.3.4:0'"},
-        {"listen: ['[::1:80']\n", "t.yaml:1:10: listen[0]: expected an address such as "
-                                  "127.0.0.1:8080, [::1]:8080 or :8080, got '[::1:80'"},
+         "got ''"},
         {"listen: []\n", "t.yaml:1:9: listen: expected at least one address, got an empty list"},
         {"metrics: {path: metrics}\n",
          "t.yaml:1:17: metrics.path: expected a URL path starting with '/' of at most 1024 bytes "

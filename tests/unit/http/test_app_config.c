@@ -245,6 +245,14 @@ static void test_check(void **state)
          "c.yaml:4:9: access_log.path: cannot open '%1$s/none/a.log': No such file or directory"},
         {"root: %1$s\naccess_log: {enabled: true}\nlisten: [':1', ':2']\n",
          "c.yaml:3:9: listen: one address per process for now, got 2"},
+        {"root: %1$s\nlisten: 127.0.0.1\n", "c.yaml:2:9: listen: expected an address such as "
+                                          "127.0.0.1:8080, [::1]:8080 or :8080, got '127.0.0.1'"},
+        {"root: %1$s\nlisten:\n  - :80\n  - 1.2.3.4:0\n",
+         "c.yaml:4:5: listen[1]: expected an address such as 127.0.0.1:8080, [::1]:8080 or "
+         ":8080, got '1.2.3.4:0'"},
+        {"root: %1$s\nlisten: ['[::1:80']\n", "c.yaml:2:10: listen[0]: expected an address "
+                                               "such as 127.0.0.1:8080, [::1]:8080 or :8080, "
+                                               "got '[::1:80'"},
         {"root: %1$s\nmetrics: {path: /json}\n",
          "c.yaml:2:17: metrics.path: /json: GET is already registered"},
         {"root: %1$s/none\nmetrics: {path: /json}\n", /* the first failure wins */
@@ -269,8 +277,8 @@ static void test_check(void **state)
     c.listen = listen;
     assert_int_equal(hp_config_override(&c, "listen", "--listen"), 0);
     assert_int_equal(hp_app_config_check(&c, err, sizeof err), -EINVAL);
-    assert_string_equal(err, "--listen: expected ADDR:PORT such as 127.0.0.1:8080 or "
-                             "[::1]:8080, got '127.0.0.1:0'");
+    assert_string_equal(err, "--listen: expected an address such as 127.0.0.1:8080, "
+                             "[::1]:8080 or :8080, got '127.0.0.1:0'");
     hp_config_free(&c);
     snprintf(path, sizeof path, "%s/file", dir);
     unlink(path);
