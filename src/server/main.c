@@ -104,14 +104,16 @@ typedef struct flags {
     hp_config_t *conf;         /* OUT: the configuration the flags change */
     const char **listen;       /* storage for --listen's one-address list */
     bool quiet;                /* OUT: --quiet */
+    bool oom;                  /* OUT: a flag's origin could not be recorded */
 } flags_t;
 
-/* Sets a value from a flag and says where it came from, so the checks
- * name the flag rather than the file's line it replaced. */
+/* Says where a flag's value came from, so the checks name the flag
+ * rather than the file's line it replaced. Running out of memory here is
+ * reported by build_config, not fatal: on SIGHUP the server carries on. */
 static void from_flag(flags_t *f, const char *key, const char *flag)
 {
     if (hp_config_override(f->conf, key, flag) < 0)
-        die("out of memory");
+        f->oom = true;
 }
 
 static void parse_args(int argc, char **argv, flags_t *f)
@@ -209,9 +211,14 @@ static int build_config(reload_ctx_t *rc, hp_config_t *out, bool *quiet, char *e
     hp_config_init(out, rc->defaults);
     if (rc->file && hp_config_load(out, rc->file, err, errlen) < 0)
         return -1;
-    flags_t f = {.conf = out, .listen = rc->listen, .quiet = false};
+    flags_t f = {.conf = out, .listen = rc->listen, .quiet = false, .oom = false};
     optind = 0;
     parse_args(rc->argc, rc->argv, &f);
+    if (f.oom) {
+        snprintf(err, errlen, "out of memory");
+        hp_config_free(out);
+        return -1;
+    }
     if (hp_app_config_check(out, err, errlen) < 0) {
         hp_config_free(out);
         return -1;
