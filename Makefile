@@ -3,8 +3,9 @@
 #   make            build/libhotpath.a, build/libhotpath.so, build/hotpath,
 #                   build/hpbench
 #   make run        build and start the server on the default configuration
-#   make test       build and run every unit and integration test
-#                   (CI=true: -Werror, a second run under ASan+UBSan, fuzzing)
+#   make test       build and run every unit and integration test, and the
+#                   layering check (CI=true: -Werror, a second run under
+#                   ASan+UBSan, fuzzing)
 #   make fuzz       run every fuzz target for FUZZ_SECONDS (default 300)
 #   make bench      run the side-by-side benchmarks (bench/http.sh)
 #   make install    install into PREFIX (default /usr/local; DESTDIR honoured)
@@ -57,7 +58,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration fuzz fuzz-regress bench deps clean ci-san install install-check
+.PHONY: all run test unit integration check-layers fuzz fuzz-regress bench deps clean ci-san install install-check
 all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath $(BUILD)/hpbench
 
 # Rebuild everything when the flags change: the flags file only changes
@@ -117,6 +118,10 @@ unit: $(UNIT_BINS)
 integration: all
 	HOTPATH_BIN=$(abspath $(BUILD)/hotpath) $(PYTHON) -m pytest -q tests/integration
 
+# Dependencies point downward: src/config includes no protocol or engine header.
+check-layers:
+	@sh scripts/check_layers.sh
+
 # Fuzzers are built with clang's libFuzzer, ASan and UBSan against the
 # library sources directly (not the gcc-built archive).
 build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) build/config.h
@@ -160,7 +165,7 @@ install-check: all
 	  echo "install-check: binaries, libraries, headers and hotpath.pc in place"
 
 test: deps
-	$(MAKE) all unit integration fuzz-regress install-check
+	$(MAKE) check-layers all unit integration fuzz-regress install-check
 ifeq ($(CI),true)
 	$(MAKE) ci-san
 	$(MAKE) fuzz FUZZ_SECONDS=60

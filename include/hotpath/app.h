@@ -53,8 +53,10 @@ struct hp_app_config {
     void *reload_arg;
 };
 
+#define HP_APP_LISTEN_DEFAULT "127.0.0.1:8080"
+
 #define HP_APP_CONFIG_DEFAULT                                                  \
-    ((hp_app_config_t){.listen = "127.0.0.1:8080",                             \
+    ((hp_app_config_t){.listen = HP_APP_LISTEN_DEFAULT,                        \
                        .workers = 0,                                           \
                        .backlog = 2048,                                        \
                        .root = NULL,                                           \
@@ -129,8 +131,10 @@ int hp_app_run(hp_app_t *app);
  * thread, which is where SIGHUP lands): locations, roots, limits that do
  * not size buffers, timeouts, keep-alive, compression, response cache and
  * access log. Settings that need a restart (listen, workers, backlog,
- * buffers, TCP options, the request line/header limits) keep their running
- * values; their names are written to `restart` (may be NULL). Returns 0,
+ * buffers, TCP options, the write and drain timeouts, the request
+ * line/header limits) keep their running values; the keys that name them
+ * in the configuration file ("workers, tcp.backlog") are written to
+ * `restart` (may be NULL). Returns 0,
  * or -errno with a one-line reason in err and the running configuration
  * untouched (a root or log that cannot be opened, no memory). */
 int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
@@ -144,6 +148,9 @@ const char *hp_app_error(const hp_app_t *app);
 
 /* Frees the app (after hp_app_run returned, or if it never ran). */
 void hp_app_free(hp_app_t *app);
+
+/* Where the metrics are when no other path is given. */
+#define HP_APP_METRICS_PATH "/metrics"
 
 /* The built-in endpoints of the hotpath binary, as routes: /plaintext,
  * /json, /health (GET), /echo (POST) and the Prometheus metrics (GET, at
@@ -159,5 +166,35 @@ enum {
 };
 int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
                           size_t errlen);
+
+/* ---- the configuration file (app_config.c) ---- */
+
+/* Fills *out with the defaults of the configuration file (config.h), each
+ * taken from the module that owns it: listen, workers and tcp.backlog
+ * from HP_APP_CONFIG_DEFAULT; limits, timeouts.header/body/keepalive,
+ * keepalive, compression and cache from HP_HTTP_CONFIG_DEFAULT; buffers,
+ * timeouts.write/drain, tcp.nodelay and tcp.reuseport from
+ * HP_WORKER_CONFIG_DEFAULT. The file's own: root "www", every endpoint
+ * on, metrics at HP_APP_METRICS_PATH, access log "access.log" (off).
+ * Strings are literals; *out owns nothing. Hand it to hp_config_init and
+ * keep it for as long as the configuration. */
+void hp_app_config_defaults(hp_config_t *out);
+
+/* Sets every field of *o that a key of the file drives from `c` (the
+ * rest of *o is left as it is); `c` must have one listen address. The
+ * strings in *o are borrowed from `c`. *builtins gets the
+ * HP_APP_BUILTIN_* bits of the endpoints turned on; the metrics route's
+ * path is c->metrics.path. */
+void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins);
+
+/* Makes every check hp_app_new, hp_app_builtin_routes and hp_app_reload
+ * would make of what `c` drives, beyond the ranges the loader enforced:
+ * one listen address that parses, roots that open as directories, an
+ * access log that opens for appending (created if missing), a metrics
+ * path the router takes beside the other endpoints. Binds nothing and
+ * keeps nothing open. Returns 0, or -EINVAL with one line in err placed
+ * where the value was set (hp_config_fail: "FILE:LINE:COL: root: cannot
+ * open 'x': No such file or directory"), or -ENOMEM. */
+int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen);
 
 #endif

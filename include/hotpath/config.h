@@ -1,24 +1,31 @@
 /*
- * config.h - hotpath's YAML configuration file: the values, their defaults,
- * and a loader that checks every key and says exactly what is wrong.
+ * config.h - hotpath's YAML configuration file: a loader that checks every
+ * key and says exactly what is wrong, into a struct of plain values.
  *
  * Usage:
- *     hp_config_t cfg;
+ *     hp_config_t defaults, cfg;
  *     char err[512];
- *     hp_config_defaults(&cfg);
+ *     hp_app_config_defaults(&defaults);  // the owners' defaults (app.h)
+ *     hp_config_init(&cfg, &defaults);
  *     if (hp_config_load(&cfg, "config/hotpath.yaml", err, sizeof err) < 0)
  *         die("%s", err);         // one line: FILE:LINE:COL: KEY: ...
  *     ...
  *     hp_config_free(&cfg);
  *
- * Every key is optional; a missing key keeps its default. The reference,
- * with each key's type, default and range, is docs/configuration.md.
+ * The configuration only parses and validates: it knows each key's type
+ * and range, never which protocol uses it nor what its default is. The
+ * defaults are supplied by the modules that own them, as an hp_config_t
+ * handed to hp_config_init; every key is optional and a missing key keeps
+ * that default. Checks that need the rest of the system (does the root
+ * open? does the address parse?) are made by their owners after the load
+ * and reported where the key was written, through hp_config_fail. The
+ * reference, with each key's type, default and range, is
+ * docs/configuration.md.
  *
  * Strings and arrays in a loaded configuration live in memory the
  * configuration owns (c->mem) and stay valid until hp_config_free or the
- * next successful load into the same struct. The defaults point at
- * read-only literals and own nothing, which is why the string fields are
- * const.
+ * next successful load into the same struct. The defaults' strings are
+ * borrowed (usually literals), which is why the string fields are const.
  */
 #ifndef HOTPATH_CONFIG_H
 #define HOTPATH_CONFIG_H
@@ -110,17 +117,20 @@ typedef struct hp_config {
     } metrics;
 
     const char *source;        /* file (or name) it was loaded from; NULL for defaults */
+    const struct hp_config *defaults; /* borrowed: what a load starts from */
+    struct hp_config_mark *marks; /* in mem: where each key was set (hp_config_fail) */
     void *mem;                 /* owned: everything a load allocated; NULL for defaults */
 } hp_config_t;
 
-/* Fills *c with the defaults (listen 127.0.0.1:8080, workers auto, root
- * www, ... as documented). Allocates nothing; whatever *c held before is
- * overwritten, not freed. */
-void hp_config_defaults(hp_config_t *c);
+/* Makes *c a copy of `defaults` that owns nothing and remembers
+ * `defaults`, which every later load starts from and hp_config_free
+ * returns to: it and its strings must outlive *c. Allocates nothing;
+ * whatever *c held before is overwritten, not freed. */
+void hp_config_init(hp_config_t *c, const hp_config_t *defaults);
 
-/* Reads and validates the YAML file `path`, starting from the defaults
- * (nothing of what *c held is kept). *c must hold defaults or an earlier
- * load. On success returns 0, frees what *c owned and replaces it. On
+/* Reads and validates the YAML file `path`, starting from c->defaults
+ * (nothing of what *c held is kept). *c must have been through
+ * hp_config_init. On success returns 0, frees what *c owned and replaces it. On
  * failure *c is left unchanged and `err` (when errlen > 0) receives one
  * NUL-terminated line without '\n':
  *   -EINVAL  "FILE:LINE:COL: KEY: expected WHAT, got 'X'" and the like
@@ -136,16 +146,27 @@ int hp_config_load(hp_config_t *c, const char *path, char *err, size_t errlen);
 int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
                           char *err, size_t errlen);
 
-/* Frees what a load allocated and resets *c to the defaults. Safe on
+/* Frees what a load allocated and resets *c to its defaults. Safe on
  * defaults and on an already freed configuration. */
 void hp_config_free(hp_config_t *c);
 
-/* Compares the settings that only take effect when the process restarts
- * (listen, workers, the buffer sizes and limits that size the read
- * buffers, tcp.backlog, tcp.reuseport). Writes the differing key names,
- * separated by ", ", into buf (truncated to fit, always NUL-terminated
- * when len > 0) and returns how many differ: 0 means b can be applied to
- * a running server in place of a. */
-int hp_config_restart_needed(const hp_config_t *a, const hp_config_t *b, char *buf, size_t len);
+/* For the checks the owners make after a load (can the root be opened?):
+ * writes the failure into err as one line, placed where the user set
+ * `key` (a key path such as "locations[0].root"), and returns -EINVAL:
+ *   "FILE:LINE:COL: KEY: message"  the file set it (or the nearest key
+ *                                  above it, whose path is then shown);
+ *   "ORIGIN: message"              hp_config_override named its origin;
+ *   "FILE: KEY: message"           it kept its default ("KEY: message"
+ *                                  without a file).
+ * errlen 0 writes nothing. */
+int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Records that `key` (and every key beneath it) now holds a value from
+ * `origin`, such as the command-line flag "--root" that replaced the
+ * file's; hp_config_fail then names the origin. `origin` is borrowed and
+ * must outlive *c; the record lives until the next load or
+ * hp_config_free. Returns 0 or -ENOMEM. */
+int hp_config_override(hp_config_t *c, const char *key, const char *origin);
 
 #endif

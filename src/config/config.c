@@ -14,7 +14,17 @@
  * linked into a list (the configuration's `mem`), freed in one walk by
  * hp_config_free. Invariant: a field either points at a read-only default
  * or into blocks on its own configuration's list, never into the document
- * or the input, which are gone once the load returns.
+ * or the input, which are gone once the load returns. The marks (where
+ * each key's value was written, or which flag replaced it) are blocks on
+ * the same list, so the owners' checks after the load can report a
+ * failure at its line (hp_config_fail).
+ *
+ * Defaults: none live here. config knows each key's type and range, not
+ * which protocol reads it, so it includes nothing above core: the values a
+ * load starts from are an hp_config_t that the owners of the settings
+ * fill (hp_app_config_defaults, from the HTTP and worker defaults) and
+ * hand to hp_config_init. The struct itself is protocol-neutral: numbers,
+ * flags and strings named after the file's keys.
  *
  * Errors: the first one found wins and ends the walk. Its message is one
  * line: every byte from the input is escaped and every control byte that
@@ -35,8 +45,6 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
-#include "hotpath/http_server.h"
-#include "hotpath/worker.h"
 
 #include "config_int.h"
 
@@ -50,6 +58,17 @@ typedef union blk {
     max_align_t align;
 } blk_t;
 
+/* Where one key's value came from: a place in the file, or a flag that
+ * replaced it (hp_config_override). Kept for the owners' checks after the
+ * load, so that what they find is reported where the user wrote it. */
+struct hp_config_mark {
+    struct hp_config_mark *next;
+    const char *origin;      /* borrowed: e.g. "--root"; NULL: the file at line:col */
+    size_t line, col;        /* from 1 */
+    char key[];              /* "locations[0].root" */
+};
+typedef struct hp_config_mark hp_config_mark_t;
+
 /* ---- load context and messages ------------------------------------------- */
 
 typedef struct ctx {
@@ -58,6 +77,7 @@ typedef struct ctx {
     size_t len;
     yaml_document_t *doc;    /* borrowed: the document being walked */
     blk_t *mem;              /* owned until handed to the configuration */
+    hp_config_mark_t *marks; /* in mem: where each key was set, newest first */
     char *err;               /* OUT, errlen bytes */
     size_t errlen;
     int rc;                  /* 0, or the first failure */
@@ -208,6 +228,34 @@ static char *ctx_strdup(ctx_t *x, const char *s, size_t len)
     return p;
 }
 
+/* One block holding a mark for `key`, linked into *mem (NULL: no memory). */
+static hp_config_mark_t *mark_new(blk_t **mem, const char *key)
+{
+    size_t n = strlen(key) + 1;
+    blk_t *b = hp_malloc(sizeof(blk_t) + sizeof(hp_config_mark_t) + n);
+    if (!b)
+        return NULL;
+    b->next = *mem;
+    *mem = b;
+    hp_config_mark_t *m = (hp_config_mark_t *)(b + 1);
+    *m = (hp_config_mark_t){.next = NULL, .origin = NULL, .line = 0, .col = 0};
+    memcpy(m->key, key, n);
+    return m;
+}
+
+/* Remembers that `key`'s value starts at `at`. */
+static int mark(ctx_t *x, const char *key, const yaml_mark_t *at)
+{
+    hp_config_mark_t *m = mark_new(&x->mem, key);
+    if (!m)
+        return oom(x);
+    m->line = at->line + 1;
+    m->col = at->column + 1;
+    m->next = x->marks;
+    x->marks = m;
+    return 0;
+}
+
 static void free_blocks(blk_t *b)
 {
     while (b) {
@@ -263,6 +311,18 @@ static void store(void *base, const field_t *f, uint64_t v)
         *(bool *)p = v != 0;
 }
 
+/* An address's text: what the listener parses is for it to say. */
+static bool addr_text_ok(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.length == 0 ||
+        n->data.scalar.length > HP_CONFIG_ADDR_MAX)
+        return false;
+    for (size_t i = 0; i < n->data.scalar.length; i++)
+        if (n->data.scalar.value[i] <= 0x20 || n->data.scalar.value[i] >= 0x7f)
+            return false;
+    return true;
+}
+
 static int load_listen(ctx_t *x, const yaml_node_t *n, const char *key, hp_config_t *c)
 {
     static const char what[] = "an address such as 127.0.0.1:8080, [::1]:8080 or :8080";
@@ -290,8 +350,10 @@ static int load_listen(ctx_t *x, const yaml_node_t *n, const char *key, hp_confi
             snprintf(kp, sizeof kp, "%.200s[%zu]", key, i);
         else
             snprintf(kp, sizeof kp, "%.200s", key);
-        if (it->type != YAML_SCALAR_NODE || !hp_config_addr_ok(sval(it), it->data.scalar.length))
+        if (!addr_text_ok(it))
             return expected(x, it, kp, what);
+        if (items && mark(x, kp, &it->start_mark) < 0)
+            return x->rc;
         size_t len = it->data.scalar.length;
         for (size_t j = 0; j < i; j++)
             if (strlen(list[j]) == len && !memcmp(list[j], sval(it), len))
@@ -329,6 +391,8 @@ static int load_locations(ctx_t *x, const yaml_node_t *n, const char *key, hp_co
         snprintf(kp, sizeof kp, "%.200s[%zu]", key, i);
         if (it->type != YAML_MAPPING_NODE)
             return expected(x, it, kp, "a mapping with path, root, cache_control, compression");
+        if (mark(x, kp, &it->start_mark) < 0)
+            return x->rc;
         locs[i] = (hp_config_location_t){.path = NULL, .root = NULL, .cache_control = NULL,
                                          .compression = false};
         if (load_map(x, it, fields, &locs[i], kp) < 0)
@@ -410,6 +474,8 @@ static int load_map(ctx_t *x, const yaml_node_t *node, const field_t *fields, vo
             return fail(x, &k->start_mark, "%s: duplicate key (first at line %zu, column %zu)", kp,
                         seen[i]->start_mark.line + 1, seen[i]->start_mark.column + 1);
         seen[i] = k;
+        if (mark(x, kp, &v->start_mark) < 0)
+            return x->rc;
         if (load_value(x, &fields[i], v, base, kp) < 0)
             return x->rc;
     }
@@ -446,39 +512,20 @@ static HP_COLD int yaml_failed(ctx_t *x, const yaml_parser_t *p)
 
 /* ---- API --------------------------------------------------------------------- */
 
-void hp_config_defaults(hp_config_t *c)
+void hp_config_init(hp_config_t *c, const hp_config_t *defaults)
 {
-    static const char *const default_listen[] = {"127.0.0.1:8080"};
-    const hp_http_config_t h = HP_HTTP_CONFIG_DEFAULT;
-    const hp_worker_config_t w = HP_WORKER_CONFIG_DEFAULT;
-    *c = (hp_config_t){
-        .listen = default_listen,
-        .nlisten = 1,
-        .workers = 0,
-        .root = "www",
-        .limits = {h.limits.max_request_line, h.limits.max_header_bytes, h.limits.max_fields,
-                   h.limits.max_body},
-        .timeouts = {h.header_timeout_ms, h.body_timeout_ms, h.keepalive_timeout_ms,
-                     w.write_timeout_ms, w.drain_timeout_ms},
-        .keepalive = {.enabled = true, .max_requests = 0},
-        .tcp = {.nodelay = true, .reuseport = true, .backlog = 2048},
-        .buffers = {w.rbuf_size, w.wbuf_size, w.max_chunks},
-        .locations = NULL,
-        .nlocations = 0,
-        .endpoints = {true, true, true, true},
-        .compression = {.enabled = true, .level = 6, .min_size = 1024},
-        .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64 * MIB, .ttl_ms = 300 * SEC},
-        .access_log = {.enabled = false, .path = "access.log"},
-        .metrics = {.enabled = true, .path = "/metrics"},
-        .source = NULL,
-        .mem = NULL,
-    };
+    assert(defaults);
+    *c = *defaults;
+    c->source = NULL;
+    c->defaults = defaults;
+    c->marks = NULL;
+    c->mem = NULL;
 }
 
 void hp_config_free(hp_config_t *c)
 {
     free_blocks(c->mem);
-    hp_config_defaults(c);
+    hp_config_init(c, c->defaults);
 }
 
 int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
@@ -494,7 +541,7 @@ int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const ch
     if (errlen)
         err[0] = '\0';
     hp_config_t tmp;
-    hp_config_defaults(&tmp);
+    hp_config_init(&tmp, c->defaults);
     if (!(tmp.source = ctx_strdup(&x, name, strlen(name))))
         return x.rc;
 
@@ -538,6 +585,7 @@ int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const ch
         return x.rc;
     }
     free_blocks(c->mem);
+    tmp.marks = x.marks;
     tmp.mem = x.mem;
     *c = tmp;
     return 0;
@@ -602,45 +650,69 @@ int hp_config_load(hp_config_t *c, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-/* Appends `name` to the ", "-separated list in buf if a and b differ. */
-static void differs(bool d, const char *name, char *buf, size_t len, size_t *pos, int *count)
+/* The mark of `key`, or of the nearest key above it that has one
+ * ("locations[0].root", then "locations[0]", then "locations"): a value
+ * the file did not set is reported where its enclosing key was. */
+static const hp_config_mark_t *find_mark(const hp_config_t *c, const char *key)
 {
-    if (!d)
-        return;
-    if (len && *pos < len) {
-        int n = snprintf(buf + *pos, len - *pos, "%s%s", *count ? ", " : "", name);
-        if (n > 0)
-            *pos += (size_t)n < len - *pos ? (size_t)n : len - *pos - 1;
+    for (size_t len = strlen(key); len > 0;) {
+        for (const hp_config_mark_t *m = c->marks; m; m = m->next)
+            if (strlen(m->key) == len && !memcmp(m->key, key, len))
+                return m;
+        while (len > 0 && key[len - 1] != '.' && key[len - 1] != '[')
+            len--;
+        if (len > 0)
+            len--; /* the separator */
     }
-    (*count)++;
+    return NULL;
 }
 
-int hp_config_restart_needed(const hp_config_t *a, const hp_config_t *b, char *buf, size_t len)
+int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
+                   const char *fmt, ...)
 {
-    size_t pos = 0;
-    int n = 0;
-    if (len)
-        buf[0] = '\0';
-    bool listen = a->nlisten != b->nlisten;
-    for (size_t i = 0; !listen && i < a->nlisten; i++)
-        listen = strcmp(a->listen[i], b->listen[i]) != 0;
-    differs(listen, "listen", buf, len, &pos, &n);
-    differs(a->workers != b->workers, "workers", buf, len, &pos, &n);
-    /* The request limits size the read chunks and each connection's parser
-     * state, both fixed when the worker pools are built. */
-    differs(a->limits.max_request_line != b->limits.max_request_line, "limits.max_request_line",
-            buf, len, &pos, &n);
-    differs(a->limits.max_header_bytes != b->limits.max_header_bytes, "limits.max_header_bytes",
-            buf, len, &pos, &n);
-    differs(a->limits.max_headers != b->limits.max_headers, "limits.max_headers", buf, len, &pos,
-            &n);
-    differs(a->tcp.backlog != b->tcp.backlog, "tcp.backlog", buf, len, &pos, &n);
-    differs(a->tcp.reuseport != b->tcp.reuseport, "tcp.reuseport", buf, len, &pos, &n);
-    differs(a->buffers.read_chunk != b->buffers.read_chunk, "buffers.read_chunk", buf, len, &pos,
-            &n);
-    differs(a->buffers.write_chunk != b->buffers.write_chunk, "buffers.write_chunk", buf, len,
-            &pos, &n);
-    differs(a->buffers.max_chunks != b->buffers.max_chunks, "buffers.max_chunks", buf, len, &pos,
-            &n);
-    return n;
+    if (!errlen)
+        return -EINVAL;
+    const hp_config_mark_t *m = find_mark(c, key);
+    int n;
+    if (m && m->origin)
+        n = snprintf(err, errlen, "%s: ", m->origin);
+    else if (m)
+        n = snprintf(err, errlen, "%s:%zu:%zu: %s: ", c->source, m->line, m->col, m->key);
+    else if (c->source)
+        n = snprintf(err, errlen, "%s: %s: ", c->source, key);
+    else
+        n = snprintf(err, errlen, "%s: ", key);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    one_line(err);
+    return -EINVAL;
+}
+
+int hp_config_override(hp_config_t *c, const char *key, const char *origin)
+{
+    size_t len = strlen(key);
+    bool exact = false;
+    /* The key and everything beneath it ("listen" and "listen[0]"). */
+    for (hp_config_mark_t *m = c->marks; m; m = m->next) {
+        if (strncmp(m->key, key, len) != 0 ||
+            (m->key[len] != '\0' && m->key[len] != '.' && m->key[len] != '['))
+            continue;
+        m->origin = origin;
+        exact = exact || m->key[len] == '\0';
+    }
+    if (exact)
+        return 0;
+    blk_t *mem = c->mem;
+    hp_config_mark_t *m = mark_new(&mem, key);
+    if (!m)
+        return -ENOMEM;
+    m->origin = origin;
+    m->next = c->marks;
+    c->marks = m;
+    c->mem = mem;
+    return 0;
 }

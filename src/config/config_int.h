@@ -62,8 +62,10 @@ bool hp_config_number(const hp_config_field_t *f, const char *s, size_t len, uin
 /* True when s[0..len) is valid for a string field (length and bytes). */
 bool hp_config_string_ok(const hp_config_field_t *f, const char *s, size_t len);
 
-/* True for "HOST:PORT", "[V6]:PORT" or ":PORT" as the listener takes them. */
-bool hp_config_addr_ok(const char *s, size_t len);
+/* Bytes of one `listen` address. Its syntax is the listener's
+ * (hp_listen_addr_parse), checked by hp_app_config_check: config only
+ * takes printable text without spaces, long enough for any IPv6 form. */
+#define HP_CONFIG_ADDR_MAX 128
 
 /* Writes what a field expects ("a whole number from 1 to 1000") into out. */
 void hp_config_what(const hp_config_field_t *f, char *out, size_t len);

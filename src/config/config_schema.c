@@ -1,16 +1,17 @@
 /*
  * config_schema.c - what hotpath's configuration keys are and which values
  * each one takes: the schema tables that config.c walks, the parsers for
- * sizes ("32k"), durations ("0.5s") and addresses, the "expected ..."
+ * sizes ("32k") and durations ("0.5s"), the "expected ..."
  * text of every kind, and the edit distance behind "did you mean".
  *
  * Central structure: the hp_config_field_t tables, one per map, each entry
  * naming a key, the kind of its value, where it is stored and its range.
  * Invariant: every range here is the one docs/configuration.md states and
- * the one the command line enforces, and every default in
- * hp_config_defaults lies inside it.
+ * the one the command line enforces, and every default the owners supply
+ * (hp_app_config_defaults) lies inside it; test_app checks that the
+ * shipped config/hotpath.yaml, which spells the defaults out, loads and
+ * equals them.
  */
-#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -288,46 +289,6 @@ static bool parse_duration(const char *s, size_t len, uint64_t *ms)
         return false;
     *ms = t / scale;
     return true;
-}
-
-static bool parse_port(const char *s, size_t len)
-{
-    uint64_t v;
-    return len > 0 && len <= 5 && parse_count(s, len, &v) && v >= 1 && v <= 65535;
-}
-
-/* The syntax hp_listen_addr_parse accepts: "HOST:PORT" with a numeric IPv4
- * address or "localhost", "[V6]:PORT", or ":PORT" (all IPv4 interfaces).
- * Checked here too so a bad address is reported with its line. */
-bool hp_config_addr_ok(const char *s, size_t len)
-{
-    char host[64];
-    if (len > 0 && s[0] == '[') {
-        const char *end = memchr(s, ']', len);
-        size_t hl = end ? (size_t)(end - s - 1) : 0;
-        if (!end || hl >= sizeof host || (size_t)(end - s) + 1 >= len || end[1] != ':')
-            return false;
-        memcpy(host, s + 1, hl);
-        host[hl] = '\0';
-        struct in6_addr a6;
-        size_t pofs = (size_t)(end - s) + 2;
-        return inet_pton(AF_INET6, host, &a6) == 1 && parse_port(s + pofs, len - pofs);
-    }
-    const char *colon = NULL;
-    for (size_t i = len; i > 0; i--)
-        if (s[i - 1] == ':') {
-            colon = s + i - 1;
-            break;
-        }
-    size_t hl = colon ? (size_t)(colon - s) : 0;
-    if (!colon || hl >= sizeof host)
-        return false;
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    struct in_addr a4;
-    if (hl && strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &a4) != 1)
-        return false;
-    return parse_port(colon + 1, len - hl - 1);
 }
 
 /* Character classes of the string kinds. */

@@ -422,6 +422,34 @@ static void log_totals(const hp_engine_t *e, const hp_proto_t *proto)
            (unsigned long long)out);
 }
 
+/* The settings a running app cannot change, named by their key in the
+ * configuration file; this table is the one list of them (the docs,
+ * hp_app_reload's report and the values it keeps all follow it). The
+ * limits size each connection's parser state and so the read chunks,
+ * the buffers and TCP options shaped the pools and sockets the workers
+ * built at start-up, and the write and drain timeouts are the engine's.
+ * `listen` leads the list but is compared as an address, apart. The
+ * engine's watermarks have no key: they stay as they are, unnamed. */
+#define RESTART(key, field) \
+    {key, offsetof(hp_app_config_t, field), sizeof(((hp_app_config_t *)0)->field)}
+static const struct restart_setting {
+    const char *key;
+    size_t off, size;
+} restart_settings[] = {
+    RESTART("workers", workers),
+    RESTART("tcp.backlog", backlog),
+    RESTART("tcp.reuseport", engine.reuseport),
+    RESTART("tcp.nodelay", engine.nodelay),
+    RESTART("buffers.read_chunk", engine.rbuf_size),
+    RESTART("buffers.write_chunk", engine.wbuf_size),
+    RESTART("buffers.max_chunks", engine.max_chunks),
+    RESTART("timeouts.write", engine.write_timeout_ms),
+    RESTART("timeouts.drain", engine.drain_timeout_ms),
+    RESTART("limits.max_request_line", http.limits.max_request_line),
+    RESTART("limits.max_header_bytes", http.limits.max_header_bytes),
+    RESTART("limits.max_headers", http.limits.max_fields),
+};
+
 /* Appends `name` to the list of settings a reload could not change. */
 static void restart_note(char *buf, size_t len, size_t *used, const char *name)
 {
@@ -439,33 +467,21 @@ int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size
     if (restart && rlen)
         restart[0] = '\0';
     hp_app_config_t next = *cfg;
-    const hp_app_config_t *old = &app->asked;
-    /* What needs a restart keeps its running value. */
+    /* What needs a restart keeps its running value (app->asked holds the
+     * values in force, as given). */
     hp_listen_addr_t addr;
     if (!cfg->listen || hp_listen_addr_parse(cfg->listen, &addr) < 0 ||
         strcmp(addr.text, app->addr.text) != 0)
         restart_note(restart, rlen, &used, "listen");
-    if (cfg->workers != old->workers)
-        restart_note(restart, rlen, &used, "workers");
-    if (cfg->backlog != old->backlog)
-        restart_note(restart, rlen, &used, "tcp.backlog");
-    const hp_worker_config_t *e = &cfg->engine, *oe = &old->engine;
-    if (e->rbuf_size != oe->rbuf_size || e->wbuf_size != oe->wbuf_size ||
-        e->max_chunks != oe->max_chunks)
-        restart_note(restart, rlen, &used, "buffers");
-    if (e->write_timeout_ms != oe->write_timeout_ms || e->drain_timeout_ms != oe->drain_timeout_ms)
-        restart_note(restart, rlen, &used, "timeouts.write/drain");
-    if (e->nodelay != oe->nodelay)
-        restart_note(restart, rlen, &used, "tcp.nodelay");
-    if (e->reuseport != oe->reuseport)
-        restart_note(restart, rlen, &used, "tcp.reuseport");
-    const hp_http_limits_t *l = &cfg->http.limits, *ol = &old->http.limits;
-    if (l->max_request_line != ol->max_request_line || l->max_header_bytes != ol->max_header_bytes ||
-        l->max_fields != ol->max_fields)
-        restart_note(restart, rlen, &used, "limits.max_request_line/max_header_bytes/max_headers");
-    next.http.limits.max_request_line = app->cfg.http.limits.max_request_line;
-    next.http.limits.max_header_bytes = app->cfg.http.limits.max_header_bytes;
-    next.http.limits.max_fields = app->cfg.http.limits.max_fields;
+    for (size_t i = 0; i < HP_ARRAY_LEN(restart_settings); i++) {
+        const struct restart_setting *r = &restart_settings[i];
+        const char *running = (const char *)&app->asked + r->off;
+        if (memcmp((const char *)cfg + r->off, running, r->size) != 0)
+            restart_note(restart, rlen, &used, r->key);
+        memcpy((char *)&next + r->off, running, r->size);
+    }
+    next.engine.high_water = app->asked.engine.high_water;
+    next.engine.low_water = app->asked.engine.low_water;
     next.http.engine = app->gens->http.engine;
 
     app_gen_t *g = gen_new(app, &next, err, errlen);
@@ -473,18 +489,11 @@ int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size
         return -EINVAL;
     g->next = app->gens;
     app->gens = g;
-    /* The scalar settings now in force (those needing a restart stay). */
-    hp_app_config_t keep = app->asked;
+    /* The scalar settings now in force (those needing a restart kept
+     * theirs above). */
     app->asked = next;
     app->asked.listen = app->asked.root = app->asked.access_log = NULL;
     app->asked.locations = NULL;
-    app->asked.workers = keep.workers;
-    app->asked.backlog = keep.backlog;
-    app->asked.engine = keep.engine;
-    app->asked.http.limits = next.http.limits;
-    app->asked.http.limits.max_request_line = keep.http.limits.max_request_line;
-    app->asked.http.limits.max_header_bytes = keep.http.limits.max_header_bytes;
-    app->asked.http.limits.max_fields = keep.http.limits.max_fields;
     if (!app->workers) {
         gens_sweep(app, true);
         return 0;

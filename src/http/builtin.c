@@ -288,7 +288,7 @@ int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_pat
         {HP_APP_BUILTIN_PLAINTEXT, HP_ROUTER_GET, "/plaintext", plaintext},
         {HP_APP_BUILTIN_JSON, HP_ROUTER_GET, "/json", json},
         {HP_APP_BUILTIN_HEALTH, HP_ROUTER_GET, "/health", health},
-        {HP_APP_BUILTIN_METRICS, HP_ROUTER_GET, metrics_path ? metrics_path : "/metrics", metrics},
+        {HP_APP_BUILTIN_METRICS, HP_ROUTER_GET, metrics_path ? metrics_path : HP_APP_METRICS_PATH, metrics},
         {HP_APP_BUILTIN_ECHO, HP_ROUTER_POST, "/echo", echo},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {

@@ -2,7 +2,11 @@
  * main.c - the hotpath binary: command line to an hp_app with the
  * built-in endpoints and static files, run until signalled.
  *
- * Every start-up error is one line on stderr and exit status 1.
+ * Every start-up error is one line on stderr and exit status 1. A
+ * configuration is built one way (build_config: defaults, file, flags,
+ * then hp_app_config_check) at start-up, for --check-config and on
+ * SIGHUP, so all three accept and refuse the same things with the same
+ * line.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,7 +18,6 @@
 
 #include "hotpath/app.h"
 #include "hotpath/config.h"
-#include "hotpath/listener.h"
 #include "hotpath/log.h"
 
 #define PROG "hotpath"
@@ -96,7 +99,24 @@ enum {
     O_DRAIN_TMO, O_MAX_LINE, O_MAX_HDR, O_MAX_FIELDS, O_MAX_BODY, O_BACKLOG, O_QUIET
 };
 
-static void parse_args(int argc, char **argv, hp_app_config_t *o)
+/* The flags' values in hp_config_t, over the defaults and the file. */
+typedef struct flags {
+    hp_config_t *conf;         /* OUT: the configuration the flags change */
+    const char **listen;       /* storage for --listen's one-address list */
+    bool quiet;                /* OUT: --quiet */
+    bool oom;                  /* OUT: a flag's origin could not be recorded */
+} flags_t;
+
+/* Says where a flag's value came from, so the checks name the flag
+ * rather than the file's line it replaced. Running out of memory here is
+ * reported by build_config, not fatal: on SIGHUP the server carries on. */
+static void from_flag(flags_t *f, const char *key, const char *flag)
+{
+    if (hp_config_override(f->conf, key, flag) < 0)
+        f->oom = true;
+}
+
+static void parse_args(int argc, char **argv, flags_t *f)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, O_CONFIG},
@@ -119,6 +139,7 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
+    hp_config_t *c = f->conf;
     opterr = 0;
     for (;;) {
         int ch = getopt_long(argc, argv, ":hV", longopts, NULL);
@@ -126,28 +147,33 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
             break;
         switch (ch) {
         case O_CONFIG: case O_CHECK: break; /* taken in the first pass */
-        case O_LISTEN: o->listen = optarg; break;
-        case O_ROOT: o->root = optarg; break;
-        case O_WORKERS: o->workers = (uint32_t)parse_uint("--workers", optarg, 1, 1024); break;
-        case O_HEADER_TMO: o->http.header_timeout_ms = parse_seconds("--header-timeout", optarg); break;
-        case O_BODY_TMO: o->http.body_timeout_ms = parse_seconds("--body-timeout", optarg); break;
-        case O_KA_TMO: o->http.keepalive_timeout_ms = parse_seconds("--keepalive-timeout", optarg); break;
-        case O_WRITE_TMO: o->engine.write_timeout_ms = parse_seconds("--write-timeout", optarg); break;
-        case O_DRAIN_TMO: o->engine.drain_timeout_ms = parse_seconds("--drain-timeout", optarg); break;
+        case O_LISTEN:
+            f->listen[0] = optarg;
+            c->listen = f->listen;
+            c->nlisten = 1;
+            from_flag(f, "listen", "--listen");
+            break;
+        case O_ROOT: c->root = optarg; from_flag(f, "root", "--root"); break;
+        case O_WORKERS: c->workers = (uint32_t)parse_uint("--workers", optarg, 1, 1024); break;
+        case O_HEADER_TMO: c->timeouts.header_ms = parse_seconds("--header-timeout", optarg); break;
+        case O_BODY_TMO: c->timeouts.body_ms = parse_seconds("--body-timeout", optarg); break;
+        case O_KA_TMO: c->timeouts.keepalive_ms = parse_seconds("--keepalive-timeout", optarg); break;
+        case O_WRITE_TMO: c->timeouts.write_ms = parse_seconds("--write-timeout", optarg); break;
+        case O_DRAIN_TMO: c->timeouts.drain_ms = parse_seconds("--drain-timeout", optarg); break;
         case O_MAX_LINE:
-            o->http.limits.max_request_line = (uint32_t)parse_uint("--max-request-line", optarg, 64, 32768);
+            c->limits.max_request_line = (uint32_t)parse_uint("--max-request-line", optarg, 64, 32768);
             break;
         case O_MAX_HDR:
-            o->http.limits.max_header_bytes = (uint32_t)parse_uint("--max-header-bytes", optarg, 64, 32768);
+            c->limits.max_header_bytes = (uint32_t)parse_uint("--max-header-bytes", optarg, 64, 32768);
             break;
         case O_MAX_FIELDS:
-            o->http.limits.max_fields = (uint32_t)parse_uint("--max-headers", optarg, 1, 1000);
+            c->limits.max_headers = (uint32_t)parse_uint("--max-headers", optarg, 1, 1000);
             break;
         case O_MAX_BODY:
-            o->http.limits.max_body = parse_uint("--max-body", optarg, 0, (uint64_t)1 << 40);
+            c->limits.max_body = parse_uint("--max-body", optarg, 0, (uint64_t)1 << 40);
             break;
-        case O_BACKLOG: o->backlog = (int)parse_uint("--backlog", optarg, 1, 65535); break;
-        case O_QUIET: o->quiet = true; break;
+        case O_BACKLOG: c->tcp.backlog = (uint32_t)parse_uint("--backlog", optarg, 1, 65535); break;
+        case O_QUIET: f->quiet = true; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
         case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
@@ -158,81 +184,61 @@ static void parse_args(int argc, char **argv, hp_app_config_t *o)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind]);
 }
 
-/* Maps the file's values onto the app's configuration. */
-static void apply_config(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins,
-                         const char **metrics_path)
-{
-    if (c->nlisten > 1)
-        die("%s: listen: one address per process for now, got %zu", c->source, c->nlisten);
-    o->listen = c->listen[0];
-    o->workers = c->workers;
-    o->root = c->root;
-    o->backlog = (int)c->tcp.backlog;
-    o->http.limits.max_request_line = c->limits.max_request_line;
-    o->http.limits.max_header_bytes = c->limits.max_header_bytes;
-    o->http.limits.max_fields = c->limits.max_headers;
-    o->http.limits.max_body = c->limits.max_body;
-    o->http.header_timeout_ms = c->timeouts.header_ms;
-    o->http.body_timeout_ms = c->timeouts.body_ms;
-    o->http.keepalive_timeout_ms = c->timeouts.keepalive_ms;
-    o->engine.write_timeout_ms = c->timeouts.write_ms;
-    o->engine.drain_timeout_ms = c->timeouts.drain_ms;
-    o->engine.rbuf_size = c->buffers.read_chunk;
-    o->engine.wbuf_size = c->buffers.write_chunk;
-    o->engine.max_chunks = c->buffers.max_chunks;
-    o->engine.nodelay = c->tcp.nodelay;
-    o->engine.reuseport = c->tcp.reuseport;
-    o->http.keepalive = c->keepalive.enabled;
-    o->http.max_requests = c->keepalive.max_requests;
-    o->http.compress_level = c->compression.enabled ? (int)c->compression.level : 0;
-    o->http.compress_min = (uint32_t)c->compression.min_size;
-    o->http.cache.enabled = c->cache.enabled;
-    o->http.cache.max_entries = c->cache.max_entries;
-    o->http.cache.max_bytes = c->cache.max_bytes;
-    o->http.cache.ttl_ms = c->cache.ttl_ms;
-    o->locations = c->locations;
-    o->nlocations = c->nlocations;
-    o->access_log = c->access_log.enabled ? c->access_log.path : NULL;
-    *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
-                (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
-                (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
-                (c->endpoints.echo ? HP_APP_BUILTIN_ECHO : 0) |
-                (c->metrics.enabled ? HP_APP_BUILTIN_METRICS : 0);
-    *metrics_path = c->metrics.path;
-}
-
-/* What SIGHUP needs to build the configuration again: the file, then the
- * same flags on top. */
+/* What builds the configuration, at start-up and again on SIGHUP: the
+ * file, then the same flags on top. */
 typedef struct reload_ctx {
-    const char *file;
+    const char *file;          /* borrowed; NULL: defaults and flags only */
     int argc;
     char **argv;
-    hp_config_t conf;          /* the file as last loaded; the app borrows from it */
+    const hp_config_t *defaults; /* borrowed: the owners' values */
+    const char *listen[1];     /* --listen's value, as a list */
+    hp_config_t conf;          /* the configuration in force; the app borrows from it */
     uint32_t builtins;         /* the endpoints running (routes: fixed while running) */
     char metrics_path[1025];
 } reload_ctx_t;
+
+/* The one way to a configuration, for start-up, --check-config and
+ * SIGHUP alike: the defaults, the file over them, the flags over both,
+ * then every check the app makes of it (hp_app_config_check), so that
+ * what one accepts the others accept and a refusal reads the same, at
+ * the line that caused it. Returns 0 with *out filled (free it with
+ * hp_config_free), or -1 with one line in err and nothing to free. Bad
+ * flag values end the process (they were checked at start-up, so a
+ * reload cannot meet one). */
+static int build_config(reload_ctx_t *rc, hp_config_t *out, bool *quiet, char *err,
+                        size_t errlen)
+{
+    hp_config_init(out, rc->defaults);
+    if (rc->file && hp_config_load(out, rc->file, err, errlen) < 0)
+        return -1;
+    flags_t f = {.conf = out, .listen = rc->listen, .quiet = false, .oom = false};
+    optind = 0;
+    parse_args(rc->argc, rc->argv, &f);
+    if (f.oom) {
+        snprintf(err, errlen, "out of memory");
+        hp_config_free(out);
+        return -1;
+    }
+    if (hp_app_config_check(out, err, errlen) < 0) {
+        hp_config_free(out);
+        return -1;
+    }
+    if (quiet)
+        *quiet = f.quiet;
+    return 0;
+}
 
 static int reload_config(void *arg, hp_app_config_t *out, char *err, size_t errlen)
 {
     reload_ctx_t *rc = arg;
     hp_config_t next;
-    hp_config_defaults(&next);
-    if (hp_config_load(&next, rc->file, err, errlen) < 0)
+    if (build_config(rc, &next, NULL, err, errlen) < 0)
         return -1;
     uint32_t builtins;
-    const char *metrics_path;
-    if (next.nlisten > 1) {
-        snprintf(err, errlen, "%s: listen: one address per process for now, got %zu", rc->file,
-                 next.nlisten);
-        hp_config_free(&next);
-        return -1;
-    }
-    apply_config(&next, out, &builtins, &metrics_path);
+    hp_app_config_apply(&next, out, &builtins);
     /* Endpoints are routes, fixed while running: not reloaded, but said. */
-    if (builtins != rc->builtins || strcmp(metrics_path, rc->metrics_path) != 0)
+    if (builtins != rc->builtins || strcmp(next.metrics.path, rc->metrics_path) != 0)
         hp_log(WARN, "SIGHUP: endpoints or metrics changed: restart to apply (running ones kept)");
-    optind = 0; /* the flags were checked at start-up: this cannot fail */
-    parse_args(rc->argc, rc->argv, out);
     hp_config_free(&rc->conf);
     rc->conf = next;
     return 0;
@@ -259,51 +265,41 @@ static const char *config_flag(int argc, char **argv, bool *check)
 
 int main(int argc, char **argv)
 {
-    hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
-    cfg.root = "www";
-    uint32_t builtins = HP_APP_BUILTIN_ALL;
-    const char *metrics_path = "/metrics";
-
+    hp_config_t defaults; /* the owners' values, under the file and the flags */
+    hp_app_config_defaults(&defaults);
     bool check = false;
-    const char *file = config_flag(argc, argv, &check);
-    reload_ctx_t rc = {.file = file, .argc = argc, .argv = argv};
-    hp_config_defaults(&rc.conf);
-    if (file) {
-        char cerr[512];
-        if (hp_config_load(&rc.conf, file, cerr, sizeof cerr) < 0) {
-            fprintf(stderr, PROG ": %s\n", cerr);
-            return 1;
-        }
-        if (check) {
-            printf(PROG ": %s: configuration is valid\n", file);
-            hp_config_free(&rc.conf);
-            return 0;
-        }
-        apply_config(&rc.conf, &cfg, &builtins, &metrics_path);
+    reload_ctx_t rc = {.file = config_flag(argc, argv, &check), .argc = argc, .argv = argv,
+                       .defaults = &defaults};
+    bool quiet;
+    char err[512];
+    if (build_config(&rc, &rc.conf, &quiet, err, sizeof err) < 0)
+        die("%s", err);
+    if (check) {
+        printf(PROG ": %s: configuration is valid\n", rc.file);
+        hp_config_free(&rc.conf);
+        return 0;
+    }
+
+    hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
+    hp_app_config_apply(&rc.conf, &cfg, &rc.builtins);
+    cfg.quiet = quiet;
+    if (rc.file) {
         cfg.reload = reload_config;
         cfg.reload_arg = &rc;
     }
-    parse_args(argc, argv, &cfg);
-    rc.builtins = builtins;
-    snprintf(rc.metrics_path, sizeof rc.metrics_path, "%s", metrics_path);
-    if (cfg.quiet)
+    snprintf(rc.metrics_path, sizeof rc.metrics_path, "%s", rc.conf.metrics.path);
+    if (quiet)
         hp_log_set_level(HP_LOG_WARN);
 
-    hp_listen_addr_t addr;
-    if (hp_listen_addr_parse(cfg.listen, &addr) < 0)
-        die("--listen: expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
-            cfg.listen);
-
-    char err[256];
     hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
     if (!app)
         die("%s", err);
-    if (hp_app_builtin_routes(app, builtins, metrics_path, err, sizeof err) < 0)
+    if (hp_app_builtin_routes(app, rc.builtins, rc.conf.metrics.path, err, sizeof err) < 0)
         die("%s", err);
     int r = hp_app_run(app);
     if (r < 0)
         fprintf(stderr, PROG ": %s\n", hp_app_error(app));
     hp_app_free(app);
-    hp_config_free(&rc.conf); /* after the app: it borrowed the file's strings */
+    hp_config_free(&rc.conf); /* after the app: it borrowed the configuration's strings */
     return r < 0 ? 1 : 0;
 }

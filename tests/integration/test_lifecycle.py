@@ -115,7 +115,7 @@ def test_missing_root(hotpath_bin, tmp_path):
     line = one_line_error(run(hotpath_bin, "--listen",
                               "127.0.0.1:%d" % free_port(),
                               "--root", str(missing)))
-    assert line == ("hotpath: cannot open root '%s': No such file or directory"
+    assert line == ("hotpath: --root: cannot open '%s': No such file or directory"
                     % missing)
 
 

@@ -73,7 +73,8 @@ def test_location_root_missing_is_a_startup_error(hotpath_bin, tmp_path):
     r = subprocess.run([str(hotpath_bin), "--config", str(f)], cwd=str(tmp_path),
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 1
-    assert r.stderr.strip() == "hotpath: cannot open root 'nope': No such file or directory"
+    assert r.stderr.strip() == ("hotpath: %s:5:11: locations[0].root: cannot open 'nope': "
+                                "No such file or directory" % f)
 
 
 # ---- keep-alive and TCP options ----------------------------------------------
@@ -255,7 +256,7 @@ def test_sighup_bad_file_keeps_running_config(serve, tmp_path):
     # A root that cannot be opened is refused the same way.
     s.write("root: nowhere\n")
     out = s.signal(signal.SIGHUP, expect="keeping the running configuration")
-    assert "cannot open root 'nowhere'" in out
+    assert "hotpath.yaml:3:7: root: cannot open 'nowhere'" in out, out
     r = request(s.port, "GET", "/a.txt")
     assert r.status == 200 and r.header("cache-control") == "kept"
 

@@ -1,8 +1,11 @@
 /*
  * test_config.c - unit tests for src/config/config.c and config_schema.c:
- * the defaults, the shipped config/hotpath.yaml, every key round-tripping,
+ * starting from the defaults it is given (DEFAULTS below: the documented
+ * values, which the owners supply in the real binary; test_app checks
+ * those), the shipped config/hotpath.yaml, every key round-tripping,
  * every error kind with its exact one-line message (line and column
- * checked), "did you mean", sizes and durations, restart_needed, loading
+ * checked), "did you mean", sizes and durations, the owners' failures
+ * placed where a key was set or overridden (hp_config_fail), loading
  * from files, an out-of-memory sweep and independence between loads.
  * Leaks: every test frees what it loaded; test_no_leak reruns the loads
  * and compares the heap in use (mallinfo2) before and after, with glibc's
@@ -44,6 +47,26 @@ static bool heap_is_exact(void)
     const char *t = getenv("GLIBC_TUNABLES");
     return t && strcmp(t, TUNABLES) == 0;
 }
+
+/* The documented defaults, as the owners supply them (test_app checks
+ * that hp_app_config_defaults gives these). config has none of its own. */
+static const char *const default_listen[] = {"127.0.0.1:8080"};
+static const hp_config_t DEFAULTS = {
+    .listen = default_listen,
+    .nlisten = 1,
+    .workers = 0,
+    .root = "www",
+    .limits = {8192, 16384, 100, 1048576},
+    .timeouts = {10000, 10000, 5000, 10000, 10000},
+    .keepalive = {.enabled = true, .max_requests = 0},
+    .tcp = {.nodelay = true, .reuseport = true, .backlog = 2048},
+    .buffers = {32768, 16384, 0},
+    .endpoints = {true, true, true, true},
+    .compression = {.enabled = true, .level = 6, .min_size = 1024},
+    .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64u << 20, .ttl_ms = 300000},
+    .access_log = {.enabled = false, .path = "access.log"},
+    .metrics = {.enabled = true, .path = "/metrics"},
+};
 
 /* Deep comparison, field by field (struct padding is unspecified). */
 static void same_str(const char *a, const char *b)
@@ -92,14 +115,21 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     assert_int_equal(a->metrics.enabled, b->metrics.enabled);
     same_str(a->metrics.path, b->metrics.path);
     same_str(a->source, b->source);
+    assert_ptr_equal(a->defaults, b->defaults);
     assert_ptr_equal(a->mem, b->mem);
 }
 
 /* Loads `yaml` as "t.yaml" into a fresh configuration. */
 static int load(hp_config_t *c, const char *yaml, char *err, size_t errlen)
 {
-    hp_config_defaults(c);
+    hp_config_init(c, &DEFAULTS);
     return hp_config_load_string(c, yaml, strlen(yaml), "t.yaml", err, errlen);
+}
+
+/* Loads `yaml` as "t.yaml" over what *c holds (a reload). */
+static int load_string(hp_config_t *c, const char *yaml)
+{
+    return hp_config_load_string(c, yaml, strlen(yaml), "t.yaml", NULL, 0);
 }
 
 /* Asserts that `yaml` fails with exactly `msg`, leaving defaults alone. */
@@ -107,7 +137,7 @@ static void expect_error(const char *yaml, const char *msg)
 {
     hp_config_t c, d;
     char err[512];
-    hp_config_defaults(&d);
+    hp_config_init(&d, &DEFAULTS);
     memset(err, 'x', sizeof err);
     int rc = load(&c, yaml, err, sizeof err);
     if (rc != -EINVAL || strcmp(err, msg) != 0)
@@ -174,14 +204,43 @@ static void test_defaults(void **state)
     uint64_t a0 = hp_alloc_count();
     hp_config_t c;
     memset(&c, 0xa5, sizeof c);
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_alloc_count(), a0); /* allocates nothing */
     check_defaults(&c);
     assert_null(c.source);
+    assert_ptr_equal(c.defaults, &DEFAULTS);
     assert_null(c.mem);
     hp_config_free(&c); /* fine on defaults, twice too */
     hp_config_free(&c);
     check_defaults(&c);
+    assert_ptr_equal(c.defaults, &DEFAULTS);
+}
+
+/* Loads start from the defaults they are given, whatever they are: the
+ * loader holds none of its own. */
+static void test_given_defaults(void **state)
+{
+    (void)state;
+    static const char *const listen[] = {"[::1]:9"};
+    hp_config_t mine = DEFAULTS;
+    mine.listen = listen;
+    mine.workers = 7;
+    mine.root = "elsewhere";
+    mine.compression.level = 2;
+    hp_config_t c;
+    char err[256];
+    hp_config_init(&c, &mine);
+    assert_int_equal(hp_config_load_string(&c, "tcp: {backlog: 5}\n", 18, "g.yaml", err,
+                                           sizeof err), 0);
+    assert_string_equal(c.listen[0], "[::1]:9");
+    assert_int_equal(c.workers, 7);
+    assert_string_equal(c.root, "elsewhere");
+    assert_int_equal(c.compression.level, 2);
+    assert_int_equal(c.tcp.backlog, 5);
+    assert_ptr_equal(c.defaults, &mine);
+    hp_config_free(&c);
+    assert_int_equal(c.tcp.backlog, 2048);
+    assert_string_equal(c.root, "elsewhere");
 }
 
 static void test_empty_inputs(void **state)
@@ -203,7 +262,7 @@ static void test_default_file(void **state)
     (void)state;
     hp_config_t c, d;
     char err[256] = "";
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     int rc = hp_config_load(&c, DEFAULT_FILE, err, sizeof err);
     if (rc)
         print_error("%s\n", err);
@@ -212,12 +271,10 @@ static void test_default_file(void **state)
     /* The shipped file spells out the defaults, so it equals them in
      * every field but the bookkeeping ones. */
     check_defaults(&c);
-    hp_config_defaults(&d);
+    hp_config_init(&d, &DEFAULTS);
     d.source = c.source;
     d.mem = c.mem;
     assert_config_equal(&c, &d);
-    char buf[64];
-    assert_int_equal(hp_config_restart_needed(&c, &d, buf, sizeof buf), 0);
     hp_config_free(&c);
 }
 
@@ -389,13 +446,12 @@ static void test_errors(void **state)
         {"limits: {max_body: 1.5k}\n", "t.yaml:1:20: limits.max_body: expected a size in bytes (a "
                                        "number, optionally with k, m or g) from 0 to 1024g, got "
                                        "'1.5k'"},
-        {"listen: 127.0.0.1\n", "t.yaml:1:9: listen: expected an address such as 127.0.0.1:8080, "
-                                "[::1]:8080 or :8080, got '127.0.0.1'"},
-        {"listen:\n  - :80\n  - 1.2.3.4:0\n",
+        /* (whether an address parses is the listener's to say: test_app_config) */
+        {"listen: 'a b'\n", "t.yaml:1:9: listen: expected an address such as 127.0.0.1:8080, "
+                             "[::1]:8080 or :8080, got 'a b'"},
+        {"listen:\n  - :80\n  - ''\n",
          "t.yaml:3:5: listen[1]: expected an address such as 127.0.0.1:8080, [::1]:8080 or :8080, "
-         "got '1.2.3.4:0'"},
-        {"listen: ['[::1:80']\n", "t.yaml:1:10: listen[0]: expected an address such as "
-                                  "127.0.0.1:8080, [::1]:8080 or :8080, got '[::1:80'"},
+         "got ''"},
         {"listen: []\n", "t.yaml:1:9: listen: expected at least one address, got an empty list"},
         {"metrics: {path: metrics}\n",
          "t.yaml:1:17: metrics.path: expected a URL path starting with '/' of at most 1024 bytes "
@@ -526,40 +582,6 @@ static void test_durations(void **state)
     }
 }
 
-static void test_restart_needed(void **state)
-{
-    (void)state;
-    hp_config_t a, b;
-    char buf[256];
-    hp_config_defaults(&a);
-    expect_ok(&b, "timeouts: {header: 1s}\nlocations: [{path: /x}]\ncache: {enabled: true}\n"
-                  "tcp: {nodelay: false}\nlisten: '127.0.0.1:8080'\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 0);
-    assert_string_equal(buf, "");
-    hp_config_free(&b);
-
-    expect_ok(&b, "listen: [127.0.0.1:8080, ':81']\nworkers: 2\ntcp: {backlog: 10, reuseport: no}\n"
-                  "buffers: {read_chunk: 64k, write_chunk: 8k, max_chunks: 9}\n"
-                  "limits: {max_request_line: 1k, max_header_bytes: 1k, max_headers: 5, "
-                  "max_body: 5}\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 10);
-    assert_string_equal(buf, "listen, workers, limits.max_request_line, limits.max_header_bytes, "
-                             "limits.max_headers, tcp.backlog, tcp.reuseport, buffers.read_chunk, "
-                             "buffers.write_chunk, buffers.max_chunks");
-    assert_int_equal(hp_config_restart_needed(&b, &a, NULL, 0), 10);
-    /* A short buffer is cut but terminated, and the count stays right. */
-    memset(buf, 'x', sizeof buf);
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, 12), 10);
-    assert_string_equal(buf, "listen, wor");
-    hp_config_free(&b);
-
-    /* Same count, different address. */
-    expect_ok(&b, "listen: 127.0.0.1:8081\n");
-    assert_int_equal(hp_config_restart_needed(&a, &b, buf, sizeof buf), 1);
-    assert_string_equal(buf, "listen");
-    hp_config_free(&b);
-}
-
 static void test_failure_keeps_config_and_no_state(void **state)
 {
     (void)state;
@@ -587,8 +609,10 @@ static void test_failure_keeps_config_and_no_state(void **state)
     hp_config_t x, y;
     expect_ok(&x, every_key);
     expect_ok(&y, every_key);
-    assert_int_equal(hp_config_restart_needed(&x, &y, NULL, 0), 0);
-    assert_int_equal(x.timeouts.write_ms, y.timeouts.write_ms);
+    void *ymem = y.mem; /* each load has its own memory */
+    y.mem = x.mem;
+    assert_config_equal(&x, &y);
+    y.mem = ymem;
     hp_config_free(&x);
     hp_config_free(&y);
 }
@@ -598,7 +622,7 @@ static void test_files(void **state)
     (void)state;
     char err[256];
     hp_config_t c;
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_config_load(&c, "/nonexistent/hotpath.yaml", err, sizeof err), -ENOENT);
     assert_string_equal(err, "/nonexistent/hotpath.yaml: No such file or directory");
     assert_int_equal(hp_config_load(&c, "/tmp", err, sizeof err), -EISDIR);
@@ -639,7 +663,7 @@ static void test_messages_are_one_line(void **state)
     hp_config_t c;
     char err[64];
     /* A name with a newline, a long value, a tiny buffer. */
-    hp_config_defaults(&c);
+    hp_config_init(&c, &DEFAULTS);
     const char *y = "root: \"\\t\\x01aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n";
     assert_int_equal(hp_config_load_string(&c, y, strlen(y), "a\nb", err, sizeof err), -EINVAL);
     assert_null(strchr(err, '\n'));
@@ -664,7 +688,7 @@ static void test_oom_sweep(void **state)
     for (uint64_t n = 1; n < 1000 && !done; n++) {
         hp_config_t c;
         char err[256];
-        hp_config_defaults(&c);
+        hp_config_init(&c, &DEFAULTS);
         hp_alloc_fail_after(n, 0);
         int rc = hp_config_load_string(&c, every_key, strlen(every_key), "t.yaml", err, sizeof err);
         hp_alloc_fail_after(0, 0);
@@ -684,7 +708,7 @@ static void test_oom_sweep(void **state)
     for (uint64_t n = 1; n < 100; n++) {
         hp_config_t c;
         char err[256];
-        hp_config_defaults(&c);
+        hp_config_init(&c, &DEFAULTS);
         hp_alloc_fail_after(n, 0);
         int rc = hp_config_load(&c, DEFAULT_FILE, err, sizeof err);
         hp_alloc_fail_after(0, 0);
@@ -698,6 +722,83 @@ static void test_oom_sweep(void **state)
 
 /* Runs every test body once more and checks the heap is back where it
  * was (a leak check for builds without LeakSanitizer). */
+/* hp_config_fail places a failure where the key was written, or where
+ * its nearest enclosing key was, or names the flag that replaced it. */
+static void test_fail_positions(void **state)
+{
+    (void)state;
+    hp_config_t c;
+    char err[256];
+    expect_ok(&c, "root: www\n"
+                  "locations:\n"
+                  "  - path: /a\n"
+                  "    root: r\n"
+                  "listen: [':1', ':2']\n");
+    static const struct {
+        const char *key, *want;
+    } cases[] = {
+        {"root", "t.yaml:1:7: root: no 1"},
+        {"locations[0].root", "t.yaml:4:11: locations[0].root: no 1"},
+        {"locations[0].cache_control", "t.yaml:3:5: locations[0]: no 1"}, /* not set: its item */
+        {"locations", "t.yaml:3:3: locations: no 1"},
+        {"listen[1]", "t.yaml:5:16: listen[1]: no 1"},
+        {"listen", "t.yaml:5:9: listen: no 1"},
+        {"access_log.path", "t.yaml: access_log.path: no 1"}, /* a default */
+        {"", "t.yaml: : no 1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(err, 'x', sizeof err);
+        assert_int_equal(hp_config_fail(&c, cases[i].key, err, sizeof err, "no %d", 1), -EINVAL);
+        assert_string_equal(err, cases[i].want);
+    }
+    /* A flag takes the key and everything beneath it. */
+    uint64_t a0 = hp_alloc_count();
+    assert_int_equal(hp_config_override(&c, "listen", "--listen"), 0);
+    assert_int_equal(hp_config_override(&c, "root", "--root"), 0);
+    assert_int_equal(hp_alloc_count(), a0); /* both were marked: nothing new */
+    assert_int_equal(hp_config_override(&c, "workers", "--workers"), 0);
+    assert_int_equal(hp_config_fail(&c, "listen[1]", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--listen: x");
+    assert_int_equal(hp_config_fail(&c, "listen", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--listen: x");
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    assert_int_equal(hp_config_fail(&c, "workers", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--workers: x");
+    /* "locations[0].root" is not beneath "root". */
+    assert_int_equal(hp_config_fail(&c, "locations[0].root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "t.yaml:4:11: locations[0].root: x");
+    /* One line, cut to fit, or nothing at all. */
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "a\nb\x7f"), -EINVAL);
+    assert_string_equal(err, "--root: a?b?");
+    assert_int_equal(hp_config_fail(&c, "locations[0].root", err, 8, "long"), -EINVAL);
+    assert_string_equal(err, "t.yaml:");
+    assert_int_equal(hp_config_fail(&c, "root", NULL, 0, "x"), -EINVAL);
+    /* A failed load keeps the marks; a good one replaces them. */
+    assert_int_equal(load_string(&c, "root: [\n"), -EINVAL);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    assert_int_equal(load_string(&c, "\n\nroot: w\n"), 0);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "t.yaml:3:7: root: x");
+    hp_config_free(&c);
+
+    /* Defaults only: no file to name; an override allocates, free releases. */
+    hp_config_init(&c, &DEFAULTS);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "root: x");
+    assert_int_equal(hp_config_override(&c, "root", "--root"), 0);
+    assert_non_null(c.mem);
+    assert_int_equal(hp_config_fail(&c, "root", err, sizeof err, "x"), -EINVAL);
+    assert_string_equal(err, "--root: x");
+    hp_alloc_fail_after(1, 0);
+    assert_int_equal(hp_config_override(&c, "workers", "--workers"), -ENOMEM);
+    hp_alloc_fail_after(0, 0);
+    hp_config_free(&c);
+    assert_null(c.mem);
+    assert_null(c.marks);
+}
+
 static void test_no_leak(void **state)
 {
     hp_config_t c;
@@ -709,7 +810,8 @@ static void test_no_leak(void **state)
     test_errors(state);
     test_failure_keeps_config_and_no_state(state);
     test_oom_sweep(state);
-    hp_config_defaults(&c);
+    test_fail_positions(state);
+    hp_config_init(&c, &DEFAULTS);
     assert_int_equal(hp_config_load(&c, DEFAULT_FILE, err, sizeof err), 0);
     hp_config_free(&c);
     if (heap_is_exact())
@@ -729,6 +831,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_given_defaults),
         cmocka_unit_test(test_empty_inputs),
         cmocka_unit_test(test_default_file),
         cmocka_unit_test(test_every_key),
@@ -737,11 +840,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_suggestions),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_durations),
-        cmocka_unit_test(test_restart_needed),
         cmocka_unit_test(test_failure_keeps_config_and_no_state),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_messages_are_one_line),
         cmocka_unit_test(test_oom_sweep),
+        cmocka_unit_test(test_fail_positions),
         cmocka_unit_test(test_no_leak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
