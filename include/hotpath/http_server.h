@@ -132,6 +132,7 @@ typedef struct hp_http_config {
 enum {
     HP_HTTP_REJ_400, HP_HTTP_REJ_408, HP_HTTP_REJ_413, HP_HTTP_REJ_414,
     HP_HTTP_REJ_417, HP_HTTP_REJ_431, HP_HTTP_REJ_501, HP_HTTP_REJ_505,
+    HP_HTTP_REJ_503, /* no memory for the request (its body) */
     HP_HTTP_REJ_COUNT
 };
 

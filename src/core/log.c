@@ -48,7 +48,9 @@ void hp_log_write(int level, const char *fmt, ...)
 
 bool hp_log_ratelimit(uint64_t *last_ms, uint64_t now_ms, uint64_t interval_ms)
 {
-    if (*last_ms != 0 && now_ms - *last_ms < interval_ms)
+    /* Not `now_ms - *last_ms < interval_ms`: a stamp ahead of now (two
+     * reports at time 0, a stamp shared between clocks) would wrap it. */
+    if (*last_ms != 0 && now_ms < *last_ms + interval_ms)
         return false;
     *last_ms = now_ms ? now_ms : 1;
     return true;

@@ -140,7 +140,7 @@ static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_
 /* What /metrics sums over the workers. */
 typedef struct {
     uint64_t req, upgrades, resp[6], rej[HP_HTTP_REJ_COUNT];
-    uint64_t acc, closed, chunks, bin, bout, tmo, stale;
+    uint64_t acc, closed, chunks, bin, bout, tmo, stale, oom;
     uint64_t cache[5]; /* hits, misses, evictions, entries, bytes */
     uint64_t files[4]; /* hits, misses, evictions, entries */
 } totals_t;
@@ -173,6 +173,7 @@ static void sum_workers(totals_t *t, const hp_proto_t *proto, hp_worker_t *ws, u
         t->bout += hp_worker_stat(&w->stats.bytes_out);
         t->tmo += hp_worker_stat(&w->stats.timeouts);
         t->stale += hp_worker_stat(&w->stats.stale_msgs);
+        t->oom += hp_worker_stat(&w->stats.oom_closed);
         /* Pool counters are the owner's plain fields: approximate when
          * read from another worker, exact for our own. */
         t->chunks += hp_pool_in_use(&w->rpool) + hp_pool_in_use(&w->wpool);
@@ -191,7 +192,8 @@ static void http_metrics(hp_prom_t *p, const totals_t *t)
 {
     static const char *const reasons[HP_HTTP_REJ_COUNT] = {
         "bad_request", "timeout", "body_too_large", "uri_too_long",
-        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported"};
+        "expectation_failed", "headers_too_large", "not_implemented", "version_not_supported",
+        "no_memory"};
     static const char *const classes[6] = {"", "class=\"1xx\"", "class=\"2xx\"",
                                            "class=\"3xx\"", "class=\"4xx\"", "class=\"5xx\""};
     one(p, "hotpath_requests_total", "counter", "Requests parsed.", t->req);
@@ -231,6 +233,8 @@ static void engine_metrics(hp_prom_t *p, const totals_t *t, hp_worker_t *ws, uin
     one(p, "hotpath_bytes_sent_total", "counter", "Bytes written to clients.", t->bout);
     one(p, "hotpath_connection_timeouts_total", "counter", "Connections closed by a timeout.",
         t->tmo);
+    one(p, "hotpath_oom_closed_total", "counter",
+        "Connections closed (or answered 503) for want of a buffer or memory.", t->oom);
     one(p, "hotpath_stale_messages_total", "counter",
         "Messages for connections that closed before delivery (dropped).", t->stale);
 }

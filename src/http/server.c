@@ -139,6 +139,7 @@ static int rejection_index(int status)
     case 431: return HP_HTTP_REJ_431;
     case 501: return HP_HTTP_REJ_501;
     case 505: return HP_HTTP_REJ_505;
+    case 503: return HP_HTTP_REJ_503;
     default: return HP_HTTP_REJ_400;
     }
 }
