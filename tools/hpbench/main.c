@@ -400,6 +400,11 @@ int main(int argc, char **argv)
     /* Threads inherit the timer slack: 1 ns lets the rate schedule's
      * wake-ups land on time instead of up to 50 us late. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    /* A write to a connection the server has reset is an error to count
+     * (EPIPE), not a reason to die without a report: in -R mode requests
+     * leave on schedule, answered or not, so a server going away makes
+     * such writes certain. */
+    signal(SIGPIPE, SIG_IGN);
     /* No SA_RESTART: the signal interrupts the main thread's sleep. The
      * load threads block both signals (they inherit the mask set around
      * their start), so the handler always runs on this thread. */
