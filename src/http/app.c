@@ -665,8 +665,18 @@ out:
     app->gens->http.engine = NULL;
     app->gens->users = 0;
     __atomic_store_n(&app->running, false, __ATOMIC_RELEASE);
-    if (sfd >= 0)
+    if (sfd >= 0) {
+        /* Signals that came once the last worker had stopped (a second
+         * SIGTERM late in the drain, a SIGHUP sent with the SIGTERM) were
+         * never read: they belong to this run and are moot now. Left
+         * pending, they would be delivered as soon as the mask below is
+         * restored, and their default action kills the process, which
+         * then exits on a signal instead of with status 0. */
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+            ;
         close(sfd);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +266,19 @@ static const char *config_flag(int argc, char **argv, bool *check)
 
 int main(int argc, char **argv)
 {
+    /* The signals hp_app_run answers stay blocked in this process from
+     * start to exit: one sent during start-up then waits for the run
+     * (SIGTERM drains at once) instead of killing the server, and one
+     * landing after the run, before the exit, is dropped with the process
+     * instead of killing it with a non-zero status. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     hp_config_t defaults; /* the owners' values, under the file and the flags */
     hp_app_config_defaults(&defaults);
     bool check = false;

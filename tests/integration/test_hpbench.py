@@ -6,7 +6,8 @@ misbehaving servers (badservers.py). The tests check what hpbench counts
 against what the server counted, the constant-rate schedule and the
 coordinated-omission correction, the error kinds, the JSON fields listed in
 docs/hpbench.md, the well-formedness of the HTML report, the HdrHistogram
-text output and the command line's exit codes.
+text output, the command line's exit codes, the pass/fail verdict of
+--max-errors and the two-signal stop.
 
 Every run is short and bounded by a subprocess timeout (and by conftest's
 per-test alarm); upper bounds on wall-clock times go through scaled() so
@@ -17,6 +18,7 @@ connect, with it only those completing after the warm-up; bytes_read
 follows the same window.
 """
 
+import fcntl
 import html.parser
 import json
 import math
@@ -100,6 +102,14 @@ def hpbench(*args, tmp=None, json_out=False, html_out=False, budget=None):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=scaled(budget))
     return Run(proc, time.monotonic() - t0, json_path, html_path)
+
+
+def failure_line(r):
+    """The one line on stderr, last, that says why the run failed."""
+    lines = r.stderr.splitlines()
+    assert lines, r
+    assert lines[-1].startswith("hpbench: failed: "), r
+    return lines[-1]
 
 
 def requests_total(server):
@@ -312,10 +322,14 @@ def test_coordinated_omission_corrected(start_server, tmp_path):
 # -- misbehaving servers -------------------------------------------------------------
 
 def test_status_500_counted_as_status_errors(tmp_path):
+    """Every response a 500: the report is complete, and the run fails."""
     with badservers.status_500_server(lifetime=scaled(30)) as bad:
         r = hpbench("-c", 2, "-d", 1, bad.url("/fail"), tmp=tmp_path,
                     json_out=True)
-    assert r.rc == 0, r
+    assert r.rc == 1, r
+    line = failure_line(r)
+    assert "100.00% of requests failed" in line, line
+    assert "status %d" % r.json["requests"] in line, line
     j = r.json
     assert_json_consistent(j)
     assert j["requests"] > 0
@@ -329,7 +343,8 @@ def test_close_mid_response_is_read_error(tmp_path):
     with badservers.truncating_server(lifetime=scaled(30)) as bad:
         r = hpbench("-c", 2, "-d", 1, bad.url("/cut"), tmp=tmp_path,
                     json_out=True, html_out=True)
-    assert r.rc == 0, r
+    assert r.rc == 1, r
+    assert "read" in failure_line(r)
     j = r.json
     assert_json_consistent(j)
     assert j["errors"]["read"] > 0, j["errors"]
@@ -347,12 +362,152 @@ def test_malformed_status_line_is_parse_error(tmp_path):
     with badservers.bad_status_line_server(lifetime=scaled(30)) as bad:
         r = hpbench("-c", 2, "-d", 1, bad.url("/x"), tmp=tmp_path,
                     json_out=True)
-    assert r.rc == 0, r
+    assert r.rc == 1, r
+    assert "parse" in failure_line(r)
     j = r.json
     assert_json_consistent(j)
     assert j["errors"]["parse"] > 0, j["errors"]
     assert j["requests"] == 0, j
     assert j["errors_total"] == j["errors"]["parse"], j["errors"]
+
+
+# -- pass or fail: --max-errors and signals -------------------------------------------
+
+def test_healthy_run_passes(closed_run):
+    assert closed_run.rc == 0, closed_run
+    assert closed_run.stderr == "", closed_run
+    assert closed_run.json["errors_total"] == 0
+
+
+def _every_other_500():
+    """A responder answering 200 and 500 in turn: half the requests fail."""
+    n = [0]
+
+    def respond(req):
+        n[0] += 1
+        if n[0] % 2:
+            return badservers.respond_500(req)
+        return (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", False)
+    return respond
+
+
+@pytest.mark.parametrize("max_errors, rc", [
+    (None, 1), ("40", 1), ("60", 0), ("60%", 0), ("100", 0),
+])
+def test_max_errors_threshold(tmp_path, max_errors, rc):
+    """Half the responses are 500s: the default 1 % and 40 % fail the run,
+    60 % and 100 % let it pass; the report is the same either way."""
+    args = ["-c", 1, "-d", 0.5]
+    if max_errors is not None:
+        args += ["--max-errors", max_errors]
+    with badservers.BadServer(_every_other_500(), lifetime=scaled(30)) as bad:
+        r = hpbench(*args, bad.url("/half"), tmp=tmp_path, json_out=True)
+    j = r.json
+    assert_json_consistent(j)
+    assert j["requests"] > 10, j
+    assert abs(j["status"]["5xx"] - j["status"]["2xx"]) <= 1, j["status"]
+    assert r.rc == rc, r
+    assert "Non-2xx/3xx responses" in r.stdout, r.stdout
+    if rc:
+        line = failure_line(r)
+        assert "of requests failed" in line, line
+        assert "more than --max-errors %s%%" % (max_errors or "1").rstrip("%") in line, line
+    else:
+        assert "failed" not in r.stderr, r
+
+
+def test_500_passes_with_max_errors_100():
+    with badservers.status_500_server(lifetime=scaled(30)) as bad:
+        r = hpbench("-c", 2, "-d", 0.5, "--max-errors", 100, bad.url("/fail"))
+    assert r.rc == 0, r
+    assert r.stderr == "", r
+
+
+@pytest.mark.time_limit(45)
+@pytest.mark.parametrize("mode", [[], ["-R", "20000", "--pipeline", "64"]],
+                         ids=["closed", "rate"])
+def test_server_gone_mid_run_fails(start_server, mode):
+    """The server goes away a third into the run: most of the run was
+    served, but the end was not, and the exit status says so. In -R mode
+    requests keep leaving on schedule, so writes hit reset connections:
+    EPIPE errors, not a SIGPIPE that would kill hpbench without a report."""
+    srv = start_server(workers=1)
+    proc = subprocess.Popen([HPBENCH, "-c", "4", "-d", "3", *mode, srv.url("/plaintext")],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None, proc.communicate()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(scaled(10)) == 0, srv.stderr_tail()
+        out, err = proc.communicate(timeout=scaled(20))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    err = err.decode()
+    assert proc.returncode == 1, (out, err)
+    last = err.splitlines()[-1]
+    assert last.startswith("hpbench: failed: ") and "connect" in last, err
+    # The report still came, with what was served before.
+    assert re.search(r"^  [1-9]\d* requests in 3\.00s", out.decode(), re.M), out
+
+
+def test_first_signal_ends_run_with_report(server, tmp_path):
+    """SIGINT ends the measured part early: the report covers it and the
+    run is judged like any other."""
+    json_path = tmp_path / "early.json"
+    proc = subprocess.Popen([HPBENCH, "-c", "2", "-d", "60", "--json", str(json_path),
+                             server.url("/plaintext")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=scaled(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    err = err.decode()
+    assert proc.returncode == 0, (out, err)
+    assert re.match(r"hpbench: SIGINT: run stopped after \d+\.\d\d s of 60 s measured\n$",
+                    err), err
+    j = json.loads(json_path.read_text())
+    assert_json_consistent(j)
+    assert 0.5 < j["duration_s"] < 30, j["duration_s"]
+    assert j["requests"] > 0 and j["errors_total"] == 0, j
+    assert "%d requests in" % j["requests"] in out.decode()
+
+
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, Python 3.10+
+
+
+def test_second_signal_exits_at_once_unsuccessfully(server):
+    """A second SIGTERM kills hpbench even while it is stuck writing its
+    report (here: to a full pipe nobody reads), and never as a success."""
+    proc = subprocess.Popen([HPBENCH, "-c", "2", "-d", "60", "--latency", "--html", "-",
+                             server.url("/plaintext")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # One page of pipe: the HTML report (tens of KiB) cannot fit.
+        fcntl.fcntl(proc.stdout.fileno(), F_SETPIPE_SZ, 4096)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        first = proc.stderr.readline().decode()
+        assert first.startswith("hpbench: SIGTERM: run stopped after"), first
+        time.sleep(0.3)
+        assert proc.poll() is None, "hpbench was expected to block on its full stdout"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=scaled(5)) == -signal.SIGTERM
+        rest = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert rest.splitlines()[-1:] == \
+        ["hpbench: second signal: exiting at once, without a report"], rest
 
 
 # -- the JSON report against the documentation ------------------------------------
@@ -695,6 +850,9 @@ BAD_ARGS = [
     ["-H", "no colon"],
     ["-m", "get"],
     ["--body", "/nonexistent/hpbench-body"],
+    ["--max-errors", "101"],
+    ["--max-errors", "-1"],
+    ["--max-errors", "lots"],
 ]
 
 

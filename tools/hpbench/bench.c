@@ -417,14 +417,17 @@ hb_threads_t *hb_threads_start(const hb_plan_t *plan)
     return ts;
 }
 
-void hb_threads_peek(hb_threads_t *ts, uint64_t *requests, uint64_t *errors, uint64_t *p99_ns)
+void hb_threads_peek(hb_threads_t *ts, uint64_t *requests, uint64_t *errors, uint64_t *ok,
+                     uint64_t *p99_ns)
 {
-    uint64_t req = 0, err = 0, p99 = 0;
+    uint64_t req = 0, err = 0, good = 0, p99 = 0;
     for (uint32_t i = 0; i < ts->n; i++) {
         hb_thread_t *t = ts->t[i];
         req += __atomic_load_n(&t->requests, __ATOMIC_RELAXED);
         for (int k = 0; k < HB_ERR_COUNT; k++)
             err += __atomic_load_n(&t->errors[k], __ATOMIC_RELAXED);
+        good += __atomic_load_n(&t->status[2], __ATOMIC_RELAXED) +
+                __atomic_load_n(&t->status[3], __ATOMIC_RELAXED);
         /* Threads see similar load: the worst thread's p99 stands in for
          * the merged one, which would cost a merge every second. */
         uint64_t p = hp_hist_percentile(&t->lat, 99.0);
@@ -433,6 +436,7 @@ void hb_threads_peek(hb_threads_t *ts, uint64_t *requests, uint64_t *errors, uin
     }
     *requests = req;
     *errors = err;
+    *ok = good;
     *p99_ns = p99;
 }
 

@@ -46,10 +46,12 @@ void hb_plan_destroy(hb_plan_t *plan);
  * Returns NULL with errno set on failure. */
 hb_threads_t *hb_threads_start(const hb_plan_t *plan);
 
-/* Live figures summed over the threads, for the progress line. Racy by
- * design (relaxed reads of counters another thread writes); exact once
- * the threads stopped. */
-void hb_threads_peek(hb_threads_t *ts, uint64_t *requests, uint64_t *errors, uint64_t *p99_ns);
+/* Live figures summed over the threads, for the progress line and the
+ * samples: complete responses, errors, responses with a 2xx/3xx status.
+ * Racy by design (relaxed reads of counters another thread writes); exact
+ * once the threads stopped. */
+void hb_threads_peek(hb_threads_t *ts, uint64_t *requests, uint64_t *errors, uint64_t *ok,
+                     uint64_t *p99_ns);
 
 /* Stops the threads, waits for them and merges their figures into r
  * (whose histograms must be initialised). */

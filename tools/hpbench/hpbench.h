@@ -48,6 +48,7 @@ typedef struct hb_options {
     bool latency;            /* --latency: print the full distribution */
     const char *json_path;   /* --json */
     const char *html_path;   /* --html */
+    double max_errors_pct;   /* --max-errors, default 1; 100 = never fail on errors */
 } hb_options_t;
 
 /* One second of the run, for the progress line and the HTML plot. */
@@ -55,6 +56,7 @@ typedef struct hb_sample {
     double t;                /* seconds since the measured part began */
     uint64_t requests;       /* completed in this second */
     uint64_t errors;
+    uint64_t ok;             /* of `requests`, those with a 2xx/3xx status (not in the JSON) */
     uint64_t p99_ns;         /* of everything so far (corrected in -R mode) */
 } hb_sample_t;
 
@@ -90,5 +92,15 @@ int hb_report_json(const hb_results_t *r, const char *path);
  * on a log "nines" axis (corrected and uncorrected in -R mode) and a
  * requests/s-over-time plot. No external assets. Returns 0 or -errno. */
 int hb_report_html(const hb_results_t *r, const char *path);
+
+/* Judges a finished run against opt->max_errors_pct. Returns 0 when it
+ * passes, else 1 with the reason in `why` (one line, no newline): more
+ * than that share of the requests failed (every error kind counts, and a
+ * request is a complete response or an error that is not a status); or,
+ * in the last second of the run, errors were counted and no response had
+ * a 2xx/3xx status (the server died or stopped answering: a small share
+ * of a long run, but the end of the service); or no response came at all.
+ * A threshold of 100 never fails. */
+int hb_verdict(const hb_results_t *r, char *why, size_t len);
 
 #endif

@@ -4,13 +4,18 @@
  * Timeline: resolve and probe the URL (a one-line error and exit 2 if it
  * cannot be reached), start the threads, let the warm-up pass, then sample
  * the live counters once a second (progress line on a terminal, samples
- * for the HTML plot) until the duration is over, stop, merge, report.
+ * for the HTML plot) until the duration is over or a first SIGINT/SIGTERM
+ * cuts it short, stop, merge, report, and judge the run against
+ * --max-errors: the exit status says whether it passed, the last line on
+ * stderr why not.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,13 +52,19 @@ static void usage(FILE *out)
             "  -R, --rate RATE       constant rate: RATE requests/s in total\n"
             "      --warmup T        run T before measuring (default 0)\n"
             "      --timeout T       a response taking longer is an error (default 2s)\n"
+            "      --max-errors PCT  fail (exit 1) when more than PCT %% of the requests\n"
+            "                        failed, or the server stopped answering (default 1;\n"
+            "                        100: never fail on errors)\n"
             "      --latency         print the full latency distribution\n"
             "      --json FILE       write every figure as JSON (- for stdout)\n"
             "      --html FILE       write a self-contained HTML report\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n"
             "\n"
-            "Exit status: 0 after a run, 2 for a bad option or an unreachable URL.\n");
+            "Exit status: 0 after a run within --max-errors; 1 when it failed (the last\n"
+            "line on stderr says why) or a report could not be written; 2 for a bad\n"
+            "option or an unreachable URL. A first SIGINT/SIGTERM ends the run early\n"
+            "with its report; a second one kills hpbench at once (no report).\n");
 }
 
 static __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...)
@@ -101,6 +112,21 @@ bad:
     die("%s: expected a time such as 10, 10s, 500ms, 2m (at least %g s), got '%s' (see " PROG
         " --help)",
         flag, min, v);
+}
+
+/* "1", "0.5", "5%" to a percentage from 0 to 100. */
+static double parse_pct(const char *flag, const char *v)
+{
+    char *end;
+    errno = 0;
+    double p = strtod(v, &end);
+    if (end != v && strcmp(end, "%") == 0)
+        end++;
+    if (end == v || *end || errno || !(p >= 0.0 && p <= 100.0))
+        die("%s: expected a percentage from 0 to 100 such as 1 or 0.5, got '%s' (see " PROG
+            " --help)",
+            flag, v);
+    return p;
 }
 
 static void parse_url(hb_options_t *o)
@@ -156,7 +182,7 @@ static void parse_url(hb_options_t *o)
 
 static void parse_args(int argc, char **argv, hb_options_t *o)
 {
-    enum { O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML };
+    enum { O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML, O_MAX_ERRORS };
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
@@ -171,6 +197,7 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         {"latency", no_argument, NULL, O_LATENCY},
         {"json", required_argument, NULL, O_JSON},
         {"html", required_argument, NULL, O_HTML},
+        {"max-errors", required_argument, NULL, O_MAX_ERRORS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -211,6 +238,7 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         case O_LATENCY: o->latency = true; break;
         case O_JSON: o->json_path = optarg; break;
         case O_HTML: o->html_path = optarg; break;
+        case O_MAX_ERRORS: o->max_errors_pct = parse_pct("--max-errors", optarg); break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
         case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
@@ -272,16 +300,44 @@ static double cpu_seconds(double *user, double *sys)
     return *user + *sys;
 }
 
-static void sleep_until(uint64_t t_ns)
+/* The first SIGINT or SIGTERM, once the run has started: the main thread
+ * then ends the measured part early and reports it. Written by the
+ * handler only. */
+static volatile sig_atomic_t g_stop_signal;
+
+/* A second signal means "now", even if hpbench is stuck joining its
+ * threads: it dies of that signal, so whoever waits for it (a shell, CI)
+ * sees a killed run rather than a success, after a last line that says
+ * so. Only async-signal-safe calls here. */
+static void on_stop_signal(int sig)
 {
-    for (;;) {
+    if (!g_stop_signal) {
+        g_stop_signal = sig;
+        return;
+    }
+    static const char msg[] = PROG ": second signal: exiting at once, without a report\n";
+    ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)n;
+    signal(sig, SIG_DFL);
+    raise(sig); /* blocked until this handler returns, then fatal */
+}
+
+/* Naps this long at most, so that a signal landing between the flag
+ * check and nanosleep (which it then does not interrupt) is seen soon. */
+#define HB_NAP_NS 100000000ull
+
+/* Sleeps until t_ns. Returns false, early, once a stop signal came. */
+static bool sleep_until(uint64_t t_ns)
+{
+    while (!g_stop_signal) {
         uint64_t now = hp_clock_mono_ns();
         if (now >= t_ns)
-            return;
-        uint64_t d = t_ns - now;
+            return true;
+        uint64_t d = t_ns - now < HB_NAP_NS ? t_ns - now : HB_NAP_NS;
         struct timespec ts = {.tv_sec = (time_t)(d / 1000000000), .tv_nsec = (long)(d % 1000000000)};
-        nanosleep(&ts, NULL);
+        nanosleep(&ts, NULL); /* EINTR when the handler ran */
     }
+    return false;
 }
 
 static void fmt_latency(char *out, size_t n, uint64_t ns)
@@ -303,6 +359,7 @@ int main(int argc, char **argv)
         .timeout_s = 2,
         .pipeline = 1,
         .method = "GET",
+        .max_errors_pct = 1.0,
     };
     parse_args(argc, argv, &opt);
     hp_http_parser_init(); /* response scanning: the best SIMD the CPU has */
@@ -343,27 +400,59 @@ int main(int argc, char **argv)
     /* Threads inherit the timer slack: 1 ns lets the rate schedule's
      * wake-ups land on time instead of up to 50 us late. */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    /* A write to a connection the server has reset is an error to count
+     * (EPIPE), not a reason to die without a report: in -R mode requests
+     * leave on schedule, answered or not, so a server going away makes
+     * such writes certain. */
+    signal(SIGPIPE, SIG_IGN);
+    /* No SA_RESTART: the signal interrupts the main thread's sleep. The
+     * load threads block both signals (they inherit the mask set around
+     * their start), so the handler always runs on this thread. */
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t stop_sigs, old_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
     printf("Running %gs test @ %s\n", opt.duration_s, opt.url);
     fflush(stdout);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_sigs);
     hb_threads_t *ts = hb_threads_start(&plan);
+    int start_err = errno;
+    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
     if (!ts)
-        die("cannot start threads: %s", strerror(errno));
+        die("cannot start threads: %s", strerror(start_err));
 
-    sleep_until(t_start);
+    /* A stop during the warm-up leaves nothing measured: the report is
+     * empty and the verdict says so. */
+    bool measuring = sleep_until(t_start);
     double u0, s0;
     double cpu0 = cpu_seconds(&u0, &s0);
     bool tty = isatty(STDERR_FILENO);
-    uint64_t last_req = 0, last_err = 0;
-    for (int sec = 1;; sec++) {
+    uint64_t last_req = 0, last_err = 0, last_ok = 0;
+    uint64_t t_stop = measuring ? t_end : t_start;
+    bool cut = !measuring;
+    for (int sec = 1; measuring; sec++) {
         uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
         bool last = next >= t_end;
-        sleep_until(last ? t_end : next);
-        uint64_t req, errs, p99;
-        hb_threads_peek(ts, &req, &errs, &p99);
+        uint64_t until = last ? t_end : next;
+        if (!sleep_until(until)) {
+            /* Cut short: this sample ends now. Responses that complete
+             * before the threads stop, a few milliseconds on, still
+             * count. */
+            uint64_t now = hp_clock_mono_ns();
+            until = now < until ? now : until;
+            last = cut = true;
+        }
+        uint64_t req, errs, ok, p99;
+        hb_threads_peek(ts, &req, &errs, &ok, &p99);
         if (res.nsamples < nsamples_max) {
-            double t = last ? (double)(t_end - t_start) / 1e9 : sec;
-            res.samples[res.nsamples++] = (hb_sample_t){
-                .t = t, .requests = req - last_req, .errors = errs - last_err, .p99_ns = p99};
+            double t = last ? (double)(until - t_start) / 1e9 : sec;
+            res.samples[res.nsamples++] =
+                (hb_sample_t){.t = t, .requests = req - last_req, .errors = errs - last_err,
+                              .ok = ok - last_ok, .p99_ns = p99};
         }
         if (tty && !last) {
             char p[32];
@@ -373,14 +462,20 @@ int main(int argc, char **argv)
         }
         last_req = req;
         last_err = errs;
-        if (last)
+        last_ok = ok;
+        if (last) {
+            t_stop = until;
             break;
+        }
     }
     if (tty)
         fputs("\r\033[K", stderr);
+    if (cut)
+        fprintf(stderr, PROG ": SIG%s: run stopped after %.2f s of %g s measured\n",
+                sigabbrev_np(g_stop_signal), (double)(t_stop - t_start) / 1e9, opt.duration_s);
     double u1, s1;
     double cpu1 = cpu_seconds(&u1, &s1);
-    res.duration_s = (double)(t_end - t_start) / 1e9;
+    res.duration_s = (double)(t_stop - t_start) / 1e9;
     res.client_cpu_s = cpu1 - cpu0;
     res.client_user_s = u1 - u0;
     res.client_sys_s = s1 - s0;
@@ -389,14 +484,24 @@ int main(int argc, char **argv)
     hb_threads_destroy(ts);
 
     hb_report_text(&res, stdout);
-    int rc = 0;
-    if (opt.json_path && (rc = hb_report_json(&res, opt.json_path)) < 0)
+    bool failed = false;
+    int rc;
+    if (opt.json_path && (rc = hb_report_json(&res, opt.json_path)) < 0) {
         fprintf(stderr, PROG ": cannot write %s: %s\n", opt.json_path, strerror(-rc));
-    if (opt.html_path && (rc = hb_report_html(&res, opt.html_path)) < 0)
+        failed = true;
+    }
+    if (opt.html_path && (rc = hb_report_html(&res, opt.html_path)) < 0) {
         fprintf(stderr, PROG ": cannot write %s: %s\n", opt.html_path, strerror(-rc));
+        failed = true;
+    }
+    char why[512];
+    if (hb_verdict(&res, why, sizeof why) != 0) {
+        fprintf(stderr, PROG ": failed: %s\n", why);
+        failed = true;
+    }
     hp_free(res.samples);
     hp_hist_destroy(&res.latency);
     hp_hist_destroy(&res.uncorrected);
     hb_plan_destroy(&plan);
-    return rc < 0 ? 1 : 0;
+    return failed ? 1 : 0;
 }

@@ -413,6 +413,79 @@ void hb_report_text(const hb_results_t *r, FILE *out)
 }
 
 /* ---------------------------------------------------------------------- */
+/* Verdict                                                                  */
+
+/* "connect 3, read 12": the error kinds that occurred, for a reason line. */
+static void err_kinds(char *buf, size_t len, const uint64_t *errors)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < HB_ERR_COUNT && used + 1 < len; i++) {
+        if (errors[i] == 0)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%s %" PRIu64, used ? ", " : "",
+                         hb_err_names[i], errors[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* The samples of the run's last second (the last sample may be short:
+ * whole samples are added from the end until they cover a second). */
+static void last_second(const hb_results_t *r, uint64_t *ok, uint64_t *errors, double *secs)
+{
+    *ok = *errors = 0;
+    *secs = 0.0;
+    if (!r->samples || r->nsamples == 0)
+        return;
+    double end = r->samples[r->nsamples - 1].t;
+    for (int i = r->nsamples - 1; i >= 0; i--) {
+        *ok += r->samples[i].ok;
+        *errors += r->samples[i].errors;
+        double start = i > 0 ? r->samples[i - 1].t : 0.0;
+        *secs = fin(end - start);
+        if (*secs >= 1.0 - 1e-9)
+            break;
+    }
+}
+
+int hb_verdict(const hb_results_t *r, char *why, size_t len)
+{
+    double max = opt_of(r)->max_errors_pct;
+    if (max >= 100.0)
+        return 0;
+    uint64_t failed = errors_total(r);
+    /* Status errors are complete responses, already in `requests`. */
+    uint64_t attempts = r->requests + failed - r->errors[HB_ERR_STATUS];
+    char kinds[160];
+    err_kinds(kinds, sizeof(kinds), r->errors);
+    if (attempts == 0) {
+        snprintf(why, len, "no response in the %.2f s measured", fin(r->duration_s));
+        return 1;
+    }
+    double pct = 100.0 * (double)failed / (double)attempts;
+    if (pct > max) {
+        snprintf(why, len,
+                 "%.2f%% of requests failed (%" PRIu64 " of %" PRIu64 ": %s), more than "
+                 "--max-errors %g%%",
+                 pct, failed, attempts, kinds, max);
+        return 1;
+    }
+    uint64_t ok, errs;
+    double secs;
+    last_second(r, &ok, &errs, &secs);
+    if (errs > 0 && ok == 0) {
+        snprintf(why, len,
+                 "no successful response in the last %.2f s of the run, only %" PRIu64
+                 " errors: the server stopped answering (whole run: %s)",
+                 secs, errs, kinds);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
 /* JSON                                                                     */
 
 static void json_latency(FILE *f, const hp_hist_t *h)

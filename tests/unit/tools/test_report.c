@@ -460,6 +460,66 @@ static void test_errors_and_names(void **state)
     }
 }
 
+/* The pass/fail judgement: the share of failed requests, the last second
+ * of the run, an empty run, and --max-errors 100 that never fails. */
+static void test_verdict(void **state)
+{
+    fixture_t *fx = *state;
+    char why[512];
+    fill(fx, false, 10000);
+    for (int i = 0; i < 10; i++)
+        fx->samples[i].ok = fx->samples[i].requests;
+    /* 3 timeouts and 12 statuses in 10,003 requests: 0.15%. */
+    fx->opt.max_errors_pct = 1.0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 0);
+    fx->opt.max_errors_pct = 0.1;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    assert_non_null(strstr(why, "0.15% of requests failed (15 of 10003: timeout 3, status 12)"));
+    assert_non_null(strstr(why, "more than --max-errors 0.1%"));
+    assert_null(strchr(why, '\n'));
+
+    /* Errors and nothing good in the last second: the server died. */
+    fx->opt.max_errors_pct = 1.0;
+    fx->samples[9].ok = 0;
+    fx->samples[9].errors = 40;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    assert_non_null(strstr(why, "no successful response in the last 1.00 s"));
+    assert_non_null(strstr(why, "only 40 errors"));
+    /* A last sample shorter than a second takes the one before along. */
+    fx->samples[9].t = 9.25;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 0);
+    fx->samples[8].ok = 0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    assert_non_null(strstr(why, "in the last 1.25 s"));
+    fx->opt.max_errors_pct = 100.0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 0);
+
+    /* Every request failed; any threshold below 100 fails, 0 on one error. */
+    fx->r.errors[HB_ERR_STATUS] = fx->r.requests;
+    fx->opt.max_errors_pct = 99.9;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    assert_non_null(strstr(why, "100.00% of requests failed"));
+    fx->r.errors[HB_ERR_STATUS] = 0;
+    fx->r.errors[HB_ERR_TIMEOUT] = 1;
+    for (int i = 0; i < 10; i++)
+        fx->samples[i].ok = fx->samples[i].requests;
+    fx->opt.max_errors_pct = 0.0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    fx->r.errors[HB_ERR_TIMEOUT] = 0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 0);
+    hp_hist_destroy(&fx->r.latency);
+    hp_hist_destroy(&fx->r.uncorrected);
+
+    /* Nothing at all: a failure too, with a reason that fits a tiny buffer. */
+    fill(fx, false, 0);
+    fx->opt.max_errors_pct = 1.0;
+    assert_int_equal(hb_verdict(&fx->r, why, sizeof(why)), 1);
+    assert_non_null(strstr(why, "no response in the 0.00 s measured"));
+    char tiny[8];
+    assert_int_equal(hb_verdict(&fx->r, tiny, sizeof(tiny)), 1);
+    assert_int_equal(strlen(tiny), 7);
+}
+
 /* Small values print in us, large ones in s; bytes in powers of 1024. */
 static void test_units(void **state)
 {
@@ -498,6 +558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_latency_distribution, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_and_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_units, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verdict, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
