@@ -14,7 +14,10 @@
  *     hp_loop_run_once(&loop, 0);
  *
  * It starts well above zero so that no deadline computed from it is 0,
- * which the loop reads as "no deadline".
+ * which the loop reads as "no deadline". Reads and advances are atomic,
+ * so a worker on another thread (hp_app_set_clock) may read it while the
+ * test advances it; that worker sees the new time when it next wakes,
+ * which is at the latest when its next timer was due in real time.
  */
 #ifndef HP_TEST_MANUAL_CLOCK_H
 #define HP_TEST_MANUAL_CLOCK_H
@@ -32,7 +35,7 @@ typedef struct mclock {
 
 static inline uint64_t mclock_read(void *arg)
 {
-    return ((const mclock_t *)arg)->ns;
+    return __atomic_load_n(&((const mclock_t *)arg)->ns, __ATOMIC_ACQUIRE);
 }
 
 static inline __attribute__((unused)) void mclock_init(mclock_t *m)
@@ -43,12 +46,12 @@ static inline __attribute__((unused)) void mclock_init(mclock_t *m)
 
 static inline __attribute__((unused)) void mclock_advance_ns(mclock_t *m, uint64_t ns)
 {
-    m->ns += ns;
+    __atomic_fetch_add(&m->ns, ns, __ATOMIC_RELEASE);
 }
 
 static inline __attribute__((unused)) void mclock_advance_ms(mclock_t *m, uint64_t ms)
 {
-    m->ns += ms * 1000000u;
+    mclock_advance_ns(m, ms * 1000000u);
 }
 
 #endif
