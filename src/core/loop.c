@@ -94,8 +94,9 @@ void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg)
 }
 
 /* How long the next wait may block: not past the next timer, and not at
- * all when the hook left work pending. */
-int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms)
+ * all when the hook left work pending. Static so that run_once keeps it
+ * inline; hp_loop_timeout is the same for callers outside. */
+static inline int wait_budget(const hp_loop_t *loop, int max_wait_ms)
 {
     if (loop->pending || loop->stopping)
         return 0;
@@ -105,6 +106,11 @@ int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms)
     if (max_wait_ms >= 0 && next > max_wait_ms)
         return max_wait_ms;
     return next > 60000 ? 60000 : (int)next;
+}
+
+int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms)
+{
+    return wait_budget(loop, max_wait_ms);
 }
 
 void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
@@ -162,7 +168,7 @@ static int run_iteration(hp_loop_t *loop, int timeout_ms)
 
 int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms)
 {
-    int n = run_iteration(loop, hp_loop_timeout(loop, max_wait_ms));
+    int n = run_iteration(loop, wait_budget(loop, max_wait_ms));
     if (n < 0)
         return n;
     loop->pending = loop->hook ? loop->hook(loop, loop->hook_arg) : false;
