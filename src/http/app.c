@@ -632,15 +632,15 @@ int hp_app_run(hp_app_t *app)
         set_error(app->error, sizeof app->error, "cannot start the engine: %s", strerror(-r));
         goto out;
     }
-    if ((r = engine_setup(app, &engine)) < 0) {
-        hp_engine_destroy(&engine);
-        goto out;
-    }
-    /* Before the workers start: nothing is armed on their loops yet, and
-     * no other thread reads them. */
+    /* Before the protocols are set up and the workers start: nothing is
+     * armed on their loops yet, and no other thread reads them. */
     for (uint32_t i = 0; app->clock.now_ns && i < engine.nworkers; i++) {
         r = hp_loop_set_clock(&engine.workers[i].loop, &app->clock);
         assert(r == 0);
+    }
+    if ((r = engine_setup(app, &engine)) < 0) {
+        hp_engine_destroy(&engine);
+        goto out;
     }
     app->cfg.http.engine = &engine;
     app->workers = engine.workers;
