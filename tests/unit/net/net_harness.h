@@ -17,7 +17,7 @@
  *   - in its setup: reset its own state, then h_reset() and
  *     hp_sys_set_ops(...) as it needs; adjust H.cfg in the test itself;
  *   - start the worker with h_start_with(proto, id) (usually through a
- *     one-line h_start() of its own);
+ *     one-line h_start() of its own), or h_init(id) for a bare one;
  *   - clients: cli_open(rcvbuf) (connected and accepted), cli_connect()
  *     (not waiting for the accept), cli_send/cli_sends, cli_close, has(),
  *     conn_of() for the server side of a client;
@@ -125,15 +125,22 @@ static NH_UNUSED int open_listener(void)
     return lfd;
 }
 
-/* The worker (id `id`, no CPU pinning) on a fresh listener with H.cfg,
- * `proto` registered with `arg` (its worker_init, if any, runs). */
-static NH_UNUSED void h_start_proto(const hp_proto_t *proto, void *arg, uint32_t id)
+/* The worker (id `id`, no CPU pinning) with H.cfg, on the manual clock,
+ * with no protocol and no listener yet. */
+static NH_UNUSED void h_init(uint32_t id)
 {
     assert_int_equal(hp_worker_init(&H.w, id, -1, &H.cfg), 0);
     H.started = true;
     /* before anything (a protocol's worker_init) can arm a timer */
     mclock_init(&H.clock);
     assert_int_equal(hp_loop_set_clock(&H.w.loop, &H.clock.src), 0);
+}
+
+/* The worker (id `id`, no CPU pinning) on a fresh listener with H.cfg,
+ * `proto` registered with `arg` (its worker_init, if any, runs). */
+static NH_UNUSED void h_start_proto(const hp_proto_t *proto, void *arg, uint32_t id)
+{
+    h_init(id);
     assert_int_equal(hp_worker_add_proto(&H.w, proto, arg), 0);
     assert_int_equal(hp_worker_listen(&H.w, open_listener(), proto), 0);
 }

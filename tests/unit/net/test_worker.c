@@ -680,8 +680,7 @@ static void test_connect_out(void **state)
     assert_int_equal(listen(lfd, 4), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
 
-    assert_int_equal(hp_worker_init(&H.w, 5, -1, &H.cfg), 0);
-    H.started = true;
+    h_init(5);
     hp_conn_t *c = NULL;
     int marker;
     assert_int_equal(hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &out_proto, &marker,
@@ -722,8 +721,7 @@ static void test_connect_refused(void **state)
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
     close(lfd); /* nobody listens there now */
 
-    assert_int_equal(hp_worker_init(&H.w, 6, -1, &H.cfg), 0);
-    H.started = true;
+    h_init(6);
     hp_conn_t *c = NULL;
     int r = hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &out_proto, NULL, NULL, &c);
     if (r == -ECONNREFUSED) {
