@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/clock.h"
 #include "hotpath/config.h"
 #include "hotpath/ctx.h"
 #include "hotpath/http_server.h"
@@ -119,6 +120,16 @@ int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char
  * than HP_APP_MAX_MIDDLEWARE) or -EBUSY once the app runs. */
 #define HP_APP_MAX_MIDDLEWARE 16
 int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
+
+/* Makes every worker's loop read its time from `src` (copied; NULL:
+ * CLOCK_MONOTONIC, the default) from the next hp_app_run on; see
+ * hp_loop_set_clock. For tests that drive the app's timers (response
+ * cache TTLs, timeouts, a handler's own timers) with a clock they advance
+ * themselves. src->now_ns is called on the worker threads while other
+ * threads may advance it: it must be safe for that. Call it from the
+ * thread that calls hp_app_run, while the app is not running. Returns 0,
+ * or -EBUSY while it runs. */
+int hp_app_set_clock(hp_app_t *app, const hp_clock_src_t *src);
 
 /* Binds, starts the workers and blocks until hp_app_stop (or a signal
  * when handle_signals) has drained them. With handle_signals, SIGHUP

@@ -5,7 +5,9 @@
  * epoll; interest is registered once per descriptor (reads and writes
  * together), so steady-state request handling makes no epoll_ctl calls.
  * Time is read once per iteration (hp_loop_now) and timers live in the
- * loop's hashed wheel.
+ * loop's hashed wheel. The time comes from CLOCK_MONOTONIC unless a test
+ * installs a clock of its own (hp_loop_set_clock); everything that runs
+ * on the loop takes its time from the loop, never from the system.
  */
 #ifndef HOTPATH_LOOP_H
 #define HOTPATH_LOOP_H
@@ -14,6 +16,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
+#include "hotpath/clock.h"
 #include "hotpath/timer.h"
 
 typedef struct hp_loop hp_loop_t;
@@ -26,7 +29,7 @@ typedef void (*hp_io_cb)(hp_io_t *io, uint32_t events);
  * wait polls instead of blocking. */
 typedef bool (*hp_loop_hook_cb)(hp_loop_t *loop, void *arg);
 
-/* Runs once the monotonic clock has passed the loop's deadline. */
+/* Runs once the loop's clock has passed the loop's deadline. */
 typedef void (*hp_loop_deadline_cb)(hp_loop_t *loop, void *arg);
 
 /* A watched descriptor; embed it in the object that owns the fd. */
@@ -44,11 +47,12 @@ struct hp_loop {
     int epfd;
     bool stopping;
     bool pending;          /* the hook left work: the next wait polls */
-    uint64_t now_ns;       /* monotonic, read once per iteration */
+    uint64_t now_ns;       /* the loop's clock, read once per iteration */
     uint64_t now_ms;       /* the same in ms, for timers */
     uint64_t deadline_ns;  /* 0: none (see hp_loop_set_deadline) */
     hp_loop_deadline_cb deadline_cb;
-    void *deadline_arg;       /* monotonic, read once per iteration */
+    void *deadline_arg;
+    hp_clock_src_t clock;  /* HP_CLOCK_MONO unless a test set one */
     uint64_t iterations;
     hp_loop_hook_cb hook;
     void *hook_arg;
@@ -74,13 +78,37 @@ int hp_loop_del(hp_loop_t *loop, hp_io_t *io);
 /* Sets the per-iteration hook (one per loop). */
 void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
 
-/* Asks for `cb` to run as soon as the monotonic clock reaches
+/* Makes the loop read its time from `src` (copied; NULL: CLOCK_MONOTONIC
+ * again) and reads it at once: hp_loop_now and the timer wheel restart at
+ * the new clock's time. For tests, which advance a manual clock and then
+ * run an iteration with max_wait_ms 0; waits still sleep in real time, so
+ * a blocking wait on a clock that nobody advances never ends.
+ * Returns 0, or -EBUSY (nothing changed) when a timer is armed or a
+ * deadline set: their times belong to the old clock. */
+int hp_loop_set_clock(hp_loop_t *loop, const hp_clock_src_t *src);
+
+/* A fresh read of the loop's clock in ns (not the cached iteration time),
+ * for the rare measurement that needs the time since the iteration
+ * started. */
+uint64_t hp_loop_clock_ns(const hp_loop_t *loop);
+
+/* Asks for `cb` to run as soon as the loop's clock reaches
  * `deadline_ns`, with nanosecond precision (the wait uses epoll_pwait2),
  * for work on a schedule finer than the 1 ms timer wheel, such as a load
  * generator's constant rate. One deadline per loop; it is cleared before
  * `cb` runs, which may set the next. 0 clears it. */
 void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
                           void *arg);
+
+/* How long hp_loop_run_once(loop, max_wait_ms) would wait if no event
+ * came, in ms on the loop's clock: 0 when the loop is stopping, the hook
+ * left work pending or a timer is due; else the time to the next timer
+ * (capped at 60 s) or max_wait_ms, whichever is sooner; -1 for "until an
+ * event" when there is no timer and max_wait_ms is -1. A deadline
+ * (hp_loop_set_deadline) can end the wait sooner, in ns, and is not
+ * counted here. Like libuv's uv_backend_timeout: for embedding the loop
+ * in another one, and for tests that check a wait without timing it. */
+int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms);
 
 /* Runs one iteration: waits at most `max_wait_ms` (-1: until an event or
  * the next timer), fires due timers, dispatches events, runs the hook.

@@ -5,6 +5,10 @@
  * dispatched in order, then the hook (deferred work: fairness queue,
  * deferred frees). Invariant: loop->now_ms never goes backwards and is the same for
  * everything that runs in one iteration.
+ *
+ * The clock is CLOCK_MONOTONIC unless a test installed its own
+ * (hp_loop_set_clock); read_clock() keeps the monotonic read a direct
+ * call, so production pays a predictable branch, not an indirect call.
  */
 #include "hotpath/loop.h"
 
@@ -13,7 +17,20 @@
 #include <unistd.h>
 
 #include "hotpath/clock.h"
+#include "hotpath/common.h"
 #include "hotpath/sys.h"
+
+static inline uint64_t read_clock(const hp_loop_t *loop)
+{
+    if (HP_UNLIKELY(loop->clock.now_ns != NULL))
+        return loop->clock.now_ns(loop->clock.arg);
+    return hp_clock_mono_ns();
+}
+
+uint64_t hp_loop_clock_ns(const hp_loop_t *loop)
+{
+    return read_clock(loop);
+}
 
 int hp_loop_init(hp_loop_t *loop)
 {
@@ -22,6 +39,7 @@ int hp_loop_init(hp_loop_t *loop)
         return -errno;
     loop->stopping = false;
     loop->pending = false;
+    loop->clock = HP_CLOCK_MONO;
     loop->now_ns = hp_clock_mono_ns();
     loop->now_ms = loop->now_ns / 1000000;
     loop->deadline_ns = 0;
@@ -55,6 +73,20 @@ int hp_loop_del(hp_loop_t *loop, hp_io_t *io)
     return hp_sys_epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, &ev);
 }
 
+int hp_loop_set_clock(hp_loop_t *loop, const hp_clock_src_t *src)
+{
+    if (hp_timer_wheel_count(&loop->timers) != 0 || loop->deadline_ns != 0)
+        return -EBUSY;
+    loop->clock = src ? *src : HP_CLOCK_MONO;
+    /* The new clock may be behind the old one (a manual clock starting at
+     * a round number): with nothing armed the wheel can simply restart
+     * there, and "never backwards" holds from here on. */
+    loop->now_ns = read_clock(loop);
+    loop->now_ms = loop->now_ns / 1000000;
+    hp_timer_wheel_init(&loop->timers, loop->now_ms);
+    return 0;
+}
+
 void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg)
 {
     loop->hook = cb;
@@ -62,10 +94,11 @@ void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg)
 }
 
 /* How long the next wait may block: not past the next timer, and not at
- * all when the hook left work pending. */
-static int wait_budget(const hp_loop_t *loop, int max_wait_ms, bool pending)
+ * all when the hook left work pending. Static so that run_once keeps it
+ * inline; hp_loop_timeout is the same for callers outside. */
+static inline int wait_budget(const hp_loop_t *loop, int max_wait_ms)
 {
-    if (pending || loop->stopping)
+    if (loop->pending || loop->stopping)
         return 0;
     int64_t next = hp_timer_wheel_next_ms(&loop->timers);
     if (next < 0)
@@ -73,6 +106,11 @@ static int wait_budget(const hp_loop_t *loop, int max_wait_ms, bool pending)
     if (max_wait_ms >= 0 && next > max_wait_ms)
         return max_wait_ms;
     return next > 60000 ? 60000 : (int)next;
+}
+
+int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms)
+{
+    return wait_budget(loop, max_wait_ms);
 }
 
 void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
@@ -89,7 +127,7 @@ static int wait_events(hp_loop_t *loop, int timeout_ms)
 {
     if (!loop->deadline_ns || timeout_ms == 0)
         return epoll_wait(loop->epfd, loop->events, HP_LOOP_BATCH, timeout_ms);
-    uint64_t now = hp_clock_mono_ns();
+    uint64_t now = read_clock(loop);
     uint64_t wait = loop->deadline_ns > now ? loop->deadline_ns - now : 0;
     if (timeout_ms > 0 && wait > (uint64_t)timeout_ms * 1000000)
         wait = (uint64_t)timeout_ms * 1000000;
@@ -106,7 +144,7 @@ static int run_iteration(hp_loop_t *loop, int timeout_ms)
             return -errno;
         n = 0;
     }
-    uint64_t now = hp_clock_mono_ns();
+    uint64_t now = read_clock(loop);
     if (now > loop->now_ns) {
         loop->now_ns = now;
         loop->now_ms = now / 1000000;
@@ -130,7 +168,7 @@ static int run_iteration(hp_loop_t *loop, int timeout_ms)
 
 int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms)
 {
-    int n = run_iteration(loop, wait_budget(loop, max_wait_ms, loop->pending));
+    int n = run_iteration(loop, wait_budget(loop, max_wait_ms));
     if (n < 0)
         return n;
     loop->pending = loop->hook ? loop->hook(loop, loop->hook_arg) : false;

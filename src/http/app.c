@@ -19,6 +19,7 @@
  */
 #include "hotpath/app.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "hotpath/http_static.h"
 #include "hotpath/listener.h"
 #include "hotpath/log.h"
+#include "hotpath/loop.h"
 #include "server_int.h"
 
 /* One configuration generation. */
@@ -69,6 +71,7 @@ struct hp_app {
     hp_http_routes_t routes;
     hp_listen_addr_t addr;
     int stop_fd;               /* owned eventfd: hp_app_stop */
+    hp_clock_src_t clock;      /* the workers' clock (HP_CLOCK_MONO but in tests) */
     bool running;
     char error[256];
 };
@@ -593,6 +596,14 @@ static void wait_until_stopped(hp_app_t *app, hp_engine_t *engine, int sfd)
     }
 }
 
+int hp_app_set_clock(hp_app_t *app, const hp_clock_src_t *src)
+{
+    if (__atomic_load_n(&app->running, __ATOMIC_ACQUIRE))
+        return -EBUSY;
+    app->clock = src ? *src : HP_CLOCK_MONO;
+    return 0;
+}
+
 int hp_app_run(hp_app_t *app)
 {
     hp_http_parser_init();
@@ -629,6 +640,12 @@ int hp_app_run(hp_app_t *app)
     if (r < 0) {
         set_error(app->error, sizeof app->error, "cannot start the engine: %s", strerror(-r));
         goto out;
+    }
+    /* Before the protocols are set up and the workers start: nothing is
+     * armed on their loops yet, and no other thread reads them. */
+    for (uint32_t i = 0; app->clock.now_ns && i < engine.nworkers; i++) {
+        r = hp_loop_set_clock(&engine.workers[i].loop, &app->clock);
+        assert(r == 0);
     }
     if ((r = engine_setup(app, &engine)) < 0) {
         hp_engine_destroy(&engine);

@@ -380,9 +380,10 @@ static void http_ctx_record(hp_ctx_t *ctx)
     __atomic_store_n(slot, *slot + 1, __ATOMIC_RELAXED);
     /* One clock read per batch of responses (hw->batch_ns is cleared
      * whenever a new batch starts): pipelined responses completed together
-     * share it. */
+     * share it. The loop's clock, as for start_ns, so that both ends of
+     * the interval come from the same source when a test sets one. */
     if (!hw->batch_ns)
-        hw->batch_ns = hp_clock_mono_ns();
+        hw->batch_ns = hp_loop_clock_ns(&ctx->conn->worker->loop);
     uint64_t now = hw->batch_ns;
     hp_hist_record(&rs->latency, now > ctx->start_ns ? now - ctx->start_ns : 0);
 }

@@ -39,6 +39,15 @@ def scaled(seconds):
     return seconds * TIME_SCALE
 
 
+# How long the server may take over something it does at once (answer an
+# error, close after it, send 100 Continue) before a test calls it broken.
+# Far more than a loaded machine needs, and still shorter than the
+# shortest default timeout (keep-alive, 5 s) that a server that failed to
+# act would wait for instead, so a bound this long still tells the two
+# apart. Not scaled, for the same reason: acting at once costs little CPU.
+PROMPT = 4.0
+
+
 class ServerClosed(Exception):
     """The server closed the connection before a full response arrived."""
 
@@ -251,7 +260,7 @@ class Conn:
         self.buf.clear()
         return data
 
-    def wait_closed(self, timeout=2.0):
+    def wait_closed(self, timeout=PROMPT):
         """Wait until the server closes the connection; return the bytes
         received meanwhile. Raises AssertionError if still open."""
         deadline = time.monotonic() + timeout

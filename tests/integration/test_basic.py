@@ -171,7 +171,7 @@ def test_http10_without_host(server):
         c.send(b"GET /plaintext HTTP/1.0\r\n\r\n")
         resp = c.read_response()
         assert resp.status == 200 and resp.body == PLAINTEXT_BODY
-        c.wait_closed(2)
+        c.wait_closed()
 
 
 def test_http11_minor_version_above_1(conn):
@@ -354,7 +354,7 @@ def test_405_on_static_allows_exactly_get_head(conn):
     # The server may close instead of reading the body, but then it says so;
     # otherwise the body was consumed and the connection stays in sync.
     if "close" in resp.connection_tokens():
-        conn.wait_closed(2)
+        conn.wait_closed()
     else:
         nxt = conn.request("GET", "/plaintext")
         assert nxt.status == 200 and nxt.body == PLAINTEXT_BODY

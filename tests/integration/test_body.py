@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from helpers import (MAX_BODY, PLAINTEXT_BODY, build_request, chunked, curl,
-                     scaled)
+from helpers import (MAX_BODY, PLAINTEXT_BODY, PROMPT, build_request, chunked,
+                     curl, scaled)
 
 
 def test_curl_chunked_upload(server, tmp_path):
@@ -82,7 +82,7 @@ def test_chunked_over_max_body_is_413(server):
         resp = c.read_response()
         assert resp.status == 413
         assert "close" in resp.connection_tokens()
-        c.wait_closed(2)
+        c.wait_closed()
 
 
 def test_curl_expect_100_continue(server, tmp_path):
@@ -101,7 +101,7 @@ def test_raw_100_continue_before_body(server):
     with server.conn() as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Content-Length: %d\r\n\r\n" % len(body))
-        interim = c.read_response(allow_interim=True, timeout=scaled(2))
+        interim = c.read_response(allow_interim=True, timeout=PROMPT)
         assert interim.status == 100
         assert interim.raw_head == b"HTTP/1.1 100 Continue\r\n\r\n"
         c.send(body)
@@ -114,7 +114,7 @@ def test_raw_100_continue_chunked(server):
     with server.conn() as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n")
-        interim = c.read_response(allow_interim=True, timeout=scaled(2))
+        interim = c.read_response(allow_interim=True, timeout=PROMPT)
         assert interim.status == 100
         c.send(b"3\r\nabc\r\n0\r\n\r\n")
         resp = c.read_response()
@@ -125,9 +125,9 @@ def test_expect_100_with_too_large_body_gets_413_not_100(server):
     with server.conn() as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                b"Content-Length: %d\r\n\r\n" % (MAX_BODY + 1))
-        resp = c.read_response(allow_interim=True, timeout=scaled(2))
+        resp = c.read_response(allow_interim=True, timeout=PROMPT)
         assert resp.status == 413
-        c.wait_closed(2)
+        c.wait_closed()
 
 
 def test_no_100_continue_for_http10(server):

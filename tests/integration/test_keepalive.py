@@ -53,14 +53,14 @@ def test_http11_connection_close_honoured(server):
         resp = c.request("GET", "/plaintext", headers=[("Connection", "close")])
         assert resp.status == 200 and resp.body == PLAINTEXT_BODY
         assert "close" in resp.connection_tokens()
-        c.wait_closed(2)
+        c.wait_closed()
 
 
 def test_http10_default_close(server):
     with server.conn() as c:
         resp = c.request("GET", "/plaintext", version="HTTP/1.0")
         assert resp.status == 200 and resp.body == PLAINTEXT_BODY
-        c.wait_closed(2)
+        c.wait_closed()
 
 
 def test_http10_keepalive_requested(server):
@@ -81,7 +81,7 @@ def test_connection_close_is_last_pipelined_response(server):
                build_request("GET", "/health"))
         assert c.read_response().body == PLAINTEXT_BODY
         assert c.read_response().body == JSON_BODY
-        rest = c.wait_closed(2)
+        rest = c.wait_closed()
         assert rest == b""
 
 
@@ -205,14 +205,17 @@ def test_sequential_after_slowly_read_large_response(server):
 
 
 def test_keepalive_idle_timeout_closes(start_server):
+    """Closed after the configured second, not before. The upper bound
+    (4.5 s) only has to tell that second from the 5 s default a server
+    ignoring the option would wait, and leaves a loaded machine seconds."""
     srv = start_server("--keepalive-timeout", "1")
     with srv.conn() as c:
         assert c.request("GET", "/plaintext").status == 200
         t0 = time.monotonic()
-        rest = c.wait_closed(scaled(2.5))
+        rest = c.wait_closed(4.5)
         elapsed = time.monotonic() - t0
     assert rest == b"", "no response bytes expected on idle close"
-    assert 0.8 <= elapsed <= scaled(2.5), elapsed
+    assert elapsed >= 0.8, elapsed
 
 
 def test_keepalive_timeout_reset_by_activity(start_server):

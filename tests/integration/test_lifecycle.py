@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import (PLAINTEXT_BODY, Conn, can_connect, curl, free_port,
+from helpers import (PLAINTEXT_BODY, PROMPT, Conn, can_connect, curl, free_port,
                      scaled, wait_until)
 
 FLAGS = ["--listen", "--workers", "--root", "--header-timeout",
@@ -18,7 +18,7 @@ FLAGS = ["--listen", "--workers", "--root", "--header-timeout",
          "--version"]
 
 
-def run(binary, *args, timeout=3):
+def run(binary, *args, timeout=10):
     """Run hotpath expecting it to exit by itself."""
     try:
         return subprocess.run([binary, *args], stdin=subprocess.DEVNULL,
@@ -151,16 +151,16 @@ def test_ipv6_listen(start_server):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_exits_zero_and_refuses_connections(start_server, sig):
-    srv = start_server()
+    # A drain timeout far beyond the wait below: an idle keep-alive
+    # connection that held up the shutdown would make it wait that long,
+    # so exiting within the (generous) wait proves it does not.
+    srv = start_server(drain_timeout=60)
     with srv.conn() as idle:
         assert idle.request("GET", "/health").status == 200
-        t0 = time.monotonic()
         srv.signal(sig)
-        rc = srv.wait_exit(scaled(3))
-        # An idle keep-alive connection does not hold up the shutdown.
+        rc = srv.wait_exit(scaled(15))
         assert rc == 0, (rc, srv.stderr_tail())
-        assert time.monotonic() - t0 < scaled(2)
-        idle.wait_closed(1)
+        idle.wait_closed()
     assert not can_connect(srv.port)
 
 
@@ -173,10 +173,11 @@ def test_graceful_shutdown_finishes_inflight_upload(start_server):
                % total + body[:total // 2])
         # Make sure the server has taken the connection in before the signal.
         wait_until(lambda: srv.metrics()["hotpath_connections_open"] >= 2,
-                   scaled(3), what="upload connection accepted")
+                   scaled(10), what="upload connection accepted")
         srv.signal(signal.SIGTERM)
-        # New connections are refused soon (listeners closed at once).
-        wait_until(lambda: not can_connect(srv.port, timeout=0.2), scaled(2),
+        # New connections are refused soon (listeners closed at once, not
+        # when the 10 s drain ends).
+        wait_until(lambda: not can_connect(srv.port, timeout=0.2), PROMPT,
                    what="listening socket closed after SIGTERM")
         assert srv.alive(), "server exited with a request in flight"
         c.send(body[total // 2:])
@@ -190,18 +191,19 @@ def test_graceful_shutdown_finishes_inflight_upload(start_server):
 
 def test_drain_timeout_bounds_shutdown(start_server):
     """A stalled in-flight request is cut off after --drain-timeout and the
-    server still exits 0."""
+    server still exits 0. The upper bound (8 s for a 1 s drain) only has to
+    tell the option from the 10 s default, or from never."""
     srv = start_server(workers=1, drain_timeout=1)
     with srv.conn() as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
         wait_until(lambda: srv.metrics()["hotpath_connections_open"] >= 2,
-                   scaled(3), what="upload connection accepted")
+                   scaled(10), what="upload connection accepted")
         t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
-        rc = srv.wait_exit(scaled(4))
+        rc = srv.wait_exit(8)
         elapsed = time.monotonic() - t0
     assert rc == 0, (rc, srv.stderr_tail())
-    assert 0.8 <= elapsed <= scaled(3), elapsed
+    assert elapsed >= 0.8, elapsed
 
 
 def test_second_signal_exits_at_once(start_server):
@@ -209,14 +211,13 @@ def test_second_signal_exits_at_once(start_server):
     with srv.conn() as c:
         c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
         wait_until(lambda: srv.metrics()["hotpath_connections_open"] >= 2,
-                   scaled(3), what="upload connection accepted")
+                   scaled(10), what="upload connection accepted")
         srv.signal(signal.SIGTERM)
-        wait_until(lambda: not can_connect(srv.port, timeout=0.2), scaled(2),
+        wait_until(lambda: not can_connect(srv.port, timeout=0.2), PROMPT,
                    what="listening socket closed")
         assert srv.alive()
-        t0 = time.monotonic()
         srv.signal(signal.SIGTERM)
-        rc = srv.wait_exit(scaled(3))
+        # Within a third of the 30 s drain: at once, not when it ends.
+        rc = srv.wait_exit(10)
         assert rc is not None, "second SIGTERM did not stop the server"
-        assert time.monotonic() - t0 < scaled(2)
     srv.checked = True      # its exit status is free here (0 or 1)

@@ -126,8 +126,10 @@ LOG_LINE = re.compile(r'^(\S+) - - \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] 
                       r'"([^"]*)" (\d{3}) (\d+) "([^"]*)" "([^"]*)"$')
 
 
-def read_log(path, n, timeout=3.0):
-    """Waits until the log holds n lines (the workers flush within a second)."""
+def read_log(path, n, timeout=5.0):
+    """Waits until the log holds n lines. The workers flush every second; the
+    bound is five of those periods, so that a loaded machine cannot miss it
+    and a log that waited for exit or a full buffer still would."""
     def lines():
         if not path.exists():
             return None
@@ -140,14 +142,12 @@ def test_access_log_combined_format(serve, tmp_path):
     tree(tmp_path, {"www/a.txt": b"hello\n"})
     log = tmp_path / "access.log"
     s = serve("root: www\naccess_log: {enabled: true, path: %s}\n" % log)
-    t0 = time.monotonic()
     with Conn(s.port) as c:
         c.request("GET", "/a.txt?x=1", headers={"Referer": "http://r/", "User-Agent": 'ua "q"'})
         c.request("HEAD", "/a.txt")
         c.request("GET", "/missing")
         c.request("POST", "/echo", body=b"12345")
-    lines = read_log(log, 4)
-    assert time.monotonic() - t0 < scaled(2.5)  # flushed within about a second
+    lines = read_log(log, 4)  # flushed while the server runs
     parsed = [LOG_LINE.match(l) for l in lines]
     assert all(parsed), lines
     assert [p.group(3) for p in parsed] == ["GET /a.txt?x=1 HTTP/1.1", "HEAD /a.txt HTTP/1.1",

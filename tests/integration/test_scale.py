@@ -106,14 +106,20 @@ def test_5000_idle_connections_do_not_slow_requests(start_server):
                 wait_until(lambda: srv.metrics(mc)["hotpath_connections_open"] >= n + 1,
                            scaled(15), what="%d connections open" % n)
             with srv.conn() as c:
-                worst = 0.0
+                took = []
                 for i in range(100):
                     t0 = time.monotonic()
                     resp = c.request("GET", "/plaintext" if i % 2 else "/json")
-                    worst = max(worst, time.monotonic() - t0)
+                    took.append(time.monotonic() - t0)
                     assert resp.status == 200
                     assert resp.body == (PLAINTEXT_BODY if i % 2 else JSON_BODY)
-                assert worst < scaled(0.5), "slowest request took %.3f s" % worst
+                # Work per request that grew with the idle connections would
+                # slow most requests, so the 90th percentile shows it; one
+                # request that a loaded machine preempts does not fail the
+                # test. A stall of seconds is a bug whatever the load.
+                took.sort()
+                assert took[89] < scaled(0.5), "90th percentile %.3f s" % took[89]
+                assert took[-1] < scaled(5), "slowest request took %.3f s" % took[-1]
             # The idle connections are still there.
             for s in socks[::500]:
                 s.settimeout(0.001)

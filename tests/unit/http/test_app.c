@@ -5,7 +5,12 @@
  * The served tests start the app on a thread of their own (hp_app_run with
  * one worker, no signal handling, a free loopback port) and talk to it over
  * blocking loopback sockets from the test thread; each teardown stops it
- * with hp_app_stop and checks that hp_app_run returned 0 within a second.
+ * with hp_app_stop and checks that hp_app_run returned 0. The worker runs
+ * on a manual clock (A.clock, hp_app_set_clock) that moves only when a
+ * test advances it: a handler's timer or a cache entry's max-age expires
+ * exactly then, and a stop cannot have been ended by the drain timer.
+ * Waits for the other thread or the kernel have real-time bounds only to
+ * end a broken test, PATIENCE_MS long.
  * Handlers and middleware run on the worker and record what they did in
  * R (events in call order, counters), which the test thread reads once the
  * response that follows them has arrived.
@@ -34,6 +39,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "../manual_clock.h"
+
+/* How long a wait for the worker thread or the kernel may take before the
+ * test is taken to be broken: far beyond what a loaded machine needs. */
+#define PATIENCE_MS 20000
 
 /* ---- what the worker records ---- */
 
@@ -214,6 +225,7 @@ static struct {
     int rc;
     uint16_t port;
     char listen[32];
+    mclock_t clock; /* the worker's */
 } A;
 
 static uint16_t free_port(void)
@@ -248,7 +260,7 @@ static int cli_connect(void)
         close(fd);
         return -1;
     }
-    struct timeval tv = {.tv_sec = 2};
+    struct timeval tv = {.tv_sec = PATIENCE_MS / 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
 }
@@ -267,12 +279,23 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Starts A.app on its thread and waits until it accepts connections. */
+/* Polls cond (set by the worker thread) every millisecond until it holds
+ * or PATIENCE_MS have passed; the caller asserts it after. */
+#define WAIT_UNTIL(cond)                                                       \
+    do {                                                                       \
+        uint64_t dl_ = now_ms() + PATIENCE_MS;                                 \
+        while (!(cond) && now_ms() < dl_)                                      \
+            usleep(1000);                                                      \
+    } while (0)
+
+/* Starts A.app on its thread, on A.clock, and waits until it accepts
+ * connections. */
 static void start(void)
 {
     A.rc = 1;
+    assert_int_equal(hp_app_set_clock(A.app, &A.clock.src), 0);
     assert_int_equal(pthread_create(&A.thread, NULL, run_thread, NULL), 0);
-    uint64_t dl = now_ms() + 2000;
+    uint64_t dl = now_ms() + PATIENCE_MS;
     int fd;
     while ((fd = cli_connect()) < 0 && now_ms() < dl)
         usleep(2000);
@@ -280,16 +303,16 @@ static void start(void)
     close(fd);
 }
 
-/* Stops it: hp_app_run must return 0 within a second. */
+/* Stops it: hp_app_run must return 0. The worker's clock stands still, so
+ * its drain timer cannot end the run: it ends because the stop closed
+ * the idle connections at once. */
 static void stop(void)
 {
-    uint64_t t0 = now_ms();
     hp_app_stop(A.app);
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 2;
+    dl.tv_sec += PATIENCE_MS / 1000;
     assert_int_equal(pthread_timedjoin_np(A.thread, NULL, &dl), 0);
-    assert_true(now_ms() - t0 < 1000);
     assert_int_equal(A.rc, 0);
     assert_string_equal(hp_app_error(A.app), "");
 }
@@ -299,6 +322,7 @@ static int setup(void **state)
     (void)state;
     memset(&R, 0, sizeof R);
     memset(&A, 0, sizeof A);
+    mclock_init(&A.clock);
     A.port = free_port();
     snprintf(A.listen, sizeof A.listen, "127.0.0.1:%u", A.port);
     hp_app_config_t cfg = config(A.listen);
@@ -633,10 +657,8 @@ static void test_send_ref_once_per_response(void **state)
     resp_read(c, &r, true);
     assert_string_equal(header(&r, "Content-Length"), "12");
     conn_close(c);
-    uint64_t dl = now_ms() + 1000;
-    while (__atomic_load_n(&R.ref_done, __ATOMIC_RELAXED) < 6 && now_ms() < dl)
-        usleep(1000);
-    usleep(20000);
+    WAIT_UNTIL(__atomic_load_n(&R.ref_done, __ATOMIC_RELAXED) >= 6);
+    usleep(20000); /* time for a seventh call, which must not come */
     assert_int_equal(__atomic_load_n(&R.ref_done, __ATOMIC_RELAXED), 6);
 }
 
@@ -646,13 +668,20 @@ static void test_pending_timer_pipelined(void **state)
 {
     (void)state;
     conn_t *c = conn_open();
-    uint64_t t0 = now_ms();
     conn_send(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /fast HTTP/1.1\r\nHost: h\r\n\r\n");
+    WAIT_UNTIL(nev() >= 1);
+    assert_int_equal(nev(), 1); /* pending on its 50 ms timer */
+    /* Nothing can be answered while the clock stands still. */
+    usleep(20000);
+    char b;
+    assert_int_equal(recv(c->fd, &b, 1, MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(nev(), 1);
+    mclock_advance_ms(&A.clock, 50);
     resp_t r;
     resp_read(c, &r, false);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "slow");
-    assert_true(now_ms() - t0 >= 45);
     resp_read(c, &r, false);
     assert_string_equal(r.body, "fast");
     static const int order[] = {EV_SLOW, EV_SLOW_FIRE, EV_FAST};
@@ -672,19 +701,15 @@ static void test_abort_on_client_reset(void **state)
     (void)state;
     conn_t *c = conn_open();
     conn_send(c, "GET /hang HTTP/1.1\r\nHost: h\r\n\r\n");
-    uint64_t dl = now_ms() + 1000;
-    while (nev() < 1 && now_ms() < dl)
-        usleep(1000);
+    WAIT_UNTIL(nev() >= 1);
     assert_int_equal(nev(), 1);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     conn_close(c); /* RST */
-    dl = now_ms() + 1000;
-    while (__atomic_load_n(&R.aborts, __ATOMIC_ACQUIRE) == 0 && now_ms() < dl)
-        usleep(1000);
+    WAIT_UNTIL(__atomic_load_n(&R.aborts, __ATOMIC_ACQUIRE) != 0);
     if (__atomic_load_n(&R.aborts, __ATOMIC_ACQUIRE) != 1)
-        fail_msg("on_abort not called within 1 s of the client's reset");
-    usleep(20000);
+        fail_msg("on_abort not called after the client's reset");
+    usleep(20000); /* time for a second call, which must not come */
     assert_int_equal(__atomic_load_n(&R.aborts, __ATOMIC_ACQUIRE), 1);
     assert_int_equal(nev(), 1); /* no EV_WRONG */
 }
@@ -698,6 +723,8 @@ static void test_half_close_pending_answered(void **state)
     conn_t *c = conn_open();
     conn_send(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+    WAIT_UNTIL(nev() >= 1);
+    mclock_advance_ms(&A.clock, 50); /* the handler's timer */
     resp_t r;
     resp_read(c, &r, false);
     assert_int_equal(r.status, 200);
@@ -709,7 +736,7 @@ static void test_half_close_pending_answered(void **state)
     assert_events(order, 2);
 }
 
-/* Routes and middleware are fixed while it runs; a second app on the same
+/* Routes, middleware and the clock are fixed while it runs; a second app on the same
  * port fails to run and says where. */
 static void test_busy(void **state)
 {
@@ -719,6 +746,7 @@ static void test_busy(void **state)
                      -EBUSY);
     assert_true(err[0] != '\0');
     assert_int_equal(hp_app_use(A.app, mw_before, NULL, NULL), -EBUSY);
+    assert_int_equal(hp_app_set_clock(A.app, NULL), -EBUSY);
 
     hp_app_config_t cfg = config(A.listen);
     hp_app_t *second = hp_app_new(&cfg, err, sizeof err);
@@ -856,7 +884,11 @@ static void test_response_cache(void **state)
     GET("/max-age");
     assert_string_equal(r.body, "max-age 6");
     assert_string_equal(header(&r, "Cache-Control"), "public, max-age=1");
-    usleep(1100 * 1000); /* max-age=1 */
+    /* max-age=1: fresh for 999 ms more, stale at 1000 */
+    mclock_advance_ms(&A.clock, 999);
+    GET("/max-age");
+    assert_string_equal(r.body, "max-age 6");
+    mclock_advance_ms(&A.clock, 1);
     GET("/max-age");
     assert_string_equal(r.body, "max-age 7");
 

@@ -143,7 +143,7 @@ static void srv_start(srv_t *s, int use, const hp_cors_config_t *cors)
                                   err, sizeof err), 0);
     assert_int_equal(hp_app_route(app, HP_ROUTER_GET, "/plain", h_ok, NULL, err, sizeof err), 0);
     assert_int_equal(pthread_create(&s->th, NULL, srv_main, s), 0);
-    for (int i = 0; i < 500; i++) { /* up to 5 s */
+    for (int i = 0; i < 2000; i++) { /* up to 20 s: only a broken app takes that */
         int fd = dial(s->port);
         if (fd >= 0) {
             close(fd);

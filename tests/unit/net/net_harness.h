@@ -17,11 +17,18 @@
  *   - in its setup: reset its own state, then h_reset() and
  *     hp_sys_set_ops(...) as it needs; adjust H.cfg in the test itself;
  *   - start the worker with h_start_with(proto, id) (usually through a
- *     one-line h_start() of its own);
+ *     one-line h_start() of its own), or h_init(id) for a bare one;
  *   - clients: cli_open(rcvbuf) (connected and accepted), cli_connect()
  *     (not waiting for the accept), cli_send/cli_sends, cli_close, has(),
  *     conn_of() for the server side of a client;
- *   - time: step(), PUMP_UNTIL(cond, ms), pump_for(ms), mono_ms();
+ *   - time: the worker runs on a manual clock (H.clock) that stands still
+ *     unless the test calls tick(ms), so its timers (write, drain, accept
+ *     retry, the protocol's) fire exactly when the test says and never
+ *     because the machine was slow. step(), PUMP_UNTIL(cond, ms) and
+ *     pump_for(ms) wait real time, for the kernel (socket data, FINs); the
+ *     ms of PUMP_UNTIL is only how long a broken test takes to fail, and
+ *     is stretched by NH_PATIENCE so that a loaded machine never reaches
+ *     it; mono_ms() is the real clock for such bounds;
  *   - in its teardown: h_teardown(), which closes the clients, waits for the
  *     worker to close their connections, checks that the pools are empty and
  *     consistent, and destroys the worker.
@@ -51,7 +58,13 @@
 #include "hotpath/timer.h"
 #include "hotpath/worker.h"
 
+#include "../manual_clock.h"
+
 #define NH_UNUSED __attribute__((unused))
+
+/* Real-time bounds on waits for the kernel are multiplied by this: they
+ * exist to end a test that is broken, not to time one that works. */
+#define NH_PATIENCE 10
 
 typedef struct cli {
     int fd;
@@ -68,6 +81,7 @@ static struct {
     hp_worker_config_t cfg;
     hp_worker_t w;
     bool started; /* h_teardown() destroys the worker */
+    mclock_t clock; /* the worker loop's clock */
     struct sockaddr_in addr;
     cli_t cli[NET_HARNESS_MAXCLI];
     int ncli;
@@ -111,12 +125,22 @@ static NH_UNUSED int open_listener(void)
     return lfd;
 }
 
+/* The worker (id `id`, no CPU pinning) with H.cfg, on the manual clock,
+ * with no protocol and no listener yet. */
+static NH_UNUSED void h_init(uint32_t id)
+{
+    assert_int_equal(hp_worker_init(&H.w, id, -1, &H.cfg), 0);
+    H.started = true;
+    /* before anything (a protocol's worker_init) can arm a timer */
+    mclock_init(&H.clock);
+    assert_int_equal(hp_loop_set_clock(&H.w.loop, &H.clock.src), 0);
+}
+
 /* The worker (id `id`, no CPU pinning) on a fresh listener with H.cfg,
  * `proto` registered with `arg` (its worker_init, if any, runs). */
 static NH_UNUSED void h_start_proto(const hp_proto_t *proto, void *arg, uint32_t id)
 {
-    assert_int_equal(hp_worker_init(&H.w, id, -1, &H.cfg), 0);
-    H.started = true;
+    h_init(id);
     assert_int_equal(hp_worker_add_proto(&H.w, proto, arg), 0);
     assert_int_equal(hp_worker_listen(&H.w, open_listener(), proto), 0);
 }
@@ -156,20 +180,32 @@ static NH_UNUSED void step(int wait_ms)
             cli_read(&H.cli[i]);
 }
 
-/* Steps until cond holds or ms have passed; the caller asserts cond after,
- * so that a timeout fails with the condition's own message. */
+/* Steps until cond holds or NH_PATIENCE * ms of real time have passed;
+ * the caller asserts cond after, so that a timeout fails with the
+ * condition's own message. The worker's clock does not move. */
 #define PUMP_UNTIL(cond, ms)                                                   \
     do {                                                                       \
-        uint64_t dl_ = mono_ms() + (ms);                                       \
+        uint64_t dl_ = mono_ms() + NH_PATIENCE * (uint64_t)(ms);               \
         while (!(cond) && mono_ms() < dl_)                                     \
             step(1);                                                           \
     } while (0)
 
+/* Steps for ms of real time: for the kernel to deliver what it will,
+ * before a test checks that something did not happen. The worker's clock
+ * does not move. */
 static NH_UNUSED void pump_for(int ms)
 {
     uint64_t dl = mono_ms() + (uint64_t)ms;
     while (mono_ms() < dl)
         step(1);
+}
+
+/* Moves the worker's clock on by ms and runs one iteration that does not
+ * wait: every timer due by then fires, in that iteration. */
+static NH_UNUSED void tick(uint64_t ms)
+{
+    mclock_advance_ms(&H.clock, ms);
+    step(0);
 }
 
 /* A non-blocking, reading client, connected without waiting for the accept;
@@ -221,7 +257,7 @@ static NH_UNUSED hp_conn_t *conn_of(const cli_t *k)
 static NH_UNUSED void cli_send(cli_t *k, const void *buf, size_t len)
 {
     const char *p = buf;
-    uint64_t dl = mono_ms() + 2000;
+    uint64_t dl = mono_ms() + NH_PATIENCE * 2000;
     while (len > 0) {
         ssize_t n = write(k->fd, p, len);
         if (n > 0) {

@@ -432,7 +432,7 @@ static void test_file_shrank_closes(void **state)
     h_start();
     cli_t *k = cli_open(0);
     cli_sends(k, "FILE\n");
-    PUMP_UNTIL(k->eof, 1000); /* the write timeout is 3 s */
+    PUMP_UNTIL(k->eof, 1000); /* the write timer cannot: the clock stands still */
     assert_true(k->eof);
     assert_int_equal(k->rxlen, 1000);
     assert_int_equal(H.w.nconns, 0);
@@ -674,25 +674,32 @@ static void test_pause_resume_reads_rest_of_socket(void **state)
     assert_idle(conn_of(k));
 }
 
+/* A reader that takes nothing for write_timeout_ms is closed then, and
+ * not a millisecond before. */
 static void test_write_timeout(void **state)
 {
     (void)state;
     H.cfg.write_timeout_ms = 150;
     h_start();
     cli_t *k = cli_stalled();
+    hp_conn_t *c = conn_of(k);
     cli_sends(k, "BIG\nBIG\n");
-    uint64_t t0 = mono_ms();
-    PUMP_UNTIL(H.w.nconns == 0, 2000);
-    uint64_t dt = mono_ms() - t0;
+    PUMP_UNTIL(c->flags & HP_CONN_F_WRITE_WAIT, 1000);
+    assert_true(c->flags & HP_CONN_F_WRITE_WAIT);
+    pump_for(20); /* anything else the kernel had to say */
+    tick(149);
+    assert_int_equal(H.w.nconns, 1);
+    assert_int_equal(H.w.stats.timeouts, 0);
+    tick(1);
     assert_int_equal(H.w.nconns, 0);
-    assert_true(dt >= 140);
-    assert_true(dt < 1000);
     assert_int_equal(H.w.stats.timeouts, 1);
     assert_int_equal(T.on_timeout, 0); /* the write timer is the engine's */
     assert_int_equal(T.on_close, 1);
 }
 
-/* A slow reader that keeps making progress is not a stalled one. */
+/* A slow reader that keeps making progress is not a stalled one: it takes
+ * a little every 100 ms, against a write timeout of 150 ms, for as long
+ * as its responses take (many times the timeout). */
 static void test_slow_reader_survives_write_timeout(void **state)
 {
     (void)state;
@@ -702,9 +709,11 @@ static void test_slow_reader_survives_write_timeout(void **state)
     cli_sends(k, "BIG\nBIG\nBIG\n");
     char buf[16384];
     size_t got = 0;
-    uint64_t dl = mono_ms() + 5000;
+    int rounds = 0;
+    uint64_t dl = mono_ms() + NH_PATIENCE * 5000;
     while (got < 3 * (size_t)BIG_LEN && mono_ms() < dl) {
-        pump_for(40);
+        tick(100);
+        rounds++;
         ssize_t n = read(k->fd, buf, sizeof buf);
         if (n > 0)
             got += (size_t)n;
@@ -712,6 +721,7 @@ static void test_slow_reader_survives_write_timeout(void **state)
             break;
     }
     assert_int_equal(got, 3 * (size_t)BIG_LEN);
+    assert_true(rounds * 100 > 2 * 150); /* the stall timer had its chances */
     assert_int_equal(H.w.stats.timeouts, 0);
     assert_int_equal(H.w.nconns, 1);
 }
@@ -796,7 +806,8 @@ static void test_flush_eagain_then_sent_in_turn(void **state)
     cli_sends(k, "FLUSH\n");
     PUMP_UNTIL(k->rxlen >= 2, 1000);
     assert_true(has(k, "F\n"));
-    pump_for(250);
+    pump_for(20);
+    tick(250); /* past any write timer the EAGAIN may have left */
     if (H.w.nconns != 1)
         fail_msg("idle connection closed by a stale write timer");
     assert_false(k->eof);
@@ -826,17 +837,24 @@ static void test_protocol_timer(void **state)
     h_start();
     cli_t *k = cli_open(0);
     cli_sends(k, "TIMER 30\n");
-    uint64_t t0 = mono_ms();
+    PUMP_UNTIL(T.lines >= 1, 1000);
+    assert_int_equal(T.lines, 1);
+    tick(29);
+    assert_int_equal(T.on_timeout, 0);
+    tick(1);
+    assert_int_equal(T.on_timeout, 1);
     PUMP_UNTIL(k->eof, 1000);
     assert_true(k->eof);
-    assert_true(mono_ms() - t0 >= 25);
     assert_true(has(k, "T\n"));
     assert_int_equal(T.on_timeout, 1);
     assert_int_equal(H.w.stats.timeouts, 0); /* counted by the protocol, if at all */
     /* cancelled: no timeout */
     cli_t *k2 = cli_open(0);
     cli_sends(k2, "TIMER 30\nTIMER 0\n");
-    pump_for(80);
+    PUMP_UNTIL(T.lines >= 3, 1000);
+    assert_int_equal(T.lines, 3);
+    tick(80);
+    pump_for(20);
     assert_false(k2->eof);
     assert_int_equal(T.on_timeout, 1);
 }
