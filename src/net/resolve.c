@@ -19,8 +19,10 @@
  *     does: every /etc/nsswitch.conf module (files, dns, but also
  *     myhostname, mdns, resolve, ldap ...), resolv.conf's search list and
  *     options, gai.conf's RFC 6724 order and AI_ADDRCONFIG. c-ares 1.18
- *     (Debian 12) reads only "files" and "dns" from nsswitch.conf and
- *     sorts by its own RFC 6724 rules without gai.conf.
+ *     (Debian 12) reads only "files" and "dns" from nsswitch.conf, sorts
+ *     by its own RFC 6724 rules without gai.conf, makes no interface
+ *     query for AI_ADDRCONFIG, and even asks DNS about a numeric IPv4
+ *     host before answering it (strace: 8 queries per lookup).
  *   - dependency: none, against libc-ares2 for the library and its users.
  *   - what it costs us: a slow DNS server holds a helper for the whole
  *     lookup (resolv.conf's timeout and attempts), so with two helpers a
