@@ -206,7 +206,8 @@ static HP_COLD void accept_failed(hp_worker_t *w, int err)
 }
 
 /* Takes a connection struct for `fd`, running `proto`, and watches it
- * (fd -1: a connection whose socket comes later, see connect_host).
+ * (fd -1: a connection whose socket comes later, see
+ * hp_worker_connect_host).
  * Takes ownership of fd on every path. Returns 0, -ENOBUFS when no struct,
  * slot or protocol state could be had, or the error epoll_ctl gave. */
 static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *proto,

@@ -567,6 +567,27 @@ static void test_close_while_resolving(void **state)
     assert_int_equal(T.closed, 2);
 }
 
+/* Many connections by name at once: each lookup waits its turn for one
+ * of the two helpers, and every connection opens. */
+static void test_many_concurrent(void **state)
+{
+    (void)state;
+    enum { N = 60 };
+    start(0, 0);
+    hp_conn_t *c[N];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(hp_worker_connect_host(&H.w, "localhost", port(), &proto, &T.marker,
+                                                NULL, &c[i]), 0);
+    assert_true(hp_resolve_live(T.r) > 0);
+    PUMP_UNTIL(T.opened == N || T.conn_errors, 10000);
+    assert_int_equal(T.conn_errors, 0);
+    assert_int_equal(T.opened, N);
+    assert_true(hp_resolve_threads(T.r) <= HP_RESOLVE_THREADS);
+    for (int i = 0; i < N; i++)
+        hp_conn_close(c[i]);
+    assert_int_equal(T.closed, N);
+}
+
 /* Every allocation of a resolver and of a connection by name fails in
  * turn: each failure is reported, leaves nothing open or allocated, and
  * the next try works. */
@@ -654,6 +675,7 @@ int main(void)
         T_(test_connect_next_address),
         T_(test_timeout_covers_lookup),
         T_(test_close_while_resolving),
+        T_(test_many_concurrent),
         T_(test_oom_sweep),
         T_(test_engine_shares_resolver),
     };
