@@ -175,16 +175,20 @@ static void deliver(hp_worker_t *w, uint64_t arg, void *ptr)
     req_free(q);
 }
 
-/* Starts one more helper if every running one is busy. Called with r->mu
- * held. Returns 0 or -errno (-EAGAIN when none exists and none started). */
 static void *helper_main(void *arg);
 
+/* Starts one more helper when none is free for one more request and the
+ * limit allows. Called with r->mu held. Returns 0, or -EAGAIN when no
+ * helper exists and none could be started (with one or more running, the
+ * request just waits its turn). */
 static int grow(hp_resolve_t *r)
 {
     if (r->idle > r->queued || r->nthreads == r->max_threads)
         return 0;
-    /* Helpers must not take the process's signals (SIGHUP, SIGTERM are
-     * for the main thread): they start with everything blocked. */
+    /* Under the lock, but once per helper for the resolver's life: a
+     * helper, once started, stays until hp_resolve_destroy. Helpers must
+     * not take the process's signals (SIGHUP, SIGTERM are for the main
+     * thread): they start with everything blocked. */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -213,11 +217,9 @@ int hp_resolve_start(hp_resolve_t *r, hp_worker_t *w, const char *host, int fami
     q->arg = arg;
     q->family = family;
     memcpy(q->host, host, len + 1);
-    int e = 0;
     pthread_mutex_lock(&r->mu);
-    if (r->queued >= r->max_queued)
-        e = -EBUSY;
-    else if ((e = grow(r)) == 0) {
+    int e = r->queued >= r->max_queued ? -EBUSY : grow(r);
+    if (e == 0) {
         q->state = REQ_QUEUED;
         q->prev = r->tail;
         if (r->tail)
