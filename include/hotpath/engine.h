@@ -6,7 +6,9 @@
  * front (so start-up errors are reported before any thread runs), pins
  * worker i to the i-th CPU the process may use, and collects the workers'
  * exit reports through its own MPSC inbox and eventfd. Its workers form
- * one group: a connection handle names a worker by its index in it.
+ * one group: a connection handle names a worker by its index in it. They
+ * share one resolver (resolve.h), whose helper threads start on the first
+ * lookup and stop in hp_engine_destroy.
  */
 #ifndef HOTPATH_ENGINE_H
 #define HOTPATH_ENGINE_H
@@ -16,6 +18,7 @@
 
 #include "hotpath/listener.h"
 #include "hotpath/mpsc.h"
+#include "hotpath/resolve.h"
 #include "hotpath/worker.h"
 
 typedef struct hp_engine {
@@ -25,6 +28,8 @@ typedef struct hp_engine {
     uint32_t running;             /* workers whose loop has not reported exit */
     hp_mpsc_t inbox;              /* exit reports from the workers */
     int wake_fd;                  /* owned eventfd: readable when a report arrives */
+    hp_resolve_t *resolver;       /* owned: host names for the workers'
+                                     hp_worker_connect_host */
 } hp_engine_t;
 
 /* The number of CPUs this process may run on, writing their ids to

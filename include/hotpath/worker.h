@@ -22,6 +22,7 @@
 #include "hotpath/loop.h"
 #include "hotpath/mpsc.h"
 #include "hotpath/pool.h"
+#include "hotpath/resolve.h"
 
 typedef struct hp_worker_config {
     uint32_t rbuf_size;         /* read chunk bytes, protocol state included */
@@ -145,6 +146,9 @@ struct hp_worker {
 
     pthread_t thread;
     bool started;
+    /* borrowed: looks up host names for hp_worker_connect_host (the
+     * engine's, shared by its workers); NULL: numeric hosts only */
+    hp_resolve_t *resolver;
     hp_worker_stats_t stats;
 };
 
@@ -189,6 +193,35 @@ typedef struct hp_connect_opts {
 int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
                       const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
                       hp_conn_t **out);
+
+/* Opens an outbound TCP connection to `host` (a name, or an IPv4 or IPv6
+ * address in text) and `port` that runs `proto`, with `udata` in
+ * c->udata, as hp_worker_connect does once the name is resolved. The
+ * connection exists at once: the caller may close it, and it runs the
+ * protocol's on_close, from the start. A numeric host is connected to
+ * directly. A name is looked up by w->resolver on a helper thread
+ * (getaddrinfo: /etc/hosts, nsswitch.conf, DNS ...) while the worker goes
+ * on; then its addresses are tried in getaddrinfo's order, one after the
+ * other, the next when a connect fails (refused, unreachable), until one
+ * connects: proto->on_open runs then. opts->timeout_ms covers the lookup
+ * and every connect together. Otherwise proto->on_connect_error(c, err)
+ * runs and the connection closes, with err:
+ *   -ETIMEDOUT  the timeout passed (during the lookup or a connect);
+ *   -ENXIO      no such host (EAI_NONAME), or no address it can use;
+ *   -EAGAIN     no DNS server answered (EAI_AGAIN);
+ *   other       see hp_resolve_error, or the last connect's -errno.
+ * Closing the connection during the lookup cancels it: no callback but
+ * on_close runs, and nothing is left behind. Until the first callback,
+ * c->proto and c->udata are the engine's (they hold the dial state; every
+ * callback sees the caller's): keep your own pointer to udata. Call from the worker's thread
+ * (or before it starts). No callback runs before this returns. Returns 0
+ * with *out set, or (nothing left open): -EINVAL (empty or too long host,
+ * state too big), -EOPNOTSUPP for a name on a worker without a resolver,
+ * -EBUSY when the resolver's queue is full, -ENOMEM/-ENOBUFS, or what
+ * hp_worker_connect returns for a numeric host. */
+int hp_worker_connect_host(hp_worker_t *w, const char *host, uint16_t port,
+                           const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
+                           hp_conn_t **out);
 
 /* Starts the worker's thread (pinned to w->cpu). Returns 0 or -errno. */
 int hp_worker_start(hp_worker_t *w);

@@ -470,8 +470,10 @@ void hp_conn_close(hp_conn_t *c)
     if (c->proto->on_close)
         c->proto->on_close(c);
     hp_loop_timer_cancel(&w->loop, &c->timer);
-    /* close() also removes the fd from epoll: no epoll_ctl needed. */
-    close(c->io.fd);
+    /* close() also removes the fd from epoll: no epoll_ctl needed. A
+     * connection still resolving its host name has no socket yet. */
+    if (c->io.fd >= 0)
+        close(c->io.fd);
     c->io.fd = -1;
     if (c->out)
         release_out(c);
@@ -670,7 +672,10 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
     if (err) {
         if (c->proto->on_connect_error)
             c->proto->on_connect_error(c, -err);
-        hp_conn_close(c);
+        /* A connection opened by host name may have gone on to its next
+         * address (hp_worker_connect_host): it is connecting again. */
+        if (!(c->flags & HP_CONN_F_CONNECTING))
+            hp_conn_close(c);
         return false;
     }
     if (c->proto->on_open)

@@ -82,10 +82,16 @@ int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *
         w->report_to = &e->inbox;
         w->report_fd = e->wake_fd;
     }
+    /* One resolver for all the workers (hp_worker_connect_host); its
+     * helper threads start on the first lookup, so an engine that never
+     * connects by name runs none. */
+    if ((r = hp_resolve_new(&e->resolver, NULL)) < 0)
+        goto fail;
     /* Handles name a worker by its index in this array. */
     for (uint32_t i = 0; i < nworkers; i++) {
         e->workers[i].group = e->workers;
         e->workers[i].ngroup = nworkers;
+        e->workers[i].resolver = e->resolver;
     }
     return 0;
 fail:
@@ -183,8 +189,14 @@ void hp_engine_destroy(hp_engine_t *e)
         if (w->started)
             pthread_join(w->thread, NULL);
         w->started = false;
-        hp_worker_destroy(w);
     }
+    /* Between the loops' end and the workers' destruction: the answers
+     * of lookups still in progress go to inboxes that hp_worker_destroy
+     * then drains. */
+    hp_resolve_destroy(e->resolver);
+    e->resolver = NULL;
+    for (uint32_t i = 0; i < e->nworkers; i++)
+        hp_worker_destroy(&e->workers[i]);
     e->nworkers = 0;
     hp_free(e->workers);
     e->workers = NULL;

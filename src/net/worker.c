@@ -16,6 +16,7 @@
  */
 #include "hotpath/worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -204,7 +205,9 @@ static HP_COLD void accept_failed(hp_worker_t *w, int err)
     }
 }
 
-/* Takes a connection struct for `fd`, running `proto`, and watches it.
+/* Takes a connection struct for `fd`, running `proto`, and watches it
+ * (fd -1: a connection whose socket comes later, see
+ * hp_worker_connect_host).
  * Takes ownership of fd on every path. Returns 0, -ENOBUFS when no struct,
  * slot or protocol state could be had, or the error epoll_ctl gave. */
 static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *proto,
@@ -218,16 +221,18 @@ static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *pr
     memset(c, 0, sizeof *c);
     c->worker = w;
     c->flags = flags;
+    c->io.fd = fd;
     int r = hp_conn_start(c, proto, udata);
     if (r == 0 && !slot_take(w, c))
         r = -ENOBUFS;
-    else if (r == 0 && (r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP,
-                                        c->io.cb)) < 0)
+    else if (r == 0 && fd >= 0 &&
+             (r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb)) < 0)
         slot_release(w, c);
     /* Reads and writes are registered once, edge-triggered: no
      * epoll_ctl is ever needed again for this connection. */
     if (HP_UNLIKELY(r < 0)) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         if (c->cstate)
             hp_worker_cstate_put(w, c->cstate, proto->cstate_size);
         hp_pool_put(&w->conn_pool, c);
@@ -235,6 +240,18 @@ static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *pr
     }
     *out = c;
     return 0;
+}
+
+/* Closes a connection nobody has seen yet: it goes without the
+ * protocol's callbacks. */
+static void close_unseen(hp_worker_t *w, hp_conn_t *c)
+{
+    static const hp_proto_t unseen = {.name = "unseen"};
+    if (c->cstate)
+        hp_worker_cstate_put(w, c->cstate, c->proto->cstate_size);
+    c->cstate = NULL;
+    c->proto = &unseen;
+    hp_conn_close(c);
 }
 
 int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
@@ -257,19 +274,219 @@ int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len
     if (r == 0 && connect(fd, addr, len) < 0 && errno != EINPROGRESS)
         r = -errno;
     if (r < 0) {
-        /* Nobody has seen the connection yet: it goes without the
-         * protocol's callbacks. */
-        static const hp_proto_t unseen = {.name = "unseen"};
-        if (c->cstate)
-            hp_worker_cstate_put(w, c->cstate, proto->cstate_size);
-        c->cstate = NULL;
-        c->proto = &unseen;
-        hp_conn_close(c);
+        close_unseen(w, c);
         return r;
     }
     if (opts && opts->timeout_ms)
         hp_loop_timer_arm(&w->loop, &c->timer, opts->timeout_ms);
     /* The first EPOLLOUT (or EPOLLERR) tells the outcome; see io_cb. */
+    *out = c;
+    return 0;
+}
+
+/* ---- outbound connections by host name ----
+ *
+ * While its name is looked up and its addresses are tried, a connection
+ * runs the internal protocol `dialing`, whose udata is a dial_t holding
+ * the caller's protocol and udata. The connection struct has no room for
+ * more (it fills its 128-byte chunk), and this way conn.c's connect paths
+ * (the connect timer, connected()) serve both kinds of connect unchanged:
+ * they call on_connect_error, on_open or on_close, and `dialing` answers
+ * them. Whichever way the dialing ends, the caller's protocol and udata
+ * are back in place before its first callback runs, and a lookup still
+ * in progress is cancelled, so its answer can never reach a closed
+ * connection. */
+
+typedef struct dial {
+    const hp_proto_t *proto;     /* borrowed: the caller's */
+    void *udata;                 /* the caller's */
+    hp_resolve_req_t *req;       /* the lookup in progress; NULL once answered */
+    uint64_t deadline_ms;        /* loop time the whole connect must end by; 0: none */
+    hp_sockopts_t sock;
+    uint16_t port;
+    uint32_t next, n;            /* addrs[next, n) are still to be tried */
+    hp_resolve_addr_t addrs[HP_RESOLVE_MAX_ADDRS];
+} dial_t;
+
+/* Gives the connection back to the caller's protocol and frees the dial
+ * state. Returns the caller's protocol. */
+static const hp_proto_t *dial_end(hp_conn_t *c)
+{
+    dial_t *d = c->udata;
+    if (d->req)
+        hp_resolve_cancel(d->req);
+    c->proto = d->proto;
+    c->udata = d->udata;
+    hp_free(d);
+    return c->proto;
+}
+
+/* Starts a connect to the next address that takes one, on a new socket
+ * (the previous attempt's is closed, which also takes it out of epoll).
+ * Returns 0 with the connection CONNECTING again, or the last -errno. */
+static int dial_next(hp_conn_t *c)
+{
+    dial_t *d = c->udata;
+    hp_worker_t *w = c->worker;
+    int err = -ENXIO;
+    while (d->next < d->n) {
+        hp_resolve_addr_t *a = &d->addrs[d->next++];
+        if (c->io.fd >= 0)
+            close(c->io.fd);
+        c->io.fd = -1;
+        int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        err = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb);
+        if (err < 0) {
+            close(fd);
+            c->io.fd = -1;
+            continue;
+        }
+        if (a->sa.sa_family == AF_INET)
+            a->in.sin_port = htons(d->port);
+        else
+            a->in6.sin6_port = htons(d->port);
+        err = hp_conn_set_sockopts(c, &d->sock);
+        if (err == 0 && connect(fd, &a->sa, a->len) < 0 && errno != EINPROGRESS)
+            err = -errno;
+        if (err < 0)
+            continue; /* unreachable from here (no IPv6 route ...): the next */
+        c->flags |= HP_CONN_F_CONNECTING;
+        /* connected() disarmed the timer when the previous attempt
+         * failed; the remaining time goes on. */
+        if (d->deadline_ms) {
+            uint64_t now = hp_loop_now(&w->loop);
+            hp_loop_timer_arm(&w->loop, &c->timer,
+                              d->deadline_ms > now ? d->deadline_ms - now : 0);
+        }
+        return 0;
+    }
+    return err;
+}
+
+/* The lookup's answer, on this worker's thread. The connection is open:
+ * closing it would have cancelled the lookup. */
+static void dial_resolved(void *arg, int err, const hp_resolve_addr_t *addrs, uint32_t n)
+{
+    hp_conn_t *c = arg;
+    dial_t *d = c->udata;
+    d->req = NULL;
+    if (err == 0) {
+        memcpy(d->addrs, addrs, n * sizeof *addrs);
+        d->n = n;
+        if ((err = dial_next(c)) == 0)
+            return;
+    }
+    c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
+    const hp_proto_t *p = dial_end(c);
+    if (p->on_connect_error)
+        p->on_connect_error(c, err);
+    hp_conn_close(c);
+}
+
+static void dial_on_open(hp_conn_t *c)
+{
+    const hp_proto_t *p = dial_end(c);
+    if (p->on_open)
+        p->on_open(c);
+}
+
+/* A connect failed (conn.c closes the connection after this unless it is
+ * CONNECTING again) or the timeout passed (during the lookup too). */
+static void dial_on_connect_error(hp_conn_t *c, int err)
+{
+    dial_t *d = c->udata;
+    if (err != -ETIMEDOUT && d->next < d->n) {
+        /* Refused or unreachable: the next address, within the same
+         * timeout, as curl does without happy eyeballs. */
+        int r = dial_next(c);
+        if (r == 0)
+            return;
+        err = r;
+    }
+    const hp_proto_t *p = dial_end(c);
+    if (p->on_connect_error)
+        p->on_connect_error(c, err);
+}
+
+static void dial_on_close(hp_conn_t *c)
+{
+    const hp_proto_t *p = dial_end(c);
+    if (p->on_close)
+        p->on_close(c);
+}
+
+static const hp_proto_t dialing = {
+    .name = "dialing",
+    .on_open = dial_on_open,
+    .on_connect_error = dial_on_connect_error,
+    .on_close = dial_on_close,
+};
+
+/* A numeric host (IPv6 also in brackets, as in URLs) as an address. */
+static bool numeric_host(const char *host, uint16_t port, hp_resolve_addr_t *a)
+{
+    char buf[INET6_ADDRSTRLEN];
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof buf) {
+        memcpy(buf, host + 1, len - 2);
+        buf[len - 2] = '\0';
+        host = buf;
+    }
+    memset(a, 0, sizeof *a);
+    if (inet_pton(AF_INET, host, &a->in.sin_addr) == 1) {
+        a->in.sin_family = AF_INET;
+        a->in.sin_port = htons(port);
+        a->len = sizeof a->in;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &a->in6.sin6_addr) == 1) {
+        a->in6.sin6_family = AF_INET6;
+        a->in6.sin6_port = htons(port);
+        a->len = sizeof a->in6;
+        return true;
+    }
+    return false;
+}
+
+int hp_worker_connect_host(hp_worker_t *w, const char *host, uint16_t port,
+                           const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
+                           hp_conn_t **out)
+{
+    hp_resolve_addr_t a;
+    if (numeric_host(host, port, &a))
+        return hp_worker_connect(w, &a.sa, a.len, proto, udata, opts, out);
+    size_t len = strlen(host);
+    if (len == 0 || len > HP_RESOLVE_MAX_HOST ||
+        hp_proto_state_bytes(proto) + HP_CONN_MIN_RBUF > w->cfg->rbuf_size)
+        return -EINVAL;
+    if (!w->resolver)
+        return -EOPNOTSUPP;
+    dial_t *d = hp_calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    *d = (dial_t){.proto = proto, .udata = udata, .port = port,
+                  .sock = opts ? opts->sock : (hp_sockopts_t){.nodelay = w->cfg->nodelay}};
+    /* No socket yet: its family depends on the answer. The persistent
+     * state is the caller's protocol's, taken now. */
+    hp_conn_t *c;
+    int r = add_conn(w, -1, HP_CONN_F_CONNECTING, proto, udata, &c);
+    if (r == 0 && (r = hp_resolve_start(w->resolver, w, host, AF_UNSPEC, dial_resolved, c,
+                                        &d->req)) < 0)
+        close_unseen(w, c);
+    if (r < 0) {
+        hp_free(d);
+        return r;
+    }
+    c->proto = &dialing;
+    c->udata = d;
+    if (opts && opts->timeout_ms) {
+        d->deadline_ms = hp_loop_now(&w->loop) + opts->timeout_ms;
+        hp_loop_timer_arm(&w->loop, &c->timer, opts->timeout_ms);
+    }
     *out = c;
     return 0;
 }
