@@ -418,16 +418,21 @@ static void test_keepalive_timeout(void **state)
     HH.hcfg.keepalive_timeout_ms = 200;
     hh_start();
     resp_t r = {0};
-    /* The request is in the socket before the accept, so a test thread
-     * descheduled for a while cannot let the connection time out first. */
-    cli_t *k = cli_connect(0);
+    cli_t *k = cli_open(0);
     request(k, "GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n", &r);
     assert_int_equal(r.status, 200);
-    /* Idle after a response: closed quietly, no 408. */
+    cli_t *silent = cli_open(0); /* never sends anything */
+    /* The worker's clock stands still until the test moves it: one
+     * millisecond short of the timeout, both stay. */
+    tick(199);
+    pump_for(5);
+    assert_false(k->eof);
+    assert_false(silent->eof);
+    /* Idle after a response: closed quietly, no 408; the silent one goes
+     * the same way. */
+    tick(1);
     assert_true(closed_by_server(k));
     assert_int_equal(k->rxlen, 0);
-    /* A connection that never sends anything goes the same way. */
-    cli_t *silent = cli_connect(0);
     assert_true(closed_by_server(silent));
     assert_int_equal(silent->rxlen, 0);
     PUMP_UNTIL(H.w.nconns == 0, 1000);
@@ -437,7 +442,7 @@ static void test_keepalive_timeout(void **state)
 }
 
 /* A head that stops arriving is answered 408 and closed, even while
- * bytes keep trickling in. */
+ * bytes keep trickling in: the timeout counts from its first byte. */
 static void test_header_timeout(void **state)
 {
     (void)state;
@@ -446,10 +451,14 @@ static void test_header_timeout(void **state)
     cli_t *k = cli_open(0);
     static const char part[] = "GET /plaintext HTTP/1.1\r\nHost: h\r\nX-Slow: ";
     cli_sends(k, part);
-    for (int i = 0; i < 200 && !k->eof && k->rxlen == 0; i++) {
-        cli_sends(k, "a"); /* slowloris */
-        pump_for(5);
+    PUMP_UNTIL(hp_pool_in_use(&H.w.rpool) == 1, 1000); /* the first bytes are in */
+    for (int i = 0; i < 9; i++) {
+        cli_sends(k, "a"); /* slowloris: a byte every 10 ms */
+        PUMP_UNTIL(H.w.stats.bytes_in == sizeof part - 1 + (uint64_t)i + 1, 1000);
+        tick(10);
+        assert_int_equal(k->rxlen, 0);
     }
+    tick(10); /* 100 ms since the first byte */
     resp_t r = {0};
     resp_next(k, false, &r);
     assert_int_equal(r.status, 408);
