@@ -122,7 +122,7 @@ def test_write_timeout_closes_non_reading_client(start_server):
             # worker may accept it a moment after this one answers), or
             # "at most one open" would hold before it even started.
             wait_until(lambda: srv.metrics(mc)["hotpath_bytes_sent_total"] > (1 << 20),
-                       scaled(6), interval=0.05, what="the file to start going out")
+                       LATE, interval=0.05, what="the file to start going out")
             wait_until(lambda: srv.metrics(mc)["hotpath_connections_open"] <= 1,
                        LATE, interval=0.1,
                        what="the non-reading client to be closed")

@@ -522,7 +522,10 @@ static void test_timeout_covers_lookup(void **state)
     assert_int_equal(hp_worker_connect_host(&H.w, "slow.test", port(), &proto, &T.marker, &o, &c),
                      0);
     wait_entered(1);
-    PUMP_UNTIL(T.conn_errors == 1, 5000);
+    /* The worker's clock moves only when the test moves it. */
+    tick(29);
+    assert_int_equal(T.conn_errors, 0);
+    tick(1);
     assert_int_equal(T.conn_errors, 1);
     assert_int_equal(T.conn_err, -ETIMEDOUT);
     assert_int_equal(T.closed, 1);
