@@ -1,11 +1,13 @@
 """The request-target over raw sockets (RFC 9112 §3.2): which forms the
 server takes for which method, that every other target is a 400 with
-`Connection: close` and a closed connection.
+`Connection: close` and a closed connection, and that the redirect from a
+directory named without its '/' never leaves the server, whatever the
+target looked like.
 """
 
 import pytest
 
-from conftest import INDEX_HTML
+from conftest import INDEX_HTML, SUB_INDEX_HTML
 from helpers import PLAINTEXT_BODY
 from test_framing import assert_rejected
 
@@ -128,3 +130,45 @@ def test_rejected_target_after_a_good_request(server):
         c.send(raw("GET", "/plaintext") + raw("GET", "/a%zz"))
         assert c.read_response().body == PLAINTEXT_BODY
         assert_rejected(c, 400)
+
+
+# -- directory redirects stay on this server --------------------------------
+
+@pytest.mark.parametrize("method,target,location", [
+    ("GET", "/sub", "/sub/"),
+    ("GET", "//sub", "/sub/"),
+    ("GET", "///sub?x=1", "/sub/?x=1"),
+    ("HEAD", "//sub", "/sub/"),
+    ("GET", "/.//sub", "/sub/"),
+    ("GET", "/sub/..//sub", "/sub/"),
+    ("GET", "//./sub", "/sub/"),
+    ("GET", "/%73ub", "/sub/"),
+    ("GET", "//nosindex", "/nosindex/"),
+    ("GET", "http://localhost//sub", "/sub/"),
+    ("GET", "http://evil.example//sub?y", "/sub/?y"),
+])
+def test_directory_redirect_stays_on_server(server, method, target, location):
+    resp = send(server, method, target)
+    assert resp.status == 301, resp
+    loc = resp.header("Location")
+    assert loc == location, resp
+    assert not loc.startswith("//") and "\\" not in loc
+
+
+def test_directory_redirect_encodes_the_name(server):
+    """A directory whose name holds bytes a path may not carry raw comes
+    back percent-encoded (and '%' itself as %25)."""
+    (server.root / "a b%").mkdir()
+    (server.root / "a b%" / "index.html").write_bytes(SUB_INDEX_HTML)
+    resp = send(server, "GET", "//a%20b%25")
+    assert resp.status == 301 and resp.header("Location") == "/a%20b%25/", resp
+    follow = send(server, "GET", resp.header("Location"))
+    assert follow.status == 200 and follow.body == SUB_INDEX_HTML
+
+
+@pytest.mark.parametrize("target", ["/%2F%2Fsub", "/%2fsub", "/%5Csub",
+                                    "/\\sub", "/\\\\sub"])
+def test_encoded_or_backslash_slashes_never_redirect(server, target):
+    resp = send(server, "GET", target)
+    assert resp.status in (400, 404), resp
+    assert resp.header("Location") is None
