@@ -449,7 +449,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
      * and one without a path means "/" (RFC 9110 §4.2.3), which is not in
      * the buffer. */
     uint32_t plen = tg.path.len;
-    if (HP_UNLIKELY(tg.form != HP_TARGET_ORIGIN)) {
+    if (HP_UNLIKELY(tg.form == HP_TARGET_ABSOLUTE)) {
         if (plen) {
             target += tg.path.off;
             tlen -= tg.path.off;
