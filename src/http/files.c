@@ -23,6 +23,7 @@
 #include "hotpath/http_response.h"
 #include "hotpath/http_static.h"
 #include "server_int.h"
+#include "static_int.h"
 
 /* A request header's value by (lower-case) name, or NULL. */
 static const char *req_header(hp_conn_t *c, http_state_t *st, const char *name, size_t nlen,
@@ -123,6 +124,59 @@ static const hp_http_location_t *find_location(const hp_http_config_t *cfg, char
     return best;
 }
 
+/* Bytes a path segment of a Location may hold as they are (RFC 3986
+ * pchar without '%'); any other byte of a decoded segment is encoded. */
+static const uint8_t loc_plain[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1,
+    ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1, [':'] = 1, ['@'] = 1,
+};
+
+/* The header line "Location: ...\r\n" of the redirect from a directory
+ * named without its trailing '/' (target[0..len), checked origin-form
+ * path and query) into out[0..cap), with scratch[0..scap) as work space.
+ * Returns its length, or -400/-414.
+ *
+ * The path is the one the file was found by: decoded, without dot or
+ * empty segments, encoded again, with the '/' added; the query follows as
+ * received. Echoing the target instead would send "//assets" on to
+ * "//assets/", which a browser reads as the host "assets"; a canonical
+ * path starts with exactly one '/' and so always stays on this server,
+ * whatever leading slashes, dot segments or absolute-form the request
+ * used. */
+static int dir_location(char *out, size_t cap, char *scratch, size_t scap, const char *target,
+                        uint32_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    const char *q = memchr(target, '?', len);
+    uint32_t plen = q ? (uint32_t)(q - target) : len;
+    int n = hp_static_decode_path(target, plen, scratch, scap);
+    if (n < 0)
+        return n;
+    bool dir;
+    n = hp_static_normalize(scratch, (size_t)n, &dir);
+    if (n < 0)
+        return -400; /* not reached: the file was found by this path */
+    size_t o = (size_t)snprintf(out, cap, "Location: /");
+    for (int i = 0; i < n; i++) {
+        uint8_t b = (uint8_t)scratch[i];
+        if (cap - o < 4)
+            return -414;
+        if (loc_plain[b] || b == '/') {
+            out[o++] = (char)b;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[b >> 4];
+            out[o++] = hex[b & 15];
+        }
+    }
+    int w = snprintf(out + o, cap - o, "%s%.*s\r\n", n ? "/" : "", (int)(len - plen), target + plen);
+    if (w < 0 || (size_t)w >= cap - o)
+        return -414;
+    return (int)(o + (size_t)w);
+}
+
 /* Picks what to send of entry e: a precompressed sibling the client
  * accepts, else, under a location that compresses, the file compressed on
  * the fly, else the file. */
@@ -186,18 +240,9 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     int r = hp_fcache_get(hw->fcache, root_fd, hw->cfg->mime, target, len, hp_conn_now(c),
                           hw->path, sizeof hw->path, &e);
     if (r == -301) {
-        /* Location: the path with a slash added before any query. */
         char extra[HP_HTTP_INLINE_BODY];
-        uint32_t plen = 0;
-        while (plen < len && target[plen] != '?' && target[plen] != '#')
-            plen++;
-        int n = snprintf(extra, sizeof extra, "Location: %.*s/%.*s\r\n", (int)plen, target,
-                         (int)(len - plen), target + plen);
-        if (n <= 0 || (size_t)n >= sizeof extra) {
-            http_respond_status(c, st, 414, NULL);
-            return;
-        }
-        http_respond_status(c, st, 301, extra);
+        int n = dir_location(extra, sizeof extra, hw->path, sizeof hw->path, target, len);
+        http_respond_status(c, st, n < 0 ? -n : 301, n < 0 ? NULL : extra);
         return;
     }
     if (r < 0) {

@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
+#include "target_int.h"
 
 /* Room checked before a request is dispatched, so that its response head
  * always fits and a full queue pauses parsing instead of failing midway. */
@@ -402,34 +402,6 @@ bool http_upgrade(hp_conn_t *c, http_state_t *st)
     return true;
 }
 
-/* Absolute-form ("http://host/path?q", RFC 9112 §3.2.2) is routed by its
- * path. Returns false for a target that is neither origin- nor
- * absolute-form ("*" is handled by the caller). */
-static HP_COLD bool origin_form(const char **target, uint32_t *len)
-{
-    const char *t = *target;
-    uint32_t n = *len, i;
-    if (n >= 7 && strncasecmp(t, "http://", 7) == 0)
-        i = 7;
-    else if (n >= 8 && strncasecmp(t, "https://", 8) == 0)
-        i = 8;
-    else
-        return false;
-    uint32_t host = i;
-    while (i < n && t[i] != '/' && t[i] != '?' && t[i] != '#')
-        i++;
-    if (i == host)
-        return false; /* no authority */
-    if (i == n || t[i] != '/') {
-        *target = "/";
-        *len = 1;
-        return true;
-    }
-    *target = t + i;
-    *len = n - i;
-    return true;
-}
-
 static uint32_t method_bit(int m)
 {
     switch (m) {
@@ -476,14 +448,33 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     bool keep = hp_http_req_keep_alive(req) && !c->worker->draining && cfg->keepalive &&
                 (cfg->max_requests == 0 || ++c->nreq < cfg->max_requests);
     bool has_body = (req->flags & HP_HTTP_F_CHUNKED) || req->content_length > 0;
-    bool asterisk = tlen == 1 && target[0] == '*';
-    if (HP_UNLIKELY(target[0] != '/') && !asterisk && !origin_form(&target, &tlen)) {
+    /* The target's form and grammar (target.c): anything else is a 400,
+     * and a well-formed CONNECT is a method this server does not
+     * implement, answered and closed like any other (RFC 9110 §9.1). */
+    hp_target_t tg;
+    if (HP_UNLIKELY(hp_target_parse(target, tlen, m, &tg) < 0)) {
         reject(c, 400);
         return;
     }
-    uint32_t plen = 0;
-    while (plen < tlen && target[plen] != '?')
-        plen++;
+    if (HP_UNLIKELY(tg.form == HP_TARGET_AUTHORITY)) {
+        reject(c, 501);
+        return;
+    }
+    bool asterisk = tg.form == HP_TARGET_ASTERISK;
+    /* Route and serve by the path and what follows it. An absolute-form
+     * target's authority is not consulted (there are no virtual hosts),
+     * and one without a path means "/" (RFC 9110 §4.2.3), which is not in
+     * the buffer. */
+    uint32_t plen = tg.path.len;
+    if (HP_UNLIKELY(tg.form == HP_TARGET_ABSOLUTE)) {
+        if (plen) {
+            target += tg.path.off;
+            tlen -= tg.path.off;
+        } else {
+            target = "/";
+            tlen = plen = 1;
+        }
+    }
     st->head_only = m == HP_HTTP_M_HEAD;
 
     /* Where the request goes: a handler, a static file, or a status. */
@@ -491,10 +482,9 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     int to = TO_STATUS, status = 404;
     const char *extra = NULL;
     char allow[96];
-    if (asterisk) {
-        status = m == HP_HTTP_M_OPTIONS ? 200 : 400;
-        if (status == 200)
-            extra = "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n";
+    if (asterisk) { /* OPTIONS *: what the server as a whole supports */
+        status = 200;
+        extra = "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n";
     } else if (cfg->routes && cfg->routes->router) {
         int r = hp_router_match(cfg->routes->router, method_bit(m), target, plen, &ctx->match);
         if (r == 200) {
@@ -531,15 +521,12 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     ctx->match_method = method_bit(m);
     /* An absolute-form target without a path ("http://host") routes as
      * "/", which is not in the buffer: HTTP_PATH_ROOT stands for it. */
-    ctx->path_off = target >= start && target < start + head_len ? (uint16_t)(target - start)
-                                                                 : HTTP_PATH_ROOT;
+    ctx->path_off = tg.path.len ? (uint16_t)(req->target.off + tg.path.off) : HTTP_PATH_ROOT;
     ctx->path_len = (uint16_t)plen;
     /* The query comes from the target as received: an absolute-form one
      * without a path ("http://h?q") still has it. */
-    const char *orig = start + req->target.off;
-    const char *q = memchr(orig, '?', req->target.len);
-    ctx->query_off = q ? (uint16_t)(q + 1 - start) : 0;
-    ctx->query_len = q ? (uint16_t)(orig + req->target.len - q - 1) : 0;
+    ctx->query_off = tg.query.off ? (uint16_t)(req->target.off + tg.query.off) : 0;
+    ctx->query_len = tg.query.len;
     http_ctx_start(ctx, c, st);
     if (has_body) {
         start_body(c, st, SINK_HANDLER);

@@ -405,8 +405,13 @@ def test_rest_limit(run_example):
             resp, data = call(c, "GET", "/notes?" + query)
             assert resp.status == 200 and [n["id"] for n in data] == ids, (query, data)
         for query in ("limit=abc", "limit=-1", "limit=", "limit=1x", "limit=+1",
-                      "limit=%zz", "limit=" + "9" * 40):
+                      "limit=" + "9" * 40):
             assert_error(*call(c, "GET", "/notes?" + query), 400)
+    # A malformed pct-encoding makes the target itself invalid: the server
+    # answers 400 and closes before the handler runs.
+    with ex.conn() as c:
+        resp = c.request("GET", "/notes?limit=%zz")
+        assert resp.status == 400 and "close" in resp.connection_tokens(), resp
     r = curl("-f", ex.url("/notes?limit=1"))
     assert r.returncode == 0 and json.loads(r.stdout) == [{"id": 1, "text": "n0"}]
 

@@ -242,17 +242,17 @@ static void test_query(void **state)
 {
     (void)state;
     cli_t *k = cli_open(0);
-    hp_ctx_t *ctx = pending(k, "GET /q?ab=x&a=1&plus=a+b+&pct=%41%2f%7e%2B&bad=%4&bad2=%zz"
+    /* No malformed pct-encoding ("%4", "%zz", a final "%"): the target
+     * checker answers such a request 400 before any handler runs
+     * (test_target.c), so the decoder's -EINVAL is defence only. */
+    hp_ctx_t *ctx = pending(k, "GET /q?ab=x&a=1&plus=a+b+&pct=%41%2f%7e%2B"
                                "&empty=&flag&dup=first&dup=second;semi=two&nul=%00&six=abcdef"
-                               "&+k=1&end=% HTTP/1.1\r\nHost: h\r\n\r\n");
+                               "&+k=1 HTTP/1.1\r\nHost: h\r\n\r\n");
     char out[64];
     assert_q(ctx, "ab", "x");
     assert_q(ctx, "a", "1");     /* "ab" is not "a" */
     assert_q(ctx, "plus", "a b ");
     assert_q(ctx, "pct", "A/~+");
-    assert_int_equal(q(ctx, "bad", out, 63), -EINVAL);
-    assert_int_equal(q(ctx, "bad2", out, 63), -EINVAL);
-    assert_int_equal(q(ctx, "end", out, 63), -EINVAL);
     assert_int_equal(q(ctx, "empty", out, 63), 0);
     assert_int_equal(q(ctx, "flag", out, 63), 0);
     assert_q(ctx, "dup", "first");
