@@ -620,7 +620,9 @@ def test_json_strings_escaped(server, tmp_path):
     make valid JSON, with the strings as given."""
     hdr = 'X-Test: "quoted" \\ back\tslash \u00e9'
     url = server.url('/plaintext?q="a"\\b')
-    r = hpbench("-c", 1, "-d", 0.3, "-H", hdr, url, tmp=tmp_path,
+    # The server answers such a target 400 (RFC 9112 §3.2 has no '"' or
+    # '\\' in a request-target): only the report's strings matter here.
+    r = hpbench("-c", 1, "-d", 0.3, "--max-errors", 100, "-H", hdr, url, tmp=tmp_path,
                 json_out=True, html_out=True)
     assert r.rc == 0, r
     assert r.json["headers"] == [hdr]
