@@ -182,7 +182,12 @@ static int br_run(hp_decompress_t *d, hp_compress_io_t *io)
         case BROTLI_DECODER_RESULT_SUCCESS:
             return HP_DECOMPRESS_END;
         case BROTLI_DECODER_RESULT_NEEDS_MORE_INPUT:
-            return 0;
+            /* The decoder says so even when the room ran out before all it
+             * has decoded was written (it keeps the rest in its ring
+             * buffer): 0 must mean that everything is out. */
+            if (!BrotliDecoderHasMoreOutput(d->br))
+                return 0;
+            /* fall through */
         case BROTLI_DECODER_RESULT_NEEDS_MORE_OUTPUT:
             if (io->avail_out == 0)
                 return HP_DECOMPRESS_FULL;

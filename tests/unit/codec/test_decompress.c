@@ -6,8 +6,9 @@
  * permessage-deflate, with hp_compress, whose own tests check it against
  * the libraries). Covered: round trips for each format whole, at every
  * split of the compressed input, byte by byte into one-byte rooms and in
- * random pieces; the window (a stream reaching further back than allowed
- * is corrupt; window 8 works); permessage-deflate messages with and
+ * random pieces; a stream cut short gives all it can into small rooms
+ * before asking for input; the window (a stream reaching further back
+ * than allowed is corrupt; window 8 works); permessage-deflate messages with and
  * without context takeover, the limit per message; the output limit
  * (exactly the limit passes, one byte less is -EMSGSIZE, a bomb stops at
  * the limit); corrupt input
@@ -155,6 +156,37 @@ static void test_round_trip(void **state)
     }
     free(out);
     free(text);
+    assert_int_equal(live_blocks(), 0);
+}
+
+/* A stream cut short, fed whole into small rooms: when the call says it
+ * needs input (0), everything decodable so far is out, as much as a
+ * decoder with all the room in the world gives. Brotli's decoder asks for
+ * input while it still holds output. */
+static void test_truncated_small_rooms(void **state)
+{
+    (void)state;
+    uint8_t text[6000], out[6100];
+    fill_text(text, sizeof(text));
+    for (size_t a = 0; a < NALGOS; a++) {
+        size_t zn, full, n;
+        uint8_t *z = ref_compress(algos[a], 0, text, sizeof(text), &zn);
+        for (size_t cut = zn / 4; cut < zn; cut += zn / 4) {
+            hp_decompress_t *d = dnew(algos[a], 0, sizeof(out));
+            hp_compress_io_t io = {.next_in = z, .avail_in = cut, .next_out = out,
+                                   .avail_out = sizeof(out)};
+            assert_int_equal(hp_decompress_feed(d, &io), 0);
+            full = sizeof(out) - io.avail_out;
+            for (size_t room = 1; room <= 64; room *= 4) {
+                assert_int_equal(hp_decompress_reset(d), 0);
+                assert_int_equal(decode_pieces(d, z, cut, 0, room, out, sizeof(out), &n), 0);
+                assert_int_equal(n, full);
+                assert_memory_equal(out, text, n);
+            }
+            hp_decompress_free(d);
+        }
+        free(z);
+    }
     assert_int_equal(live_blocks(), 0);
 }
 
@@ -499,7 +531,8 @@ static void test_oom_sweep(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_every_split),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_truncated_small_rooms),
+        cmocka_unit_test(test_every_split),
         cmocka_unit_test(test_window),     cmocka_unit_test(test_permessage_deflate),
         cmocka_unit_test(test_limit),      cmocka_unit_test(test_corrupt),
         cmocka_unit_test(test_invalid),    cmocka_unit_test(test_oom_sweep),
