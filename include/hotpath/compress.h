@@ -1,81 +1,133 @@
 /*
- * compress.h - on-the-fly response compression (gzip via zlib, br via
- * libbrotli) for bodies that have no precompressed sibling.
+ * compress.h - streaming compression, independent of any protocol: gzip,
+ * zlib and raw deflate (zlib) and brotli (libbrotlienc).
  *
- * One call compresses a whole body from one buffer into another: no state
- * survives the call, and the only heap memory is what zlib or the brotli
- * encoder take internally, routed through hp_malloc/hp_free and released
- * before the call returns (so allocation-failure injection reaches it).
- * The coding is chosen beforehand with hp_accept_encoding (http_accept.h),
- * whose HP_ENC_* bits this module takes.
+ * HTTP response bodies (http_encoding.h) and WebSocket permessage-deflate
+ * (RFC 7692) both compress through an hp_compress_t. The caller drives it
+ * with an hp_compress_io_t cursor, as with zlib's z_stream: each call
+ * consumes input from next_in and writes output at next_out, advancing both
+ * and reporting what is left. Output goes straight into the caller's
+ * buffer; when it fills, the call returns HP_COMPRESS_FULL and the caller
+ * gives fresh room (the next pooled chunk, or the same buffer grown) and
+ * calls the same function again. So a body can be compressed into
+ * fixed-size chunks without a copy.
+ *
+ * The decompressing side is decompress.h.
+ *
+ * Every allocation (zlib's, brotli's, the context's) goes through
+ * hp_malloc/hp_free, so allocation-failure injection reaches it. A context
+ * belongs to one thread at a time; there is no shared state.
  *
  * Link with -lz -lbrotlienc.
  */
 #ifndef HOTPATH_COMPRESS_H
 #define HOTPATH_COMPRESS_H
 
-#include "hotpath/http_accept.h"
-
-#include <stdbool.h>
 #include <stddef.h>
-#include <sys/types.h>
+#include <stdint.h>
 
-/* Levels accepted by hp_compress. gzip uses the level as zlib's level;
- * brotli uses it as the quality (1..9: qualities 10 and 11 are for offline
- * precompression, two orders of magnitude slower). HP_COMPRESS_LEVEL_DEFAULT
- * is zlib's own default; for brotli, quality 4-5 compresses better than
- * gzip -6 at a similar speed, so a caller wanting br may pass 5. */
-#define HP_COMPRESS_LEVEL_MIN 1
-#define HP_COMPRESS_LEVEL_MAX 9
-#define HP_COMPRESS_LEVEL_DEFAULT 6
+/* Stream formats. GZIP, ZLIB and DEFLATE are the same deflate data
+ * (RFC 1951) in a gzip member (RFC 1952), in a zlib stream (RFC 1950), or
+ * bare, as permessage-deflate sends it. BROTLI is RFC 7932. */
+typedef enum {
+    HP_COMPRESS_GZIP = 1,
+    HP_COMPRESS_ZLIB,
+    HP_COMPRESS_DEFLATE,
+    HP_COMPRESS_BROTLI,
+} hp_compress_algo_t;
 
-/* True when a body of media type `ctype` (a Content-Type value, with or
- * without parameters such as "; charset=utf-8", matched case-insensitively,
- * surrounding blanks ignored; borrowed, NUL-terminated) is worth
- * compressing:
- *   - any text/... type except text/event-stream (a stream is flushed event by event;
- *     whole-body compression would hold events back);
- *   - application/json, application/javascript, application/ecmascript,
- *     application/x-javascript, application/xml, application/xhtml+xml, and
- *     any application/...+json or application/...+xml (ld+json,
- *     manifest+json, problem+json, atom+xml, rss+xml ...);
- *   - image/svg+xml, image/x-icon, image/vnd.microsoft.icon, image/bmp
- *     (uncompressed bitmaps);
- *   - font/ttf, font/otf, font/collection, application/vnd.ms-fontobject
- *     (woff and woff2 are already compressed, so no);
- *   - application/wasm: yes. Wasm bytecode is not entropy-coded and
- *     typically shrinks by 60-75 % under gzip; browsers compile it while
- *     streaming either way. (Should a module be dense after all, the 10 %
- *     rule of hp_compress sends it as identity at the cost of one try.)
- * Everything else (image/png, image/jpeg, video/..., application/zip,
- * application/octet-stream, font/woff2 ...) and NULL: false. */
-bool hp_compress_type_ok(const char *ctype);
-
-/* Compresses in[0..len) (borrowed; may be NULL when len is 0) into
- * out[0..cap) (borrowed, OUT) as one complete gzip member (RFC 1952,
- * HP_ENC_GZIP, zlib level `level`) or one brotli stream (RFC 7932,
- * HP_ENC_BR, quality `level`, window 2^10..2^22 sized to the input).
+/* Parameters of a compressor. Zero in window_bits or mem_level means the
+ * default named below, so a plain initialiser needs only algo and level.
  *
- * Returns the compressed length n (1 <= n <= hp_compress_bound), or
- *   0        when the result would not save at least 10 %, that is when it
- *            would be longer than len - ceil(len / 10) bytes (exactly that
- *            many is accepted). The caller then sends the body as identity.
- *            The compressor stops as soon as it passes that size, so
- *            incompressible input costs one pass, not a second buffer.
- *   -ENOSPC  when the result would save 10 % or more but does not fit in
- *            cap (never when cap >= hp_compress_bound(encoding, len)).
- *   -ENOMEM  when zlib or brotli could not allocate (nothing is leaked).
- *   -EINVAL  for an encoding other than HP_ENC_GZIP or HP_ENC_BR, a level
- *            outside 1..9, or NULL in/out with a non-zero len/cap.
- * out's contents are unspecified unless n > 0. Thread-safe: no shared
- * state. */
-ssize_t hp_compress(unsigned encoding, int level, const void *in, size_t len, void *out,
-                    size_t cap);
+ *   level        zlib level 0..9 (0 stores, 6 is zlib's default) for the
+ *                deflate formats; brotli quality 0..11 (10 and 11 are for
+ *                offline precompression, two orders of magnitude slower).
+ *   window_bits  deflate formats: log2 of the window, 8..15 (default 15).
+ *                zlib's deflate cannot run a 256-byte window and uses 512
+ *                bytes for 8; it never reaches further back than the
+ *                window minus 262 bytes, so the output stays within 250
+ *                bytes of history and is valid for a peer that only keeps
+ *                256 (permessage-deflate's *_max_window_bits=8). With the
+ *                zlib wrapper the header then announces 512.
+ *                brotli: lgwin, 10..24 (default 22).
+ *   mem_level    deflate formats: zlib's memLevel 1..9 (default 8); the
+ *                state takes about 2^(window_bits+2) + 2^(mem_level+9)
+ *                bytes. Ignored by brotli.
+ *   size_hint    brotli: expected total input (0: unknown), which tunes
+ *                the encoder's heuristics only. Ignored by deflate. */
+typedef struct {
+    hp_compress_algo_t algo;
+    int level;
+    int window_bits;
+    int mem_level;
+    uint64_t size_hint;
+} hp_compress_opts_t;
 
-/* Size of an `out` that is always large enough for hp_compress of len
- * bytes with `encoding`: len - ceil(len / 10), because a longer result is
- * never returned (it would not save 10 %). 0 for an encoding hp_compress
- * does not support. */
-size_t hp_compress_bound(unsigned encoding, size_t len);
+/* The caller's cursor over input and output, advanced by every call. The
+ * buffers are borrowed: the context keeps no pointer into them between
+ * calls. next_in may be NULL when avail_in is 0, next_out when avail_out
+ * is 0. */
+typedef struct {
+    const uint8_t *next_in;
+    size_t avail_in;
+    uint8_t *next_out; /* OUT */
+    size_t avail_out;
+} hp_compress_io_t;
+
+/* Returned (besides 0 and -errno) when the output room ran out before the
+ * call's work was done: give more room in io->next_out/avail_out, keep the
+ * unconsumed input in io, and call the same function again. */
+#define HP_COMPRESS_FULL 1
+
+typedef struct hp_compress hp_compress_t;
+
+/* Creates a compressor in *out (owned by the caller, released with
+ * hp_compress_free). Returns 0, -EINVAL for a parameter out of range, or
+ * -ENOMEM (nothing allocated then, *out untouched). */
+int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts);
+
+/* Compresses input from io without forcing output: the compressor keeps
+ * what it needs to find matches and writes what it has ready.
+ * Returns 0 once all of io's input is consumed (output may still be held
+ * inside: a flush or finish writes it), HP_COMPRESS_FULL when the output
+ * room is full with input left, -EINVAL after finish (until a reset) or
+ * after an earlier -ENOMEM, or -ENOMEM (brotli only; the context must then
+ * be reset or freed). */
+int hp_compress_feed(hp_compress_t *c, hp_compress_io_t *io);
+
+/* Like feed, then writes everything compressed so far, ending on a byte
+ * boundary so that the peer can decode all input given up to here.
+ * Returns 0 when that is done, HP_COMPRESS_FULL to be called again with
+ * more room (and the same io), or an error as feed.
+ *
+ * Deflate formats: the bytes of zlib's Z_SYNC_FLUSH, so the output ends
+ * with an empty stored block, the four bytes 00 00 ff ff, written once
+ * whatever the room (even 1 byte at a time), and written by every flush,
+ * one with nothing new included. permessage-deflate (RFC 7692 §7.2.1)
+ * sends a message without them: the caller strips those last four bytes
+ * of the message; the receiver appends them before inflating.
+ * brotli: BROTLI_OPERATION_FLUSH (the output ends with an empty metablock
+ * where needed; nothing to strip). */
+int hp_compress_flush(hp_compress_t *c, hp_compress_io_t *io);
+
+/* Like feed, then ends the stream (gzip/zlib trailer, final deflate block,
+ * brotli's last metablock). Returns 0 when the stream is complete,
+ * HP_COMPRESS_FULL to be called again with more room and no new input, or
+ * an error as feed. After 0 only hp_compress_reset or hp_compress_free
+ * may follow. A whole buffer given to one call with enough room gives the
+ * same bytes as zlib's deflate(Z_FINISH) or brotli's FINISH over it. */
+int hp_compress_finish(hp_compress_t *c, hp_compress_io_t *io);
+
+/* Starts a new stream on the same context with the same parameters,
+ * forgetting all history (permessage-deflate's *_no_context_takeover
+ * resets after each message; with context takeover a message just ends
+ * with a flush). Also the way back from an -ENOMEM.
+ * Deflate formats keep their allocation: no allocation, returns 0.
+ * brotli has no reset in its API, so its encoder is rebuilt lazily on the
+ * next call: returns 0, and that call may fail with -ENOMEM. */
+int hp_compress_reset(hp_compress_t *c);
+
+/* Releases c and all it holds. NULL is ignored. */
+void hp_compress_free(hp_compress_t *c);
 
 #endif

@@ -159,12 +159,12 @@ void hp_fcache_release_cb(void *entry);
 int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *encoding);
 
 /* The on-the-fly compressed body of e's identity variant, `encoding`
- * HP_ENC_GZIP or HP_ENC_BR at `level` (1..9, see compress.h), for a
+ * HP_ENC_GZIP or HP_ENC_BR at `level` (1..9, see http_encoding.h), for a
  * location that compresses responses and a client whose best acceptable
  * coding this is and for which no precompressed sibling exists.
  *
  * Made on first demand: the file is read (pread) and compressed, but only
- * when hp_compress_type_ok(e->mime), min_size <= size <=
+ * when hp_encoding_type_ok(e->mime), min_size <= size <=
  * HP_FCACHE_COMPRESS_MAX, and the result saves at least 10 %. The outcome,
  * "not worth it" included, is remembered in the entry until the file is
  * seen to change; later calls cost nothing whatever their level (the

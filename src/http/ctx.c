@@ -21,8 +21,8 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
-#include "hotpath/compress.h"
 #include "hotpath/http_accept.h"
+#include "hotpath/http_encoding.h"
 #include "hotpath/http_rcache.h"
 #include "hotpath/http_response.h"
 #include "hotpath/http_static.h"
@@ -462,7 +462,7 @@ static HP_COLD void compress_body(hp_ctx_t *ctx, const hp_http_config_t *cfg)
 {
     ctx->compressed = true; /* once per response: before caching it, or on a cache hit */
     if (ctx->body_kind == BODY_FILE || ctx->body_kind == BODY_NONE || !ctx->ctype ||
-        !hp_compress_type_ok(ctx->ctype) || has_header(ctx, "Content-Encoding"))
+        !hp_encoding_type_ok(ctx->ctype) || has_header(ctx, "Content-Encoding"))
         return;
     /* The answer depends on Accept-Encoding from here on, whatever it is. */
     if (hp_ctx_set_header(ctx, "Vary", "Accept-Encoding") < 0)
@@ -472,7 +472,7 @@ static HP_COLD void compress_body(hp_ctx_t *ctx, const hp_http_config_t *cfg)
     unsigned enc = ae ? hp_accept_encoding(ae, aelen, HP_ENC_GZIP | HP_ENC_BR) : HP_ENC_IDENTITY;
     if (enc != HP_ENC_GZIP && enc != HP_ENC_BR)
         return;
-    size_t cap = hp_compress_bound(enc, ctx->body_len);
+    size_t cap = hp_encoding_bound(enc, ctx->body_len);
     bool pooled = cap <= hp_conn_chunk_size(ctx->conn);
     void *out = pooled ? hp_conn_chunk_get(ctx->conn) : NULL;
     if (!out) {
@@ -480,7 +480,7 @@ static HP_COLD void compress_body(hp_ctx_t *ctx, const hp_http_config_t *cfg)
         if (!(out = hp_malloc(cap ? cap : 1)))
             return;
     }
-    ssize_t n = hp_compress(enc, cfg->compress_level, ctx->body, ctx->body_len, out, cap);
+    ssize_t n = hp_encoding_compress(enc, cfg->compress_level, ctx->body, ctx->body_len, out, cap);
     if (n <= 0) {
         if (pooled)
             hp_conn_chunk_put(ctx->conn, out);

@@ -32,8 +32,8 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
-#include "hotpath/compress.h"
 #include "hotpath/http_accept.h"
+#include "hotpath/http_encoding.h"
 #include "hotpath/http_static.h"
 
 /* What an fstatat of one of the entry's names said when the entry was
@@ -547,7 +547,7 @@ static int compress_into(hp_fcache_t *fc, fentry_t *e, zbody_t *z, unsigned enco
 {
     const hp_fcache_variant_t *id = &e->pub.v[HP_FCACHE_V_IDENTITY];
     size_t size = (size_t)id->size;
-    size_t cap = hp_compress_bound(encoding, size);
+    size_t cap = hp_encoding_bound(encoding, size);
     /* Too small to save 10 %, or no budget for bodies at all. */
     if (cap == 0 || fc->max_bytes == 0) {
         z->state = Z_NONE;
@@ -568,7 +568,7 @@ static int compress_into(hp_fcache_t *fc, fentry_t *e, zbody_t *z, unsigned enco
         hp_free(in);
         return -ENOMEM;
     }
-    ssize_t n = hp_compress(encoding, level, in, size, outb, cap);
+    ssize_t n = hp_encoding_compress(encoding, level, in, size, outb, cap);
     hp_free(in);
     if (n == -ENOMEM) {
         hp_free(outb);
@@ -615,11 +615,11 @@ int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *pub, unsigned encod
     if (size < min_size || size == 0)
         return -ENOENT;
     if (z->state == Z_UNTRIED) {
-        if (size > HP_FCACHE_COMPRESS_MAX || !hp_compress_type_ok(pub->mime)) {
+        if (size > HP_FCACHE_COMPRESS_MAX || !hp_encoding_type_ok(pub->mime)) {
             z->state = Z_NONE;
             return -ENOENT;
         }
-        if (level < HP_COMPRESS_LEVEL_MIN || level > HP_COMPRESS_LEVEL_MAX)
+        if (level < HP_ENCODING_LEVEL_MIN || level > HP_ENCODING_LEVEL_MAX)
             return -EINVAL;
         int rc = compress_into(fc, e, z, encoding, level);
         if (rc < 0)

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hotpath/compress.h"
 #include "hotpath/http_accept.h"
 #include "hotpath/http_cond.h"
 #include "hotpath/http_fcache.h"

@@ -17,7 +17,7 @@
  * and at the end that the heap and the descriptor table are as they were.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/compress.h"
+#include "hotpath/http_encoding.h"
 #include "hotpath/http_accept.h"
 #include "hotpath/http_cond.h"
 #include "hotpath/http_fcache.h"

@@ -1,17 +1,17 @@
 /*
- * test_compress.c - unit tests for on-the-fly response compression
- * (src/http/compress.c).
+ * test_encoding.c - unit tests for on-the-fly response compression
+ * (src/http/encoding.c).
  *
  * Round trips through zlib's inflate (gzip wrapper) and brotli's decoder
  * for text from 1 KiB to 1 MiB at levels 1-9 (tiny bodies separately); the 10 % rule on random
  * data and exactly at its boundary (against a reference deflate with the
  * same parameters); -ENOSPC at every too-small cap; argument checks;
  * content-type decisions; an allocation-failure sweep for both codings.
- * With HP_COMPRESS_BENCH=1 in the environment it also prints MB/s for
+ * With HP_ENCODING_BENCH=1 in the environment it also prints MB/s for
  * gzip -6 and brotli q4/q5 on 64 KiB of HTML-like text.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/compress.h"
+#include "hotpath/http_encoding.h"
 
 #include <brotli/decode.h>
 #include <errno.h>
@@ -132,8 +132,8 @@ static size_t limit_of(size_t len)
     return lim;
 }
 
-/* gzip size that hp_compress must produce: zlib with the same parameters
- * and unlimited room. */
+/* gzip size that hp_encoding_compress must produce: zlib with the same
+ * parameters and unlimited room. */
 static size_t ref_gzip_size(int level, const void *in, size_t len)
 {
     uLong cap = deflateBound(NULL, (uLong)len) + 64;
@@ -168,7 +168,7 @@ static void test_round_trip_sizes_levels(void **state)
     for (size_t e = 0; e < 2; e++) {
         for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
             size_t len = sizes[si];
-            size_t cap = hp_compress_bound(encs[e], len);
+            size_t cap = hp_encoding_bound(encs[e], len);
             assert_int_equal(cap, limit_of(len));
             uint8_t *out = malloc(cap);
             assert_non_null(out);
@@ -177,7 +177,7 @@ static void test_round_trip_sizes_levels(void **state)
                  * nothing to the test but seconds under ASan. */
                 if (levels[li] == 9 && len > 65536)
                     continue;
-                ssize_t n = hp_compress(encs[e], levels[li], text, len, out, cap);
+                ssize_t n = hp_encoding_compress(encs[e], levels[li], text, len, out, cap);
                 if (n <= 0)
                     fail_msg("enc %u level %d len %zu: %zd", encs[e], levels[li], len, n);
                 assert_true((size_t)n <= limit_of(len));
@@ -204,14 +204,14 @@ static void test_higher_level_not_worse(void **state)
     uint8_t *out = malloc(len);
     assert_non_null(out);
     for (size_t e = 0; e < 2; e++) {
-        ssize_t n1 = hp_compress(encs[e], 1, text, len, out, len);
-        ssize_t n9 = hp_compress(encs[e], 9, text, len, out, len);
+        ssize_t n1 = hp_encoding_compress(encs[e], 1, text, len, out, len);
+        ssize_t n9 = hp_encoding_compress(encs[e], 9, text, len, out, len);
         assert_true(n1 > 0 && n9 > 0);
         assert_true(n9 < n1);
     }
     /* brotli q5 beats gzip -6 on web text: the reason to prefer br. */
-    ssize_t gz = hp_compress(HP_ENC_GZIP, 6, text, len, out, len);
-    ssize_t br = hp_compress(HP_ENC_BR, 5, text, len, out, len);
+    ssize_t gz = hp_encoding_compress(HP_ENC_GZIP, 6, text, len, out, len);
+    ssize_t br = hp_encoding_compress(HP_ENC_BR, 5, text, len, out, len);
     assert_true(gz > 0 && br > 0 && br < gz);
     free(out);
     free(text);
@@ -231,8 +231,8 @@ static void test_incompressible_returns_zero(void **state)
             size_t cap = len + 1024;
             uint8_t *out = malloc(cap);
             assert_non_null(out);
-            assert_int_equal(hp_compress(encs[e], 6, in, len, out, cap), 0);
-            assert_int_equal(hp_compress(encs[e], 1, in, len, out, cap), 0);
+            assert_int_equal(hp_encoding_compress(encs[e], 6, in, len, out, cap), 0);
+            assert_int_equal(hp_encoding_compress(encs[e], 1, in, len, out, cap), 0);
             free(out);
             free(in);
         }
@@ -244,11 +244,11 @@ static void test_incompressible_returns_zero(void **state)
     static const char *const tiny[] = {"hello world", "{\"ok\":true}", "<p>hi</p>"};
     for (size_t i = 0; i < 3; i++)
         for (size_t e = 0; e < 2; e++)
-            assert_int_equal(hp_compress(encs[e], 6, tiny[i], strlen(tiny[i]), out, sizeof(out)),
-                             0);
+            assert_int_equal(
+                hp_encoding_compress(encs[e], 6, tiny[i], strlen(tiny[i]), out, sizeof(out)), 0);
     static const char a30[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for (size_t e = 0; e < 2; e++) {
-        ssize_t n = hp_compress(encs[e], 6, a30, 30, out, sizeof(out));
+        ssize_t n = hp_encoding_compress(encs[e], 6, a30, 30, out, sizeof(out));
         assert_true(n > 0 && n <= 27);
         check_round_trip(encs[e], out, (size_t)n, a30, 30);
     }
@@ -275,7 +275,7 @@ static void test_ten_percent_boundary(void **state)
         size_t len = prefix + tail;
         size_t ref = ref_gzip_size(6, in, len);
         size_t lim = limit_of(len);
-        ssize_t n = hp_compress(HP_ENC_GZIP, 6, in, len, out, len + 1024);
+        ssize_t n = hp_encoding_compress(HP_ENC_GZIP, 6, in, len, out, len + 1024);
         if (ref <= lim) {
             assert_int_equal(n, (ssize_t)ref);
             saw_ok++;
@@ -284,8 +284,10 @@ static void test_ten_percent_boundary(void **state)
                 hit_equal++;
                 check_gunzip(out, (size_t)n, in, len);
                 /* ... and a cap of exactly that size is enough. */
-                assert_int_equal(hp_compress(HP_ENC_GZIP, 6, in, len, out, lim), (ssize_t)lim);
-                assert_int_equal(hp_compress(HP_ENC_GZIP, 6, in, len, out, lim - 1), -ENOSPC);
+                assert_int_equal(hp_encoding_compress(HP_ENC_GZIP, 6, in, len, out, lim),
+                                 (ssize_t)lim);
+                assert_int_equal(hp_encoding_compress(HP_ENC_GZIP, 6, in, len, out, lim - 1),
+                                 -ENOSPC);
             }
         } else {
             assert_int_equal(n, 0);
@@ -304,7 +306,7 @@ static void test_ten_percent_boundary(void **state)
     int br_ok = 0, br_zero = 0;
     for (size_t tail = 0; tail <= max_tail; tail += 7) {
         size_t len = prefix + tail;
-        ssize_t n = hp_compress(HP_ENC_BR, 5, in, len, out, len + 1024);
+        ssize_t n = hp_encoding_compress(HP_ENC_BR, 5, in, len, out, len + 1024);
         assert_true(n >= 0);
         if (n > 0) {
             assert_true((size_t)n <= limit_of(len));
@@ -329,19 +331,20 @@ static void test_enospc(void **state)
     uint8_t *out = malloc(len);
     assert_non_null(out);
     for (size_t e = 0; e < 2; e++) {
-        ssize_t full = hp_compress(encs[e], 6, text, len, out, len);
+        ssize_t full = hp_encoding_compress(encs[e], 6, text, len, out, len);
         assert_true(full > 0);
         /* Every cap below the result fails with -ENOSPC, never a partial
          * length and never 0 (the body is worth compressing); the exact
          * size succeeds. */
         for (size_t cap = 0; cap < (size_t)full; cap += (cap < 64 ? 1 : 97))
-            assert_int_equal(hp_compress(encs[e], 6, text, len, out, cap), -ENOSPC);
-        assert_int_equal(hp_compress(encs[e], 6, text, len, out, (size_t)full - 1), -ENOSPC);
+            assert_int_equal(hp_encoding_compress(encs[e], 6, text, len, out, cap), -ENOSPC);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, text, len, out, (size_t)full - 1),
+                         -ENOSPC);
         memset(out, 0, len);
-        assert_int_equal(hp_compress(encs[e], 6, text, len, out, (size_t)full), full);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, text, len, out, (size_t)full), full);
         check_round_trip(encs[e], out, (size_t)full, text, len);
         /* NULL out with cap 0 is a valid "too small". */
-        assert_int_equal(hp_compress(encs[e], 6, text, len, NULL, 0), -ENOSPC);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, text, len, NULL, 0), -ENOSPC);
     }
     free(out);
     free(text);
@@ -359,7 +362,7 @@ static void test_no_write_past_cap(void **state)
         for (size_t cap = 1; cap < 4000; cap = cap * 3 + 1) {
             uint8_t *out = malloc(cap);
             assert_non_null(out);
-            ssize_t n = hp_compress(encs[e], 6, text, len, out, cap);
+            ssize_t n = hp_encoding_compress(encs[e], 6, text, len, out, cap);
             assert_true(n == -ENOSPC || (n > 0 && (size_t)n <= cap));
             free(out);
         }
@@ -372,31 +375,32 @@ static void test_invalid_arguments(void **state)
     (void)state;
     uint8_t out[64];
     const char *s = "hello";
-    assert_int_equal(hp_compress(HP_ENC_IDENTITY, 6, s, 5, out, sizeof(out)), -EINVAL);
-    assert_int_equal(hp_compress(0, 6, s, 5, out, sizeof(out)), -EINVAL);
-    assert_int_equal(hp_compress(HP_ENC_GZIP | HP_ENC_BR, 6, s, 5, out, sizeof(out)), -EINVAL);
-    assert_int_equal(hp_compress(1u << 7, 6, s, 5, out, sizeof(out)), -EINVAL);
+    assert_int_equal(hp_encoding_compress(HP_ENC_IDENTITY, 6, s, 5, out, sizeof(out)), -EINVAL);
+    assert_int_equal(hp_encoding_compress(0, 6, s, 5, out, sizeof(out)), -EINVAL);
+    assert_int_equal(hp_encoding_compress(HP_ENC_GZIP | HP_ENC_BR, 6, s, 5, out, sizeof(out)),
+                     -EINVAL);
+    assert_int_equal(hp_encoding_compress(1u << 7, 6, s, 5, out, sizeof(out)), -EINVAL);
     for (size_t e = 0; e < 2; e++) {
-        assert_int_equal(hp_compress(encs[e], 0, s, 5, out, sizeof(out)), -EINVAL);
-        assert_int_equal(hp_compress(encs[e], 10, s, 5, out, sizeof(out)), -EINVAL);
-        assert_int_equal(hp_compress(encs[e], -1, s, 5, out, sizeof(out)), -EINVAL);
-        assert_int_equal(hp_compress(encs[e], 6, NULL, 5, out, sizeof(out)), -EINVAL);
-        assert_int_equal(hp_compress(encs[e], 6, s, 5, NULL, sizeof(out)), -EINVAL);
+        assert_int_equal(hp_encoding_compress(encs[e], 0, s, 5, out, sizeof(out)), -EINVAL);
+        assert_int_equal(hp_encoding_compress(encs[e], 10, s, 5, out, sizeof(out)), -EINVAL);
+        assert_int_equal(hp_encoding_compress(encs[e], -1, s, 5, out, sizeof(out)), -EINVAL);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, NULL, 5, out, sizeof(out)), -EINVAL);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, s, 5, NULL, sizeof(out)), -EINVAL);
         /* Empty body: nothing to save, so identity. */
-        assert_int_equal(hp_compress(encs[e], 6, NULL, 0, out, sizeof(out)), 0);
-        assert_int_equal(hp_compress(encs[e], 6, NULL, 0, NULL, 0), 0);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, NULL, 0, out, sizeof(out)), 0);
+        assert_int_equal(hp_encoding_compress(encs[e], 6, NULL, 0, NULL, 0), 0);
     }
-    assert_int_equal(hp_compress_bound(HP_ENC_IDENTITY, 100), 0);
-    assert_int_equal(hp_compress_bound(0, 100), 0);
-    assert_int_equal(hp_compress_bound(HP_ENC_GZIP, 0), 0);
-    assert_int_equal(hp_compress_bound(HP_ENC_GZIP, 1), 0);
-    assert_int_equal(hp_compress_bound(HP_ENC_GZIP, 9), 8);
-    assert_int_equal(hp_compress_bound(HP_ENC_GZIP, 10), 9);
-    assert_int_equal(hp_compress_bound(HP_ENC_BR, 11), 9);
-    assert_int_equal(hp_compress_bound(HP_ENC_BR, 100), 90);
-    assert_int_equal(hp_compress_bound(HP_ENC_BR, 101), 90);
+    assert_int_equal(hp_encoding_bound(HP_ENC_IDENTITY, 100), 0);
+    assert_int_equal(hp_encoding_bound(0, 100), 0);
+    assert_int_equal(hp_encoding_bound(HP_ENC_GZIP, 0), 0);
+    assert_int_equal(hp_encoding_bound(HP_ENC_GZIP, 1), 0);
+    assert_int_equal(hp_encoding_bound(HP_ENC_GZIP, 9), 8);
+    assert_int_equal(hp_encoding_bound(HP_ENC_GZIP, 10), 9);
+    assert_int_equal(hp_encoding_bound(HP_ENC_BR, 11), 9);
+    assert_int_equal(hp_encoding_bound(HP_ENC_BR, 100), 90);
+    assert_int_equal(hp_encoding_bound(HP_ENC_BR, 101), 90);
     /* No overflow at the top of size_t. */
-    assert_true(hp_compress_bound(HP_ENC_GZIP, SIZE_MAX) == SIZE_MAX - (SIZE_MAX / 10 + 1));
+    assert_true(hp_encoding_bound(HP_ENC_GZIP, SIZE_MAX) == SIZE_MAX - (SIZE_MAX / 10 + 1));
 }
 
 static void test_type_ok(void **state)
@@ -462,12 +466,12 @@ static void test_type_ok(void **state)
         "image/+json",         /* the suffix rule is for application/ only */
     };
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
-        if (!hp_compress_type_ok(yes[i]))
+        if (!hp_encoding_type_ok(yes[i]))
             fail_msg("\"%s\" should be compressible", yes[i]);
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        if (hp_compress_type_ok(no[i]))
+        if (hp_encoding_type_ok(no[i]))
             fail_msg("\"%s\" should not be compressible", no[i]);
-    assert_false(hp_compress_type_ok(NULL));
+    assert_false(hp_encoding_type_ok(NULL));
 }
 
 /* Every allocation inside zlib and the brotli encoder can fail: each
@@ -487,7 +491,7 @@ static void test_oom_sweep(void **state)
         assert_non_null(out);
         for (size_t e = 0; e < 2; e++) {
             uint64_t before = hp_alloc_count();
-            ssize_t want = hp_compress(encs[e], 5, text, len, out, len);
+            ssize_t want = hp_encoding_compress(encs[e], 5, text, len, out, len);
             assert_true(want > 0);
             uint64_t allocs = hp_alloc_count() - before;
             assert_true(allocs > 0); /* the allocator really goes through hp_ */
@@ -495,7 +499,7 @@ static void test_oom_sweep(void **state)
                 uint64_t n;
                 for (n = 1;; n++) {
                     hp_alloc_fail_after(n, sticky);
-                    ssize_t r = hp_compress(encs[e], 5, text, len, out, len);
+                    ssize_t r = hp_encoding_compress(encs[e], 5, text, len, out, len);
                     hp_alloc_fail_after(0, 0);
                     if (r == want)
                         break;
@@ -521,7 +525,7 @@ static double now_s(void)
 static void test_bench(void **state)
 {
     (void)state;
-    if (!getenv("HP_COMPRESS_BENCH"))
+    if (!getenv("HP_ENCODING_BENCH"))
         skip();
     size_t len = 65536;
     char *text = malloc(len);
@@ -542,7 +546,7 @@ static void test_bench(void **state)
         int iters = 0;
         double t0 = now_s(), t;
         do {
-            n = hp_compress(runs[i].enc, runs[i].level, text, len, out, len);
+            n = hp_encoding_compress(runs[i].enc, runs[i].level, text, len, out, len);
             assert_true(n > 0);
             iters++;
             t = now_s() - t0;
