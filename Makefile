@@ -16,6 +16,8 @@ CC       ?= gcc
 CLANG    ?= clang
 PYTHON   ?= /usr/bin/python3
 VERSION  := 0.1.0
+# The soname's number changes with every release that breaks the ABI.
+SOVERSION := 0
 
 ifeq ($(origin CC),default)
 CC := gcc
@@ -37,7 +39,9 @@ WARN     += -Werror
 endif
 
 CPPFLAGS := -Iinclude -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
-CFLAGS   := -std=gnu17 $(OPT) -g -fPIC $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
+# Hidden by default: libhotpath.so exports what the public headers mark
+# HP_EXPORT, nothing else (tests/integration/test_library.py checks).
+CFLAGS   := -std=gnu17 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
 LDLIBS   := -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec
 
@@ -85,7 +89,7 @@ $(BUILD)/libhotpath.a: $(LIB_OBJS)
 
 $(BUILD)/libhotpath.so: $(LIB_OBJS)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) -shared -Wl,-soname,libhotpath.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/hotpath: $(SRV_OBJS) $(BUILD)/libhotpath.a
 	@$(if $(Q),echo "  LD      $@")
@@ -178,14 +182,21 @@ PREFIX  ?= /usr/local
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
+# hotpath.pc names its directories relative to ${prefix} when they lie
+# under it, so the tree can be moved (pkg-config --define-variable=prefix=).
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCDIR))
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)/hotpath
 	install -m 755 $(BUILD)/hotpath $(BUILD)/hpbench $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/libhotpath.a $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(BUILD)/libhotpath.so $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libhotpath.so $(DESTDIR)$(LIBDIR)/libhotpath.so.$(VERSION)
+	ln -sf libhotpath.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhotpath.so.$(SOVERSION)
+	ln -sf libhotpath.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libhotpath.so
 	install -m 644 include/hotpath/*.h $(DESTDIR)$(INCDIR)/hotpath/
 	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec\nCflags: -I$${includedir}\n' \
-	    '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' > $(DESTDIR)$(LIBDIR)/pkgconfig/hotpath.pc
+	    '$(PREFIX)' '$(PC_LIBDIR)' '$(PC_INCDIR)' '$(VERSION)' > $(DESTDIR)$(LIBDIR)/pkgconfig/hotpath.pc
 
 clean:
 	rm -rf build

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* Length of the time field produced by hp_alog_time, without the NUL:
  * "26/Nov/2026:00:41:16 +0000". */
 #define HP_ALOG_TIME_LEN 26
@@ -44,7 +46,7 @@ typedef struct hp_alog_file hp_alog_file_t;
  * Returns 0 and sets *out (owned by the caller, released with
  * hp_alog_file_close), or -errno (-ENOMEM, or the open(2) error); *out is
  * untouched on failure. */
-int hp_alog_file_open(hp_alog_file_t **out, const char *path);
+HP_EXPORT int hp_alog_file_open(hp_alog_file_t **out, const char *path);
 
 /* Log rotation (SIGUSR1, run from one thread; other threads may be
  * flushing): opens the path again and makes the shared descriptor refer to
@@ -52,14 +54,14 @@ int hp_alog_file_open(hp_alog_file_t **out, const char *path);
  * either the old or the new file. Returns 0, or -errno and keeps the old
  * file open and in use. Not to be called concurrently with itself or
  * hp_alog_file_close. */
-int hp_alog_file_reopen(hp_alog_file_t *f);
+HP_EXPORT int hp_alog_file_reopen(hp_alog_file_t *f);
 
 /* The descriptor writers use (stable across reopen). For diagnostics. */
-int hp_alog_file_fd(const hp_alog_file_t *f);
+HP_EXPORT int hp_alog_file_fd(const hp_alog_file_t *f);
 
 /* Closes the file and frees `f`. Every hp_alog_t using it must have been
  * destroyed first. NULL does nothing. */
-void hp_alog_file_close(hp_alog_file_t *f);
+HP_EXPORT void hp_alog_file_close(hp_alog_file_t *f);
 
 /* One worker's log buffer. Embed it in the worker; fields are private. */
 typedef struct hp_alog {
@@ -75,11 +77,11 @@ typedef struct hp_alog {
  * buffer of `bufsize` bytes (0 means HP_ALOG_BUFSIZE). Returns 0, -EINVAL
  * (NULL argument, or bufsize below HP_ALOG_MIN_BUFSIZE) or -ENOMEM; on
  * failure `l` holds nothing and needs no destroy. */
-int hp_alog_init(hp_alog_t *l, hp_alog_file_t *f, size_t bufsize);
+HP_EXPORT int hp_alog_init(hp_alog_t *l, hp_alog_file_t *f, size_t bufsize);
 
 /* Flushes what is buffered (errors are counted, not reported) and frees the
  * buffer. `l` may be initialised again afterwards. */
-void hp_alog_destroy(hp_alog_t *l);
+HP_EXPORT void hp_alog_destroy(hp_alog_t *l);
 
 /* Formats `sec` (Unix seconds, UTC) as "26/Nov/2026:00:41:16 +0000" into
  * `out` with a NUL, and returns HP_ALOG_TIME_LEN. Years outside 0..9999 are
@@ -88,7 +90,7 @@ void hp_alog_destroy(hp_alog_t *l);
  * clock and passes the string to every hp_alog_line of that second: that is
  * the cheaper API, since formatting a date costs more than the whole rest of
  * a typical line. */
-size_t hp_alog_time(char out[32], int64_t sec);
+HP_EXPORT size_t hp_alog_time(char out[32], int64_t sec);
 
 /* Appends one combined-format line. All pointers are borrowed and need no
  * NUL except `addr` and `time_str`:
@@ -103,7 +105,7 @@ size_t hp_alog_time(char out[32], int64_t sec);
  * what is left of the buffer: then the buffer is flushed first. A line that
  * still does not fit (longer than the whole buffer, or the flush could not
  * make room) is dropped and counted in hp_alog_dropped. */
-void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const char *method,
+HP_EXPORT void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const char *method,
                   size_t mlen, const char *target, size_t tlen, int minor, int status,
                   uint64_t bytes, const char *referer, size_t rlen, const char *agent,
                   size_t alen);
@@ -114,13 +116,13 @@ void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const ch
  * short write the rest stays buffered and 0 is returned. -EAGAIN keeps the
  * data; any other error (-ENOSPC, -EIO, -EBADF ...) drops the buffered lines,
  * counts them in hp_alog_dropped and is returned. */
-int hp_alog_flush(hp_alog_t *l);
+HP_EXPORT int hp_alog_flush(hp_alog_t *l);
 
 /* Lines lost so far (write errors, lines too long for the buffer). */
-uint64_t hp_alog_dropped(const hp_alog_t *l);
+HP_EXPORT uint64_t hp_alog_dropped(const hp_alog_t *l);
 
 /* Checks the buffer's invariants (len <= cap, a buffer allocated). Returns
  * 0 or -EINVAL. For tests. */
-int hp_alog_validate(const hp_alog_t *l);
+HP_EXPORT int hp_alog_validate(const hp_alog_t *l);
 
 #endif

@@ -16,24 +16,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* Same contracts as malloc/calloc/realloc/free. Return NULL when the
  * underlying allocator fails or when an injected fault fires. hp_free(NULL)
  * does nothing. */
-void *hp_malloc(size_t size);
-void *hp_calloc(size_t n, size_t size);
-void *hp_realloc(void *ptr, size_t size);
-void hp_free(void *ptr);
+HP_EXPORT void *hp_malloc(size_t size);
+HP_EXPORT void *hp_calloc(size_t n, size_t size);
+HP_EXPORT void *hp_realloc(void *ptr, size_t size);
+HP_EXPORT void hp_free(void *ptr);
 
 /* Zeroed memory aligned to HP_CACHELINE (64 bytes), for structures with
  * cache-line-aligned members. Released with hp_free. */
-void *hp_calloc_aligned(size_t size);
+HP_EXPORT void *hp_calloc_aligned(size_t size);
 
 /* Number of successful hp_malloc/hp_calloc/hp_realloc calls since start. */
-uint64_t hp_alloc_count(void);
+HP_EXPORT uint64_t hp_alloc_count(void);
 
 /* Makes the allocation `n` calls from now fail (1 = the very next one),
  * and every one after it while `sticky` is true. 0 disables injection.
  * For tests only; not thread-safe against concurrent arming. */
-void hp_alloc_fail_after(uint64_t n, int sticky);
+HP_EXPORT void hp_alloc_fail_after(uint64_t n, int sticky);
 
 #endif

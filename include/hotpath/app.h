@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "hotpath/clock.h"
+#include "hotpath/common.h"
 #include "hotpath/config.h"
 #include "hotpath/ctx.h"
 #include "hotpath/http_server.h"
@@ -73,14 +74,14 @@ struct hp_app_config {
 
 /* Creates an app: checks the configuration and opens the document root,
  * but binds nothing yet. Returns NULL with a one-line reason in err. */
-hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen);
+HP_EXPORT hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen);
 
 /* Registers `fn` for `methods` (HP_ROUTER_* bits) on `pattern` (see
  * router.h: /users/{id:int}, /files/{rest:*} ...). HEAD is answered by the
  * GET handler unless one is registered for HEAD. Returns 0, or -EEXIST /
  * -EINVAL with a one-line message for a conflicting or malformed pattern,
  * -EBUSY once the app runs. */
-int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
+HP_EXPORT int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
                  void *udata, char *err, size_t errlen);
 
 /* Lets the response cache (hp_http_config_t.cache, `cache` in the YAML)
@@ -92,7 +93,7 @@ int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handle
  * middleware; a successful POST, PUT, PATCH or DELETE to a path drops what
  * is cached for it. Returns 0, -ENOENT (no route has that pattern) or
  * -EBUSY once the app runs. */
-int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms);
+HP_EXPORT int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms);
 
 /* Registers another protocol on every worker (its worker_init(w, arg, ..)
  * runs when the app starts), for connections that reach it by an upgrade
@@ -101,7 +102,7 @@ int hp_app_cache_route(hp_app_t *app, const char *pattern, uint64_t ttl_ms);
  * `proto` is borrowed and must outlive the app. Returns 0, -EEXIST,
  * -ENOSPC (more than HP_WORKER_MAX_PROTOS - 1) or -EBUSY once the app
  * runs. */
-int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg);
+HP_EXPORT int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg);
 
 /* Listens on `addr` ("ADDR:PORT") besides the HTTP address, with `proto`
  * for what it accepts (registered first with hp_app_add_proto if it has
@@ -109,7 +110,7 @@ int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg);
  * address), -ENOSPC (more than HP_WORKER_MAX_LISTENERS - 1) or -EBUSY once
  * the app runs, with a one-line reason in err; binding errors come from
  * hp_app_run. */
-int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char *err,
+HP_EXPORT int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char *err,
                   size_t errlen);
 
 /* Adds middleware, run in the order added: `before` (may be NULL) runs
@@ -119,7 +120,7 @@ int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char
  * `before` let the request through (onion order). Returns 0, -ENOSPC (more
  * than HP_APP_MAX_MIDDLEWARE) or -EBUSY once the app runs. */
 #define HP_APP_MAX_MIDDLEWARE 16
-int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
+HP_EXPORT int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
 
 /* Makes every worker's loop read its time from `src` (copied; NULL:
  * CLOCK_MONOTONIC, the default) from the next hp_app_run on; see
@@ -129,14 +130,14 @@ int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, v
  * threads may advance it: it must be safe for that. Call it from the
  * thread that calls hp_app_run, while the app is not running. Returns 0,
  * or -EBUSY while it runs. */
-int hp_app_set_clock(hp_app_t *app, const hp_clock_src_t *src);
+HP_EXPORT int hp_app_set_clock(hp_app_t *app, const hp_clock_src_t *src);
 
 /* Binds, starts the workers and blocks until hp_app_stop (or a signal
  * when handle_signals) has drained them. With handle_signals, SIGHUP
  * reloads through cfg.reload (see hp_app_reload) and SIGUSR1 reopens the
  * access log (log rotation). Returns 0, or -errno when it
  * cannot listen (with the reason in hp_app_error). */
-int hp_app_run(hp_app_t *app);
+HP_EXPORT int hp_app_run(hp_app_t *app);
 
 /* Applies a new configuration to the running app (from hp_app_run's
  * thread, which is where SIGHUP lands): locations, roots, limits that do
@@ -148,17 +149,17 @@ int hp_app_run(hp_app_t *app);
  * `restart` (may be NULL). Returns 0,
  * or -errno with a one-line reason in err and the running configuration
  * untouched (a root or log that cannot be opened, no memory). */
-int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
+HP_EXPORT int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
                   char *err, size_t errlen);
 
 /* Starts a graceful stop from any thread (a signal handler excepted). */
-void hp_app_stop(hp_app_t *app);
+HP_EXPORT void hp_app_stop(hp_app_t *app);
 
 /* The last error hp_app_run met, one line ("" when none). */
-const char *hp_app_error(const hp_app_t *app);
+HP_EXPORT const char *hp_app_error(const hp_app_t *app);
 
 /* Frees the app (after hp_app_run returned, or if it never ran). */
-void hp_app_free(hp_app_t *app);
+HP_EXPORT void hp_app_free(hp_app_t *app);
 
 /* Where the metrics are when no other path is given. */
 #define HP_APP_METRICS_PATH "/metrics"
@@ -175,7 +176,7 @@ enum {
     HP_APP_BUILTIN_METRICS = 1u << 4,
     HP_APP_BUILTIN_ALL = 0x1fu,
 };
-int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
+HP_EXPORT int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
                           size_t errlen);
 
 /* ---- the configuration file (app_config.c) ---- */
@@ -189,14 +190,14 @@ int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_pat
  * on, metrics at HP_APP_METRICS_PATH, access log "access.log" (off).
  * Strings are literals; *out owns nothing. Hand it to hp_config_init and
  * keep it for as long as the configuration. */
-void hp_app_config_defaults(hp_config_t *out);
+HP_EXPORT void hp_app_config_defaults(hp_config_t *out);
 
 /* Sets every field of *o that a key of the file drives from `c` (the
  * rest of *o is left as it is); `c` must have one listen address. The
  * strings in *o are borrowed from `c`. *builtins gets the
  * HP_APP_BUILTIN_* bits of the endpoints turned on; the metrics route's
  * path is c->metrics.path. */
-void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins);
+HP_EXPORT void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins);
 
 /* Makes every check hp_app_new, hp_app_builtin_routes and hp_app_reload
  * would make of what `c` drives, beyond the ranges the loader enforced:
@@ -206,6 +207,6 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
  * keeps nothing open. Returns 0, or -EINVAL with one line in err placed
  * where the value was set (hp_config_fail: "FILE:LINE:COL: root: cannot
  * open 'x': No such file or directory"), or -ENOMEM. */
-int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen);
+HP_EXPORT int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen);
 
 #endif

@@ -13,9 +13,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* CLOCK_MONOTONIC in milliseconds / nanoseconds (vDSO, no syscall). */
-uint64_t hp_clock_mono_ms(void);
-uint64_t hp_clock_mono_ns(void);
+HP_EXPORT uint64_t hp_clock_mono_ms(void);
+HP_EXPORT uint64_t hp_clock_mono_ns(void);
 
 /* A source of monotonic time for an event loop (hp_loop_set_clock): a
  * function and the argument it is called with. The zero value,
@@ -39,7 +41,7 @@ typedef struct hp_clock_src {
 #define HP_CLOCK_MONO ((hp_clock_src_t){.now_ns = NULL, .arg = NULL})
 
 /* CLOCK_REALTIME in whole seconds since the Unix epoch. */
-int64_t hp_clock_real_sec(void);
+HP_EXPORT int64_t hp_clock_real_sec(void);
 
 /* Length of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), without NUL. */
 #define HP_DATE_LEN 29
@@ -56,10 +58,10 @@ typedef struct hp_date {
 /* Writes the IMF-fixdate (RFC 9110 5.6.7) for unix_sec into out (OUT, 29
  * characters and a NUL). Valid for 1970-01-01 .. 9999-12-31; times outside
  * are clamped to that range. */
-void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1]);
+HP_EXPORT void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1]);
 
 /* Makes d->text describe unix_sec, formatting only when the second differs
  * from d->sec. Returns true when it reformatted. */
-bool hp_date_update(hp_date_t *d, int64_t unix_sec);
+HP_EXPORT bool hp_date_update(hp_date_t *d, int64_t unix_sec);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * common.h - the few compiler helpers every hotpath module shares.
  *
- * Kept deliberately tiny: branch hints, cold-path markers, cache-line size
- * and a container-of. Nothing here allocates or holds state.
+ * Kept deliberately tiny: branch hints, cold-path markers, cache-line size,
+ * the export marker and a container-of. Nothing here allocates or holds state.
  */
 #ifndef HOTPATH_COMMON_H
 #define HOTPATH_COMMON_H
@@ -20,6 +20,11 @@
 
 #define HP_CACHELINE 64
 #define HP_ALIGNED_CACHELINE __attribute__((aligned(HP_CACHELINE)))
+
+/* Marks what libhotpath.so exports: the library is built with
+ * -fvisibility=hidden, so only functions and data declared with this in
+ * the public headers are part of its dynamic interface. */
+#define HP_EXPORT __attribute__((visibility("default")))
 
 #define HP_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

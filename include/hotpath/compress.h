@@ -26,6 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* Stream formats. GZIP, ZLIB and DEFLATE are the same deflate data
  * (RFC 1951) in a gzip member (RFC 1952), in a zlib stream (RFC 1950), or
  * bare, as permessage-deflate sends it. BROTLI is RFC 7932. */
@@ -84,7 +86,7 @@ typedef struct hp_compress hp_compress_t;
 /* Creates a compressor in *out (owned by the caller, released with
  * hp_compress_free). Returns 0, -EINVAL for a parameter out of range, or
  * -ENOMEM (nothing allocated then, *out untouched). */
-int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts);
+HP_EXPORT int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts);
 
 /* Compresses input from io without forcing output: the compressor keeps
  * what it needs to find matches and writes what it has ready.
@@ -93,7 +95,7 @@ int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts);
  * room is full with input left, -EINVAL after finish (until a reset) or
  * after an earlier -ENOMEM, or -ENOMEM (brotli only; the context must then
  * be reset or freed). */
-int hp_compress_feed(hp_compress_t *c, hp_compress_io_t *io);
+HP_EXPORT int hp_compress_feed(hp_compress_t *c, hp_compress_io_t *io);
 
 /* Like feed, then writes everything compressed so far, ending on a byte
  * boundary so that the peer can decode all input given up to here.
@@ -108,7 +110,7 @@ int hp_compress_feed(hp_compress_t *c, hp_compress_io_t *io);
  * of the message; the receiver appends them before inflating.
  * brotli: BROTLI_OPERATION_FLUSH (the output ends with an empty metablock
  * where needed; nothing to strip). */
-int hp_compress_flush(hp_compress_t *c, hp_compress_io_t *io);
+HP_EXPORT int hp_compress_flush(hp_compress_t *c, hp_compress_io_t *io);
 
 /* Like feed, then ends the stream (gzip/zlib trailer, final deflate block,
  * brotli's last metablock). Returns 0 when the stream is complete,
@@ -116,7 +118,7 @@ int hp_compress_flush(hp_compress_t *c, hp_compress_io_t *io);
  * an error as feed. After 0 only hp_compress_reset or hp_compress_free
  * may follow. A whole buffer given to one call with enough room gives the
  * same bytes as zlib's deflate(Z_FINISH) or brotli's FINISH over it. */
-int hp_compress_finish(hp_compress_t *c, hp_compress_io_t *io);
+HP_EXPORT int hp_compress_finish(hp_compress_t *c, hp_compress_io_t *io);
 
 /* Starts a new stream on the same context with the same parameters,
  * forgetting all history (permessage-deflate's *_no_context_takeover
@@ -125,9 +127,9 @@ int hp_compress_finish(hp_compress_t *c, hp_compress_io_t *io);
  * Deflate formats keep their allocation: no allocation, returns 0.
  * brotli has no reset in its API, so its encoder is rebuilt lazily on the
  * next call: returns 0, and that call may fail with -ENOMEM. */
-int hp_compress_reset(hp_compress_t *c);
+HP_EXPORT int hp_compress_reset(hp_compress_t *c);
 
 /* Releases c and all it holds. NULL is ignored. */
-void hp_compress_free(hp_compress_t *c);
+HP_EXPORT void hp_compress_free(hp_compress_t *c);
 
 #endif

@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* Upper bounds the loader enforces, so a file cannot make us build huge
  * tables. */
 #define HP_CONFIG_MAX_LISTEN 64      /* addresses in `listen` */
@@ -126,7 +128,7 @@ typedef struct hp_config {
  * `defaults`, which every later load starts from and hp_config_free
  * returns to: it and its strings must outlive *c. Allocates nothing;
  * whatever *c held before is overwritten, not freed. */
-void hp_config_init(hp_config_t *c, const hp_config_t *defaults);
+HP_EXPORT void hp_config_init(hp_config_t *c, const hp_config_t *defaults);
 
 /* Reads and validates the YAML file `path`, starting from c->defaults
  * (nothing of what *c held is kept). *c must have been through
@@ -138,17 +140,17 @@ void hp_config_init(hp_config_t *c, const hp_config_t *defaults);
  *   -ENOENT, -EACCES, -EISDIR, -EFBIG ... "FILE: <strerror>";
  *   -ENOMEM  "FILE: out of memory".
  * Lines and columns count from 1. Keeps no state between calls. */
-int hp_config_load(hp_config_t *c, const char *path, char *err, size_t errlen);
+HP_EXPORT int hp_config_load(hp_config_t *c, const char *path, char *err, size_t errlen);
 
 /* Same as hp_config_load, from `len` bytes of `yaml` (need not be
  * NUL-terminated); `name` stands for the file in messages and in
  * c->source. */
-int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
+HP_EXPORT int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
                           char *err, size_t errlen);
 
 /* Frees what a load allocated and resets *c to its defaults. Safe on
  * defaults and on an already freed configuration. */
-void hp_config_free(hp_config_t *c);
+HP_EXPORT void hp_config_free(hp_config_t *c);
 
 /* For the checks the owners make after a load (can the root be opened?):
  * writes the failure into err as one line, placed where the user set
@@ -159,7 +161,7 @@ void hp_config_free(hp_config_t *c);
  *   "FILE: KEY: message"           it kept its default ("KEY: message"
  *                                  without a file).
  * errlen 0 writes nothing. */
-int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
+HP_EXPORT int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Records that `key` (and every key beneath it) now holds a value from
@@ -167,6 +169,6 @@ int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errl
  * file's; hp_config_fail then names the origin. `origin` is borrowed and
  * must outlive *c; the record lives until the next load or
  * hp_config_free. Returns 0 or -ENOMEM. */
-int hp_config_override(hp_config_t *c, const char *key, const char *origin);
+HP_EXPORT int hp_config_override(hp_config_t *c, const char *key, const char *origin);
 
 #endif

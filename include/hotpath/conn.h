@@ -167,7 +167,7 @@ static inline void *hp_conn_cstate(const hp_conn_t *c)
  * not initialised: HP_CONN_F_STATE_INIT is clear when the chunk is new, and
  * the protocol sets up what it uses). NULL when the connection holds no read
  * chunk. */
-void *hp_conn_state(hp_conn_t *c);
+HP_EXPORT void *hp_conn_state(hp_conn_t *c);
 
 /* Marks `n` received bytes as handled. */
 static inline void hp_conn_consume(hp_conn_t *c, uint32_t n)
@@ -188,21 +188,21 @@ static inline void hp_conn_set_busy(hp_conn_t *c, bool busy)
 /* Removes `n` received bytes at offset `off` of the unconsumed ones,
  * keeping the `off` bytes before them where they are (used to consume a
  * body while its request head stays in place). */
-void hp_conn_cut(hp_conn_t *c, uint32_t off, uint32_t n);
+HP_EXPORT void hp_conn_cut(hp_conn_t *c, uint32_t off, uint32_t n);
 
 /* Stops (or resumes) reading from the socket while the protocol holds the
  * connection, e.g. while a handler answers asynchronously: the received
  * bytes stay where they are, so pointers into them stay valid. */
-void hp_conn_hold(hp_conn_t *c, bool hold);
+HP_EXPORT void hp_conn_hold(hp_conn_t *c, bool hold);
 
 /* Capacity of the received-bytes area: the most one request head can
  * occupy. */
-uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c);
+HP_EXPORT uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c);
 
 /* Moves the unconsumed bytes to the front of the read area so more fit.
  * Protocols that keep offsets relative to the start of the unconsumed
  * bytes are unaffected. */
-void hp_conn_compact(hp_conn_t *c);
+HP_EXPORT void hp_conn_compact(hp_conn_t *c);
 
 /* ---- output ---- */
 
@@ -210,39 +210,39 @@ void hp_conn_compact(hp_conn_t *c);
  * the queue is full even after trying to send what it holds (the protocol
  * then stops and waits for on_drain) or no chunk could be had. The bytes
  * are committed with hp_conn_commit. */
-char *hp_conn_reserve(hp_conn_t *c, uint32_t n);
-void hp_conn_commit(hp_conn_t *c, uint32_t n);
+HP_EXPORT char *hp_conn_reserve(hp_conn_t *c, uint32_t n);
+HP_EXPORT void hp_conn_commit(hp_conn_t *c, uint32_t n);
 
 /* Copies `len` bytes into the queue. Returns 0 or -ENOBUFS (full). */
-int hp_conn_write(hp_conn_t *c, const void *buf, uint32_t len);
+HP_EXPORT int hp_conn_write(hp_conn_t *c, const void *buf, uint32_t len);
 
 /* Queues `len` bytes at `buf` without copying. `buf` must stay valid until
  * sent; with `owned` it is released with hp_free once sent or dropped, on
  * every path (including failure). Returns 0 or -ENOBUFS. */
-int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned);
+HP_EXPORT int hp_conn_write_ref(hp_conn_t *c, const void *buf, uint64_t len, bool owned);
 
 /* A spare chunk from the worker's read pool (hp_conn_chunk_size bytes) for
  * the protocol's own use, such as a request body; NULL when none is left.
  * Give it back with hp_conn_chunk_put or hand it to hp_conn_write_chunk. */
-void *hp_conn_chunk_get(hp_conn_t *c);
-void hp_conn_chunk_put(hp_conn_t *c, void *chunk);
-uint32_t hp_conn_chunk_size(const hp_conn_t *c);
+HP_EXPORT void *hp_conn_chunk_get(hp_conn_t *c);
+HP_EXPORT void hp_conn_chunk_put(hp_conn_t *c, void *chunk);
+HP_EXPORT uint32_t hp_conn_chunk_size(const hp_conn_t *c);
 
 /* Queues `len` bytes at `buf`, which lies inside `chunk` (from
  * hp_conn_chunk_get). Takes ownership of the chunk on every path: it goes
  * back to the pool once sent or dropped. Returns 0 or -ENOBUFS. */
-int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len);
+HP_EXPORT int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, uint64_t len);
 
 /* Queues `len` bytes at `buf` without copying; `done(arg)` (if not NULL)
  * runs once they are sent or dropped, on every path (including failure:
  * then before this returns). Returns 0 or -ENOBUFS. */
-int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*done)(void *arg),
+HP_EXPORT int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*done)(void *arg),
                          void *arg);
 
 /* Queues `len` bytes of file `fd` from `offset` for sendfile. Takes
  * ownership of `fd` on every path: it is closed once sent or dropped.
  * Returns 0 or -ENOBUFS. */
-int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len);
+HP_EXPORT int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len);
 
 /* Queues `len` bytes of file `fd` from `offset` for sendfile without
  * taking the descriptor (an open-file cache keeps it for later requests):
@@ -252,36 +252,36 @@ int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t len);
  * connection never closes `fd`. `done` may not free the connection; NULL
  * `done` behaves as hp_conn_write_file (fd owned and closed).
  * Returns 0 or -ENOBUFS. */
-int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
+HP_EXPORT int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
                           void (*done)(void *arg), void *arg);
 
 /* Bytes queued and not yet sent. */
-uint64_t hp_conn_pending(const hp_conn_t *c);
+HP_EXPORT uint64_t hp_conn_pending(const hp_conn_t *c);
 
 /* Sends what is queued now instead of at the end of the batch (used for
  * "100 Continue"). Returns 0 or -errno; on a fatal error the connection is
  * closed. */
-int hp_conn_flush(hp_conn_t *c);
+HP_EXPORT int hp_conn_flush(hp_conn_t *c);
 
 /* Stops parsing: on_data is not called again until the output drains. */
-void hp_conn_pause(hp_conn_t *c);
+HP_EXPORT void hp_conn_pause(hp_conn_t *c);
 
 /* ---- lifecycle ---- */
 
 /* Closes once everything queued is sent (or the write timer fires). */
-void hp_conn_close_after_write(hp_conn_t *c);
+HP_EXPORT void hp_conn_close_after_write(hp_conn_t *c);
 
 /* Closes now: the fd is closed and removed from the poller at once, queued
  * output is dropped, and the struct is freed at the end of the loop
  * iteration, so callers up the stack may still look at it. Idempotent. */
-void hp_conn_close(hp_conn_t *c);
+HP_EXPORT void hp_conn_close(hp_conn_t *c);
 
 /* Arms the connection's single timer for the protocol (cancels the write
  * timer role). 0 cancels. */
-void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
+HP_EXPORT void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
 
 /* The loop's cached time. */
-uint64_t hp_conn_now(const hp_conn_t *c);
+HP_EXPORT uint64_t hp_conn_now(const hp_conn_t *c);
 
 /* ---- protocols, options, handles ---- */
 
@@ -297,14 +297,14 @@ uint64_t hp_conn_now(const hp_conn_t *c);
  * Returns 0, or -EINVAL when its state does not fit the read chunk,
  * -ENOBUFS when the waiting bytes do not fit behind it or no persistent
  * state could be had (the connection is then closed). */
-int hp_conn_switch(hp_conn_t *c, const hp_proto_t *proto, void *udata);
+HP_EXPORT int hp_conn_switch(hp_conn_t *c, const hp_proto_t *proto, void *udata);
 
 /* Applies TCP options. Returns 0 or the first -errno (the rest are still
  * tried). */
-int hp_conn_set_sockopts(hp_conn_t *c, const hp_sockopts_t *o);
+HP_EXPORT int hp_conn_set_sockopts(hp_conn_t *c, const hp_sockopts_t *o);
 
 /* The connection's handle, for other threads. */
-hp_conn_handle_t hp_conn_handle(const hp_conn_t *c);
+HP_EXPORT hp_conn_handle_t hp_conn_handle(const hp_conn_t *c);
 
 /* Delivery of a message to a connection: c is NULL when it closed before
  * the message arrived (the callback then frees what ptr holds). Runs on
@@ -317,11 +317,11 @@ typedef void (*hp_conn_msg_cb)(hp_conn_t *c, void *ptr);
  * worker of the same group (the engine's workers). Returns 0, -EINVAL for
  * a worker outside the group, -EAGAIN when its inbox is full (cb is then
  * not called: ptr stays the caller's). */
-int hp_conn_post(hp_worker_t *via, hp_conn_handle_t h, hp_conn_msg_cb cb, void *ptr);
+HP_EXPORT int hp_conn_post(hp_worker_t *via, hp_conn_handle_t h, hp_conn_msg_cb cb, void *ptr);
 
 /* Internal to the net layer: set-up and the ready-queue pass. */
-int hp_conn_start(hp_conn_t *c, const hp_proto_t *proto, void *udata);
-void hp_conn_serve(hp_conn_t *c);
-void hp_conn_release(hp_conn_t *c);
+HP_EXPORT int hp_conn_start(hp_conn_t *c, const hp_proto_t *proto, void *udata);
+HP_EXPORT void hp_conn_serve(hp_conn_t *c);
+HP_EXPORT void hp_conn_release(hp_conn_t *c);
 
 #endif

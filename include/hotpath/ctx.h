@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 typedef struct hp_ctx hp_ctx_t;
 struct hp_proto;
 
@@ -33,64 +35,64 @@ typedef int (*hp_middleware_fn)(hp_ctx_t *ctx, void *udata);
 /* ---- the request ---- */
 
 /* The method token ("GET") and its HP_ROUTER_* bit. */
-const char *hp_ctx_method(const hp_ctx_t *ctx, size_t *len);
-uint32_t hp_ctx_method_bit(const hp_ctx_t *ctx);
+HP_EXPORT const char *hp_ctx_method(const hp_ctx_t *ctx, size_t *len);
+HP_EXPORT uint32_t hp_ctx_method_bit(const hp_ctx_t *ctx);
 
 /* The path, without the query string, as received (not decoded). */
-const char *hp_ctx_path(const hp_ctx_t *ctx, size_t *len);
+HP_EXPORT const char *hp_ctx_path(const hp_ctx_t *ctx, size_t *len);
 
 /* The raw query string after '?' (len 0 when none). */
-const char *hp_ctx_query_string(const hp_ctx_t *ctx, size_t *len);
+HP_EXPORT const char *hp_ctx_query_string(const hp_ctx_t *ctx, size_t *len);
 
 /* The value of query parameter `name`, percent- and '+'-decoded into
  * out[0..cap). Returns its length, -1 when absent, -ENOSPC when it does not
  * fit, -EINVAL for a bad escape. The first occurrence wins. */
-int hp_ctx_query(const hp_ctx_t *ctx, const char *name, char *out, size_t cap);
+HP_EXPORT int hp_ctx_query(const hp_ctx_t *ctx, const char *name, char *out, size_t cap);
 
 /* A request header by name, case-insensitively; NULL when absent. */
-const char *hp_ctx_header(const hp_ctx_t *ctx, const char *name, size_t *len);
+HP_EXPORT const char *hp_ctx_header(const hp_ctx_t *ctx, const char *name, size_t *len);
 
 /* A route parameter by name ({id:int} ...): its text, NULL when the route
  * has no such parameter. */
-const char *hp_ctx_param(const hp_ctx_t *ctx, const char *name, size_t *len);
+HP_EXPORT const char *hp_ctx_param(const hp_ctx_t *ctx, const char *name, size_t *len);
 
 /* An {x:int} parameter's value; `fallback` when absent or not an int. */
-int64_t hp_ctx_param_int(const hp_ctx_t *ctx, const char *name, int64_t fallback);
+HP_EXPORT int64_t hp_ctx_param_int(const hp_ctx_t *ctx, const char *name, int64_t fallback);
 
 /* The request body (complete before the handler runs); len 0 when none. */
-const char *hp_ctx_body(const hp_ctx_t *ctx, size_t *len);
+HP_EXPORT const char *hp_ctx_body(const hp_ctx_t *ctx, size_t *len);
 
 /* The route pattern that matched ("/users/{id:int}"), or NULL. */
-const char *hp_ctx_route(const hp_ctx_t *ctx);
+HP_EXPORT const char *hp_ctx_route(const hp_ctx_t *ctx);
 
 /* ---- the response ---- */
 
 /* Sets the status (default 200). */
-void hp_ctx_status(hp_ctx_t *ctx, int status);
+HP_EXPORT void hp_ctx_status(hp_ctx_t *ctx, int status);
 
 /* Adds a response header. Server, Date, Content-Length, Transfer-Encoding
  * and Connection are the server's. Returns 0, -EINVAL for a name that is
  * not a token or is one of the server's framing fields, or a value with CR
  * or LF, -ENOSPC when the headers exceed HP_CTX_HEADER_BYTES. */
 #define HP_CTX_HEADER_BYTES 1024
-int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value);
+HP_EXPORT int hp_ctx_set_header(hp_ctx_t *ctx, const char *name, const char *value);
 
 /* Sets the body to a copy of data[0..len) with Content-Type `ctype`
  * (borrowed; a string constant, or NULL for none). Returns 0 or -ENOMEM. */
-int hp_ctx_send(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len);
+HP_EXPORT int hp_ctx_send(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len);
 
 /* Sets the body to data[0..len) without copying: `data` must stay valid
  * until `done(arg)` is called, once it has been sent or dropped (done may
  * be NULL for static data). Returns 0. */
-int hp_ctx_send_ref(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len,
+HP_EXPORT int hp_ctx_send_ref(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len,
                     void (*done)(void *arg), void *arg);
 
 /* Sets the body to `len` bytes of file `fd` from `offset`, sent with
  * sendfile. Takes ownership of fd on every path. Returns 0. */
-int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, uint64_t len);
+HP_EXPORT int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, uint64_t len);
 
 /* A complete short response: status, text/plain body "NNN Reason\n". */
-void hp_ctx_send_status(hp_ctx_t *ctx, int status);
+HP_EXPORT void hp_ctx_send_status(hp_ctx_t *ctx, int status);
 
 /* Answers "101 Switching Protocols" and, once it is queued, hands the
  * connection to `proto` (with `udata` in c->udata): the bytes the client
@@ -103,19 +105,19 @@ void hp_ctx_send_status(hp_ctx_t *ctx, int status);
  * an error, e.g. 400 or 426), -EINVAL for a bad token or protocol, or
  * -ENOSPC. `proto` and `udata` are borrowed and must outlive the
  * connection. */
-int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto, void *udata);
+HP_EXPORT int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto, void *udata);
 
 /* ---- asynchronous handlers ---- */
 
 /* Ends a response whose handler returned HP_PENDING: runs the `after`
  * middleware and writes it. Call on the connection's worker thread. */
-void hp_ctx_finish(hp_ctx_t *ctx);
+HP_EXPORT void hp_ctx_finish(hp_ctx_t *ctx);
 
 /* Called (on the worker) if the connection closes while the handler is
  * pending; the context is invalid once it returns. */
-void hp_ctx_on_abort(hp_ctx_t *ctx, void (*fn)(hp_ctx_t *ctx, void *arg), void *arg);
+HP_EXPORT void hp_ctx_on_abort(hp_ctx_t *ctx, void (*fn)(hp_ctx_t *ctx, void *arg), void *arg);
 
 /* The worker that runs this request, for timers and loop access. */
-struct hp_worker *hp_ctx_worker(const hp_ctx_t *ctx);
+HP_EXPORT struct hp_worker *hp_ctx_worker(const hp_ctx_t *ctx);
 
 #endif

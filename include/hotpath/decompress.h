@@ -17,6 +17,7 @@
 #ifndef HOTPATH_DECOMPRESS_H
 #define HOTPATH_DECOMPRESS_H
 
+#include "hotpath/common.h"
 #include "hotpath/compress.h"
 
 #include <stdint.h>
@@ -55,7 +56,7 @@ typedef struct hp_decompress hp_decompress_t;
 /* Creates a decompressor in *out (owned by the caller, released with
  * hp_decompress_free). Returns 0, -EINVAL for a parameter out of range,
  * or -ENOMEM (nothing allocated then, *out untouched). */
-int hp_decompress_new(hp_decompress_t **out, const hp_decompress_opts_t *opts);
+HP_EXPORT int hp_decompress_new(hp_decompress_t **out, const hp_decompress_opts_t *opts);
 
 /* Decompresses input from io into io's room. Returns
  *   0                   all input consumed, the stream not ended: feed
@@ -73,25 +74,25 @@ int hp_decompress_new(hp_decompress_t **out, const hp_decompress_opts_t *opts);
  * After an error the context only answers that error until a reset. The
  * bytes written before an error are the stream's, but how many of them
  * were written can depend on how input and room were cut. */
-int hp_decompress_feed(hp_decompress_t *d, hp_compress_io_t *io);
+HP_EXPORT int hp_decompress_feed(hp_decompress_t *d, hp_compress_io_t *io);
 
 /* Bytes produced since the context was made, reset, or its limit
  * restarted. */
-uint64_t hp_decompress_total(const hp_decompress_t *d);
+HP_EXPORT uint64_t hp_decompress_total(const hp_decompress_t *d);
 
 /* Restarts the count that max_out limits, keeping the stream and its
  * history: permessage-deflate with context takeover calls it before each
  * message, as its limit is per message while the stream goes on. An
  * error the context stopped on stays (-EMSGSIZE included). */
-void hp_decompress_restart_limit(hp_decompress_t *d);
+HP_EXPORT void hp_decompress_restart_limit(hp_decompress_t *d);
 
 /* Starts a new stream with the same parameters: history, the byte count
  * and any error are forgotten. zlib keeps its state and window (no
  * allocation, returns 0); brotli has no reset in its API, so its decoder is
  * rebuilt: returns 0 or -ENOMEM (then the next feed tries again). */
-int hp_decompress_reset(hp_decompress_t *d);
+HP_EXPORT int hp_decompress_reset(hp_decompress_t *d);
 
 /* Releases d and all it holds. NULL is ignored. */
-void hp_decompress_free(hp_decompress_t *d);
+HP_EXPORT void hp_decompress_free(hp_decompress_t *d);
 
 #endif

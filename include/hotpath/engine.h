@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
 #include "hotpath/listener.h"
 #include "hotpath/mpsc.h"
 #include "hotpath/resolve.h"
@@ -34,17 +35,17 @@ typedef struct hp_engine {
 
 /* The number of CPUs this process may run on, writing their ids to
  * cpus[0..max) when cpus is not NULL. Always at least 1. */
-uint32_t hp_engine_cpus(int *cpus, uint32_t max);
+HP_EXPORT uint32_t hp_engine_cpus(int *cpus, uint32_t max);
 
 /* Prepares `nworkers` workers with no protocol and no listener yet.
  * Returns 0 or -errno (-EINVAL, -ENOMEM); on failure nothing is left open
  * or allocated. */
-int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *cfg);
+HP_EXPORT int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *cfg);
 
 /* Registers `proto` on every worker (proto->worker_init(w, arg, &data) for
  * each; see hp_worker_add_proto). Call before hp_engine_start. Returns 0
  * or -errno (workers already set up keep it until hp_engine_destroy). */
-int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg);
+HP_EXPORT int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg);
 
 /* Opens a listening socket per worker on `addr` (one shared socket when
  * cfg.reuseport is false) whose connections run `proto`. One engine may
@@ -52,24 +53,24 @@ int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg);
  * hp_engine_start. Returns 0 or -errno: -EADDRINUSE, -EACCES,
  * -EADDRNOTAVAIL from binding, -ENOENT for a protocol that needs
  * registering first. */
-int hp_engine_listen(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+HP_EXPORT int hp_engine_listen(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
                      const hp_proto_t *proto);
 
 /* Starts every worker thread. Returns 0 or -errno (threads already
  * started are stopped again). */
-int hp_engine_start(hp_engine_t *e);
+HP_EXPORT int hp_engine_start(hp_engine_t *e);
 
 /* Asks every worker to drain (stop accepting, finish in-flight work). */
-void hp_engine_shutdown(hp_engine_t *e);
+HP_EXPORT void hp_engine_shutdown(hp_engine_t *e);
 
 /* Asks every worker to close everything and stop now. */
-void hp_engine_stop_now(hp_engine_t *e);
+HP_EXPORT void hp_engine_stop_now(hp_engine_t *e);
 
 /* Reads exit reports; returns true once every worker's loop has ended.
  * Call when engine->wake_fd is readable (or to poll). */
-bool hp_engine_reap(hp_engine_t *e);
+HP_EXPORT bool hp_engine_reap(hp_engine_t *e);
 
 /* Joins the threads and frees everything. */
-void hp_engine_destroy(hp_engine_t *e);
+HP_EXPORT void hp_engine_destroy(hp_engine_t *e);
 
 #endif

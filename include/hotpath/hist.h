@@ -67,17 +67,17 @@ typedef struct hp_hist {
  * hp_hist_destroy). Requires lowest >= 1, highest >= 2 * lowest and digits
  * in 1..5. Returns 0, -EINVAL for bad arguments (or a layout that does not
  * fit 64 bits), -ENOMEM; on failure *h is left zeroed. */
-int hp_hist_init(hp_hist_t *h, uint64_t lowest, uint64_t highest, int digits);
+HP_EXPORT int hp_hist_init(hp_hist_t *h, uint64_t lowest, uint64_t highest, int digits);
 
 /* hp_hist_init with the latency setting above (HP_HIST_LATENCY_*). */
-int hp_hist_init_latency(hp_hist_t *h);
+HP_EXPORT int hp_hist_init_latency(hp_hist_t *h);
 #define HP_HIST_LATENCY_INIT(h) hp_hist_init_latency(h)
 
 /* Frees the counts and zeroes *h. Safe on a zeroed or destroyed histogram. */
-void hp_hist_destroy(hp_hist_t *h);
+HP_EXPORT void hp_hist_destroy(hp_hist_t *h);
 
 /* Forgets every recorded value; keeps the layout and the memory. */
-void hp_hist_reset(hp_hist_t *h);
+HP_EXPORT void hp_hist_reset(hp_hist_t *h);
 
 /* Slot of a value in [0, highest]. Internal to the record path; exposed
  * because hp_hist_record is inline. */
@@ -102,14 +102,14 @@ HP_INLINE void hp_hist_bump(uint64_t *p, uint64_t n)
 
 /* Out-of-line part of hp_hist_record_n for values below lowest or above
  * highest. Internal. */
-void hp_hist_record_slow(hp_hist_t *h, uint64_t v, uint64_t n);
+HP_EXPORT void hp_hist_record_slow(hp_hist_t *h, uint64_t v, uint64_t n);
 
 /* Records `n` occurrences of v (nothing when n is 0). Values below
  * `lowest` land in bucket 0 at their own unit slot and count in
  * h->underflow; values above `highest` are recorded as `highest` (so for
  * percentiles, mean and the text output) and count in h->overflow. min and
  * max always keep the true values. Never allocates, never fails. */
-void hp_hist_record_n(hp_hist_t *h, uint64_t v, uint64_t n);
+HP_EXPORT void hp_hist_record_n(hp_hist_t *h, uint64_t v, uint64_t n);
 
 /* Records one value: hp_hist_record_n(h, v, 1), inline and branch-light. */
 HP_INLINE void hp_hist_record(hp_hist_t *h, uint64_t v)
@@ -132,34 +132,34 @@ HP_INLINE void hp_hist_record(hp_hist_t *h, uint64_t v)
  * lowest, highest and digits; returns 0 or -EINVAL. src is only read (with
  * relaxed loads, so its owner may keep recording: then dst gets the counts
  * as they were read and dst->total is their sum). */
-int hp_hist_merge(hp_hist_t *dst, const hp_hist_t *src);
+HP_EXPORT int hp_hist_merge(hp_hist_t *dst, const hp_hist_t *src);
 
 /* Number of values recorded (out-of-range ones included). */
-uint64_t hp_hist_count(const hp_hist_t *h);
+HP_EXPORT uint64_t hp_hist_count(const hp_hist_t *h);
 
 /* True smallest / largest value recorded; 0 when empty. */
-uint64_t hp_hist_min(const hp_hist_t *h);
-uint64_t hp_hist_max(const hp_hist_t *h);
+HP_EXPORT uint64_t hp_hist_min(const hp_hist_t *h);
+HP_EXPORT uint64_t hp_hist_max(const hp_hist_t *h);
 
 /* Mean and standard deviation, from the middle of each slot (so within the
  * histogram's precision); out-of-range values count as clamped. 0 when
  * empty. */
-double hp_hist_mean(const hp_hist_t *h);
-double hp_hist_stddev(const hp_hist_t *h);
+HP_EXPORT double hp_hist_mean(const hp_hist_t *h);
+HP_EXPORT double hp_hist_stddev(const hp_hist_t *h);
 
 /* The value at percentile p (clamped to 0..100), nearest rank: the top of
  * the slot where the cumulative count first reaches ceil(p/100 * count)
  * (at least 1), capped at min(max, highest); so p = 100 gives the max
  * (clamped to highest). Never below the true value at that rank and above
  * it by less than the slot width. 0 when empty. */
-uint64_t hp_hist_percentile(const hp_hist_t *h, double p);
+HP_EXPORT uint64_t hp_hist_percentile(const hp_hist_t *h, double p);
 
 /* Highest value that shares v's slot (v clamped to highest first). */
-uint64_t hp_hist_highest_equivalent(const hp_hist_t *h, uint64_t v);
+HP_EXPORT uint64_t hp_hist_highest_equivalent(const hp_hist_t *h, uint64_t v);
 
 /* Calls fn(top value of the slot, count, arg) for each slot with a non-zero
  * count, in increasing order. fn must not modify h. */
-void hp_hist_foreach(const hp_hist_t *h,
+HP_EXPORT void hp_hist_foreach(const hp_hist_t *h,
                      void (*fn)(uint64_t value, uint64_t count, void *arg),
                      void *arg);
 
@@ -174,17 +174,17 @@ void hp_hist_foreach(const hp_hist_t *h,
  * histogram prints only the header and footer. out is borrowed.
  * Returns 0, -EINVAL (unit <= 0, ticks_per_half < 1), or -EIO/-errno when
  * writing fails. */
-int hp_hist_print_percentiles(const hp_hist_t *h, FILE *out, double unit,
+HP_EXPORT int hp_hist_print_percentiles(const hp_hist_t *h, FILE *out, double unit,
                               int ticks_per_half);
 
 /* Bytes held by the counts. */
-size_t hp_hist_bytes(const hp_hist_t *h);
+HP_EXPORT size_t hp_hist_bytes(const hp_hist_t *h);
 
 /* Checks the layout and the counters: layout fields derived from lowest,
  * highest and digits, total == sum of counts, min <= max when non-empty,
  * overflow <= the count at highest's slot, underflow <= the counts below
  * lowest's slot. Returns 0 or -EINVAL. O(counts_len): tests. Only on a
  * histogram nobody is recording into. */
-int hp_hist_validate(const hp_hist_t *h);
+HP_EXPORT int hp_hist_validate(const hp_hist_t *h);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include <stddef.h>
 
+#include "hotpath/common.h"
+
 /* Codings the static server can send: the file itself, or a precompressed
  * sibling (.gz, .br). */
 enum { HP_ENC_IDENTITY = 1u << 0, HP_ENC_GZIP = 1u << 1, HP_ENC_BR = 1u << 2 };
@@ -40,6 +42,6 @@ enum { HP_ENC_IDENTITY = 1u << 0, HP_ENC_GZIP = 1u << 1, HP_ENC_BR = 1u << 2 };
  * forbidden ("identity;q=0", or "*;q=0" without identity listed). On 0 the
  * caller answers 406 Not Acceptable (or, as §12.5.3 also allows, ignores
  * the header and sends identity); never 406 while identity is acceptable. */
-unsigned hp_accept_encoding(const char *v, size_t len, unsigned available);
+HP_EXPORT unsigned hp_accept_encoding(const char *v, size_t len, unsigned available);
 
 #endif

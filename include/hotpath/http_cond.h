@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* Room hp_etag_make() needs, including the NUL it writes: two quotes, up to
  * 16 + 16 hex digits, a '-' and the NUL make 36; 40 leaves slack. */
 #define HP_ETAG_MAX 40
@@ -29,7 +31,7 @@
  * a rewrite of the same size within one clock tick.
  * Returns the length without the NUL (at most 35), or 0 when cap is too
  * small (then out is left untouched). Lowercase hex, no leading zeros. */
-size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec);
+HP_EXPORT size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec);
 
 /* Parses an HTTP-date s[0..len) in any of the three RFC 9110 §5.6.7 forms:
  *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -46,7 +48,7 @@ size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, lon
  * current time, which this pure function does not have, and the pivot
  * keeps every such date at or after the Unix epoch.
  * Returns 0 with *t (OUT) set to Unix seconds, or -EINVAL (*t untouched). */
-int hp_http_date_parse(const char *s, size_t len, int64_t *t);
+HP_EXPORT int hp_http_date_parse(const char *s, size_t len, int64_t *t);
 
 /* Evaluates the preconditions of a GET or HEAD (RFC 9110 §13.2.2) against
  * the selected representation, whose validator is etag[0..etag_len) (may be
@@ -63,7 +65,7 @@ int hp_http_date_parse(const char *s, size_t len, int64_t *t);
  * a syntax error matches nothing: a bad If-Match gives 412, a bad
  * If-None-Match gives 200, both the safe direction. Returns 200, 304 or
  * 412. Borrowed pointers only. */
-int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_match, size_t inm_len,
+HP_EXPORT int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_match, size_t inm_len,
                      const char *if_modified_since, size_t ims_len, const char *if_unmodified_since,
                      size_t ius_len, const char *etag, size_t etag_len, int64_t mtime);
 
@@ -74,7 +76,7 @@ int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_ma
  * one second before `now` (§8.8.2.2): a file modified within the current
  * second could change again within it. Anything else (bad syntax, a list,
  * a mismatch) -> false, and the caller serves the whole representation. */
-bool hp_cond_if_range(const char *if_range, size_t len, const char *etag, size_t etag_len,
+HP_EXPORT bool hp_cond_if_range(const char *if_range, size_t len, const char *etag, size_t etag_len,
                       int64_t mtime, int64_t now);
 
 #endif

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "hotpath/clock.h"
+#include "hotpath/common.h"
 #include "hotpath/http_cond.h"
 #include "hotpath/http_mime.h"
 
@@ -99,13 +100,13 @@ typedef struct hp_fcache_stats {
  *                  system (0: every hit is checked).
  * Returns 0, -EINVAL (max_entries 0 or above 2^30) or -ENOMEM (*out
  * untouched). */
-int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
+HP_EXPORT int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
                   uint64_t revalidate_ms);
 
 /* Frees the cache and every unreferenced entry (closing their
  * descriptors). Entries still referenced live on, detached, and are freed
  * by their last release. NULL is fine. */
-void hp_fcache_free(hp_fcache_t *fc);
+HP_EXPORT void hp_fcache_free(hp_fcache_t *fc);
 
 /* Looks up `target` (the origin-form request target as received, not
  * NUL-terminated; only the part before '?' or '#' is the key, with
@@ -135,28 +136,28 @@ void hp_fcache_free(hp_fcache_t *fc);
  * Returns 0, or the negative HTTP status of hp_static_resolve (-400, -403,
  * -404, -301, -414, -500, -503: nothing is cached for those), or -503 when
  * memory for the entry is short. */
-int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types, const char *target,
+HP_EXPORT int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types, const char *target,
                   size_t target_len, uint64_t now_ms, char *scratch, size_t scratch_len,
                   hp_fcache_entry_t **out);
 
 /* One more reference to e (from hp_fcache_get), e.g. for each queued
  * segment that sends from it. */
-void hp_fcache_ref(hp_fcache_entry_t *e);
+HP_EXPORT void hp_fcache_ref(hp_fcache_entry_t *e);
 
 /* Drops a reference. The last one on an entry that has left the table
  * (evicted, replaced, cleared, one-off, or its cache freed) closes its
  * descriptors and frees it. */
-void hp_fcache_release(hp_fcache_entry_t *e);
+HP_EXPORT void hp_fcache_release(hp_fcache_entry_t *e);
 
 /* hp_fcache_release with the done-callback signature of conn.h. */
-void hp_fcache_release_cb(void *entry);
+HP_EXPORT void hp_fcache_release_cb(void *entry);
 
 /* The variant to send for `accept` (a mask from hp_static_accept:
  * HP_ENC_BR / HP_ENC_GZIP / HP_STATIC_GZIP_FIRST): the first sibling
  * present among those accepted, br before gzip unless
  * HP_STATIC_GZIP_FIRST, else HP_FCACHE_V_IDENTITY. Sets *encoding
  * (HP_ENC_*) to the coding chosen. No syscall. */
-int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *encoding);
+HP_EXPORT int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *encoding);
 
 /* The on-the-fly compressed body of e's identity variant, `encoding`
  * HP_ENC_GZIP or HP_ENC_BR at `level` (1..9, see http_encoding.h), for a
@@ -180,13 +181,13 @@ int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *enco
  * memory ran out (nothing is remembered: a later call tries again);
  * -EINVAL for another encoding. May block on the read of the file (once
  * per file). */
-int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding, int level,
+HP_EXPORT int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding, int level,
                          uint64_t min_size, const void **buf, uint64_t *len,
                          char etag[HP_ETAG_MAX]);
 
 /* Empties the table (config reload, new root): unreferenced entries are
  * freed at once, referenced ones when released. */
-void hp_fcache_clear(hp_fcache_t *fc);
+HP_EXPORT void hp_fcache_clear(hp_fcache_t *fc);
 
 /* The bytes of e's identity file when it is at most HP_FCACHE_MEM_MAX
  * long: read (pread) on first demand and kept with the entry until the
@@ -194,14 +195,14 @@ void hp_fcache_clear(hp_fcache_t *fc);
  * bodies (which it may push out). Returns 0 with *buf (borrowed, e->v[0].size
  * bytes, valid while the caller holds its reference to e), or -ENOENT:
  * too large, empty, no room or no memory (the caller sends the file). */
-int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *e, const void **buf);
+HP_EXPORT int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *e, const void **buf);
 
 /* Copies the counters into *out. */
-void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out);
+HP_EXPORT void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out);
 
 /* Checks the structural invariants: every table entry in its hash bucket
  * once and on the LRU list once, counts and byte totals consistent,
  * detached entries referenced. Returns 0 or -EINVAL. For tests. */
-int hp_fcache_validate(const hp_fcache_t *fc);
+HP_EXPORT int hp_fcache_validate(const hp_fcache_t *fc);
 
 #endif

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 enum {
     HP_HTTP_M_UNKNOWN = 0,
     HP_HTTP_M_GET,
@@ -80,7 +82,7 @@ typedef struct hp_http_req {
 
 /* Resets `req` for a new request. Must be called before the first
  * hp_http_parse() of every request (including each pipelined one). */
-void hp_http_req_init(hp_http_req_t *req);
+HP_EXPORT void hp_http_req_init(hp_http_req_t *req);
 
 /* Parses the request head in buf[0..len). buf always starts at the first
  * byte of the request; between calls the caller may move the bytes
@@ -91,18 +93,18 @@ void hp_http_req_init(hp_http_req_t *req);
  * Returns >0: complete, the value is head_len; 0: need more bytes;
  * <0: -status to answer (-400, -413, -414, -417, -431, -501, -505), after
  * which the connection must be closed. No heap allocation. */
-int hp_http_parse(hp_http_req_t *req, hp_http_field_t *fields, const char *buf, size_t len,
+HP_EXPORT int hp_http_parse(hp_http_req_t *req, hp_http_field_t *fields, const char *buf, size_t len,
                   const hp_http_limits_t *lim);
 
 /* True when the connection may stay open after this request: HTTP/1.1
  * unless Connection: close; HTTP/1.0 only with Connection: keep-alive
  * (and no close). Only meaningful after a complete parse. */
-bool hp_http_req_keep_alive(const hp_http_req_t *req);
+HP_EXPORT bool hp_http_req_keep_alive(const hp_http_req_t *req);
 
 /* Case-insensitive lookup of the first field named name[0..name_len)
  * among fields[0..req->nfields) of the request in buf. Returns its index,
  * or -1 when absent. */
-int hp_http_find_field(const hp_http_req_t *req, const hp_http_field_t *fields, const char *buf,
+HP_EXPORT int hp_http_find_field(const hp_http_req_t *req, const hp_http_field_t *fields, const char *buf,
                        const char *name, size_t name_len);
 
 /* SIMD scanner implementations. */
@@ -112,15 +114,15 @@ enum { HP_HTTP_SIMD_SCALAR = 0, HP_HTTP_SIMD_SSE42, HP_HTTP_SIMD_AVX2 };
  * SSE4.2, else scalar, from what the CPU supports, unless the environment
  * variable HOTPATH_SIMD is "scalar", "sse42" or "avx2" (a forced mode the
  * CPU lacks falls back to the best available). Returns the mode chosen. */
-int hp_http_parser_init(void);
+HP_EXPORT int hp_http_parser_init(void);
 
 /* Forces a mode (tests, benchmarks); a mode the CPU or the build lacks
  * falls back to the best one available below it. Not thread-safe against
  * concurrent parsing. Returns the mode actually in force. */
-int hp_http_parser_set_simd(int mode);
+HP_EXPORT int hp_http_parser_set_simd(int mode);
 
 /* Static name of a mode: "scalar", "sse42", "avx2" (or "?"). */
-const char *hp_http_simd_name(int mode);
+HP_EXPORT const char *hp_http_simd_name(int mode);
 
 /* Resumable state of the chunked body decoder. All fields are private. */
 typedef struct hp_http_chunked {
@@ -138,7 +140,7 @@ typedef struct hp_http_chunked {
 
 /* Starts decoding a new chunked body whose decoded size may not exceed
  * max_body bytes. */
-void hp_http_chunked_init(hp_http_chunked_t *c, uint64_t max_body);
+HP_EXPORT void hp_http_chunked_init(hp_http_chunked_t *c, uint64_t max_body);
 
 /* Decodes buf[0..len) in place: data bytes are moved to the front,
  * buf[0..*out_len), and *consumed is the number of raw bytes used. Partial
@@ -150,7 +152,7 @@ void hp_http_chunked_init(hp_http_chunked_t *c, uint64_t max_body);
  * HP_HTTP_CHUNK_LINE_MAX bytes), -413 when the decoded total would exceed
  * max_body, -431 when trailers exceed HP_HTTP_TRAILER_MAX. Trailers and
  * chunk extensions are validated loosely and discarded. */
-int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *consumed,
+HP_EXPORT int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *consumed,
                            size_t *out_len);
 
 #endif

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 /* One satisfiable byte range, both ends inclusive: first <= last < size. */
 typedef struct hp_range {
     uint64_t first, last;
@@ -47,6 +49,6 @@ typedef struct hp_range {
  * longer than the representation covers all of it. out[] may have been
  * written to even when the result is 0 or -416; only out[0..n) for a
  * result n >= 1 is meaningful. */
-int hp_range_parse(const char *v, size_t len, uint64_t size, hp_range_t *out, int max);
+HP_EXPORT int hp_range_parse(const char *v, size_t len, uint64_t size, hp_range_t *out, int max);
 
 #endif

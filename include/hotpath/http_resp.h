@@ -15,6 +15,7 @@
 #ifndef HOTPATH_HTTP_RESP_H
 #define HOTPATH_HTTP_RESP_H
 
+#include "hotpath/common.h"
 #include "hotpath/http_parser.h"
 
 #include <stdbool.h>
@@ -71,7 +72,7 @@ typedef struct hp_http_resp {
  * hp_http_resp_parse_head() of every response, pipelined or not (a 1xx
  * interim response is a response of its own). head_request says the
  * request was HEAD, so no body follows whatever the head says. */
-void hp_http_resp_init(hp_http_resp_t *r, bool head_request);
+HP_EXPORT void hp_http_resp_init(hp_http_resp_t *r, bool head_request);
 
 /* Parses the response head in buf[0..len) (borrowed, read only). buf
  * always starts at the first byte of the response; between calls the
@@ -82,7 +83,7 @@ void hp_http_resp_init(hp_http_resp_t *r, bool head_request);
  * (see the enum), after which the connection must be closed. The outcome
  * does not depend on how the bytes were split across calls. No bytes past
  * HP_HTTP_RESP_MAX_HEAD are read. No heap allocation. */
-int hp_http_resp_parse_head(hp_http_resp_t *r, const char *buf, size_t len);
+HP_EXPORT int hp_http_resp_parse_head(hp_http_resp_t *r, const char *buf, size_t len);
 
 /* Consumes body bytes in buf[0..len) (borrowed), which start right after
  * the head or where the previous call stopped. Sets *consumed (OUT) to the
@@ -95,15 +96,15 @@ int hp_http_resp_parse_head(hp_http_resp_t *r, const char *buf, size_t len);
  * Chunked bodies are decoded in place, so the consumed bytes of buf are
  * destroyed: the caller discards them. Only the head must be parsed
  * before; any body size up to UINT64_MAX is accepted. */
-int hp_http_resp_body(hp_http_resp_t *r, char *buf, size_t len, size_t *consumed);
+HP_EXPORT int hp_http_resp_body(hp_http_resp_t *r, char *buf, size_t len, size_t *consumed);
 
 /* The peer closed the connection. Returns 1 when the response is complete
  * (a close-delimited body ends here, or the body had already completed),
  * -HP_HTTP_RESP_E_TRUNCATED when the head or the body was cut short. */
-int hp_http_resp_body_eof(hp_http_resp_t *r);
+HP_EXPORT int hp_http_resp_body_eof(hp_http_resp_t *r);
 
 /* Static short name of an error code (positive or negative), e.g. "status";
  * "?" when unknown. */
-const char *hp_http_resp_strerror(int err);
+HP_EXPORT const char *hp_http_resp_strerror(int err);
 
 #endif

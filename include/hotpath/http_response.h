@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "hotpath/clock.h"
+#include "hotpath/common.h"
 #include "hotpath/conn.h"
 
 /* Response flags. */
@@ -31,21 +32,21 @@ enum {
 #define HP_HTTP_HEAD_MAX 256
 
 /* The reason phrase for a status code ("Not Found"), "" when unknown. */
-const char *hp_http_reason(int status);
+HP_EXPORT const char *hp_http_reason(int status);
 
 /* Writes a status line and the standard headers (Server, Date,
  * Content-Type when ctype is not NULL, Content-Length, Connection per
  * flags), then `extra` (preformatted "Name: value\r\n" lines, may be NULL)
  * and the blank line. Returns 0 or -ENOBUFS when the queue is full. */
-int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+HP_EXPORT int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
                        uint64_t content_length, const char *extra, uint32_t flags);
 
 /* A whole response with an in-memory body, copied when small. Returns 0 or
  * -ENOBUFS. */
-int hp_http_respond(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+HP_EXPORT int hp_http_respond(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
                     const void *body, uint32_t len, const char *extra, uint32_t flags);
 
 /* Writes `v` in decimal to `out` (room for 20 digits); returns the length. */
-uint32_t hp_http_u64(char *out, uint64_t v);
+HP_EXPORT uint32_t hp_http_u64(char *out, uint64_t v);
 
 #endif

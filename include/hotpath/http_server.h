@@ -10,7 +10,6 @@
 #ifndef HOTPATH_HTTP_SERVER_H
 #define HOTPATH_HTTP_SERVER_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -152,6 +151,10 @@ typedef struct hp_http_stats {
 #define HP_HTTP_SCRATCH 12288
 #define HP_HTTP_SCRATCH_PER_ROUTE 4096
 
+/* Room for a decoded path: Linux's PATH_MAX, which strict C does not
+ * define. */
+#define HP_HTTP_PATH_MAX 4096
+
 typedef struct hp_http_worker {
     hp_http_stats_t stats;             /* written by this worker only */
     const hp_http_config_t *cfg;       /* borrowed */
@@ -168,7 +171,7 @@ typedef struct hp_http_worker {
     char etag[HP_ETAG_MAX];            /* scratch: ETag of a body compressed on the fly */
     char *scratch;                     /* owned: /metrics text */
     size_t scratch_len;
-    char path[PATH_MAX];               /* scratch for decoded paths */
+    char path[HP_HTTP_PATH_MAX];       /* scratch for decoded paths */
     int64_t date_sec;                  /* Unix second `date` shows */
     bool alog_on;                      /* cfg->access_log is set: alog is live */
     hp_alog_t alog;                    /* owned: this worker's access-log buffer */
@@ -180,15 +183,15 @@ typedef struct hp_http_worker {
 /* Fills `proto` for `cfg` (its state size depends on the field limit).
  * Returns 0 or -EINVAL when the limits do not fit a read chunk of
  * `rbuf_size` bytes. */
-int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t rbuf_size);
+HP_EXPORT int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t rbuf_size);
 
 /* Hands a reloaded configuration to worker `w` running `proto` (from any
  * thread): from its next wake-up, its requests use `cfg`, and the one it
  * stopped using goes to cfg->retire. Returns 0 or -EAGAIN (inbox full:
  * try again). */
-int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg);
+HP_EXPORT int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg);
 
 /* The read chunk size that fits these limits (head + state + slack). */
-uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg);
+HP_EXPORT uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
 #include "hotpath/http_mime.h"
 
 /* What a successful resolve hands back. */
@@ -40,7 +41,7 @@ typedef struct hp_static_file {
  * share read-only between workers.
  * Returns the fd (owned by the caller, close it with close()) or -errno:
  * -ENOENT, -ENOTDIR, -EACCES, -ELOOP, -EMFILE ... */
-int hp_static_open_root(const char *path);
+HP_EXPORT int hp_static_open_root(const char *path);
 
 /* Resolves `target`, the origin-form request target exactly as received
  * (path plus an optional ?query or #fragment, which are ignored; not
@@ -68,7 +69,7 @@ int hp_static_open_root(const char *path);
  *        in scratch, or the kernel says ENAMETOOLONG;
  *   -503 out of descriptors or kernel memory (EMFILE/ENFILE/ENOMEM);
  *   -500 any other unexpected failure. */
-int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *scratch,
+HP_EXPORT int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *scratch,
                       size_t scratch_len, hp_static_file_t *out);
 
 /* hp_static_resolve_encoded `accept` bit: try the .gz sibling before the
@@ -88,7 +89,7 @@ int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *
  * back with identity anyway (no sibling), the caller chooses between 406
  * and ignoring the header (RFC 9110 §12.5.3 allows both).
  * Parses v at most three times; no allocation. */
-unsigned hp_static_accept(const char *v, size_t len);
+HP_EXPORT unsigned hp_static_accept(const char *v, size_t len);
 
 /* hp_static_resolve(), then, when `accept` allows, the precompressed
  * sibling: one call answers "br if present, else gzip, else the file".
@@ -126,7 +127,7 @@ unsigned hp_static_accept(const char *v, size_t len);
  * A scratch too small for the 4 extra bytes of a suffix serves the original.
  *
  * Returns 0 or the negative HTTP status of hp_static_resolve(). */
-int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *target,
+HP_EXPORT int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *target,
                               size_t target_len, unsigned accept, char *scratch,
                               size_t scratch_len, hp_static_file_t *out, unsigned *encoding);
 
@@ -134,13 +135,13 @@ int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *t
  * the extension of its last segment, case-insensitively. Unknown or missing
  * extensions give "application/octet-stream". Returns a static string.
  * The built-in table only: hp_mime_lookup(NULL, path, len). */
-const char *hp_static_mime(const char *path, size_t len);
+HP_EXPORT const char *hp_static_mime(const char *path, size_t len);
 
 /* Percent-decodes src[0..len) into dst (capacity dst_cap), stopping at the
  * first '?' or '#'. '+' is left alone (it only means space in queries).
  * Returns the decoded length, -400 for a '%' not followed by two hex digits,
  * %00, an encoded '/' or a raw NUL byte, or -414 when dst is too small.
  * dst is not NUL-terminated. */
-int hp_static_decode_path(const char *src, size_t len, char *dst, size_t dst_cap);
+HP_EXPORT int hp_static_decode_path(const char *src, size_t len, char *dst, size_t dst_cap);
 
 #endif

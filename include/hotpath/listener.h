@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "hotpath/common.h"
+
 typedef struct hp_listen_addr {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -17,11 +19,11 @@ typedef struct hp_listen_addr {
 /* Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (all IPv4 interfaces); HOST
  * must be a numeric address or "localhost". Port 1-65535. Returns 0 or
  * -EINVAL. */
-int hp_listen_addr_parse(const char *text, hp_listen_addr_t *out);
+HP_EXPORT int hp_listen_addr_parse(const char *text, hp_listen_addr_t *out);
 
 /* Opens a non-blocking, close-on-exec TCP socket bound to `addr` with
  * SO_REUSEADDR and SO_REUSEPORT (so each worker can own one), listening
  * with `backlog`. Returns the fd or -errno. */
-int hp_listener_open(const hp_listen_addr_t *addr, int backlog);
+HP_EXPORT int hp_listener_open(const hp_listen_addr_t *addr, int backlog);
 
 #endif

@@ -17,6 +17,7 @@
 #include <sys/epoll.h>
 
 #include "hotpath/clock.h"
+#include "hotpath/common.h"
 #include "hotpath/timer.h"
 
 typedef struct hp_loop hp_loop_t;
@@ -61,22 +62,22 @@ struct hp_loop {
 };
 
 /* Creates the epoll instance. Returns 0 or -errno. */
-int hp_loop_init(hp_loop_t *loop);
+HP_EXPORT int hp_loop_init(hp_loop_t *loop);
 
 /* Closes the epoll instance. Watched descriptors are not closed. */
-void hp_loop_destroy(hp_loop_t *loop);
+HP_EXPORT void hp_loop_destroy(hp_loop_t *loop);
 
 /* Watches io->fd for `events` (EPOLLET is added). `io` is borrowed and must
  * stay valid until hp_loop_del or until its fd is closed. Returns 0 or
  * -errno. */
-int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb);
+HP_EXPORT int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb);
 
 /* Stops watching io->fd at once. Returns 0 or -errno. Closing the fd also
  * removes it, without this call. */
-int hp_loop_del(hp_loop_t *loop, hp_io_t *io);
+HP_EXPORT int hp_loop_del(hp_loop_t *loop, hp_io_t *io);
 
 /* Sets the per-iteration hook (one per loop). */
-void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
+HP_EXPORT void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
 
 /* Makes the loop read its time from `src` (copied; NULL: CLOCK_MONOTONIC
  * again) and reads it at once: hp_loop_now and the timer wheel restart at
@@ -85,19 +86,19 @@ void hp_loop_set_hook(hp_loop_t *loop, hp_loop_hook_cb cb, void *arg);
  * a blocking wait on a clock that nobody advances never ends.
  * Returns 0, or -EBUSY (nothing changed) when a timer is armed or a
  * deadline set: their times belong to the old clock. */
-int hp_loop_set_clock(hp_loop_t *loop, const hp_clock_src_t *src);
+HP_EXPORT int hp_loop_set_clock(hp_loop_t *loop, const hp_clock_src_t *src);
 
 /* A fresh read of the loop's clock in ns (not the cached iteration time),
  * for the rare measurement that needs the time since the iteration
  * started. */
-uint64_t hp_loop_clock_ns(const hp_loop_t *loop);
+HP_EXPORT uint64_t hp_loop_clock_ns(const hp_loop_t *loop);
 
 /* Asks for `cb` to run as soon as the loop's clock reaches
  * `deadline_ns`, with nanosecond precision (the wait uses epoll_pwait2),
  * for work on a schedule finer than the 1 ms timer wheel, such as a load
  * generator's constant rate. One deadline per loop; it is cleared before
  * `cb` runs, which may set the next. 0 clears it. */
-void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
+HP_EXPORT void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
                           void *arg);
 
 /* How long hp_loop_run_once(loop, max_wait_ms) would wait if no event
@@ -108,18 +109,18 @@ void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadlin
  * (hp_loop_set_deadline) can end the wait sooner, in ns, and is not
  * counted here. Like libuv's uv_backend_timeout: for embedding the loop
  * in another one, and for tests that check a wait without timing it. */
-int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms);
+HP_EXPORT int hp_loop_timeout(const hp_loop_t *loop, int max_wait_ms);
 
 /* Runs one iteration: waits at most `max_wait_ms` (-1: until an event or
  * the next timer), fires due timers, dispatches events, runs the hook.
  * Returns the number of events dispatched or -errno. */
-int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms);
+HP_EXPORT int hp_loop_run_once(hp_loop_t *loop, int max_wait_ms);
 
 /* Runs iterations until hp_loop_stop. Returns 0 or -errno. */
-int hp_loop_run(hp_loop_t *loop);
+HP_EXPORT int hp_loop_run(hp_loop_t *loop);
 
 /* Makes hp_loop_run return after the current iteration. */
-void hp_loop_stop(hp_loop_t *loop);
+HP_EXPORT void hp_loop_stop(hp_loop_t *loop);
 
 /* The cached monotonic time of this iteration, in ms. */
 static inline uint64_t hp_loop_now(const hp_loop_t *loop)

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
 #include "hotpath/ctx.h"
 
 /* ---- request ID ---- */
@@ -51,13 +52,13 @@
  * the process (also across apps run one after another) and cheap: no
  * lock, no allocation, no system call after the first one in the process.
  * The ID is added to the response as X-Request-Id. Returns HP_NEXT. */
-int hp_mw_request_id(hp_ctx_t *ctx, void *udata);
+HP_EXPORT int hp_mw_request_id(hp_ctx_t *ctx, void *udata);
 
 /* The request's ID as hp_mw_request_id set it (read back from the response
  * headers), with its length in *len; NULL when it did not run for this
  * request (not installed, or an earlier middleware answered first). The
  * string is not NUL-terminated and lives as long as the context. */
-const char *hp_mw_request_id_of(const hp_ctx_t *ctx, size_t *len);
+HP_EXPORT const char *hp_mw_request_id_of(const hp_ctx_t *ctx, size_t *len);
 
 /* ---- CORS ---- */
 
@@ -87,7 +88,7 @@ typedef struct hp_cors_config {
 /* Checks a configuration before it is used (optional; the middleware
  * trusts its configuration): origins present and no string holding CR or
  * LF, which would end up in response headers. Returns 0 or -EINVAL. */
-int hp_mw_cors_check(const hp_cors_config_t *cfg);
+HP_EXPORT int hp_mw_cors_check(const hp_cors_config_t *cfg);
 
 /* The `before` half (udata: a const hp_cors_config_t *). A preflight
  * (OPTIONS with Origin and Access-Control-Request-Method) from an allowed
@@ -96,7 +97,7 @@ int hp_mw_cors_check(const hp_cors_config_t *cfg);
  * -Allow-Headers, -Max-Age and -Allow-Credentials as configured and
  * Vary: Origin; from any other origin 403. Both return HP_DONE; anything
  * else returns HP_NEXT untouched. */
-int hp_mw_cors_before(hp_ctx_t *ctx, void *udata);
+HP_EXPORT int hp_mw_cors_before(hp_ctx_t *ctx, void *udata);
 
 /* The `after` half (same udata). For a request that is not a preflight
  * and whose Origin is allowed, adds Access-Control-Allow-Origin,
@@ -104,11 +105,11 @@ int hp_mw_cors_before(hp_ctx_t *ctx, void *udata);
  * configured. Adds Vary: Origin to every such response whenever the answer
  * depends on the origin (a list of origins, or credentials), so that caches
  * do not hand one origin's answer to another. Returns HP_NEXT. */
-int hp_mw_cors_after(hp_ctx_t *ctx, void *udata);
+HP_EXPORT int hp_mw_cors_after(hp_ctx_t *ctx, void *udata);
 
 /* A handler for HP_ROUTER_OPTIONS (udata unused): 204 with an Allow header
  * listing the methods registered on the matched route (HEAD included with
  * GET). Returns HP_DONE. */
-int hp_mw_options_handler(hp_ctx_t *ctx, void *udata);
+HP_EXPORT int hp_mw_options_handler(hp_ctx_t *ctx, void *udata);
 
 #endif

@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 typedef struct hp_rate {
     uint64_t start_ns;   /* time of request 0 */
     double period_ns;    /* 1e9 / rate: time between two requests of the run */
@@ -22,13 +24,13 @@ typedef struct hp_rate {
 
 /* Sets up a schedule of `rate` requests per second in total (> 0) over
  * `nconns` connections (>= 1), starting at start_ns. Returns 0 or -EINVAL. */
-int hp_rate_init(hp_rate_t *r, double rate, uint32_t nconns, uint64_t start_ns);
+HP_EXPORT int hp_rate_init(hp_rate_t *r, double rate, uint32_t nconns, uint64_t start_ns);
 
 /* When connection `conn`'s request number `k` (0-based) is due. */
-uint64_t hp_rate_due(const hp_rate_t *r, uint32_t conn, uint64_t k);
+HP_EXPORT uint64_t hp_rate_due(const hp_rate_t *r, uint32_t conn, uint64_t k);
 
 /* How many of connection `conn`'s requests are due at `now_ns` (those
  * numbered 0 .. n-1). */
-uint64_t hp_rate_due_count(const hp_rate_t *r, uint32_t conn, uint64_t now_ns);
+HP_EXPORT uint64_t hp_rate_due_count(const hp_rate_t *r, uint32_t conn, uint64_t now_ns);
 
 #endif

@@ -25,6 +25,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "hotpath/common.h"
+
 struct addrinfo; /* <netdb.h> */
 typedef struct hp_worker hp_worker_t;
 typedef struct hp_resolve hp_resolve_t;
@@ -72,7 +74,7 @@ typedef void (*hp_resolve_cb)(void *arg, int err, const hp_resolve_addr_t *addrs
 /* Makes a resolver with cfg (NULL: the defaults); no thread starts until
  * the first request. Returns 0 with *out set, -ENOMEM (nothing is left
  * allocated), or -EINVAL for a queue above 1<<20. Any thread. */
-int hp_resolve_new(hp_resolve_t **out, const hp_resolve_config_t *cfg);
+HP_EXPORT int hp_resolve_new(hp_resolve_t **out, const hp_resolve_config_t *cfg);
 
 /* Looks up `host` (a NUL-terminated name, copied) for stream sockets of
  * `family` (AF_UNSPEC, AF_INET or AF_INET6) on a helper thread; cb(arg,
@@ -82,13 +84,13 @@ int hp_resolve_new(hp_resolve_t **out, const hp_resolve_config_t *cfg);
  * -EINVAL for an empty or too long name, -EBUSY when the queue is full,
  * -ENOMEM, or -EAGAIN when no helper thread exists and none could be
  * started. On error cb never runs. */
-int hp_resolve_start(hp_resolve_t *r, hp_worker_t *w, const char *host, int family,
+HP_EXPORT int hp_resolve_start(hp_resolve_t *r, hp_worker_t *w, const char *host, int family,
                      hp_resolve_cb cb, void *arg, hp_resolve_req_t **out);
 
 /* Forgets a request whose callback has not run yet: the callback will
  * not run, and the request is freed now if it was still waiting, else
  * when its lookup ends. Call from the requesting worker's thread. */
-void hp_resolve_cancel(hp_resolve_req_t *req);
+HP_EXPORT void hp_resolve_cancel(hp_resolve_req_t *req);
 
 /* The -errno reported for a getaddrinfo result (`sys_errno` is errno
  * after EAI_SYSTEM):
@@ -101,15 +103,15 @@ void hp_resolve_cancel(hp_resolve_req_t *req);
  *   EAI_FAMILY                              -EAFNOSUPPORT
  *   EAI_SYSTEM                              -sys_errno (-EIO without one)
  *   anything else                           -EINVAL */
-int hp_resolve_error(int eai, int sys_errno);
+HP_EXPORT int hp_resolve_error(int eai, int sys_errno);
 
 /* Requests allocated and not yet freed (waiting, being looked up, or
  * answered and not yet delivered). Any thread, while the resolver is not
  * destroyed; for tests and metrics. */
-uint32_t hp_resolve_live(hp_resolve_t *r);
+HP_EXPORT uint32_t hp_resolve_live(hp_resolve_t *r);
 
 /* Helper threads started so far. Any thread. */
-uint32_t hp_resolve_threads(hp_resolve_t *r);
+HP_EXPORT uint32_t hp_resolve_threads(hp_resolve_t *r);
 
 /* Stops the helper threads and frees the resolver (its last part when
  * the last answer still in an inbox is opened). Lookups in progress are
@@ -118,6 +120,6 @@ uint32_t hp_resolve_threads(hp_resolve_t *r);
  * destroy the resolver after the workers' loops have ended and before the
  * workers. Waiting requests are freed without their callbacks, as are
  * answers whose worker's inbox stays full. NULL is ignored. */
-void hp_resolve_destroy(hp_resolve_t *r);
+HP_EXPORT void hp_resolve_destroy(hp_resolve_t *r);
 
 #endif

@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 #define HP_ROUTER_MAX_PARAMS 8
 
 typedef struct hp_router hp_router_t; /* opaque */
@@ -83,11 +85,11 @@ typedef struct hp_route_match {
 } hp_route_match_t;
 
 /* Creates an empty router. Returns NULL when out of memory. */
-hp_router_t *hp_router_new(void);
+HP_EXPORT hp_router_t *hp_router_new(void);
 
 /* Frees the router, its routes and the copies of their patterns. Names and
  * patterns handed out by earlier matches die with it. NULL does nothing. */
-void hp_router_free(hp_router_t *r);
+HP_EXPORT void hp_router_free(hp_router_t *r);
 
 /* Registers handler/udata (opaque to the router, borrowed) for every method
  * in `methods` on `pattern` (copied). Registering more methods on an
@@ -98,7 +100,7 @@ void hp_router_free(hp_router_t *r);
  * same type but another name at the same position as an existing route's;
  * -ENOMEM. On error a one-line message is written into err (errlen bytes,
  * NUL-terminated, may be NULL/0); on success err is set to "". */
-int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *handler,
+HP_EXPORT int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *handler,
                   void *udata, char *err, size_t errlen);
 
 /* Finds the route for method (one HP_ROUTER_* bit; any other value, such as
@@ -110,14 +112,14 @@ int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *h
  * m->pattern and m->params are set for 200 and 405; for 404 allow is 0,
  * pattern NULL and nparams 0. Allocates nothing and never copies the path:
  * parameter values point into it. Safe to call from many threads at once. */
-int hp_router_match(const hp_router_t *r, uint32_t method, const char *path, size_t len,
+HP_EXPORT int hp_router_match(const hp_router_t *r, uint32_t method, const char *path, size_t len,
                     hp_route_match_t *m);
 
 /* Writes the Allow header value for a method mask ("GET, HEAD, POST"), in
  * the order GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, into buf like
  * snprintf: truncated to len - 1 bytes and NUL-terminated when len > 0.
  * Returns the length of the full value. */
-size_t hp_router_allow_str(uint32_t allow, char *buf, size_t len);
+HP_EXPORT size_t hp_router_allow_str(uint32_t allow, char *buf, size_t len);
 
 /* Checks the tree's invariants: static children sorted by first byte with
  * matching keys, no empty edges, prefixes compressed (no route-less static
@@ -125,9 +127,9 @@ size_t hp_router_allow_str(uint32_t allow, char *buf, size_t len);
  * starts, catch-alls terminal, every node leading to a route, the hash
  * table holding exactly the fully static routes and the route count.
  * Returns 0 or -EINVAL (for tests). */
-int hp_router_validate(const hp_router_t *r);
+HP_EXPORT int hp_router_validate(const hp_router_t *r);
 
 /* Number of distinct patterns registered. */
-size_t hp_router_count(const hp_router_t *r);
+HP_EXPORT size_t hp_router_count(const hp_router_t *r);
 
 #endif

@@ -15,6 +15,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "hotpath/common.h"
+
 typedef struct hp_sys_ops {
     ssize_t (*read)(int fd, void *buf, size_t len);
     ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
@@ -25,16 +27,16 @@ typedef struct hp_sys_ops {
 
 /* Replaces the syscall table (NULL restores the real one). For tests; call
  * it before any worker thread starts. Returns the previous table. */
-const hp_sys_ops_t *hp_sys_set_ops(const hp_sys_ops_t *ops);
+HP_EXPORT const hp_sys_ops_t *hp_sys_set_ops(const hp_sys_ops_t *ops);
 
 /* The real syscalls, for a test table that wants to pass some calls on. */
-extern const hp_sys_ops_t hp_sys_real;
+HP_EXPORT extern const hp_sys_ops_t hp_sys_real;
 
 /* Each returns what the syscall returns on success, or -errno. */
-ssize_t hp_sys_read(int fd, void *buf, size_t len);
-ssize_t hp_sys_writev(int fd, const struct iovec *iov, int iovcnt);
-ssize_t hp_sys_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
-int hp_sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
-int hp_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+HP_EXPORT ssize_t hp_sys_read(int fd, void *buf, size_t len);
+HP_EXPORT ssize_t hp_sys_writev(int fd, const struct iovec *iov, int iovcnt);
+HP_EXPORT ssize_t hp_sys_sendfile(int out_fd, int in_fd, off_t *offset, size_t count);
+HP_EXPORT int hp_sys_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+HP_EXPORT int hp_sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
 
 #endif

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/common.h"
+
 #define HP_TIMER_WHEEL_SLOTS 4096 /* power of two, 64 * 64 at most */
 
 typedef struct hp_timer hp_timer_t;
@@ -56,18 +58,18 @@ typedef struct hp_timer_wheel {
 } hp_timer_wheel_t;
 
 /* Empties the wheel and sets its clock to now_ms. */
-void hp_timer_wheel_init(hp_timer_wheel_t *w, uint64_t now_ms);
+HP_EXPORT void hp_timer_wheel_init(hp_timer_wheel_t *w, uint64_t now_ms);
 
 /* Prepares an unarmed timer that will call cb (borrowed function). */
-void hp_timer_init(hp_timer_t *t, hp_timer_cb cb);
+HP_EXPORT void hp_timer_init(hp_timer_t *t, hp_timer_cb cb);
 
 /* Arms t to fire at w->now_ms + timeout_ms (saturating). An armed timer is
  * moved. t is borrowed: it must stay in place until it fires or is
  * cancelled. A timeout of 0 fires at the next advance. O(1). */
-void hp_timer_arm(hp_timer_wheel_t *w, hp_timer_t *t, uint64_t timeout_ms);
+HP_EXPORT void hp_timer_arm(hp_timer_wheel_t *w, hp_timer_t *t, uint64_t timeout_ms);
 
 /* Disarms t; no-op when it is not armed. O(1). */
-void hp_timer_cancel(hp_timer_wheel_t *w, hp_timer_t *t);
+HP_EXPORT void hp_timer_cancel(hp_timer_wheel_t *w, hp_timer_t *t);
 
 static inline bool hp_timer_armed(const hp_timer_t *t)
 {
@@ -83,20 +85,20 @@ static inline bool hp_timer_armed(const hp_timer_t *t)
  * Returns the number of callbacks run. Cost: the non-empty slots between
  * the previous and the new time (at most one rotation) plus the timers
  * they hold. */
-size_t hp_timer_wheel_advance(hp_timer_wheel_t *w, uint64_t now_ms);
+HP_EXPORT size_t hp_timer_wheel_advance(hp_timer_wheel_t *w, uint64_t now_ms);
 
 /* Milliseconds from now_ms to the earliest slot holding a timer: 0 when a
  * timer is due, -1 when the wheel is empty. Never later than the earliest
  * deadline; earlier when the nearest occupied slot holds only timers of a
  * later rotation (then at most one rotation away). O(1). */
-int64_t hp_timer_wheel_next_ms(const hp_timer_wheel_t *w);
+HP_EXPORT int64_t hp_timer_wheel_next_ms(const hp_timer_wheel_t *w);
 
 /* Armed timers. */
-size_t hp_timer_wheel_count(const hp_timer_wheel_t *w);
+HP_EXPORT size_t hp_timer_wheel_count(const hp_timer_wheel_t *w);
 
 /* Checks every invariant: circular links consistent, each timer in the
  * slot its expiry maps to, bitmap and summary match the slots, count
  * matches. Returns 0 or -EINVAL. O(slots + timers): tests only. */
-int hp_timer_wheel_validate(const hp_timer_wheel_t *w);
+HP_EXPORT int hp_timer_wheel_validate(const hp_timer_wheel_t *w);
 
 #endif

@@ -156,18 +156,18 @@ struct hp_worker {
  * listener yet (hp_worker_add_proto, hp_worker_listen); the thread is
  * started by hp_worker_start. Returns 0 or -errno (-EINVAL for buffer
  * sizes too small to work with); on failure nothing is left allocated. */
-int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, const hp_worker_config_t *cfg);
+HP_EXPORT int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, const hp_worker_config_t *cfg);
 
 /* Registers `proto` on the worker and runs its worker_init(w, arg, &data)
  * (if any). Call before the worker starts. Returns 0, -EEXIST when it is
  * registered already, -ENOSPC past HP_WORKER_MAX_PROTOS, -EINVAL when its
  * state does not fit the read chunk, or worker_init's error. */
-int hp_worker_add_proto(hp_worker_t *w, const hp_proto_t *proto, void *arg);
+HP_EXPORT int hp_worker_add_proto(hp_worker_t *w, const hp_proto_t *proto, void *arg);
 
 /* What `proto`'s worker_init made on this worker, NULL when it is not
  * registered (or made nothing). Any thread may ask; the pointer is the
  * protocol's. */
-void *hp_worker_proto_data(const hp_worker_t *w, const hp_proto_t *proto);
+HP_EXPORT void *hp_worker_proto_data(const hp_worker_t *w, const hp_proto_t *proto);
 
 /* Watches the listening, non-blocking socket `fd` (owned from now on, on
  * every path): what it accepts runs `proto`, with the protocol's data on
@@ -175,7 +175,7 @@ void *hp_worker_proto_data(const hp_worker_t *w, const hp_proto_t *proto);
  * worker_init must have been registered. Call before the worker starts.
  * Returns 0, -ENOSPC past HP_WORKER_MAX_LISTENERS, -ENOENT for an
  * unregistered protocol that needs registering, or -errno. */
-int hp_worker_listen(hp_worker_t *w, int fd, const hp_proto_t *proto);
+HP_EXPORT int hp_worker_listen(hp_worker_t *w, int fd, const hp_proto_t *proto);
 
 /* How an outbound connection is opened. */
 typedef struct hp_connect_opts {
@@ -190,7 +190,7 @@ typedef struct hp_connect_opts {
  * be NULL (no timeout, TCP_NODELAY as the worker's config says). Call from
  * the worker's thread (or before it starts), e.g. from a handler or a
  * timer. Returns 0 with *out set, or -errno (nothing is left open). */
-int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
+HP_EXPORT int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
                       const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
                       hp_conn_t **out);
 
@@ -219,42 +219,42 @@ int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len
  * state too big), -EOPNOTSUPP for a name on a worker without a resolver,
  * -EBUSY when the resolver's queue is full, -ENOMEM/-ENOBUFS, or what
  * hp_worker_connect returns for a numeric host. */
-int hp_worker_connect_host(hp_worker_t *w, const char *host, uint16_t port,
+HP_EXPORT int hp_worker_connect_host(hp_worker_t *w, const char *host, uint16_t port,
                            const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
                            hp_conn_t **out);
 
 /* Starts the worker's thread (pinned to w->cpu). Returns 0 or -errno. */
-int hp_worker_start(hp_worker_t *w);
+HP_EXPORT int hp_worker_start(hp_worker_t *w);
 
 /* Runs the worker's loop on the calling thread until it stops. */
-int hp_worker_run(hp_worker_t *w);
+HP_EXPORT int hp_worker_run(hp_worker_t *w);
 
 /* Posts a message from any thread and wakes the worker. Returns 0 or
  * -EAGAIN when its inbox is full. */
-int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr);
+HP_EXPORT int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr);
 
 /* Runs fn(w, arg, ptr) on `w`'s thread at its next wake-up (any thread
  * may call; ownership of ptr passes with the message). Returns 0 or
  * -EAGAIN when its inbox is full (fn is then not called). */
 typedef void (*hp_worker_call_cb)(hp_worker_t *w, uint64_t arg, void *ptr);
-int hp_worker_call(hp_worker_t *w, hp_worker_call_cb fn, uint64_t arg, void *ptr);
+HP_EXPORT int hp_worker_call(hp_worker_t *w, hp_worker_call_cb fn, uint64_t arg, void *ptr);
 
 /* Joins the thread (if started), closes what is left, runs each
  * protocol's worker_fini and frees everything the worker holds. Messages
  * still in the inbox for connections are handed back (cb(NULL, ptr)). */
-void hp_worker_destroy(hp_worker_t *w);
+HP_EXPORT void hp_worker_destroy(hp_worker_t *w);
 
 /* Starts a graceful shutdown from the worker's own thread. */
-void hp_worker_shutdown(hp_worker_t *w);
+HP_EXPORT void hp_worker_shutdown(hp_worker_t *w);
 
 /* For the net layer: a connection closed (frees its slot and defers its
  * free), a connection that spent its budget with bytes left (served again
  * after the rest of the batch), persistent protocol state, and the
  * connection in a slot (NULL when free). */
-void hp_worker_conn_closed(hp_worker_t *w, hp_conn_t *c);
-void hp_worker_enqueue_ready(hp_worker_t *w, hp_conn_t *c);
-void *hp_worker_cstate_get(hp_worker_t *w, uint32_t size);
-void hp_worker_cstate_put(hp_worker_t *w, void *state, uint32_t size);
+HP_EXPORT void hp_worker_conn_closed(hp_worker_t *w, hp_conn_t *c);
+HP_EXPORT void hp_worker_enqueue_ready(hp_worker_t *w, hp_conn_t *c);
+HP_EXPORT void *hp_worker_cstate_get(hp_worker_t *w, uint32_t size);
+HP_EXPORT void hp_worker_cstate_put(hp_worker_t *w, void *state, uint32_t size);
 
 /* Slot `i` of the connection table (i below the pages' capacity). */
 static inline hp_conn_slot_t *hp_worker_slot(const hp_worker_t *w, uint32_t i)
@@ -263,7 +263,7 @@ static inline hp_conn_slot_t *hp_worker_slot(const hp_worker_t *w, uint32_t i)
 }
 
 /* Pushes a whole message and wakes the worker. Returns 0 or -EAGAIN. */
-int hp_worker_post_msg(hp_worker_t *w, const hp_msg_t *m);
+HP_EXPORT int hp_worker_post_msg(hp_worker_t *w, const hp_msg_t *m);
 
 /* Reads one counter of another worker's shard without tearing. */
 static inline uint64_t hp_worker_stat(const uint64_t *counter)
