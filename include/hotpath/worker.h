@@ -13,9 +13,10 @@
 #define HOTPATH_WORKER_H
 
 #include <pthread.h>
-#include <sys/socket.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "hotpath/common.h"
 #include "hotpath/conn.h"
@@ -69,6 +70,9 @@ enum {
     HP_MSG_CALL,         /* run fn(worker, arg, ptr) on the worker's thread (hp_worker_call) */
     HP_MSG_CONN,         /* deliver to one connection by handle (hp_conn_post) */
 };
+
+/* Bits of hp_worker_t.asked. */
+enum { HP_WORKER_ASK_SHUTDOWN = 1u << 0, HP_WORKER_ASK_STOP_NOW = 1u << 1 };
 
 /* Protocols one worker may carry at once (HTTP, WebSocket, AMQP client,
  * a test protocol ...) and listening sockets it may watch. */
@@ -125,6 +129,8 @@ struct hp_worker {
     uint32_t nlisteners;         /* their fds are -1 once closed */
     int wake_fd;                 /* owned eventfd */
     hp_io_t wake_io;
+    _Atomic uint32_t asked;      /* HP_WORKER_ASK_*: stop requests, apart from
+                                    the inbox so that they cannot be lost */
     hp_mpsc_t inbox;
     hp_mpsc_t *report_to;        /* borrowed: where WORKER_EXIT goes */
     int report_fd;               /* borrowed eventfd to wake the receiver */
@@ -230,7 +236,8 @@ HP_EXPORT int hp_worker_start(hp_worker_t *w);
 HP_EXPORT int hp_worker_run(hp_worker_t *w);
 
 /* Posts a message from any thread and wakes the worker. Returns 0 or
- * -EAGAIN when its inbox is full. */
+ * -EAGAIN when its inbox is full. HP_MSG_SHUTDOWN and HP_MSG_STOP_NOW
+ * never fail: they are flags beside the inbox, seen before any message. */
 HP_EXPORT int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr);
 
 /* Runs fn(w, arg, ptr) on `w`'s thread at its next wake-up (any thread

@@ -146,17 +146,11 @@ int hp_engine_start(hp_engine_t *e)
     return 0;
 }
 
+/* Stop requests are flags beside the workers' inboxes: they cannot fail. */
 static void post_all(hp_engine_t *e, uint32_t type)
 {
-    for (uint32_t i = 0; i < e->nworkers; i++) {
-        /* The inbox only fills if a worker is wedged; then give up on it
-         * rather than spin in the signal path. */
-        for (int tries = 0; tries < 1000; tries++) {
-            if (hp_worker_post(&e->workers[i], type, 0, NULL) == 0)
-                break;
-            sched_yield();
-        }
-    }
+    for (uint32_t i = 0; i < e->nworkers; i++)
+        hp_worker_post(&e->workers[i], type, 0, NULL);
 }
 
 void hp_engine_shutdown(hp_engine_t *e)

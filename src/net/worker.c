@@ -571,8 +571,13 @@ static void close_listeners(hp_worker_t *w)
 {
     for (uint32_t i = 0; i < w->nlisteners; i++) {
         hp_worker_listener_t *l = &w->listeners[i];
-        if (l->io.fd >= 0)
-            close(l->io.fd);
+        if (l->io.fd < 0)
+            continue;
+        /* Closing one of several descriptors of a shared socket (no
+         * reuseport: every worker has a dup) would leave its epoll entry
+         * in place while the others stay open: remove it first. */
+        hp_loop_del(&w->loop, &l->io);
+        close(l->io.fd);
         l->io.fd = -1;
     }
 }
@@ -648,6 +653,13 @@ static void handle_msg(hp_worker_t *w, const hp_msg_t *m)
     }
 }
 
+static void wake(hp_worker_t *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
 static void wake_cb(hp_io_t *io, uint32_t events)
 {
     (void)events;
@@ -655,9 +667,21 @@ static void wake_cb(hp_io_t *io, uint32_t events)
     uint64_t v;
     ssize_t r = read(w->wake_fd, &v, sizeof v);
     (void)r;
+    /* Stopping comes first and never waits behind messages. */
+    uint32_t asked = atomic_exchange_explicit(&w->asked, 0, memory_order_acq_rel);
+    if (asked & HP_WORKER_ASK_STOP_NOW)
+        handle_msg(w, &(hp_msg_t){.type = HP_MSG_STOP_NOW});
+    else if (asked & HP_WORKER_ASK_SHUTDOWN)
+        handle_msg(w, &(hp_msg_t){.type = HP_MSG_SHUTDOWN});
+    /* At most one ring's worth per wake-up: producers that keep it full
+     * cannot hold the loop here. What is left wakes us again at once. */
     hp_msg_t m;
-    while (hp_mpsc_pop(&w->inbox, &m))
+    for (uint32_t n = 0; n < HP_WORKER_INBOX; n++) {
+        if (!hp_mpsc_pop(&w->inbox, &m))
+            return;
         handle_msg(w, &m);
+    }
+    wake(w);
 }
 
 int hp_worker_init(hp_worker_t *w, uint32_t id, int cpu, const hp_worker_config_t *cfg)
@@ -814,14 +838,22 @@ int hp_worker_post_msg(hp_worker_t *w, const hp_msg_t *m)
 {
     if (!hp_mpsc_push(&w->inbox, m))
         return -EAGAIN;
-    uint64_t one = 1;
-    ssize_t n = write(w->wake_fd, &one, sizeof one);
-    (void)n;
+    wake(w);
     return 0;
 }
 
 int hp_worker_post(hp_worker_t *w, uint32_t type, uint64_t arg, void *ptr)
 {
+    /* A stop request is a flag, not a message: a full inbox (a flood of
+     * messages to connections, a wedged consumer) cannot lose it. */
+    if (type == HP_MSG_SHUTDOWN || type == HP_MSG_STOP_NOW) {
+        atomic_fetch_or_explicit(&w->asked,
+                                 type == HP_MSG_SHUTDOWN ? HP_WORKER_ASK_SHUTDOWN
+                                                         : HP_WORKER_ASK_STOP_NOW,
+                                 memory_order_release);
+        wake(w);
+        return 0;
+    }
     return hp_worker_post_msg(w, &(hp_msg_t){.type = type, .arg = arg, .ptr = ptr});
 }
 

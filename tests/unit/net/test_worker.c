@@ -575,6 +575,27 @@ static void test_inbox_full(void **state)
     assert_true(H.w.loop.stopping);
 }
 
+/* A stop request is never lost to a full inbox: it is a flag beside it,
+ * seen before the messages. */
+static void test_stop_requests_pass_a_full_inbox(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *idle = cli_open(0);
+    while (hp_worker_post(&H.w, 99, 0, NULL) == 0)
+        ;
+    assert_int_equal(hp_worker_post(&H.w, 99, 0, NULL), -EAGAIN);
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_SHUTDOWN, 0, NULL), 0);
+    assert_int_equal(hp_worker_post(&H.w, HP_MSG_SHUTDOWN, 0, NULL), 0); /* twice is once */
+    step(100);
+    assert_true(H.w.draining);
+    PUMP_UNTIL(idle->eof, 1000);
+    assert_true(idle->eof);
+    assert_true(H.w.loop.stopping);
+    /* the flood was consumed too */
+    assert_int_equal(hp_worker_post(&H.w, 99, 0, NULL), 0);
+}
+
 static void test_destroy_closes_everything(void **state)
 {
     (void)state;
@@ -762,6 +783,7 @@ int main(void)
         T_(test_stop_now_via_post),
         T_(test_post_shutdown_then_run),
         T_(test_inbox_full),
+        T_(test_stop_requests_pass_a_full_inbox),
         T_(test_destroy_closes_everything),
         T_(test_threaded_worker),
         T_(test_connect_out),
