@@ -13,6 +13,7 @@
 #include "hotpath/compress.h"
 
 #include "hotpath/alloc.h"
+#include "codec_int.h"
 
 #include <assert.h>
 #include <brotli/encode.h>
@@ -60,25 +61,7 @@ struct hp_compress {
     };
 };
 
-static bool is_deflate(hp_compress_algo_t a)
-{
-    return a == HP_COMPRESS_GZIP || a == HP_COMPRESS_ZLIB || a == HP_COMPRESS_DEFLATE;
-}
-
 /* ---- zlib ------------------------------------------------------------- */
-
-static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
-{
-    (void)opaque;
-    /* Two 32-bit factors cannot overflow a 64-bit size_t. */
-    return hp_malloc((size_t)items * size);
-}
-
-static void z_free(voidpf opaque, voidpf p)
-{
-    (void)opaque;
-    hp_free(p);
-}
 
 /* zlib counts in uInt, so buffers larger than 4 GiB go in slices. */
 static uInt z_slice(size_t n)
@@ -97,8 +80,8 @@ static int z_init(hp_compress_t *c)
         wb += 16;
     else if (c->o.algo == HP_COMPRESS_DEFLATE)
         wb = -wb;
-    c->z.zalloc = z_alloc;
-    c->z.zfree = z_free;
+    c->z.zalloc = codec_zalloc;
+    c->z.zfree = codec_zfree;
     int r = deflateInit2(&c->z, c->o.level, Z_DEFLATED, wb, c->o.mem_level, Z_DEFAULT_STRATEGY);
     if (r == Z_MEM_ERROR)
         return -ENOMEM;
@@ -345,7 +328,7 @@ static int br_run(hp_compress_t *c, hp_compress_io_t *io, BrotliEncoderOperation
 int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts)
 {
     hp_compress_opts_t o = *opts;
-    if (is_deflate(o.algo)) {
+    if (codec_is_deflate(o.algo)) {
         if (o.window_bits == 0)
             o.window_bits = 15;
         if (o.mem_level == 0)
@@ -368,7 +351,7 @@ int hp_compress_new(hp_compress_t **out, const hp_compress_opts_t *opts)
         return -ENOMEM;
     c->o = o;
     c->state = C_OPEN;
-    int rc = is_deflate(o.algo) ? z_init(c) : br_create(c);
+    int rc = codec_is_deflate(o.algo) ? z_init(c) : br_create(c);
     if (rc < 0) {
         /* deflateInit2 frees what it took when it fails. */
         hp_free(c);
@@ -383,7 +366,7 @@ static int run(hp_compress_t *c, hp_compress_io_t *io, int zflush, BrotliEncoder
 {
     if (c->state != C_OPEN)
         return -EINVAL;
-    if (!is_deflate(c->o.algo))
+    if (!codec_is_deflate(c->o.algo))
         return br_run(c, io, op);
     return zflush == Z_SYNC_FLUSH ? z_flush(c, io) : z_run(c, io, zflush);
 }
@@ -410,7 +393,7 @@ int hp_compress_reset(hp_compress_t *c)
 {
     c->state = C_OPEN;
     c->flush_step = F_BLOCK;
-    if (is_deflate(c->o.algo))
+    if (codec_is_deflate(c->o.algo))
         return deflateReset(&c->z) == Z_OK ? 0 : -EINVAL;
     if (c->br.s) {
         BrotliEncoderDestroyInstance(c->br.s);
@@ -424,10 +407,10 @@ void hp_compress_free(hp_compress_t *c)
 {
     if (!c)
         return;
-    if (is_deflate(c->o.algo))
+    if (codec_is_deflate(c->o.algo))
         deflateEnd(&c->z);
     else if (c->br.s)
         BrotliEncoderDestroyInstance(c->br.s);
-    assert(is_deflate(c->o.algo) || c->br.live == NULL);
+    assert(codec_is_deflate(c->o.algo) || c->br.live == NULL);
     hp_free(c);
 }

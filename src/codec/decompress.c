@@ -13,6 +13,7 @@
 #include "hotpath/decompress.h"
 
 #include "hotpath/alloc.h"
+#include "codec_int.h"
 
 #include <brotli/decode.h>
 #include <errno.h>
@@ -31,23 +32,6 @@ struct hp_decompress {
         BrotliDecoderState *br; /* NULL after a failed rebuild */
     };
 };
-
-static bool is_deflate(hp_compress_algo_t a)
-{
-    return a == HP_COMPRESS_GZIP || a == HP_COMPRESS_ZLIB || a == HP_COMPRESS_DEFLATE;
-}
-
-static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
-{
-    (void)opaque;
-    return hp_malloc((size_t)items * size);
-}
-
-static void z_free(voidpf opaque, voidpf p)
-{
-    (void)opaque;
-    hp_free(p);
-}
 
 static void *br_alloc(void *opaque, size_t size)
 {
@@ -81,8 +65,8 @@ static int z_init(hp_decompress_t *d)
         wb += 16;
     else if (d->o.algo == HP_COMPRESS_DEFLATE)
         wb = -wb;
-    d->z.zalloc = z_alloc;
-    d->z.zfree = z_free;
+    d->z.zalloc = codec_zalloc;
+    d->z.zfree = codec_zfree;
     int r = inflateInit2(&d->z, wb);
     if (r == Z_MEM_ERROR)
         return -ENOMEM;
@@ -209,7 +193,7 @@ int hp_decompress_new(hp_decompress_t **out, const hp_decompress_opts_t *opts)
     hp_decompress_opts_t o = *opts;
     if (o.max_out == 0)
         return -EINVAL;
-    if (is_deflate(o.algo)) {
+    if (codec_is_deflate(o.algo)) {
         /* 0 asks zlib to read the window from a zlib header; the other
          * formats have none to read it from. */
         if (o.window_bits == 0 && o.algo != HP_COMPRESS_ZLIB)
@@ -224,7 +208,7 @@ int hp_decompress_new(hp_decompress_t **out, const hp_decompress_opts_t *opts)
     if (!d)
         return -ENOMEM;
     d->o = o;
-    int rc = is_deflate(o.algo) ? z_init(d) : br_init(d);
+    int rc = codec_is_deflate(o.algo) ? z_init(d) : br_init(d);
     if (rc < 0) {
         hp_free(d);
         return rc;
@@ -237,7 +221,7 @@ int hp_decompress_feed(hp_decompress_t *d, hp_compress_io_t *io)
 {
     if (d->state != 0)
         return d->state;
-    int rc = is_deflate(d->o.algo) ? z_run(d, io) : br_run(d, io);
+    int rc = codec_is_deflate(d->o.algo) ? z_run(d, io) : br_run(d, io);
     if (rc < 0 || rc == HP_DECOMPRESS_END)
         d->state = rc;
     return rc;
@@ -257,7 +241,7 @@ int hp_decompress_reset(hp_decompress_t *d)
 {
     d->total = 0;
     d->state = 0;
-    if (is_deflate(d->o.algo))
+    if (codec_is_deflate(d->o.algo))
         return inflateReset(&d->z) == Z_OK ? 0 : -EINVAL;
     if (d->br)
         BrotliDecoderDestroyInstance(d->br);
@@ -268,7 +252,7 @@ void hp_decompress_free(hp_decompress_t *d)
 {
     if (!d)
         return;
-    if (is_deflate(d->o.algo))
+    if (codec_is_deflate(d->o.algo))
         inflateEnd(&d->z);
     else if (d->br)
         BrotliDecoderDestroyInstance(d->br);
