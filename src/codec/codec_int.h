@@ -1,6 +1,6 @@
 /*
- * codec_int.h - what compress.c and decompress.c share: the format test
- * and zlib's allocation hooks, which route its memory through hp_malloc
+ * codec_int.h - what compress.c and decompress.c share: the format test,
+ * the cursor's advance and zlib's allocation hooks, which route its memory through hp_malloc
  * (so out-of-memory can be injected and counted like any other). Private
  * to src/codec.
  */
@@ -29,6 +29,20 @@ static inline void codec_zfree(voidpf opaque, voidpf p)
 {
     (void)opaque;
     hp_free(p);
+}
+
+/* Moves the caller's cursor past what one call consumed and produced. The
+ * guards matter: an empty buffer may be NULL, and NULL + 0 is undefined. */
+static inline void codec_advance(hp_compress_io_t *io, size_t used, size_t made)
+{
+    if (used) {
+        io->next_in += used;
+        io->avail_in -= used;
+    }
+    if (made) {
+        io->next_out += made;
+        io->avail_out -= made;
+    }
 }
 
 #endif

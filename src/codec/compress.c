@@ -108,14 +108,7 @@ static int z_run(hp_compress_t *c, hp_compress_io_t *io, int flush)
         zs->avail_out = out_n;
         int r = deflate(zs, f);
         size_t used = in_n - zs->avail_in, made = out_n - zs->avail_out;
-        if (used) {
-            io->next_in += used;
-            io->avail_in -= used;
-        }
-        if (made) {
-            io->next_out += made;
-            io->avail_out -= made;
-        }
+        codec_advance(io, used, made);
 
         /* Z_BUF_ERROR only says that no progress was possible (no room,
          * or a flush repeated with nothing new): not an error here. */

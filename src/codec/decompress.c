@@ -87,14 +87,7 @@ static int z_run(hp_decompress_t *d, hp_compress_io_t *io)
         zs->avail_out = out_n;
         int r = inflate(zs, Z_NO_FLUSH);
         size_t used = in_n - zs->avail_in, made = out_n - zs->avail_out;
-        if (used) {
-            io->next_in += used;
-            io->avail_in -= used;
-        }
-        if (made) {
-            io->next_out += made;
-            io->avail_out -= made;
-        }
+        codec_advance(io, used, made);
         d->total += made;
 
         if (d->total > d->o.max_out)
