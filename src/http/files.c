@@ -253,9 +253,9 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
 
     /* Validators: each coding has its own strong ETag; Last-Modified is
      * the mtime of what is sent (the original for on-the-fly bodies). */
-    char lastmod[HP_DATE_LEN + 1], validators[1280];
+    char lastmod[HP_CLOCK_DATE_LEN + 1], validators[1280];
     size_t elen = strlen(f.etag);
-    hp_date_format(f.mtime_sec, lastmod);
+    hp_clock_date_format(f.mtime_sec, lastmod);
     const char *cc = loc ? loc->cache_control : NULL;
     snprintf(validators, sizeof validators,
              "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n%s%s%s", f.etag,

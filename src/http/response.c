@@ -124,7 +124,7 @@ uint32_t hp_http_u64(char *out, uint64_t v)
         p += sizeof(lit) - 1;                                                  \
     } while (0)
 
-int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+int hp_http_write_head(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
                        uint64_t content_length, const char *extra, uint32_t flags)
 {
     size_t ctype_len = ctype ? strlen(ctype) : 0;
@@ -167,7 +167,7 @@ int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const ch
     return 0;
 }
 
-int hp_http_respond(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+int hp_http_respond(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
                     const void *body, uint32_t len, const char *extra, uint32_t flags)
 {
     int r = hp_http_write_head(c, date, status, ctype, len, extra, flags);

@@ -41,14 +41,14 @@ static const char CT_TEXT[] = "text/plain";
 #define hw_of http_worker
 
 /* Keeps the Date header current: formatted at most once a second. */
-const hp_date_t *http_date(hp_conn_t *c)
+const hp_clock_date_t *http_date(hp_conn_t *c)
 {
     hp_http_worker_t *hw = hw_of(c);
     uint64_t now = hp_conn_now(c);
     if (HP_UNLIKELY(now >= hw->date_next_ms)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        hp_date_update(&hw->date, ts.tv_sec);
+        hp_clock_date_update(&hw->date, ts.tv_sec);
         hw->date_sec = ts.tv_sec;
         hw->date_next_ms = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
     }
@@ -107,12 +107,12 @@ static HP_COLD void access_log(hp_conn_t *c, int status, uint64_t bytes)
     http_date(c); /* brings date_sec up to this second */
     if (hw->alog_sec != hw->date_sec) {
         hw->alog_sec = hw->date_sec;
-        hp_alog_time(hw->alog_time, hw->date_sec);
+        hp_accesslog_time(hw->alog_time, hw->date_sec);
     }
     char addr[INET6_ADDRSTRLEN];
     peer_text(c, addr, sizeof addr);
     bool was_empty = hw->alog.len == 0;
-    hp_alog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
+    hp_accesslog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
                  bytes, ref, rlen, agent, alen);
     /* Lines reach the file within a second: the first line after a flush
      * arms the flush. */
@@ -670,7 +670,7 @@ static void on_open(hp_conn_t *c)
 static void alog_flush_cb(hp_timer_t *t)
 {
     hp_http_worker_t *hw = HP_CONTAINER_OF(t, hp_http_worker_t, alog_timer);
-    hp_alog_flush(&hw->alog);
+    hp_accesslog_flush(&hw->alog);
 }
 
 /* Starts writing access-log lines to cfg's file, if it has one. */
@@ -678,7 +678,7 @@ static int alog_start(hp_http_worker_t *hw)
 {
     if (!hw->cfg->access_log)
         return 0;
-    int r = hp_alog_init(&hw->alog, hw->cfg->access_log, 0);
+    int r = hp_accesslog_init(&hw->alog, hw->cfg->access_log, 0);
     hw->alog_on = r == 0;
     return r;
 }
@@ -737,7 +737,7 @@ static void alog_stop(hp_worker_t *w, hp_http_worker_t *hw)
     if (!hw->alog_on)
         return;
     hp_loop_timer_cancel(&w->loop, &hw->alog_timer);
-    hp_alog_destroy(&hw->alog); /* flushes */
+    hp_accesslog_destroy(&hw->alog); /* flushes */
     hw->alog_on = false;
 }
 
@@ -790,7 +790,7 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
     if (!hw)
         return -ENOMEM;
     hw->cfg = arg;
-    hw->date = (hp_date_t)HP_DATE_INIT;
+    hw->date = (hp_clock_date_t)HP_CLOCK_DATE_INIT;
     hw->date_next_ms = 0;
     hp_timer_init(&hw->alog_timer, alog_flush_cb);
     if (alog_start(hw) < 0 || rcache_start(hw) < 0)
