@@ -24,7 +24,7 @@
 #include "hotpath/http_accept.h"
 #include "hotpath/http_encoding.h"
 #include "hotpath/http_rcache.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
@@ -257,7 +257,7 @@ int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *prot
     /* An upgrade is an HTTP/1.1 affair (RFC 9110 §7.8): the client asks
      * with Upgrade naming the protocol and Connection naming Upgrade, on a
      * connection that stays open, and HEAD cannot switch anything. */
-    if (st->req.version_minor < 1 || st->head_only || (st->resp_flags & HP_HTTP_R_CLOSE) ||
+    if (st->req.version_minor < 1 || st->head_only || (st->resp_flags & HP_RESP_WRITER_F_CLOSE) ||
         !request_lists(ctx, "connection", "upgrade", false) ||
         !request_lists(ctx, "upgrade", token, true))
         return -EPERM;
@@ -350,7 +350,7 @@ int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, 
 void hp_ctx_send_status(hp_ctx_t *ctx, int status)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     ctx->status = status;
     hp_ctx_send(ctx, "text/plain", body, (size_t)n);
 }
@@ -649,7 +649,7 @@ void http_ctx_complete(hp_ctx_t *ctx)
     maybe_compress(ctx);
     http_count_response(c, ctx->status, st->head_only ? 0 : ctx->body_len);
     http_ctx_record(ctx);
-    if (hp_http_write_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
+    if (hp_resp_writer_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
                            ctx->hdr_len ? ctx->hdrs : NULL, st->resp_flags) < 0) {
         body_drop(ctx);
         hp_conn_close(c);

@@ -19,7 +19,7 @@
 #include "hotpath/http_cond.h"
 #include "hotpath/http_fcache.h"
 #include "hotpath/http_range.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/http_static.h"
 #include "server_int.h"
 #include "static_int.h"
@@ -84,7 +84,7 @@ static void serve_ranges(hp_conn_t *c, http_state_t *st, const file_src_t *f, co
     static const char tail[] = "\r\n--" BYTERANGES_BOUNDARY "--\r\n";
     total += sizeof tail - 1;
     http_count_response(c, 206, st->head_only ? 0 : total);
-    if (hp_http_write_head(c, http_date(c), 206,
+    if (hp_resp_writer_head(c, http_date(c), 206,
                            "multipart/byteranges; boundary=" BYTERANGES_BOUNDARY, total,
                            validators, st->resp_flags) < 0) {
         hp_conn_close(c);
@@ -239,7 +239,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     int r = hp_fcache_get(hw->fcache, root_fd, hw->cfg->mime, target, len, hp_conn_now(c),
                           hw->path, sizeof hw->path, &e);
     if (r == -301) {
-        char extra[HP_HTTP_INLINE_BODY];
+        char extra[HP_RESP_WRITER_INLINE_BODY];
         int n = dir_location(extra, sizeof extra, hw->path, sizeof hw->path, target, len);
         http_respond_status(c, st, n < 0 ? -n : 301, n < 0 ? NULL : extra);
         return;
@@ -277,7 +277,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
             /* 304 carries the validators and no body; 412 is a plain error. */
             if (cond == 304) {
                 http_count_response(c, 304, 0);
-                hp_http_write_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
+                hp_resp_writer_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
             } else {
                 http_respond_status(c, st, cond, NULL);
             }
@@ -314,7 +314,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
                      (unsigned long long)f.size);
             uint64_t part = ranges[0].last - ranges[0].first + 1;
             http_count_response(c, 206, st->head_only ? 0 : part);
-            if (hp_http_write_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
+            if (hp_resp_writer_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
                 (!st->head_only && src_send(c, &f, ranges[0].first, part) < 0))
                 hp_conn_close(c);
             goto out;
@@ -324,7 +324,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     char extra[1320];
     snprintf(extra, sizeof extra, "%s%s", validators, f.ranges ? "Accept-Ranges: bytes\r\n" : "");
     http_count_response(c, 200, st->head_only ? 0 : f.size);
-    if (hp_http_write_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
+    if (hp_resp_writer_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
         (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))
         hp_conn_close(c);
 out:

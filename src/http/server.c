@@ -26,7 +26,7 @@
 #include "hotpath/engine.h"
 #include "hotpath/http_fcache.h"
 #include "hotpath/http_rcache.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
@@ -176,10 +176,10 @@ static void next_request(hp_conn_t *c, http_state_t *st)
 static HP_COLD void reject(hp_conn_t *c, int status)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     stat_add(&hw_of(c)->stats.rejected[rejection_index(status)]);
     http_count_response(c, status, (uint64_t)n);
-    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_HTTP_R_CLOSE);
+    hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_RESP_WRITER_F_CLOSE);
     hp_conn_close_after_write(c);
 }
 
@@ -188,9 +188,9 @@ static HP_COLD void reject(hp_conn_t *c, int status)
 void http_respond_status(hp_conn_t *c, http_state_t *st, int status, const char *extra)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     http_count_response(c, status, st->head_only ? 0 : (uint64_t)n);
-    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
+    hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
 }
 
 static void process(hp_conn_t *c);
@@ -300,7 +300,7 @@ static void body_done(hp_conn_t *c, http_state_t *st)
         return;
     }
     body_free(c, st);
-    if (st->resp_flags & HP_HTTP_R_CLOSE)
+    if (st->resp_flags & HP_RESP_WRITER_F_CLOSE)
         hp_conn_close_after_write(c);
     next_request(c, st);
 }
@@ -383,7 +383,7 @@ void http_request_done(hp_conn_t *c, http_state_t *st)
     hp_conn_consume(c, st->head_len);
     st->head_len = 0;
     body_free(c, st);
-    if (st->resp_flags & HP_HTTP_R_CLOSE)
+    if (st->resp_flags & HP_RESP_WRITER_F_CLOSE)
         hp_conn_close_after_write(c);
     next_request(c, st);
 }
@@ -510,9 +510,9 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
      * wants will never send it: answer and close instead of waiting. */
     if (has_body && to != TO_HANDLER && (req->flags & HP_HTTP_F_EXPECT_CONTINUE))
         keep = false;
-    st->resp_flags = (keep ? (req->version_minor == 0 ? HP_HTTP_R_KEEP_ALIVE : 0)
-                           : HP_HTTP_R_CLOSE) |
-                     (st->head_only ? HP_HTTP_R_NO_BODY : 0);
+    st->resp_flags = (keep ? (req->version_minor == 0 ? HP_RESP_WRITER_F_KEEP_ALIVE : 0)
+                           : HP_RESP_WRITER_F_CLOSE) |
+                     (st->head_only ? HP_RESP_WRITER_F_NO_BODY : 0);
 
     if (to != TO_HANDLER) {
         answer_plain(c, st, to, status, extra, target, tlen, has_body, keep);
