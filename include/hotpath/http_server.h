@@ -20,6 +20,7 @@
 #include "hotpath/ctx.h"
 #include "hotpath/hist.h"
 #include "hotpath/http_cond.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_parser.h"
 #include "hotpath/router.h"
 #include "hotpath/timer.h"
@@ -60,9 +61,8 @@ typedef struct hp_http_routes {
 /* Per worker and route pattern: responses by method and status class, and
  * the latency from the start of the iteration that dispatched the request
  * to its complete response. */
-#define HP_HTTP_METHODS 8       /* HP_HTTP_M_* */
 typedef struct hp_http_route_stats {
-    uint64_t responses[HP_HTTP_METHODS][6];
+    uint64_t responses[HP_METHOD_ROUTED][6];
     bool max_age_seen;         /* a response of it was cached for its max-age:
                                   look its requests up in the response cache */
     hp_hist_t latency;

@@ -288,7 +288,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     /* Ranges (GET only, while If-Range still holds, and on a file or a
      * precompressed sibling: a body compressed on the fly goes whole). */
     size_t rlen = 0, irl = 0;
-    const char *range = st->req.method_id == HP_HTTP_M_GET && f.ranges
+    const char *range = st->req.method_id == HP_METHOD_GET && f.ranges
                             ? REQ_HEADER(c, st, "range", &rlen)
                             : NULL;
     const char *if_range = REQ_HEADER(c, st, "if-range", &irl);

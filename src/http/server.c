@@ -25,6 +25,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/engine.h"
 #include "hotpath/http_fcache.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_rcache.h"
 #include "hotpath/http_resp_writer.h"
 #include "hotpath/log.h"
@@ -402,20 +403,6 @@ bool http_upgrade(hp_conn_t *c, http_state_t *st)
     return true;
 }
 
-static uint32_t method_bit(int m)
-{
-    switch (m) {
-    case HP_HTTP_M_GET: return HP_ROUTER_GET;
-    case HP_HTTP_M_HEAD: return HP_ROUTER_HEAD;
-    case HP_HTTP_M_POST: return HP_ROUTER_POST;
-    case HP_HTTP_M_PUT: return HP_ROUTER_PUT;
-    case HP_HTTP_M_DELETE: return HP_ROUTER_DELETE;
-    case HP_HTTP_M_PATCH: return HP_ROUTER_PATCH;
-    case HP_HTTP_M_OPTIONS: return HP_ROUTER_OPTIONS;
-    default: return 0;
-    }
-}
-
 enum { TO_STATUS = 0, TO_FILE, TO_HANDLER };
 
 /* Answers a request no handler takes (a static file, or a status such as
@@ -475,7 +462,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
             tlen = plen = 1;
         }
     }
-    st->head_only = m == HP_HTTP_M_HEAD;
+    st->head_only = m == HP_METHOD_HEAD;
 
     /* Where the request goes: a handler, a static file, or a status. */
     hp_ctx_t *ctx = &st->ctx;
@@ -486,7 +473,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         status = 200;
         extra = "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n";
     } else if (cfg->routes && cfg->routes->router) {
-        int r = hp_router_match(cfg->routes->router, method_bit(m), target, plen, &ctx->match);
+        int r = hp_router_match(cfg->routes->router, hp_method_router_bit(m), target, plen, &ctx->match);
         if (r == 200) {
             to = TO_HANDLER;
         } else if (r == 405) {
@@ -498,7 +485,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         }
     }
     if (to == TO_STATUS && status == 404 && (cfg->root_fd >= 0 || cfg->nlocations)) {
-        if (m == HP_HTTP_M_GET || m == HP_HTTP_M_HEAD) {
+        if (m == HP_METHOD_GET || m == HP_METHOD_HEAD) {
             to = TO_FILE;
         } else {
             status = 405;
@@ -518,7 +505,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         answer_plain(c, st, to, status, extra, target, tlen, has_body, keep);
         return;
     }
-    ctx->match_method = method_bit(m);
+    ctx->match_method = hp_method_router_bit(m);
     /* An absolute-form target without a path ("http://host") routes as
      * "/", which is not in the buffer: HTTP_PATH_ROOT stands for it. */
     ctx->path_off = tg.path.len ? (uint16_t)(req->target.off + tg.path.off) : HTTP_PATH_ROOT;

@@ -29,6 +29,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
 #include "hotpath/engine.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_resp_parser.h"
 #include "hotpath/worker.h"
 
@@ -477,7 +478,7 @@ int hb_plan_init(hb_plan_t *plan, const hb_options_t *opt, char *err, size_t err
     memset(plan, 0, sizeof *plan);
     plan->opt = opt;
     plan->depth = (uint32_t)opt->pipeline;
-    plan->head_request = strcmp(opt->method, "HEAD") == 0;
+    plan->head_request = hp_method_lookup(opt->method, strlen(opt->method)) == HP_METHOD_HEAD;
     plan->timeout_ns = (uint64_t)(opt->timeout_s * 1e9);
 
     char *body = NULL;
