@@ -26,13 +26,13 @@ static const hp_cors_config_t cors = {
  * registered on the same route so that preflights get past the router
  * (which answers 405 for methods a route lacks, before any middleware);
  * the CORS middleware answers them, and plain OPTIONS requests go on to
- * hp_mw_options_handler. */
+ * hp_middleware_options_handler. */
 static int hello(hp_ctx_t *ctx, void *udata)
 {
     if (hp_ctx_method_bit(ctx) == HP_ROUTER_OPTIONS)
-        return hp_mw_options_handler(ctx, udata);
+        return hp_middleware_options_handler(ctx, udata);
     size_t len = 0;
-    const char *id = hp_mw_request_id_of(ctx, &len);
+    const char *id = hp_middleware_request_id_of(ctx, &len);
     char body[128];
     int n = snprintf(body, sizeof body, "hello, request %.*s\n", (int)len, id ? id : "");
     if (hp_ctx_send(ctx, "text/plain", body, (size_t)n) < 0)
@@ -53,8 +53,8 @@ int main(int argc, char **argv)
     }
     snprintf(err, sizeof err, "bad CORS configuration or too much middleware");
     /* The request ID first, so that CORS's early answers carry one too. */
-    if (hp_mw_cors_check(&cors) < 0 || hp_app_use(app, hp_mw_request_id, NULL, NULL) < 0 ||
-        hp_app_use(app, hp_mw_cors_before, hp_mw_cors_after, (void *)&cors) < 0 ||
+    if (hp_middleware_cors_check(&cors) < 0 || hp_app_use(app, hp_middleware_request_id, NULL, NULL) < 0 ||
+        hp_app_use(app, hp_middleware_cors_before, hp_middleware_cors_after, (void *)&cors) < 0 ||
         hp_app_route(app, HP_ROUTER_GET | HP_ROUTER_OPTIONS, "/api/hello", hello, NULL, err,
                      sizeof err) < 0) {
         fprintf(stderr, "middleware: %s\n", err);

@@ -118,8 +118,7 @@ HP_EXPORT int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *p
  * (may be NULL) runs, in reverse order, once the response is complete and
  * before it is written, so it can add headers; it runs only when its own
  * `before` let the request through (onion order). Returns 0, -ENOSPC (more
- * than HP_APP_MAX_MIDDLEWARE) or -EBUSY once the app runs. */
-#define HP_APP_MAX_MIDDLEWARE 16
+ * than HP_HTTP_MAX_MIDDLEWARE, http_server.h) or -EBUSY once the app runs. */
 HP_EXPORT int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
 
 /* Makes every worker's loop read its time from `src` (copied; NULL:

@@ -3,7 +3,7 @@
  *
  * The loop reads the clock once per iteration and hands the value around;
  * these are the reads. The Date header is formatted at most once per second
- * per worker: hp_date_update() compares seconds and only then formats, with
+ * per worker: hp_clock_date_update() compares seconds and only then formats, with
  * plain integer arithmetic (no gmtime, strftime, locale or time zone files,
  * so nothing on the request path can take a lock or touch the disk).
  */
@@ -44,24 +44,24 @@ typedef struct hp_clock_src {
 HP_EXPORT int64_t hp_clock_real_sec(void);
 
 /* Length of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), without NUL. */
-#define HP_DATE_LEN 29
+#define HP_CLOCK_DATE_LEN 29
 
 /* A cached formatted date: text is valid for second `sec`. */
-typedef struct hp_date {
+typedef struct hp_clock_date {
     int64_t sec;
-    char text[HP_DATE_LEN + 1]; /* NUL-terminated */
-} hp_date_t;
+    char text[HP_CLOCK_DATE_LEN + 1]; /* NUL-terminated */
+} hp_clock_date_t;
 
-/* An hp_date_t that formats on its first update. */
-#define HP_DATE_INIT {.sec = -1, .text = {0}}
+/* An hp_clock_date_t that formats on its first update. */
+#define HP_CLOCK_DATE_INIT {.sec = -1, .text = {0}}
 
 /* Writes the IMF-fixdate (RFC 9110 5.6.7) for unix_sec into out (OUT, 29
  * characters and a NUL). Valid for 1970-01-01 .. 9999-12-31; times outside
  * are clamped to that range. */
-HP_EXPORT void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1]);
+HP_EXPORT void hp_clock_date_format(int64_t unix_sec, char out[HP_CLOCK_DATE_LEN + 1]);
 
 /* Makes d->text describe unix_sec, formatting only when the second differs
  * from d->sec. Returns true when it reformatted. */
-HP_EXPORT bool hp_date_update(hp_date_t *d, int64_t unix_sec);
+HP_EXPORT bool hp_clock_date_update(hp_clock_date_t *d, int64_t unix_sec);
 
 #endif

@@ -18,7 +18,7 @@
 
 #include "hotpath/common.h"
 
-/* Room hp_etag_make() needs, including the NUL it writes: two quotes, up to
+/* Room hp_cond_etag_make() needs, including the NUL it writes: two quotes, up to
  * 16 + 16 hex digits, a '-' and the NUL make 36; 40 leaves slack. */
 #define HP_ETAG_MAX 40
 
@@ -31,7 +31,7 @@
  * a rewrite of the same size within one clock tick.
  * Returns the length without the NUL (at most 35), or 0 when cap is too
  * small (then out is left untouched). Lowercase hex, no leading zeros. */
-HP_EXPORT size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec);
+HP_EXPORT size_t hp_cond_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec);
 
 /* Parses an HTTP-date s[0..len) in any of the three RFC 9110 §5.6.7 forms:
  *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -48,7 +48,7 @@ HP_EXPORT size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtim
  * current time, which this pure function does not have, and the pivot
  * keeps every such date at or after the Unix epoch.
  * Returns 0 with *t (OUT) set to Unix seconds, or -EINVAL (*t untouched). */
-HP_EXPORT int hp_http_date_parse(const char *s, size_t len, int64_t *t);
+HP_EXPORT int hp_cond_date_parse(const char *s, size_t len, int64_t *t);
 
 /* Evaluates the preconditions of a GET or HEAD (RFC 9110 §13.2.2) against
  * the selected representation, whose validator is etag[0..etag_len) (may be

@@ -58,7 +58,7 @@ typedef struct hp_fcache_variant {
     uint64_t size;       /* st_size when opened */
     int64_t mtime_sec;   /* st_mtime when opened (Last-Modified, If-Range) */
     long mtime_nsec;
-    char etag[HP_ETAG_MAX]; /* strong ETag (hp_etag_make) of this variant,
+    char etag[HP_ETAG_MAX]; /* strong ETag (hp_cond_etag_make) of this variant,
                              * NUL-terminated; "" when fd is -1 */
 } hp_fcache_variant_t;
 
@@ -67,7 +67,7 @@ typedef struct hp_fcache_variant {
 typedef struct hp_fcache_entry {
     const char *mime;    /* of the original file, from the `types` table
                           * given to hp_fcache_get (or a static string) */
-    char last_modified[HP_DATE_LEN + 1]; /* of the original (hp_date_format) */
+    char last_modified[HP_CLOCK_DATE_LEN + 1]; /* of the original (hp_clock_date_format) */
     /* [HP_FCACHE_V_IDENTITY] always present; [GZIP] the "<file>.gz" and
      * [BR] the "<file>.br" sibling when it is a regular file beneath the
      * root and not older than the original, else fd -1. */

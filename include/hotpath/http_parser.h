@@ -16,19 +16,8 @@
 #include <stdint.h>
 
 #include "hotpath/common.h"
+#include "hotpath/http_method.h"
 
-enum {
-    HP_HTTP_M_UNKNOWN = 0,
-    HP_HTTP_M_GET,
-    HP_HTTP_M_HEAD,
-    HP_HTTP_M_POST,
-    HP_HTTP_M_PUT,
-    HP_HTTP_M_DELETE,
-    HP_HTTP_M_OPTIONS,
-    HP_HTTP_M_PATCH,
-    HP_HTTP_M_TRACE,
-    HP_HTTP_M_CONNECT
-};
 
 /* A slice of the request: offset from buf[0] and length. */
 typedef struct hp_http_span {
@@ -64,7 +53,7 @@ typedef struct hp_http_limits {
 
 typedef struct hp_http_req {
     hp_http_span_t method, target;
-    uint8_t method_id;     /* HP_HTTP_M_* */
+    uint8_t method_id;     /* HP_METHOD_* (http_method.h) */
     uint8_t version_minor; /* 0 or 1 (HTTP/1.2..1.9 are treated as 1.1) */
     uint16_t nfields;
     uint32_t flags;        /* HP_HTTP_F_* */

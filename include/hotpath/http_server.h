@@ -20,6 +20,7 @@
 #include "hotpath/ctx.h"
 #include "hotpath/hist.h"
 #include "hotpath/http_cond.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_parser.h"
 #include "hotpath/router.h"
 #include "hotpath/timer.h"
@@ -33,6 +34,7 @@ typedef struct hp_http_mw {
     void *udata;
 } hp_http_mw_t;
 
+/* The most middleware an app takes (hp_app_use answers -ENOSPC beyond it). */
 #define HP_HTTP_MAX_MIDDLEWARE 16
 
 /* One registration: a handler for some methods of a pattern. The router's
@@ -59,9 +61,8 @@ typedef struct hp_http_routes {
 /* Per worker and route pattern: responses by method and status class, and
  * the latency from the start of the iteration that dispatched the request
  * to its complete response. */
-#define HP_HTTP_METHODS 8       /* HP_HTTP_M_* */
 typedef struct hp_http_route_stats {
-    uint64_t responses[HP_HTTP_METHODS][6];
+    uint64_t responses[HP_METHOD_ROUTED][6];
     bool max_age_seen;         /* a response of it was cached for its max-age:
                                   look its requests up in the response cache */
     hp_hist_t latency;
@@ -100,7 +101,7 @@ typedef struct hp_http_config {
     } cache;
     uint32_t file_cache_entries;   /* open-file cache per worker (at least 1 is kept) */
     uint64_t file_cache_bytes;     /* its bound for compressed copies of files */
-    hp_alog_file_t *access_log; /* borrowed: shared file; NULL: no access log */
+    hp_accesslog_file_t *access_log; /* borrowed: shared file; NULL: no access log */
     /* After a reload (hp_http_post_config), each worker calls
      * this once for the configuration it stopped using. May be NULL. */
     void (*retire)(const struct hp_http_config *cfg);
@@ -158,7 +159,7 @@ typedef struct hp_http_stats {
 typedef struct hp_http_worker {
     hp_http_stats_t stats;             /* written by this worker only */
     const hp_http_config_t *cfg;       /* borrowed */
-    hp_date_t date;                    /* this second's Date header */
+    hp_clock_date_t date;                    /* this second's Date header */
     uint64_t date_next_ms;             /* monotonic time of the next second */
     uint64_t batch_ns;                 /* clock read for this batch of responses; 0: none yet */
     hp_http_route_stats_t *routes;     /* owned: one per route pattern */
@@ -174,10 +175,10 @@ typedef struct hp_http_worker {
     char path[HP_HTTP_PATH_MAX];       /* scratch for decoded paths */
     int64_t date_sec;                  /* Unix second `date` shows */
     bool alog_on;                      /* cfg->access_log is set: alog is live */
-    hp_alog_t alog;                    /* owned: this worker's access-log buffer */
+    hp_accesslog_t alog;                    /* owned: this worker's access-log buffer */
     hp_timer_t alog_timer;             /* flushes alog within a second of a line */
     int64_t alog_sec;                  /* second alog_time shows */
-    char alog_time[32];                /* hp_alog_time of alog_sec */
+    char alog_time[32];                /* hp_accesslog_time of alog_sec */
 } hp_http_worker_t;
 
 /* Fills `proto` for `cfg` (its state size depends on the field limit).

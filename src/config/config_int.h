@@ -63,7 +63,7 @@ bool hp_config_number(const hp_config_field_t *f, const char *s, size_t len, uin
 bool hp_config_string_ok(const hp_config_field_t *f, const char *s, size_t len);
 
 /* Bytes of one `listen` address. Its syntax is the listener's
- * (hp_listen_addr_parse), checked by hp_app_config_check: config only
+ * (hp_listener_addr_parse), checked by hp_app_config_check: config only
  * takes printable text without spaces, long enough for any IPv6 form. */
 #define HP_CONFIG_ADDR_MAX 128
 

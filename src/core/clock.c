@@ -8,7 +8,7 @@
  * month. Only integer division by constants; no tables of days per month
  * and no special cases for leap years.
  *
- * Invariant: hp_date_t.text is always the formatting of hp_date_t.sec (or
+ * Invariant: hp_clock_date_t.text is always the formatting of hp_clock_date_t.sec (or
  * empty while sec == -1).
  */
 #include "hotpath/clock.h"
@@ -46,7 +46,7 @@ static inline void put2(char *p, unsigned v)
     p[1] = (char)('0' + v % 10);
 }
 
-void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1])
+void hp_clock_date_format(int64_t unix_sec, char out[HP_CLOCK_DATE_LEN + 1])
 {
     static const char wday[7][4] = {"Sun", "Mon", "Tue", "Wed",
                                     "Thu", "Fri", "Sat"};
@@ -92,11 +92,11 @@ void hp_date_format(int64_t unix_sec, char out[HP_DATE_LEN + 1])
     memcpy(out + 25, " GMT", 5); /* with the NUL */
 }
 
-bool hp_date_update(hp_date_t *d, int64_t unix_sec)
+bool hp_clock_date_update(hp_clock_date_t *d, int64_t unix_sec)
 {
     if (d->sec == unix_sec)
         return false;
-    hp_date_format(unix_sec, d->text);
+    hp_clock_date_format(unix_sec, d->text);
     d->sec = unix_sec;
     return true;
 }

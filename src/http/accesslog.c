@@ -2,8 +2,8 @@
  * accesslog.c - combined-format access log lines, buffered per worker and
  * written to one shared O_APPEND file in batches.
  *
- * Central data structure: hp_alog_t, a fixed byte buffer per worker holding
- * whole formatted lines; hp_alog_file_t, the shared descriptor and path.
+ * Central data structure: hp_accesslog_t, a fixed byte buffer per worker holding
+ * whole formatted lines; hp_accesslog_file_t, the shared descriptor and path.
  * Invariant: the buffer only ever grows by complete lines (a line is
  * formatted in the free tail and committed only when all of it fitted), so
  * each flush hands write(2) whole lines and O_APPEND keeps workers' lines
@@ -23,7 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-struct hp_alog_file {
+struct hp_accesslog_file {
     int fd;     /* fixed for the object's lifetime; reopen dup3()s onto it */
     char *path; /* owned copy, opened again on rotation */
 };
@@ -42,12 +42,12 @@ static int open_path(const char *path)
     }
 }
 
-int hp_alog_file_open(hp_alog_file_t **out, const char *path)
+int hp_accesslog_file_open(hp_accesslog_file_t **out, const char *path)
 {
     if (!out || !path || !*path)
         return -EINVAL;
     size_t n = strlen(path);
-    hp_alog_file_t *f = hp_malloc(sizeof(*f));
+    hp_accesslog_file_t *f = hp_malloc(sizeof(*f));
     if (!f)
         return -ENOMEM;
     f->path = hp_malloc(n + 1);
@@ -67,7 +67,7 @@ int hp_alog_file_open(hp_alog_file_t **out, const char *path)
     return 0;
 }
 
-int hp_alog_file_reopen(hp_alog_file_t *f)
+int hp_accesslog_file_reopen(hp_accesslog_file_t *f)
 {
     if (!f)
         return -EINVAL;
@@ -95,12 +95,12 @@ int hp_alog_file_reopen(hp_alog_file_t *f)
     return rc < 0 ? rc : 0;
 }
 
-int hp_alog_file_fd(const hp_alog_file_t *f)
+int hp_accesslog_file_fd(const hp_accesslog_file_t *f)
 {
     return f ? f->fd : -EINVAL;
 }
 
-void hp_alog_file_close(hp_alog_file_t *f)
+void hp_accesslog_file_close(hp_accesslog_file_t *f)
 {
     if (!f)
         return;
@@ -111,22 +111,22 @@ void hp_alog_file_close(hp_alog_file_t *f)
 
 /* ---- the per-worker buffer ---------------------------------------------- */
 
-int hp_alog_init(hp_alog_t *l, hp_alog_file_t *f, size_t bufsize)
+int hp_accesslog_init(hp_accesslog_t *l, hp_accesslog_file_t *f, size_t bufsize)
 {
     if (!l || !f)
         return -EINVAL;
     if (bufsize == 0)
-        bufsize = HP_ALOG_BUFSIZE;
-    if (bufsize < HP_ALOG_MIN_BUFSIZE)
+        bufsize = HP_ACCESSLOG_BUFSIZE;
+    if (bufsize < HP_ACCESSLOG_MIN_BUFSIZE)
         return -EINVAL;
     char *buf = hp_malloc(bufsize);
     if (!buf)
         return -ENOMEM;
-    *l = (hp_alog_t){.buf = buf, .cap = bufsize, .file = f};
+    *l = (hp_accesslog_t){.buf = buf, .cap = bufsize, .file = f};
     return 0;
 }
 
-void hp_alog_destroy(hp_alog_t *l)
+void hp_accesslog_destroy(hp_accesslog_t *l)
 {
     if (!l || !l->buf)
         return;
@@ -135,7 +135,7 @@ void hp_alog_destroy(hp_alog_t *l)
      * to report them to. */
     while (l->len > 0) {
         size_t before = l->len;
-        if (hp_alog_flush(l) < 0 || l->len >= before)
+        if (hp_accesslog_flush(l) < 0 || l->len >= before)
             break;
     }
     hp_free(l->buf);
@@ -143,14 +143,14 @@ void hp_alog_destroy(hp_alog_t *l)
     l->len = l->cap = 0;
 }
 
-uint64_t hp_alog_dropped(const hp_alog_t *l)
+uint64_t hp_accesslog_dropped(const hp_accesslog_t *l)
 {
     return l->dropped;
 }
 
-int hp_alog_validate(const hp_alog_t *l)
+int hp_accesslog_validate(const hp_accesslog_t *l)
 {
-    if (!l || !l->buf || !l->file || l->len > l->cap || l->cap < HP_ALOG_MIN_BUFSIZE)
+    if (!l || !l->buf || !l->file || l->len > l->cap || l->cap < HP_ACCESSLOG_MIN_BUFSIZE)
         return -EINVAL;
     if (l->len > 0 && l->buf[l->len - 1] != '\n')
         return -EINVAL;
@@ -165,7 +165,7 @@ HP_COLD static uint64_t count_lines(const char *p, size_t n)
     return c;
 }
 
-int hp_alog_flush(hp_alog_t *l)
+int hp_accesslog_flush(hp_accesslog_t *l)
 {
     if (l->len == 0)
         return 0;
@@ -278,7 +278,7 @@ static void put_quoted(struct out *o, const char *s, size_t n)
 
 /* Formats the whole line into the buffer's free tail. Returns its length,
  * or 0 when it does not fit (nothing is committed either way). */
-static size_t format_line(hp_alog_t *l, const char *addr, const char *time_str,
+static size_t format_line(hp_accesslog_t *l, const char *addr, const char *time_str,
                           const char *method, size_t mlen, const char *target, size_t tlen,
                           int minor, int status, uint64_t bytes, const char *referer, size_t rlen,
                           const char *agent, size_t alen)
@@ -320,7 +320,7 @@ static size_t format_line(hp_alog_t *l, const char *addr, const char *time_str,
     return o.p ? (size_t)(o.p - start) : 0;
 }
 
-void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const char *method,
+void hp_accesslog_line(hp_accesslog_t *l, const char *addr, const char *time_str, const char *method,
                   size_t mlen, const char *target, size_t tlen, int minor, int status,
                   uint64_t bytes, const char *referer, size_t rlen, const char *agent,
                   size_t alen)
@@ -338,7 +338,7 @@ void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const ch
      * the log is worse than losing a line, and the counter says so. */
     while (l->len > 0) {
         size_t before = l->len;
-        if (hp_alog_flush(l) < 0 || l->len >= before)
+        if (hp_accesslog_flush(l) < 0 || l->len >= before)
             break;
     }
     n = format_line(l, addr, time_str, method, mlen, target, tlen, minor, status, bytes, referer,
@@ -351,7 +351,7 @@ void hp_alog_line(hp_alog_t *l, const char *addr, const char *time_str, const ch
 
 /* ---- time ---------------------------------------------------------------- */
 
-size_t hp_alog_time(char out[32], int64_t sec)
+size_t hp_accesslog_time(char out[32], int64_t sec)
 {
     static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
@@ -400,5 +400,5 @@ size_t hp_alog_time(char out[32], int64_t sec)
     *p++ = (char)('0' + ss / 10);
     *p++ = (char)('0' + ss % 10);
     memcpy(p, " +0000", 7);
-    return HP_ALOG_TIME_LEN;
+    return HP_ACCESSLOG_TIME_LEN;
 }

@@ -47,7 +47,7 @@ typedef struct app_gen {
     hp_http_location_t *locs;  /* owned: http.locations, strings in the same block */
     int fds[HP_CONFIG_MAX_LOCATIONS + 1]; /* owned root descriptors, -1 unused */
     uint32_t nfds;
-    hp_alog_file_t *alog;      /* owned: http.access_log */
+    hp_accesslog_file_t *alog;      /* owned: http.access_log */
 } app_gen_t;
 
 struct hp_app {
@@ -63,13 +63,13 @@ struct hp_app {
     } protos[HP_WORKER_MAX_PROTOS - 1];
     uint32_t nprotos;
     struct {                   /* other listeners (hp_app_listen) */
-        hp_listen_addr_t addr;
+        hp_listener_addr_t addr;
         const hp_proto_t *proto; /* borrowed */
     } listeners[HP_WORKER_MAX_LISTENERS - 1];
     uint32_t nlisteners;
     hp_mime_t *mime;           /* owned: /etc/mime.types, NULL when absent */
     hp_http_routes_t routes;
-    hp_listen_addr_t addr;
+    hp_listener_addr_t addr;
     int stop_fd;               /* owned eventfd: hp_app_stop */
     hp_clock_src_t clock;      /* the workers' clock (HP_CLOCK_MONO but in tests) */
     bool running;
@@ -94,7 +94,7 @@ static void gen_free(app_gen_t *g)
     for (uint32_t i = 0; i < g->nfds; i++)
         if (g->fds[i] >= 0)
             close(g->fds[i]);
-    hp_alog_file_close(g->alog);
+    hp_accesslog_file_close(g->alog);
     hp_free(g->locs);
     hp_free(g);
 }
@@ -203,7 +203,7 @@ static app_gen_t *gen_new(hp_app_t *app, const hp_app_config_t *cfg, char *err, 
     }
     g->http.mime = app->mime;
     if (cfg->access_log) {
-        int r = hp_alog_file_open(&g->alog, cfg->access_log);
+        int r = hp_accesslog_file_open(&g->alog, cfg->access_log);
         if (r < 0) {
             set_error(err, errlen, "cannot open access log '%s': %s", cfg->access_log,
                       strerror(-r));
@@ -233,7 +233,7 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
     app->stop_fd = -1;
     app->cfg.http.root_fd = -1;
     app->cfg.http.routes = &app->routes;
-    if (hp_listen_addr_parse(cfg->listen, &app->addr) < 0) {
+    if (hp_listener_addr_parse(cfg->listen, &app->addr) < 0) {
         set_error(err, errlen,
                   "listen: expected ADDR:PORT such as 127.0.0.1:8080 or [::1]:8080, got '%s'",
                   cfg->listen);
@@ -351,7 +351,7 @@ int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char
                   HP_ARRAY_LEN(app->listeners));
         return -ENOSPC;
     }
-    if (hp_listen_addr_parse(addr, &app->listeners[app->nlisteners].addr) < 0) {
+    if (hp_listener_addr_parse(addr, &app->listeners[app->nlisteners].addr) < 0) {
         set_error(err, errlen, "listen: expected ADDR:PORT such as 127.0.0.1:9000, got '%s'",
                   addr);
         return -EINVAL;
@@ -385,7 +385,7 @@ static int engine_setup(hp_app_t *app, hp_engine_t *engine)
         return r;
     }
     for (uint32_t i = 0; i < app->nlisteners; i++) {
-        const hp_listen_addr_t *a = &app->listeners[i].addr;
+        const hp_listener_addr_t *a = &app->listeners[i].addr;
         if ((r = hp_engine_listen(engine, a, app->cfg.backlog, app->listeners[i].proto)) < 0) {
             set_error(app->error, sizeof app->error, "cannot listen on %s: %s", a->text,
                       strerror(-r));
@@ -472,8 +472,8 @@ int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size
     hp_app_config_t next = *cfg;
     /* What needs a restart keeps its running value (app->asked holds the
      * values in force, as given). */
-    hp_listen_addr_t addr;
-    if (!cfg->listen || hp_listen_addr_parse(cfg->listen, &addr) < 0 ||
+    hp_listener_addr_t addr;
+    if (!cfg->listen || hp_listener_addr_parse(cfg->listen, &addr) < 0 ||
         strcmp(addr.text, app->addr.text) != 0)
         restart_note(restart, rlen, &used, "listen");
     for (size_t i = 0; i < HP_ARRAY_LEN(restart_settings); i++) {
@@ -543,7 +543,7 @@ static void reopen_on_signal(hp_app_t *app)
 {
     if (!app->gens->alog)
         return;
-    int r = hp_alog_file_reopen(app->gens->alog);
+    int r = hp_accesslog_file_reopen(app->gens->alog);
     if (r < 0)
         hp_log(WARN, "SIGUSR1: cannot reopen the access log: %s; still writing the old file",
                strerror(-r));

@@ -125,10 +125,10 @@ int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen)
         err[0] = '\0';
     /* The address syntax is the listener's alone: config took the text. */
     for (size_t i = 0; i < c->nlisten; i++) {
-        hp_listen_addr_t addr;
+        hp_listener_addr_t addr;
         char key[32];
         snprintf(key, sizeof key, "listen[%zu]", i);
-        if (hp_listen_addr_parse(c->listen[i], &addr) < 0)
+        if (hp_listener_addr_parse(c->listen[i], &addr) < 0)
             return hp_config_fail(c, key, err, errlen, "expected an address such as "
                                   "127.0.0.1:8080, [::1]:8080 or :8080, got '%s'", c->listen[i]);
     }
@@ -146,12 +146,12 @@ int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen)
     /* Opened as start-up opens it, so a missing file is created, as
      * nginx -t does: whether it can be is the question asked. */
     if (c->access_log.enabled) {
-        hp_alog_file_t *f;
-        int r = hp_alog_file_open(&f, c->access_log.path);
+        hp_accesslog_file_t *f;
+        int r = hp_accesslog_file_open(&f, c->access_log.path);
         if (r < 0)
             return hp_config_fail(c, "access_log.path", err, errlen, "cannot open '%s': %s",
                                   c->access_log.path, strerror(-r));
-        hp_alog_file_close(f);
+        hp_accesslog_file_close(f);
     }
     /* The built-in routes on a scratch app (it opens nothing): only the
      * metrics path can collide with the others or be a malformed pattern. */

@@ -12,6 +12,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/app.h"
 #include "hotpath/engine.h"
+#include "hotpath/http_method.h"
 #include "hotpath/prom.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
@@ -91,8 +92,6 @@ static int echo(hp_ctx_t *ctx, void *udata)
 static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_t *me,
                           hp_worker_t *ws, uint32_t nw)
 {
-    static const char *const methods[HP_HTTP_METHODS] = {
-        "OTHER", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
     const hp_http_routes_t *routes = me->cfg->routes;
     if (!routes || !me->nroutes)
         return;
@@ -103,7 +102,7 @@ static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_
         if (hp_prom_label_value(routes->patterns[r], strlen(routes->patterns[r]), route,
                                 sizeof route) < 0)
             continue;
-        for (int m = 0; m < HP_HTTP_METHODS; m++) {
+        for (int m = 0; m < HP_METHOD_ROUTED; m++) {
             for (int k = 1; k <= 5; k++) {
                 uint64_t v = 0;
                 for (uint32_t i = 0; i < nw; i++) {
@@ -112,9 +111,11 @@ static void route_metrics(hp_prom_t *p, const hp_proto_t *proto, hp_http_worker_
                 }
                 if (!v)
                     continue; /* only series that happened: the rest is zero */
+                /* Row 0 holds every method without a row of its own. */
+                const char *method = m ? hp_method_table[m].name : "OTHER";
                 char labels[400];
                 snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",class=\"%dxx\"",
-                         route, methods[m], k);
+                         route, method, k);
                 hp_prom_sample(p, "hotpath_route_responses_total", labels, v);
             }
         }

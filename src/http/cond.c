@@ -34,7 +34,7 @@ static char *put_hex(char *p, uint64_t v, size_t n)
     return p + n;
 }
 
-size_t hp_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec)
+size_t hp_cond_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec)
 {
     /* Unsigned arithmetic: wraps instead of overflowing for far-off times,
      * which keeps the tag well defined; it only has to be stable. */
@@ -143,7 +143,7 @@ static int finish_date(int y, int mon, int day, int64_t tod, int64_t *t)
     return 0;
 }
 
-int hp_http_date_parse(const char *s, size_t len, int64_t *t)
+int hp_cond_date_parse(const char *s, size_t len, int64_t *t)
 {
     if (!s || !t)
         return -EINVAL;
@@ -289,7 +289,7 @@ int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_ma
         if (!tag_list_match(if_match, im_len, self, false))
             return 412;
     } else if (if_unmodified_since &&
-               hp_http_date_parse(if_unmodified_since, ius_len, &t) == 0 && mtime > t) {
+               hp_cond_date_parse(if_unmodified_since, ius_len, &t) == 0 && mtime > t) {
         return 412;
     }
     /* Steps 3-4: the client already has this representation. An
@@ -299,7 +299,7 @@ int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_ma
         if (tag_list_match(if_none_match, inm_len, self, true))
             return 304;
     } else if (if_modified_since &&
-               hp_http_date_parse(if_modified_since, ims_len, &t) == 0 && mtime <= t) {
+               hp_cond_date_parse(if_modified_since, ims_len, &t) == 0 && mtime <= t) {
         return 304;
     }
     return 200;
@@ -322,5 +322,5 @@ bool hp_cond_if_range(const char *if_range, size_t len, const char *etag, size_t
     /* A date is a strong validator only when the file has not changed in
      * the second the response is generated in (§8.8.2.2). */
     int64_t t;
-    return hp_http_date_parse(if_range, len, &t) == 0 && t == mtime && mtime < now;
+    return hp_cond_date_parse(if_range, len, &t) == 0 && t == mtime && mtime < now;
 }

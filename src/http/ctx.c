@@ -23,8 +23,9 @@
 #include "hotpath/clock.h"
 #include "hotpath/http_accept.h"
 #include "hotpath/http_encoding.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_rcache.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/http_static.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
@@ -257,7 +258,7 @@ int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *prot
     /* An upgrade is an HTTP/1.1 affair (RFC 9110 §7.8): the client asks
      * with Upgrade naming the protocol and Connection naming Upgrade, on a
      * connection that stays open, and HEAD cannot switch anything. */
-    if (st->req.version_minor < 1 || st->head_only || (st->resp_flags & HP_HTTP_R_CLOSE) ||
+    if (st->req.version_minor < 1 || st->head_only || (st->resp_flags & HP_RESP_WRITER_F_CLOSE) ||
         !request_lists(ctx, "connection", "upgrade", false) ||
         !request_lists(ctx, "upgrade", token, true))
         return -EPERM;
@@ -350,7 +351,7 @@ int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, 
 void hp_ctx_send_status(hp_ctx_t *ctx, int status)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     ctx->status = status;
     hp_ctx_send(ctx, "text/plain", body, (size_t)n);
 }
@@ -375,7 +376,7 @@ static void http_ctx_record(hp_ctx_t *ctx)
     uint32_t pid = routes->regs[(uintptr_t)ctx->match.udata].pattern_id;
     hp_http_route_stats_t *rs = &hw->routes[pid];
     int cls = ctx->status / 100;
-    uint8_t m = ctx->st->req.method_id < HP_HTTP_METHODS ? ctx->st->req.method_id : 0;
+    uint8_t m = ctx->st->req.method_id < HP_METHOD_ROUTED ? ctx->st->req.method_id : 0;
     uint64_t *slot = &rs->responses[m][cls >= 1 && cls <= 5 ? cls : 5];
     __atomic_store_n(slot, *slot + 1, __ATOMIC_RELAXED);
     /* One clock read per batch of responses (hw->batch_ns is cleared
@@ -544,8 +545,8 @@ static char request_coding(const hp_ctx_t *ctx)
 static HP_COLD bool cache_lookup(hp_ctx_t *ctx, hp_http_worker_t *hw, const hp_http_reg_t *reg)
 {
     int m = ctx->st->req.method_id;
-    if (m != HP_HTTP_M_GET && m != HP_HTTP_M_HEAD) {
-        if (m != HP_HTTP_M_OPTIONS)
+    if (m != HP_METHOD_GET && m != HP_METHOD_HEAD) {
+        if (m != HP_METHOD_OPTIONS)
             ctx->cache = CACHE_UNSAFE;
         return false;
     }
@@ -615,7 +616,7 @@ static HP_COLD void cache_invalidate(hp_ctx_t *ctx, hp_rcache_t *rc)
 {
     if (ctx->status >= 400)
         return;
-    static const char *const methods[] = {"GET", "HEAD"};
+    static const uint8_t methods[] = {HP_METHOD_GET, HP_METHOD_HEAD};
     static const char codings[] = {'i', 'g', 'b', '-'};
     size_t plen;
     const char *path = hp_ctx_path(ctx, &plen);
@@ -624,8 +625,9 @@ static HP_COLD void cache_invalidate(hp_ctx_t *ctx, hp_rcache_t *rc)
             char key[CACHE_KEY_MAX];
             const char *vary[1] = {&codings[c]};
             size_t vlen[1] = {1};
-            ssize_t klen = hp_rcache_key(key, sizeof key, methods[m], strlen(methods[m]), path,
-                                         plen, "", 0, vary, vlen, 1);
+            const hp_method_info_t *mi = &hp_method_table[methods[m]];
+            ssize_t klen = hp_rcache_key(key, sizeof key, mi->name, mi->len, path, plen, "", 0,
+                                         vary, vlen, 1);
             if (klen > 0)
                 hp_rcache_remove(rc, key, (size_t)klen);
         }
@@ -649,7 +651,7 @@ void http_ctx_complete(hp_ctx_t *ctx)
     maybe_compress(ctx);
     http_count_response(c, ctx->status, st->head_only ? 0 : ctx->body_len);
     http_ctx_record(ctx);
-    if (hp_http_write_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
+    if (hp_resp_writer_head(c, http_date(c), ctx->status, ctx->ctype, ctx->body_len,
                            ctx->hdr_len ? ctx->hdrs : NULL, st->resp_flags) < 0) {
         body_drop(ctx);
         hp_conn_close(c);

@@ -252,7 +252,7 @@ static void variant_set(hp_fcache_variant_t *v, int fd, const struct stat *st)
     v->size = (uint64_t)st->st_size;
     v->mtime_sec = (int64_t)st->st_mtim.tv_sec;
     v->mtime_nsec = st->st_mtim.tv_nsec;
-    hp_etag_make(v->etag, sizeof v->etag, v->size, v->mtime_sec, v->mtime_nsec);
+    hp_cond_etag_make(v->etag, sizeof v->etag, v->size, v->mtime_sec, v->mtime_nsec);
 }
 
 /* Turns e->rel into the name of its sibling with `suffix` ("gz", "br"),
@@ -392,7 +392,7 @@ static int build_entry(hp_fcache_t *fc, int root_fd, const hp_mime_t *types, con
     memcpy(e->rel, scratch, rel_len + 1);
 
     e->pub.mime = f.mime;
-    hp_date_format(f.mtime_sec, e->pub.last_modified);
+    hp_clock_date_format(f.mtime_sec, e->pub.last_modified);
     variant_set(&e->pub.v[0], f.fd, &st);
     e->sig[0] = sig_of(&st);
     char *tbuf = NULL;

@@ -19,7 +19,7 @@
 #include "hotpath/http_cond.h"
 #include "hotpath/http_fcache.h"
 #include "hotpath/http_range.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/http_static.h"
 #include "server_int.h"
 #include "static_int.h"
@@ -84,7 +84,7 @@ static void serve_ranges(hp_conn_t *c, http_state_t *st, const file_src_t *f, co
     static const char tail[] = "\r\n--" BYTERANGES_BOUNDARY "--\r\n";
     total += sizeof tail - 1;
     http_count_response(c, 206, st->head_only ? 0 : total);
-    if (hp_http_write_head(c, http_date(c), 206,
+    if (hp_resp_writer_head(c, http_date(c), 206,
                            "multipart/byteranges; boundary=" BYTERANGES_BOUNDARY, total,
                            validators, st->resp_flags) < 0) {
         hp_conn_close(c);
@@ -239,7 +239,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     int r = hp_fcache_get(hw->fcache, root_fd, hw->cfg->mime, target, len, hp_conn_now(c),
                           hw->path, sizeof hw->path, &e);
     if (r == -301) {
-        char extra[HP_HTTP_INLINE_BODY];
+        char extra[HP_RESP_WRITER_INLINE_BODY];
         int n = dir_location(extra, sizeof extra, hw->path, sizeof hw->path, target, len);
         http_respond_status(c, st, n < 0 ? -n : 301, n < 0 ? NULL : extra);
         return;
@@ -253,9 +253,9 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
 
     /* Validators: each coding has its own strong ETag; Last-Modified is
      * the mtime of what is sent (the original for on-the-fly bodies). */
-    char lastmod[HP_DATE_LEN + 1], validators[1280];
+    char lastmod[HP_CLOCK_DATE_LEN + 1], validators[1280];
     size_t elen = strlen(f.etag);
-    hp_date_format(f.mtime_sec, lastmod);
+    hp_clock_date_format(f.mtime_sec, lastmod);
     const char *cc = loc ? loc->cache_control : NULL;
     snprintf(validators, sizeof validators,
              "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n%s%s%s", f.etag,
@@ -277,7 +277,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
             /* 304 carries the validators and no body; 412 is a plain error. */
             if (cond == 304) {
                 http_count_response(c, 304, 0);
-                hp_http_write_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
+                hp_resp_writer_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
             } else {
                 http_respond_status(c, st, cond, NULL);
             }
@@ -288,7 +288,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     /* Ranges (GET only, while If-Range still holds, and on a file or a
      * precompressed sibling: a body compressed on the fly goes whole). */
     size_t rlen = 0, irl = 0;
-    const char *range = st->req.method_id == HP_HTTP_M_GET && f.ranges
+    const char *range = st->req.method_id == HP_METHOD_GET && f.ranges
                             ? REQ_HEADER(c, st, "range", &rlen)
                             : NULL;
     const char *if_range = REQ_HEADER(c, st, "if-range", &irl);
@@ -314,7 +314,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
                      (unsigned long long)f.size);
             uint64_t part = ranges[0].last - ranges[0].first + 1;
             http_count_response(c, 206, st->head_only ? 0 : part);
-            if (hp_http_write_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
+            if (hp_resp_writer_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
                 (!st->head_only && src_send(c, &f, ranges[0].first, part) < 0))
                 hp_conn_close(c);
             goto out;
@@ -324,7 +324,7 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     char extra[1320];
     snprintf(extra, sizeof extra, "%s%s", validators, f.ranges ? "Accept-Ranges: bytes\r\n" : "");
     http_count_response(c, 200, st->head_only ? 0 : f.size);
-    if (hp_http_write_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
+    if (hp_resp_writer_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
         (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))
         hp_conn_close(c);
 out:

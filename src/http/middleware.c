@@ -111,11 +111,11 @@ static size_t id_make(const hp_ctx_t *ctx, char *out)
     return (size_t)(p - out);
 }
 
-/* 1..HP_MW_REQUEST_ID_MAX bytes of [A-Za-z0-9._-]: safe to echo into a
+/* 1..HP_MIDDLEWARE_REQUEST_ID_MAX bytes of [A-Za-z0-9._-]: safe to echo into a
  * header and into logs without quoting. */
 static bool id_sane(const char *s, size_t len)
 {
-    if (len == 0 || len > HP_MW_REQUEST_ID_MAX)
+    if (len == 0 || len > HP_MIDDLEWARE_REQUEST_ID_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -127,10 +127,10 @@ static bool id_sane(const char *s, size_t len)
     return true;
 }
 
-int hp_mw_request_id(hp_ctx_t *ctx, void *udata)
+int hp_middleware_request_id(hp_ctx_t *ctx, void *udata)
 {
     (void)udata;
-    char id[HP_MW_REQUEST_ID_MAX + 1];
+    char id[HP_MIDDLEWARE_REQUEST_ID_MAX + 1];
     size_t len;
     const char *in = hp_ctx_header(ctx, "X-Request-Id", &len);
     if (in && id_sane(in, len)) {
@@ -164,7 +164,7 @@ static const char *resp_header(const hp_ctx_t *ctx, const char *name, size_t nle
     return NULL;
 }
 
-const char *hp_mw_request_id_of(const hp_ctx_t *ctx, size_t *len)
+const char *hp_middleware_request_id_of(const hp_ctx_t *ctx, size_t *len)
 {
     static const char name[] = "x-request-id: ";
     return resp_header(ctx, name, sizeof name - 1, len);
@@ -177,7 +177,7 @@ static bool str_safe(const char *s)
     return !s || strpbrk(s, "\r\n") == NULL;
 }
 
-int hp_mw_cors_check(const hp_cors_config_t *cfg)
+int hp_middleware_cors_check(const hp_cors_config_t *cfg)
 {
     if (!cfg || !cfg->origins || !cfg->origins[0])
         return -EINVAL;
@@ -267,7 +267,7 @@ static void u32_str(uint32_t v, char *buf)
     *buf = '\0';
 }
 
-int hp_mw_cors_before(hp_ctx_t *ctx, void *udata)
+int hp_middleware_cors_before(hp_ctx_t *ctx, void *udata)
 {
     const hp_cors_config_t *cfg = udata;
     if (!is_preflight(ctx))
@@ -306,7 +306,7 @@ int hp_mw_cors_before(hp_ctx_t *ctx, void *udata)
     return HP_DONE;
 }
 
-int hp_mw_cors_after(hp_ctx_t *ctx, void *udata)
+int hp_middleware_cors_after(hp_ctx_t *ctx, void *udata)
 {
     const hp_cors_config_t *cfg = udata;
     /* Every `after` runs, also when our own `before` answered a preflight:
@@ -327,7 +327,7 @@ int hp_mw_cors_after(hp_ctx_t *ctx, void *udata)
     return HP_NEXT;
 }
 
-int hp_mw_options_handler(hp_ctx_t *ctx, void *udata)
+int hp_middleware_options_handler(hp_ctx_t *ctx, void *udata)
 {
     (void)udata;
     char allow[96];

@@ -120,42 +120,45 @@ static int finish_head(hp_http_req_t *req, const hp_http_limits_t *lim)
     return 0;
 }
 
-/* Method id of a token; case-sensitive (RFC 9110 §9.1). */
+/* Method id (HP_METHOD_*, http_method.h) of a token; case-sensitive (RFC
+ * 9110 §9.1). The same ids as hp_method_lookup over hp_method_table, which
+ * test_method checks, but a switch on the length and one or two compares
+ * keep the request path short. */
 static uint8_t method_id(const char *m, size_t n)
 {
     switch (n) {
     case 3:
         if (!memcmp(m, "GET", 3))
-            return HP_HTTP_M_GET;
+            return HP_METHOD_GET;
         if (!memcmp(m, "PUT", 3))
-            return HP_HTTP_M_PUT;
+            return HP_METHOD_PUT;
         break;
     case 4:
         if (!memcmp(m, "POST", 4))
-            return HP_HTTP_M_POST;
+            return HP_METHOD_POST;
         if (!memcmp(m, "HEAD", 4))
-            return HP_HTTP_M_HEAD;
+            return HP_METHOD_HEAD;
         break;
     case 5:
         if (!memcmp(m, "PATCH", 5))
-            return HP_HTTP_M_PATCH;
+            return HP_METHOD_PATCH;
         if (!memcmp(m, "TRACE", 5))
-            return HP_HTTP_M_TRACE;
+            return HP_METHOD_TRACE;
         break;
     case 6:
         if (!memcmp(m, "DELETE", 6))
-            return HP_HTTP_M_DELETE;
+            return HP_METHOD_DELETE;
         break;
     case 7:
         if (!memcmp(m, "OPTIONS", 7))
-            return HP_HTTP_M_OPTIONS;
+            return HP_METHOD_OPTIONS;
         if (!memcmp(m, "CONNECT", 7))
-            return HP_HTTP_M_CONNECT;
+            return HP_METHOD_CONNECT;
         break;
     default:
         break;
     }
-    return HP_HTTP_M_UNKNOWN;
+    return HP_METHOD_UNKNOWN;
 }
 
 /* ------------------------------------------------------------------ */
@@ -269,7 +272,7 @@ HP_INLINE int parse_impl(hp_http_req_t *req, hp_http_field_t *fields, const char
             return -505;
         req->version_minor = v[7] != '0';
         req->method_id = method_id(buf + req->method.off, req->method.len);
-        if (req->method_id == HP_HTTP_M_UNKNOWN)
+        if (req->method_id == HP_METHOD_UNKNOWN)
             return -501;
         pos = next;
         req->hdr_start = (uint32_t)pos;

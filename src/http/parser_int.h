@@ -282,10 +282,10 @@ HP_INLINE size_t scan_value(int mode, const char *buf, size_t pos, size_t end)
     return scan_value_scalar(buf, pos, end);
 }
 
-/* Response head parse (resp.c) with the scanner flavour forced to at most
+/* Response head parse (resp_parser.c) with the scanner flavour forced to at most
  * `mode` (HP_HTTP_SIMD_*; a flavour the CPU lacks falls back to the best
  * below it), so tests and benchmarks can compare the flavours. */
-struct hp_http_resp;
+struct hp_resp_parser;
 /* ---- field-value helpers shared by the request and response parsers ---- */
 
 HP_INLINE bool is_ows(char c)
@@ -425,6 +425,6 @@ static inline int content_length_field(const char *v, size_t n, bool seen, uint6
  * response parser follows HOTPATH_SIMD too. */
 int hp_http_parser_mode(void);
 
-int hp_http_resp_parse_head_mode(struct hp_http_resp *r, const char *buf, size_t len, int mode);
+int hp_resp_parser_head_mode(struct hp_resp_parser *r, const char *buf, size_t len, int mode);
 
 #endif

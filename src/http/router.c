@@ -35,6 +35,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
+#include "hotpath/http_method.h"
 
 #define NMETHODS 7
 #define NSLOTS 5
@@ -57,8 +58,6 @@ static const uint8_t slot_type[NSLOTS] = {HP_ROUTE_PARAM_INT, HP_ROUTE_PARAM_UUI
 static const uint8_t type_slot[NSLOTS] = {SLOT_SEGMENT, SLOT_INT, SLOT_UUID, SLOT_SLUG,
                                           SLOT_REST};
 static const char *const type_suffix[NSLOTS] = {"", ":int", ":uuid", ":slug", ":*"};
-static const char *const method_names[NMETHODS] = {"GET",    "HEAD",  "POST",   "PUT",
-                                                   "DELETE", "PATCH", "OPTIONS"};
 
 struct route {
     uint32_t methods; /* registered HP_ROUTER_* bits */
@@ -444,9 +443,9 @@ size_t hp_router_allow_str(uint32_t allow, char *buf, size_t len)
             put(buf, len, n, ", ", 2);
             n += 2;
         }
-        size_t nl = strlen(method_names[i]);
-        put(buf, len, n, method_names[i], nl);
-        n += nl;
+        const hp_method_info_t *m = &hp_method_table[hp_method_of_router_bit(1u << i)];
+        put(buf, len, n, m->name, m->len);
+        n += m->len;
     }
     if (len)
         buf[n < len ? n : len - 1] = '\0';
@@ -744,7 +743,7 @@ int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *h
         uint32_t dup = n->route->methods & methods;
         if (dup)
             return fail(err, errlen, -EEXIST, "%s: %s is already registered", pattern,
-                        method_names[__builtin_ctz(dup)]);
+                        hp_method_table[hp_method_of_router_bit(1u << __builtin_ctz(dup))].name);
         set_handlers(n->route, methods, handler, udata);
         return 0;
     }

@@ -25,8 +25,9 @@
 #include "hotpath/alloc.h"
 #include "hotpath/engine.h"
 #include "hotpath/http_fcache.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_rcache.h"
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 #include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
@@ -41,14 +42,14 @@ static const char CT_TEXT[] = "text/plain";
 #define hw_of http_worker
 
 /* Keeps the Date header current: formatted at most once a second. */
-const hp_date_t *http_date(hp_conn_t *c)
+const hp_clock_date_t *http_date(hp_conn_t *c)
 {
     hp_http_worker_t *hw = hw_of(c);
     uint64_t now = hp_conn_now(c);
     if (HP_UNLIKELY(now >= hw->date_next_ms)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        hp_date_update(&hw->date, ts.tv_sec);
+        hp_clock_date_update(&hw->date, ts.tv_sec);
         hw->date_sec = ts.tv_sec;
         hw->date_next_ms = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
     }
@@ -107,12 +108,12 @@ static HP_COLD void access_log(hp_conn_t *c, int status, uint64_t bytes)
     http_date(c); /* brings date_sec up to this second */
     if (hw->alog_sec != hw->date_sec) {
         hw->alog_sec = hw->date_sec;
-        hp_alog_time(hw->alog_time, hw->date_sec);
+        hp_accesslog_time(hw->alog_time, hw->date_sec);
     }
     char addr[INET6_ADDRSTRLEN];
     peer_text(c, addr, sizeof addr);
     bool was_empty = hw->alog.len == 0;
-    hp_alog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
+    hp_accesslog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
                  bytes, ref, rlen, agent, alen);
     /* Lines reach the file within a second: the first line after a flush
      * arms the flush. */
@@ -176,10 +177,10 @@ static void next_request(hp_conn_t *c, http_state_t *st)
 static HP_COLD void reject(hp_conn_t *c, int status)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     stat_add(&hw_of(c)->stats.rejected[rejection_index(status)]);
     http_count_response(c, status, (uint64_t)n);
-    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_HTTP_R_CLOSE);
+    hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_RESP_WRITER_F_CLOSE);
     hp_conn_close_after_write(c);
 }
 
@@ -188,9 +189,9 @@ static HP_COLD void reject(hp_conn_t *c, int status)
 void http_respond_status(hp_conn_t *c, http_state_t *st, int status, const char *extra)
 {
     char body[64];
-    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_http_reason(status));
+    int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
     http_count_response(c, status, st->head_only ? 0 : (uint64_t)n);
-    hp_http_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
+    hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, extra, st->resp_flags);
 }
 
 static void process(hp_conn_t *c);
@@ -300,7 +301,7 @@ static void body_done(hp_conn_t *c, http_state_t *st)
         return;
     }
     body_free(c, st);
-    if (st->resp_flags & HP_HTTP_R_CLOSE)
+    if (st->resp_flags & HP_RESP_WRITER_F_CLOSE)
         hp_conn_close_after_write(c);
     next_request(c, st);
 }
@@ -383,7 +384,7 @@ void http_request_done(hp_conn_t *c, http_state_t *st)
     hp_conn_consume(c, st->head_len);
     st->head_len = 0;
     body_free(c, st);
-    if (st->resp_flags & HP_HTTP_R_CLOSE)
+    if (st->resp_flags & HP_RESP_WRITER_F_CLOSE)
         hp_conn_close_after_write(c);
     next_request(c, st);
 }
@@ -400,20 +401,6 @@ bool http_upgrade(hp_conn_t *c, http_state_t *st)
     stat_add(&hw_of(c)->stats.upgrades);
     hp_conn_switch(c, proto, udata); /* closes the connection if it fails */
     return true;
-}
-
-static uint32_t method_bit(int m)
-{
-    switch (m) {
-    case HP_HTTP_M_GET: return HP_ROUTER_GET;
-    case HP_HTTP_M_HEAD: return HP_ROUTER_HEAD;
-    case HP_HTTP_M_POST: return HP_ROUTER_POST;
-    case HP_HTTP_M_PUT: return HP_ROUTER_PUT;
-    case HP_HTTP_M_DELETE: return HP_ROUTER_DELETE;
-    case HP_HTTP_M_PATCH: return HP_ROUTER_PATCH;
-    case HP_HTTP_M_OPTIONS: return HP_ROUTER_OPTIONS;
-    default: return 0;
-    }
 }
 
 enum { TO_STATUS = 0, TO_FILE, TO_HANDLER };
@@ -475,7 +462,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
             tlen = plen = 1;
         }
     }
-    st->head_only = m == HP_HTTP_M_HEAD;
+    st->head_only = m == HP_METHOD_HEAD;
 
     /* Where the request goes: a handler, a static file, or a status. */
     hp_ctx_t *ctx = &st->ctx;
@@ -486,7 +473,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         status = 200;
         extra = "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n";
     } else if (cfg->routes && cfg->routes->router) {
-        int r = hp_router_match(cfg->routes->router, method_bit(m), target, plen, &ctx->match);
+        int r = hp_router_match(cfg->routes->router, hp_method_router_bit(m), target, plen, &ctx->match);
         if (r == 200) {
             to = TO_HANDLER;
         } else if (r == 405) {
@@ -498,7 +485,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
         }
     }
     if (to == TO_STATUS && status == 404 && (cfg->root_fd >= 0 || cfg->nlocations)) {
-        if (m == HP_HTTP_M_GET || m == HP_HTTP_M_HEAD) {
+        if (m == HP_METHOD_GET || m == HP_METHOD_HEAD) {
             to = TO_FILE;
         } else {
             status = 405;
@@ -510,15 +497,15 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
      * wants will never send it: answer and close instead of waiting. */
     if (has_body && to != TO_HANDLER && (req->flags & HP_HTTP_F_EXPECT_CONTINUE))
         keep = false;
-    st->resp_flags = (keep ? (req->version_minor == 0 ? HP_HTTP_R_KEEP_ALIVE : 0)
-                           : HP_HTTP_R_CLOSE) |
-                     (st->head_only ? HP_HTTP_R_NO_BODY : 0);
+    st->resp_flags = (keep ? (req->version_minor == 0 ? HP_RESP_WRITER_F_KEEP_ALIVE : 0)
+                           : HP_RESP_WRITER_F_CLOSE) |
+                     (st->head_only ? HP_RESP_WRITER_F_NO_BODY : 0);
 
     if (to != TO_HANDLER) {
         answer_plain(c, st, to, status, extra, target, tlen, has_body, keep);
         return;
     }
-    ctx->match_method = method_bit(m);
+    ctx->match_method = hp_method_router_bit(m);
     /* An absolute-form target without a path ("http://host") routes as
      * "/", which is not in the buffer: HTTP_PATH_ROOT stands for it. */
     ctx->path_off = tg.path.len ? (uint16_t)(req->target.off + tg.path.off) : HTTP_PATH_ROOT;
@@ -670,7 +657,7 @@ static void on_open(hp_conn_t *c)
 static void alog_flush_cb(hp_timer_t *t)
 {
     hp_http_worker_t *hw = HP_CONTAINER_OF(t, hp_http_worker_t, alog_timer);
-    hp_alog_flush(&hw->alog);
+    hp_accesslog_flush(&hw->alog);
 }
 
 /* Starts writing access-log lines to cfg's file, if it has one. */
@@ -678,7 +665,7 @@ static int alog_start(hp_http_worker_t *hw)
 {
     if (!hw->cfg->access_log)
         return 0;
-    int r = hp_alog_init(&hw->alog, hw->cfg->access_log, 0);
+    int r = hp_accesslog_init(&hw->alog, hw->cfg->access_log, 0);
     hw->alog_on = r == 0;
     return r;
 }
@@ -737,7 +724,7 @@ static void alog_stop(hp_worker_t *w, hp_http_worker_t *hw)
     if (!hw->alog_on)
         return;
     hp_loop_timer_cancel(&w->loop, &hw->alog_timer);
-    hp_alog_destroy(&hw->alog); /* flushes */
+    hp_accesslog_destroy(&hw->alog); /* flushes */
     hw->alog_on = false;
 }
 
@@ -790,7 +777,7 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
     if (!hw)
         return -ENOMEM;
     hw->cfg = arg;
-    hw->date = (hp_date_t)HP_DATE_INIT;
+    hw->date = (hp_clock_date_t)HP_CLOCK_DATE_INIT;
     hw->date_next_ms = 0;
     hp_timer_init(&hw->alog_timer, alog_flush_cb);
     if (alog_start(hw) < 0 || rcache_start(hw) < 0)

@@ -86,7 +86,7 @@ static inline hp_http_worker_t *http_worker(hp_conn_t *c)
 }
 
 /* server.c */
-const hp_date_t *http_date(hp_conn_t *c);
+const hp_clock_date_t *http_date(hp_conn_t *c);
 /* Counts a response by class and writes its access-log line (status >= 200,
  * `bytes` of body sent). */
 void http_count_response(hp_conn_t *c, int status, uint64_t bytes);

@@ -272,15 +272,15 @@ int hp_target_parse(const char *t, size_t n, int method, hp_target_t *out)
         return -400;
     if (HP_LIKELY(t[0] == '/')) {
         /* A CONNECT must name host and port; a path names no tunnel. */
-        if (HP_UNLIKELY(method == HP_HTTP_M_CONNECT))
+        if (HP_UNLIKELY(method == HP_METHOD_CONNECT))
             return -400;
         out->form = HP_TARGET_ORIGIN;
         return path_query(t, 0, n, out);
     }
-    if (method == HP_HTTP_M_CONNECT)
+    if (method == HP_METHOD_CONNECT)
         return authority_form(t, n, out);
     if (n == 1 && t[0] == '*') {
-        if (method != HP_HTTP_M_OPTIONS)
+        if (method != HP_METHOD_OPTIONS)
             return -400;
         out->form = HP_TARGET_ASTERISK;
         return 0;

@@ -32,7 +32,7 @@ typedef struct hp_target {
 } hp_target_t;
 
 /* Checks the request-target t[0..n) (borrowed; n <= HP_HTTP_MAX_HEAD) of a
- * request with method `method` (HP_HTTP_M_*) and fills *out (OUT).
+ * request with method `method` (HP_METHOD_*) and fills *out (OUT).
  *
  * Accepts exactly what RFC 9112 §3.2 and RFC 3986 allow, narrowed where
  * RFC 9110 tells a recipient to refuse or where a server that is not a

@@ -39,7 +39,7 @@ uint32_t hp_engine_cpus(int *cpus, uint32_t max)
 /* A plain bind without SO_REUSEPORT fails when anybody holds the address,
  * even another process with SO_REUSEPORT: without this probe a second
  * server would silently share the port with the first. */
-static int probe_free(const hp_listen_addr_t *addr)
+static int probe_free(const hp_listener_addr_t *addr)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -109,7 +109,7 @@ int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg)
     return 0;
 }
 
-int hp_engine_listen(hp_engine_t *e, const hp_listen_addr_t *addr, int backlog,
+int hp_engine_listen(hp_engine_t *e, const hp_listener_addr_t *addr, int backlog,
                      const hp_proto_t *proto)
 {
     int r = probe_free(addr);

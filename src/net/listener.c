@@ -31,7 +31,7 @@ static int parse_port(const char *s, in_port_t *out)
     return 0;
 }
 
-int hp_listen_addr_parse(const char *text, hp_listen_addr_t *out)
+int hp_listener_addr_parse(const char *text, hp_listener_addr_t *out)
 {
     memset(out, 0, sizeof *out);
     char host[64];
@@ -76,7 +76,7 @@ int hp_listen_addr_parse(const char *text, hp_listen_addr_t *out)
     return 0;
 }
 
-int hp_listener_open(const hp_listen_addr_t *addr, int backlog)
+int hp_listener_open(const hp_listener_addr_t *addr, int backlog)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)

@@ -109,7 +109,7 @@ static void check_spans(const struct result *a, size_t n, const hp_http_limits_t
         abort();
     if (x->method.off + x->method.len > hl || x->target.off + x->target.len > hl ||
         x->method.len == 0 || x->target.len == 0 || x->version_minor > 1 ||
-        x->method_id == HP_HTTP_M_UNKNOWN)
+        x->method_id == HP_METHOD_UNKNOWN)
         abort();
     for (int i = 0; i < x->nfields; i++) {
         const hp_http_field_t *f = &a->f[i];

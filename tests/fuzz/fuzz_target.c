@@ -3,7 +3,7 @@
  * (src/http/target.c).
  *
  * The first input byte picks the method (its value modulo 10, an
- * HP_HTTP_M_* id), the rest is the target, copied to a heap block of
+ * HP_METHOD_* id), the rest is the target, copied to a heap block of
  * exactly its length so ASan catches any read past the end.
  *
  * The module is checked against ref(), a second implementation written
@@ -317,7 +317,7 @@ static int ref(const char *t, size_t n, int m, hp_target_t *e)
 
     /* asterisk-form = "*" */
     if (n == 1 && t[0] == '*') {
-        if (m != HP_HTTP_M_OPTIONS)
+        if (m != HP_METHOD_OPTIONS)
             return -400;
         e->form = HP_TARGET_ASTERISK;
         return 0;
@@ -332,7 +332,7 @@ static int ref(const char *t, size_t n, int m, hp_target_t *e)
     if (t[0] == '/') {
         if (!absolute_path(t, q) || (qm && !query(t + q + 1, n - q - 1)))
             return -400;
-        if (m == HP_HTTP_M_CONNECT)
+        if (m == HP_METHOD_CONNECT)
             return -400;
         e->form = HP_TARGET_ORIGIN;
         set(&e->path, 0, q);
@@ -341,7 +341,7 @@ static int ref(const char *t, size_t n, int m, hp_target_t *e)
         return 0;
     }
 
-    if (m == HP_HTTP_M_CONNECT) {
+    if (m == HP_METHOD_CONNECT) {
         /* authority-form = uri-host ":" port */
         size_t hl;
         bool has_port;

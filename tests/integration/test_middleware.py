@@ -91,7 +91,7 @@ def test_cross_origin_get(ex):
     assert head.header_all("Vary") == ["Origin"], head
     rid = head.header("X-Request-Id", "")
     assert GENERATED_ID.match(rid), head
-    # The handler saw the same ID through hp_mw_request_id_of.
+    # The handler saw the same ID through hp_middleware_request_id_of.
     assert body == ("hello, request %s\n" % rid).encode(), body
 
     head, _ = curl_i("-H", "Origin: https://evil.example", ex.url("/api/hello"))

@@ -29,7 +29,8 @@
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
 #include "hotpath/engine.h"
-#include "hotpath/http_resp.h"
+#include "hotpath/http_method.h"
+#include "hotpath/http_resp_parser.h"
 #include "hotpath/worker.h"
 
 /* Failed connects retry every HB_TICK_MS * HB_RETRY_TICKS ms; in rate
@@ -49,7 +50,7 @@ typedef struct hb_conn {
     bool up;               /* connected */
     bool retry;            /* connect again at the next retry tick */
     uint64_t k;            /* rate mode: number of the next request to send */
-    hp_http_resp_t resp;
+    hp_resp_parser_t resp;
     uint64_t *intended;    /* owned rings of plan->depth entries */
     uint64_t *sent;
 } hb_conn_t;
@@ -145,7 +146,7 @@ static void on_open(hp_conn_t *c)
     bc->up = true;
     bc->inflight = bc->head = 0;
     bc->in_body = false;
-    hp_http_resp_init(&bc->resp, bc->t->plan->head_request);
+    hp_resp_parser_init(&bc->resp, bc->t->plan->head_request);
     pump(bc, hp_clock_mono_ns());
 }
 
@@ -192,7 +193,7 @@ static void on_data(hp_conn_t *c)
     uint32_t len;
     while ((len = hp_conn_data_len(c)) > 0 && !(c->flags & HP_CONN_F_CLOSE_AFTER)) {
         if (!bc->in_body) {
-            int r = hp_http_resp_parse_head(&bc->resp, hp_conn_data(c), len);
+            int r = hp_resp_parser_head(&bc->resp, hp_conn_data(c), len);
             if (r == 0)
                 break;
             if (r < 0 || bc->inflight == 0) {
@@ -205,9 +206,9 @@ static void on_data(hp_conn_t *c)
                 bump(&t->bytes, (uint64_t)r);
             bc->in_body = true;
         }
-        if (!(bc->resp.flags & HP_HTTP_RESP_F_NO_BODY)) {
+        if (!(bc->resp.flags & HP_RESP_PARSER_F_NO_BODY)) {
             size_t used = 0;
-            int r = hp_http_resp_body(&bc->resp, hp_conn_data(c), hp_conn_data_len(c), &used);
+            int r = hp_resp_parser_body(&bc->resp, hp_conn_data(c), hp_conn_data_len(c), &used);
             hp_conn_consume(c, (uint32_t)used);
             if (recording(t, now))
                 bump(&t->bytes, used);
@@ -220,10 +221,10 @@ static void on_data(hp_conn_t *c)
         }
         bc->in_body = false;
         bool interim = bc->resp.status < 200;
-        bool closing = bc->resp.flags & HP_HTTP_RESP_F_CLOSE;
+        bool closing = bc->resp.flags & HP_RESP_PARSER_F_CLOSE;
         if (!interim)
             complete(bc, now);
-        hp_http_resp_init(&bc->resp, t->plan->head_request);
+        hp_resp_parser_init(&bc->resp, t->plan->head_request);
         if (closing && !interim) {
             /* The server closes after this response: finish here and
              * reconnect when it does. */
@@ -252,7 +253,7 @@ static void on_close(hp_conn_t *c)
     if (!bc || bc->c != c)
         return; /* a failed connect, already counted */
     hb_thread_t *t = bc->t;
-    if (bc->in_body && hp_http_resp_body_eof(&bc->resp) == 1) {
+    if (bc->in_body && hp_resp_parser_body_eof(&bc->resp) == 1) {
         /* A body delimited by the close is complete now. */
         complete(bc, hp_clock_mono_ns());
         bc->in_body = false;
@@ -477,7 +478,7 @@ int hb_plan_init(hb_plan_t *plan, const hb_options_t *opt, char *err, size_t err
     memset(plan, 0, sizeof *plan);
     plan->opt = opt;
     plan->depth = (uint32_t)opt->pipeline;
-    plan->head_request = strcmp(opt->method, "HEAD") == 0;
+    plan->head_request = hp_method_lookup(opt->method, strlen(opt->method)) == HP_METHOD_HEAD;
     plan->timeout_ns = (uint64_t)(opt->timeout_s * 1e9);
 
     char *body = NULL;

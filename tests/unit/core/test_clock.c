@@ -1,7 +1,7 @@
 /*
  * test_clock.c - unit tests for src/core/clock.c: known dates, 100k random
  * seconds against gmtime_r + strftime in the C locale, the once-per-second
- * caching of hp_date_update, and sanity of the clock reads.
+ * caching of hp_clock_date_update, and sanity of the clock reads.
  */
 #include <locale.h>
 #include <setjmp.h>
@@ -18,10 +18,10 @@
 
 static void expect(int64_t sec, const char *want)
 {
-    char out[HP_DATE_LEN + 1];
+    char out[HP_CLOCK_DATE_LEN + 1];
     memset(out, 'x', sizeof(out));
-    hp_date_format(sec, out);
-    assert_int_equal(strlen(out), HP_DATE_LEN);
+    hp_clock_date_format(sec, out);
+    assert_int_equal(strlen(out), HP_CLOCK_DATE_LEN);
     assert_string_equal(out, want);
 }
 
@@ -54,7 +54,7 @@ static void reference(int64_t sec, char *buf, size_t len)
     struct tm tm;
     assert_non_null(gmtime_r(&t, &tm));
     assert_int_equal(strftime(buf, len, "%a, %d %b %Y %H:%M:%S GMT", &tm),
-                     HP_DATE_LEN);
+                     HP_CLOCK_DATE_LEN);
 }
 
 static void test_random_vs_libc(void **state)
@@ -62,7 +62,7 @@ static void test_random_vs_libc(void **state)
     (void)state;
     assert_non_null(setlocale(LC_TIME, "C"));
     uint64_t x = 0x243F6A8885A308D3ULL;
-    char want[64], got[HP_DATE_LEN + 1];
+    char want[64], got[HP_CLOCK_DATE_LEN + 1];
     for (int i = 0; i < 100000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
@@ -86,7 +86,7 @@ static void test_random_vs_libc(void **state)
             break;
         }
         reference(sec, want, sizeof(want));
-        hp_date_format(sec, got);
+        hp_clock_date_format(sec, got);
         if (strcmp(got, want) != 0)
             fail_msg("sec %lld: got '%s' want '%s'", (long long)sec, got,
                      want);
@@ -97,11 +97,11 @@ static void test_random_vs_libc(void **state)
 static void test_every_day(void **state)
 {
     (void)state;
-    char want[64], got[HP_DATE_LEN + 1];
+    char want[64], got[HP_CLOCK_DATE_LEN + 1];
     for (int64_t day = 0; day < 157000; day++) {
         int64_t sec = day * 86400 + 86399;
         reference(sec, want, sizeof(want));
-        hp_date_format(sec, got);
+        hp_clock_date_format(sec, got);
         if (strcmp(got, want) != 0)
             fail_msg("day %lld: got '%s' want '%s'", (long long)day, got,
                      want);
@@ -111,20 +111,20 @@ static void test_every_day(void **state)
 static void test_update(void **state)
 {
     (void)state;
-    hp_date_t d = HP_DATE_INIT;
+    hp_clock_date_t d = HP_CLOCK_DATE_INIT;
     assert_int_equal(d.sec, -1);
-    assert_true(hp_date_update(&d, 784111777));
+    assert_true(hp_clock_date_update(&d, 784111777));
     assert_string_equal(d.text, "Sun, 06 Nov 1994 08:49:37 GMT");
     /* same second: untouched (prove it by scribbling on the text) */
     d.text[0] = '#';
-    assert_false(hp_date_update(&d, 784111777));
+    assert_false(hp_clock_date_update(&d, 784111777));
     assert_int_equal(d.text[0], '#');
-    assert_true(hp_date_update(&d, 784111778));
+    assert_true(hp_clock_date_update(&d, 784111778));
     assert_string_equal(d.text, "Sun, 06 Nov 1994 08:49:38 GMT");
     /* a step back is a change too */
-    assert_true(hp_date_update(&d, 0));
+    assert_true(hp_clock_date_update(&d, 0));
     assert_string_equal(d.text, "Thu, 01 Jan 1970 00:00:00 GMT");
-    assert_false(hp_date_update(&d, 0));
+    assert_false(hp_clock_date_update(&d, 0));
     assert_int_equal(d.sec, 0);
 }
 

@@ -45,7 +45,7 @@ struct tdir {
 
 static void tdir_make(struct tdir *t)
 {
-    strcpy(t->dir, "/tmp/hp_alog_XXXXXX");
+    strcpy(t->dir, "/tmp/hp_accesslog_XXXXXX");
     assert_non_null(mkdtemp(t->dir));
     snprintf(t->path, sizeof(t->path), "%s/access.log", t->dir);
 }
@@ -108,13 +108,13 @@ static const char *short_time(void)
     return "26/Nov/2026:00:41:16 +0000";
 }
 
-/* One hp_alog_line with NUL-terminated strings (NULL stays NULL). */
-static void line_s(hp_alog_t *l, const char *addr, const char *m, const char *t, int minor,
+/* One hp_accesslog_line with NUL-terminated strings (NULL stays NULL). */
+static void line_s(hp_accesslog_t *l, const char *addr, const char *m, const char *t, int minor,
                    int status, uint64_t bytes, const char *ref, const char *ua)
 {
-    hp_alog_line(l, addr, short_time(), m, m ? strlen(m) : 0, t, t ? strlen(t) : 0, minor, status,
+    hp_accesslog_line(l, addr, short_time(), m, m ? strlen(m) : 0, t, t ? strlen(t) : 0, minor, status,
                  bytes, ref, ref ? strlen(ref) : 0, ua, ua ? strlen(ua) : 0);
-    assert_int_equal(hp_alog_validate(l), 0);
+    assert_int_equal(hp_accesslog_validate(l), 0);
 }
 
 /* ---- syscall fault injection -------------------------------------------- */
@@ -173,17 +173,17 @@ static void test_time(void **state)
 {
     (void)state;
     char out[32];
-    assert_int_equal(hp_alog_time(out, T_NOV2026), HP_ALOG_TIME_LEN);
+    assert_int_equal(hp_accesslog_time(out, T_NOV2026), HP_ACCESSLOG_TIME_LEN);
     assert_string_equal(out, "26/Nov/2026:00:41:16 +0000");
-    hp_alog_time(out, 0);
+    hp_accesslog_time(out, 0);
     assert_string_equal(out, "01/Jan/1970:00:00:00 +0000");
-    hp_alog_time(out, -1);
+    hp_accesslog_time(out, -1);
     assert_string_equal(out, "31/Dec/1969:23:59:59 +0000");
-    hp_alog_time(out, 951782400); /* leap day 2000 */
+    hp_accesslog_time(out, 951782400); /* leap day 2000 */
     assert_string_equal(out, "29/Feb/2000:00:00:00 +0000");
-    hp_alog_time(out, INT64_MAX);
+    hp_accesslog_time(out, INT64_MAX);
     assert_string_equal(out, "31/Dec/9999:23:59:59 +0000");
-    hp_alog_time(out, INT64_MIN);
+    hp_accesslog_time(out, INT64_MIN);
     assert_string_equal(out, "01/Jan/0000:00:00:00 +0000");
 
     /* Against the C library over a wide spread, both signs, every field. */
@@ -204,7 +204,7 @@ static void test_time(void **state)
         strftime(mon, sizeof(mon), "%b", &tm);
         snprintf(want, sizeof(want), "%02d/%s/%04d:%02d:%02d:%02d +0000", tm.tm_mday, mon,
                  tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-        assert_int_equal(hp_alog_time(out, t), HP_ALOG_TIME_LEN);
+        assert_int_equal(hp_accesslog_time(out, t), HP_ACCESSLOG_TIME_LEN);
         if (strcmp(out, want) != 0)
             fail_msg("t=%lld got %s want %s", (long long)t, out, want);
     }
@@ -217,29 +217,29 @@ static void test_typical_line(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
     struct stat st;
-    assert_int_equal(fstat(hp_alog_file_fd(f), &st), 0);
+    assert_int_equal(fstat(hp_accesslog_file_fd(f), &st), 0);
     mode_t um = umask(0);
     umask(um);
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal(st.st_mode & 0777, 0644 & ~um);
-    assert_true(fcntl(hp_alog_file_fd(f), F_GETFD) & FD_CLOEXEC);
-    assert_true(fcntl(hp_alog_file_fd(f), F_GETFL) & O_APPEND);
+    assert_true(fcntl(hp_accesslog_file_fd(f), F_GETFD) & FD_CLOEXEC);
+    assert_true(fcntl(hp_accesslog_file_fd(f), F_GETFL) & O_APPEND);
 
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
-    assert_int_equal(hp_alog_validate(&l), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
+    assert_int_equal(hp_accesslog_validate(&l), 0);
     char ts[32];
-    hp_alog_time(ts, T_NOV2026);
-    hp_alog_line(&l, "127.0.0.1", ts, "GET", 3, "/x", 2, 1, 200, 13, "referer", 7,
+    hp_accesslog_time(ts, T_NOV2026);
+    hp_accesslog_line(&l, "127.0.0.1", ts, "GET", 3, "/x", 2, 1, 200, 13, "referer", 7,
                  "user agent", 10);
-    hp_alog_line(&l, "::1", ts, "POST", 4, "/api/v1?a=b&c=d", 15, 0, 404, 0, NULL, 0, "curl/7.88",
+    hp_accesslog_line(&l, "::1", ts, "POST", 4, "/api/v1?a=b&c=d", 15, 0, 404, 0, NULL, 0, "curl/7.88",
                  9);
-    hp_alog_line(&l, "10.0.0.2", ts, "HEAD", 4, "/big", 4, 1, 206, UINT64_MAX, "", 0, NULL, 0);
-    assert_int_equal(hp_alog_validate(&l), 0);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    hp_accesslog_line(&l, "10.0.0.2", ts, "HEAD", 4, "/big", 4, 1, 206, UINT64_MAX, "", 0, NULL, 0);
+    assert_int_equal(hp_accesslog_validate(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_file_eq(t.path,
                    "127.0.0.1 - - [26/Nov/2026:00:41:16 +0000] \"GET /x HTTP/1.1\" 200 13 "
                    "\"referer\" \"user agent\"\n"
@@ -247,9 +247,9 @@ static void test_typical_line(void **state)
                    "\"-\" \"curl/7.88\"\n"
                    "10.0.0.2 - - [26/Nov/2026:00:41:16 +0000] \"HEAD /big HTTP/1.1\" 206 "
                    "18446744073709551615 \"-\" \"-\"\n");
-    assert_int_equal(hp_alog_dropped(&l), 0);
-    hp_alog_destroy(&l);
-    hp_alog_file_close(f);
+    assert_int_equal(hp_accesslog_dropped(&l), 0);
+    hp_accesslog_destroy(&l);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -258,23 +258,23 @@ static void test_missing_fields(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 1024), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 1024), 0);
     /* No request line at all (e.g. a 400 on garbage), no address. */
     line_s(&l, NULL, NULL, NULL, 1, 400, 0, NULL, NULL);
     line_s(&l, "", "", "", 1, 408, 0, "", "");
     /* No version (negative minor), empty referer vs present agent. */
     line_s(&l, "1.2.3.4", "GET", "/", -1, 200, 5, "", "ua");
-    hp_alog_line(&l, "1.2.3.4", NULL, "GET", 3, "/", 1, 1, 200, 5, NULL, 0, NULL, 0);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    hp_accesslog_line(&l, "1.2.3.4", NULL, "GET", 3, "/", 1, 1, 200, 5, NULL, 0, NULL, 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_file_eq(t.path, "- - - [26/Nov/2026:00:41:16 +0000] \"-\" 400 0 \"-\" \"-\"\n"
                            "- - - [26/Nov/2026:00:41:16 +0000] \"-\" 408 0 \"-\" \"-\"\n"
                            "1.2.3.4 - - [26/Nov/2026:00:41:16 +0000] \"GET /\" 200 5 \"-\" \"ua\"\n"
                            "1.2.3.4 - - [-] \"GET / HTTP/1.1\" 200 5 \"-\" \"-\"\n");
-    hp_alog_destroy(&l);
-    hp_alog_file_close(f);
+    hp_accesslog_destroy(&l);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -283,20 +283,20 @@ static void test_escaping(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
 
     /* Fixed cases, spelled out. */
     const char tgt[] = "/a\"b\\c\x01\n\x7f\xff~ ";
     const char ref[] = "x\"\r\n1.2.3.4 - - [forged";
     const char ua[] = "Mozilla \xc3\xa9 \t\\\"";
-    hp_alog_line(&l, "127.0.0.1", short_time(), "G\"T", 3, tgt, sizeof(tgt) - 1, 1, 200, 1, ref,
+    hp_accesslog_line(&l, "127.0.0.1", short_time(), "G\"T", 3, tgt, sizeof(tgt) - 1, 1, 200, 1, ref,
                  sizeof(ref) - 1, ua, sizeof(ua) - 1);
     /* Embedded NUL bytes: lengths, not NULs, delimit. */
-    hp_alog_line(&l, "127.0.0.1", short_time(), "GET", 3, "/n\0x", 4, 1, 200, 1, "\0", 1, "a\0", 2);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    hp_accesslog_line(&l, "127.0.0.1", short_time(), "GET", 3, "/n\0x", 4, 1, 200, 1, "\0", 1, "a\0", 2);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_file_eq(t.path,
                    "127.0.0.1 - - [26/Nov/2026:00:41:16 +0000] "
                    "\"G\\x22T /a\\x22b\\x5Cc\\x01\\x0A\\x7F\\xFF~  HTTP/1.1\" 200 1 "
@@ -306,20 +306,20 @@ static void test_escaping(void **state)
                    "\"\\x00\" \"a\\x00\"\n");
 
     /* Every byte value in every escaped field, against the reference. */
-    assert_int_equal(ftruncate(hp_alog_file_fd(f), 0), 0);
+    assert_int_equal(ftruncate(hp_accesslog_file_fd(f), 0), 0);
     char all[256];
     for (int i = 0; i < 256; i++)
         all[i] = (char)i;
-    hp_alog_line(&l, "h", short_time(), "M", 1, all, 256, 1, 200, 0, all, 256, all, 256);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    hp_accesslog_line(&l, "h", short_time(), "M", 1, all, 256, 1, 200, 0, all, 256, all, 256);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     char e[1100], want[4096];
     ref_esc(e, all, 256);
     snprintf(want, sizeof(want), "h - - [%s] \"M %s HTTP/1.1\" 200 0 \"%s\" \"%s\"\n",
              short_time(), e, e, e);
     assert_file_eq(t.path, want);
-    assert_int_equal(hp_alog_dropped(&l), 0);
-    hp_alog_destroy(&l);
-    hp_alog_file_close(f);
+    assert_int_equal(hp_accesslog_dropped(&l), 0);
+    hp_accesslog_destroy(&l);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -352,13 +352,13 @@ static size_t series_line(char *dst, size_t cap, int i, char *tgt, size_t *tlen,
     return (size_t)n;
 }
 
-static void series_emit(hp_alog_t *l, int i)
+static void series_emit(hp_accesslog_t *l, int i)
 {
     char tgt[256], ua[64], ref[2048], addr[32];
     size_t tl, ul;
     series_line(ref, sizeof(ref), i, tgt, &tl, ua, &ul);
     snprintf(addr, sizeof(addr), "10.0.%d.%d", i / 256 % 256, i % 256);
-    hp_alog_line(l, addr, short_time(), "GET", 3, tgt, tl, 1, 200 + i % 300, (uint64_t)i * 7, NULL,
+    hp_accesslog_line(l, addr, short_time(), "GET", 3, tgt, tl, 1, 200 + i % 300, (uint64_t)i * 7, NULL,
                  0, ua, ul);
 }
 
@@ -367,16 +367,16 @@ static void test_flush_on_full_whole_lines(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
     install_fake();
     const int N = 3000;
-    size_t sizes[] = {HP_ALOG_MIN_BUFSIZE, 1024, 1500, 4096};
+    size_t sizes[] = {HP_ACCESSLOG_MIN_BUFSIZE, 1024, 1500, 4096};
     for (size_t s = 0; s < HP_ARRAY_LEN(sizes); s++) {
-        assert_int_equal(ftruncate(hp_alog_file_fd(f), 0), 0);
+        assert_int_equal(ftruncate(hp_accesslog_file_fd(f), 0), 0);
         memset(&fk, 0, sizeof(fk));
-        hp_alog_t l;
-        assert_int_equal(hp_alog_init(&l, f, sizes[s]), 0);
+        hp_accesslog_t l;
+        assert_int_equal(hp_accesslog_init(&l, f, sizes[s]), 0);
         size_t total = 0;
         int expect_drop = 0;
         bool *kept = calloc((size_t)N, sizeof(bool));
@@ -387,7 +387,7 @@ static void test_flush_on_full_whole_lines(void **state)
             size_t len_before = l.len;
             int calls_before = fk.calls;
             series_emit(&l, i);
-            assert_int_equal(hp_alog_validate(&l), 0);
+            assert_int_equal(hp_accesslog_validate(&l), 0);
             if (fk.calls != calls_before) {
                 /* It wrote only because this line did not fit. */
                 assert_true(len_before + n > sizes[s]);
@@ -405,8 +405,8 @@ static void test_flush_on_full_whole_lines(void **state)
                 total += n;
             }
         }
-        assert_int_equal(hp_alog_dropped(&l), (uint64_t)expect_drop);
-        hp_alog_destroy(&l);
+        assert_int_equal(hp_accesslog_dropped(&l), (uint64_t)expect_drop);
+        hp_accesslog_destroy(&l);
         /* Every write was whole lines; writes happened only when full. */
         assert_false(fk.partial_line);
         assert_true(fk.calls > (int)(total / sizes[s]));
@@ -431,7 +431,7 @@ static void test_flush_on_full_whole_lines(void **state)
         free(kept);
     }
     remove_fake();
-    hp_alog_file_close(f);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -440,66 +440,66 @@ static void test_explicit_flush(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
     install_fake();
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
     /* Empty flush makes no syscall. */
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(fk.calls, 0);
     line_s(&l, "a", "GET", "/1", 1, 200, 1, NULL, NULL);
     line_s(&l, "b", "GET", "/2", 1, 200, 2, NULL, NULL);
     /* Buffered: nothing in the file, no syscall yet. */
     assert_int_equal(fk.calls, 0);
     assert_file_eq(t.path, "");
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(fk.calls, 1); /* both lines in one write */
     const char *l1 = "a - - [26/Nov/2026:00:41:16 +0000] \"GET /1 HTTP/1.1\" 200 1 \"-\" \"-\"\n";
     const char *l2 = "b - - [26/Nov/2026:00:41:16 +0000] \"GET /2 HTTP/1.1\" 200 2 \"-\" \"-\"\n";
     char want[512];
     snprintf(want, sizeof(want), "%s%s", l1, l2);
     assert_file_eq(t.path, want);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(fk.calls, 1);
 
     /* EAGAIN keeps the data. */
-    assert_int_equal(ftruncate(hp_alog_file_fd(f), 0), 0);
+    assert_int_equal(ftruncate(hp_accesslog_file_fd(f), 0), 0);
     line_s(&l, "a", "GET", "/1", 1, 200, 1, NULL, NULL);
     fk.mode = 2;
-    assert_int_equal(hp_alog_flush(&l), -EAGAIN);
+    assert_int_equal(hp_accesslog_flush(&l), -EAGAIN);
     assert_int_equal(l.len, strlen(l1));
     /* A write of zero bytes keeps it too. */
     fk.mode = 4;
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(l.len, strlen(l1));
     /* A short write keeps the rest, and the next flush finishes it. */
     line_s(&l, "b", "GET", "/2", 1, 200, 2, NULL, NULL);
     fk.mode = 1;
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(l.len, (strlen(l1) + strlen(l2)) - (strlen(l1) + strlen(l2)) / 2);
-    assert_int_equal(hp_alog_validate(&l), 0);
+    assert_int_equal(hp_accesslog_validate(&l), 0);
     fk.mode = 0;
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(l.len, 0);
     assert_file_eq(t.path, want);
-    assert_int_equal(hp_alog_dropped(&l), 0);
+    assert_int_equal(hp_accesslog_dropped(&l), 0);
 
     /* A hard error drops the buffered lines and counts them. */
     line_s(&l, "a", "GET", "/1", 1, 200, 1, NULL, NULL);
     line_s(&l, "b", "GET", "/2", 1, 200, 2, NULL, NULL);
     line_s(&l, "c", "GET", "/3", 1, 200, 3, NULL, NULL);
     fk.mode = 3;
-    assert_int_equal(hp_alog_flush(&l), -EIO);
+    assert_int_equal(hp_accesslog_flush(&l), -EIO);
     assert_int_equal(l.len, 0);
-    assert_int_equal(hp_alog_dropped(&l), 3);
+    assert_int_equal(hp_accesslog_dropped(&l), 3);
     fk.mode = 0;
     assert_file_eq(t.path, want);
 
     /* A line that fills the buffer while the file says EAGAIN is dropped;
      * the buffered ones stay. */
-    hp_alog_destroy(&l);
-    assert_int_equal(hp_alog_init(&l, f, HP_ALOG_MIN_BUFSIZE), 0);
+    hp_accesslog_destroy(&l);
+    assert_int_equal(hp_accesslog_init(&l, f, HP_ACCESSLOG_MIN_BUFSIZE), 0);
     line_s(&l, "a", "GET", "/1", 1, 200, 1, NULL, NULL);
     line_s(&l, "b", "GET", "/2", 1, 200, 2, NULL, NULL);
     line_s(&l, "a", "GET", "/1", 1, 200, 1, NULL, NULL);
@@ -507,21 +507,21 @@ static void test_explicit_flush(void **state)
     fk.mode = 2;
     line_s(&l, "b", "GET", "/2", 1, 200, 2, NULL, NULL);
     assert_int_equal(l.len, held);
-    assert_int_equal(hp_alog_dropped(&l), 1);
+    assert_int_equal(hp_accesslog_dropped(&l), 1);
     /* A line longer than the whole buffer is dropped even when writable. */
     fk.mode = 0;
-    char big[HP_ALOG_MIN_BUFSIZE];
+    char big[HP_ACCESSLOG_MIN_BUFSIZE];
     memset(big, 'x', sizeof(big));
-    hp_alog_line(&l, "a", short_time(), "GET", 3, big, sizeof(big), 1, 200, 0, NULL, 0, NULL, 0);
-    assert_int_equal(hp_alog_dropped(&l), 2);
+    hp_accesslog_line(&l, "a", short_time(), "GET", 3, big, sizeof(big), 1, 200, 0, NULL, 0, NULL, 0);
+    assert_int_equal(hp_accesslog_dropped(&l), 2);
     assert_int_equal(l.len, 0); /* it flushed trying to make room */
-    hp_alog_destroy(&l);
+    hp_accesslog_destroy(&l);
     /* The three lines that fitted reached the file, whole, in order. */
     char tail[1024];
     snprintf(tail, sizeof(tail), "%s%s%s%s", want, l1, l2, l1);
     assert_file_eq(t.path, tail);
     remove_fake();
-    hp_alog_file_close(f);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -530,26 +530,26 @@ static void test_destroy_flushes(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
     line_s(&l, "a", "GET", "/bye", 1, 200, 1, NULL, NULL);
     assert_file_eq(t.path, "");
-    hp_alog_destroy(&l);
+    hp_accesslog_destroy(&l);
     assert_null(l.buf);
     assert_file_eq(t.path,
                    "a - - [26/Nov/2026:00:41:16 +0000] \"GET /bye HTTP/1.1\" 200 1 \"-\" \"-\"\n");
-    hp_alog_destroy(&l); /* twice is harmless */
+    hp_accesslog_destroy(&l); /* twice is harmless */
 
     /* Destroy finishes a short-written buffer too. */
     install_fake();
-    assert_int_equal(ftruncate(hp_alog_file_fd(f), 0), 0);
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    assert_int_equal(ftruncate(hp_accesslog_file_fd(f), 0), 0);
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
     for (int i = 0; i < 50; i++)
         series_emit(&l, i);
     fk.mode = 1;
-    hp_alog_destroy(&l);
+    hp_accesslog_destroy(&l);
     assert_true(fk.calls > 3);
     remove_fake();
     size_t flen;
@@ -564,7 +564,7 @@ static void test_destroy_flushes(void **state)
     }
     assert_ptr_equal(p, got + flen);
     free(got);
-    hp_alog_file_close(f);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -575,15 +575,15 @@ static void test_reopen_after_rename(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
-    int fd = hp_alog_file_fd(f);
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
+    int fd = hp_accesslog_file_fd(f);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
     line_s(&l, "a", "GET", "/old1", 1, 200, 1, NULL, NULL);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     line_s(&l, "a", "GET", "/old2", 1, 200, 1, NULL, NULL);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
 
     char old[160];
     snprintf(old, sizeof(old), "%s.1", t.path);
@@ -591,15 +591,15 @@ static void test_reopen_after_rename(void **state)
     /* Until the reopen, lines still follow the renamed file (logrotate's
      * window between rename and SIGUSR1). */
     line_s(&l, "a", "GET", "/old3", 1, 200, 1, NULL, NULL);
-    assert_int_equal(hp_alog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
     assert_int_equal(access(t.path, F_OK), -1);
 
-    assert_int_equal(hp_alog_file_reopen(f), 0);
-    assert_int_equal(hp_alog_file_fd(f), fd); /* same number, new file */
+    assert_int_equal(hp_accesslog_file_reopen(f), 0);
+    assert_int_equal(hp_accesslog_file_fd(f), fd); /* same number, new file */
     assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
     assert_true(fcntl(fd, F_GETFL) & O_APPEND);
     line_s(&l, "a", "GET", "/new1", 1, 200, 1, NULL, NULL);
-    hp_alog_destroy(&l);
+    hp_accesslog_destroy(&l);
 
     assert_file_eq(old,
                    "a - - [26/Nov/2026:00:41:16 +0000] \"GET /old1 HTTP/1.1\" 200 1 \"-\" \"-\"\n"
@@ -612,17 +612,17 @@ static void test_reopen_after_rename(void **state)
     char moved[96];
     snprintf(moved, sizeof(moved), "%s.moved", t.dir);
     assert_int_equal(rename(t.dir, moved), 0);
-    assert_int_equal(hp_alog_file_reopen(f), -ENOENT);
-    assert_int_equal(hp_alog_file_fd(f), fd);
-    assert_int_equal(hp_alog_init(&l, f, 0), 0);
+    assert_int_equal(hp_accesslog_file_reopen(f), -ENOENT);
+    assert_int_equal(hp_accesslog_file_fd(f), fd);
+    assert_int_equal(hp_accesslog_init(&l, f, 0), 0);
     line_s(&l, "a", "GET", "/kept", 1, 200, 1, NULL, NULL);
-    assert_int_equal(hp_alog_flush(&l), 0);
-    hp_alog_destroy(&l);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
+    hp_accesslog_destroy(&l);
     assert_int_equal(rename(moved, t.dir), 0);
     assert_file_eq(t.path,
                    "a - - [26/Nov/2026:00:41:16 +0000] \"GET /new1 HTTP/1.1\" 200 1 \"-\" \"-\"\n"
                    "a - - [26/Nov/2026:00:41:16 +0000] \"GET /kept HTTP/1.1\" 200 1 \"-\" \"-\"\n");
-    hp_alog_file_close(f);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -631,7 +631,7 @@ static void test_reopen_after_rename(void **state)
 #define WLINES 10000
 
 struct worker_arg {
-    hp_alog_file_t *f;
+    hp_accesslog_file_t *f;
     int id;
     size_t bufsize;
 };
@@ -642,26 +642,26 @@ struct worker_arg {
 static void *worker_main(void *p)
 {
     struct worker_arg *a = p;
-    hp_alog_t l;
-    if (hp_alog_init(&l, a->f, a->bufsize) != 0)
+    hp_accesslog_t l;
+    if (hp_accesslog_init(&l, a->f, a->bufsize) != 0)
         return (void *)1;
     char tgt[1200];
     for (int i = 0; i < WLINES; i++) {
         int tl = snprintf(tgt, sizeof(tgt), "/w%d/%d/", a->id, i);
         int pad = (i * 131) % 1100;
         memset(tgt + tl, 'a' + a->id, (size_t)pad);
-        hp_alog_line(&l, "127.0.0.1", short_time(), "GET", 3, tgt, (size_t)(tl + pad), 1, 200,
+        hp_accesslog_line(&l, "127.0.0.1", short_time(), "GET", 3, tgt, (size_t)(tl + pad), 1, 200,
                      (uint64_t)pad, NULL, 0, "w", 1);
         if (i % 97 == 0)
-            hp_alog_flush(&l);
+            hp_accesslog_flush(&l);
     }
-    uint64_t dropped = hp_alog_dropped(&l);
-    hp_alog_destroy(&l);
+    uint64_t dropped = hp_accesslog_dropped(&l);
+    hp_accesslog_destroy(&l);
     return dropped ? (void *)2 : NULL;
 }
 
 struct reopen_arg {
-    hp_alog_file_t *f;
+    hp_accesslog_file_t *f;
     _Atomic int stop;
     int count;
 };
@@ -670,7 +670,7 @@ static void *reopener_main(void *p)
 {
     struct reopen_arg *a = p;
     while (!a->stop) {
-        if (hp_alog_file_reopen(a->f) != 0)
+        if (hp_accesslog_file_reopen(a->f) != 0)
             return (void *)1;
         a->count++;
         usleep(200);
@@ -723,10 +723,10 @@ static void run_workers(bool with_reopen)
 {
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
     pthread_t th[2], rt;
-    struct worker_arg a[2] = {{f, 0, 8192}, {f, 1, HP_ALOG_BUFSIZE}};
+    struct worker_arg a[2] = {{f, 0, 8192}, {f, 1, HP_ACCESSLOG_BUFSIZE}};
     struct reopen_arg ra = {.f = f};
     if (with_reopen)
         assert_int_equal(pthread_create(&rt, NULL, reopener_main, &ra), 0);
@@ -744,7 +744,7 @@ static void run_workers(bool with_reopen)
         assert_null(rv);
         assert_true(ra.count > 0);
     }
-    hp_alog_file_close(f);
+    hp_accesslog_file_close(f);
     check_worker_file(t.path, 2);
     tdir_rm(&t);
 }
@@ -770,27 +770,27 @@ static void test_no_allocation_per_line(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f;
-    assert_int_equal(hp_alog_file_open(&f, t.path), 0);
-    hp_alog_t l;
-    assert_int_equal(hp_alog_init(&l, f, 4096), 0);
+    hp_accesslog_file_t *f;
+    assert_int_equal(hp_accesslog_file_open(&f, t.path), 0);
+    hp_accesslog_t l;
+    assert_int_equal(hp_accesslog_init(&l, f, 4096), 0);
     uint64_t before = hp_alloc_count();
     hp_alloc_fail_after(1, 1); /* any allocation now fails and is not counted */
     char ts[32];
     for (int i = 0; i < 5000; i++) {
         if (i % 100 == 0)
-            hp_alog_time(ts, T_NOV2026 + i);
+            hp_accesslog_time(ts, T_NOV2026 + i);
         series_emit(&l, i);
         if (i % 500 == 0)
-            assert_int_equal(hp_alog_flush(&l), 0);
+            assert_int_equal(hp_accesslog_flush(&l), 0);
     }
-    assert_int_equal(hp_alog_flush(&l), 0);
-    assert_int_equal(hp_alog_file_reopen(f), 0);
+    assert_int_equal(hp_accesslog_flush(&l), 0);
+    assert_int_equal(hp_accesslog_file_reopen(f), 0);
     hp_alloc_fail_after(0, 0);
     assert_int_equal(hp_alloc_count(), before);
-    assert_int_equal(hp_alog_dropped(&l), 0);
-    hp_alog_destroy(&l);
-    hp_alog_file_close(f);
+    assert_int_equal(hp_accesslog_dropped(&l), 0);
+    hp_accesslog_destroy(&l);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 
@@ -799,46 +799,46 @@ static void test_oom_and_args(void **state)
     (void)state;
     struct tdir t;
     tdir_make(&t);
-    hp_alog_file_t *f = NULL;
+    hp_accesslog_file_t *f = NULL;
     /* Constructor sweep: every allocation failing in turn. */
     int n;
     for (n = 1;; n++) {
-        hp_alog_file_t *g = (hp_alog_file_t *)&n; /* must stay untouched */
+        hp_accesslog_file_t *g = (hp_accesslog_file_t *)&n; /* must stay untouched */
         hp_alloc_fail_after((uint64_t)n, 0);
-        int rc = hp_alog_file_open(&g, t.path);
+        int rc = hp_accesslog_file_open(&g, t.path);
         hp_alloc_fail_after(0, 0);
         if (rc == 0) {
             f = g;
             break;
         }
         assert_int_equal(rc, -ENOMEM);
-        assert_ptr_equal(g, (hp_alog_file_t *)&n);
+        assert_ptr_equal(g, (hp_accesslog_file_t *)&n);
     }
     assert_true(n > 1);
-    hp_alog_t l;
+    hp_accesslog_t l;
     for (n = 1;; n++) {
         hp_alloc_fail_after((uint64_t)n, 0);
-        int rc = hp_alog_init(&l, f, 0);
+        int rc = hp_accesslog_init(&l, f, 0);
         hp_alloc_fail_after(0, 0);
         if (rc == 0)
             break;
         assert_int_equal(rc, -ENOMEM);
     }
-    assert_int_equal(hp_alog_validate(&l), 0);
-    hp_alog_destroy(&l);
+    assert_int_equal(hp_accesslog_validate(&l), 0);
+    hp_accesslog_destroy(&l);
 
-    assert_int_equal(hp_alog_init(&l, f, HP_ALOG_MIN_BUFSIZE - 1), -EINVAL);
-    assert_int_equal(hp_alog_init(&l, NULL, 0), -EINVAL);
-    assert_int_equal(hp_alog_init(NULL, f, 0), -EINVAL);
-    assert_int_equal(hp_alog_validate(NULL), -EINVAL);
-    hp_alog_file_t *g;
-    assert_int_equal(hp_alog_file_open(&g, NULL), -EINVAL);
-    assert_int_equal(hp_alog_file_open(&g, ""), -EINVAL);
-    assert_int_equal(hp_alog_file_open(&g, "/nonexistent-dir-hp/x.log"), -ENOENT);
-    assert_int_equal(hp_alog_file_reopen(NULL), -EINVAL);
-    hp_alog_file_close(NULL);
-    hp_alog_destroy(NULL);
-    hp_alog_file_close(f);
+    assert_int_equal(hp_accesslog_init(&l, f, HP_ACCESSLOG_MIN_BUFSIZE - 1), -EINVAL);
+    assert_int_equal(hp_accesslog_init(&l, NULL, 0), -EINVAL);
+    assert_int_equal(hp_accesslog_init(NULL, f, 0), -EINVAL);
+    assert_int_equal(hp_accesslog_validate(NULL), -EINVAL);
+    hp_accesslog_file_t *g;
+    assert_int_equal(hp_accesslog_file_open(&g, NULL), -EINVAL);
+    assert_int_equal(hp_accesslog_file_open(&g, ""), -EINVAL);
+    assert_int_equal(hp_accesslog_file_open(&g, "/nonexistent-dir-hp/x.log"), -ENOENT);
+    assert_int_equal(hp_accesslog_file_reopen(NULL), -EINVAL);
+    hp_accesslog_file_close(NULL);
+    hp_accesslog_destroy(NULL);
+    hp_accesslog_file_close(f);
     tdir_rm(&t);
 }
 

@@ -550,7 +550,7 @@ static void test_route_errors(void **state)
     assert_int_equal(hp_app_route(app, 0, "/b", h_item, NULL, err, sizeof err), -EINVAL);
     assert_int_equal(hp_app_route(app, HP_ROUTER_POST, "/a/{id:int}", h_item, NULL, NULL, 0), 0);
 
-    for (int i = 0; i < HP_APP_MAX_MIDDLEWARE; i++)
+    for (int i = 0; i < HP_HTTP_MAX_MIDDLEWARE; i++)
         assert_int_equal(hp_app_use(app, mw_before, NULL, NULL), 0);
     assert_int_equal(hp_app_use(app, NULL, mw_after, NULL), -ENOSPC);
     hp_router_free(r);

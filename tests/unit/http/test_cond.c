@@ -38,7 +38,7 @@ static int parse_date(const char *s, int64_t *t)
 {
     size_t n = strlen(s);
     char *c = dup_exact(s, n);
-    int rc = hp_http_date_parse(c, n, t);
+    int rc = hp_cond_date_parse(c, n, t);
     free(c);
     return rc;
 }
@@ -93,13 +93,13 @@ static void test_etag_format(void **state)
 {
     (void)state;
     char b[HP_ETAG_MAX];
-    assert_int_equal(hp_etag_make(b, sizeof(b), 0, 0, 0), 5);
+    assert_int_equal(hp_cond_etag_make(b, sizeof(b), 0, 0, 0), 5);
     assert_string_equal(b, "\"0-0\"");
     /* 1 s + 5 ns = 1000000005 ns = 0x3b9aca05 */
-    assert_int_equal(hp_etag_make(b, sizeof(b), 0x1234, 1, 5), 15);
+    assert_int_equal(hp_cond_etag_make(b, sizeof(b), 0x1234, 1, 5), 15);
     assert_string_equal(b, "\"1234-3b9aca05\"");
     /* A typical file: 1 MiB, mtime 1994-11-06 with nanoseconds. */
-    size_t n = hp_etag_make(b, sizeof(b), 1048576, T1994, 123456789);
+    size_t n = hp_cond_etag_make(b, sizeof(b), 1048576, T1994, 123456789);
     char want[64];
     snprintf(want, sizeof(want), "\"100000-%llx\"",
              (unsigned long long)(T1994 * 1000000000ull + 123456789ull));
@@ -114,30 +114,30 @@ static void test_etag_longest_and_cap(void **state)
     (void)state;
     char b[HP_ETAG_MAX];
     /* -1 s + 999999999 ns = -1 ns = all ones modulo 2^64: the longest tag. */
-    size_t n = hp_etag_make(b, sizeof(b), UINT64_MAX, -1, 999999999);
+    size_t n = hp_cond_etag_make(b, sizeof(b), UINT64_MAX, -1, 999999999);
     assert_int_equal(n, 35);
     assert_true(n + 1 <= HP_ETAG_MAX);
     assert_string_equal(b, "\"ffffffffffffffff-ffffffffffffffff\"");
     /* Exactly enough room (length + NUL), and one byte short. */
     memset(b, 'z', sizeof(b));
-    assert_int_equal(hp_etag_make(b, 35, UINT64_MAX, -1, 999999999), 0);
+    assert_int_equal(hp_cond_etag_make(b, 35, UINT64_MAX, -1, 999999999), 0);
     assert_int_equal(b[0], 'z'); /* untouched */
-    assert_int_equal(hp_etag_make(b, 36, UINT64_MAX, -1, 999999999), 35);
+    assert_int_equal(hp_cond_etag_make(b, 36, UINT64_MAX, -1, 999999999), 35);
     assert_int_equal(b[35], '\0');
-    assert_int_equal(hp_etag_make(NULL, 100, 1, 1, 1), 0);
-    assert_int_equal(hp_etag_make(b, 0, 1, 1, 1), 0);
+    assert_int_equal(hp_cond_etag_make(NULL, 100, 1, 1, 1), 0);
+    assert_int_equal(hp_cond_etag_make(b, 0, 1, 1, 1), 0);
 }
 
 static void test_etag_distinct(void **state)
 {
     (void)state;
     char a[HP_ETAG_MAX], b[HP_ETAG_MAX];
-    hp_etag_make(a, sizeof(a), 100, 1000, 1);
-    hp_etag_make(b, sizeof(b), 100, 1000, 2);
+    hp_cond_etag_make(a, sizeof(a), 100, 1000, 1);
+    hp_cond_etag_make(b, sizeof(b), 100, 1000, 2);
     assert_string_not_equal(a, b); /* nanoseconds count */
-    hp_etag_make(b, sizeof(b), 101, 1000, 1);
+    hp_cond_etag_make(b, sizeof(b), 101, 1000, 1);
     assert_string_not_equal(a, b); /* size counts */
-    hp_etag_make(b, sizeof(b), 100, 1000, 1);
+    hp_cond_etag_make(b, sizeof(b), 100, 1000, 1);
     assert_string_equal(a, b); /* deterministic */
     /* The tag is a well-formed strong entity-tag: it strongly matches
      * itself through If-Range and If-Match. */
@@ -264,7 +264,7 @@ static void test_date_malformed(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         date_bad(bad[i]);
     int64_t t;
-    assert_int_equal(hp_http_date_parse(NULL, 0, &t), -EINVAL);
+    assert_int_equal(hp_cond_date_parse(NULL, 0, &t), -EINVAL);
 }
 
 /* Every proper prefix of a valid date is invalid and is read within its
@@ -281,13 +281,13 @@ static void test_date_truncated(void **state)
         for (size_t k = 0; k < n; k++) {
             char *c = dup_exact(good[g], k);
             int64_t t;
-            assert_int_equal(hp_http_date_parse(c, k, &t), -EINVAL);
+            assert_int_equal(hp_cond_date_parse(c, k, &t), -EINVAL);
             free(c);
         }
     }
 }
 
-/* hp_date_format (src/core/clock.c) and the parser are inverses. */
+/* hp_clock_date_format (src/core/clock.c) and the parser are inverses. */
 static void test_date_roundtrip(void **state)
 {
     (void)state;
@@ -299,10 +299,10 @@ static void test_date_roundtrip(void **state)
         int64_t sec = (int64_t)(x % 253402300800ull);
         if (i < 4)
             sec = (int64_t[]){0, 951782400, 253402300799LL, 4107542400LL}[i];
-        char b[HP_DATE_LEN + 1];
-        hp_date_format(sec, b);
+        char b[HP_CLOCK_DATE_LEN + 1];
+        hp_clock_date_format(sec, b);
         int64_t t;
-        assert_int_equal(hp_http_date_parse(b, HP_DATE_LEN, &t), 0);
+        assert_int_equal(hp_cond_date_parse(b, HP_CLOCK_DATE_LEN, &t), 0);
         assert_int_equal(t, sec);
     }
 }
@@ -505,9 +505,9 @@ static void test_no_allocation(void **state)
     int64_t t;
     static const char tag[] = "\"5-abc\"", d[] = "Sun, 06 Nov 1994 08:49:37 GMT";
     for (int i = 0; i < 1000; i++) {
-        size_t n = hp_etag_make(b, sizeof(b), (uint64_t)i, i, i);
+        size_t n = hp_cond_etag_make(b, sizeof(b), (uint64_t)i, i, i);
         assert_int_equal(n, strlen(b));
-        assert_int_equal(hp_http_date_parse(d, sizeof(d) - 1, &t), 0);
+        assert_int_equal(hp_cond_date_parse(d, sizeof(d) - 1, &t), 0);
         assert_int_equal(hp_cond_evaluate(NULL, 0, tag, 7, d, 29, NULL, 0, tag, 7, T1994), 304);
         assert_true(hp_cond_if_range(d, 29, tag, 7, T1994, T1994 + 1));
     }

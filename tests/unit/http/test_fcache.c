@@ -232,10 +232,10 @@ static void test_hit_makes_no_syscall(void **state)
     assert_int_equal(e->v[1].fd, -1);
     assert_int_equal(e->v[2].fd, -1);
     char tag[HP_ETAG_MAX];
-    hp_etag_make(tag, sizeof tag, 5, e->v[0].mtime_sec, e->v[0].mtime_nsec);
+    hp_cond_etag_make(tag, sizeof tag, 5, e->v[0].mtime_sec, e->v[0].mtime_nsec);
     assert_string_equal(e->v[0].etag, tag);
-    char lm[HP_DATE_LEN + 1];
-    hp_date_format(e->v[0].mtime_sec, lm);
+    char lm[HP_CLOCK_DATE_LEN + 1];
+    hp_clock_date_format(e->v[0].mtime_sec, lm);
     assert_string_equal(e->last_modified, lm);
     int fd = e->v[0].fd;
     release(e);

@@ -175,8 +175,8 @@ static void test_serves_file(void **state)
     /* Last-Modified is the file's mtime in IMF-fixdate. */
     struct stat sb;
     assert_int_equal(fstatat(F.root_fd, "data.txt", &sb, 0), 0);
-    char want[HP_DATE_LEN + 1];
-    hp_date_format(sb.st_mtime, want);
+    char want[HP_CLOCK_DATE_LEN + 1];
+    hp_clock_date_format(sb.st_mtime, want);
     assert_string_equal(hdr(&r, "Last-Modified"), want);
     assert_body(&r, DATA, 16);
 

@@ -36,8 +36,8 @@
 /* ---- the app under test ---- */
 
 enum {
-    USE_ID = 1,         /* hp_mw_request_id */
-    USE_CORS = 2,       /* hp_mw_cors_before/after */
+    USE_ID = 1,         /* hp_middleware_request_id */
+    USE_CORS = 2,       /* hp_middleware_cors_before/after */
     USE_CORS_FIRST = 4, /* with both: CORS added before the request ID */
 };
 
@@ -61,7 +61,7 @@ static int h_id(hp_ctx_t *ctx, void *udata)
 {
     (void)udata;
     size_t len = 0;
-    const char *id = hp_mw_request_id_of(ctx, &len);
+    const char *id = hp_middleware_request_id_of(ctx, &len);
     char body[128];
     int n = id ? snprintf(body, sizeof body, "id=%.*s", (int)len, id)
                : snprintf(body, sizeof body, "id=none");
@@ -77,11 +77,11 @@ static int h_ok(hp_ctx_t *ctx, void *udata)
 }
 
 /* The pattern for a route registered as GET | OPTIONS with one handler:
- * plain OPTIONS goes on to hp_mw_options_handler. */
+ * plain OPTIONS goes on to hp_middleware_options_handler. */
 static int h_both(hp_ctx_t *ctx, void *udata)
 {
     if (hp_ctx_method_bit(ctx) == HP_ROUTER_OPTIONS)
-        return hp_mw_options_handler(ctx, udata);
+        return hp_middleware_options_handler(ctx, udata);
     return h_ok(ctx, udata);
 }
 
@@ -129,15 +129,15 @@ static void srv_start(srv_t *s, int use, const hp_cors_config_t *cors)
     assert_non_null(s->app);
     hp_app_t *app = s->app;
     if ((use & USE_CORS) && (use & USE_CORS_FIRST))
-        assert_int_equal(hp_app_use(app, hp_mw_cors_before, hp_mw_cors_after, (void *)cors), 0);
+        assert_int_equal(hp_app_use(app, hp_middleware_cors_before, hp_middleware_cors_after, (void *)cors), 0);
     if (use & USE_ID)
-        assert_int_equal(hp_app_use(app, hp_mw_request_id, NULL, NULL), 0);
+        assert_int_equal(hp_app_use(app, hp_middleware_request_id, NULL, NULL), 0);
     if ((use & USE_CORS) && !(use & USE_CORS_FIRST))
-        assert_int_equal(hp_app_use(app, hp_mw_cors_before, hp_mw_cors_after, (void *)cors), 0);
+        assert_int_equal(hp_app_use(app, hp_middleware_cors_before, hp_middleware_cors_after, (void *)cors), 0);
     assert_int_equal(hp_app_route(app, HP_ROUTER_GET, "/id", h_id, NULL, err, sizeof err), 0);
     assert_int_equal(hp_app_route(app, HP_ROUTER_GET | HP_ROUTER_POST, "/api", h_ok, NULL, err,
                                   sizeof err), 0);
-    assert_int_equal(hp_app_route(app, HP_ROUTER_OPTIONS, "/api", hp_mw_options_handler, NULL,
+    assert_int_equal(hp_app_route(app, HP_ROUTER_OPTIONS, "/api", hp_middleware_options_handler, NULL,
                                   err, sizeof err), 0);
     assert_int_equal(hp_app_route(app, HP_ROUTER_GET | HP_ROUTER_OPTIONS, "/both", h_both, NULL,
                                   err, sizeof err), 0);
@@ -727,22 +727,22 @@ static void test_cors_check(void **state)
     static const char *const empty[] = {NULL};
     static const char *const blank[] = {"", NULL};
     static const char *const crlf[] = {"https://a.example\r\nX: y", NULL};
-    assert_int_equal(hp_mw_cors_check(NULL), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){0}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = empty}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = blank}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = crlf}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = list_origins,
+    assert_int_equal(hp_middleware_cors_check(NULL), -EINVAL);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){0}), -EINVAL);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = empty}), -EINVAL);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = blank}), -EINVAL);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = crlf}), -EINVAL);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = list_origins,
                                                           .headers = "A\nB"}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = list_origins,
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = list_origins,
                                                           .methods = "GET\r"}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = list_origins,
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = list_origins,
                                                           .expose = "X\r\n"}), -EINVAL);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = list_origins,
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = list_origins,
                                                           .methods = "GET",
                                                           .headers = "Content-Type",
                                                           .expose = "X-Request-Id"}), 0);
-    assert_int_equal(hp_mw_cors_check(&(hp_cors_config_t){.origins = star_origins}), 0);
+    assert_int_equal(hp_middleware_cors_check(&(hp_cors_config_t){.origins = star_origins}), 0);
 }
 
 int main(void)

@@ -149,7 +149,7 @@ static const struct real_req reals[] = {
     {"curl GET",
      "GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/7.88.1\r\n"
      "Accept: */*\r\n\r\n",
-     HP_HTTP_M_GET, 1, 3, 0, 0, "/index.html", true},
+     HP_METHOD_GET, 1, 3, 0, 0, "/index.html", true},
     {"browser GET",
      "GET /articles/2024/simd-parsing?page=2&sort=desc HTTP/1.1\r\n"
      "Host: www.example.org\r\n"
@@ -172,43 +172,43 @@ static const struct real_req reals[] = {
      "Accept-Language: en-GB,en;q=0.9,fr;q=0.8\r\n"
      "Cookie: session=4f2a9c1e8b7d6a5f; theme=dark; _ga=GA1.2.1234567890.1700000000\r\n"
      "\r\n",
-     HP_HTTP_M_GET, 1, 17, HP_HTTP_F_CONN_KEEP_ALIVE, 0,
+     HP_METHOD_GET, 1, 17, HP_HTTP_F_CONN_KEEP_ALIVE, 0,
      "/articles/2024/simd-parsing?page=2&sort=desc", true},
     {"POST content-length",
      "POST /api/v1/items HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/json\r\n"
      "Content-Length: 27\r\nConnection: close\r\n\r\n{\"name\":\"widget\",\"qty\":42}",
-     HP_HTTP_M_POST, 1, 4, HP_HTTP_F_CONTENT_LENGTH | HP_HTTP_F_CONN_CLOSE, 27, "/api/v1/items",
+     HP_METHOD_POST, 1, 4, HP_HTTP_F_CONTENT_LENGTH | HP_HTTP_F_CONN_CLOSE, 27, "/api/v1/items",
      false},
     {"chunked POST",
      "POST /upload HTTP/1.1\r\nHost: up.example.com\r\nTransfer-Encoding: chunked\r\n"
      "Content-Type: text/plain\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-     HP_HTTP_M_POST, 1, 3, HP_HTTP_F_CHUNKED, 0, "/upload", true},
+     HP_METHOD_POST, 1, 3, HP_HTTP_F_CHUNKED, 0, "/upload", true},
     {"HTTP/1.0 keep-alive",
      "GET /old HTTP/1.0\r\nConnection: Keep-Alive\r\nUser-Agent: ApacheBench/2.3\r\n\r\n",
-     HP_HTTP_M_GET, 0, 2, HP_HTTP_F_CONN_KEEP_ALIVE, 0, "/old", true},
-    {"HTTP/1.0 plain", "HEAD / HTTP/1.0\r\n\r\n", HP_HTTP_M_HEAD, 0, 0, 0, 0, "/", false},
+     HP_METHOD_GET, 0, 2, HP_HTTP_F_CONN_KEEP_ALIVE, 0, "/old", true},
+    {"HTTP/1.0 plain", "HEAD / HTTP/1.0\r\n\r\n", HP_METHOD_HEAD, 0, 0, 0, 0, "/", false},
     {"absolute-form",
      "GET http://example.com:8080/a/b?c=d#frag HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
-     HP_HTTP_M_GET, 1, 1, 0, 0, "http://example.com:8080/a/b?c=d#frag", true},
+     HP_METHOD_GET, 1, 1, 0, 0, "http://example.com:8080/a/b?c=d#frag", true},
     {"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: example.com\r\nMax-Forwards: 0\r\n\r\n",
-     HP_HTTP_M_OPTIONS, 1, 2, 0, 0, "*", true},
+     HP_METHOD_OPTIONS, 1, 2, 0, 0, "*", true},
     {"CONNECT authority",
      "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n"
      "Proxy-Connection: keep-alive\r\n\r\n",
-     HP_HTTP_M_CONNECT, 1, 2, 0, 0, "example.com:443", true},
+     HP_METHOD_CONNECT, 1, 2, 0, 0, "example.com:443", true},
     {"PUT expect",
      "PUT /f HTTP/1.1\r\nHost: h\r\nContent-Length: 1048576\r\nExpect: 100-Continue\r\n\r\n",
-     HP_HTTP_M_PUT, 1, 3, HP_HTTP_F_CONTENT_LENGTH | HP_HTTP_F_EXPECT_CONTINUE, 1048576, "/f",
+     HP_METHOD_PUT, 1, 3, HP_HTTP_F_CONTENT_LENGTH | HP_HTTP_F_EXPECT_CONTINUE, 1048576, "/f",
      true},
     {"bare LF and leading empty lines",
-     "\r\n\nDELETE /x/1 HTTP/1.1\nHost: h\nConnection: foo, CLOSE , bar\n\n", HP_HTTP_M_DELETE, 1,
+     "\r\n\nDELETE /x/1 HTTP/1.1\nHost: h\nConnection: foo, CLOSE , bar\n\n", HP_METHOD_DELETE, 1,
      2, HP_HTTP_F_CONN_CLOSE, 0, "/x/1", false},
     {"HTTP/1.9 ows obs-text",
      "PATCH /p HTTP/1.9\r\nHost:h\r\nX-Empty:\r\nX-Pad: \t v a l \t \r\nX-Obs: caf\xc3\xa9\r\n\r\n",
-     HP_HTTP_M_PATCH, 1, 4, 0, 0, "/p", true},
+     HP_METHOD_PATCH, 1, 4, 0, 0, "/p", true},
     {"TRACE content-length dup",
      "TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\ncontent-length: 5\r\n\r\n",
-     HP_HTTP_M_TRACE, 1, 3, HP_HTTP_F_CONTENT_LENGTH, 5, "/", true},
+     HP_METHOD_TRACE, 1, 3, HP_HTTP_F_CONTENT_LENGTH, 5, "/", true},
 };
 
 static void test_real_requests(void **state)

@@ -41,7 +41,7 @@ static int parse(const char *s, int method, hp_target_t *out)
 static int get(const char *s)
 {
     hp_target_t t;
-    return parse(s, HP_HTTP_M_GET, &t);
+    return parse(s, HP_METHOD_GET, &t);
 }
 
 static void assert_span(const char *whole, hp_http_span_t sp, const char *want)
@@ -79,24 +79,24 @@ static void rejected(const char *s, int method)
 static void test_origin_form(void **state)
 {
     (void)state;
-    accepted("/", HP_HTTP_M_GET, HP_TARGET_ORIGIN, "/", NULL, NULL);
-    accepted("/a/b.html", HP_HTTP_M_GET, HP_TARGET_ORIGIN, "/a/b.html", NULL, NULL);
-    accepted("/a?b=c&d", HP_HTTP_M_POST, HP_TARGET_ORIGIN, "/a", "b=c&d", NULL);
+    accepted("/", HP_METHOD_GET, HP_TARGET_ORIGIN, "/", NULL, NULL);
+    accepted("/a/b.html", HP_METHOD_GET, HP_TARGET_ORIGIN, "/a/b.html", NULL, NULL);
+    accepted("/a?b=c&d", HP_METHOD_POST, HP_TARGET_ORIGIN, "/a", "b=c&d", NULL);
     /* An empty query is a query: off marks it, len is 0. */
     hp_target_t t;
-    assert_int_equal(parse("/?", HP_HTTP_M_GET, &t), 0);
+    assert_int_equal(parse("/?", HP_METHOD_GET, &t), 0);
     assert_int_equal(t.path.len, 1);
     assert_int_equal(t.query.off, 2);
     assert_int_equal(t.query.len, 0);
     /* Every pchar, empty segments, dot segments and a second '?'. */
-    accepted("/azAZ09-._~!$&'()*+,;=:@/%41%7e%2F", HP_HTTP_M_GET, HP_TARGET_ORIGIN,
+    accepted("/azAZ09-._~!$&'()*+,;=:@/%41%7e%2F", HP_METHOD_GET, HP_TARGET_ORIGIN,
              "/azAZ09-._~!$&'()*+,;=:@/%41%7e%2F", NULL, NULL);
-    accepted("//a//b/./../c", HP_HTTP_M_GET, HP_TARGET_ORIGIN, "//a//b/./../c", NULL, NULL);
-    accepted("/p?q/r?s:@%20", HP_HTTP_M_GET, HP_TARGET_ORIGIN, "/p", "q/r?s:@%20", NULL);
+    accepted("//a//b/./../c", HP_METHOD_GET, HP_TARGET_ORIGIN, "//a//b/./../c", NULL, NULL);
+    accepted("/p?q/r?s:@%20", HP_METHOD_GET, HP_TARGET_ORIGIN, "/p", "q/r?s:@%20", NULL);
     /* Every method but CONNECT. */
-    for (int m = HP_HTTP_M_UNKNOWN; m <= HP_HTTP_M_TRACE; m++)
+    for (int m = HP_METHOD_UNKNOWN; m <= HP_METHOD_TRACE; m++)
         accepted("/x", m, HP_TARGET_ORIGIN, "/x", NULL, NULL);
-    rejected("/x", HP_HTTP_M_CONNECT);
+    rejected("/x", HP_METHOD_CONNECT);
 }
 
 static void test_origin_form_rejections(void **state)
@@ -110,10 +110,10 @@ static void test_origin_form_rejections(void **state)
         "/?a[",    "/?a\\",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        rejected(bad[i], HP_HTTP_M_GET);
+        rejected(bad[i], HP_METHOD_GET);
     /* A NUL is not a terminator here. */
     hp_target_t t;
-    assert_int_equal(parse_n("/a\0b", 4, HP_HTTP_M_GET, &t), -400);
+    assert_int_equal(parse_n("/a\0b", 4, HP_METHOD_GET, &t), -400);
 }
 
 /* Each byte alone in a path, a query and a reg-name, against the sets the
@@ -131,18 +131,18 @@ static void test_every_byte(void **state)
 
         memcpy(s, "/a", 2), s[2] = (char)b;
         int want = pchar || b == '/' || b == '?' ? 0 : -400;
-        if (parse_n(s, 3, HP_HTTP_M_GET, &t) != want)
+        if (parse_n(s, 3, HP_METHOD_GET, &t) != want)
             fail_msg("path byte 0x%02x", b);
 
         memcpy(s, "/?a", 3), s[3] = (char)b;
         want = pchar || b == '/' || b == '?' ? 0 : -400;
-        if (parse_n(s, 4, HP_HTTP_M_GET, &t) != want)
+        if (parse_n(s, 4, HP_METHOD_GET, &t) != want)
             fail_msg("query byte 0x%02x", b);
 
         memcpy(s, "http://a", 8), s[8] = (char)b;
         /* After a host: a reg-name byte, or what may end it. */
         want = l || b == '/' || b == '?' || b == ':' ? 0 : -400;
-        if (parse_n(s, 9, HP_HTTP_M_GET, &t) != want)
+        if (parse_n(s, 9, HP_METHOD_GET, &t) != want)
             fail_msg("host byte 0x%02x", b);
     }
 }
@@ -150,7 +150,7 @@ static void test_every_byte(void **state)
 static void test_absolute_form(void **state)
 {
     (void)state;
-    int G = HP_HTTP_M_GET, A = HP_TARGET_ABSOLUTE;
+    int G = HP_METHOD_GET, A = HP_TARGET_ABSOLUTE;
     accepted("http://example.com/a?b", G, A, "/a", "b", "example.com");
     accepted("https://example.com:8443/", G, A, "/", NULL, "example.com:8443");
     accepted("HtTpS://h/x", G, A, "/x", NULL, "h");
@@ -168,9 +168,9 @@ static void test_absolute_form(void **state)
     accepted("http://[2001:db8::7]:8080/x", G, A, "/x", NULL, "[2001:db8::7]:8080");
     accepted("http://[v1.x:y]/", G, A, "/", NULL, "[v1.x:y]");
     /* Any method but CONNECT. */
-    accepted("http://h/", HP_HTTP_M_OPTIONS, A, "/", NULL, "h");
-    accepted("http://h/", HP_HTTP_M_POST, A, "/", NULL, "h");
-    rejected("http://h/", HP_HTTP_M_CONNECT);
+    accepted("http://h/", HP_METHOD_OPTIONS, A, "/", NULL, "h");
+    accepted("http://h/", HP_METHOD_POST, A, "/", NULL, "h");
+    rejected("http://h/", HP_METHOD_CONNECT);
 }
 
 static void test_absolute_form_rejections(void **state)
@@ -190,7 +190,7 @@ static void test_absolute_form_rejections(void **state)
         "http://[::1]x/", "http://[]/", "http://[h]/", "http://h]/", "http://[::1]]/",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        rejected(bad[i], HP_HTTP_M_GET);
+        rejected(bad[i], HP_METHOD_GET);
 }
 
 /* Hosts at the boundaries of dec-octet, h16 and the IPv6 piece count. */
@@ -232,7 +232,7 @@ static void test_ip_literals(void **state)
 static void test_authority_form(void **state)
 {
     (void)state;
-    int C = HP_HTTP_M_CONNECT, F = HP_TARGET_AUTHORITY;
+    int C = HP_METHOD_CONNECT, F = HP_TARGET_AUTHORITY;
     accepted("example.com:443", C, F, NULL, NULL, "example.com:443");
     accepted("[::1]:8443", C, F, NULL, NULL, "[::1]:8443");
     accepted("192.0.2.1:0", C, F, NULL, NULL, "192.0.2.1:0");
@@ -246,20 +246,20 @@ static void test_authority_form(void **state)
         rejected(bad[i], C);
     /* Only CONNECT uses it: for others it is an absolute-URI of scheme
      * "example.com", which is not http. */
-    rejected("example.com:443", HP_HTTP_M_GET);
-    rejected("example.com:443", HP_HTTP_M_OPTIONS);
+    rejected("example.com:443", HP_METHOD_GET);
+    rejected("example.com:443", HP_METHOD_OPTIONS);
 }
 
 static void test_asterisk_form(void **state)
 {
     (void)state;
-    accepted("*", HP_HTTP_M_OPTIONS, HP_TARGET_ASTERISK, NULL, NULL, NULL);
-    for (int m = HP_HTTP_M_UNKNOWN; m <= HP_HTTP_M_CONNECT; m++)
-        if (m != HP_HTTP_M_OPTIONS)
+    accepted("*", HP_METHOD_OPTIONS, HP_TARGET_ASTERISK, NULL, NULL, NULL);
+    for (int m = HP_METHOD_UNKNOWN; m <= HP_METHOD_CONNECT; m++)
+        if (m != HP_METHOD_OPTIONS)
             rejected("*", m);
-    rejected("**", HP_HTTP_M_OPTIONS);
-    rejected("*?", HP_HTTP_M_OPTIONS);
-    rejected("*/", HP_HTTP_M_OPTIONS);
+    rejected("**", HP_METHOD_OPTIONS);
+    rejected("*?", HP_METHOD_OPTIONS);
+    rejected("*/", HP_METHOD_OPTIONS);
 }
 
 /* The longest target a span can describe, and one byte more. */
@@ -273,11 +273,11 @@ static void test_length_limit(void **state)
     s[0] = '/';
     s[100] = '?';
     hp_target_t t;
-    assert_int_equal(parse_n(s, n - 1, HP_HTTP_M_GET, &t), 0);
+    assert_int_equal(parse_n(s, n - 1, HP_METHOD_GET, &t), 0);
     assert_int_equal(t.path.len, 100);
     assert_int_equal(t.query.off, 101);
     assert_int_equal(t.query.len, n - 1 - 101);
-    assert_int_equal(parse_n(s, n, HP_HTTP_M_GET, &t), -400);
+    assert_int_equal(parse_n(s, n, HP_METHOD_GET, &t), -400);
     free(s);
 }
 

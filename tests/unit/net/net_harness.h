@@ -117,8 +117,8 @@ static NH_UNUSED int open_listener(void)
     close(fd);
     char text[32];
     snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(a.sin_port));
-    hp_listen_addr_t la;
-    assert_int_equal(hp_listen_addr_parse(text, &la), 0);
+    hp_listener_addr_t la;
+    assert_int_equal(hp_listener_addr_parse(text, &la), 0);
     int lfd = hp_listener_open(&la, 128);
     assert_true(lfd >= 0);
     H.addr = a;

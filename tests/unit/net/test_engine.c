@@ -153,7 +153,7 @@ static int teardown(void **state)
 }
 
 /* A free loopback port (bind port 0, read it, let it go). */
-static void free_addr(hp_listen_addr_t *la)
+static void free_addr(hp_listener_addr_t *la)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -163,11 +163,11 @@ static void free_addr(hp_listen_addr_t *la)
     close(fd);
     char text[32];
     snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(a.sin_port));
-    assert_int_equal(hp_listen_addr_parse(text, la), 0);
+    assert_int_equal(hp_listener_addr_parse(text, la), 0);
 }
 
 /* A blocking client connected to la, reads giving up after WAIT_MS. */
-static int dial(const hp_listen_addr_t *la)
+static int dial(const hp_listener_addr_t *la)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
@@ -357,7 +357,7 @@ static void test_add_proto_init_fails(void **state)
 static void test_listen_address_in_use(void **state)
 {
     (void)state;
-    hp_listen_addr_t la;
+    hp_listener_addr_t la;
     free_addr(&la);
     hp_engine_t e;
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
@@ -405,7 +405,7 @@ static void test_listen_shared_or_not(void **state)
     (void)state;
     for (int reuse = 0; reuse <= 1; reuse++) {
         T.cfg.reuseport = reuse;
-        hp_listen_addr_t la;
+        hp_listener_addr_t la;
         free_addr(&la);
         hp_engine_t e;
         assert_int_equal(hp_engine_init(&e, 3, &T.cfg), 0);
@@ -440,7 +440,7 @@ static void test_serve_several_listeners(void **state)
     hp_engine_t e;
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
     assert_int_equal(hp_engine_add_proto(&e, &proto_line, &marker), 0);
-    hp_listen_addr_t la[2];
+    hp_listener_addr_t la[2];
     free_addr(&la[0]);
     free_addr(&la[1]);
     assert_int_equal(hp_engine_listen(&e, &la[0], 64, &proto_line), 0);
@@ -487,7 +487,7 @@ static void test_serve_shared_socket(void **state)
     (void)state;
     T.cfg.reuseport = false;
     hp_engine_t e;
-    hp_listen_addr_t la;
+    hp_listener_addr_t la;
     free_addr(&la);
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
     assert_int_equal(hp_engine_listen(&e, &la, 64, &proto_plain), 0);
@@ -504,7 +504,7 @@ static void test_serve_shared_socket(void **state)
 }
 
 /* Waits until a connect to la is refused (every listener closed). */
-static void wait_refused(const hp_listen_addr_t *la)
+static void wait_refused(const hp_listener_addr_t *la)
 {
     uint64_t deadline = mono_ms() + WAIT_MS;
     for (;;) {
@@ -525,7 +525,7 @@ static void test_graceful_shutdown(void **state)
 {
     (void)state;
     hp_engine_t e;
-    hp_listen_addr_t la;
+    hp_listener_addr_t la;
     free_addr(&la);
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
     assert_int_equal(hp_engine_listen(&e, &la, 64, &proto_plain), 0);
@@ -564,7 +564,7 @@ static void test_stop_now(void **state)
 {
     (void)state;
     hp_engine_t e;
-    hp_listen_addr_t la;
+    hp_listener_addr_t la;
     free_addr(&la);
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
     assert_int_equal(hp_engine_add_proto(&e, &proto_line, &marker), 0);
@@ -599,7 +599,7 @@ static void test_destroy_closes_everything(void **state)
 {
     (void)state;
     hp_engine_t e;
-    hp_listen_addr_t la[3];
+    hp_listener_addr_t la[3];
     assert_int_equal(hp_engine_init(&e, 2, &T.cfg), 0);
     assert_int_equal(hp_engine_add_proto(&e, &proto_line, &marker), 0);
     for (int i = 0; i < 3; i++) {

@@ -38,9 +38,9 @@ static int free_port(void)
 
 static void parse_ok(const char *text, int family, const char *ip, int port, const char *canon)
 {
-    hp_listen_addr_t a;
+    hp_listener_addr_t a;
     memset(&a, 0xa5, sizeof a);
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     assert_int_equal(a.ss.ss_family, family);
     char buf[INET6_ADDRSTRLEN];
     if (family == AF_INET) {
@@ -60,8 +60,8 @@ static void parse_ok(const char *text, int family, const char *ip, int port, con
 
 static void parse_bad(const char *text)
 {
-    hp_listen_addr_t a;
-    if (hp_listen_addr_parse(text, &a) != -EINVAL)
+    hp_listener_addr_t a;
+    if (hp_listener_addr_parse(text, &a) != -EINVAL)
         fail_msg("\"%s\" was accepted", text);
 }
 
@@ -138,8 +138,8 @@ static void test_open_flags_and_accept(void **state)
     int port = free_port();
     char text[32];
     snprintf(text, sizeof text, "127.0.0.1:%d", port);
-    hp_listen_addr_t a;
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    hp_listener_addr_t a;
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     int fd = hp_listener_open(&a, 16);
     assert_true(fd >= 0);
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
@@ -184,17 +184,17 @@ static void test_open_in_use(void **state)
     assert_int_equal(listen(other, 4), 0);
     char text[32];
     snprintf(text, sizeof text, "127.0.0.1:%d", port);
-    hp_listen_addr_t a;
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    hp_listener_addr_t a;
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     assert_int_equal(hp_listener_open(&a, 16), -EADDRINUSE);
     /* all interfaces overlap the loopback binding too */
     snprintf(text, sizeof text, ":%d", port);
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     assert_int_equal(hp_listener_open(&a, 16), -EADDRINUSE);
     close(other);
     /* once it is gone the port can be had */
     snprintf(text, sizeof text, "127.0.0.1:%d", port);
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     int fd = hp_listener_open(&a, 16);
     assert_true(fd >= 0);
     close(fd);
@@ -216,8 +216,8 @@ static void test_open_ipv6_loopback(void **state)
         skip(); /* no IPv6 loopback here */
     char text[32];
     snprintf(text, sizeof text, "[::1]:%d", ntohs(s6.sin6_port));
-    hp_listen_addr_t a;
-    assert_int_equal(hp_listen_addr_parse(text, &a), 0);
+    hp_listener_addr_t a;
+    assert_int_equal(hp_listener_addr_parse(text, &a), 0);
     int fd = hp_listener_open(&a, 8);
     assert_true(fd >= 0);
     close(fd);
@@ -227,8 +227,8 @@ static void test_open_not_available(void **state)
 {
     (void)state;
     /* an address this host does not have (TEST-NET-3) */
-    hp_listen_addr_t a;
-    assert_int_equal(hp_listen_addr_parse("203.0.113.7:8080", &a), 0);
+    hp_listener_addr_t a;
+    assert_int_equal(hp_listener_addr_parse("203.0.113.7:8080", &a), 0);
     assert_int_equal(hp_listener_open(&a, 8), -EADDRNOTAVAIL);
 }
 

@@ -564,12 +564,12 @@ static void test_engine_two_protocols(void **state)
     assert_int_equal(hp_engine_add_proto(&e, &proto_w, &T.marker_w), 0);
     assert_int_equal(T.inits, 2);
     /* Free ports: bind 0, read it, let go (as open_listener does). */
-    hp_listen_addr_t la[2];
+    hp_listener_addr_t la[2];
     for (int i = 0; i < 2; i++) {
         close(open_listener());
         char text[32];
         snprintf(text, sizeof text, "127.0.0.1:%u", ntohs(H.addr.sin_port));
-        assert_int_equal(hp_listen_addr_parse(text, &la[i]), 0);
+        assert_int_equal(hp_listener_addr_parse(text, &la[i]), 0);
     }
     assert_int_equal(hp_engine_listen(&e, &la[0], 16, &proto_w), 0);
     assert_int_equal(hp_engine_listen(&e, &la[1], 16, &proto_b), 0);

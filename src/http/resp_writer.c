@@ -1,11 +1,11 @@
 /*
- * response.c - response heads from pre-built fragments.
+ * resp_writer.c - response heads from pre-built fragments.
  *
  * The head is written in place into the output chunk with memcpy of
  * constant fragments; the only per-response formatting is Content-Length.
- * Invariant: a head never exceeds HP_HTTP_HEAD_MAX + strlen(extra) bytes.
+ * Invariant: a head never exceeds HP_RESP_WRITER_HEAD_MAX + strlen(extra) bytes.
  */
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -90,13 +90,13 @@ static const status_line_t *find_status(int status, status_line_t *tmp, char *bu
     return tmp;
 }
 
-const char *hp_http_reason(int status)
+const char *hp_resp_writer_reason(int status)
 {
     const status_line_t *sl = lookup(status);
     return sl ? sl->reason : "";
 }
 
-uint32_t hp_http_u64(char *out, uint64_t v)
+uint32_t hp_resp_writer_u64(char *out, uint64_t v)
 {
     /* Two digits per division: most lengths have two to five digits. */
     static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
@@ -124,12 +124,12 @@ uint32_t hp_http_u64(char *out, uint64_t v)
         p += sizeof(lit) - 1;                                                  \
     } while (0)
 
-int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+int hp_resp_writer_head(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
                        uint64_t content_length, const char *extra, uint32_t flags)
 {
     size_t ctype_len = ctype ? strlen(ctype) : 0;
     size_t extra_len = extra ? strlen(extra) : 0;
-    uint32_t max = HP_HTTP_HEAD_MAX + (uint32_t)(ctype_len + extra_len);
+    uint32_t max = HP_RESP_WRITER_HEAD_MAX + (uint32_t)(ctype_len + extra_len);
     char *start = hp_conn_reserve(c, max);
     if (!start)
         return -ENOBUFS;
@@ -151,11 +151,11 @@ int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const ch
      * describe the representation, which we leave out as nginx does. */
     if (HP_LIKELY(status >= 200 && status != 204 && status != 304)) {
         PUT(p, "\r\nContent-Length: ");
-        p += hp_http_u64(p, content_length);
+        p += hp_resp_writer_u64(p, content_length);
     }
-    if (flags & HP_HTTP_R_CLOSE)
+    if (flags & HP_RESP_WRITER_F_CLOSE)
         PUT(p, "\r\nConnection: close");
-    else if (flags & HP_HTTP_R_KEEP_ALIVE)
+    else if (flags & HP_RESP_WRITER_F_KEEP_ALIVE)
         PUT(p, "\r\nConnection: keep-alive");
     PUT(p, "\r\n");
     if (extra_len) {
@@ -167,13 +167,13 @@ int hp_http_write_head(hp_conn_t *c, const hp_date_t *date, int status, const ch
     return 0;
 }
 
-int hp_http_respond(hp_conn_t *c, const hp_date_t *date, int status, const char *ctype,
+int hp_resp_writer_respond(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
                     const void *body, uint32_t len, const char *extra, uint32_t flags)
 {
-    int r = hp_http_write_head(c, date, status, ctype, len, extra, flags);
-    if (r < 0 || (flags & HP_HTTP_R_NO_BODY) || len == 0)
+    int r = hp_resp_writer_head(c, date, status, ctype, len, extra, flags);
+    if (r < 0 || (flags & HP_RESP_WRITER_F_NO_BODY) || len == 0)
         return r;
-    if (len <= HP_HTTP_INLINE_BODY)
+    if (len <= HP_RESP_WRITER_INLINE_BODY)
         return hp_conn_write(c, body, len);
     return hp_conn_write_ref(c, body, len, false);
 }

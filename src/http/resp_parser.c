@@ -1,7 +1,7 @@
 /*
- * resp.c - incremental HTTP/1.1 response parser for the client side.
+ * resp_parser.c - incremental HTTP/1.1 response parser for the client side.
  *
- * Central structure: hp_http_resp_t, a small resumable state machine for
+ * Central structure: hp_resp_parser_t, a small resumable state machine for
  * the head followed by a body framer. Like the request parser (parser.c),
  * the head state holds only offsets from the first byte of the response
  * (pos: next byte to examine; name/value: the field line in progress), so
@@ -15,10 +15,10 @@
  * status digits and the few framing fields are re-read when their line
  * ends); the outcome depends only on the bytes, never on how they were split
  * across calls, because every check is made in byte order and only on bytes
- * below the same cap; no byte at or past HP_HTTP_RESP_MAX_HEAD is read and
+ * below the same cap; no byte at or past HP_RESP_PARSER_MAX_HEAD is read and
  * no SIMD load reaches past the length the caller gave.
  */
-#include "hotpath/http_resp.h"
+#include "hotpath/http_resp_parser.h"
 
 #include "hotpath/common.h"
 #include "parser_int.h"
@@ -66,8 +66,8 @@ HP_INLINE bool is_digit(char c)
 
 /* Applies the meaning of a framing field; every other field is only
  * validated. Out of line: the caller's length switch already rejects most
- * fields. Returns 0 or -HP_HTTP_RESP_E_FRAMING. */
-static int apply_field(hp_http_resp_t *r, const char *name, size_t nlen, const char *v,
+ * fields. Returns 0 or -HP_RESP_PARSER_E_FRAMING. */
+static int apply_field(hp_resp_parser_t *r, const char *name, size_t nlen, const char *v,
                        size_t vlen)
 {
     switch (nlen) {
@@ -80,17 +80,17 @@ static int apply_field(hp_http_resp_t *r, const char *name, size_t nlen, const c
         break;
     case 14:
         if (ieq(name, "content-length", 14)) {
-            if (content_length_field(v, vlen, r->flags & HP_HTTP_RESP_F_CONTENT_LENGTH,
+            if (content_length_field(v, vlen, r->flags & HP_RESP_PARSER_F_CONTENT_LENGTH,
                                      &r->content_length) < 0)
-                return -HP_HTTP_RESP_E_FRAMING;
-            r->flags |= HP_HTTP_RESP_F_CONTENT_LENGTH;
+                return -HP_RESP_PARSER_E_FRAMING;
+            r->flags |= HP_RESP_PARSER_F_CONTENT_LENGTH;
         }
         break;
     case 17:
         if (ieq(name, "transfer-encoding", 17)) {
             bool chunked = r->pflags & PF_TE_CHUNKED, other = false;
             if (te_codings(v, vlen, &chunked, &other) < 0)
-                return -HP_HTTP_RESP_E_FRAMING;
+                return -HP_RESP_PARSER_E_FRAMING;
             r->pflags |= PF_TE | (chunked ? PF_TE_CHUNKED : 0) | (other ? PF_TE_OTHER : 0);
         }
         break;
@@ -101,34 +101,34 @@ static int apply_field(hp_http_resp_t *r, const char *name, size_t nlen, const c
 }
 
 /* The head is complete: decide the framing (RFC 9112 §6.3) and set up the
- * body state. Returns 0 or -HP_HTTP_RESP_E_FRAMING. */
-static int finish_head(hp_http_resp_t *r)
+ * body state. Returns 0 or -HP_RESP_PARSER_E_FRAMING. */
+static int finish_head(hp_resp_parser_t *r)
 {
     uint32_t flags = r->flags;
     if (r->pflags & PF_TE) {
         /* A load generator cannot undo other codings, and a 1.0 message
          * with Transfer-Encoding has faulty framing (RFC 9112 §6.1), as has
          * one with both TE and CL: all are reported, never guessed at. */
-        if (r->version_minor == 0 || (flags & HP_HTTP_RESP_F_CONTENT_LENGTH) ||
+        if (r->version_minor == 0 || (flags & HP_RESP_PARSER_F_CONTENT_LENGTH) ||
             (r->pflags & (PF_TE_CHUNKED | PF_TE_OTHER)) != PF_TE_CHUNKED)
-            return -HP_HTTP_RESP_E_FRAMING;
-        flags |= HP_HTTP_RESP_F_CHUNKED;
+            return -HP_RESP_PARSER_E_FRAMING;
+        flags |= HP_RESP_PARSER_F_CHUNKED;
     }
     if ((r->pflags & PF_CLOSE) || (r->version_minor == 0 && !(r->pflags & PF_KEEP_ALIVE)))
-        flags |= HP_HTTP_RESP_F_CLOSE;
+        flags |= HP_RESP_PARSER_F_CLOSE;
     /* RFC 9112 §6.3 rules 1-2: these never have a body, whatever their
      * Content-Length (which describes the GET response) says. */
     if (r->head_request || r->status < 200 || r->status == 204 || r->status == 304) {
-        flags |= HP_HTTP_RESP_F_NO_BODY;
+        flags |= HP_RESP_PARSER_F_NO_BODY;
         r->bstate = B_DONE;
-    } else if (flags & HP_HTTP_RESP_F_CHUNKED) {
+    } else if (flags & HP_RESP_PARSER_F_CHUNKED) {
         hp_http_chunked_init(&r->chunked, UINT64_MAX);
         r->bstate = B_CHUNKED;
-    } else if (flags & HP_HTTP_RESP_F_CONTENT_LENGTH) {
+    } else if (flags & HP_RESP_PARSER_F_CONTENT_LENGTH) {
         r->remaining = r->content_length;
         r->bstate = r->remaining ? B_LENGTH : B_DONE;
     } else {
-        flags |= HP_HTTP_RESP_F_UNTIL_CLOSE | HP_HTTP_RESP_F_CLOSE;
+        flags |= HP_RESP_PARSER_F_UNTIL_CLOSE | HP_RESP_PARSER_F_CLOSE;
         r->bstate = B_CLOSE;
     }
     r->flags = flags;
@@ -184,10 +184,10 @@ __attribute__((target("avx2"))) static inline void line_masks_avx2(const char *p
 }
 #endif
 
-HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mode)
+HP_INLINE int parse_impl(hp_resp_parser_t *r, const char *buf, size_t len, int mode)
 {
     /* Nothing at or past cap is ever read. */
-    const size_t cap = min_sz(len, HP_HTTP_RESP_MAX_HEAD);
+    const size_t cap = min_sz(len, HP_RESP_PARSER_MAX_HEAD);
     size_t pos = r->pos, i;
 
     if (HP_UNLIKELY(r->state == S_DONE))
@@ -195,19 +195,19 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
     /* The caller only ever appends; fewer bytes than already accepted
      * would make the scanners' (end - pos) wrap. */
     if (HP_UNLIKELY(pos > cap))
-        return -HP_HTTP_RESP_E_HEADER;
+        return -HP_RESP_PARSER_E_HEADER;
 
     if (r->state == S_STATUS) {
         long p = status_fixed(buf, pos, cap);
         if (p < 0)
-            return -HP_HTTP_RESP_E_STATUS;
+            return -HP_RESP_PARSER_E_STATUS;
         pos = (size_t)p;
         if (pos < STATUS_FIXED)
             goto need;
         unsigned st = (unsigned)(buf[9] - '0') * 100 + (unsigned)(buf[10] - '0') * 10 +
                       (unsigned)(buf[11] - '0');
         if (st < 100)
-            return -HP_HTTP_RESP_E_STATUS;
+            return -HP_RESP_PARSER_E_STATUS;
         r->status = (uint16_t)st;
         r->version_minor = buf[7] != '0';
         r->state = S_REASON;
@@ -222,7 +222,7 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
             if (c == ' ')
                 pos++;
             else if (c != '\r' && c != '\n')
-                return -HP_HTTP_RESP_E_STATUS;
+                return -HP_RESP_PARSER_E_STATUS;
         }
         i = scan_value(mode, buf, pos, cap);
         if (i == cap || (buf[i] == '\r' && i + 1 >= cap)) {
@@ -231,12 +231,12 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
         }
         if (buf[i] == '\r') {
             if (buf[i + 1] != '\n')
-                return -HP_HTTP_RESP_E_STATUS;
+                return -HP_RESP_PARSER_E_STATUS;
             pos = i + 2;
         } else if (buf[i] == '\n') {
             pos = i + 1;
         } else {
-            return -HP_HTTP_RESP_E_STATUS; /* control byte in the reason */
+            return -HP_RESP_PARSER_E_STATUS; /* control byte in the reason */
         }
         r->state = S_LINE;
     }
@@ -259,7 +259,7 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
             if (pos + 1 >= cap)
                 goto hneed_line;
             if (buf[pos + 1] != '\n')
-                return -HP_HTTP_RESP_E_HEADER;
+                return -HP_RESP_PARSER_E_HEADER;
             pos += 2;
             goto done;
         }
@@ -268,9 +268,9 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
             goto done;
         }
         if (is_ows(buf[pos]))
-            return -HP_HTTP_RESP_E_HEADER; /* obs-fold (RFC 9112 §5.2) */
-        if (nf >= HP_HTTP_RESP_MAX_FIELDS)
-            return -HP_HTTP_RESP_E_HEADER;
+            return -HP_RESP_PARSER_E_HEADER; /* obs-fold (RFC 9112 §5.2) */
+        if (nf >= HP_RESP_PARSER_MAX_FIELDS)
+            return -HP_RESP_PARSER_E_HEADER;
         name = (uint32_t)pos;
 #if HP_HAVE_AVX2_TARGET
         /* Most field lines fit in 32 bytes: one load classifies the name
@@ -284,7 +284,7 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
             }
             size_t t = (size_t)__builtin_ctz(tok);
             if (buf[pos + t] != ':' || t == 0)
-                return -HP_HTTP_RESP_E_HEADER;
+                return -HP_RESP_PARSER_E_HEADER;
             nlen = (uint32_t)t;
             /* Stop bytes are not tchars, so after the check above the
              * first stop lies past the colon and ends the line. Taking the
@@ -315,7 +315,7 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
             goto hneed;
         }
         if (buf[i] != ':' || i == name)
-            return -HP_HTTP_RESP_E_HEADER; /* no name, or SP before the colon */
+            return -HP_RESP_PARSER_E_HEADER; /* no name, or SP before the colon */
         nlen = (uint32_t)(i - name);
         pos = i + 1;
         value = (uint32_t)pos;
@@ -339,12 +339,12 @@ HP_INLINE int parse_impl(hp_http_resp_t *r, const char *buf, size_t len, int mod
         size_t next;
         if (buf[i] == '\r') {
             if (buf[i + 1] != '\n')
-                return -HP_HTTP_RESP_E_HEADER; /* bare CR */
+                return -HP_RESP_PARSER_E_HEADER; /* bare CR */
             next = i + 2;
         } else if (buf[i] == '\n') {
             next = i + 1;
         } else {
-            return -HP_HTTP_RESP_E_HEADER; /* NUL or another control byte */
+            return -HP_RESP_PARSER_E_HEADER; /* NUL or another control byte */
         }
         switch (nlen) {
         case 10: case 14: case 17: {
@@ -375,7 +375,7 @@ done:
 need:
     r->pos = (uint32_t)pos;
     /* Bytes exist past what the head limit lets us look at. */
-    return len > cap ? -HP_HTTP_RESP_E_HEADER : 0;
+    return len > cap ? -HP_RESP_PARSER_E_HEADER : 0;
 
 hneed_line:
     r->state = S_LINE;
@@ -385,16 +385,16 @@ hneed:
     r->value = value;
     r->name_len = (uint16_t)nlen;
     r->nfields = (uint16_t)nf;
-    return len > cap ? -HP_HTTP_RESP_E_HEADER : 0;
+    return len > cap ? -HP_RESP_PARSER_E_HEADER : 0;
 }
 
-static int parse_scalar(hp_http_resp_t *r, const char *buf, size_t len)
+static int parse_scalar(hp_resp_parser_t *r, const char *buf, size_t len)
 {
     return parse_impl(r, buf, len, HP_HTTP_SIMD_SCALAR);
 }
 
 #if HP_HAVE_SSE42_TARGET
-__attribute__((target("sse4.2"))) static int parse_sse42(hp_http_resp_t *r, const char *buf,
+__attribute__((target("sse4.2"))) static int parse_sse42(hp_resp_parser_t *r, const char *buf,
                                                          size_t len)
 {
     return parse_impl(r, buf, len, HP_HTTP_SIMD_SSE42);
@@ -402,14 +402,14 @@ __attribute__((target("sse4.2"))) static int parse_sse42(hp_http_resp_t *r, cons
 #endif
 
 #if HP_HAVE_AVX2_TARGET
-__attribute__((target("avx2"))) static int parse_avx2(hp_http_resp_t *r, const char *buf,
+__attribute__((target("avx2"))) static int parse_avx2(hp_resp_parser_t *r, const char *buf,
                                                       size_t len)
 {
     return parse_impl(r, buf, len, HP_HTTP_SIMD_AVX2);
 }
 #endif
 
-int hp_http_resp_parse_head_mode(struct hp_http_resp *r, const char *buf, size_t len, int mode)
+int hp_resp_parser_head_mode(struct hp_resp_parser *r, const char *buf, size_t len, int mode)
 {
     /* The CPU feature test is a load of a word the runtime filled in at
      * start-up, so picking the flavour per call costs no more than an
@@ -426,20 +426,20 @@ int hp_http_resp_parse_head_mode(struct hp_http_resp *r, const char *buf, size_t
     return parse_scalar(r, buf, len);
 }
 
-int hp_http_resp_parse_head(hp_http_resp_t *r, const char *buf, size_t len)
+int hp_resp_parser_head(hp_resp_parser_t *r, const char *buf, size_t len)
 {
-    return hp_http_resp_parse_head_mode(r, buf, len, hp_http_parser_mode());
+    return hp_resp_parser_head_mode(r, buf, len, hp_http_parser_mode());
 }
 
-void hp_http_resp_init(hp_http_resp_t *r, bool head_request)
+void hp_resp_parser_init(hp_resp_parser_t *r, bool head_request)
 {
     /* The chunked state is set up only when a chunked head completes, so
      * the common reset stays a few stores. */
-    memset(r, 0, offsetof(hp_http_resp_t, chunked));
+    memset(r, 0, offsetof(hp_resp_parser_t, chunked));
     r->head_request = head_request;
 }
 
-int hp_http_resp_body(hp_http_resp_t *r, char *buf, size_t len, size_t *consumed)
+int hp_resp_parser_body(hp_resp_parser_t *r, char *buf, size_t len, size_t *consumed)
 {
     switch (r->bstate) {
     case B_LENGTH: {
@@ -456,7 +456,7 @@ int hp_http_resp_body(hp_http_resp_t *r, char *buf, size_t len, size_t *consumed
         int rc = hp_http_chunked_decode(&r->chunked, buf, len, consumed, &out);
         if (rc < 0) {
             r->bstate = B_ERROR;
-            return -HP_HTTP_RESP_E_FRAMING;
+            return -HP_RESP_PARSER_E_FRAMING;
         }
         if (rc == 1)
             r->bstate = B_DONE;
@@ -470,27 +470,27 @@ int hp_http_resp_body(hp_http_resp_t *r, char *buf, size_t len, size_t *consumed
         return 1;
     default: /* head incomplete, or an earlier framing error */
         *consumed = 0;
-        return -HP_HTTP_RESP_E_FRAMING;
+        return -HP_RESP_PARSER_E_FRAMING;
     }
 }
 
-int hp_http_resp_body_eof(hp_http_resp_t *r)
+int hp_resp_parser_body_eof(hp_resp_parser_t *r)
 {
     if (r->bstate == B_CLOSE)
         r->bstate = B_DONE;
-    return r->bstate == B_DONE ? 1 : -HP_HTTP_RESP_E_TRUNCATED;
+    return r->bstate == B_DONE ? 1 : -HP_RESP_PARSER_E_TRUNCATED;
 }
 
-const char *hp_http_resp_strerror(int err)
+const char *hp_resp_parser_strerror(int err)
 {
     switch (err < 0 ? -err : err) {
-    case HP_HTTP_RESP_E_STATUS:
+    case HP_RESP_PARSER_E_STATUS:
         return "status";
-    case HP_HTTP_RESP_E_HEADER:
+    case HP_RESP_PARSER_E_HEADER:
         return "header";
-    case HP_HTTP_RESP_E_FRAMING:
+    case HP_RESP_PARSER_E_FRAMING:
         return "framing";
-    case HP_HTTP_RESP_E_TRUNCATED:
+    case HP_RESP_PARSER_E_TRUNCATED:
         return "truncated";
     default:
         return "?";

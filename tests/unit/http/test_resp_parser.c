@@ -1,5 +1,5 @@
 /*
- * test_resp.c - unit tests for the HTTP/1.1 response parser (src/http/resp.c).
+ * test_resp_parser.c - unit tests for the HTTP/1.1 response parser (src/http/resp_parser.c).
  *
  * Every case runs under each scanner flavour the CPU has. Real responses
  * (hotpath, nginx, h2o, chunked with extensions and trailers, 204, 304,
@@ -11,7 +11,7 @@
  * compaction, and inputs ending at a PROT_NONE guard page.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/http_resp.h"
+#include "hotpath/http_resp_parser.h"
 #include "http/parser_int.h"
 
 #include <setjmp.h>
@@ -26,16 +26,16 @@
 
 #include <cmocka.h>
 
-#define CL HP_HTTP_RESP_F_CONTENT_LENGTH
-#define CH HP_HTTP_RESP_F_CHUNKED
-#define CLOSE HP_HTTP_RESP_F_CLOSE
-#define NOB HP_HTTP_RESP_F_NO_BODY
-#define UNTIL HP_HTTP_RESP_F_UNTIL_CLOSE
+#define CL HP_RESP_PARSER_F_CONTENT_LENGTH
+#define CH HP_RESP_PARSER_F_CHUNKED
+#define CLOSE HP_RESP_PARSER_F_CLOSE
+#define NOB HP_RESP_PARSER_F_NO_BODY
+#define UNTIL HP_RESP_PARSER_F_UNTIL_CLOSE
 
-#define E_STATUS (-HP_HTTP_RESP_E_STATUS)
-#define E_HEADER (-HP_HTTP_RESP_E_HEADER)
-#define E_FRAMING (-HP_HTTP_RESP_E_FRAMING)
-#define E_TRUNC (-HP_HTTP_RESP_E_TRUNCATED)
+#define E_STATUS (-HP_RESP_PARSER_E_STATUS)
+#define E_HEADER (-HP_RESP_PARSER_E_HEADER)
+#define E_FRAMING (-HP_RESP_PARSER_E_FRAMING)
+#define E_TRUNC (-HP_RESP_PARSER_E_TRUNCATED)
 
 static int modes[3];
 static int nmodes;
@@ -59,10 +59,10 @@ static char *dup_exact(const char *s, size_t n)
     return p;
 }
 
-static int head_n(hp_http_resp_t *r, const char *s, size_t n, int mode)
+static int head_n(hp_resp_parser_t *r, const char *s, size_t n, int mode)
 {
     char *p = dup_exact(s, n);
-    int rc = hp_http_resp_parse_head_mode(r, p, n, mode);
+    int rc = hp_resp_parser_head_mode(r, p, n, mode);
     free(p);
     return rc;
 }
@@ -74,9 +74,9 @@ struct outcome {
     uint8_t vminor;
     uint32_t flags, head_len;
     uint64_t cl;
-    int body;        /* last hp_http_resp_body result */
+    int body;        /* last hp_resp_parser_body result */
     size_t used;     /* body bytes consumed */
-    int eof;         /* hp_http_resp_body_eof afterwards */
+    int eof;         /* hp_resp_parser_body_eof afterwards */
 };
 
 /* Runs one response s[0..n) through a client: the head is fed as the
@@ -86,9 +86,9 @@ struct outcome {
 static void run(const char *s, size_t n, bool head_req, size_t hs, size_t bs, int mode,
                 struct outcome *o)
 {
-    hp_http_resp_t r;
+    hp_resp_parser_t r;
     memset(o, 0, sizeof(*o));
-    hp_http_resp_init(&r, head_req);
+    hp_resp_parser_init(&r, head_req);
     int rc = head_n(&r, s, hs < n ? hs : n, mode);
     if (rc == 0)
         rc = head_n(&r, s, n, mode);
@@ -108,7 +108,7 @@ static void run(const char *s, size_t n, bool head_req, size_t hs, size_t bs, in
         size_t end = round == 0 ? split : n;
         char *p = dup_exact(s + pos, end - pos);
         size_t used = 12345;
-        b = hp_http_resp_body(&r, p, end - pos, &used);
+        b = hp_resp_parser_body(&r, p, end - pos, &used);
         free(p);
         assert_true(used <= end - pos);
         if (b == 0)
@@ -117,7 +117,7 @@ static void run(const char *s, size_t n, bool head_req, size_t hs, size_t bs, in
         o->used += used;
     }
     o->body = b;
-    o->eof = hp_http_resp_body_eof(&r);
+    o->eof = hp_resp_parser_body_eof(&r);
 }
 
 static void assert_same(const struct outcome *a, const struct outcome *b)
@@ -145,8 +145,8 @@ static void check_splits(const char *s, size_t n, bool head_req, struct outcome 
         assert_same(whole, &o);
         for (size_t k = 0; k <= n; k++) {
             if (whole->head > 0 && k < (size_t)whole->head) {
-                hp_http_resp_t r;
-                hp_http_resp_init(&r, head_req);
+                hp_resp_parser_t r;
+                hp_resp_parser_init(&r, head_req);
                 assert_int_equal(head_n(&r, s, k, modes[mi]), 0);
             }
             run(s, n, head_req, k, n, modes[mi], &o);
@@ -159,8 +159,8 @@ static void check_splits(const char *s, size_t n, bool head_req, struct outcome 
             }
         }
         /* A byte at a time through the head. */
-        hp_http_resp_t r;
-        hp_http_resp_init(&r, head_req);
+        hp_resp_parser_t r;
+        hp_resp_parser_init(&r, head_req);
         int rc = 0;
         for (size_t k = 0; k <= n && rc == 0; k++)
             rc = head_n(&r, s, k, modes[mi]);
@@ -292,20 +292,20 @@ static void test_chunked_decoded_in_place(void **state)
     (void)state;
     char s[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                "5;x\r\nhello\r\n6\r\n world\r\n0\r\n\r\nHTTP/1.1";
-    hp_http_resp_t r;
-    hp_http_resp_init(&r, false);
-    int h = hp_http_resp_parse_head(&r, s, strlen(s));
+    hp_resp_parser_t r;
+    hp_resp_parser_init(&r, false);
+    int h = hp_resp_parser_head(&r, s, strlen(s));
     assert_true(h > 0);
     size_t used;
     char *b = s + h;
-    assert_int_equal(hp_http_resp_body(&r, b, strlen(b), &used), 1);
+    assert_int_equal(hp_resp_parser_body(&r, b, strlen(b), &used), 1);
     assert_int_equal(used, strlen(b) - 8);
     assert_memory_equal(b, "hello world", 11);
     assert_memory_equal(b + used, "HTTP/1.1", 8);
     /* Done stays done. */
-    assert_int_equal(hp_http_resp_body(&r, b + used, 8, &used), 1);
+    assert_int_equal(hp_resp_parser_body(&r, b + used, 8, &used), 1);
     assert_int_equal(used, 0);
-    assert_int_equal(hp_http_resp_parse_head(&r, s, strlen(s)), h);
+    assert_int_equal(hp_resp_parser_head(&r, s, strlen(s)), h);
 }
 
 /* 100 Continue then 200 in one read: the 1xx is a response of its own. */
@@ -319,8 +319,8 @@ static void test_interim_then_final(void **state)
         size_t off = 0, n = sizeof(s) - 1;
         static const uint16_t want[] = {100, 103, 200};
         for (int k = 0; k < 3; k++) {
-            hp_http_resp_t r;
-            hp_http_resp_init(&r, false);
+            hp_resp_parser_t r;
+            hp_resp_parser_init(&r, false);
             int h = head_n(&r, s + off, n - off, modes[mi]);
             assert_true(h > 0);
             assert_int_equal(r.status, want[k]);
@@ -328,7 +328,7 @@ static void test_interim_then_final(void **state)
             off += (size_t)h;
             char *p = dup_exact(s + off, n - off);
             size_t used;
-            assert_int_equal(hp_http_resp_body(&r, p, n - off, &used), 1);
+            assert_int_equal(hp_resp_parser_body(&r, p, n - off, &used), 1);
             free(p);
             assert_int_equal(used, k < 2 ? 0 : 2);
             off += used;
@@ -367,12 +367,12 @@ static void test_pipelined(void **state)
             char buf[4096];
             size_t have = 0, fed = 0;
             size_t idx = 0;
-            hp_http_resp_t r;
-            hp_http_resp_init(&r, seq[0].head_req);
+            hp_resp_parser_t r;
+            hp_resp_parser_init(&r, seq[0].head_req);
             bool in_body = false;
             while (idx < HP_ARRAY_LEN(seq)) {
                 if (!in_body) {
-                    int h = hp_http_resp_parse_head_mode(&r, buf, have, modes[mi]);
+                    int h = hp_resp_parser_head_mode(&r, buf, have, modes[mi]);
                     assert_true(h >= 0);
                     if (h > 0) {
                         memmove(buf, buf + h, have - (size_t)h);
@@ -382,14 +382,14 @@ static void test_pipelined(void **state)
                     }
                 } else {
                     size_t used;
-                    int b = hp_http_resp_body(&r, buf, have, &used);
+                    int b = hp_resp_parser_body(&r, buf, have, &used);
                     assert_true(b >= 0);
                     memmove(buf, buf + used, have - used);
                     have -= used;
                     if (b == 1) {
                         assert_true(r.flags & CL ? r.content_length <= 615 : 1);
                         if (++idx < HP_ARRAY_LEN(seq))
-                            hp_http_resp_init(&r, seq[idx].head_req);
+                            hp_resp_parser_init(&r, seq[idx].head_req);
                         in_body = false;
                         continue;
                     }
@@ -537,12 +537,12 @@ static void test_chunked_malformed(void **state)
     memcpy(s, head, sizeof(head) - 1);
     memcpy(s + sizeof(head) - 1, "0\r\nX: ", 6);
     memset(s + sizeof(head) - 1 + 6, 'a', n - 6);
-    hp_http_resp_t r;
-    hp_http_resp_init(&r, false);
-    assert_int_equal(hp_http_resp_parse_head(&r, s, sizeof(head) - 1), (int)sizeof(head) - 1);
+    hp_resp_parser_t r;
+    hp_resp_parser_init(&r, false);
+    assert_int_equal(hp_resp_parser_head(&r, s, sizeof(head) - 1), (int)sizeof(head) - 1);
     size_t used;
-    assert_int_equal(hp_http_resp_body(&r, s + sizeof(head) - 1, n, &used), E_FRAMING);
-    assert_int_equal(hp_http_resp_body(&r, s + sizeof(head) - 1, n, &used), E_FRAMING);
+    assert_int_equal(hp_resp_parser_body(&r, s + sizeof(head) - 1, n, &used), E_FRAMING);
+    assert_int_equal(hp_resp_parser_body(&r, s + sizeof(head) - 1, n, &used), E_FRAMING);
     assert_int_equal(used, 0);
     free(s);
 }
@@ -574,52 +574,52 @@ static void test_limits(void **state)
     static char buf[70000];
     for (int mi = 0; mi < nmodes; mi++) {
         int m = modes[mi];
-        hp_http_resp_t r;
+        hp_resp_parser_t r;
         size_t n = make_head(buf, 2000, 100);
-        hp_http_resp_init(&r, false);
+        hp_resp_parser_init(&r, false);
         assert_int_equal(head_n(&r, buf, n, m), (int)n);
         assert_int_equal(r.flags, UNTIL | CLOSE);
         n = make_head(buf, 2000, 101);
-        hp_http_resp_init(&r, false);
+        hp_resp_parser_init(&r, false);
         assert_int_equal(head_n(&r, buf, n, m), E_HEADER);
         /* The head limit, exactly and one past. */
-        n = make_head(buf, HP_HTTP_RESP_MAX_HEAD, 3);
-        assert_int_equal(n, HP_HTTP_RESP_MAX_HEAD);
-        hp_http_resp_init(&r, false);
+        n = make_head(buf, HP_RESP_PARSER_MAX_HEAD, 3);
+        assert_int_equal(n, HP_RESP_PARSER_MAX_HEAD);
+        hp_resp_parser_init(&r, false);
         assert_int_equal(head_n(&r, buf, n, m), (int)n);
-        hp_http_resp_init(&r, false);
+        hp_resp_parser_init(&r, false);
         assert_int_equal(head_n(&r, buf, n + 1, m), (int)n); /* next byte is not read */
-        n = make_head(buf, HP_HTTP_RESP_MAX_HEAD + 1, 3);
-        hp_http_resp_init(&r, false);
-        assert_int_equal(head_n(&r, buf, HP_HTTP_RESP_MAX_HEAD, m), 0);
+        n = make_head(buf, HP_RESP_PARSER_MAX_HEAD + 1, 3);
+        hp_resp_parser_init(&r, false);
+        assert_int_equal(head_n(&r, buf, HP_RESP_PARSER_MAX_HEAD, m), 0);
         assert_int_equal(head_n(&r, buf, n, m), E_HEADER);
         /* A status line that never ends. */
         memcpy(buf, "HTTP/1.1 200 ", 13);
         memset(buf + 13, 'r', sizeof(buf) - 13);
-        hp_http_resp_init(&r, false);
-        assert_int_equal(head_n(&r, buf, HP_HTTP_RESP_MAX_HEAD, m), 0);
+        hp_resp_parser_init(&r, false);
+        assert_int_equal(head_n(&r, buf, HP_RESP_PARSER_MAX_HEAD, m), 0);
         assert_int_equal(head_n(&r, buf, sizeof(buf), m), E_HEADER);
         /* Content-Length at the top of uint64. */
-        hp_http_resp_init(&r, false);
+        hp_resp_parser_init(&r, false);
         const char *s = OK_LINE "Content-Length: 18446744073709551615\r\n\r\n";
         assert_int_equal(head_n(&r, s, strlen(s), m), (int)strlen(s));
         assert_true(r.content_length == UINT64_MAX);
         size_t used;
         char body[64] = {0};
-        assert_int_equal(hp_http_resp_body(&r, body, sizeof(body), &used), 0);
+        assert_int_equal(hp_resp_parser_body(&r, body, sizeof(body), &used), 0);
         assert_int_equal(used, sizeof(body));
-        assert_int_equal(hp_http_resp_body_eof(&r), E_TRUNC);
+        assert_int_equal(hp_resp_parser_body_eof(&r), E_TRUNC);
     }
     /* Chunked sizes that add up beyond 4 GiB. */
-    hp_http_resp_t r;
+    hp_resp_parser_t r;
     const char *s = OK_LINE "Transfer-Encoding: chunked\r\n\r\n";
-    hp_http_resp_init(&r, false);
-    assert_true(hp_http_resp_parse_head(&r, s, strlen(s)) > 0);
+    hp_resp_parser_init(&r, false);
+    assert_true(hp_resp_parser_head(&r, s, strlen(s)) > 0);
     char sz[] = "ffffffffff\r\n";
     size_t used;
-    assert_int_equal(hp_http_resp_body(&r, sz, strlen(sz), &used), 0);
+    assert_int_equal(hp_resp_parser_body(&r, sz, strlen(sz), &used), 0);
     assert_int_equal(used, strlen(sz));
-    assert_int_equal(hp_http_resp_body_eof(&r), E_TRUNC);
+    assert_int_equal(hp_resp_parser_body_eof(&r), E_TRUNC);
 }
 
 /* ------------------------------------------------------------------ */
@@ -650,21 +650,21 @@ static void test_truncated(void **state)
         size_t n = cases[i].cut;
         assert_true(n <= strlen(cases[i].text));
         memcpy(buf, cases[i].text, n);
-        hp_http_resp_t r;
-        hp_http_resp_init(&r, false);
-        int h = hp_http_resp_parse_head(&r, buf, n);
+        hp_resp_parser_t r;
+        hp_resp_parser_init(&r, false);
+        int h = hp_resp_parser_head(&r, buf, n);
         if (h > 0) {
             size_t used;
-            int b = hp_http_resp_body(&r, buf + h, n - (size_t)h, &used);
+            int b = hp_resp_parser_body(&r, buf + h, n - (size_t)h, &used);
             assert_true(b >= 0);
         } else {
             assert_int_equal(h, 0);
             /* A body call before the head is complete is refused. */
             size_t used = 99;
-            assert_int_equal(hp_http_resp_body(&r, buf, n, &used), E_FRAMING);
+            assert_int_equal(hp_resp_parser_body(&r, buf, n, &used), E_FRAMING);
             assert_int_equal(used, 0);
         }
-        assert_int_equal(hp_http_resp_body_eof(&r), cases[i].want);
+        assert_int_equal(hp_resp_parser_body_eof(&r), cases[i].want);
     }
 }
 
@@ -672,24 +672,24 @@ static void test_misuse_and_names(void **state)
 {
     (void)state;
     static const char s[] = "HTTP/1.1 200 OK\r\nServer: x\r\n\r\n";
-    hp_http_resp_t r;
-    hp_http_resp_init(&r, false);
-    assert_int_equal(hp_http_resp_parse_head(&r, s, 20), 0);
+    hp_resp_parser_t r;
+    hp_resp_parser_init(&r, false);
+    assert_int_equal(hp_resp_parser_head(&r, s, 20), 0);
     /* Fewer bytes than were already accepted. */
-    assert_int_equal(hp_http_resp_parse_head(&r, s, 10), E_HEADER);
+    assert_int_equal(hp_resp_parser_head(&r, s, 10), E_HEADER);
     /* Re-init clears everything, including a previous HEAD flag. */
-    hp_http_resp_init(&r, true);
-    assert_int_equal(hp_http_resp_parse_head(&r, s, sizeof(s) - 1), (int)sizeof(s) - 1);
+    hp_resp_parser_init(&r, true);
+    assert_int_equal(hp_resp_parser_head(&r, s, sizeof(s) - 1), (int)sizeof(s) - 1);
     assert_true(r.flags & NOB);
-    hp_http_resp_init(&r, false);
-    assert_int_equal(hp_http_resp_parse_head(&r, s, sizeof(s) - 1), (int)sizeof(s) - 1);
+    hp_resp_parser_init(&r, false);
+    assert_int_equal(hp_resp_parser_head(&r, s, sizeof(s) - 1), (int)sizeof(s) - 1);
     assert_false(r.flags & NOB);
-    assert_string_equal(hp_http_resp_strerror(E_STATUS), "status");
-    assert_string_equal(hp_http_resp_strerror(HP_HTTP_RESP_E_HEADER), "header");
-    assert_string_equal(hp_http_resp_strerror(E_FRAMING), "framing");
-    assert_string_equal(hp_http_resp_strerror(E_TRUNC), "truncated");
-    assert_string_equal(hp_http_resp_strerror(0), "?");
-    assert_string_equal(hp_http_resp_strerror(-77), "?");
+    assert_string_equal(hp_resp_parser_strerror(E_STATUS), "status");
+    assert_string_equal(hp_resp_parser_strerror(HP_RESP_PARSER_E_HEADER), "header");
+    assert_string_equal(hp_resp_parser_strerror(E_FRAMING), "framing");
+    assert_string_equal(hp_resp_parser_strerror(E_TRUNC), "truncated");
+    assert_string_equal(hp_resp_parser_strerror(0), "?");
+    assert_string_equal(hp_resp_parser_strerror(-77), "?");
 }
 
 /* ------------------------------------------------------------------ */
@@ -709,32 +709,32 @@ static void test_guard_page(void **state)
             for (size_t k = 0; k <= n; k++) {
                 char *p = map + page - k;
                 memcpy(p, s, k);
-                hp_http_resp_t r;
-                hp_http_resp_init(&r, reals[i].head_req);
-                int h = hp_http_resp_parse_head_mode(&r, p, k, modes[mi]);
+                hp_resp_parser_t r;
+                hp_resp_parser_init(&r, reals[i].head_req);
+                int h = hp_resp_parser_head_mode(&r, p, k, modes[mi]);
                 assert_true(h >= 0);
                 if (h > 0) {
                     size_t used;
-                    assert_true(hp_http_resp_body(&r, p + h, k - (size_t)h, &used) >= 0);
+                    assert_true(hp_resp_parser_body(&r, p + h, k - (size_t)h, &used) >= 0);
                 }
             }
         }
         /* Long runs of each class ending at the guard. */
         for (size_t k = 13; k < 200; k++) {
             char *p = map + page - k;
-            hp_http_resp_t r;
+            hp_resp_parser_t r;
             memset(p, 'r', k);
             memcpy(p, "HTTP/1.1 200 ", 13);
-            hp_http_resp_init(&r, false);
-            assert_int_equal(hp_http_resp_parse_head_mode(&r, p, k, modes[mi]), 0);
+            hp_resp_parser_init(&r, false);
+            assert_int_equal(hp_resp_parser_head_mode(&r, p, k, modes[mi]), 0);
             if (k > 20) {
                 memset(p, 'n', k);
                 memcpy(p, OK_LINE, 17);
-                hp_http_resp_init(&r, false);
-                assert_int_equal(hp_http_resp_parse_head_mode(&r, p, k, modes[mi]), 0);
+                hp_resp_parser_init(&r, false);
+                assert_int_equal(hp_resp_parser_head_mode(&r, p, k, modes[mi]), 0);
                 p[20] = ':';
-                hp_http_resp_init(&r, false);
-                assert_int_equal(hp_http_resp_parse_head_mode(&r, p, k, modes[mi]), 0);
+                hp_resp_parser_init(&r, false);
+                assert_int_equal(hp_resp_parser_head_mode(&r, p, k, modes[mi]), 0);
             }
         }
     }
@@ -754,13 +754,13 @@ static void test_no_allocation(void **state)
         char buf[1024];
         size_t n = strlen(reals[i].text);
         memcpy(buf, reals[i].text, n);
-        hp_http_resp_t r;
-        hp_http_resp_init(&r, reals[i].head_req);
-        int h = hp_http_resp_parse_head(&r, buf, n);
+        hp_resp_parser_t r;
+        hp_resp_parser_init(&r, reals[i].head_req);
+        int h = hp_resp_parser_head(&r, buf, n);
         assert_true(h > 0);
         size_t used;
-        assert_true(hp_http_resp_body(&r, buf + h, n - (size_t)h, &used) >= 0);
-        assert_int_equal(hp_http_resp_body_eof(&r), 1);
+        assert_true(hp_resp_parser_body(&r, buf + h, n - (size_t)h, &used) >= 0);
+        assert_int_equal(hp_resp_parser_body_eof(&r), 1);
     }
     hp_alloc_fail_after(0, 0);
     assert_int_equal(hp_alloc_count(), before);

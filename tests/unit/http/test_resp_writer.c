@@ -1,5 +1,5 @@
 /*
- * test_response.c - response heads: decimal formatting of lengths and the
+ * test_resp_writer.c - response heads: decimal formatting of lengths and the
  * status table (reason phrases, unknown codes).
  */
 #include <setjmp.h>
@@ -12,12 +12,12 @@
 
 #include <cmocka.h>
 
-#include "hotpath/http_response.h"
+#include "hotpath/http_resp_writer.h"
 
 static void check_u64(uint64_t v)
 {
     char got[32], want[32];
-    uint32_t n = hp_http_u64(got, v);
+    uint32_t n = hp_resp_writer_u64(got, v);
     got[n] = '\0';
     snprintf(want, sizeof want, "%llu", (unsigned long long)v);
     assert_string_equal(got, want);
@@ -47,15 +47,15 @@ static void test_u64_matches_snprintf(void **state)
 static void test_reasons(void **state)
 {
     (void)state;
-    assert_string_equal(hp_http_reason(200), "OK");
-    assert_string_equal(hp_http_reason(201), "Created");
-    assert_string_equal(hp_http_reason(404), "Not Found");
-    assert_string_equal(hp_http_reason(413), "Content Too Large");
-    assert_string_equal(hp_http_reason(431), "Request Header Fields Too Large");
-    assert_string_equal(hp_http_reason(505), "HTTP Version Not Supported");
+    assert_string_equal(hp_resp_writer_reason(200), "OK");
+    assert_string_equal(hp_resp_writer_reason(201), "Created");
+    assert_string_equal(hp_resp_writer_reason(404), "Not Found");
+    assert_string_equal(hp_resp_writer_reason(413), "Content Too Large");
+    assert_string_equal(hp_resp_writer_reason(431), "Request Header Fields Too Large");
+    assert_string_equal(hp_resp_writer_reason(505), "HTTP Version Not Supported");
     /* Unknown codes have no phrase (the line then reads "HTTP/1.1 299 "). */
-    assert_string_equal(hp_http_reason(299), "");
-    assert_string_equal(hp_http_reason(0), "");
+    assert_string_equal(hp_resp_writer_reason(299), "");
+    assert_string_equal(hp_resp_writer_reason(0), "");
 }
 
 int main(void)

@@ -1,6 +1,6 @@
 /*
- * fuzz_http_resp.c - libFuzzer target for the HTTP response parser
- * (src/http/resp.c).
+ * fuzz_resp_parser.c - libFuzzer target for the HTTP response parser
+ * (src/http/resp_parser.c).
  *
  * The first input byte says which responses answer a HEAD request (bit i
  * for the i-th response); the rest is a stream of pipelined responses. A
@@ -15,7 +15,7 @@
  * ASan catches any read past the end. Invariants of each complete head are
  * checked as well.
  */
-#include "hotpath/http_resp.h"
+#include "hotpath/http_resp_parser.h"
 #include "http/parser_int.h"
 
 #include <stdint.h>
@@ -64,19 +64,19 @@ static char *copy_exact(const char *p, size_t n)
     return c;
 }
 
-static void check_head(const hp_http_resp_t *r, int h)
+static void check_head(const hp_resp_parser_t *r, int h)
 {
     uint32_t f = r->flags;
     if ((uint32_t)h != r->head_len || r->status < 100 || r->status > 999 || r->version_minor > 1)
         abort();
-    if ((f & HP_HTTP_RESP_F_CHUNKED) && (f & HP_HTTP_RESP_F_CONTENT_LENGTH))
+    if ((f & HP_RESP_PARSER_F_CHUNKED) && (f & HP_RESP_PARSER_F_CONTENT_LENGTH))
         abort();
-    if ((f & HP_HTTP_RESP_F_UNTIL_CLOSE) &&
-        (!(f & HP_HTTP_RESP_F_CLOSE) ||
-         (f & (HP_HTTP_RESP_F_CHUNKED | HP_HTTP_RESP_F_CONTENT_LENGTH | HP_HTTP_RESP_F_NO_BODY))))
+    if ((f & HP_RESP_PARSER_F_UNTIL_CLOSE) &&
+        (!(f & HP_RESP_PARSER_F_CLOSE) ||
+         (f & (HP_RESP_PARSER_F_CHUNKED | HP_RESP_PARSER_F_CONTENT_LENGTH | HP_RESP_PARSER_F_NO_BODY))))
         abort();
     bool nob = r->status < 200 || r->status == 204 || r->status == 304;
-    if (nob && !(f & HP_HTTP_RESP_F_NO_BODY))
+    if (nob && !(f & HP_RESP_PARSER_F_NO_BODY))
         abort();
 }
 
@@ -92,13 +92,13 @@ static void client(const uint8_t *d, size_t n, unsigned head_bits, uint64_t seed
     size_t have = 0, fed = 0, used_total = 0;
     int nresp = 0;
     bool in_body = false;
-    hp_http_resp_t r;
-    hp_http_resp_init(&r, head_bits & 1);
+    hp_resp_parser_t r;
+    hp_resp_parser_init(&r, head_bits & 1);
     t->n = 0;
     for (;;) {
         if (!in_body) {
             char *c = copy_exact(buf, have);
-            int h = hp_http_resp_parse_head_mode(&r, c, have, mode);
+            int h = hp_resp_parser_head_mode(&r, c, have, mode);
             free(c);
             if (h < 0) {
                 put(t, h);
@@ -120,7 +120,7 @@ static void client(const uint8_t *d, size_t n, unsigned head_bits, uint64_t seed
         } else {
             char *c = copy_exact(buf, have);
             size_t used = SIZE_MAX;
-            int b = hp_http_resp_body(&r, c, have, &used);
+            int b = hp_resp_parser_body(&r, c, have, &used);
             free(c);
             if (used > have || (b == 0 && used != have))
                 abort();
@@ -133,18 +133,18 @@ static void client(const uint8_t *d, size_t n, unsigned head_bits, uint64_t seed
                 break;
             }
             if (b == 1) {
-                if ((r.flags & HP_HTTP_RESP_F_CONTENT_LENGTH) &&
-                    !(r.flags & HP_HTTP_RESP_F_NO_BODY) && used_total != r.content_length)
+                if ((r.flags & HP_RESP_PARSER_F_CONTENT_LENGTH) &&
+                    !(r.flags & HP_RESP_PARSER_F_NO_BODY) && used_total != r.content_length)
                     abort();
-                if ((r.flags & HP_HTTP_RESP_F_NO_BODY) && used_total)
+                if ((r.flags & HP_RESP_PARSER_F_NO_BODY) && used_total)
                     abort();
                 put(t, 1000 + b);
                 put(t, (int64_t)used_total);
-                if (hp_http_resp_body_eof(&r) != 1)
+                if (hp_resp_parser_body_eof(&r) != 1)
                     abort();
                 if (++nresp >= MAX_RESP)
                     break;
-                hp_http_resp_init(&r, (head_bits >> (nresp % 8)) & 1);
+                hp_resp_parser_init(&r, (head_bits >> (nresp % 8)) & 1);
                 in_body = false;
                 continue;
             }
@@ -152,7 +152,7 @@ static void client(const uint8_t *d, size_t n, unsigned head_bits, uint64_t seed
         if (fed == n) {
             /* The peer closed: a clean end between responses, or the
              * verdict of body_eof. */
-            put(t, !in_body && have == 0 ? 7777 : hp_http_resp_body_eof(&r));
+            put(t, !in_body && have == 0 ? 7777 : hp_resp_parser_body_eof(&r));
             if (in_body)
                 put(t, (int64_t)used_total);
             break;
