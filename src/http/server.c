@@ -1,6 +1,8 @@
 /*
  * server.c - the HTTP/1.1 protocol on hp_conn: request loop, bodies,
- * timeouts, dispatch to the router's handlers, static files.
+ * timeouts, dispatch to the router's handlers and static files, upgrades.
+ * The accounting of responses and the access log are in server_log.c, the
+ * per-worker state (caches, Date, reload) in server_worker.c.
  *
  * Central structure: http_state_t (server_int.h), kept at the head of the
  * connection's read chunk while a request is in progress: the resumable
@@ -15,20 +17,13 @@
  */
 #include "hotpath/http_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/engine.h"
-#include "hotpath/http_fcache.h"
 #include "hotpath/http_method.h"
-#include "hotpath/http_rcache.h"
 #include "hotpath/http_resp_writer.h"
-#include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
 #include "target_int.h"
@@ -39,96 +34,6 @@
 
 static const char CT_TEXT[] = "text/plain";
 
-#define hw_of http_worker
-
-/* Keeps the Date header current: formatted at most once a second. */
-const hp_clock_date_t *http_date(hp_conn_t *c)
-{
-    hp_http_worker_t *hw = hw_of(c);
-    uint64_t now = hp_conn_now(c);
-    if (HP_UNLIKELY(now >= hw->date_next_ms)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        hp_clock_date_update(&hw->date, ts.tv_sec);
-        hw->date_sec = ts.tv_sec;
-        hw->date_next_ms = now + 1000 - (uint64_t)(ts.tv_nsec / 1000000);
-    }
-    return &hw->date;
-}
-
-static inline void stat_add(uint64_t *counter)
-{
-    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
-}
-
-/* The client's address as text, for the access log. */
-static void peer_text(hp_conn_t *c, char *out, size_t len)
-{
-    if (c->peer_v4) {
-        inet_ntop(AF_INET, &c->peer_v4, out, (socklen_t)len);
-        return;
-    }
-    /* IPv6 (rare enough to pay a syscall per logged line). */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    if (getpeername(c->io.fd, (struct sockaddr *)&ss, &sl) == 0 && ss.ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)len);
-    else
-        snprintf(out, len, "-");
-}
-
-/* One combined-format line for the request in progress. */
-static HP_COLD void access_log(hp_conn_t *c, int status, uint64_t bytes)
-{
-    hp_http_worker_t *hw = hw_of(c);
-    http_state_t *st = c->rbuf && (c->flags & HP_CONN_F_STATE_INIT) ? hp_conn_state(c) : NULL;
-    const char *base = c->rbuf ? hp_conn_data(c) : NULL;
-    const char *ref = NULL, *agent = NULL, *method = NULL, *target = NULL;
-    size_t rlen = 0, alen = 0, mlen = 0, tlen = 0;
-    int minor = -1;
-    if (st && st->req.method.len && st->req.target.len) {
-        method = base + st->req.method.off;
-        mlen = st->req.method.len;
-        target = base + st->req.target.off;
-        tlen = st->req.target.len;
-        minor = st->req.version_minor;
-    }
-    if (st && st->head_len) { /* the head is complete: its fields are valid */
-        int i = hp_http_find_field(&st->req, st->fields, base, "referer", 7);
-        if (i >= 0) {
-            ref = base + st->fields[i].value.off;
-            rlen = st->fields[i].value.len;
-        }
-        i = hp_http_find_field(&st->req, st->fields, base, "user-agent", 10);
-        if (i >= 0) {
-            agent = base + st->fields[i].value.off;
-            alen = st->fields[i].value.len;
-        }
-    }
-    http_date(c); /* brings date_sec up to this second */
-    if (hw->alog_sec != hw->date_sec) {
-        hw->alog_sec = hw->date_sec;
-        hp_accesslog_time(hw->alog_time, hw->date_sec);
-    }
-    char addr[INET6_ADDRSTRLEN];
-    peer_text(c, addr, sizeof addr);
-    bool was_empty = hw->alog.len == 0;
-    hp_accesslog_line(&hw->alog, addr, hw->alog_time, method, mlen, target, tlen, minor, status,
-                 bytes, ref, rlen, agent, alen);
-    /* Lines reach the file within a second: the first line after a flush
-     * arms the flush. */
-    if (was_empty && hw->alog.len && !hp_timer_armed(&hw->alog_timer))
-        hp_loop_timer_arm(&c->worker->loop, &hw->alog_timer, 1000);
-}
-
-void http_count_response(hp_conn_t *c, int status, uint64_t bytes)
-{
-    int cls = status / 100;
-    hp_http_worker_t *hw = hw_of(c);
-    stat_add(&hw->stats.responses[cls >= 1 && cls <= 5 ? cls : 5]);
-    if (HP_UNLIKELY(hw->alog_on) && status >= 200)
-        access_log(c, status, bytes);
-}
 
 static int rejection_index(int status)
 {
@@ -178,7 +83,7 @@ static HP_COLD void reject(hp_conn_t *c, int status)
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
-    stat_add(&hw_of(c)->stats.rejected[rejection_index(status)]);
+    http_stat_add(&http_worker(c)->stats.rejected[rejection_index(status)]);
     http_count_response(c, status, (uint64_t)n);
     hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_RESP_WRITER_F_CLOSE);
     hp_conn_close_after_write(c);
@@ -294,7 +199,7 @@ static void body_done(hp_conn_t *c, http_state_t *st)
         hp_ctx_t *ctx = &st->ctx;
         size_t plen;
         const char *path = hp_ctx_path(ctx, &plen);
-        hp_router_match(hw_of(c)->cfg->routes->router, ctx->match_method, path, plen,
+        hp_router_match(http_worker(c)->cfg->routes->router, ctx->match_method, path, plen,
                         &ctx->match);
         st->phase = PH_HEAD;
         run_handler(c, st);
@@ -364,7 +269,7 @@ static void start_body(hp_conn_t *c, http_state_t *st, int sink)
         return;
     }
     if (req->flags & HP_HTTP_F_CHUNKED) {
-        hp_http_chunked_init(&st->chunked, hw_of(c)->cfg->limits.max_body);
+        hp_http_chunked_init(&st->chunked, http_worker(c)->cfg->limits.max_body);
     } else {
         st->body_left = req->content_length;
         if (st->body_left == 0) {
@@ -398,7 +303,7 @@ bool http_upgrade(hp_conn_t *c, http_state_t *st)
      * on its way out goes nowhere. */
     if (st->ctx.status != 101 || (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER)))
         return false;
-    stat_add(&hw_of(c)->stats.upgrades);
+    http_stat_add(&http_worker(c)->stats.upgrades);
     hp_conn_switch(c, proto, udata); /* closes the connection if it fails */
     return true;
 }
@@ -428,9 +333,9 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     const char *target = start + req->target.off;
     uint32_t tlen = req->target.len;
     int m = req->method_id;
-    const hp_http_config_t *cfg = hw_of(c)->cfg;
+    const hp_http_config_t *cfg = http_worker(c)->cfg;
 
-    stat_add(&hw_of(c)->stats.requests);
+    http_stat_add(&http_worker(c)->stats.requests);
     st->head_len = head_len;
     bool keep = hp_http_req_keep_alive(req) && !c->worker->draining && cfg->keepalive &&
                 (cfg->max_requests == 0 || ++c->nreq < cfg->max_requests);
@@ -559,8 +464,8 @@ static void set_timer(hp_conn_t *c, http_state_t *st, const hp_http_config_t *cf
 static void process(hp_conn_t *c)
 {
     http_state_t *st = state_of(c);
-    const hp_http_config_t *cfg = hw_of(c)->cfg;
-    hw_of(c)->batch_ns = 0; /* responses completed in this call share one clock read */
+    const hp_http_config_t *cfg = http_worker(c)->cfg;
+    http_worker(c)->batch_ns = 0; /* responses completed in this call share one clock read */
     while (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER | HP_CONN_F_PAUSED |
                          HP_CONN_F_SWITCHED)) &&
            st->phase != PH_PENDING) {
@@ -613,7 +518,7 @@ static void on_drain(hp_conn_t *c)
     if (c->rbuf) {
         process(c);
     } else {
-        hp_conn_set_timer(c, hw_of(c)->cfg->keepalive_timeout_ms);
+        hp_conn_set_timer(c, http_worker(c)->cfg->keepalive_timeout_ms);
     }
 }
 
@@ -645,169 +550,7 @@ static void on_close(hp_conn_t *c)
 static void on_open(hp_conn_t *c)
 {
     /* A connection that never sends a request is idle from the start. */
-    hp_conn_set_timer(c, hw_of(c)->cfg->keepalive_timeout_ms);
-}
-
-/* Route latencies: 1 us to 60 s at 2 significant digits (21 KiB each);
- * Prometheus buckets need no finer. */
-#define ROUTE_HIST_LOWEST 1000ull
-#define ROUTE_HIST_HIGHEST (60ull * 1000000000ull)
-#define ROUTE_HIST_DIGITS 2
-
-static void alog_flush_cb(hp_timer_t *t)
-{
-    hp_http_worker_t *hw = HP_CONTAINER_OF(t, hp_http_worker_t, alog_timer);
-    hp_accesslog_flush(&hw->alog);
-}
-
-/* Starts writing access-log lines to cfg's file, if it has one. */
-static int alog_start(hp_http_worker_t *hw)
-{
-    if (!hw->cfg->access_log)
-        return 0;
-    int r = hp_accesslog_init(&hw->alog, hw->cfg->access_log, 0);
-    hw->alog_on = r == 0;
-    return r;
-}
-
-/* Copies the caches' counters into the statistics shard, where /metrics
- * on any worker may read them. */
-void http_cache_publish(hp_http_worker_t *hw)
-{
-    hp_http_stats_t *st = &hw->stats;
-    if (hw->rcache) {
-        hp_rcache_stats_t r;
-        hp_rcache_stats(hw->rcache, &r);
-        __atomic_store_n(&st->cache_hits, hw->cache_base[0] + r.hits, __ATOMIC_RELAXED);
-        __atomic_store_n(&st->cache_misses, hw->cache_base[1] + r.misses, __ATOMIC_RELAXED);
-        __atomic_store_n(&st->cache_evictions, hw->cache_base[2] + r.evictions, __ATOMIC_RELAXED);
-        __atomic_store_n(&st->cache_entries, r.entries, __ATOMIC_RELAXED);
-        __atomic_store_n(&st->cache_bytes, r.bytes, __ATOMIC_RELAXED);
-    }
-    hp_fcache_stats_t f;
-    hp_fcache_stats(hw->fcache, &f);
-    __atomic_store_n(&st->file_hits, f.hits, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->file_misses, f.misses, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->file_evictions, f.evictions, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->file_entries, f.entries, __ATOMIC_RELAXED);
-}
-
-/* Drops the response cache, keeping its counts for /metrics. */
-static void rcache_stop(hp_http_worker_t *hw)
-{
-    if (!hw->rcache)
-        return;
-    hp_rcache_stats_t r;
-    hp_rcache_stats(hw->rcache, &r);
-    hw->cache_base[0] += r.hits;
-    hw->cache_base[1] += r.misses;
-    hw->cache_base[2] += r.evictions;
-    hp_rcache_free(hw->rcache); /* entries being sent live on until sent */
-    hw->rcache = NULL;
-    __atomic_store_n(&hw->stats.cache_entries, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&hw->stats.cache_bytes, 0, __ATOMIC_RELAXED);
-}
-
-/* The response cache cfg asks for (none when off). */
-static int rcache_start(hp_http_worker_t *hw)
-{
-    const hp_http_config_t *cfg = hw->cfg;
-    hw->rcache = NULL;
-    if (!cfg->cache.enabled)
-        return 0;
-    return hp_rcache_new(&hw->rcache, cfg->cache.max_entries ? cfg->cache.max_entries : 1,
-                         cfg->cache.max_bytes, cfg->cache.ttl_ms);
-}
-
-static void alog_stop(hp_worker_t *w, hp_http_worker_t *hw)
-{
-    if (!hw->alog_on)
-        return;
-    hp_loop_timer_cancel(&w->loop, &hw->alog_timer);
-    hp_accesslog_destroy(&hw->alog); /* flushes */
-    hw->alog_on = false;
-}
-
-/* A reloaded configuration: from now on every request uses it. What is
- * cached for the old one (open files, responses) goes; the old one is
- * handed back. The limits that size the request state never change on a
- * reload (the app refuses such a change), so requests in progress go on.
- * Runs on the worker's thread; arg is the protocol. */
-static void reload(hp_worker_t *w, uint64_t arg, void *ptr)
-{
-    hp_http_worker_t *hw = hp_worker_proto_data(w, (const hp_proto_t *)(uintptr_t)arg);
-    const hp_http_config_t *old = hw->cfg;
-    alog_stop(w, hw);
-    rcache_stop(hw);
-    hp_fcache_clear(hw->fcache); /* roots may have been reopened under the same numbers */
-    hw->cfg = ptr;
-    if (alog_start(hw) < 0)
-        hp_log(WARN, "worker %u: no memory for the access log buffer; not logging", w->id);
-    if (rcache_start(hw) < 0)
-        hp_log(WARN, "worker %u: no memory for the response cache; not caching", w->id);
-    http_cache_publish(hw);
-    if (old->retire)
-        old->retire(old);
-}
-
-int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg)
-{
-    return hp_worker_call(w, reload, (uintptr_t)proto, (void *)cfg);
-}
-
-static void worker_fini(hp_worker_t *w, void *data)
-{
-    hp_http_worker_t *hw = data;
-    if (!hw)
-        return;
-    alog_stop(w, hw);
-    hp_rcache_free(hw->rcache);
-    hp_fcache_free(hw->fcache);
-    for (uint32_t i = 0; i < hw->nroutes; i++)
-        hp_hist_destroy(&hw->routes[i].latency);
-    hp_free(hw->routes);
-    hp_hist_destroy(&hw->merged);
-    hp_free(hw->scratch);
-    hp_free(hw);
-}
-
-static int worker_init(hp_worker_t *w, void *arg, void **data)
-{
-    hp_http_worker_t *hw = hp_calloc_aligned(sizeof *hw);
-    if (!hw)
-        return -ENOMEM;
-    hw->cfg = arg;
-    hw->date = (hp_clock_date_t)HP_CLOCK_DATE_INIT;
-    hw->date_next_ms = 0;
-    hp_timer_init(&hw->alog_timer, alog_flush_cb);
-    if (alog_start(hw) < 0 || rcache_start(hw) < 0)
-        goto oom;
-    /* Entries are revalidated once a second: a file changed on disk is
-     * seen within that. */
-    uint32_t files = hw->cfg->file_cache_entries ? hw->cfg->file_cache_entries : 1;
-    if (hp_fcache_new(&hw->fcache, files, hw->cfg->file_cache_bytes, 1000) < 0)
-        goto oom;
-    /* Routes are fixed before workers start: size the shards now. */
-    uint32_t n = hw->cfg->routes ? hw->cfg->routes->npatterns : 0;
-    hw->scratch_len = HP_HTTP_SCRATCH + (size_t)n * HP_HTTP_SCRATCH_PER_ROUTE;
-    if (!(hw->scratch = hp_malloc(hw->scratch_len)))
-        goto oom;
-    if (n) {
-        if (!(hw->routes = hp_calloc(n, sizeof *hw->routes)))
-            goto oom;
-        hw->nroutes = n;
-        for (uint32_t i = 0; i < n; i++)
-            if (hp_hist_init(&hw->routes[i].latency, ROUTE_HIST_LOWEST, ROUTE_HIST_HIGHEST,
-                             ROUTE_HIST_DIGITS) < 0)
-                goto oom;
-        if (hp_hist_init(&hw->merged, ROUTE_HIST_LOWEST, ROUTE_HIST_HIGHEST, ROUTE_HIST_DIGITS) < 0)
-            goto oom;
-    }
-    *data = hw;
-    return 0;
-oom:
-    worker_fini(w, hw);
-    return -ENOMEM;
+    hp_conn_set_timer(c, http_worker(c)->cfg->keepalive_timeout_ms);
 }
 
 uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg)
@@ -832,8 +575,8 @@ int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t 
         .on_timeout = on_timeout,
         .on_open = on_open,
         .on_close = on_close,
-        .worker_init = worker_init,
-        .worker_fini = worker_fini,
+        .worker_init = http_worker_init,
+        .worker_fini = http_worker_fini,
         .state_size = (uint32_t)state,
     };
     return 0;

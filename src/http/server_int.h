@@ -85,7 +85,22 @@ static inline hp_http_worker_t *http_worker(hp_conn_t *c)
     return c->udata;
 }
 
-/* server.c */
+/* A counter of the calling worker's statistics shard (read by others). */
+static inline void http_stat_add(uint64_t *counter)
+{
+    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
+}
+
+/* server_worker.c: the protocol's per-worker state. */
+int http_worker_init(hp_worker_t *w, void *arg, void **data);
+void http_worker_fini(hp_worker_t *w, void *data);
+
+/* server_log.c: the access log's start (its buffer and flush timer, when
+ * the configuration names a file) and stop (flushes). */
+int http_log_start(hp_http_worker_t *hw);
+void http_log_stop(hp_worker_t *w, hp_http_worker_t *hw);
+
+/* server.c, server_log.c and server_worker.c */
 const hp_clock_date_t *http_date(hp_conn_t *c);
 /* Counts a response by class and writes its access-log line (status >= 200,
  * `bytes` of body sent). */
