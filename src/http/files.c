@@ -219,6 +219,93 @@ plain:
     }
 }
 
+/* Validators: each coding has its own strong ETag; Last-Modified is the
+ * mtime of what is sent (the original for on-the-fly bodies). Written
+ * into out[len] as header lines, with Vary and the location's
+ * Cache-Control. */
+static void write_validators(char *out, size_t len, const file_src_t *f,
+                             const hp_http_location_t *loc)
+{
+    char lastmod[HP_CLOCK_DATE_LEN + 1];
+    hp_clock_date_format(f->mtime_sec, lastmod);
+    const char *cc = loc ? loc->cache_control : NULL;
+    snprintf(out, len, "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n%s%s%s",
+             f->etag, lastmod,
+             f->enc == HP_ENC_BR     ? "Content-Encoding: br\r\n"
+             : f->enc == HP_ENC_GZIP ? "Content-Encoding: gzip\r\n"
+                                     : "",
+             cc ? "Cache-Control: " : "", cc ? cc : "", cc ? "\r\n" : "");
+}
+
+/* Preconditions (RFC 9110 §13): answers 304 (with the validators, no body)
+ * or 412 and returns true, or returns false when the request goes on. */
+static bool answer_conditional(hp_conn_t *c, http_state_t *st, const file_src_t *f,
+                               const char *validators)
+{
+    size_t im = 0, inm = 0, ims = 0, ius = 0;
+    const char *if_match = REQ_HEADER(c, st, "if-match", &im);
+    const char *if_none = REQ_HEADER(c, st, "if-none-match", &inm);
+    const char *if_mod = REQ_HEADER(c, st, "if-modified-since", &ims);
+    const char *if_unmod = REQ_HEADER(c, st, "if-unmodified-since", &ius);
+    if (!if_match && !if_none && !if_mod && !if_unmod)
+        return false;
+    int cond = hp_cond_evaluate(if_match, im, if_none, inm, if_mod, ims, if_unmod, ius, f->etag,
+                                strlen(f->etag), f->mtime_sec);
+    if (cond == 200)
+        return false;
+    if (cond == 304) {
+        http_count_response(c, 304, 0);
+        hp_resp_writer_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
+    } else {
+        http_respond_status(c, st, cond, NULL);
+    }
+    return true;
+}
+
+/* Ranges (GET only, while If-Range still holds, and on a file or a
+ * precompressed sibling: a body compressed on the fly goes whole):
+ * answers 206 (one range, or multipart) or 416 and returns true, or
+ * returns false for the whole file. */
+static bool answer_range(hp_conn_t *c, http_state_t *st, const file_src_t *f,
+                         const hp_fcache_entry_t *e, const char *validators)
+{
+    size_t rlen = 0, irl = 0;
+    const char *range = st->req.method_id == HP_METHOD_GET && f->ranges
+                            ? REQ_HEADER(c, st, "range", &rlen)
+                            : NULL;
+    if (!range)
+        return false;
+    const char *if_range = REQ_HEADER(c, st, "if-range", &irl);
+    if (!hp_cond_if_range(if_range, irl, f->etag, strlen(f->etag), f->mtime_sec,
+                          hp_clock_real_sec()))
+        return false;
+    hp_range_t ranges[HP_RANGE_MAX];
+    int n = hp_range_parse(range, rlen, f->size, ranges, HP_RANGE_MAX);
+    if (n == -416) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "Content-Range: bytes */%llu\r\n",
+                 (unsigned long long)f->size);
+        http_respond_status(c, st, 416, extra);
+        return true;
+    }
+    if (n > 1) {
+        serve_ranges(c, st, f, e->mime, ranges, n, validators);
+        return true;
+    }
+    if (n != 1)
+        return false;
+    char extra[1400];
+    snprintf(extra, sizeof extra, "%sContent-Range: bytes %llu-%llu/%llu\r\n", validators,
+             (unsigned long long)ranges[0].first, (unsigned long long)ranges[0].last,
+             (unsigned long long)f->size);
+    uint64_t part = ranges[0].last - ranges[0].first + 1;
+    http_count_response(c, 206, st->head_only ? 0 : part);
+    if (hp_resp_writer_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
+        (!st->head_only && src_send(c, f, ranges[0].first, part) < 0))
+        hp_conn_close(c);
+    return true;
+}
+
 void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_t len)
 {
     hp_http_worker_t *hw = http_worker(c);
@@ -251,83 +338,17 @@ void http_serve_file(hp_conn_t *c, http_state_t *st, const char *target, uint32_
     file_src_t f;
     pick_source(hw, loc, e, accept, &f);
 
-    /* Validators: each coding has its own strong ETag; Last-Modified is
-     * the mtime of what is sent (the original for on-the-fly bodies). */
-    char lastmod[HP_CLOCK_DATE_LEN + 1], validators[1280];
-    size_t elen = strlen(f.etag);
-    hp_clock_date_format(f.mtime_sec, lastmod);
-    const char *cc = loc ? loc->cache_control : NULL;
-    snprintf(validators, sizeof validators,
-             "ETag: %s\r\nLast-Modified: %s\r\n%sVary: Accept-Encoding\r\n%s%s%s", f.etag,
-             lastmod,
-             f.enc == HP_ENC_BR     ? "Content-Encoding: br\r\n"
-             : f.enc == HP_ENC_GZIP ? "Content-Encoding: gzip\r\n"
-                                    : "",
-             cc ? "Cache-Control: " : "", cc ? cc : "", cc ? "\r\n" : "");
-
-    size_t im = 0, inm = 0, ims = 0, ius = 0;
-    const char *if_match = REQ_HEADER(c, st, "if-match", &im);
-    const char *if_none = REQ_HEADER(c, st, "if-none-match", &inm);
-    const char *if_mod = REQ_HEADER(c, st, "if-modified-since", &ims);
-    const char *if_unmod = REQ_HEADER(c, st, "if-unmodified-since", &ius);
-    if (if_match || if_none || if_mod || if_unmod) {
-        int cond = hp_cond_evaluate(if_match, im, if_none, inm, if_mod, ims, if_unmod, ius, f.etag,
-                                    elen, f.mtime_sec);
-        if (cond != 200) {
-            /* 304 carries the validators and no body; 412 is a plain error. */
-            if (cond == 304) {
-                http_count_response(c, 304, 0);
-                hp_resp_writer_head(c, http_date(c), 304, NULL, 0, validators, st->resp_flags);
-            } else {
-                http_respond_status(c, st, cond, NULL);
-            }
-            goto out;
-        }
+    char validators[1280];
+    write_validators(validators, sizeof validators, &f, loc);
+    if (!answer_conditional(c, st, &f, validators) && !answer_range(c, st, &f, e, validators)) {
+        char extra[1320];
+        snprintf(extra, sizeof extra, "%s%s", validators,
+                 f.ranges ? "Accept-Ranges: bytes\r\n" : "");
+        http_count_response(c, 200, st->head_only ? 0 : f.size);
+        if (hp_resp_writer_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
+            (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))
+            hp_conn_close(c);
     }
-
-    /* Ranges (GET only, while If-Range still holds, and on a file or a
-     * precompressed sibling: a body compressed on the fly goes whole). */
-    size_t rlen = 0, irl = 0;
-    const char *range = st->req.method_id == HP_METHOD_GET && f.ranges
-                            ? REQ_HEADER(c, st, "range", &rlen)
-                            : NULL;
-    const char *if_range = REQ_HEADER(c, st, "if-range", &irl);
-    if (range &&
-        hp_cond_if_range(if_range, irl, f.etag, elen, f.mtime_sec, hp_clock_real_sec())) {
-        hp_range_t ranges[HP_RANGE_MAX];
-        int n = hp_range_parse(range, rlen, f.size, ranges, HP_RANGE_MAX);
-        if (n == -416) {
-            char extra[64];
-            snprintf(extra, sizeof extra, "Content-Range: bytes */%llu\r\n",
-                     (unsigned long long)f.size);
-            http_respond_status(c, st, 416, extra);
-            goto out;
-        }
-        if (n > 1) {
-            serve_ranges(c, st, &f, e->mime, ranges, n, validators);
-            goto out;
-        }
-        if (n == 1) {
-            char extra[1400];
-            snprintf(extra, sizeof extra, "%sContent-Range: bytes %llu-%llu/%llu\r\n", validators,
-                     (unsigned long long)ranges[0].first, (unsigned long long)ranges[0].last,
-                     (unsigned long long)f.size);
-            uint64_t part = ranges[0].last - ranges[0].first + 1;
-            http_count_response(c, 206, st->head_only ? 0 : part);
-            if (hp_resp_writer_head(c, http_date(c), 206, e->mime, part, extra, st->resp_flags) < 0 ||
-                (!st->head_only && src_send(c, &f, ranges[0].first, part) < 0))
-                hp_conn_close(c);
-            goto out;
-        }
-    }
-
-    char extra[1320];
-    snprintf(extra, sizeof extra, "%s%s", validators, f.ranges ? "Accept-Ranges: bytes\r\n" : "");
-    http_count_response(c, 200, st->head_only ? 0 : f.size);
-    if (hp_resp_writer_head(c, http_date(c), 200, e->mime, f.size, extra, st->resp_flags) < 0 ||
-        (!st->head_only && f.size && src_send(c, &f, 0, f.size) < 0))
-        hp_conn_close(c);
-out:
     hp_fcache_release(e);
     http_cache_publish(hw);
 }
