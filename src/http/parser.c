@@ -33,6 +33,7 @@ enum {
     S_METHOD,
     S_TARGET,
     S_VERSION,   /* mark = version start */
+    /* S_LINE, S_NAME and S_VALUE are S_LINE + FL_AT_* (parser_int.h). */
     S_LINE,      /* at the start of a header line */
     S_NAME,      /* fields[nfields].name.off is the start */
     S_VALUE,     /* mark = value start (after leading OWS) */
@@ -291,80 +292,40 @@ HP_INLINE int parse_impl(hp_http_req_t *req, hp_http_field_t *fields, const char
 
     /* Header section. The hot loop keeps its state in locals (buf is a
      * char pointer and may alias *req, so fields of *req would be reloaded
-     * after every store) and writes them back only when it stops. */
+     * after every store) and writes them back only when it stops. A line
+     * in progress has its name in fields[nf] and its value start in mark. */
     hend = min_sz(cap, (size_t)req->hdr_start + lim->max_header_bytes);
-    uint32_t mark = req->mark;
     unsigned nf = req->nfields;
-    if (req->state == S_NAME)
-        goto st_name;
-    if (req->state == S_VALUE)
-        goto st_value;
+    int at = req->state - S_LINE;
+    field_line_t fl = {.value = req->mark};
+    if (at != FL_AT_LINE) {
+        fl.name = fields[nf].name.off;
+        fl.nlen = fields[nf].name.len;
+    }
     for (;;) {
-        /* At the start of a line: a field, or the blank line. */
-        if (pos >= hend)
-            goto hneed_line;
-        if (buf[pos] == '\r') {
-            if (pos + 1 >= hend)
-                goto hneed_line;
-            if (buf[pos + 1] != '\n')
-                return -400;
-            pos += 2;
+        switch (scan_field_line(mode, buf, &pos, hend, &at, &fl, nf < lim->max_fields, false)) {
+        case FL_FIELD:
+            break;
+        case FL_END:
             goto done;
-        }
-        if (buf[pos] == '\n') {
-            pos++;
-            goto done;
-        }
-        if (is_ows(buf[pos]))
-            return -400; /* obs-fold */
-        if (nf >= lim->max_fields)
+        case FL_NEED:
+            goto hneed;
+        case FL_FULL:
             return -431;
-        fields[nf].name.off = (uint16_t)pos;
-    st_name:
-        i = scan_token(mode, buf, pos, hend);
-        if (i == hend) {
-            pos = i;
-            req->state = S_NAME;
-            goto hneed;
-        }
-        if (buf[i] != ':' || i == fields[nf].name.off)
+        default:
             return -400;
-        fields[nf].name.len = (uint16_t)(i - fields[nf].name.off);
-        pos = i + 1;
-        mark = (uint32_t)pos;
-    st_value:
-        /* Leading OWS is skipped by moving the value start along with the
-         * scan position; once a value byte is seen the start stays. */
-        if (pos == mark) {
-            while (pos < hend && is_ows(buf[pos]))
-                pos++;
-            mark = (uint32_t)pos;
         }
-        i = scan_value(mode, buf, pos, hend);
-        if (i == hend || (buf[i] == '\r' && i + 1 >= hend)) {
-            pos = i; /* a CR is looked at again when its LF arrives */
-            req->state = S_VALUE;
-            goto hneed;
-        }
-        size_t next;
-        if (buf[i] == '\r') {
-            if (buf[i + 1] != '\n')
-                return -400;
-            next = i + 2;
-        } else if (buf[i] == '\n') {
-            next = i + 1;
-        } else {
-            return -400; /* control byte in a value */
-        }
-        size_t ve = i;
-        while (ve > mark && is_ows(buf[ve - 1]))
+        size_t ve = fl.eol;
+        while (ve > fl.value && is_ows(buf[ve - 1]))
             ve--;
         hp_http_field_t *f = &fields[nf];
-        f->value.off = (uint16_t)mark;
-        f->value.len = (uint16_t)(ve - mark);
-        switch (f->name.len) {
+        f->name.off = (uint16_t)fl.name;
+        f->name.len = (uint16_t)fl.nlen;
+        f->value.off = (uint16_t)fl.value;
+        f->value.len = (uint16_t)(ve - fl.value);
+        switch (fl.nlen) {
         case 4: case 6: case 10: case 14: case 17:
-            r = apply_field(req, buf + f->name.off, f->name.len, buf + mark, ve - mark);
+            r = apply_field(req, buf + fl.name, fl.nlen, buf + fl.value, ve - fl.value);
             if (r)
                 return r;
             break;
@@ -372,7 +333,6 @@ HP_INLINE int parse_impl(hp_http_req_t *req, hp_http_field_t *fields, const char
             break;
         }
         nf++;
-        pos = next;
     }
 
 done:
@@ -391,11 +351,14 @@ need:
     req->pos = (uint32_t)pos;
     return len > cap ? -431 : 0;
 
-hneed_line:
-    req->state = S_LINE;
 hneed:
+    req->state = (uint8_t)(S_LINE + at);
     req->pos = (uint32_t)pos;
-    req->mark = mark;
+    if (at != FL_AT_LINE) {
+        fields[nf].name.off = (uint16_t)fl.name;
+        fields[nf].name.len = (uint16_t)fl.nlen;
+        req->mark = fl.value;
+    }
     req->nfields = (uint16_t)nf;
     /* Bytes exist past what the header limit lets us look at. */
     return len > hend ? -431 : 0;

@@ -8,6 +8,10 @@
  * parser.c inlines its own flavour. Invariant: no load reaches past `end`;
  * the last partial block is always finished by the scalar loop. Tests
  * include this header to compare the flavours byte for byte.
+ *
+ * scan_field_line, the grammar of one header field line on top of them, is
+ * written once here for the request parser (parser.c) and the response
+ * parser (resp_parser.c).
  */
 #ifndef HOTPATH_HTTP_PARSER_INT_H
 #define HOTPATH_HTTP_PARSER_INT_H
@@ -292,6 +296,180 @@ HP_INLINE bool is_ows(char c)
 {
     return c == ' ' || c == '\t';
 }
+
+#if HP_HAVE_AVX2_TARGET
+/* Classifies the 32 bytes at p: bit k of *tok is set when p[k] is not a
+ * tchar, bit k of *stop when p[k] ends a field value (a control byte other
+ * than HTAB, or DEL), with the same tests as the AVX2 scanners. */
+__attribute__((target("avx2"))) static inline void line_masks_avx2(const char *p, uint32_t *tok,
+                                                                   uint32_t *stop)
+{
+    const __m256i lo_lut = _mm256_load_si256((const __m256i *)avx_token_lo);
+    const __m256i hi_lut = _mm256_load_si256((const __m256i *)avx_token_hi);
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    __m256i v = _mm256_loadu_si256((const __m256i *)p);
+    __m256i lo = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(v, nib));
+    __m256i hi = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+    __m256i bad = _mm256_cmpeq_epi8(_mm256_and_si256(lo, hi), _mm256_setzero_si256());
+    *tok = (uint32_t)_mm256_movemask_epi8(bad);
+    __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, _mm256_set1_epi8(0x1f)), v);
+    ctl = _mm256_andnot_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\t')), ctl);
+    bad = _mm256_or_si256(ctl, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f)));
+    *stop = (uint32_t)_mm256_movemask_epi8(bad);
+}
+#endif
+
+/* ---- the header section, one field line at a time ---------------------- */
+
+/* Where a scan of the header section stands between calls (the parsers
+ * keep it in their own state word). */
+enum {
+    FL_AT_LINE = 0, /* at the start of a line: a field or the blank line */
+    FL_AT_NAME,     /* in the name; field_line.name is the line start */
+    FL_AT_VALUE,    /* in the value; field_line.value is its start */
+};
+
+/* What scan_field_line found. */
+enum {
+    FL_FIELD,   /* a whole field line: name, nlen, value and eol are set */
+    FL_END,     /* the blank line that ends the head */
+    FL_NEED,    /* the line goes on past `end`: *at says where it stopped */
+    FL_BAD,     /* obs-fold, no name, bytes between name and colon, bare CR,
+                   a control byte in the value */
+    FL_FULL,    /* a field line starts, but `room` said no more fit */
+};
+
+typedef struct field_line {
+    uint32_t name;  /* start of the name, which is the line start */
+    uint32_t nlen;  /* length of the name */
+    uint32_t value; /* start of the value, after leading OWS */
+    uint32_t eol;   /* FL_FIELD: the CR or LF ending the line; the value
+                       ends there, trailing OWS included */
+} field_line_t;
+
+/* The field-line grammar of RFC 9112 §5 for the request and response
+ * parsers: field-name ":" OWS field-value OWS, then CRLF or a bare LF;
+ * obs-fold, a bare CR or a control byte other than HTAB in the value is
+ * malformed. Scans buf[*pos..end) from where *at and *fl say the last call
+ * stopped, and leaves *pos after the line (FL_FIELD, FL_END) or where the
+ * next call resumes (FL_NEED: a CR is looked at again when its LF arrives).
+ * `room` says whether another field may start; `line_block` lets the AVX2
+ * flavour classify a whole line of up to 32 bytes with one load (the
+ * response parser asks for it). Always inlined, so the parsers keep the
+ * position and the line in registers. */
+HP_INLINE int scan_field_line(int mode, const char *buf, size_t *pos, size_t end, int *at,
+                              field_line_t *fl, bool room, bool line_block)
+{
+    size_t p = *pos, i;
+    if (HP_UNLIKELY(*at != FL_AT_LINE)) { /* resuming a line: once per call at most */
+        if (*at == FL_AT_NAME)
+            goto st_name;
+        goto st_value;
+    }
+    if (p >= end)
+        goto need_line;
+    if (buf[p] == '\r') {
+        if (p + 1 >= end)
+            goto need_line;
+        if (buf[p + 1] != '\n')
+            return FL_BAD;
+        *pos = p + 2;
+        return FL_END;
+    }
+    if (buf[p] == '\n') {
+        *pos = p + 1;
+        return FL_END;
+    }
+    if (is_ows(buf[p]))
+        return FL_BAD; /* obs-fold (RFC 9112 §5.2) */
+    if (!room)
+        return FL_FULL;
+    fl->name = (uint32_t)p;
+#if HP_HAVE_AVX2_TARGET
+    /* Most field lines fit in 32 bytes: one load classifies the name and
+     * finds the line end at once, instead of one scan for each. */
+    if (line_block && mode == HP_HTTP_SIMD_AVX2 && end - p >= 32) {
+        uint32_t tok, stop;
+        line_masks_avx2(buf + p, &tok, &stop);
+        if (!tok) {
+            p += 32; /* a name of 32+ bytes: go on after the block */
+            goto st_name;
+        }
+        size_t t = (size_t)__builtin_ctz(tok);
+        if (buf[p + t] != ':' || t == 0)
+            return FL_BAD;
+        fl->nlen = (uint32_t)t;
+        /* Stop bytes are not tchars, so after the check above the first
+         * stop lies past the colon and ends the line. Taking the line end
+         * straight from the mask keeps the value start (only needed for
+         * framing fields) off the chain that leads to the next line. */
+        size_t q = p + t + 1;
+        if (stop) {
+            i = p + (size_t)__builtin_ctz(stop);
+            while (is_ows(buf[q])) /* stops at buf[i] at the latest */
+                q++;
+            fl->value = (uint32_t)q;
+            goto line_end;
+        }
+        while (q < end && is_ows(buf[q]))
+            q++;
+        fl->value = (uint32_t)q;
+        /* [value, block end) are all value bytes. */
+        p = q > p + 32 ? q : p + 32;
+        goto st_value;
+    }
+#else
+    (void)line_block;
+#endif
+st_name:
+    i = scan_token(mode, buf, p, end);
+    if (i == end) {
+        *pos = i;
+        *at = FL_AT_NAME;
+        return FL_NEED;
+    }
+    if (buf[i] != ':' || i == fl->name)
+        return FL_BAD; /* no name, or SP before the colon */
+    fl->nlen = (uint32_t)(i - fl->name);
+    p = i + 1;
+    fl->value = (uint32_t)p;
+st_value:
+    /* Leading OWS moves the value start along with the scan position;
+     * once a value byte is seen the start stays. */
+    if (p == fl->value) {
+        while (p < end && is_ows(buf[p]))
+            p++;
+        fl->value = (uint32_t)p;
+    }
+    i = scan_value(mode, buf, p, end);
+#if HP_HAVE_AVX2_TARGET
+line_end:
+#endif
+    if (i == end || (buf[i] == '\r' && i + 1 >= end)) {
+        *pos = i;
+        *at = FL_AT_VALUE;
+        return FL_NEED;
+    }
+    if (buf[i] == '\r') {
+        if (buf[i + 1] != '\n')
+            return FL_BAD; /* bare CR */
+        *pos = i + 2;
+    } else if (buf[i] == '\n') {
+        *pos = i + 1;
+    } else {
+        return FL_BAD; /* NUL or another control byte */
+    }
+    fl->eol = (uint32_t)i;
+    *at = FL_AT_LINE;
+    return FL_FIELD;
+
+need_line:
+    *pos = p;
+    *at = FL_AT_LINE;
+    return FL_NEED;
+}
+
+/* ---- field values: case-insensitive compares, the framing fields ------- */
 
 /* Compares p[0..n) with the lower-case constant `lc` ignoring ASCII case,
  * a word at a time (n and lc are constants after inlining). Exact for

@@ -28,6 +28,7 @@
 enum {
     S_STATUS = 0, /* in the fixed part "HTTP/1.x NNN" (pos < 12) */
     S_REASON,     /* after the status code, in the reason phrase */
+    /* S_LINE, S_NAME and S_VALUE are S_LINE + FL_AT_* (parser_int.h). */
     S_LINE,       /* at the start of a header line */
     S_NAME,       /* r->name is the line start */
     S_VALUE,      /* r->value is the value start (after leading OWS) */
@@ -162,28 +163,6 @@ HP_INLINE long status_fixed(const char *buf, size_t pos, size_t cap)
     return (long)pos;
 }
 
-#if HP_HAVE_AVX2_TARGET
-/* Classifies the 32 bytes at p: bit k of *tok is set when p[k] is not a
- * tchar, bit k of *stop when p[k] ends a field value (a control byte other
- * than HTAB, or DEL), with the same tests as the AVX2 scanners. */
-__attribute__((target("avx2"))) static inline void line_masks_avx2(const char *p, uint32_t *tok,
-                                                                   uint32_t *stop)
-{
-    const __m256i lo_lut = _mm256_load_si256((const __m256i *)avx_token_lo);
-    const __m256i hi_lut = _mm256_load_si256((const __m256i *)avx_token_hi);
-    const __m256i nib = _mm256_set1_epi8(0x0f);
-    __m256i v = _mm256_loadu_si256((const __m256i *)p);
-    __m256i lo = _mm256_shuffle_epi8(lo_lut, _mm256_and_si256(v, nib));
-    __m256i hi = _mm256_shuffle_epi8(hi_lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
-    __m256i bad = _mm256_cmpeq_epi8(_mm256_and_si256(lo, hi), _mm256_setzero_si256());
-    *tok = (uint32_t)_mm256_movemask_epi8(bad);
-    __m256i ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, _mm256_set1_epi8(0x1f)), v);
-    ctl = _mm256_andnot_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('\t')), ctl);
-    bad = _mm256_or_si256(ctl, _mm256_cmpeq_epi8(v, _mm256_set1_epi8(0x7f)));
-    *stop = (uint32_t)_mm256_movemask_epi8(bad);
-}
-#endif
-
 HP_INLINE int parse_impl(hp_resp_parser_t *r, const char *buf, size_t len, int mode)
 {
     /* Nothing at or past cap is ever read. */
@@ -244,114 +223,27 @@ HP_INLINE int parse_impl(hp_resp_parser_t *r, const char *buf, size_t len, int m
     /* Header section. The loop keeps its state in locals (buf may alias
      * *r, so fields of *r would be reloaded after every store) and writes
      * them back only when it stops. */
-    uint32_t name = r->name, value = r->value, nlen = r->name_len;
+    field_line_t fl = {.name = r->name, .nlen = r->name_len, .value = r->value};
     unsigned nf = r->nfields;
-    int e;
-    if (r->state == S_NAME)
-        goto st_name;
-    if (r->state == S_VALUE)
-        goto st_value;
+    int at = r->state - S_LINE, e;
     for (;;) {
-        /* At the start of a line: a field, or the blank line. */
-        if (pos >= cap)
-            goto hneed_line;
-        if (buf[pos] == '\r') {
-            if (pos + 1 >= cap)
-                goto hneed_line;
-            if (buf[pos + 1] != '\n')
-                return -HP_RESP_PARSER_E_HEADER;
-            pos += 2;
+        switch (scan_field_line(mode, buf, &pos, cap, &at, &fl, nf < HP_RESP_PARSER_MAX_FIELDS,
+                                true)) {
+        case FL_FIELD:
+            break;
+        case FL_END:
             goto done;
-        }
-        if (buf[pos] == '\n') {
-            pos++;
-            goto done;
-        }
-        if (is_ows(buf[pos]))
-            return -HP_RESP_PARSER_E_HEADER; /* obs-fold (RFC 9112 §5.2) */
-        if (nf >= HP_RESP_PARSER_MAX_FIELDS)
-            return -HP_RESP_PARSER_E_HEADER;
-        name = (uint32_t)pos;
-#if HP_HAVE_AVX2_TARGET
-        /* Most field lines fit in 32 bytes: one load classifies the name
-         * and finds the line end at once, instead of one scan for each. */
-        if (mode == HP_HTTP_SIMD_AVX2 && cap - pos >= 32) {
-            uint32_t tok, stop;
-            line_masks_avx2(buf + pos, &tok, &stop);
-            if (!tok) {
-                pos += 32; /* a name of 32+ bytes: go on after the block */
-                goto st_name;
-            }
-            size_t t = (size_t)__builtin_ctz(tok);
-            if (buf[pos + t] != ':' || t == 0)
-                return -HP_RESP_PARSER_E_HEADER;
-            nlen = (uint32_t)t;
-            /* Stop bytes are not tchars, so after the check above the
-             * first stop lies past the colon and ends the line. Taking the
-             * line end straight from the mask keeps the value start (only
-             * needed for framing fields) off the chain that leads to the
-             * next line. */
-            size_t q = pos + t + 1;
-            if (stop) {
-                i = pos + (size_t)__builtin_ctz(stop);
-                while (is_ows(buf[q])) /* stops at buf[i] at the latest */
-                    q++;
-                value = (uint32_t)q;
-                goto line_end;
-            }
-            while (q < cap && is_ows(buf[q]))
-                q++;
-            value = (uint32_t)q;
-            /* [value, block end) are all value bytes. */
-            pos = q > pos + 32 ? q : pos + 32;
-            goto st_value;
-        }
-#endif
-    st_name:
-        i = scan_token(mode, buf, pos, cap);
-        if (i == cap) {
-            pos = i;
-            r->state = S_NAME;
+        case FL_NEED:
             goto hneed;
+        default:
+            return -HP_RESP_PARSER_E_HEADER; /* malformed, or too many fields */
         }
-        if (buf[i] != ':' || i == name)
-            return -HP_RESP_PARSER_E_HEADER; /* no name, or SP before the colon */
-        nlen = (uint32_t)(i - name);
-        pos = i + 1;
-        value = (uint32_t)pos;
-    st_value:
-        /* Leading OWS moves the value start along with the scan position;
-         * once a value byte is seen the start stays. */
-        if (pos == value) {
-            while (pos < cap && is_ows(buf[pos]))
-                pos++;
-            value = (uint32_t)pos;
-        }
-        i = scan_value(mode, buf, pos, cap);
-#if HP_HAVE_AVX2_TARGET
-    line_end:
-#endif
-        if (i == cap || (buf[i] == '\r' && i + 1 >= cap)) {
-            pos = i;
-            r->state = S_VALUE;
-            goto hneed;
-        }
-        size_t next;
-        if (buf[i] == '\r') {
-            if (buf[i + 1] != '\n')
-                return -HP_RESP_PARSER_E_HEADER; /* bare CR */
-            next = i + 2;
-        } else if (buf[i] == '\n') {
-            next = i + 1;
-        } else {
-            return -HP_RESP_PARSER_E_HEADER; /* NUL or another control byte */
-        }
-        switch (nlen) {
+        switch (fl.nlen) {
         case 10: case 14: case 17: {
-            size_t ve = i;
-            while (ve > value && is_ows(buf[ve - 1]))
+            size_t ve = fl.eol;
+            while (ve > fl.value && is_ows(buf[ve - 1]))
                 ve--;
-            e = apply_field(r, buf + name, nlen, buf + value, ve - value);
+            e = apply_field(r, buf + fl.name, fl.nlen, buf + fl.value, ve - fl.value);
             if (e)
                 return e;
             break;
@@ -360,7 +252,6 @@ HP_INLINE int parse_impl(hp_resp_parser_t *r, const char *buf, size_t len, int m
             break;
         }
         nf++;
-        pos = next;
     }
 
 done:
@@ -377,13 +268,12 @@ need:
     /* Bytes exist past what the head limit lets us look at. */
     return len > cap ? -HP_RESP_PARSER_E_HEADER : 0;
 
-hneed_line:
-    r->state = S_LINE;
 hneed:
+    r->state = (uint8_t)(S_LINE + at);
     r->pos = (uint32_t)pos;
-    r->name = name;
-    r->value = value;
-    r->name_len = (uint16_t)nlen;
+    r->name = fl.name;
+    r->value = fl.value;
+    r->name_len = (uint16_t)fl.nlen;
     r->nfields = (uint16_t)nf;
     return len > cap ? -HP_RESP_PARSER_E_HEADER : 0;
 }
