@@ -105,10 +105,10 @@ HP_EXPORT size_t hp_accesslog_time(char out[32], int64_t sec);
  * what is left of the buffer: then the buffer is flushed first. A line that
  * still does not fit (longer than the whole buffer, or the flush could not
  * make room) is dropped and counted in hp_accesslog_dropped. */
-HP_EXPORT void hp_accesslog_line(hp_accesslog_t *l, const char *addr, const char *time_str, const char *method,
-                  size_t mlen, const char *target, size_t tlen, int minor, int status,
-                  uint64_t bytes, const char *referer, size_t rlen, const char *agent,
-                  size_t alen);
+HP_EXPORT void hp_accesslog_line(hp_accesslog_t *l, const char *addr, const char *time_str,
+                                 const char *method, size_t mlen, const char *target, size_t tlen,
+                                 int minor, int status, uint64_t bytes, const char *referer,
+                                 size_t rlen, const char *agent, size_t alen);
 
 /* Writes what is buffered with one write(2) (EINTR retried). Call it at
  * least once per second (the loop's tick) so lines reach the file promptly.

@@ -82,7 +82,7 @@ HP_EXPORT hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t err
  * -EINVAL with a one-line message for a conflicting or malformed pattern,
  * -EBUSY once the app runs. */
 HP_EXPORT int hp_app_route(hp_app_t *app, uint32_t methods, const char *pattern, hp_handler_fn fn,
-                 void *udata, char *err, size_t errlen);
+                           void *udata, char *err, size_t errlen);
 
 /* Lets the response cache (hp_http_config_t.cache, `cache` in the YAML)
  * keep the GET and HEAD 200 responses of `pattern`'s handlers for up to
@@ -111,7 +111,7 @@ HP_EXPORT int hp_app_add_proto(hp_app_t *app, const hp_proto_t *proto, void *arg
  * the app runs, with a one-line reason in err; binding errors come from
  * hp_app_run. */
 HP_EXPORT int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *proto, char *err,
-                  size_t errlen);
+                            size_t errlen);
 
 /* Adds middleware, run in the order added: `before` (may be NULL) runs
  * before the handler and may answer early by returning HP_DONE; `after`
@@ -119,7 +119,8 @@ HP_EXPORT int hp_app_listen(hp_app_t *app, const char *addr, const hp_proto_t *p
  * before it is written, so it can add headers; it runs only when its own
  * `before` let the request through (onion order). Returns 0, -ENOSPC (more
  * than HP_HTTP_MAX_MIDDLEWARE, http_server.h) or -EBUSY once the app runs. */
-HP_EXPORT int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after, void *udata);
+HP_EXPORT int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_fn after,
+                         void *udata);
 
 /* Makes every worker's loop read its time from `src` (copied; NULL:
  * CLOCK_MONOTONIC, the default) from the next hp_app_run on; see
@@ -149,7 +150,7 @@ HP_EXPORT int hp_app_run(hp_app_t *app);
  * or -errno with a one-line reason in err and the running configuration
  * untouched (a root or log that cannot be opened, no memory). */
 HP_EXPORT int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
-                  char *err, size_t errlen);
+                            char *err, size_t errlen);
 
 /* Starts a graceful stop from any thread (a signal handler excepted). */
 HP_EXPORT void hp_app_stop(hp_app_t *app);
@@ -175,8 +176,8 @@ enum {
     HP_APP_BUILTIN_METRICS = 1u << 4,
     HP_APP_BUILTIN_ALL = 0x1fu,
 };
-HP_EXPORT int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path, char *err,
-                          size_t errlen);
+HP_EXPORT int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *metrics_path,
+                                    char *err, size_t errlen);
 
 /* ---- the configuration file (app_config.c) ---- */
 

@@ -146,7 +146,7 @@ HP_EXPORT int hp_config_load(hp_config_t *c, const char *path, char *err, size_t
  * NUL-terminated); `name` stands for the file in messages and in
  * c->source. */
 HP_EXPORT int hp_config_load_string(hp_config_t *c, const char *yaml, size_t len, const char *name,
-                          char *err, size_t errlen);
+                                    char *err, size_t errlen);
 
 /* Frees what a load allocated and resets *c to its defaults. Safe on
  * defaults and on an already freed configuration. */
@@ -162,7 +162,7 @@ HP_EXPORT void hp_config_free(hp_config_t *c);
  *                                  without a file).
  * errlen 0 writes nothing. */
 HP_EXPORT int hp_config_fail(const hp_config_t *c, const char *key, char *err, size_t errlen,
-                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Records that `key` (and every key beneath it) now holds a value from
  * `origin`, such as the command-line flag "--root" that replaced the

@@ -236,8 +236,8 @@ HP_EXPORT int hp_conn_write_chunk(hp_conn_t *c, void *chunk, const void *buf, ui
 /* Queues `len` bytes at `buf` without copying; `done(arg)` (if not NULL)
  * runs once they are sent or dropped, on every path (including failure:
  * then before this returns). Returns 0 or -ENOBUFS. */
-HP_EXPORT int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len, void (*done)(void *arg),
-                         void *arg);
+HP_EXPORT int hp_conn_write_ref_cb(hp_conn_t *c, const void *buf, uint64_t len,
+                                   void (*done)(void *arg), void *arg);
 
 /* Queues `len` bytes of file `fd` from `offset` for sendfile. Takes
  * ownership of `fd` on every path: it is closed once sent or dropped.
@@ -253,7 +253,7 @@ HP_EXPORT int hp_conn_write_file(hp_conn_t *c, int fd, uint64_t offset, uint64_t
  * `done` behaves as hp_conn_write_file (fd owned and closed).
  * Returns 0 or -ENOBUFS. */
 HP_EXPORT int hp_conn_write_file_cb(hp_conn_t *c, int fd, uint64_t offset, uint64_t len,
-                          void (*done)(void *arg), void *arg);
+                                    void (*done)(void *arg), void *arg);
 
 /* Bytes queued and not yet sent. */
 HP_EXPORT uint64_t hp_conn_pending(const hp_conn_t *c);

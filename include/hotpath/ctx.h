@@ -85,11 +85,12 @@ HP_EXPORT int hp_ctx_send(hp_ctx_t *ctx, const char *ctype, const void *data, si
  * until `done(arg)` is called, once it has been sent or dropped (done may
  * be NULL for static data). Returns 0. */
 HP_EXPORT int hp_ctx_send_ref(hp_ctx_t *ctx, const char *ctype, const void *data, size_t len,
-                    void (*done)(void *arg), void *arg);
+                              void (*done)(void *arg), void *arg);
 
 /* Sets the body to `len` bytes of file `fd` from `offset`, sent with
  * sendfile. Takes ownership of fd on every path. Returns 0. */
-HP_EXPORT int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset, uint64_t len);
+HP_EXPORT int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_t offset,
+                               uint64_t len);
 
 /* A complete short response: status, text/plain body "NNN Reason\n". */
 HP_EXPORT void hp_ctx_send_status(hp_ctx_t *ctx, int status);
@@ -105,7 +106,8 @@ HP_EXPORT void hp_ctx_send_status(hp_ctx_t *ctx, int status);
  * an error, e.g. 400 or 426), -EINVAL for a bad token or protocol, or
  * -ENOSPC. `proto` and `udata` are borrowed and must outlive the
  * connection. */
-HP_EXPORT int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto, void *udata);
+HP_EXPORT int hp_ctx_upgrade(hp_ctx_t *ctx, const char *token, const struct hp_proto *proto,
+                             void *udata);
 
 /* ---- asynchronous handlers ---- */
 

@@ -54,7 +54,7 @@ HP_EXPORT int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void 
  * -EADDRNOTAVAIL from binding, -ENOENT for a protocol that needs
  * registering first. */
 HP_EXPORT int hp_engine_listen(hp_engine_t *e, const hp_listener_addr_t *addr, int backlog,
-                     const hp_proto_t *proto);
+                               const hp_proto_t *proto);
 
 /* Starts every worker thread. Returns 0 or -errno (threads already
  * started are stopped again). */

@@ -160,8 +160,8 @@ HP_EXPORT uint64_t hp_hist_highest_equivalent(const hp_hist_t *h, uint64_t v);
 /* Calls fn(top value of the slot, count, arg) for each slot with a non-zero
  * count, in increasing order. fn must not modify h. */
 HP_EXPORT void hp_hist_foreach(const hp_hist_t *h,
-                     void (*fn)(uint64_t value, uint64_t count, void *arg),
-                     void *arg);
+                               void (*fn)(uint64_t value, uint64_t count, void *arg),
+                               void *arg);
 
 /* Writes the percentile distribution in HdrHistogram's classic text format
  * (what wrk2 --latency prints and HdrHistogram's plotter reads): a header,
@@ -175,7 +175,7 @@ HP_EXPORT void hp_hist_foreach(const hp_hist_t *h,
  * Returns 0, -EINVAL (unit <= 0, ticks_per_half < 1), or -EIO/-errno when
  * writing fails. */
 HP_EXPORT int hp_hist_print_percentiles(const hp_hist_t *h, FILE *out, double unit,
-                              int ticks_per_half);
+                                        int ticks_per_half);
 
 /* Bytes held by the counts. */
 HP_EXPORT size_t hp_hist_bytes(const hp_hist_t *h);

@@ -31,7 +31,8 @@
  * a rewrite of the same size within one clock tick.
  * Returns the length without the NUL (at most 35), or 0 when cap is too
  * small (then out is left untouched). Lowercase hex, no leading zeros. */
-HP_EXPORT size_t hp_cond_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec, long mtime_nsec);
+HP_EXPORT size_t hp_cond_etag_make(char *out, size_t cap, uint64_t size, int64_t mtime_sec,
+                                   long mtime_nsec);
 
 /* Parses an HTTP-date s[0..len) in any of the three RFC 9110 §5.6.7 forms:
  *   IMF-fixdate  "Sun, 06 Nov 1994 08:49:37 GMT"
@@ -65,9 +66,10 @@ HP_EXPORT int hp_cond_date_parse(const char *s, size_t len, int64_t *t);
  * a syntax error matches nothing: a bad If-Match gives 412, a bad
  * If-None-Match gives 200, both the safe direction. Returns 200, 304 or
  * 412. Borrowed pointers only. */
-HP_EXPORT int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_match, size_t inm_len,
-                     const char *if_modified_since, size_t ims_len, const char *if_unmodified_since,
-                     size_t ius_len, const char *etag, size_t etag_len, int64_t mtime);
+HP_EXPORT int hp_cond_evaluate(const char *if_match, size_t im_len, const char *if_none_match,
+                               size_t inm_len, const char *if_modified_since, size_t ims_len,
+                               const char *if_unmodified_since, size_t ius_len, const char *etag,
+                               size_t etag_len, int64_t mtime);
 
 /* If-Range (RFC 9110 §13.1.5): true when a Range header may be honoured.
  * if_range NULL (absent) -> true. An entity-tag must be a strong match for
@@ -77,6 +79,6 @@ HP_EXPORT int hp_cond_evaluate(const char *if_match, size_t im_len, const char *
  * second could change again within it. Anything else (bad syntax, a list,
  * a mismatch) -> false, and the caller serves the whole representation. */
 HP_EXPORT bool hp_cond_if_range(const char *if_range, size_t len, const char *etag, size_t etag_len,
-                      int64_t mtime, int64_t now);
+                                int64_t mtime, int64_t now);
 
 #endif

@@ -72,8 +72,8 @@ HP_EXPORT bool hp_encoding_type_ok(const char *ctype);
  *            outside 1..9, or NULL in/out with a non-zero len/cap.
  * out's contents are unspecified unless n > 0. Thread-safe: no shared
  * state. */
-HP_EXPORT ssize_t hp_encoding_compress(unsigned encoding, int level, const void *in, size_t len, void *out,
-                             size_t cap);
+HP_EXPORT ssize_t hp_encoding_compress(unsigned encoding, int level, const void *in, size_t len,
+                                       void *out, size_t cap);
 
 /* Size of an `out` that is always large enough for hp_encoding_compress
  * of len bytes with `encoding`: len - ceil(len / 10), because a longer

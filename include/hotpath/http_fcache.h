@@ -101,7 +101,7 @@ typedef struct hp_fcache_stats {
  * Returns 0, -EINVAL (max_entries 0 or above 2^30) or -ENOMEM (*out
  * untouched). */
 HP_EXPORT int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
-                  uint64_t revalidate_ms);
+                            uint64_t revalidate_ms);
 
 /* Frees the cache and every unreferenced entry (closing their
  * descriptors). Entries still referenced live on, detached, and are freed
@@ -136,9 +136,9 @@ HP_EXPORT void hp_fcache_free(hp_fcache_t *fc);
  * Returns 0, or the negative HTTP status of hp_static_resolve (-400, -403,
  * -404, -301, -414, -500, -503: nothing is cached for those), or -503 when
  * memory for the entry is short. */
-HP_EXPORT int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types, const char *target,
-                  size_t target_len, uint64_t now_ms, char *scratch, size_t scratch_len,
-                  hp_fcache_entry_t **out);
+HP_EXPORT int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types,
+                            const char *target, size_t target_len, uint64_t now_ms, char *scratch,
+                            size_t scratch_len, hp_fcache_entry_t **out);
 
 /* One more reference to e (from hp_fcache_get), e.g. for each queued
  * segment that sends from it. */
@@ -181,9 +181,9 @@ HP_EXPORT int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsi
  * memory ran out (nothing is remembered: a later call tries again);
  * -EINVAL for another encoding. May block on the read of the file (once
  * per file). */
-HP_EXPORT int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding, int level,
-                         uint64_t min_size, const void **buf, uint64_t *len,
-                         char etag[HP_ETAG_MAX]);
+HP_EXPORT int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding,
+                                   int level, uint64_t min_size, const void **buf, uint64_t *len,
+                                   char etag[HP_ETAG_MAX]);
 
 /* Empties the table (config reload, new root): unreferenced entries are
  * freed at once, referenced ones when released. */

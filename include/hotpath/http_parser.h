@@ -82,8 +82,8 @@ HP_EXPORT void hp_http_req_init(hp_http_req_t *req);
  * Returns >0: complete, the value is head_len; 0: need more bytes;
  * <0: -status to answer (-400, -413, -414, -417, -431, -501, -505), after
  * which the connection must be closed. No heap allocation. */
-HP_EXPORT int hp_http_parse(hp_http_req_t *req, hp_http_field_t *fields, const char *buf, size_t len,
-                  const hp_http_limits_t *lim);
+HP_EXPORT int hp_http_parse(hp_http_req_t *req, hp_http_field_t *fields, const char *buf,
+                            size_t len, const hp_http_limits_t *lim);
 
 /* True when the connection may stay open after this request: HTTP/1.1
  * unless Connection: close; HTTP/1.0 only with Connection: keep-alive
@@ -93,8 +93,8 @@ HP_EXPORT bool hp_http_req_keep_alive(const hp_http_req_t *req);
 /* Case-insensitive lookup of the first field named name[0..name_len)
  * among fields[0..req->nfields) of the request in buf. Returns its index,
  * or -1 when absent. */
-HP_EXPORT int hp_http_find_field(const hp_http_req_t *req, const hp_http_field_t *fields, const char *buf,
-                       const char *name, size_t name_len);
+HP_EXPORT int hp_http_find_field(const hp_http_req_t *req, const hp_http_field_t *fields,
+                                 const char *buf, const char *name, size_t name_len);
 
 /* SIMD scanner implementations. */
 enum { HP_HTTP_SIMD_SCALAR = 0, HP_HTTP_SIMD_SSE42, HP_HTTP_SIMD_AVX2 };
@@ -142,6 +142,6 @@ HP_EXPORT void hp_http_chunked_init(hp_http_chunked_t *c, uint64_t max_body);
  * max_body, -431 when trailers exceed HP_HTTP_TRAILER_MAX. Trailers and
  * chunk extensions are validated loosely and discarded. */
 HP_EXPORT int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *consumed,
-                           size_t *out_len);
+                                     size_t *out_len);
 
 #endif

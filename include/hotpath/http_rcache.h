@@ -86,7 +86,7 @@ typedef struct hp_rcache_stats {
  * Returns 0, -EINVAL (max_entries or default_ttl_ms 0, out NULL) or -ENOMEM
  * (nothing allocated is left behind). */
 HP_EXPORT int hp_rcache_new(hp_rcache_t **out, uint32_t max_entries, uint64_t max_bytes,
-                  uint64_t default_ttl_ms);
+                            uint64_t default_ttl_ms);
 
 /* Drops every entry and frees the cache. Entries still referenced stay
  * readable and are freed by their last hp_rcache_release. NULL is a no-op. */
@@ -98,7 +98,8 @@ HP_EXPORT void hp_rcache_free(hp_rcache_t *rc);
  * NULL on a miss; an entry with now_ms >= expires_ms is a miss too, is
  * dropped from the table and counted in both `misses` and `expired`.
  * Allocates nothing. */
-HP_EXPORT hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, size_t klen, uint64_t now_ms);
+HP_EXPORT hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, size_t klen,
+                                           uint64_t now_ms);
 
 /* Stores a copy of a response under key[0..klen) in one allocation; every
  * pointer argument is borrowed. ctype is NUL-terminated (NULL: ""); headers
@@ -114,9 +115,9 @@ HP_EXPORT hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, siz
  * Returns 0; -E2BIG when the entry alone is larger than max_bytes (or key,
  * headers or the total size overflow 32/64-bit lengths); -ENOMEM. On
  * failure the cache is unchanged (an older entry under the key stays). */
-HP_EXPORT int hp_rcache_put(hp_rcache_t *rc, const void *key, size_t klen, int status, const char *ctype,
-                  const char *headers, size_t headers_len, const void *body, uint64_t body_len,
-                  uint64_t ttl_ms, uint64_t now_ms);
+HP_EXPORT int hp_rcache_put(hp_rcache_t *rc, const void *key, size_t klen, int status,
+                            const char *ctype, const char *headers, size_t headers_len,
+                            const void *body, uint64_t body_len, uint64_t ttl_ms, uint64_t now_ms);
 
 /* Drops the entry under key[0..klen) (borrowed), for invalidation after an
  * unsafe request to the same resource. Returns 0 or -ENOENT. Not counted as
@@ -126,7 +127,8 @@ HP_EXPORT int hp_rcache_remove(hp_rcache_t *rc, const void *key, size_t klen);
 /* Bytes an entry of these sizes is charged against max_bytes: the entry
  * header (per-entry overhead) plus key, Content-Type and header lines with
  * their NULs, plus the body. UINT64_MAX when the sum overflows. */
-HP_EXPORT uint64_t hp_rcache_entry_size(size_t klen, size_t ctype_len, size_t headers_len, uint64_t body_len);
+HP_EXPORT uint64_t hp_rcache_entry_size(size_t klen, size_t ctype_len, size_t headers_len,
+                                        uint64_t body_len);
 
 /* Takes one more reference to e (for example one per queued response). */
 HP_EXPORT void hp_rcache_ref(hp_rcache_entry_t *e);
@@ -182,8 +184,9 @@ HP_EXPORT int64_t hp_rcache_max_age_ms(const char *v, size_t len);
  * are borrowed; method/path/query may be NULL when their length is 0.
  * Returns the key length, -ENOSPC when buf is too small (buf contents then
  * unspecified) or -E2BIG when a part is 4 GiB - 1 or longer. */
-HP_EXPORT ssize_t hp_rcache_key(char *buf, size_t cap, const char *method, size_t mlen, const char *path,
-                      size_t plen, const char *query, size_t qlen, const char *const *vary_vals,
-                      const size_t *vary_lens, size_t nvary);
+HP_EXPORT ssize_t hp_rcache_key(char *buf, size_t cap, const char *method, size_t mlen,
+                                const char *path, size_t plen, const char *query, size_t qlen,
+                                const char *const *vary_vals, const size_t *vary_lens,
+                                size_t nvary);
 
 #endif

@@ -39,13 +39,15 @@ HP_EXPORT const char *hp_resp_writer_reason(int status);
  * Content-Type when ctype is not NULL, Content-Length, Connection per
  * flags), then `extra` (preformatted "Name: value\r\n" lines, may be NULL)
  * and the blank line. Returns 0 or -ENOBUFS when the queue is full. */
-HP_EXPORT int hp_resp_writer_head(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
-                       uint64_t content_length, const char *extra, uint32_t flags);
+HP_EXPORT int hp_resp_writer_head(hp_conn_t *c, const hp_clock_date_t *date, int status,
+                                  const char *ctype, uint64_t content_length, const char *extra,
+                                  uint32_t flags);
 
 /* A whole response with an in-memory body, copied when small. Returns 0 or
  * -ENOBUFS. */
-HP_EXPORT int hp_resp_writer_respond(hp_conn_t *c, const hp_clock_date_t *date, int status, const char *ctype,
-                    const void *body, uint32_t len, const char *extra, uint32_t flags);
+HP_EXPORT int hp_resp_writer_respond(hp_conn_t *c, const hp_clock_date_t *date, int status,
+                                     const char *ctype, const void *body, uint32_t len,
+                                     const char *extra, uint32_t flags);
 
 /* Writes `v` in decimal to `out` (room for 20 digits); returns the length. */
 HP_EXPORT uint32_t hp_resp_writer_u64(char *out, uint64_t v);

@@ -4,8 +4,8 @@
  *
  * Usage: fill an hp_http_config_t, call hp_http_proto_init to get the
  * hp_proto_t for it, register it with hp_engine_add_proto (the config is
- * the arg) and listen with hp_engine_listen. Each worker gets its own hp_http_worker_t: statistics shard,
- * cached Date, scratch space.
+ * the arg) and listen with hp_engine_listen. Each worker gets its own
+ * hp_http_worker_t: statistics shard, cached Date, scratch space.
  */
 #ifndef HOTPATH_HTTP_SERVER_H
 #define HOTPATH_HTTP_SERVER_H
@@ -184,13 +184,15 @@ typedef struct hp_http_worker {
 /* Fills `proto` for `cfg` (its state size depends on the field limit).
  * Returns 0 or -EINVAL when the limits do not fit a read chunk of
  * `rbuf_size` bytes. */
-HP_EXPORT int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg, uint32_t rbuf_size);
+HP_EXPORT int hp_http_proto_init(hp_proto_t *proto, const hp_http_config_t *cfg,
+                                 uint32_t rbuf_size);
 
 /* Hands a reloaded configuration to worker `w` running `proto` (from any
  * thread): from its next wake-up, its requests use `cfg`, and the one it
  * stopped using goes to cfg->retire. Returns 0 or -EAGAIN (inbox full:
  * try again). */
-HP_EXPORT int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto, const hp_http_config_t *cfg);
+HP_EXPORT int hp_http_post_config(hp_worker_t *w, const hp_proto_t *proto,
+                                  const hp_http_config_t *cfg);
 
 /* The read chunk size that fits these limits (head + state + slack). */
 HP_EXPORT uint32_t hp_http_rbuf_size(const hp_http_config_t *cfg);

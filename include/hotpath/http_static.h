@@ -70,7 +70,7 @@ HP_EXPORT int hp_static_open_root(const char *path);
  *   -503 out of descriptors or kernel memory (EMFILE/ENFILE/ENOMEM);
  *   -500 any other unexpected failure. */
 HP_EXPORT int hp_static_resolve(int root_fd, const char *target, size_t target_len, char *scratch,
-                      size_t scratch_len, hp_static_file_t *out);
+                                size_t scratch_len, hp_static_file_t *out);
 
 /* hp_static_resolve_encoded `accept` bit: try the .gz sibling before the
  * .br one (the client ranks gzip strictly above br). Above the HP_ENC_*
@@ -128,8 +128,9 @@ HP_EXPORT unsigned hp_static_accept(const char *v, size_t len);
  *
  * Returns 0 or the negative HTTP status of hp_static_resolve(). */
 HP_EXPORT int hp_static_resolve_encoded(int root_fd, const hp_mime_t *types, const char *target,
-                              size_t target_len, unsigned accept, char *scratch,
-                              size_t scratch_len, hp_static_file_t *out, unsigned *encoding);
+                                        size_t target_len, unsigned accept, char *scratch,
+                                        size_t scratch_len, hp_static_file_t *out,
+                                        unsigned *encoding);
 
 /* Content-Type for `path` (len bytes, need not be NUL-terminated), chosen by
  * the extension of its last segment, case-insensitively. Unknown or missing

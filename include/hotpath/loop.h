@@ -99,7 +99,7 @@ HP_EXPORT uint64_t hp_loop_clock_ns(const hp_loop_t *loop);
  * generator's constant rate. One deadline per loop; it is cleared before
  * `cb` runs, which may set the next. 0 clears it. */
 HP_EXPORT void hp_loop_set_deadline(hp_loop_t *loop, uint64_t deadline_ns, hp_loop_deadline_cb cb,
-                          void *arg);
+                                    void *arg);
 
 /* How long hp_loop_run_once(loop, max_wait_ms) would wait if no event
  * came, in ms on the loop's clock: 0 when the loop is stopping, the hook

@@ -51,7 +51,7 @@ typedef struct hp_pool {
  * caps the chunks the pool will ever hold (0: no cap).
  * Returns 0, or -EINVAL for a bad size (the pool is then left zeroed). */
 HP_EXPORT int hp_pool_init(hp_pool_t *p, uint32_t chunk_size, uint32_t slab_chunks,
-                 uint32_t max_chunks);
+                           uint32_t max_chunks);
 
 /* Hands out a chunk of chunk_size bytes aligned to HP_POOL_ALIGN, the most
  * recently returned one first. Grows the pool by one slab when no free

@@ -66,19 +66,19 @@ HP_EXPORT void hp_prom_init(hp_prom_t *p, char *buf, size_t cap);
  * escaped as the format asks (backslash and newline); with help NULL only
  * the TYPE line is written. All strings are borrowed. */
 HP_EXPORT void hp_prom_family(hp_prom_t *p, const char *name, const char *type,
-                    const char *help);
+                              const char *help);
 
 /* Writes one sample line "name{labels} value" ("name value" when labels is
  * NULL or empty). labels is a preformatted label set without braces, such
  * as `route="/x",class="2xx"`; nothing in it is escaped here, so build its
  * values with hp_prom_label_value. Borrowed. */
 HP_EXPORT void hp_prom_sample(hp_prom_t *p, const char *name, const char *labels,
-                    uint64_t value);
+                              uint64_t value);
 
 /* hp_prom_sample with a floating-point value (shortest round-trip digits;
  * NaN, +Inf, -Inf). */
 HP_EXPORT void hp_prom_sample_double(hp_prom_t *p, const char *name, const char *labels,
-                           double value);
+                                     double value);
 
 /* Escapes the label value v[0..len) for use between the double quotes of a
  * label: backslash, double quote and line feed become \\, \" and \n; all
@@ -110,8 +110,8 @@ HP_EXPORT int hp_prom_label_value(const char *v, size_t len, char *out, size_t c
  * the sum of slot midpoints (as hp_hist_mean), within half a slot per value
  * of the true sum. */
 HP_EXPORT void hp_prom_histogram(hp_prom_t *p, const char *name, const char *labels,
-                       const hp_hist_t *h, const double *bounds,
-                       size_t nbounds);
+                                 const hp_hist_t *h, const double *bounds,
+                                 size_t nbounds);
 
 /* Default latency bucket bounds in seconds, 100 us to 10 s:
  * 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

@@ -85,7 +85,7 @@ HP_EXPORT int hp_resolve_new(hp_resolve_t **out, const hp_resolve_config_t *cfg)
  * -ENOMEM, or -EAGAIN when no helper thread exists and none could be
  * started. On error cb never runs. */
 HP_EXPORT int hp_resolve_start(hp_resolve_t *r, hp_worker_t *w, const char *host, int family,
-                     hp_resolve_cb cb, void *arg, hp_resolve_req_t **out);
+                               hp_resolve_cb cb, void *arg, hp_resolve_req_t **out);
 
 /* Forgets a request whose callback has not run yet: the callback will
  * not run, and the request is freed now if it was still waiting, else

@@ -101,7 +101,7 @@ HP_EXPORT void hp_router_free(hp_router_t *r);
  * -ENOMEM. On error a one-line message is written into err (errlen bytes,
  * NUL-terminated, may be NULL/0); on success err is set to "". */
 HP_EXPORT int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *handler,
-                  void *udata, char *err, size_t errlen);
+                            void *udata, char *err, size_t errlen);
 
 /* Finds the route for method (one HP_ROUTER_* bit; any other value, such as
  * 0 for a method the router does not know, never matches a handler) and
@@ -113,7 +113,7 @@ HP_EXPORT int hp_router_add(hp_router_t *r, uint32_t methods, const char *patter
  * pattern NULL and nparams 0. Allocates nothing and never copies the path:
  * parameter values point into it. Safe to call from many threads at once. */
 HP_EXPORT int hp_router_match(const hp_router_t *r, uint32_t method, const char *path, size_t len,
-                    hp_route_match_t *m);
+                              hp_route_match_t *m);
 
 /* Writes the Allow header value for a method mask ("GET, HEAD, POST"), in
  * the order GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, into buf like

@@ -197,8 +197,8 @@ typedef struct hp_connect_opts {
  * the worker's thread (or before it starts), e.g. from a handler or a
  * timer. Returns 0 with *out set, or -errno (nothing is left open). */
 HP_EXPORT int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, socklen_t len,
-                      const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
-                      hp_conn_t **out);
+                                const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
+                                hp_conn_t **out);
 
 /* Opens an outbound TCP connection to `host` (a name, or an IPv4 or IPv6
  * address in text) and `port` that runs `proto`, with `udata` in
@@ -226,8 +226,8 @@ HP_EXPORT int hp_worker_connect(hp_worker_t *w, const struct sockaddr *addr, soc
  * -EBUSY when the resolver's queue is full, -ENOMEM/-ENOBUFS, or what
  * hp_worker_connect returns for a numeric host. */
 HP_EXPORT int hp_worker_connect_host(hp_worker_t *w, const char *host, uint16_t port,
-                           const hp_proto_t *proto, void *udata, const hp_connect_opts_t *opts,
-                           hp_conn_t **out);
+                                     const hp_proto_t *proto, void *udata,
+                                     const hp_connect_opts_t *opts, hp_conn_t **out);
 
 /* Starts the worker's thread (pinned to w->cpu). Returns 0 or -errno. */
 HP_EXPORT int hp_worker_start(hp_worker_t *w);
