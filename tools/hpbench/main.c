@@ -350,6 +350,145 @@ static void fmt_latency(char *out, size_t n, uint64_t ns)
         snprintf(out, n, "%.2fs", (double)ns / 1e9);
 }
 
+/* The measured window: [*t_start, *t_end) on the monotonic clock. The
+ * rate schedule starts a little ahead, so the threads are up before its
+ * first request is due. Without a warm-up every response counts, from the
+ * first connect, and the measured time begins now: what the server served
+ * and what hpbench counted then agree. */
+static void plan_window(const hb_options_t *opt, hb_plan_t *plan, uint64_t *t_start,
+                        uint64_t *t_end)
+{
+    uint64_t t0 = hp_clock_mono_ns() + 1000000;
+    if (plan->rate_mode)
+        hp_rate_init(&plan->rate, opt->rate, (uint32_t)opt->connections, t0);
+    if (opt->warmup_s > 0) {
+        plan->record_from_ns = t0 + (uint64_t)(opt->warmup_s * 1e9);
+        *t_start = plan->record_from_ns;
+    } else {
+        plan->record_from_ns = 0;
+        *t_start = plan->rate_mode ? t0 : hp_clock_mono_ns();
+    }
+    *t_end = *t_start + (uint64_t)(opt->duration_s * 1e9);
+    plan->record_until_ns = *t_end;
+}
+
+/* Signals and timer slack for the run, then the load threads. */
+static hb_threads_t *start_threads(hb_plan_t *plan)
+{
+    /* Threads inherit the timer slack: 1 ns lets the rate schedule's
+     * wake-ups land on time instead of up to 50 us late. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    /* A write to a connection the server has reset is an error to count
+     * (EPIPE), not a reason to die without a report: in -R mode requests
+     * leave on schedule, answered or not, so a server going away makes
+     * such writes certain. */
+    signal(SIGPIPE, SIG_IGN);
+    /* No SA_RESTART: the signal interrupts the main thread's sleep. The
+     * load threads block both signals (they inherit the mask set around
+     * their start), so the handler always runs on this thread. */
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t stop_sigs, old_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_sigs);
+    hb_threads_t *ts = hb_threads_start(plan);
+    int start_err = errno;
+    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
+    if (!ts)
+        die("cannot start threads: %s", strerror(start_err));
+    return ts;
+}
+
+/* One sample a second until t_end (or a stop signal), with the progress
+ * line on a terminal. Returns when the measured part ended: *t_stop. A
+ * stop during the warm-up leaves nothing measured: the report is empty
+ * and the verdict says so. */
+static void sample_run(hb_threads_t *ts, hb_results_t *res, int nsamples_max, uint64_t t_start,
+                       uint64_t t_end, uint64_t *t_stop)
+{
+    bool measuring = sleep_until(t_start);
+    double u0, s0;
+    double cpu0 = cpu_seconds(&u0, &s0);
+    bool tty = isatty(STDERR_FILENO);
+    uint64_t last_req = 0, last_err = 0, last_ok = 0;
+    bool cut = !measuring;
+    *t_stop = measuring ? t_end : t_start;
+    for (int sec = 1; measuring; sec++) {
+        uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
+        bool last = next >= t_end;
+        uint64_t until = last ? t_end : next;
+        if (!sleep_until(until)) {
+            /* Cut short: this sample ends now. Responses that complete
+             * before the threads stop, a few milliseconds on, still
+             * count. */
+            uint64_t now = hp_clock_mono_ns();
+            until = now < until ? now : until;
+            last = cut = true;
+        }
+        uint64_t req, errs, ok, p99;
+        hb_threads_peek(ts, &req, &errs, &ok, &p99);
+        if (res->nsamples < nsamples_max) {
+            double t = last ? (double)(until - t_start) / 1e9 : sec;
+            res->samples[res->nsamples++] =
+                (hb_sample_t){.t = t, .requests = req - last_req, .errors = errs - last_err,
+                              .ok = ok - last_ok, .p99_ns = p99};
+        }
+        if (tty && !last) {
+            char p[32];
+            fmt_latency(p, sizeof p, p99);
+            fprintf(stderr, "\r  %3ds  %10llu req/s  %8llu errors  p99 %-10s", sec,
+                    (unsigned long long)(req - last_req), (unsigned long long)errs, p);
+        }
+        last_req = req;
+        last_err = errs;
+        last_ok = ok;
+        if (last) {
+            *t_stop = until;
+            break;
+        }
+    }
+    if (tty)
+        fputs("\r\033[K", stderr);
+    if (cut)
+        fprintf(stderr, PROG ": SIG%s: run stopped after %.2f s of %g s measured\n",
+                sigabbrev_np(g_stop_signal), (double)(*t_stop - t_start) / 1e9,
+                res->opt->duration_s);
+    double u1, s1;
+    double cpu1 = cpu_seconds(&u1, &s1);
+    res->duration_s = (double)(*t_stop - t_start) / 1e9;
+    res->client_cpu_s = cpu1 - cpu0;
+    res->client_user_s = u1 - u0;
+    res->client_sys_s = s1 - s0;
+}
+
+/* The text report, the files asked for, and the verdict. Returns true
+ * when the run failed (a file could not be written, or hb_verdict says
+ * so, in one line on stderr). */
+static bool report(const hb_results_t *res, const hb_options_t *opt)
+{
+    hb_report_text(res, stdout);
+    bool failed = false;
+    int rc;
+    if (opt->json_path && (rc = hb_report_json(res, opt->json_path)) < 0) {
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt->json_path, strerror(-rc));
+        failed = true;
+    }
+    if (opt->html_path && (rc = hb_report_html(res, opt->html_path)) < 0) {
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt->html_path, strerror(-rc));
+        failed = true;
+    }
+    char why[512];
+    if (hb_verdict(res, why, sizeof why) != 0) {
+        fprintf(stderr, PROG ": failed: %s\n", why);
+        failed = true;
+    }
+    return failed;
+}
+
 int main(int argc, char **argv)
 {
     hb_options_t opt = {
@@ -378,127 +517,17 @@ int main(int argc, char **argv)
     if (!res.samples)
         die("out of memory");
 
-    /* The rate schedule starts a little ahead, so the threads are up
-     * before its first request is due. Without a warm-up every response
-     * counts, from the first connect, and the measured time begins now:
-     * what the server served and what hpbench counted then agree. */
-    uint64_t t0 = hp_clock_mono_ns() + 1000000;
+    uint64_t t_start, t_end, t_stop;
     plan.rate_mode = res.rate_mode;
-    if (plan.rate_mode)
-        hp_rate_init(&plan.rate, opt.rate, (uint32_t)opt.connections, t0);
-    uint64_t t_start;
-    if (opt.warmup_s > 0) {
-        plan.record_from_ns = t0 + (uint64_t)(opt.warmup_s * 1e9);
-        t_start = plan.record_from_ns;
-    } else {
-        plan.record_from_ns = 0;
-        t_start = plan.rate_mode ? t0 : hp_clock_mono_ns();
-    }
-    uint64_t t_end = t_start + (uint64_t)(opt.duration_s * 1e9);
-    plan.record_until_ns = t_end;
-
-    /* Threads inherit the timer slack: 1 ns lets the rate schedule's
-     * wake-ups land on time instead of up to 50 us late. */
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-    /* A write to a connection the server has reset is an error to count
-     * (EPIPE), not a reason to die without a report: in -R mode requests
-     * leave on schedule, answered or not, so a server going away makes
-     * such writes certain. */
-    signal(SIGPIPE, SIG_IGN);
-    /* No SA_RESTART: the signal interrupts the main thread's sleep. The
-     * load threads block both signals (they inherit the mask set around
-     * their start), so the handler always runs on this thread. */
-    struct sigaction sa = {.sa_handler = on_stop_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigset_t stop_sigs, old_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGINT);
-    sigaddset(&stop_sigs, SIGTERM);
+    plan_window(&opt, &plan, &t_start, &t_end);
     printf("Running %gs test @ %s\n", opt.duration_s, opt.url);
     fflush(stdout);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_sigs);
-    hb_threads_t *ts = hb_threads_start(&plan);
-    int start_err = errno;
-    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
-    if (!ts)
-        die("cannot start threads: %s", strerror(start_err));
-
-    /* A stop during the warm-up leaves nothing measured: the report is
-     * empty and the verdict says so. */
-    bool measuring = sleep_until(t_start);
-    double u0, s0;
-    double cpu0 = cpu_seconds(&u0, &s0);
-    bool tty = isatty(STDERR_FILENO);
-    uint64_t last_req = 0, last_err = 0, last_ok = 0;
-    uint64_t t_stop = measuring ? t_end : t_start;
-    bool cut = !measuring;
-    for (int sec = 1; measuring; sec++) {
-        uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
-        bool last = next >= t_end;
-        uint64_t until = last ? t_end : next;
-        if (!sleep_until(until)) {
-            /* Cut short: this sample ends now. Responses that complete
-             * before the threads stop, a few milliseconds on, still
-             * count. */
-            uint64_t now = hp_clock_mono_ns();
-            until = now < until ? now : until;
-            last = cut = true;
-        }
-        uint64_t req, errs, ok, p99;
-        hb_threads_peek(ts, &req, &errs, &ok, &p99);
-        if (res.nsamples < nsamples_max) {
-            double t = last ? (double)(until - t_start) / 1e9 : sec;
-            res.samples[res.nsamples++] =
-                (hb_sample_t){.t = t, .requests = req - last_req, .errors = errs - last_err,
-                              .ok = ok - last_ok, .p99_ns = p99};
-        }
-        if (tty && !last) {
-            char p[32];
-            fmt_latency(p, sizeof p, p99);
-            fprintf(stderr, "\r  %3ds  %10llu req/s  %8llu errors  p99 %-10s", sec,
-                    (unsigned long long)(req - last_req), (unsigned long long)errs, p);
-        }
-        last_req = req;
-        last_err = errs;
-        last_ok = ok;
-        if (last) {
-            t_stop = until;
-            break;
-        }
-    }
-    if (tty)
-        fputs("\r\033[K", stderr);
-    if (cut)
-        fprintf(stderr, PROG ": SIG%s: run stopped after %.2f s of %g s measured\n",
-                sigabbrev_np(g_stop_signal), (double)(t_stop - t_start) / 1e9, opt.duration_s);
-    double u1, s1;
-    double cpu1 = cpu_seconds(&u1, &s1);
-    res.duration_s = (double)(t_stop - t_start) / 1e9;
-    res.client_cpu_s = cpu1 - cpu0;
-    res.client_user_s = u1 - u0;
-    res.client_sys_s = s1 - s0;
-
+    hb_threads_t *ts = start_threads(&plan);
+    sample_run(ts, &res, nsamples_max, t_start, t_end, &t_stop);
     hb_threads_stop(ts, &res);
     hb_threads_destroy(ts);
 
-    hb_report_text(&res, stdout);
-    bool failed = false;
-    int rc;
-    if (opt.json_path && (rc = hb_report_json(&res, opt.json_path)) < 0) {
-        fprintf(stderr, PROG ": cannot write %s: %s\n", opt.json_path, strerror(-rc));
-        failed = true;
-    }
-    if (opt.html_path && (rc = hb_report_html(&res, opt.html_path)) < 0) {
-        fprintf(stderr, PROG ": cannot write %s: %s\n", opt.html_path, strerror(-rc));
-        failed = true;
-    }
-    char why[512];
-    if (hb_verdict(&res, why, sizeof why) != 0) {
-        fprintf(stderr, PROG ": failed: %s\n", why);
-        failed = true;
-    }
+    bool failed = report(&res, &opt);
     hp_free(res.samples);
     hp_hist_destroy(&res.latency);
     hp_hist_destroy(&res.uncorrected);
