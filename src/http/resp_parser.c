@@ -163,6 +163,13 @@ HP_INLINE long status_fixed(const char *buf, size_t pos, size_t cap)
     return (long)pos;
 }
 
+/* The parser's main loop: a resumable state machine over the status line
+ * and the field lines, one function on purpose (the exception to the
+ * ~100-line rule): its states jump into one another with gotos that keep
+ * the position and the line being scanned in registers, and it is
+ * inlined once per SIMD mode so each copy's scanner is a direct call.
+ * Split into functions, the state would round-trip through memory at
+ * every field. */
 HP_INLINE int parse_impl(hp_resp_parser_t *r, const char *buf, size_t len, int mode)
 {
     /* Nothing at or past cap is ever read. */
