@@ -462,7 +462,7 @@ static void test_serve_several_listeners(void **state)
     for (int round = 0; round < 3; round++)
         for (int a = 0; a < 2; a++)
             for (int i = 0; i < CLIENTS; i++) {
-                char line[32];
+                char line[48];
                 snprintf(line, sizeof line, "a%d-c%d-r%d", a, i, round);
                 assert_true(ask(fd[a][i], line) < 2);
             }
