@@ -38,7 +38,7 @@ ifeq ($(CI),true)
 WARN     += -Werror
 endif
 
-CPPFLAGS := -Iinclude -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
+CPPFLAGS := -Iinclude -Isrc -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
 # Hidden by default: libhotpath.so exports what the public headers mark
 # HP_EXPORT, nothing else (tests/integration/test_library.py checks).
 CFLAGS   := -std=gnu17 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)

@@ -18,7 +18,7 @@
 
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
-#include "hotpath/sys.h"
+#include "sys_int.h"
 
 static inline uint64_t read_clock(const hp_loop_t *loop)
 {

@@ -4,7 +4,7 @@
  * The table pointer is set before threads start and only read afterwards,
  * so workers read it without synchronisation.
  */
-#include "hotpath/sys.h"
+#include "sys_int.h"
 
 #include <errno.h>
 #include <sys/sendfile.h>

@@ -7,7 +7,7 @@
  * Invariant: a slot only ever holds -1 or a valid qvalue 0..1000 taken
  * from a well-formed element; malformed elements never touch the table.
  */
-#include "hotpath/http_accept.h"
+#include "accept_int.h"
 #include "tchar_int.h"
 
 #include <stdbool.h>

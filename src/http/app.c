@@ -32,8 +32,8 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/engine.h"
-#include "hotpath/http_mime.h"
-#include "hotpath/http_static.h"
+#include "mime_int.h"
+#include "static_int.h"
 #include "hotpath/listener.h"
 #include "hotpath/log.h"
 #include "hotpath/loop.h"

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "hotpath/accesslog.h"
-#include "hotpath/http_static.h"
+#include "static_int.h"
 #include "hotpath/listener.h"
 
 /* The file's own defaults: settings of the hotpath binary that an

@@ -13,7 +13,7 @@
 #include "hotpath/app.h"
 #include "hotpath/engine.h"
 #include "hotpath/http_method.h"
-#include "hotpath/prom.h"
+#include "metrics/prom_int.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
 

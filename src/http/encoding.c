@@ -10,7 +10,7 @@
  * min(cap, len - ceil(len / 10)), so running out of room means "would not
  * save 10 %" (limit reached) or "buffer too small" (cap reached).
  */
-#include "hotpath/http_encoding.h"
+#include "encoding_int.h"
 
 #include "hotpath/compress.h"
 

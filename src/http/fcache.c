@@ -21,7 +21,7 @@
  *    descriptors and sizes it holds, so an equal fstatat proves that a
  *    descriptor still stands for what the path names.
  */
-#include "hotpath/http_fcache.h"
+#include "fcache_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,9 +32,9 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
-#include "hotpath/http_accept.h"
-#include "hotpath/http_encoding.h"
-#include "hotpath/http_static.h"
+#include "accept_int.h"
+#include "encoding_int.h"
+#include "static_int.h"
 
 /* What an fstatat of one of the entry's names said when the entry was
  * built. A name that did not exist (or could not be looked at) is

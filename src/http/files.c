@@ -15,14 +15,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hotpath/http_accept.h"
+#include "accept_int.h"
 #include "hotpath/http_cond.h"
-#include "hotpath/http_fcache.h"
-#include "hotpath/http_range.h"
-#include "hotpath/http_resp_writer.h"
-#include "hotpath/http_static.h"
-#include "server_int.h"
+#include "fcache_int.h"
+#include "range_int.h"
+#include "resp_writer_int.h"
 #include "static_int.h"
+#include "server_int.h"
 
 /* A request header's value by (lower-case) name, or NULL. */
 static const char *req_header(hp_conn_t *c, http_state_t *st, const char *name, size_t nlen,

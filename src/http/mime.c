@@ -12,7 +12,7 @@
  * probe ends; an extension appears in at most one slot (a later line
  * overwrites the earlier slot's type rather than adding a second slot).
  */
-#include "hotpath/http_mime.h"
+#include "mime_int.h"
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"

@@ -8,7 +8,7 @@
  * parsed; a syntax error anywhere means "ignore the header" (return 0),
  * never a partial answer.
  */
-#include "hotpath/http_range.h"
+#include "range_int.h"
 
 #include <stdbool.h>
 

@@ -16,7 +16,7 @@
  * only the callers' (so it is >= 1); an orphaned entry (cache freed) is on
  * no list.
  */
-#include "hotpath/http_rcache.h"
+#include "rcache_int.h"
 
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"

@@ -5,7 +5,7 @@
  * constant fragments; the only per-response formatting is Content-Length.
  * Invariant: a head never exceeds HP_RESP_WRITER_HEAD_MAX + strlen(extra) bytes.
  */
-#include "hotpath/http_resp_writer.h"
+#include "resp_writer_int.h"
 
 #include <errno.h>
 #include <stdio.h>

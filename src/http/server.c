@@ -23,7 +23,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/http_method.h"
-#include "hotpath/http_resp_writer.h"
+#include "resp_writer_int.h"
 #include "hotpath/worker.h"
 #include "server_int.h"
 #include "target_int.h"

@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/http_fcache.h"
-#include "hotpath/http_rcache.h"
+#include "fcache_int.h"
+#include "rcache_int.h"
 #include "hotpath/log.h"
 #include "hotpath/worker.h"
 #include "server_int.h"

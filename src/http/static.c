@@ -15,12 +15,11 @@
  * itself refuses those that leave (openat2 RESOLVE_BENEATH) or, without
  * openat2, refuses every symlink (O_NOFOLLOW at each step of the walk).
  */
-#include "hotpath/http_static.h"
+#include "static_int.h"
 
 #include "config.h"
 #include "hotpath/common.h"
-#include "hotpath/http_accept.h"
-#include "static_int.h"
+#include "accept_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

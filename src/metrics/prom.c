@@ -13,7 +13,7 @@
  * Nothing here allocates; the only library calls are snprintf/strtod for
  * floating-point numbers (no libm: isnan/isinf are compiler built-ins).
  */
-#include "hotpath/prom.h"
+#include "prom_int.h"
 
 #include <errno.h>
 #include <math.h>

@@ -4,7 +4,7 @@
  * Due times are computed from the request's number, never accumulated, so
  * rounding never drifts: request j is due at start + round(j * period).
  */
-#include "hotpath/rate.h"
+#include "rate_int.h"
 
 #include <errno.h>
 #include <math.h>

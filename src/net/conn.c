@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 #include "hotpath/worker.h"
 
 /* Reads per connection per wake-up. With 32 KiB chunks this bounds one

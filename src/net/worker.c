@@ -28,7 +28,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/log.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 /* After EMFILE/ENFILE, how long the listener rests before trying again.
  * Short enough that service resumes quickly once fds free up, long enough

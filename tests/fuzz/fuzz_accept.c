@@ -9,7 +9,7 @@
  * identity itself is refused; the winner still wins when the other
  * candidates are taken away; and an absent header always gives identity.
  */
-#include "hotpath/http_accept.h"
+#include "http/accept_int.h"
 
 #include <stdint.h>
 #include <stdlib.h>

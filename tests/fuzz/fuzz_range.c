@@ -10,7 +10,7 @@
  * more than size; a smaller `max` gives the same answer or 0; and writing
  * the ranges back out as "bytes=a-b,..." parses to the same ranges.
  */
-#include "hotpath/http_range.h"
+#include "http/range_int.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -12,7 +12,7 @@
  * a stored entry comes back byte for byte under its key and not under
  * the key of another split.
  */
-#include "hotpath/http_rcache.h"
+#include "http/rcache_int.h"
 
 #include <errno.h>
 #include <stdint.h>

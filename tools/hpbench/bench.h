@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 
 #include "hpbench.h"
-#include "hotpath/rate.h"
+#include "metrics/rate_int.h"
 
 /* What every thread shares, read-only once the run starts. */
 typedef struct hb_plan {

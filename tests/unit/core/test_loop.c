@@ -30,7 +30,7 @@
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/loop.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 #include "../manual_clock.h"
 

@@ -26,7 +26,7 @@
 
 #include <cmocka.h>
 
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 /* Per-call script: fail with errs[0..nerr) in turn, then pass on. */
 typedef struct script {

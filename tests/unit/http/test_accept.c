@@ -9,7 +9,7 @@
  * past the end.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/http_accept.h"
+#include "http/accept_int.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

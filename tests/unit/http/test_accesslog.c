@@ -14,7 +14,7 @@
 #include "hotpath/accesslog.h"
 #include "hotpath/alloc.h"
 #include "hotpath/common.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

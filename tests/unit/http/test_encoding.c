@@ -11,7 +11,7 @@
  * gzip -6 and brotli q4/q5 on 64 KiB of HTML-like text.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/http_encoding.h"
+#include "http/encoding_int.h"
 
 #include <brotli/decode.h>
 #include <errno.h>

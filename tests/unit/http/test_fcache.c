@@ -17,11 +17,11 @@
  * and at the end that the heap and the descriptor table are as they were.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/http_encoding.h"
-#include "hotpath/http_accept.h"
+#include "http/encoding_int.h"
+#include "http/accept_int.h"
 #include "hotpath/http_cond.h"
-#include "hotpath/http_fcache.h"
-#include "hotpath/http_static.h"
+#include "http/fcache_int.h"
+#include "http/static_int.h"
 
 #include <brotli/decode.h>
 #include <dirent.h>

@@ -16,9 +16,9 @@
  */
 #include "hotpath/alloc.h"
 #include "hotpath/http_server.h"
-#include "hotpath/http_static.h"
+#include "http/static_int.h"
 #include "hotpath/log.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/http_mime.h"
-#include "hotpath/http_static.h"
+#include "http/mime_int.h"
+#include "http/static_int.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
  * invariants on many generated values.
  */
 #include "hotpath/alloc.h"
-#include "hotpath/http_range.h"
+#include "http/range_int.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

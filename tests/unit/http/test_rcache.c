@@ -28,7 +28,7 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/http_rcache.h"
+#include "http/rcache_int.h"
 
 #define TUNABLES "glibc.malloc.tcache_count=0"
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "hotpath/http_resp_writer.h"
+#include "http/resp_writer_int.h"
 
 static void check_u64(uint64_t v)
 {

@@ -20,9 +20,9 @@
 #include "hotpath/app.h"
 #include "hotpath/http_server.h"
 #include "hotpath/log.h"
-#include "hotpath/prom.h"
+#include "metrics/prom_int.h"
 #include "hotpath/router.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 
 #include <errno.h>
 #include <setjmp.h>

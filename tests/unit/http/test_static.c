@@ -18,8 +18,7 @@
 
 #include "config.h"
 #include "hotpath/alloc.h"
-#include "hotpath/http_accept.h"
-#include "hotpath/http_static.h"
+#include "http/accept_int.h"
 #include "http/static_int.h"
 
 #include <dirent.h>

@@ -12,7 +12,6 @@
 
 #include <cmocka.h>
 
-#include "hotpath/http_static.h"
 #include "http/static_int.h"
 
 #include <stdbool.h>

@@ -27,7 +27,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/hist.h"
-#include "hotpath/prom.h"
+#include "metrics/prom_int.h"
 
 /* The writer's output as a NUL-terminated string (the writer does not
  * terminate it). */

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "hotpath/rate.h"
+#include "metrics/rate_int.h"
 
 static void test_rejects_bad_arguments(void **state)
 {

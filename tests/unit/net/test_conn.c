@@ -40,7 +40,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/conn.h"
 #include "hotpath/log.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 #include "hotpath/worker.h"
 
 #include "net_harness.h"

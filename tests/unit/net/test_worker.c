@@ -41,7 +41,7 @@
 #include "hotpath/conn.h"
 #include "hotpath/log.h"
 #include "hotpath/mpsc.h"
-#include "hotpath/sys.h"
+#include "core/sys_int.h"
 #include "hotpath/worker.h"
 
 #include "net_harness.h"

@@ -1,5 +1,5 @@
 /*
- * http_rcache.h - the per-worker HTTP response cache: a bounded LRU of
+ * rcache_int.h - the per-worker HTTP response cache: a bounded LRU of
  * complete responses (status, Content-Type, extra header lines, body) with
  * a time to live, keyed by method, path, query and the varied header values.
  *
@@ -15,8 +15,8 @@
  * Times are milliseconds on any monotonic clock the caller chooses (the
  * worker's cached loop time); the cache never reads a clock itself.
  */
-#ifndef HOTPATH_HTTP_RCACHE_H
-#define HOTPATH_HTTP_RCACHE_H
+#ifndef HOTPATH_RCACHE_INT_H
+#define HOTPATH_RCACHE_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -85,12 +85,12 @@ typedef struct hp_rcache_stats {
  * small and doubles as entries arrive, up to one bucket per entry.
  * Returns 0, -EINVAL (max_entries or default_ttl_ms 0, out NULL) or -ENOMEM
  * (nothing allocated is left behind). */
-HP_EXPORT int hp_rcache_new(hp_rcache_t **out, uint32_t max_entries, uint64_t max_bytes,
-                            uint64_t default_ttl_ms);
+int hp_rcache_new(hp_rcache_t **out, uint32_t max_entries, uint64_t max_bytes,
+                  uint64_t default_ttl_ms);
 
 /* Drops every entry and frees the cache. Entries still referenced stay
  * readable and are freed by their last hp_rcache_release. NULL is a no-op. */
-HP_EXPORT void hp_rcache_free(hp_rcache_t *rc);
+void hp_rcache_free(hp_rcache_t *rc);
 
 /* Looks up key[0..klen) (borrowed) at time now_ms. On a fresh hit moves the
  * entry to the front of the LRU, counts a hit and returns it with a new
@@ -98,8 +98,8 @@ HP_EXPORT void hp_rcache_free(hp_rcache_t *rc);
  * NULL on a miss; an entry with now_ms >= expires_ms is a miss too, is
  * dropped from the table and counted in both `misses` and `expired`.
  * Allocates nothing. */
-HP_EXPORT hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, size_t klen,
-                                           uint64_t now_ms);
+hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, size_t klen,
+                                 uint64_t now_ms);
 
 /* Stores a copy of a response under key[0..klen) in one allocation; every
  * pointer argument is borrowed. ctype is NUL-terminated (NULL: ""); headers
@@ -115,45 +115,45 @@ HP_EXPORT hp_rcache_entry_t *hp_rcache_get(hp_rcache_t *rc, const void *key, siz
  * Returns 0; -E2BIG when the entry alone is larger than max_bytes (or key,
  * headers or the total size overflow 32/64-bit lengths); -ENOMEM. On
  * failure the cache is unchanged (an older entry under the key stays). */
-HP_EXPORT int hp_rcache_put(hp_rcache_t *rc, const void *key, size_t klen, int status,
-                            const char *ctype, const char *headers, size_t headers_len,
-                            const void *body, uint64_t body_len, uint64_t ttl_ms, uint64_t now_ms);
+int hp_rcache_put(hp_rcache_t *rc, const void *key, size_t klen, int status,
+                  const char *ctype, const char *headers, size_t headers_len,
+                  const void *body, uint64_t body_len, uint64_t ttl_ms, uint64_t now_ms);
 
 /* Drops the entry under key[0..klen) (borrowed), for invalidation after an
  * unsafe request to the same resource. Returns 0 or -ENOENT. Not counted as
  * an eviction. */
-HP_EXPORT int hp_rcache_remove(hp_rcache_t *rc, const void *key, size_t klen);
+int hp_rcache_remove(hp_rcache_t *rc, const void *key, size_t klen);
 
 /* Bytes an entry of these sizes is charged against max_bytes: the entry
  * header (per-entry overhead) plus key, Content-Type and header lines with
  * their NULs, plus the body. UINT64_MAX when the sum overflows. */
-HP_EXPORT uint64_t hp_rcache_entry_size(size_t klen, size_t ctype_len, size_t headers_len,
-                                        uint64_t body_len);
+uint64_t hp_rcache_entry_size(size_t klen, size_t ctype_len, size_t headers_len,
+                              uint64_t body_len);
 
 /* Takes one more reference to e (for example one per queued response). */
-HP_EXPORT void hp_rcache_ref(hp_rcache_entry_t *e);
+void hp_rcache_ref(hp_rcache_entry_t *e);
 
 /* Gives back one reference. The last one frees an entry that has left the
  * table (evicted, replaced, expired, cleared, or its cache freed); an
  * entry still in the table keeps the table's own reference. NULL is a no-op. */
-HP_EXPORT void hp_rcache_release(hp_rcache_entry_t *e);
+void hp_rcache_release(hp_rcache_entry_t *e);
 
 /* hp_rcache_release with the signature of a generic "done with this
  * buffer" callback: `entry` is a hp_rcache_entry_t *. */
-HP_EXPORT void hp_rcache_release_cb(void *entry);
+void hp_rcache_release_cb(void *entry);
 
 /* Drops every entry (on configuration reload). Referenced entries live on
  * until released. Counters are kept; drops are not counted as evictions. */
-HP_EXPORT void hp_rcache_clear(hp_rcache_t *rc);
+void hp_rcache_clear(hp_rcache_t *rc);
 
 /* Copies the counters and current figures into *out (OUT). */
-HP_EXPORT void hp_rcache_stats(const hp_rcache_t *rc, hp_rcache_stats_t *out);
+void hp_rcache_stats(const hp_rcache_t *rc, hp_rcache_stats_t *out);
 
 /* Checks every invariant (for tests, O(entries)): table and LRU list hold
  * the same entries, counts and bytes agree with the bounds, each entry sits
  * in the bucket of its recomputed hash, the detached list is consistent.
  * Returns 0 or -EINVAL. */
-HP_EXPORT int hp_rcache_validate(const hp_rcache_t *rc);
+int hp_rcache_validate(const hp_rcache_t *rc);
 
 /* Reads a Cache-Control field value v[0..len) (borrowed, no NUL needed)
  * from a handler's response and decides whether and how long it may be
@@ -173,7 +173,7 @@ HP_EXPORT int hp_rcache_validate(const hp_rcache_t *rc);
  *        can be trusted.
  * Other directives (public, s-maxage, must-revalidate, ...) and malformed
  * elements with other names are ignored. */
-HP_EXPORT int64_t hp_rcache_max_age_ms(const char *v, size_t len);
+int64_t hp_rcache_max_age_ms(const char *v, size_t len);
 
 /* Builds a cache key into buf[0..cap) (OUT): method, path, query, then
  * nvary varied header values, each written as a 4-byte little-endian
@@ -184,9 +184,9 @@ HP_EXPORT int64_t hp_rcache_max_age_ms(const char *v, size_t len);
  * are borrowed; method/path/query may be NULL when their length is 0.
  * Returns the key length, -ENOSPC when buf is too small (buf contents then
  * unspecified) or -E2BIG when a part is 4 GiB - 1 or longer. */
-HP_EXPORT ssize_t hp_rcache_key(char *buf, size_t cap, const char *method, size_t mlen,
-                                const char *path, size_t plen, const char *query, size_t qlen,
-                                const char *const *vary_vals, const size_t *vary_lens,
-                                size_t nvary);
+ssize_t hp_rcache_key(char *buf, size_t cap, const char *method, size_t mlen,
+                      const char *path, size_t plen, const char *query, size_t qlen,
+                      const char *const *vary_vals, const size_t *vary_lens,
+                      size_t nvary);
 
 #endif

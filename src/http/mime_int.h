@@ -1,5 +1,5 @@
 /*
- * http_mime.h - Content-Type by file extension: a built-in table of the
+ * mime_int.h - Content-Type by file extension: a built-in table of the
  * common web types, optionally extended by a mime.types file.
  *
  * The table is built once at start-up (hp_mime_load), is read-only from
@@ -17,8 +17,8 @@
  *     windows-1252). Other types are stored exactly as written.
  *   - Extensions compare case-insensitively (ASCII); types keep their case.
  */
-#ifndef HOTPATH_HTTP_MIME_H
-#define HOTPATH_HTTP_MIME_H
+#ifndef HOTPATH_MIME_INT_H
+#define HOTPATH_MIME_INT_H
 
 #include <stddef.h>
 
@@ -56,30 +56,30 @@ typedef struct hp_mime hp_mime_t;
  * (not a regular file), or the -errno of open/read (e.g. -EACCES); *out is
  * untouched on failure. Allocates through hp_malloc: one transient buffer
  * for the file, one block for the table. */
-HP_EXPORT int hp_mime_load(hp_mime_t **out, const char *path);
+int hp_mime_load(hp_mime_t **out, const char *path);
 
 /* Same as hp_mime_load on the text[0..len) of a mime.types file already in
  * memory (need not be NUL-terminated). An empty text gives a table with no
  * entries, not NULL. Returns 0 or -ENOMEM (then *out is untouched). */
-HP_EXPORT int hp_mime_parse(hp_mime_t **out, const char *text, size_t len);
+int hp_mime_parse(hp_mime_t **out, const char *text, size_t len);
 
 /* Releases a table from hp_mime_load/hp_mime_parse. NULL is fine. Only
  * after every worker has stopped using it: strings it returned die too. */
-HP_EXPORT void hp_mime_free(hp_mime_t *t);
+void hp_mime_free(hp_mime_t *t);
 
 /* Content-Type for path[0..len) (need not be NUL-terminated), from the
  * extension after the last '.' of its last segment: the table's entry, else
  * the built-in one, else "application/octet-stream". `t` may be NULL.
  * Returns a string owned by the table (valid until hp_mime_free) or a
  * static one. No allocation, no locks, safe from any thread. */
-HP_EXPORT const char *hp_mime_lookup(const hp_mime_t *t, const char *path, size_t len);
+const char *hp_mime_lookup(const hp_mime_t *t, const char *path, size_t len);
 
 /* Number of distinct extensions in the table (0 for NULL). */
-HP_EXPORT size_t hp_mime_count(const hp_mime_t *t);
+size_t hp_mime_count(const hp_mime_t *t);
 
 /* Checks the table's invariants (every entry reachable by its own probe,
  * lower-case extensions within bounds, types NUL-terminated inside the
  * arena). Returns 0, or -EINVAL. For tests. */
-HP_EXPORT int hp_mime_validate(const hp_mime_t *t);
+int hp_mime_validate(const hp_mime_t *t);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * prom.h - a writer for the Prometheus text exposition format 0.0.4 into a
+ * prom_int.h - a writer for the Prometheus text exposition format 0.0.4 into a
  * caller's buffer, including hp_hist_t latency histograms exposed as
  * Prometheus histogram buckets.
  *
@@ -35,8 +35,8 @@
  *                       hp_prom_latency_bounds, hp_prom_latency_nbounds);
  *     if (p.overflow) ... the output was cut at a line boundary ...
  */
-#ifndef HOTPATH_PROM_H
-#define HOTPATH_PROM_H
+#ifndef HOTPATH_PROM_INT_H
+#define HOTPATH_PROM_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,7 +57,7 @@ typedef struct hp_prom {
 
 /* Starts an empty exposition in buf[0..cap) (borrowed; buf may be NULL
  * when cap is 0). Never fails. */
-HP_EXPORT void hp_prom_init(hp_prom_t *p, char *buf, size_t cap);
+void hp_prom_init(hp_prom_t *p, char *buf, size_t cap);
 
 /* Writes a family's "# HELP name help" and "# TYPE name type" lines, both
  * or neither. Call once per family, before its samples (the format requires
@@ -65,20 +65,20 @@ HP_EXPORT void hp_prom_init(hp_prom_t *p, char *buf, size_t cap);
  * type is "counter", "gauge", "histogram", "summary" or "untyped". help is
  * escaped as the format asks (backslash and newline); with help NULL only
  * the TYPE line is written. All strings are borrowed. */
-HP_EXPORT void hp_prom_family(hp_prom_t *p, const char *name, const char *type,
-                              const char *help);
+void hp_prom_family(hp_prom_t *p, const char *name, const char *type,
+                    const char *help);
 
 /* Writes one sample line "name{labels} value" ("name value" when labels is
  * NULL or empty). labels is a preformatted label set without braces, such
  * as `route="/x",class="2xx"`; nothing in it is escaped here, so build its
  * values with hp_prom_label_value. Borrowed. */
-HP_EXPORT void hp_prom_sample(hp_prom_t *p, const char *name, const char *labels,
-                              uint64_t value);
+void hp_prom_sample(hp_prom_t *p, const char *name, const char *labels,
+                    uint64_t value);
 
 /* hp_prom_sample with a floating-point value (shortest round-trip digits;
  * NaN, +Inf, -Inf). */
-HP_EXPORT void hp_prom_sample_double(hp_prom_t *p, const char *name, const char *labels,
-                                     double value);
+void hp_prom_sample_double(hp_prom_t *p, const char *name, const char *labels,
+                           double value);
 
 /* Escapes the label value v[0..len) for use between the double quotes of a
  * label: backslash, double quote and line feed become \\, \" and \n; all
@@ -86,7 +86,7 @@ HP_EXPORT void hp_prom_sample_double(hp_prom_t *p, const char *name, const char 
  * text, which must fit too. Returns the escaped length (without the NUL),
  * or -ENOSPC when cap is too small (out's contents are then unspecified).
  * v may contain NUL bytes; it is read for exactly len bytes. */
-HP_EXPORT int hp_prom_label_value(const char *v, size_t len, char *out, size_t cap);
+int hp_prom_label_value(const char *v, size_t len, char *out, size_t cap);
 
 /* Writes the samples of one histogram series from h (borrowed, values in
  * nanoseconds): "name_bucket{labels,le="<bound>"} <cumulative count>" for
@@ -109,14 +109,14 @@ HP_EXPORT int hp_prom_label_value(const char *v, size_t len, char *out, size_t c
  * count in a bucket whose bound reaches highest, if there is one. _sum is
  * the sum of slot midpoints (as hp_hist_mean), within half a slot per value
  * of the true sum. */
-HP_EXPORT void hp_prom_histogram(hp_prom_t *p, const char *name, const char *labels,
-                                 const hp_hist_t *h, const double *bounds,
-                                 size_t nbounds);
+void hp_prom_histogram(hp_prom_t *p, const char *name, const char *labels,
+                       const hp_hist_t *h, const double *bounds,
+                       size_t nbounds);
 
 /* Default latency bucket bounds in seconds, 100 us to 10 s:
  * 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
  * 0.25, 0.5, 1, 2.5, 5, 10. */
-HP_EXPORT extern const double hp_prom_latency_bounds[];
-HP_EXPORT extern const size_t hp_prom_latency_nbounds;
+extern const double hp_prom_latency_bounds[];
+extern const size_t hp_prom_latency_nbounds;
 
 #endif

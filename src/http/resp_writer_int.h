@@ -1,5 +1,5 @@
 /*
- * http_resp_writer.h - the server side: writing HTTP/1.1 responses into a
+ * resp_writer_int.h - the server side: writing HTTP/1.1 responses into a
  * connection's queue (the client side reads them with http_resp_parser.h).
  *
  * A response head is assembled from pre-built fragments (status line,
@@ -7,8 +7,8 @@
  * small bodies are copied behind it so pipelined responses coalesce into
  * one contiguous iovec, large ones are queued by reference or as a file.
  */
-#ifndef HOTPATH_HTTP_RESP_WRITER_H
-#define HOTPATH_HTTP_RESP_WRITER_H
+#ifndef HOTPATH_RESP_WRITER_INT_H
+#define HOTPATH_RESP_WRITER_INT_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -33,23 +33,23 @@ enum {
 #define HP_RESP_WRITER_HEAD_MAX 256
 
 /* The reason phrase for a status code ("Not Found"), "" when unknown. */
-HP_EXPORT const char *hp_resp_writer_reason(int status);
+const char *hp_resp_writer_reason(int status);
 
 /* Writes a status line and the standard headers (Server, Date,
  * Content-Type when ctype is not NULL, Content-Length, Connection per
  * flags), then `extra` (preformatted "Name: value\r\n" lines, may be NULL)
  * and the blank line. Returns 0 or -ENOBUFS when the queue is full. */
-HP_EXPORT int hp_resp_writer_head(hp_conn_t *c, const hp_clock_date_t *date, int status,
-                                  const char *ctype, uint64_t content_length, const char *extra,
-                                  uint32_t flags);
+int hp_resp_writer_head(hp_conn_t *c, const hp_clock_date_t *date, int status,
+                        const char *ctype, uint64_t content_length, const char *extra,
+                        uint32_t flags);
 
 /* A whole response with an in-memory body, copied when small. Returns 0 or
  * -ENOBUFS. */
-HP_EXPORT int hp_resp_writer_respond(hp_conn_t *c, const hp_clock_date_t *date, int status,
-                                     const char *ctype, const void *body, uint32_t len,
-                                     const char *extra, uint32_t flags);
+int hp_resp_writer_respond(hp_conn_t *c, const hp_clock_date_t *date, int status,
+                           const char *ctype, const void *body, uint32_t len,
+                           const char *extra, uint32_t flags);
 
 /* Writes `v` in decimal to `out` (room for 20 digits); returns the length. */
-HP_EXPORT uint32_t hp_resp_writer_u64(char *out, uint64_t v);
+uint32_t hp_resp_writer_u64(char *out, uint64_t v);
 
 #endif

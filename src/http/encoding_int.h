@@ -1,5 +1,5 @@
 /*
- * http_encoding.h - on-the-fly Content-Encoding of response bodies (gzip,
+ * encoding_int.h - on-the-fly Content-Encoding of response bodies (gzip,
  * br) that have no precompressed sibling: which media types are worth it,
  * and a whole body compressed in one call under the rule that it must
  * save 10 %.
@@ -12,11 +12,11 @@
  * The coding is chosen beforehand with hp_accept_encoding (http_accept.h),
  * whose HP_ENC_* bits this module takes.
  */
-#ifndef HOTPATH_HTTP_ENCODING_H
-#define HOTPATH_HTTP_ENCODING_H
+#ifndef HOTPATH_ENCODING_INT_H
+#define HOTPATH_ENCODING_INT_H
 
 #include "hotpath/common.h"
-#include "hotpath/http_accept.h"
+#include "accept_int.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,7 +52,7 @@
  *     try.)
  * Everything else (image/png, image/jpeg, video/..., application/zip,
  * application/octet-stream, font/woff2 ...) and NULL: false. */
-HP_EXPORT bool hp_encoding_type_ok(const char *ctype);
+bool hp_encoding_type_ok(const char *ctype);
 
 /* Compresses in[0..len) (borrowed; may be NULL when len is 0) into
  * out[0..cap) (borrowed, OUT) as one complete gzip member (RFC 1952,
@@ -72,13 +72,13 @@ HP_EXPORT bool hp_encoding_type_ok(const char *ctype);
  *            outside 1..9, or NULL in/out with a non-zero len/cap.
  * out's contents are unspecified unless n > 0. Thread-safe: no shared
  * state. */
-HP_EXPORT ssize_t hp_encoding_compress(unsigned encoding, int level, const void *in, size_t len,
-                                       void *out, size_t cap);
+ssize_t hp_encoding_compress(unsigned encoding, int level, const void *in, size_t len,
+                             void *out, size_t cap);
 
 /* Size of an `out` that is always large enough for hp_encoding_compress
  * of len bytes with `encoding`: len - ceil(len / 10), because a longer
  * result is never returned (it would not save 10 %). 0 for an encoding
  * hp_encoding_compress does not support. */
-HP_EXPORT size_t hp_encoding_bound(unsigned encoding, size_t len);
+size_t hp_encoding_bound(unsigned encoding, size_t len);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * rate.h - a constant-rate schedule spread evenly over connections.
+ * rate_int.h - a constant-rate schedule spread evenly over connections.
  *
  * Request number j of the whole run is due at start + j / rate seconds,
  * and belongs to connection j mod nconns. So connection i sends its k-th
@@ -9,12 +9,11 @@
  * load generator measure latency from the intended time (correcting for
  * coordinated omission).
  */
-#ifndef HOTPATH_RATE_H
-#define HOTPATH_RATE_H
+#ifndef HOTPATH_RATE_INT_H
+#define HOTPATH_RATE_INT_H
 
 #include <stdint.h>
 
-#include "hotpath/common.h"
 
 typedef struct hp_rate {
     uint64_t start_ns;   /* time of request 0 */
@@ -24,13 +23,13 @@ typedef struct hp_rate {
 
 /* Sets up a schedule of `rate` requests per second in total (> 0) over
  * `nconns` connections (>= 1), starting at start_ns. Returns 0 or -EINVAL. */
-HP_EXPORT int hp_rate_init(hp_rate_t *r, double rate, uint32_t nconns, uint64_t start_ns);
+int hp_rate_init(hp_rate_t *r, double rate, uint32_t nconns, uint64_t start_ns);
 
 /* When connection `conn`'s request number `k` (0-based) is due. */
-HP_EXPORT uint64_t hp_rate_due(const hp_rate_t *r, uint32_t conn, uint64_t k);
+uint64_t hp_rate_due(const hp_rate_t *r, uint32_t conn, uint64_t k);
 
 /* How many of connection `conn`'s requests are due at `now_ns` (those
  * numbered 0 .. n-1). */
-HP_EXPORT uint64_t hp_rate_due_count(const hp_rate_t *r, uint32_t conn, uint64_t now_ns);
+uint64_t hp_rate_due_count(const hp_rate_t *r, uint32_t conn, uint64_t now_ns);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * http_fcache.h - the per-worker open-file cache for static files.
+ * fcache_int.h - the per-worker open-file cache for static files.
  *
  * Without it every static request costs openat2 + fstat (+ a failing
  * openat2 per precompressed sibling tried) + close. With it, a request for
@@ -24,8 +24,8 @@
  *     hp_fcache_ref(e);
  *     hp_conn_write_file_cb(c, e->v[i].fd, 0, e->v[i].size, hp_fcache_release_cb, e);
  */
-#ifndef HOTPATH_HTTP_FCACHE_H
-#define HOTPATH_HTTP_FCACHE_H
+#ifndef HOTPATH_FCACHE_INT_H
+#define HOTPATH_FCACHE_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -33,7 +33,7 @@
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/http_cond.h"
-#include "hotpath/http_mime.h"
+#include "mime_int.h"
 
 /* Largest file compressed on the fly: the whole file is read into memory
  * and compressed in one go on the worker's thread, so the cost of one
@@ -100,13 +100,13 @@ typedef struct hp_fcache_stats {
  *                  system (0: every hit is checked).
  * Returns 0, -EINVAL (max_entries 0 or above 2^30) or -ENOMEM (*out
  * untouched). */
-HP_EXPORT int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
-                            uint64_t revalidate_ms);
+int hp_fcache_new(hp_fcache_t **out, uint32_t max_entries, uint64_t max_bytes,
+                  uint64_t revalidate_ms);
 
 /* Frees the cache and every unreferenced entry (closing their
  * descriptors). Entries still referenced live on, detached, and are freed
  * by their last release. NULL is fine. */
-HP_EXPORT void hp_fcache_free(hp_fcache_t *fc);
+void hp_fcache_free(hp_fcache_t *fc);
 
 /* Looks up `target` (the origin-form request target as received, not
  * NUL-terminated; only the part before '?' or '#' is the key, with
@@ -136,28 +136,28 @@ HP_EXPORT void hp_fcache_free(hp_fcache_t *fc);
  * Returns 0, or the negative HTTP status of hp_static_resolve (-400, -403,
  * -404, -301, -414, -500, -503: nothing is cached for those), or -503 when
  * memory for the entry is short. */
-HP_EXPORT int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types,
-                            const char *target, size_t target_len, uint64_t now_ms, char *scratch,
-                            size_t scratch_len, hp_fcache_entry_t **out);
+int hp_fcache_get(hp_fcache_t *fc, int root_fd, const hp_mime_t *types,
+                  const char *target, size_t target_len, uint64_t now_ms, char *scratch,
+                  size_t scratch_len, hp_fcache_entry_t **out);
 
 /* One more reference to e (from hp_fcache_get), e.g. for each queued
  * segment that sends from it. */
-HP_EXPORT void hp_fcache_ref(hp_fcache_entry_t *e);
+void hp_fcache_ref(hp_fcache_entry_t *e);
 
 /* Drops a reference. The last one on an entry that has left the table
  * (evicted, replaced, cleared, one-off, or its cache freed) closes its
  * descriptors and frees it. */
-HP_EXPORT void hp_fcache_release(hp_fcache_entry_t *e);
+void hp_fcache_release(hp_fcache_entry_t *e);
 
 /* hp_fcache_release with the done-callback signature of conn.h. */
-HP_EXPORT void hp_fcache_release_cb(void *entry);
+void hp_fcache_release_cb(void *entry);
 
 /* The variant to send for `accept` (a mask from hp_static_accept:
  * HP_ENC_BR / HP_ENC_GZIP / HP_STATIC_GZIP_FIRST): the first sibling
  * present among those accepted, br before gzip unless
  * HP_STATIC_GZIP_FIRST, else HP_FCACHE_V_IDENTITY. Sets *encoding
  * (HP_ENC_*) to the coding chosen. No syscall. */
-HP_EXPORT int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *encoding);
+int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsigned *encoding);
 
 /* The on-the-fly compressed body of e's identity variant, `encoding`
  * HP_ENC_GZIP or HP_ENC_BR at `level` (1..9, see http_encoding.h), for a
@@ -181,13 +181,13 @@ HP_EXPORT int hp_fcache_select(const hp_fcache_entry_t *e, unsigned accept, unsi
  * memory ran out (nothing is remembered: a later call tries again);
  * -EINVAL for another encoding. May block on the read of the file (once
  * per file). */
-HP_EXPORT int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding,
-                                   int level, uint64_t min_size, const void **buf, uint64_t *len,
-                                   char etag[HP_ETAG_MAX]);
+int hp_fcache_compressed(hp_fcache_t *fc, hp_fcache_entry_t *e, unsigned encoding,
+                         int level, uint64_t min_size, const void **buf, uint64_t *len,
+                         char etag[HP_ETAG_MAX]);
 
 /* Empties the table (config reload, new root): unreferenced entries are
  * freed at once, referenced ones when released. */
-HP_EXPORT void hp_fcache_clear(hp_fcache_t *fc);
+void hp_fcache_clear(hp_fcache_t *fc);
 
 /* The bytes of e's identity file when it is at most HP_FCACHE_MEM_MAX
  * long: read (pread) on first demand and kept with the entry until the
@@ -195,14 +195,14 @@ HP_EXPORT void hp_fcache_clear(hp_fcache_t *fc);
  * bodies (which it may push out). Returns 0 with *buf (borrowed, e->v[0].size
  * bytes, valid while the caller holds its reference to e), or -ENOENT:
  * too large, empty, no room or no memory (the caller sends the file). */
-HP_EXPORT int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *e, const void **buf);
+int hp_fcache_body(hp_fcache_t *fc, hp_fcache_entry_t *e, const void **buf);
 
 /* Copies the counters into *out. */
-HP_EXPORT void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out);
+void hp_fcache_stats(const hp_fcache_t *fc, hp_fcache_stats_t *out);
 
 /* Checks the structural invariants: every table entry in its hash bucket
  * once and on the LRU list once, counts and byte totals consistent,
  * detached entries referenced. Returns 0 or -EINVAL. For tests. */
-HP_EXPORT int hp_fcache_validate(const hp_fcache_t *fc);
+int hp_fcache_validate(const hp_fcache_t *fc);
 
 #endif

@@ -1,12 +1,12 @@
 /*
- * http_accept.h - content-coding negotiation from Accept-Encoding
+ * accept_int.h - content-coding negotiation from Accept-Encoding
  * (RFC 9110 §12.5.3) for serving precompressed static files.
  *
  * A pure function over a (pointer, length) value: no allocation, no NUL
  * needed, no state.
  */
-#ifndef HOTPATH_HTTP_ACCEPT_H
-#define HOTPATH_HTTP_ACCEPT_H
+#ifndef HOTPATH_ACCEPT_INT_H
+#define HOTPATH_ACCEPT_INT_H
 
 #include <stddef.h>
 
@@ -42,6 +42,6 @@ enum { HP_ENC_IDENTITY = 1u << 0, HP_ENC_GZIP = 1u << 1, HP_ENC_BR = 1u << 2 };
  * forbidden ("identity;q=0", or "*;q=0" without identity listed). On 0 the
  * caller answers 406 Not Acceptable (or, as §12.5.3 also allows, ignores
  * the header and sends identity); never 406 while identity is acceptable. */
-HP_EXPORT unsigned hp_accept_encoding(const char *v, size_t len, unsigned available);
+unsigned hp_accept_encoding(const char *v, size_t len, unsigned available);
 
 #endif

@@ -1,13 +1,13 @@
 /*
- * http_range.h - the Range request header (RFC 9110 §14.1-14.2) for byte
+ * range_int.h - the Range request header (RFC 9110 §14.1-14.2) for byte
  * ranges of a representation of known size.
  *
  * A pure parser over a (pointer, length) value: no allocation, no NUL
  * needed. It only decides; the caller checks If-Range (http_cond.h) first
  * and then builds the 206 (single part or multipart/byteranges) or 416.
  */
-#ifndef HOTPATH_HTTP_RANGE_H
-#define HOTPATH_HTTP_RANGE_H
+#ifndef HOTPATH_RANGE_INT_H
+#define HOTPATH_RANGE_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +49,6 @@ typedef struct hp_range {
  * longer than the representation covers all of it. out[] may have been
  * written to even when the result is 0 or -416; only out[0..n) for a
  * result n >= 1 is meaningful. */
-HP_EXPORT int hp_range_parse(const char *v, size_t len, uint64_t size, hp_range_t *out, int max);
+int hp_range_parse(const char *v, size_t len, uint64_t size, hp_range_t *out, int max);
 
 #endif
