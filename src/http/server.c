@@ -83,7 +83,7 @@ static HP_COLD void reject(hp_conn_t *c, int status)
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, hp_resp_writer_reason(status));
-    http_stat_add(&http_worker(c)->stats.rejected[rejection_index(status)]);
+    hp_worker_stat_add(&http_worker(c)->stats.rejected[rejection_index(status)], 1);
     http_count_response(c, status, (uint64_t)n);
     hp_resp_writer_respond(c, http_date(c), status, CT_TEXT, body, (uint32_t)n, NULL, HP_RESP_WRITER_F_CLOSE);
     hp_conn_close_after_write(c);
@@ -303,7 +303,7 @@ bool http_upgrade(hp_conn_t *c, http_state_t *st)
      * on its way out goes nowhere. */
     if (st->ctx.status != 101 || (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CLOSE_AFTER)))
         return false;
-    http_stat_add(&http_worker(c)->stats.upgrades);
+    hp_worker_stat_add(&http_worker(c)->stats.upgrades, 1);
     hp_conn_switch(c, proto, udata); /* closes the connection if it fails */
     return true;
 }
@@ -335,7 +335,7 @@ static void dispatch(hp_conn_t *c, http_state_t *st, uint32_t head_len)
     int m = req->method_id;
     const hp_http_config_t *cfg = http_worker(c)->cfg;
 
-    http_stat_add(&http_worker(c)->stats.requests);
+    hp_worker_stat_add(&http_worker(c)->stats.requests, 1);
     st->head_len = head_len;
     bool keep = hp_http_req_keep_alive(req) && !c->worker->draining && cfg->keepalive &&
                 (cfg->max_requests == 0 || ++c->nreq < cfg->max_requests);

@@ -85,12 +85,6 @@ static inline hp_http_worker_t *http_worker(hp_conn_t *c)
     return c->udata;
 }
 
-/* A counter of the calling worker's statistics shard (read by others). */
-static inline void http_stat_add(uint64_t *counter)
-{
-    __atomic_store_n(counter, *counter + 1, __ATOMIC_RELAXED);
-}
-
 /* server_worker.c: the protocol's per-worker state. */
 int http_worker_init(hp_worker_t *w, void *arg, void **data);
 void http_worker_fini(hp_worker_t *w, void *data);

@@ -79,7 +79,7 @@ void http_count_response(hp_conn_t *c, int status, uint64_t bytes)
 {
     int cls = status / 100;
     hp_http_worker_t *hw = http_worker(c);
-    http_stat_add(&hw->stats.responses[cls >= 1 && cls <= 5 ? cls : 5]);
+    hp_worker_stat_add(&hw->stats.responses[cls >= 1 && cls <= 5 ? cls : 5], 1);
     if (HP_UNLIKELY(hw->alog_on) && status >= 200)
         access_log(c, status, bytes);
 }
