@@ -34,7 +34,7 @@ typedef struct {
 static void echo_data(hp_conn_t *c)
 {
     echo_state_t *st = hp_conn_cstate(c);
-    while (!(c->flags & HP_CONN_F_CLOSED)) {
+    while (!hp_conn_is_closed(c)) {
         char *d = hp_conn_data(c);
         uint32_t len = hp_conn_data_len(c);
         char *nl = memchr(d, '\n', len);
@@ -63,7 +63,7 @@ static void echo_data(hp_conn_t *c)
         hp_conn_commit(c, (uint32_t)hl + keep + 1);
         hp_conn_consume(c, n + 1);
     }
-    if (!(c->flags & HP_CONN_F_CLOSED))
+    if (!hp_conn_is_closed(c))
         hp_conn_set_timer(c, IDLE_MS);
 }
 
@@ -76,7 +76,7 @@ static void echo_open(hp_conn_t *c)
  * waits, and re-arm the idle timer, which the write wait had taken. */
 static void echo_drain(hp_conn_t *c)
 {
-    if (c->rbuf)
+    if (hp_conn_data_len(c) > 0)
         echo_data(c);
     else
         hp_conn_set_timer(c, IDLE_MS);

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 
 static uint64_t now_ns(void)
 {

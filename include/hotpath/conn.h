@@ -12,10 +12,14 @@
  * bytes) followed by the received bytes; the output chunk holds the queue
  * of segments still to send followed by inline response bytes. Both come
  * from per-worker pools and go back as soon as the connection is idle, so
- * an idle keep-alive connection is just this struct.
+ * an idle keep-alive connection is just its struct (128 bytes).
  *
  * Output produced while handling one read batch is sent with one writev
  * (sendfile for file segments) when the batch ends.
+ *
+ * Threads: every function here runs on the connection's worker thread
+ * (inside the protocol's callbacks, a timer or an hp_worker_call), except
+ * hp_conn_post, which any thread may call.
  */
 #ifndef HOTPATH_CONN_H
 #define HOTPATH_CONN_H
@@ -27,7 +31,7 @@
 #include "hotpath/common.h"
 #include "hotpath/loop.h"
 
-typedef struct hp_conn hp_conn_t;
+typedef struct hp_conn hp_conn_t;     /* opaque */
 typedef struct hp_worker hp_worker_t;
 
 typedef struct hp_proto {
@@ -56,9 +60,9 @@ typedef struct hp_proto {
      * still readable. */
     void (*on_close)(hp_conn_t *c);
     /* Sets up the protocol's per-worker state (*data, then found with
-     * hp_worker_proto_data and given to accepted connections as c->udata)
-     * when the protocol is registered on a worker, and tears it down when
-     * the worker is destroyed. Optional. */
+     * hp_worker_proto_data and given to accepted connections as their
+     * hp_conn_udata) when the protocol is registered on a worker, and
+     * tears it down when the worker is destroyed. Optional. */
     int (*worker_init)(hp_worker_t *w, void *arg, void **data);
     void (*worker_fini)(hp_worker_t *w, void *data);
     /* Per-request state: bytes at the head of the read chunk, which the
@@ -70,54 +74,6 @@ typedef struct hp_proto {
      * pool; hp_conn_cstate. 0: none. */
     uint32_t cstate_size;
 } hp_proto_t;
-
-/* The least room for received bytes a protocol's state must leave in a
- * read chunk. */
-#define HP_CONN_MIN_RBUF 1024
-
-/* Flag bits of hp_conn_t.flags. */
-enum {
-    HP_CONN_F_CLOSED = 1u << 0,      /* closed; freed at the end of the iteration */
-    HP_CONN_F_READABLE = 1u << 1,    /* the socket may hold unread bytes */
-    HP_CONN_F_PEER_EOF = 1u << 2,    /* read returned 0 */
-    HP_CONN_F_PAUSED = 1u << 3,      /* the protocol stopped parsing until drain */
-    HP_CONN_F_CLOSE_AFTER = 1u << 4, /* close once the output queue is empty */
-    HP_CONN_F_BUSY = 1u << 5,        /* the protocol holds state in the read chunk */
-    HP_CONN_F_QUEUED = 1u << 6,      /* on the worker's ready queue */
-    HP_CONN_F_WRITE_WAIT = 1u << 7,  /* output blocked; the write timer is armed */
-    HP_CONN_F_STATE_INIT = 1u << 8,  /* protocol state in the read chunk is valid */
-    HP_CONN_F_IN_DATA = 1u << 9,     /* inside on_data: do not re-enter */
-    HP_CONN_F_RDHUP = 1u << 10,      /* the peer's FIN was reported: read until 0 */
-    HP_CONN_F_CONNECTING = 1u << 11, /* outbound connect() in progress */
-    HP_CONN_F_HOLD = 1u << 12,       /* the protocol holds the connection: read nothing */
-    HP_CONN_F_CORK = 1u << 13,       /* a large file is queued: send it corked */
-    HP_CONN_F_CORKED = 1u << 14,     /* TCP_CORK is on until the queue drains */
-    HP_CONN_F_SWITCHED = 1u << 15,   /* the protocol changed inside a callback */
-};
-
-typedef struct hp_conn_out hp_conn_out_t;
-
-/* Hot fields first; the struct is allocated from a 128-byte-chunk pool. */
-struct hp_conn {
-    hp_io_t io;           /* fd and event callback */
-    uint32_t flags;       /* HP_CONN_F_* */
-    uint32_t rpos, rlen;  /* unconsumed bytes are data[rpos, rlen) */
-    uint32_t slot;        /* index in the worker's connection table */
-    char *rbuf;           /* received bytes: inside an owned pool chunk, after
-                             the protocol state; NULL when idle */
-    hp_conn_out_t *out;   /* owned pool chunk, NULL when nothing is queued */
-    hp_worker_t *worker;  /* borrowed: the owner, for life */
-    const hp_proto_t *proto; /* borrowed: the protocol it runs now */
-    hp_conn_t *qnext;     /* ready queue or deferred-free list */
-    hp_timer_t timer;
-    void *udata;          /* the protocol's: its per-worker data for an accepted
-                             connection, the caller's for an outbound one or
-                             after a switch */
-    void *cstate;         /* owned: proto->cstate_size bytes, or NULL */
-    uint32_t peer_v4;     /* accepted from IPv4: the peer's address (network
-                             order); 0 otherwise (ask getpeername) */
-    uint32_t nreq;        /* the protocol's count of requests on it */
-};
 
 /* Names a connection from any thread: it stays safe to use after the
  * connection closes (a message to it is then dropped, never delivered to
@@ -138,52 +94,32 @@ typedef struct hp_sockopts {
     uint32_t sndbuf, rcvbuf; /* SO_SNDBUF / SO_RCVBUF bytes (0: kernel's) */
 } hp_sockopts_t;
 
-/* The unconsumed received bytes. Valid until the next consume or return
- * from on_data. */
-static inline char *hp_conn_data(hp_conn_t *c)
-{
-    return c->rbuf + c->rpos;
-}
-
-static inline uint32_t hp_conn_data_len(const hp_conn_t *c)
-{
-    return c->rlen - c->rpos;
-}
-
-/* Bytes of protocol state at the head of a read chunk for `p`. */
-static inline uint32_t hp_proto_state_bytes(const hp_proto_t *p)
-{
-    return (p->state_size + 63u) & ~63u;
-}
+/* The unconsumed received bytes, hp_conn_data_len of them (with none, the
+ * pointer may be NULL). Valid until the next consume or return from
+ * on_data. */
+HP_EXPORT char *hp_conn_data(hp_conn_t *c);
+HP_EXPORT uint32_t hp_conn_data_len(const hp_conn_t *c);
 
 /* The persistent protocol state (proto->cstate_size bytes), NULL when the
  * protocol has none. */
-static inline void *hp_conn_cstate(const hp_conn_t *c)
-{
-    return c->cstate;
-}
+HP_EXPORT void *hp_conn_cstate(const hp_conn_t *c);
 
-/* The protocol state area at the head of the read chunk (state_size bytes,
- * not initialised: HP_CONN_F_STATE_INIT is clear when the chunk is new, and
- * the protocol sets up what it uses). NULL when the connection holds no read
- * chunk. */
+/* The protocol state area at the head of the read chunk (state_size
+ * bytes), NULL when the connection holds no read chunk. A new chunk's
+ * state is not initialised: hp_conn_state_valid says false until the
+ * protocol has set up what it uses and called hp_conn_state_set_valid;
+ * it is false again whenever the chunk was released (the connection went
+ * idle and was not busy). */
 HP_EXPORT void *hp_conn_state(hp_conn_t *c);
+HP_EXPORT bool hp_conn_state_valid(const hp_conn_t *c);
+HP_EXPORT void hp_conn_state_set_valid(hp_conn_t *c);
 
 /* Marks `n` received bytes as handled. */
-static inline void hp_conn_consume(hp_conn_t *c, uint32_t n)
-{
-    c->rpos += n;
-}
+HP_EXPORT void hp_conn_consume(hp_conn_t *c, uint32_t n);
 
 /* Says whether protocol state in the read chunk must survive when no bytes
  * are buffered (a request whose body is still arriving). */
-static inline void hp_conn_set_busy(hp_conn_t *c, bool busy)
-{
-    if (busy)
-        c->flags |= HP_CONN_F_BUSY;
-    else
-        c->flags &= ~(uint32_t)HP_CONN_F_BUSY;
-}
+HP_EXPORT void hp_conn_set_busy(hp_conn_t *c, bool busy);
 
 /* Removes `n` received bytes at offset `off` of the unconsumed ones,
  * keeping the `off` bytes before them where they are (used to consume a
@@ -203,6 +139,27 @@ HP_EXPORT uint32_t hp_conn_rbuf_capacity(const hp_conn_t *c);
  * Protocols that keep offsets relative to the start of the unconsumed
  * bytes are unaffected. */
 HP_EXPORT void hp_conn_compact(hp_conn_t *c);
+
+/* ---- what the connection is ---- */
+
+/* The protocol's pointer: its per-worker data for an accepted connection
+ * (hp_worker_proto_data), the caller's for an outbound one or after a
+ * switch; hp_conn_set_udata replaces it. */
+HP_EXPORT void *hp_conn_udata(const hp_conn_t *c);
+HP_EXPORT void hp_conn_set_udata(hp_conn_t *c, void *udata);
+
+/* The protocol it runs now, and the worker that owns it (for life). */
+HP_EXPORT const hp_proto_t *hp_conn_proto(const hp_conn_t *c);
+HP_EXPORT hp_worker_t *hp_conn_worker(const hp_conn_t *c);
+
+/* The socket (for getpeername, getsockopt ...; -1 once closed). Reading,
+ * writing or closing it behind the connection's back is not allowed. */
+HP_EXPORT int hp_conn_fd(const hp_conn_t *c);
+
+/* Whether the connection was closed (hp_conn_close, a fatal error): it
+ * stays readable until the callback that saw it returns, and nothing more
+ * may be queued on it. */
+HP_EXPORT bool hp_conn_is_closed(const hp_conn_t *c);
 
 /* ---- output ---- */
 
@@ -285,13 +242,13 @@ HP_EXPORT uint64_t hp_conn_now(const hp_conn_t *c);
 
 /* ---- protocols, options, handles ---- */
 
-/* Hands the connection to `proto` (with `udata` in c->udata), keeping the
+/* Hands the connection to `proto` (with `udata` as hp_conn_udata), keeping the
  * bytes received and not yet consumed: they are the new protocol's first
  * input (a client may send frames right behind its upgrade request). What
  * the old protocol queued is still sent first. The old protocol must have
  * released what it holds (its on_close is not called) and must not touch
- * the connection after this returns: inside one of its callbacks it sees
- * HP_CONN_F_SWITCHED and returns at once. The new protocol's on_open runs
+ * the connection after this returns: inside one of its callbacks it
+ * returns at once. The new protocol's on_open runs
  * before this returns; its on_data follows for the waiting bytes (at once
  * from the engine when called inside a callback, else at the next turn).
  * Returns 0, or -EINVAL when its state does not fit the read chunk,
@@ -318,10 +275,5 @@ typedef void (*hp_conn_msg_cb)(hp_conn_t *c, void *ptr);
  * a worker outside the group, -EAGAIN when its inbox is full (cb is then
  * not called: ptr stays the caller's). */
 HP_EXPORT int hp_conn_post(hp_worker_t *via, hp_conn_handle_t h, hp_conn_msg_cb cb, void *ptr);
-
-/* Internal to the net layer: set-up and the ready-queue pass. */
-HP_EXPORT int hp_conn_start(hp_conn_t *c, const hp_proto_t *proto, void *udata);
-HP_EXPORT void hp_conn_serve(hp_conn_t *c);
-HP_EXPORT void hp_conn_release(hp_conn_t *c);
 
 #endif

@@ -96,7 +96,7 @@ HP_EXPORT int hp_ctx_send_file(hp_ctx_t *ctx, const char *ctype, int fd, uint64_
 HP_EXPORT void hp_ctx_send_status(hp_ctx_t *ctx, int status);
 
 /* Answers "101 Switching Protocols" and, once it is queued, hands the
- * connection to `proto` (with `udata` in c->udata): the bytes the client
+ * connection to `proto` (with `udata` as its hp_conn_udata): the bytes the client
  * sent behind this request are the new protocol's first input. The request
  * must be HTTP/1.1, not HEAD, on a connection that stays open, with
  * "Connection: upgrade" and an Upgrade field listing `token` (or

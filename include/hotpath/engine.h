@@ -18,29 +18,28 @@
 
 #include "hotpath/common.h"
 #include "hotpath/listener.h"
-#include "hotpath/mpsc.h"
 #include "hotpath/resolve.h"
 #include "hotpath/worker.h"
 
-typedef struct hp_engine {
-    hp_worker_config_t cfg;
-    hp_worker_t *workers;         /* owned: nworkers, cache-line aligned */
-    uint32_t nworkers;
-    uint32_t running;             /* workers whose loop has not reported exit */
-    hp_mpsc_t inbox;              /* exit reports from the workers */
-    int wake_fd;                  /* owned eventfd: readable when a report arrives */
-    hp_resolve_t *resolver;       /* owned: host names for the workers'
-                                     hp_worker_connect_host */
-} hp_engine_t;
+typedef struct hp_engine hp_engine_t; /* opaque */
 
 /* The number of CPUs this process may run on, writing their ids to
  * cpus[0..max) when cpus is not NULL. Always at least 1. */
 HP_EXPORT uint32_t hp_engine_cpus(int *cpus, uint32_t max);
 
-/* Prepares `nworkers` workers with no protocol and no listener yet.
- * Returns 0 or -errno (-EINVAL, -ENOMEM); on failure nothing is left open
- * or allocated. */
-HP_EXPORT int hp_engine_init(hp_engine_t *e, uint32_t nworkers, const hp_worker_config_t *cfg);
+/* Makes an engine of `nworkers` workers (cfg copied) with no protocol
+ * and no listener yet. Returns 0 with *out set, or -errno (-EINVAL,
+ * -ENOMEM); on failure nothing is left open or allocated. */
+HP_EXPORT int hp_engine_new(hp_engine_t **out, uint32_t nworkers, const hp_worker_config_t *cfg);
+
+/* Its workers (i below hp_engine_nworkers), e.g. to reach one with
+ * hp_worker_call; they live as long as the engine. */
+HP_EXPORT uint32_t hp_engine_nworkers(const hp_engine_t *e);
+HP_EXPORT hp_worker_t *hp_engine_worker(hp_engine_t *e, uint32_t i);
+
+/* An eventfd that becomes readable when a worker reports its exit: poll
+ * it, then call hp_engine_reap. Owned by the engine. */
+HP_EXPORT int hp_engine_wake_fd(const hp_engine_t *e);
 
 /* Registers `proto` on every worker (proto->worker_init(w, arg, &data) for
  * each; see hp_worker_add_proto). Call before hp_engine_start. Returns 0
@@ -67,10 +66,11 @@ HP_EXPORT void hp_engine_shutdown(hp_engine_t *e);
 HP_EXPORT void hp_engine_stop_now(hp_engine_t *e);
 
 /* Reads exit reports; returns true once every worker's loop has ended.
- * Call when engine->wake_fd is readable (or to poll). */
+ * Call when hp_engine_wake_fd is readable (or to poll). */
 HP_EXPORT bool hp_engine_reap(hp_engine_t *e);
 
-/* Joins the threads and frees everything. */
-HP_EXPORT void hp_engine_destroy(hp_engine_t *e);
+/* Joins the threads (ask them to stop first, and reap) and frees
+ * everything. NULL is ignored. */
+HP_EXPORT void hp_engine_free(hp_engine_t *e);
 
 #endif

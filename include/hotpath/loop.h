@@ -20,7 +20,7 @@
 #include "hotpath/common.h"
 #include "hotpath/timer.h"
 
-typedef struct hp_loop hp_loop_t;
+typedef struct hp_loop hp_loop_t; /* opaque */
 typedef struct hp_io hp_io_t;
 
 /* Called with the epoll event bits (EPOLLIN, EPOLLOUT, EPOLLERR ...). */
@@ -40,32 +40,13 @@ struct hp_io {
     hp_io_cb cb;
 };
 
-/* Events fetched per epoll_wait: enough to amortise the syscall over many
- * connections, small enough that the array stays in L1/L2. */
-#define HP_LOOP_BATCH 256
+/* Makes a loop (its epoll instance and timers) for the calling thread to
+ * run. Returns 0 with *out set, or -errno. */
+HP_EXPORT int hp_loop_new(hp_loop_t **out);
 
-struct hp_loop {
-    int epfd;
-    bool stopping;
-    bool pending;          /* the hook left work: the next wait polls */
-    uint64_t now_ns;       /* the loop's clock, read once per iteration */
-    uint64_t now_ms;       /* the same in ms, for timers */
-    uint64_t deadline_ns;  /* 0: none (see hp_loop_set_deadline) */
-    hp_loop_deadline_cb deadline_cb;
-    void *deadline_arg;
-    hp_clock_src_t clock;  /* HP_CLOCK_MONO unless a test set one */
-    uint64_t iterations;
-    hp_loop_hook_cb hook;
-    void *hook_arg;
-    hp_timer_wheel_t timers;
-    struct epoll_event events[HP_LOOP_BATCH];
-};
-
-/* Creates the epoll instance. Returns 0 or -errno. */
-HP_EXPORT int hp_loop_init(hp_loop_t *loop);
-
-/* Closes the epoll instance. Watched descriptors are not closed. */
-HP_EXPORT void hp_loop_destroy(hp_loop_t *loop);
+/* Frees a loop made by hp_loop_new (NULL is ignored). Watched descriptors
+ * are not closed; armed timers are forgotten. */
+HP_EXPORT void hp_loop_free(hp_loop_t *loop);
 
 /* Watches io->fd for `events` (EPOLLET is added). `io` is borrowed and must
  * stay valid until hp_loop_del or until its fd is closed. Returns 0 or
@@ -123,20 +104,14 @@ HP_EXPORT int hp_loop_run(hp_loop_t *loop);
 HP_EXPORT void hp_loop_stop(hp_loop_t *loop);
 
 /* The cached monotonic time of this iteration, in ms. */
-static inline uint64_t hp_loop_now(const hp_loop_t *loop)
-{
-    return loop->now_ms;
-}
+HP_EXPORT uint64_t hp_loop_now(const hp_loop_t *loop);
 
-/* Arms (or re-arms) `t` to fire `timeout_ms` from this iteration's time. */
-static inline void hp_loop_timer_arm(hp_loop_t *loop, hp_timer_t *t, uint64_t timeout_ms)
-{
-    hp_timer_arm(&loop->timers, t, timeout_ms);
-}
+/* Arms (or re-arms) `t` to fire `timeout_ms` from this iteration's time;
+ * `t` is borrowed and must stay in place until it fires or is cancelled.
+ * A timeout of 0 fires at the next iteration. */
+HP_EXPORT void hp_loop_timer_arm(hp_loop_t *loop, hp_timer_t *t, uint64_t timeout_ms);
 
-static inline void hp_loop_timer_cancel(hp_loop_t *loop, hp_timer_t *t)
-{
-    hp_timer_cancel(&loop->timers, t);
-}
+/* Disarms `t`; no-op when it is not armed. */
+HP_EXPORT void hp_loop_timer_cancel(hp_loop_t *loop, hp_timer_t *t);
 
 #endif

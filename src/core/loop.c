@@ -10,12 +10,13 @@
  * (hp_loop_set_clock); read_clock() keeps the monotonic read a direct
  * call, so production pays a predictable branch, not an indirect call.
  */
-#include "hotpath/loop.h"
+#include "loop_int.h"
 
 #include <errno.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hotpath/alloc.h"
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "sys_int.h"
@@ -56,6 +57,45 @@ void hp_loop_destroy(hp_loop_t *loop)
     if (loop->epfd >= 0)
         close(loop->epfd);
     loop->epfd = -1;
+}
+
+int hp_loop_new(hp_loop_t **out)
+{
+    hp_loop_t *loop = hp_malloc(sizeof(*loop));
+    if (!loop)
+        return -ENOMEM;
+    int r = hp_loop_init(loop);
+    if (r < 0) {
+        hp_free(loop);
+        return r;
+    }
+    *out = loop;
+    return 0;
+}
+
+void hp_loop_free(hp_loop_t *loop)
+{
+    if (!loop)
+        return;
+    hp_loop_destroy(loop);
+    hp_free(loop);
+}
+
+/* The exported accessors: the names in parentheses are not the macros of
+ * loop_int.h, whose inline bodies they reuse. */
+uint64_t(hp_loop_now)(const hp_loop_t *loop)
+{
+    return hp_loop_now(loop);
+}
+
+void(hp_loop_timer_arm)(hp_loop_t *loop, hp_timer_t *t, uint64_t timeout_ms)
+{
+    hp_loop_timer_arm(loop, t, timeout_ms);
+}
+
+void(hp_loop_timer_cancel)(hp_loop_t *loop, hp_timer_t *t)
+{
+    hp_loop_timer_cancel(loop, t);
 }
 
 int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb)

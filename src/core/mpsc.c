@@ -17,7 +17,7 @@
  * what makes the plain message copy race-free. 64-bit positions cannot
  * wrap in practice (centuries at a billion messages a second).
  */
-#include "hotpath/mpsc.h"
+#include "mpsc_int.h"
 
 #include <errno.h>
 #include <string.h>

@@ -14,7 +14,7 @@
  * max_chunks != 0. hp_pool_get/hp_pool_put allocate nothing; only the
  * cold grow path calls the allocator.
  */
-#include "hotpath/pool.h"
+#include "pool_int.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -17,7 +17,7 @@
  * the previous advance, so a walk from that time to the new one (one
  * rotation at most) passes every slot that can hold a due timer.
  */
-#include "hotpath/timer.h"
+#include "timer_int.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -31,12 +31,12 @@
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/engine.h"
+#include "net/engine_int.h"
 #include "mime_int.h"
 #include "static_int.h"
 #include "hotpath/listener.h"
 #include "hotpath/log.h"
-#include "hotpath/loop.h"
+#include "core/loop_int.h"
 #include "server_int.h"
 
 /* One configuration generation. */

@@ -11,10 +11,10 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/app.h"
-#include "hotpath/engine.h"
+#include "net/engine_int.h"
 #include "hotpath/http_method.h"
 #include "metrics/prom_int.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 
 static const char PLAINTEXT[] = "Hello, World!";

@@ -27,7 +27,7 @@
 #include "rcache_int.h"
 #include "resp_writer_int.h"
 #include "static_int.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 #include "tchar_int.h"
 

@@ -25,7 +25,7 @@
 
 #include "hotpath/common.h"
 #include "hotpath/router.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 
 /* ---- request ID ---- */

@@ -15,7 +15,7 @@
 
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
-#include "hotpath/conn.h"
+#include "net/conn_int.h"
 
 /* Response flags. */
 enum {

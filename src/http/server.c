@@ -24,7 +24,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/http_method.h"
 #include "resp_writer_int.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 #include "target_int.h"
 

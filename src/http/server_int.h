@@ -1,5 +1,6 @@
 /*
- * server_int.h - what the HTTP layer's own files share: the per-request
+ * server_int.h - what the HTTP layer's own files share: the app's routes
+ * and middleware, the per-worker state and statistics, the per-request
  * state kept in a connection's read chunk and the handler context inside
  * it. Private to src/http (server.c, files.c, ctx.c, builtin.c, app.c).
  */
@@ -9,12 +10,108 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "hotpath/accesslog.h"
 #include "hotpath/app.h"
-#include "hotpath/conn.h"
+#include "hotpath/clock.h"
 #include "hotpath/ctx.h"
+#include "hotpath/hist.h"
+#include "hotpath/http_cond.h"
+#include "hotpath/http_method.h"
 #include "hotpath/http_parser.h"
 #include "hotpath/http_server.h"
 #include "hotpath/router.h"
+#include "net/conn_int.h"
+
+/* Middleware, run in order: `before` may answer early (HP_DONE); `after`
+ * runs in reverse order once the response is complete. */
+typedef struct hp_http_mw {
+    hp_middleware_fn before, after;
+    void *udata;
+} hp_http_mw_t;
+
+/* One registration: a handler for some methods of a pattern. The router's
+ * udata for it is its index in hp_http_routes_t.regs. */
+typedef struct hp_http_reg {
+    hp_handler_fn fn;
+    void *udata;
+    uint32_t pattern_id;       /* index in patterns: metrics are per pattern */
+    bool cache;                /* its GET/HEAD 200s may be cached (hp_app_cache_route) */
+    uint64_t cache_ttl_ms;     /* for how long; 0: the configured cache.ttl */
+} hp_http_reg_t;
+
+/* The application: routes and middleware, read-only while workers run. */
+typedef struct hp_http_routes {
+    hp_router_t *router;       /* owned by whoever built it; NULL: no routes */
+    uint32_t nmw;
+    hp_http_mw_t mw[HP_HTTP_MAX_MIDDLEWARE];
+    hp_http_reg_t *regs;       /* owned by the app */
+    uint32_t nregs;
+    const char **patterns;     /* owned by the app: distinct patterns, for labels */
+    uint32_t npatterns;
+} hp_http_routes_t;
+
+/* Per worker and route pattern: responses by method and status class, and
+ * the latency from the start of the iteration that dispatched the request
+ * to its complete response. */
+typedef struct hp_http_route_stats {
+    uint64_t responses[HP_METHOD_ROUTED][6];
+    bool max_age_seen;         /* a response of it was cached for its max-age:
+                                  look its requests up in the response cache */
+    hp_hist_t latency;
+} hp_http_route_stats_t;
+
+/* Rejection reasons counted in /metrics, by the status they answer. */
+enum {
+    HP_HTTP_REJ_400, HP_HTTP_REJ_408, HP_HTTP_REJ_413, HP_HTTP_REJ_414,
+    HP_HTTP_REJ_417, HP_HTTP_REJ_431, HP_HTTP_REJ_501, HP_HTTP_REJ_505,
+    HP_HTTP_REJ_503, /* no memory for the request (its body) */
+    HP_HTTP_REJ_COUNT
+};
+
+typedef struct hp_http_stats {
+    uint64_t requests;
+    uint64_t upgrades;                  /* connections handed to another protocol */
+    uint64_t responses[6];              /* by class: [1] 1xx ... [5] 5xx */
+    uint64_t rejected[HP_HTTP_REJ_COUNT];
+    /* The caches' own counters, published here for /metrics (the caches
+     * are the worker's alone): response cache and open-file cache. */
+    uint64_t cache_hits, cache_misses, cache_evictions, cache_entries, cache_bytes;
+    uint64_t file_hits, file_misses, file_evictions, file_entries;
+} HP_ALIGNED_CACHELINE hp_http_stats_t;
+
+/* Bytes of per-worker scratch for rendering /metrics, plus this much per
+ * route pattern. */
+#define HP_HTTP_SCRATCH 12288
+#define HP_HTTP_SCRATCH_PER_ROUTE 4096
+
+/* Room for a decoded path: Linux's PATH_MAX, which strict C does not
+ * define. */
+#define HP_HTTP_PATH_MAX 4096
+
+typedef struct hp_http_worker {
+    hp_http_stats_t stats;             /* written by this worker only */
+    const hp_http_config_t *cfg;       /* borrowed */
+    hp_clock_date_t date;                    /* this second's Date header */
+    uint64_t date_next_ms;             /* monotonic time of the next second */
+    uint64_t batch_ns;                 /* clock read for this batch of responses; 0: none yet */
+    hp_http_route_stats_t *routes;     /* owned: one per route pattern */
+    uint32_t nroutes;
+    hp_hist_t merged;                  /* owned: /metrics merges routes' latencies here */
+    struct hp_rcache *rcache;          /* owned: response cache; NULL when off */
+    uint64_t cache_base[3];            /* hits, misses, evictions of response caches
+                                          replaced by reloads */
+    struct hp_fcache *fcache;          /* owned: open-file cache */
+    char etag[HP_ETAG_MAX];            /* scratch: ETag of a body compressed on the fly */
+    char *scratch;                     /* owned: /metrics text */
+    size_t scratch_len;
+    char path[HP_HTTP_PATH_MAX];       /* scratch for decoded paths */
+    int64_t date_sec;                  /* Unix second `date` shows */
+    bool alog_on;                      /* cfg->access_log is set: alog is live */
+    hp_accesslog_t alog;                    /* owned: this worker's access-log buffer */
+    hp_timer_t alog_timer;             /* flushes alog within a second of a line */
+    int64_t alog_sec;                  /* second alog_time shows */
+    char alog_time[32];                /* hp_accesslog_time of alog_sec */
+} hp_http_worker_t;
 
 enum { PH_HEAD = 0, PH_BODY, PH_PENDING };
 enum { SINK_DISCARD = 0, SINK_HANDLER };

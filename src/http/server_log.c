@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 
 #include "hotpath/accesslog.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 
 /* The client's address as text, for the access log. */

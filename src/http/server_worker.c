@@ -15,7 +15,7 @@
 #include "fcache_int.h"
 #include "rcache_int.h"
 #include "hotpath/log.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 #include "server_int.h"
 
 /* Keeps the Date header current: formatted at most once a second. */

@@ -14,7 +14,7 @@
  *  - a CLOSED connection has no fd, no chunks and no armed timer, and is
  *    freed by its worker at the end of the loop iteration.
  */
-#include "hotpath/conn.h"
+#include "conn_int.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -25,7 +25,7 @@
 
 #include "hotpath/alloc.h"
 #include "core/sys_int.h"
-#include "hotpath/worker.h"
+#include "worker_int.h"
 
 /* Reads per connection per wake-up. With 32 KiB chunks this bounds one
  * connection's turn to ~256 KiB of input before the others ready in the
@@ -82,6 +82,74 @@ struct hp_conn_out {
     hp_seg_t seg[HP_CONN_OUT_SEGS];
     char data[];
 };
+
+/* The exported accessors: the names in parentheses are not the macros of
+ * conn_int.h, whose inline bodies they reuse. */
+char *(hp_conn_data)(hp_conn_t *c)
+{
+    return hp_conn_data(c);
+}
+
+uint32_t(hp_conn_data_len)(const hp_conn_t *c)
+{
+    return hp_conn_data_len(c);
+}
+
+void *(hp_conn_cstate)(const hp_conn_t *c)
+{
+    return hp_conn_cstate(c);
+}
+
+void(hp_conn_consume)(hp_conn_t *c, uint32_t n)
+{
+    hp_conn_consume(c, n);
+}
+
+void(hp_conn_set_busy)(hp_conn_t *c, bool busy)
+{
+    hp_conn_set_busy(c, busy);
+}
+
+void *(hp_conn_udata)(const hp_conn_t *c)
+{
+    return hp_conn_udata(c);
+}
+
+hp_worker_t *(hp_conn_worker)(const hp_conn_t *c)
+{
+    return hp_conn_worker(c);
+}
+
+bool(hp_conn_is_closed)(const hp_conn_t *c)
+{
+    return hp_conn_is_closed(c);
+}
+
+void hp_conn_set_udata(hp_conn_t *c, void *udata)
+{
+    c->udata = udata;
+}
+
+const hp_proto_t *hp_conn_proto(const hp_conn_t *c)
+{
+    return c->proto;
+}
+
+int hp_conn_fd(const hp_conn_t *c)
+{
+    return c->io.fd;
+}
+
+bool hp_conn_state_valid(const hp_conn_t *c)
+{
+    return c->rbuf && (c->flags & HP_CONN_F_STATE_INIT);
+}
+
+void hp_conn_state_set_valid(hp_conn_t *c)
+{
+    if (c->rbuf)
+        c->flags |= HP_CONN_F_STATE_INIT;
+}
 
 void *hp_conn_state(hp_conn_t *c)
 {

@@ -4,7 +4,7 @@
  * Invariant: e->running counts workers whose loop has not yet reported
  * HP_MSG_WORKER_EXIT; the engine is done when it reaches zero.
  */
-#include "hotpath/engine.h"
+#include "engine_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,4 +198,41 @@ void hp_engine_destroy(hp_engine_t *e)
         close(e->wake_fd);
     e->wake_fd = -1;
     hp_mpsc_destroy(&e->inbox);
+}
+
+int hp_engine_new(hp_engine_t **out, uint32_t nworkers, const hp_worker_config_t *cfg)
+{
+    hp_engine_t *e = hp_malloc(sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    int r = hp_engine_init(e, nworkers, cfg);
+    if (r < 0) {
+        hp_free(e);
+        return r;
+    }
+    *out = e;
+    return 0;
+}
+
+void hp_engine_free(hp_engine_t *e)
+{
+    if (!e)
+        return;
+    hp_engine_destroy(e);
+    hp_free(e);
+}
+
+uint32_t hp_engine_nworkers(const hp_engine_t *e)
+{
+    return e->nworkers;
+}
+
+hp_worker_t *hp_engine_worker(hp_engine_t *e, uint32_t i)
+{
+    return i < e->nworkers ? &e->workers[i] : NULL;
+}
+
+int hp_engine_wake_fd(const hp_engine_t *e)
+{
+    return e->wake_fd;
 }

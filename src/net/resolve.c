@@ -56,7 +56,7 @@
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/worker.h"
+#include "worker_int.h"
 
 /* The most threads and queue slots a configuration may ask for. */
 #define HP_RESOLVE_MAX_THREADS 64

@@ -14,7 +14,7 @@
  * carries its own protocol from then on (c->proto), so one worker serves
  * several protocols, and outbound connections of any of them.
  */
-#include "hotpath/worker.h"
+#include "worker_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -738,6 +738,71 @@ static hp_worker_proto_t *find_proto(const hp_worker_t *w, const hp_proto_t *pro
         if (w->protos[i].proto == proto)
             return (hp_worker_proto_t *)&w->protos[i];
     return NULL;
+}
+
+/* A worker made by hp_worker_new keeps its own copy of the configuration
+ * right behind it. */
+typedef struct owned_worker {
+    hp_worker_t w;
+    hp_worker_config_t cfg;
+} owned_worker_t;
+
+int hp_worker_new(hp_worker_t **out, uint32_t id, int cpu, const hp_worker_config_t *cfg)
+{
+    owned_worker_t *ow = hp_calloc_aligned(sizeof(*ow));
+    if (!ow)
+        return -ENOMEM;
+    ow->cfg = *cfg;
+    int r = hp_worker_init(&ow->w, id, cpu, &ow->cfg);
+    if (r < 0) {
+        hp_free(ow);
+        return r;
+    }
+    *out = &ow->w;
+    return 0;
+}
+
+void hp_worker_free(hp_worker_t *w)
+{
+    if (!w)
+        return;
+    hp_worker_destroy(w);
+    hp_free(HP_CONTAINER_OF(w, owned_worker_t, w));
+}
+
+uint32_t hp_worker_id(const hp_worker_t *w)
+{
+    return w->id;
+}
+
+hp_loop_t *hp_worker_loop(hp_worker_t *w)
+{
+    return &w->loop;
+}
+
+void hp_worker_stats(const hp_worker_t *w, hp_worker_stats_t *out)
+{
+    const hp_worker_stats_t *s = &w->stats;
+    *out = (hp_worker_stats_t){
+        .accepted = hp_worker_stat(&s->accepted),
+        .closed = hp_worker_stat(&s->closed),
+        .accept_errors = hp_worker_stat(&s->accept_errors),
+        .oom_closed = hp_worker_stat(&s->oom_closed),
+        .timeouts = hp_worker_stat(&s->timeouts),
+        .bytes_in = hp_worker_stat(&s->bytes_in),
+        .bytes_out = hp_worker_stat(&s->bytes_out),
+        .stale_msgs = hp_worker_stat(&s->stale_msgs),
+    };
+}
+
+void hp_worker_set_resolver(hp_worker_t *w, hp_resolve_t *r)
+{
+    w->resolver = r;
+}
+
+void hp_worker_ask_stop(hp_worker_t *w, bool now)
+{
+    hp_worker_post(w, now ? HP_MSG_STOP_NOW : HP_MSG_SHUTDOWN, 0, NULL);
 }
 
 int hp_worker_add_proto(hp_worker_t *w, const hp_proto_t *proto, void *arg)

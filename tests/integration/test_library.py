@@ -92,6 +92,35 @@ def test_headers_compile_alone_in_strict_c17(prefix, tmp_path):
     assert not failed, "\n".join(failed)
 
 
+# The engine's types an embedder reaches only through functions (DESIGN.md:
+# "opaque to embedders, as libuv's handles are"), by the header that names
+# them; and the headers that must not be installed at all.
+OPAQUE = [("conn.h", "hp_conn_t"), ("worker.h", "hp_worker_t"), ("loop.h", "hp_loop_t"),
+          ("engine.h", "hp_engine_t"), ("app.h", "hp_app_t"), ("ctx.h", "hp_ctx_t"),
+          ("router.h", "hp_router_t"), ("resolve.h", "hp_resolve_t")]
+PRIVATE = ["pool.h", "mpsc.h", "fcache.h", "rcache.h", "static.h", "sys.h"]
+
+
+def test_engine_types_are_opaque(prefix, tmp_path):
+    cc = os.environ.get("CC", "cc")
+    leaked = []
+    for header, typ in OPAQUE:
+        for expr, must_compile in (("%s *p = 0; (void)p;" % typ, True),
+                                   ("(void)sizeof(%s);" % typ, False)):
+            src = tmp_path / ("opaque_%s.c" % typ)
+            src.write_text("#include <hotpath/%s>\nvoid f(void);\nvoid f(void) { %s }\n"
+                           % (header, expr))
+            proc = subprocess.run([cc, "-std=c17", "-Wall", "-Werror", "-I",
+                                   str(prefix / "include"), "-c", str(src), "-o", os.devnull],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+            if (proc.returncode == 0) != must_compile:
+                leaked.append("%s %s: %s" % (typ, "unusable" if must_compile else "complete",
+                                             proc.stdout.decode()[-300:]))
+    assert not leaked, "\n".join(leaked)
+    installed = {h.name for h in (prefix / "include" / "hotpath").glob("*.h")}
+    assert not installed & set(PRIVATE), installed & set(PRIVATE)
+
+
 def test_pkg_config_is_prefix_relative(prefix):
     pc = (prefix / "lib" / "pkgconfig" / "hotpath.pc").read_text()
     fields = dict(line.split("=", 1) for line in pc.splitlines() if "=" in line and ":" not in line)

@@ -28,10 +28,10 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
-#include "hotpath/engine.h"
+#include "net/engine_int.h"
 #include "hotpath/http_method.h"
 #include "hotpath/http_resp_parser.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 
 /* Failed connects retry every HB_TICK_MS * HB_RETRY_TICKS ms; in rate
  * mode the loop also wakes at least every HB_TICK_MS. */

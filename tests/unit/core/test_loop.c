@@ -29,7 +29,7 @@
 
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
-#include "hotpath/loop.h"
+#include "core/loop_int.h"
 #include "core/sys_int.h"
 
 #include "../manual_clock.h"

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/mpsc.h"
+#include "core/mpsc_int.h"
 
 static void check(const hp_mpsc_t *q)
 {

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/pool.h"
+#include "core/pool_int.h"
 
 static void check(const hp_pool_t *p)
 {

@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "hotpath/common.h"
-#include "hotpath/timer.h"
+#include "core/timer_int.h"
 
 #define SLOTS HP_TIMER_WHEEL_SLOTS
 

@@ -26,6 +26,7 @@
 
 #include "hotpath/alloc.h"
 #include "hotpath/http_server.h"
+#include "http/server_int.h"
 
 #include "../net/net_harness.h"
 

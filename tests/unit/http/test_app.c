@@ -18,9 +18,8 @@
 #include "hotpath/alloc.h"
 #include "hotpath/app.h"
 #include "hotpath/log.h"
-#include "hotpath/loop.h"
 #include "hotpath/router.h"
-#include "hotpath/timer.h"
+#include "net/worker_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

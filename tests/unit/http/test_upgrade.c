@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "hotpath/conn.h"
+#include "net/conn_int.h"
 #include "hotpath/ctx.h"
 #include "hotpath/log.h"
 #include "hotpath/router.h"

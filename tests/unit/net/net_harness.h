@@ -51,12 +51,12 @@
 #include <unistd.h>
 
 #include "hotpath/common.h"
-#include "hotpath/conn.h"
+#include "net/conn_int.h"
 #include "hotpath/listener.h"
-#include "hotpath/loop.h"
-#include "hotpath/pool.h"
-#include "hotpath/timer.h"
-#include "hotpath/worker.h"
+#include "core/loop_int.h"
+#include "core/pool_int.h"
+#include "core/timer_int.h"
+#include "net/worker_int.h"
 
 #include "../manual_clock.h"
 

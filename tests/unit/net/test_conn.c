@@ -38,10 +38,10 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/conn.h"
+#include "net/conn_int.h"
 #include "hotpath/log.h"
 #include "core/sys_int.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 
 #include "net_harness.h"
 

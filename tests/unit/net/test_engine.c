@@ -39,7 +39,7 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/engine.h"
+#include "net/engine_int.h"
 #include "hotpath/log.h"
 
 /* Everything a test waits for is given this long; none takes near it. */

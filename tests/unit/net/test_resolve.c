@@ -42,11 +42,11 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/conn.h"
-#include "hotpath/engine.h"
+#include "net/conn_int.h"
+#include "net/engine_int.h"
 #include "hotpath/log.h"
 #include "hotpath/resolve.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 
 #include "net_harness.h"
 

@@ -38,11 +38,11 @@
 #include <cmocka.h>
 
 #include "hotpath/alloc.h"
-#include "hotpath/conn.h"
+#include "net/conn_int.h"
 #include "hotpath/log.h"
-#include "hotpath/mpsc.h"
+#include "core/mpsc_int.h"
 #include "core/sys_int.h"
-#include "hotpath/worker.h"
+#include "net/worker_int.h"
 
 #include "net_harness.h"
 

@@ -1,5 +1,5 @@
 /*
- * mpsc.h - bounded multi-producer, single-consumer ring of small messages.
+ * mpsc_int.h - bounded multi-producer, single-consumer ring of small messages.
  *
  * Workers talk to each other only through these: each worker owns one ring
  * (it is the single consumer) and any thread may push into it. Pushing is
@@ -9,8 +9,8 @@
  * at all. Waking the consumer (an eventfd) is the caller's business: push,
  * then write the eventfd if the ring was idle.
  */
-#ifndef HOTPATH_MPSC_H
-#define HOTPATH_MPSC_H
+#ifndef HOTPATH_MPSC_INT_H
+#define HOTPATH_MPSC_INT_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -58,28 +58,28 @@ typedef struct hp_mpsc {
 /* Prepares an empty ring of `capacity` slots (a power of two >= 2).
  * Returns 0, -EINVAL for a bad capacity, -ENOMEM (q is then left
  * zeroed). The ring owns its slot array until hp_mpsc_destroy(). */
-HP_EXPORT int hp_mpsc_init(hp_mpsc_t *q, uint32_t capacity);
+int hp_mpsc_init(hp_mpsc_t *q, uint32_t capacity);
 
 /* Copies *m into the ring. Any thread; lock-free. Returns false when the
  * ring is full (the consumer is capacity messages behind): the caller
  * decides whether to retry, drop or fall back. The message is visible to
  * the consumer once push has returned. */
-HP_EXPORT bool hp_mpsc_push(hp_mpsc_t *q, const hp_msg_t *m);
+bool hp_mpsc_push(hp_mpsc_t *q, const hp_msg_t *m);
 
 /* Copies the oldest message into *out (OUT) and removes it. Owning thread
  * only. Returns false when the ring is empty, which includes the moment
  * between a producer claiming a slot and finishing its copy: that message
  * is popped by a later call, and the producer's wake-up follows it.
  * Messages from one producer come out in the order it pushed them. */
-HP_EXPORT bool hp_mpsc_pop(hp_mpsc_t *q, hp_msg_t *out);
+bool hp_mpsc_pop(hp_mpsc_t *q, hp_msg_t *out);
 
 /* Frees the slot array; messages still inside are dropped (the caller
  * drains first if their ptr needs freeing). No thread may use q after. */
-HP_EXPORT void hp_mpsc_destroy(hp_mpsc_t *q);
+void hp_mpsc_destroy(hp_mpsc_t *q);
 
 /* Checks the ring while no other thread touches it: head <= tail <= head
  * + capacity, full slots carry seq == position + 1 and free ones seq ==
  * the position they will take. Returns 0 or -EINVAL. Tests only. */
-HP_EXPORT int hp_mpsc_validate(const hp_mpsc_t *q);
+int hp_mpsc_validate(const hp_mpsc_t *q);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * pool.h - per-worker pool of fixed-size, 64-byte-aligned memory chunks.
+ * pool_int.h - per-worker pool of fixed-size, 64-byte-aligned memory chunks.
  *
  * Read and write buffers come from here: a connection takes a chunk when
  * bytes arrive and gives it back when it goes idle, so idle connections hold
@@ -11,8 +11,8 @@
  * threaded through their first word, so the chunk handed out next is the
  * one returned last, whose cache lines and pages are still warm.
  */
-#ifndef HOTPATH_POOL_H
-#define HOTPATH_POOL_H
+#ifndef HOTPATH_POOL_INT_H
+#define HOTPATH_POOL_INT_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -50,7 +50,7 @@ typedef struct hp_pool {
  * of HP_POOL_ALIGN (so at least 64), slab_chunks at least 1; max_chunks
  * caps the chunks the pool will ever hold (0: no cap).
  * Returns 0, or -EINVAL for a bad size (the pool is then left zeroed). */
-HP_EXPORT int hp_pool_init(hp_pool_t *p, uint32_t chunk_size, uint32_t slab_chunks,
+int hp_pool_init(hp_pool_t *p, uint32_t chunk_size, uint32_t slab_chunks,
                            uint32_t max_chunks);
 
 /* Hands out a chunk of chunk_size bytes aligned to HP_POOL_ALIGN, the most
@@ -59,30 +59,30 @@ HP_EXPORT int hp_pool_init(hp_pool_t *p, uint32_t chunk_size, uint32_t slab_chun
  * max_chunks are all handed out or the allocator fails; the pool stays
  * valid and usable either way. The caller owns the chunk until it passes
  * it back with hp_pool_put(). Contents are undefined. */
-HP_EXPORT void *hp_pool_get(hp_pool_t *p);
+void *hp_pool_get(hp_pool_t *p);
 
 /* Returns `chunk` (owned by the caller, obtained from this pool's
  * hp_pool_get) to the free list. Never frees memory. */
-HP_EXPORT void hp_pool_put(hp_pool_t *p, void *chunk);
+void hp_pool_put(hp_pool_t *p, void *chunk);
 
 /* Frees every slab and zeroes the pool. Every chunk must have been put
  * back (asserted). Safe on a pool that never allocated. */
-HP_EXPORT void hp_pool_destroy(hp_pool_t *p);
+void hp_pool_destroy(hp_pool_t *p);
 
 /* Chunks currently handed out. */
-HP_EXPORT uint32_t hp_pool_in_use(const hp_pool_t *p);
+uint32_t hp_pool_in_use(const hp_pool_t *p);
 
 /* Chunks held in slabs, handed out or not. */
-HP_EXPORT uint32_t hp_pool_capacity(const hp_pool_t *p);
+uint32_t hp_pool_capacity(const hp_pool_t *p);
 
 /* Bytes obtained from the allocator for slabs (alignment slack included;
  * the small slab index is not counted). */
-HP_EXPORT size_t hp_pool_bytes(const hp_pool_t *p);
+size_t hp_pool_bytes(const hp_pool_t *p);
 
 /* Checks every invariant: free chunks + never-used chunks + in_use ==
  * capacity, the free list has no cycle, every free chunk lies inside a
  * slab on a chunk boundary, counters agree with the slabs.
  * Returns 0, or -EINVAL at the first violation. O(free * slabs): tests. */
-HP_EXPORT int hp_pool_validate(const hp_pool_t *p);
+int hp_pool_validate(const hp_pool_t *p);
 
 #endif
