@@ -8,7 +8,7 @@
  * exit reports through its own MPSC inbox and eventfd. Its workers form
  * one group: a connection handle names a worker by its index in it. They
  * share one resolver (resolve.h), whose helper threads start on the first
- * lookup and stop in hp_engine_destroy.
+ * lookup and stop in hp_engine_free.
  */
 #ifndef HOTPATH_ENGINE_H
 #define HOTPATH_ENGINE_H
@@ -43,7 +43,7 @@ HP_EXPORT int hp_engine_wake_fd(const hp_engine_t *e);
 
 /* Registers `proto` on every worker (proto->worker_init(w, arg, &data) for
  * each; see hp_worker_add_proto). Call before hp_engine_start. Returns 0
- * or -errno (workers already set up keep it until hp_engine_destroy). */
+ * or -errno (workers already set up keep it until hp_engine_free). */
 HP_EXPORT int hp_engine_add_proto(hp_engine_t *e, const hp_proto_t *proto, void *arg);
 
 /* Opens a listening socket per worker on `addr` (one shared socket when

@@ -116,7 +116,7 @@ HP_EXPORT uint32_t hp_resolve_threads(hp_resolve_t *r);
 /* Stops the helper threads and frees the resolver (its last part when
  * the last answer still in an inbox is opened). Lookups in progress are
  * waited for (getaddrinfo cannot be interrupted); their answers are still
- * posted to their workers, whose inboxes hp_worker_destroy drains, so
+ * posted to their workers, whose inboxes hp_worker_free drains, so
  * destroy the resolver after the workers' loops have ended and before the
  * workers. Waiting requests are freed without their callbacks, as are
  * answers whose worker's inbox stays full. NULL is ignored. */
