@@ -267,7 +267,11 @@ def test_constant_rate_holds(rate_run):
     assert j["mode"] == "rate" and j["target_rate"] == 2000
     assert j["errors_total"] == 0, j["errors"]
     assert j["duration_s"] == pytest.approx(3.0, abs=1e-6)
-    assert j["requests_per_s"] == pytest.approx(2000, rel=0.01), \
+    # The pacer never sends ahead of its schedule, whatever the load; behind
+    # it, a loaded machine only loses the tail still in flight when the run
+    # ends (lateness shows in the corrected latency, not in the count), so
+    # the floor is loose: the schedule's own precision is test_rate.c's.
+    assert 0.9 * 2000 <= j["requests_per_s"] <= 2000 * 1.001, \
         (j["requests_per_s"], j["samples"], rate_run.stdout)
     # Corrected latency starts at the intended send time, which is never
     # after the actual send: corrected >= uncorrected for every figure.
