@@ -51,7 +51,7 @@ else
 Q := @
 endif
 
-LIB_SRCS  := $(sort $(wildcard src/core/*.c src/codec/*.c src/metrics/*.c src/net/*.c src/http/*.c src/config/*.c))
+LIB_SRCS  := $(sort $(wildcard src/core/*.c src/codec/*.c src/metrics/*.c src/net/*.c src/http/*.c src/config/*.c src/amqp/*.c))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 SRV_SRCS  := $(sort $(wildcard src/server/*.c))
 SRV_OBJS  := $(SRV_SRCS:%.c=$(BUILD)/%.o)

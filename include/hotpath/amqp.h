@@ -1,0 +1,355 @@
+/*
+ * amqp.h - an AMQP 0-9-1 client (RabbitMQ) on a worker's loop: no thread
+ * per connection, no blocking call.
+ *
+ * A connection (hp_amqp_conn_t) is an outbound connection of the worker
+ * that opened it, and everything about it happens on that worker's
+ * thread: every call below is made there (from a handler, a timer, an
+ * hp_worker_call, or another AMQP callback), and every completion runs
+ * there, never before the call that asked for it returns.
+ *
+ *     hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;     (host, port, vhost, user ...)
+ *     hp_amqp_connect(worker, &cfg, on_event, arg, &conn);
+ *     -> on_event(conn, HP_AMQP_EV_READY ...):
+ *        hp_amqp_channel_open(conn, on_open, arg, &ch);
+ *        hp_amqp_queue_declare(ch, "jobs", HP_AMQP_DURABLE, no_args, on_declared, arg);
+ *        hp_amqp_publish(ch, &msg, on_confirm, arg, &seq);
+ *        hp_amqp_consume(ch, "jobs", NULL, 0, no_args, on_delivery, arg, on_consuming, arg);
+ *
+ * Calls on a channel may be made at once, without waiting for the one
+ * before to complete: they go to the broker in order and complete in
+ * order. A call the broker refuses completes with err -EPROTO and the
+ * reply code and text of the channel.close (or connection.close) it sent;
+ * the channel (or the connection) is then closed, and what was pending on
+ * it completes with the same error. Errors without a broker reply are
+ * -errno: -ECONNRESET, -ETIMEDOUT (connect, handshake, heartbeats), -ENXIO
+ * (no such host), -ECANCELED (closed by this side before completing).
+ *
+ * Ownership: strings and tables passed in are copied before the call
+ * returns (into the connection's output), so the caller's buffers are free
+ * again. What a callback is handed (a delivery's body, a reply text, a
+ * queue name) is borrowed for the callback's duration only; copy what you
+ * keep. Connections and channels belong to the library: they stay valid
+ * until their CLOSED event (connection) or close completion (channel) has
+ * run, and are freed after it.
+ */
+#ifndef HOTPATH_AMQP_H
+#define HOTPATH_AMQP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hotpath/amqp_table.h"
+#include "hotpath/common.h"
+#include "hotpath/worker.h"
+
+typedef struct hp_amqp_conn hp_amqp_conn_t;       /* opaque */
+typedef struct hp_amqp_channel hp_amqp_channel_t; /* opaque */
+
+/* Reply codes (spec: constants) a completion may carry. */
+enum {
+    HP_AMQP_REPLY_SUCCESS = 200,
+    HP_AMQP_CONTENT_TOO_LARGE = 311,
+    HP_AMQP_NO_ROUTE = 312,
+    HP_AMQP_NO_CONSUMERS = 313,
+    HP_AMQP_CONNECTION_FORCED = 320,
+    HP_AMQP_INVALID_PATH = 402,
+    HP_AMQP_ACCESS_REFUSED = 403,
+    HP_AMQP_NOT_FOUND = 404,
+    HP_AMQP_RESOURCE_LOCKED = 405,
+    HP_AMQP_PRECONDITION_FAILED = 406,
+    HP_AMQP_FRAME_ERROR = 501,
+    HP_AMQP_SYNTAX_ERROR = 502,
+    HP_AMQP_COMMAND_INVALID = 503,
+    HP_AMQP_CHANNEL_ERROR = 504,
+    HP_AMQP_UNEXPECTED_FRAME = 505,
+    HP_AMQP_RESOURCE_ERROR = 506,
+    HP_AMQP_NOT_ALLOWED = 530,
+    HP_AMQP_NOT_IMPLEMENTED = 540,
+    HP_AMQP_INTERNAL_ERROR = 541,
+};
+
+typedef struct hp_amqp_config {
+    const char *host;            /* a name or an address: "127.0.0.1" */
+    uint16_t port;               /* 5672 */
+    const char *vhost;           /* "/" */
+    const char *user;            /* PLAIN authentication: "guest" */
+    const char *password;        /* "guest" */
+    uint16_t channel_max;        /* channels at most; 0: as many as the broker allows */
+    uint32_t frame_max;          /* largest frame asked for (at least 4096); 0: the
+                                    broker's. Also capped by the worker's buffers. */
+    uint16_t heartbeat_s;        /* asked-for heartbeat interval; 0: none */
+    uint64_t connect_timeout_ms; /* name lookup, TCP connect and handshake together */
+    const char *name;            /* shown by the broker (connection_name); NULL: none */
+    uint64_t out_max;            /* bytes queued for the broker at most: a publish
+                                    beyond it answers -EAGAIN */
+} hp_amqp_config_t;
+
+#define HP_AMQP_CONFIG_DEFAULT                                                 \
+    ((hp_amqp_config_t){.host = "127.0.0.1",                                   \
+                        .port = 5672,                                          \
+                        .vhost = "/",                                          \
+                        .user = "guest",                                       \
+                        .password = "guest",                                   \
+                        .channel_max = 0,                                      \
+                        .frame_max = 0,                                        \
+                        .heartbeat_s = 60,                                     \
+                        .connect_timeout_ms = 10000,                           \
+                        .name = NULL,                                          \
+                        .out_max = 4u << 20})
+
+/* How a call ended. The byte strings are borrowed for the callback. */
+typedef struct hp_amqp_result {
+    int err;                     /* 0, or -EPROTO (the broker refused: reply_*),
+                                    or -errno */
+    uint16_t reply_code;         /* HP_AMQP_* when the broker refused; else 0 */
+    uint16_t class_id, method_id; /* the method the broker refused, if it said */
+    hp_amqp_bytes_t reply_text;
+    /* Filled by the calls that have them: */
+    hp_amqp_bytes_t queue;       /* queue_declare: the queue's name (server-named too) */
+    uint32_t message_count;      /* queue_declare, queue_purge, queue_delete */
+    uint32_t consumer_count;     /* queue_declare */
+    hp_amqp_bytes_t consumer_tag; /* consume: the tag (the broker's when NULL was given) */
+} hp_amqp_result_t;
+
+/* A call on `ch` completed (ch is NULL for a failed channel_open). */
+typedef void (*hp_amqp_done_cb)(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg);
+
+/* Connection events. */
+enum {
+    HP_AMQP_EV_READY = 1,        /* handshake done: open channels */
+    HP_AMQP_EV_BLOCKED,          /* the broker stopped reading (connection.blocked;
+                                    reply_text: its reason) */
+    HP_AMQP_EV_UNBLOCKED,
+    HP_AMQP_EV_CLOSED,           /* closed (r->err says why; 0 after hp_amqp_close);
+                                    the last event: the connection is freed after it */
+};
+typedef void (*hp_amqp_conn_cb)(hp_amqp_conn_t *c, int event, const hp_amqp_result_t *r,
+                                void *arg);
+
+/* Opens a connection from worker `w` (its thread, or before it starts):
+ * name lookup, TCP, the AMQP handshake (PLAIN, vhost, channel_max,
+ * frame_max and heartbeat negotiated: the smaller of the two sides', 0
+ * meaning "no limit" as the spec says). cb(READY) follows, or cb(CLOSED)
+ * with the reason. `cfg` and its strings are copied. Returns 0 with *out
+ * set, or -errno (-EINVAL for a bad configuration) and nothing happens. */
+HP_EXPORT int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb cb,
+                              void *arg, hp_amqp_conn_t **out);
+
+/* Closes the connection gracefully (connection.close, then the broker's
+ * close-ok): what is pending fails with -ECANCELED, then cb(CLOSED) runs
+ * with err 0. A second call, or one after CLOSED, does nothing. */
+HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
+
+/* What was negotiated (valid from READY). */
+HP_EXPORT uint32_t hp_amqp_frame_max(const hp_amqp_conn_t *c);
+HP_EXPORT uint16_t hp_amqp_channel_max(const hp_amqp_conn_t *c);
+HP_EXPORT uint16_t hp_amqp_heartbeat(const hp_amqp_conn_t *c);
+/* Whether the broker has blocked the connection (connection.blocked). */
+HP_EXPORT bool hp_amqp_blocked(const hp_amqp_conn_t *c);
+
+/* ---- channels ---- */
+
+/* Opens a channel: *out is usable at once (calls on it are queued behind
+ * the open); cb runs once it is open (r->err 0) or failed. Returns 0,
+ * -ENOTCONN before READY or after CLOSED, -EMFILE when channel_max are
+ * open. */
+HP_EXPORT int hp_amqp_channel_open(hp_amqp_conn_t *c, hp_amqp_done_cb cb, void *arg,
+                                   hp_amqp_channel_t **out);
+
+/* Closes a channel (channel.close, close-ok): pending calls fail with
+ * -ECANCELED, unconfirmed publishes with -ECANCELED; cb runs last, then
+ * the channel is freed. */
+HP_EXPORT int hp_amqp_channel_close(hp_amqp_channel_t *ch, hp_amqp_done_cb cb, void *arg);
+
+/* Called when the broker closes the channel on its own (an error on a
+ * call that does not wait for a reply, such as a publish to an exchange
+ * that does not exist: r->reply_code 404), after the pending calls have
+ * failed; the channel is freed after it. */
+HP_EXPORT void hp_amqp_channel_on_close(hp_amqp_channel_t *ch, hp_amqp_done_cb cb, void *arg);
+
+/* The connection a channel belongs to, and its number. */
+HP_EXPORT hp_amqp_conn_t *hp_amqp_channel_conn(const hp_amqp_channel_t *ch);
+HP_EXPORT uint16_t hp_amqp_channel_id(const hp_amqp_channel_t *ch);
+
+/* ---- topology ---- */
+
+/* Flags of the calls below (each takes the ones the spec gives it). */
+enum {
+    HP_AMQP_PASSIVE = 1u << 0,     /* declare: only check that it exists */
+    HP_AMQP_DURABLE = 1u << 1,     /* declare: survives a broker restart */
+    HP_AMQP_AUTO_DELETE = 1u << 2, /* declare: deleted once unused */
+    HP_AMQP_INTERNAL = 1u << 3,    /* exchange_declare: no direct publishing */
+    HP_AMQP_EXCLUSIVE = 1u << 4,   /* queue_declare, consume: this connection only */
+    HP_AMQP_IF_UNUSED = 1u << 5,   /* delete: only without consumers / bindings */
+    HP_AMQP_IF_EMPTY = 1u << 6,    /* queue_delete: only when empty */
+    HP_AMQP_NO_ACK = 1u << 7,      /* consume, get: the broker forgets on sending */
+    HP_AMQP_NO_LOCAL = 1u << 8,    /* consume */
+};
+
+/* An empty argument table. */
+#define HP_AMQP_NO_ARGS ((hp_amqp_bytes_t){NULL, 0})
+
+/* exchange.declare: `type` is "direct", "fanout", "topic", "headers" or a
+ * plugin's. `args` is an encoded table body (amqp_table.h). */
+HP_EXPORT int hp_amqp_exchange_declare(hp_amqp_channel_t *ch, const char *name, const char *type,
+                                       unsigned flags, hp_amqp_bytes_t args, hp_amqp_done_cb cb,
+                                       void *arg);
+HP_EXPORT int hp_amqp_exchange_delete(hp_amqp_channel_t *ch, const char *name, unsigned flags,
+                                      hp_amqp_done_cb cb, void *arg);
+
+/* queue.declare: an empty name asks the broker to name it (r->queue). */
+HP_EXPORT int hp_amqp_queue_declare(hp_amqp_channel_t *ch, const char *name, unsigned flags,
+                                    hp_amqp_bytes_t args, hp_amqp_done_cb cb, void *arg);
+HP_EXPORT int hp_amqp_queue_bind(hp_amqp_channel_t *ch, const char *queue, const char *exchange,
+                                 const char *routing_key, hp_amqp_bytes_t args,
+                                 hp_amqp_done_cb cb, void *arg);
+HP_EXPORT int hp_amqp_queue_unbind(hp_amqp_channel_t *ch, const char *queue,
+                                   const char *exchange, const char *routing_key,
+                                   hp_amqp_bytes_t args, hp_amqp_done_cb cb, void *arg);
+HP_EXPORT int hp_amqp_queue_purge(hp_amqp_channel_t *ch, const char *queue, hp_amqp_done_cb cb,
+                                  void *arg);
+HP_EXPORT int hp_amqp_queue_delete(hp_amqp_channel_t *ch, const char *queue, unsigned flags,
+                                   hp_amqp_done_cb cb, void *arg);
+
+/* basic.qos: at most `prefetch` unacknowledged deliveries on the channel
+ * (per consumer unless `global`, RabbitMQ's reading); 0: no limit. */
+HP_EXPORT int hp_amqp_qos(hp_amqp_channel_t *ch, uint16_t prefetch, bool global,
+                          hp_amqp_done_cb cb, void *arg);
+
+/* ---- publishing ---- */
+
+/* Content properties (the basic class's): a field is sent when its bit is
+ * in `flags`. */
+enum {
+    HP_AMQP_PROP_CONTENT_TYPE = 1u << 15,
+    HP_AMQP_PROP_CONTENT_ENCODING = 1u << 14,
+    HP_AMQP_PROP_HEADERS = 1u << 13,
+    HP_AMQP_PROP_DELIVERY_MODE = 1u << 12,
+    HP_AMQP_PROP_PRIORITY = 1u << 11,
+    HP_AMQP_PROP_CORRELATION_ID = 1u << 10,
+    HP_AMQP_PROP_REPLY_TO = 1u << 9,
+    HP_AMQP_PROP_EXPIRATION = 1u << 8,
+    HP_AMQP_PROP_MESSAGE_ID = 1u << 7,
+    HP_AMQP_PROP_TIMESTAMP = 1u << 6,
+    HP_AMQP_PROP_TYPE = 1u << 5,
+    HP_AMQP_PROP_USER_ID = 1u << 4,
+    HP_AMQP_PROP_APP_ID = 1u << 3,
+    HP_AMQP_PROP_RESERVED = 1u << 2, /* was cluster-id */
+};
+
+typedef struct hp_amqp_props {
+    uint16_t flags;                    /* HP_AMQP_PROP_*: the fields present */
+    hp_amqp_bytes_t content_type;      /* "application/json" */
+    hp_amqp_bytes_t content_encoding;  /* "gzip" */
+    hp_amqp_bytes_t headers;           /* an encoded table body */
+    uint8_t delivery_mode;             /* 2: persistent, 1: transient */
+    uint8_t priority;
+    hp_amqp_bytes_t correlation_id;
+    hp_amqp_bytes_t reply_to;
+    hp_amqp_bytes_t expiration;        /* milliseconds, as text */
+    hp_amqp_bytes_t message_id;
+    uint64_t timestamp;                /* seconds since the epoch */
+    hp_amqp_bytes_t type;
+    hp_amqp_bytes_t user_id;
+    hp_amqp_bytes_t app_id;
+    hp_amqp_bytes_t reserved;
+} hp_amqp_props_t;
+
+/* One message to publish. Everything is copied by the call. */
+typedef struct hp_amqp_msg {
+    const char *exchange;              /* "" or NULL: the default exchange */
+    const char *routing_key;
+    const hp_amqp_props_t *props;      /* NULL: none */
+    const void *body;
+    size_t len;
+    bool mandatory;                    /* unroutable: returned (hp_amqp_channel_on_return) */
+} hp_amqp_msg_t;
+
+/* Confirm statuses. */
+enum { HP_AMQP_ACKED = 1, HP_AMQP_NACKED = 2 };
+
+/* A published message's fate in confirm mode: HP_AMQP_ACKED (the broker
+ * took responsibility for it), HP_AMQP_NACKED (it did not), or -errno when
+ * the channel closed first (-ECANCELED, -ECONNRESET ...): then nobody
+ * knows, and the caller decides whether to publish again. Exactly once per
+ * message published with a callback. */
+typedef void (*hp_amqp_confirm_cb)(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg);
+
+/* Puts the channel in confirm mode (confirm.select) with at most `window`
+ * messages unconfirmed (publish answers -EAGAIN beyond; 0: 1024). */
+HP_EXPORT int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_amqp_done_cb cb,
+                                     void *arg);
+
+/* Publishes a message: it is framed into the connection's output at once
+ * and leaves with everything else written in this turn of the loop, in
+ * one writev. In confirm mode, *seq (if not NULL) is its sequence number
+ * and cb(ch, seq, status, arg) follows once; outside it cb is not called.
+ * Returns 0, or: -EAGAIN when the connection's output holds out_max bytes
+ * or the confirm window is full (nothing was sent: try again from
+ * hp_amqp_on_writable), -ENOTCONN when the channel is not open (or is
+ * closing), -EMSGSIZE for a body beyond the broker's limit, -EINVAL for a
+ * name longer than 255 bytes. */
+HP_EXPORT int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *m,
+                              hp_amqp_confirm_cb cb, void *arg, uint64_t *seq);
+
+/* Calls cb(arg) once the connection's output has drained below half of
+ * out_max, or the confirm window of a channel has room again, after a
+ * publish answered -EAGAIN. One callback per connection; NULL removes it. */
+HP_EXPORT void hp_amqp_on_writable(hp_amqp_conn_t *c, void (*cb)(hp_amqp_conn_t *c, void *arg),
+                                   void *arg);
+
+/* ---- consuming ---- */
+
+/* A message the broker delivered (consume, get) or returned (an
+ * unroutable mandatory publish). Borrowed for the callback: the body
+ * points into the connection's read buffer when it came in one frame. */
+typedef struct hp_amqp_delivery {
+    hp_amqp_bytes_t consumer_tag;      /* consume */
+    uint64_t delivery_tag;             /* for ack, nack, reject */
+    bool redelivered;
+    uint32_t message_count;            /* get: messages left in the queue */
+    hp_amqp_bytes_t exchange, routing_key;
+    uint16_t reply_code;               /* a returned message: why (312 no-route) */
+    hp_amqp_bytes_t reply_text;
+    hp_amqp_props_t props;
+    hp_amqp_bytes_t body;
+} hp_amqp_delivery_t;
+
+typedef void (*hp_amqp_delivery_cb)(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d,
+                                    void *arg);
+
+/* basic.consume on `queue`: on_msg(ch, d, msg_arg) for each delivery;
+ * cb once the broker answered (r->consumer_tag). `tag` NULL: the broker
+ * names it. Flags: HP_AMQP_NO_ACK, HP_AMQP_EXCLUSIVE, HP_AMQP_NO_LOCAL. If
+ * the broker cancels the consumer (its queue was deleted), on_msg is
+ * called once more with d == NULL. */
+HP_EXPORT int hp_amqp_consume(hp_amqp_channel_t *ch, const char *queue, const char *tag,
+                              unsigned flags, hp_amqp_bytes_t args, hp_amqp_delivery_cb on_msg,
+                              void *msg_arg, hp_amqp_done_cb cb, void *arg);
+
+/* basic.cancel of the consumer `tag`: no delivery follows cb. */
+HP_EXPORT int hp_amqp_cancel(hp_amqp_channel_t *ch, const char *tag, hp_amqp_done_cb cb,
+                             void *arg);
+
+/* basic.get: on_msg(ch, d, arg) with the message, or with d == NULL when
+ * the queue is empty; r reaches cb only on failure (cb may be NULL). */
+HP_EXPORT int hp_amqp_get(hp_amqp_channel_t *ch, const char *queue, unsigned flags,
+                          hp_amqp_delivery_cb on_msg, void *msg_arg, hp_amqp_done_cb cb,
+                          void *arg);
+
+/* Acknowledgements of deliveries (no reply from the broker): ack, nack
+ * (requeue or not) and reject; `multiple` covers every delivery up to
+ * `tag` on the channel. Returns 0 or -ENOTCONN. */
+HP_EXPORT int hp_amqp_ack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple);
+HP_EXPORT int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeue);
+HP_EXPORT int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue);
+
+/* Messages published with `mandatory` that no queue took come back here
+ * (d->reply_code, d->reply_text, d->exchange, d->routing_key, props and
+ * body; no delivery tag). Without it they are dropped. */
+HP_EXPORT void hp_amqp_channel_on_return(hp_amqp_channel_t *ch, hp_amqp_delivery_cb cb,
+                                         void *arg);
+
+#endif
