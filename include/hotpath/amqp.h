@@ -82,8 +82,6 @@ typedef struct hp_amqp_config {
     uint16_t heartbeat_s;        /* asked-for heartbeat interval; 0: none */
     uint64_t connect_timeout_ms; /* name lookup, TCP connect and handshake together */
     const char *name;            /* shown by the broker (connection_name); NULL: none */
-    uint64_t out_max;            /* bytes queued for the broker at most: a publish
-                                    beyond it answers -EAGAIN */
 } hp_amqp_config_t;
 
 #define HP_AMQP_CONFIG_DEFAULT                                                 \
@@ -96,8 +94,7 @@ typedef struct hp_amqp_config {
                         .frame_max = 0,                                        \
                         .heartbeat_s = 60,                                     \
                         .connect_timeout_ms = 10000,                           \
-                        .name = NULL,                                          \
-                        .out_max = 4u << 20})
+                        .name = NULL})
 
 /* How a call ended. The byte strings are borrowed for the callback. */
 typedef struct hp_amqp_result {
@@ -127,6 +124,17 @@ enum {
 };
 typedef void (*hp_amqp_conn_cb)(hp_amqp_conn_t *c, int event, const hp_amqp_result_t *r,
                                 void *arg);
+
+/* Fills cfg's host, port, vhost, user and password from an AMQP URI
+ * (RabbitMQ's form: amqp://user:password@host:port/vhost, each part
+ * optional and percent-encoded; "amqp://" alone is the defaults; an
+ * IPv6 host in brackets). The decoded strings are written to buf[0, len),
+ * which must outlive cfg's use (hp_amqp_connect copies them). Other
+ * fields are left alone. Returns 0, -EINVAL with a one-line reason in
+ * err (when not NULL) for a malformed URI or another scheme (amqps is
+ * not supported yet), -ENOSPC when buf is too small. */
+HP_EXPORT int hp_amqp_url_parse(const char *url, hp_amqp_config_t *cfg, char *buf, size_t len,
+                                const char **err);
 
 /* Opens a connection from worker `w` (its thread, or before it starts):
  * name lookup, TCP, the AMQP handshake (PLAIN, vhost, channel_max,
@@ -286,17 +294,21 @@ HP_EXPORT int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_
  * and leaves with everything else written in this turn of the loop, in
  * one writev. In confirm mode, *seq (if not NULL) is its sequence number
  * and cb(ch, seq, status, arg) follows once; outside it cb is not called.
- * Returns 0, or: -EAGAIN when the connection's output holds out_max bytes
- * or the confirm window is full (nothing was sent: try again from
+ * Returns 0, or: -EAGAIN when the connection's output is full (the
+ * worker's output chunk, wbuf_size, and the socket's send buffer hold
+ * what the broker has not read yet: that is the bound, and memory never
+ * grows past it), when the confirm window is full, or while the broker
+ * has blocked the connection (nothing was sent: try again from
  * hp_amqp_on_writable), -ENOTCONN when the channel is not open (or is
  * closing), -EMSGSIZE for a body beyond the broker's limit, -EINVAL for a
  * name longer than 255 bytes. */
 HP_EXPORT int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *m,
                               hp_amqp_confirm_cb cb, void *arg, uint64_t *seq);
 
-/* Calls cb(arg) once the connection's output has drained below half of
- * out_max, or the confirm window of a channel has room again, after a
- * publish answered -EAGAIN. One callback per connection; NULL removes it. */
+/* Calls cb(c, arg) once, after a publish answered -EAGAIN, when the
+ * connection's output has drained, a confirm window has room again or the
+ * broker unblocked the connection. One callback per connection; NULL
+ * removes it. */
 HP_EXPORT void hp_amqp_on_writable(hp_amqp_conn_t *c, void (*cb)(hp_amqp_conn_t *c, void *arg),
                                    void *arg);
 

@@ -220,6 +220,13 @@ HP_EXPORT uint64_t hp_conn_pending(const hp_conn_t *c);
  * closed. */
 HP_EXPORT int hp_conn_flush(hp_conn_t *c);
 
+/* Sends what was queued on `c` from outside its own callbacks (a timer,
+ * an hp_worker_call, another connection's handler) at the end of this
+ * loop iteration, together with whatever else is queued on it by then:
+ * one writev for a whole burst. Inside c's own callbacks the end of the
+ * callback does this already. */
+HP_EXPORT void hp_conn_flush_soon(hp_conn_t *c);
+
 /* Stops parsing: on_data is not called again until the output drains. */
 HP_EXPORT void hp_conn_pause(hp_conn_t *c);
 

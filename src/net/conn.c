@@ -507,6 +507,14 @@ uint64_t hp_conn_pending(const hp_conn_t *c)
     return c->out ? c->out->pending : 0;
 }
 
+void hp_conn_flush_soon(hp_conn_t *c)
+{
+    /* The ready pass serves it after this iteration's events: with
+     * nothing to read, that is settle(), which sends the queue. */
+    if (!(c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_IN_DATA)))
+        hp_worker_enqueue_ready(c->worker, c);
+}
+
 void hp_conn_pause(hp_conn_t *c)
 {
     c->flags |= HP_CONN_F_PAUSED;

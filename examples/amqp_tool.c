@@ -1,0 +1,440 @@
+/*
+ * amqp_tool.c - publish to and read from RabbitMQ with hotpath's AMQP
+ * client: one worker on the main thread, no blocking call.
+ *
+ *     cc -O2 -o amqp_tool examples/amqp_tool.c $(pkg-config --cflags --libs hotpath)
+ *     ./amqp_tool amqp://guest:guest@127.0.0.1:5672/ declare jobs
+ *     ./amqp_tool amqp://127.0.0.1 publish "" jobs -n 3 --confirm --type text/plain \
+ *                 --header trace=abc 'hello'
+ *         -> {"published":3,"acked":3,"nacked":0,"returned":0,"failed":0}
+ *     ./amqp_tool amqp://127.0.0.1 get jobs -n 3 --ack
+ *         -> one JSON line per message: body, routing key, properties, headers
+ *     ./amqp_tool amqp://127.0.0.1 consume jobs -n 3 --prefetch 10
+ *
+ * Everything runs from callbacks on the worker's loop: connect, open a
+ * channel, do the command, close. Errors are one line on stderr with the
+ * broker's reply code and text, and exit status 1.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hotpath/amqp.h>
+#include <hotpath/log.h>
+#include <hotpath/resolve.h>
+#include <hotpath/worker.h>
+
+#define MAX_HEADERS 16
+
+typedef struct {
+    /* the command line */
+    const char *cmd, *queue, *exchange, *key, *body, *ctype;
+    const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
+    int nhdr;
+    long count;
+    bool confirm, mandatory, persistent, ack, no_ack, durable;
+    unsigned prefetch;
+    /* the run */
+    hp_worker_t *w;
+    hp_amqp_conn_t *conn;
+    hp_amqp_channel_t *ch;
+    long published, acked, nacked, returned, failed, received;
+    int status;           /* exit status */
+    bool done;
+    uint8_t headers[2048];
+    hp_amqp_props_t props;
+} tool_t;
+
+static void finish(tool_t *t, int status)
+{
+    if (t->done)
+        return;
+    t->done = true;
+    t->status = status;
+    hp_amqp_close(t->conn);
+}
+
+static void fail(tool_t *t, const char *what, const hp_amqp_result_t *r)
+{
+    if (r && r->reply_code)
+        fprintf(stderr, "amqp_tool: %s: %u %.*s\n", what, r->reply_code, (int)r->reply_text.len,
+                (const char *)r->reply_text.ptr);
+    else
+        fprintf(stderr, "amqp_tool: %s: %s\n", what, strerror(r ? -r->err : EIO));
+    finish(t, 1);
+}
+
+/* ---- printing a message as JSON ---- */
+
+static void json_str(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            printf("\\%c", s[i]);
+        else if (s[i] < 0x20)
+            printf("\\u%04x", s[i]);
+        else
+            putchar(s[i]);
+    }
+    putchar('"');
+}
+
+static void json_table(hp_amqp_bytes_t table);
+
+static void json_array(hp_amqp_bytes_t array);
+
+static void json_value(const hp_amqp_value_t *v)
+{
+    switch (v->type) {
+    case HP_AMQP_T_BOOL: printf(v->b ? "true" : "false"); break;
+    case HP_AMQP_T_I8: case HP_AMQP_T_I16: case HP_AMQP_T_I32: case HP_AMQP_T_I64:
+        printf("%lld", (long long)v->i);
+        break;
+    case HP_AMQP_T_U8: case HP_AMQP_T_U16: case HP_AMQP_T_U32: case HP_AMQP_T_TIMESTAMP:
+        printf("%llu", (unsigned long long)v->u);
+        break;
+    case HP_AMQP_T_FLOAT: printf("%g", (double)v->f); break;
+    case HP_AMQP_T_DOUBLE: printf("%g", v->d); break;
+    case HP_AMQP_T_DECIMAL: printf("%u.e-%u", v->dec.value, v->dec.scale); break;
+    case HP_AMQP_T_STRING: case HP_AMQP_T_BYTES: json_str(v->bytes.ptr, v->bytes.len); break;
+    case HP_AMQP_T_TABLE: json_table(v->bytes); break;
+    case HP_AMQP_T_ARRAY: json_array(v->bytes); break;
+    default: printf("null"); break;
+    }
+}
+
+static void json_table(hp_amqp_bytes_t table)
+{
+    hp_amqp_iter_t it = hp_amqp_table_iter(table);
+    hp_amqp_bytes_t key;
+    hp_amqp_value_t v;
+    putchar('{');
+    for (int n = 0; hp_amqp_table_next(&it, &key, &v) == 1; n++) {
+        printf(n ? "," : "");
+        json_str(key.ptr, key.len);
+        putchar(':');
+        json_value(&v);
+    }
+    putchar('}');
+}
+
+static void json_array(hp_amqp_bytes_t array)
+{
+    hp_amqp_iter_t it = hp_amqp_array_iter(array);
+    hp_amqp_value_t v;
+    putchar('[');
+    for (int n = 0; hp_amqp_array_next(&it, &v) == 1; n++) {
+        printf(n ? "," : "");
+        json_value(&v);
+    }
+    putchar(']');
+}
+
+static void print_message(const hp_amqp_delivery_t *d)
+{
+    const hp_amqp_props_t *p = &d->props;
+    printf("{\"body\":");
+    json_str(d->body.ptr, d->body.len);
+    printf(",\"exchange\":");
+    json_str(d->exchange.ptr, d->exchange.len);
+    printf(",\"routing_key\":");
+    json_str(d->routing_key.ptr, d->routing_key.len);
+    printf(",\"redelivered\":%s", d->redelivered ? "true" : "false");
+    if (p->flags & HP_AMQP_PROP_CONTENT_TYPE) {
+        printf(",\"content_type\":");
+        json_str(p->content_type.ptr, p->content_type.len);
+    }
+    if (p->flags & HP_AMQP_PROP_DELIVERY_MODE)
+        printf(",\"delivery_mode\":%u", p->delivery_mode);
+    if (p->flags & HP_AMQP_PROP_MESSAGE_ID) {
+        printf(",\"message_id\":");
+        json_str(p->message_id.ptr, p->message_id.len);
+    }
+    if (p->flags & HP_AMQP_PROP_HEADERS) {
+        printf(",\"headers\":");
+        json_table(p->headers);
+    }
+    printf("}\n");
+    fflush(stdout);
+}
+
+/* ---- the commands ---- */
+
+static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
+{
+    (void)ch;
+    (void)seq;
+    tool_t *t = arg;
+    if (status == HP_AMQP_ACKED)
+        t->acked++;
+    else if (status == HP_AMQP_NACKED)
+        t->nacked++;
+    else
+        t->failed++;
+    if (t->acked + t->nacked + t->failed == t->count) {
+        printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
+               t->published, t->acked, t->nacked, t->returned, t->failed);
+        finish(t, t->nacked || t->failed ? 1 : 0);
+    }
+}
+
+static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
+{
+    (void)ch;
+    (void)d;
+    ((tool_t *)arg)->returned++;
+}
+
+static void publish_more(tool_t *t);
+
+static void on_writable(hp_amqp_conn_t *c, void *arg)
+{
+    (void)c;
+    publish_more(arg);
+}
+
+static void publish_more(tool_t *t)
+{
+    while (t->published < t->count) {
+        hp_amqp_msg_t m = {.exchange = t->exchange,
+                           .routing_key = t->key,
+                           .props = &t->props,
+                           .body = t->body,
+                           .len = strlen(t->body),
+                           .mandatory = t->mandatory};
+        int r = hp_amqp_publish(t->ch, &m, t->confirm ? on_confirm : NULL, t, NULL);
+        if (r == -EAGAIN)
+            return; /* on_writable goes on */
+        if (r < 0) {
+            fail(t, "publish", &(hp_amqp_result_t){.err = r});
+            return;
+        }
+        t->published++;
+    }
+    if (!t->confirm) {
+        printf("{\"published\":%ld}\n", t->published);
+        finish(t, 0);
+    }
+}
+
+static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
+{
+    tool_t *t = arg;
+    if (t->done)
+        return;
+    if (!d) {
+        if (strcmp(t->cmd, "get") == 0) {
+            finish(t, t->received ? 0 : 3); /* 3: the queue was empty */
+        } else {
+            fprintf(stderr, "amqp_tool: the broker cancelled the consumer\n");
+            finish(t, 1);
+        }
+        return;
+    }
+    print_message(d);
+    t->received++;
+    if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack))
+        hp_amqp_ack(ch, d->delivery_tag, false);
+    if (t->received >= t->count) {
+        finish(t, 0);
+    } else if (strcmp(t->cmd, "get") == 0) {
+        hp_amqp_get(ch, t->queue, t->ack ? 0 : HP_AMQP_NO_ACK, on_message, t, NULL, NULL);
+    }
+}
+
+static void on_step(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    if (r->err)
+        fail(t, t->cmd, r);
+    else if (strcmp(t->cmd, "declare") == 0) {
+        printf("{\"queue\":");
+        json_str(r->queue.ptr, r->queue.len);
+        printf(",\"messages\":%u,\"consumers\":%u}\n", r->message_count, r->consumer_count);
+        finish(t, 0);
+    }
+}
+
+static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    tool_t *t = arg;
+    if (r->err) {
+        fail(t, "channel", r);
+        return;
+    }
+    if (strcmp(t->cmd, "declare") == 0) {
+        hp_amqp_queue_declare(ch, t->queue, t->durable ? HP_AMQP_DURABLE : 0, HP_AMQP_NO_ARGS,
+                              on_step, t);
+    } else if (strcmp(t->cmd, "publish") == 0) {
+        hp_amqp_channel_on_return(ch, on_return, t);
+        if (t->confirm)
+            hp_amqp_confirm_select(ch, 0, on_step, t);
+        publish_more(t);
+    } else if (strcmp(t->cmd, "get") == 0) {
+        hp_amqp_get(ch, t->queue, t->ack ? 0 : HP_AMQP_NO_ACK, on_message, t, on_step, t);
+    } else {
+        if (t->prefetch)
+            hp_amqp_qos(ch, (uint16_t)t->prefetch, false, on_step, t);
+        hp_amqp_consume(ch, t->queue, NULL, t->no_ack ? HP_AMQP_NO_ACK : 0, HP_AMQP_NO_ARGS,
+                        on_message, t, on_step, t);
+    }
+}
+
+static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void *arg)
+{
+    tool_t *t = arg;
+    if (ev == HP_AMQP_EV_READY) {
+        hp_amqp_on_writable(c, on_writable, t);
+        int rc = hp_amqp_channel_open(c, on_open, t, &t->ch);
+        if (rc < 0)
+            fail(t, "channel", &(hp_amqp_result_t){.err = rc});
+    } else if (ev == HP_AMQP_EV_CLOSED) {
+        if (!t->done) {
+            t->done = true;
+            t->status = 1;
+            if (r->reply_code)
+                fprintf(stderr, "amqp_tool: connection closed: %u %.*s\n", r->reply_code,
+                        (int)r->reply_text.len, (const char *)r->reply_text.ptr);
+            else
+                fprintf(stderr, "amqp_tool: connection closed: %s\n", strerror(-r->err));
+        }
+        hp_worker_shutdown(t->w);
+    }
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: amqp_tool URL declare QUEUE [--durable]\n"
+            "       amqp_tool URL publish EXCHANGE KEY [-n N] [--confirm] [--mandatory]\n"
+            "                 [--persistent] [--type CT] [--header K=V ...] BODY\n"
+            "       amqp_tool URL get QUEUE [-n N] [--ack]\n"
+            "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack]\n");
+    return 2;
+}
+
+static int build_props(tool_t *t)
+{
+    hp_amqp_props_t *p = &t->props;
+    if (t->ctype) {
+        p->flags |= HP_AMQP_PROP_CONTENT_TYPE;
+        p->content_type = hp_amqp_str(t->ctype);
+    }
+    if (t->persistent) {
+        p->flags |= HP_AMQP_PROP_DELIVERY_MODE;
+        p->delivery_mode = 2;
+    }
+    if (t->nhdr) {
+        hp_amqp_table_builder_t b;
+        hp_amqp_table_init(&b, t->headers, sizeof t->headers);
+        for (int i = 0; i < t->nhdr; i++) {
+            char *stop;
+            long long v = strtoll(t->hdr_val[i], &stop, 10);
+            if (*t->hdr_val[i] && !*stop)
+                hp_amqp_table_add_int(&b, t->hdr_key[i], v);
+            else
+                hp_amqp_table_add_str(&b, t->hdr_key[i], t->hdr_val[i]);
+        }
+        if (hp_amqp_table_finish(&b, &p->headers) < 0)
+            return -1;
+        p->flags |= HP_AMQP_PROP_HEADERS;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static tool_t t = {.count = 1};
+    if (argc < 4)
+        return usage();
+    const char *url = argv[1];
+    t.cmd = argv[2];
+    int i = 3;
+    if (strcmp(t.cmd, "publish") == 0) {
+        if (argc < 6)
+            return usage();
+        t.exchange = argv[3];
+        t.key = argv[4];
+        i = 5;
+    } else if (!strcmp(t.cmd, "declare") || !strcmp(t.cmd, "get") || !strcmp(t.cmd, "consume")) {
+        t.queue = argv[3];
+        i = 4;
+    } else {
+        return usage();
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-n") && i + 1 < argc) {
+            t.count = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--confirm")) {
+            t.confirm = true;
+        } else if (!strcmp(a, "--mandatory")) {
+            t.mandatory = true;
+        } else if (!strcmp(a, "--persistent")) {
+            t.persistent = true;
+        } else if (!strcmp(a, "--durable")) {
+            t.durable = true;
+        } else if (!strcmp(a, "--ack")) {
+            t.ack = true;
+        } else if (!strcmp(a, "--no-ack")) {
+            t.no_ack = true;
+        } else if (!strcmp(a, "--type") && i + 1 < argc) {
+            t.ctype = argv[++i];
+        } else if (!strcmp(a, "--prefetch") && i + 1 < argc) {
+            t.prefetch = (unsigned)strtoul(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--header") && i + 1 < argc && t.nhdr < MAX_HEADERS) {
+            char *kv = argv[++i], *eq = strchr(kv, '=');
+            if (!eq)
+                return usage();
+            *eq = '\0';
+            t.hdr_key[t.nhdr] = kv;
+            t.hdr_val[t.nhdr++] = eq + 1;
+        } else if (a[0] != '-' && strcmp(t.cmd, "publish") == 0 && !t.body) {
+            t.body = a;
+        } else {
+            return usage();
+        }
+    }
+    if (strcmp(t.cmd, "publish") == 0 && !t.body)
+        return usage();
+    if (t.count < 1) {
+        fprintf(stderr, "amqp_tool: -n must be at least 1\n");
+        return 2;
+    }
+    if (build_props(&t) < 0) {
+        fprintf(stderr, "amqp_tool: the headers do not fit\n");
+        return 2;
+    }
+
+    hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
+    char buf[1024];
+    const char *why;
+    if (hp_amqp_url_parse(url, &cfg, buf, sizeof buf, &why) < 0) {
+        fprintf(stderr, "amqp_tool: %s: %s\n", url, why);
+        return 2;
+    }
+    cfg.name = "amqp_tool";
+    hp_log_set_level(HP_LOG_ERROR);
+    hp_worker_config_t wcfg = HP_WORKER_CONFIG_DEFAULT;
+    hp_resolve_t *res = NULL;
+    int r;
+    if ((r = hp_worker_new(&t.w, 0, -1, &wcfg)) < 0 || (r = hp_resolve_new(&res, NULL)) < 0) {
+        fprintf(stderr, "amqp_tool: %s\n", strerror(-r));
+        return 1;
+    }
+    hp_worker_set_resolver(t.w, res);
+    r = hp_amqp_connect(t.w, &cfg, on_event, &t, &t.conn);
+    if (r < 0) {
+        fprintf(stderr, "amqp_tool: connect: %s\n", strerror(-r));
+        t.status = 1;
+    } else {
+        hp_worker_run(t.w);
+    }
+    hp_resolve_destroy(res);
+    hp_worker_free(t.w);
+    return t.status;
+}

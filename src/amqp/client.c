@@ -1,0 +1,834 @@
+/*
+ * client.c - an AMQP 0-9-1 client connection on the engine: the dial, the
+ * handshake (spec §2.2.4: start, start-ok, tune, tune-ok, open, open-ok),
+ * the frame loop, heartbeats and the close handshake.
+ *
+ * Central structure: hp_amqp_conn_t, the udata of an outbound engine
+ * connection running amqp_proto. Frames are parsed where they lie in the
+ * read buffer. A message (a content method, its header, its body frames)
+ * that is whole in the buffer is delivered from there, body borrowed; one
+ * that cannot be whole in the buffer (larger than it) is copied out frame
+ * by frame (channel.c). Frames are never larger than the read buffer: the
+ * frame_max we ask for is capped by it.
+ *
+ * Invariants:
+ *  - a->c is the engine connection until it closes; after that a->dead is
+ *    set and the struct is freed by the outermost amqp_leave (depth 0);
+ *  - CLOSED is reported exactly once, after every channel's pending calls
+ *    and unconfirmed publishes have completed;
+ *  - output written outside the connection's own callbacks is flushed at
+ *    the end of the loop iteration (hp_conn_flush_soon), so a burst of
+ *    publishes from a handler leaves in one writev.
+ */
+#include "hotpath/amqp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_int.h"
+#include "hotpath/alloc.h"
+#include "hotpath/log.h"
+#include "net/worker_int.h"
+
+#ifndef HP_VERSION
+#define HP_VERSION "dev"
+#endif
+
+static const hp_proto_t amqp_proto;
+
+/* ---- lifetime ---- */
+
+static void conn_free(hp_amqp_conn_t *a)
+{
+    amqp_channel_bury(a);
+    hp_free(a->chans);
+    hp_free(a->strs);
+    hp_free(a);
+}
+
+void amqp_enter(hp_amqp_conn_t *a)
+{
+    a->depth++;
+}
+
+void amqp_leave(hp_amqp_conn_t *a)
+{
+    if (--a->depth > 0)
+        return;
+    if (a->dead)
+        conn_free(a);
+    else if (a->graveyard)
+        amqp_channel_bury(a);
+}
+
+/* The result CLOSED reports, from what was recorded when it closed. */
+static hp_amqp_result_t close_result(const hp_amqp_conn_t *a)
+{
+    return (hp_amqp_result_t){.err = a->err,
+                              .reply_code = a->reply_code,
+                              .class_id = a->class_id,
+                              .method_id = a->method_id,
+                              .reply_text = hp_amqp_str(a->reply_text)};
+}
+
+static void set_reason(hp_amqp_conn_t *a, int err, uint16_t code, hp_amqp_bytes_t text)
+{
+    if (a->err || a->reply_code)
+        return; /* the first reason stands */
+    a->err = err;
+    a->reply_code = code;
+    uint32_t n = text.len < sizeof a->reply_text - 1 ? text.len : sizeof a->reply_text - 1;
+    if (n)
+        memcpy(a->reply_text, text.ptr, n);
+    a->reply_text[n] = '\0';
+}
+
+/* Fails every channel, reports CLOSED once, and marks the struct dead. */
+static void report_closed(hp_amqp_conn_t *a)
+{
+    if (a->reported)
+        return;
+    a->reported = true;
+    a->state = AMQP_CLOSED;
+    hp_amqp_result_t r = close_result(a);
+    if (r.err == 0 && r.reply_code == 0 && !a->closing_by_user)
+        r.err = -ECONNRESET;
+    hp_amqp_result_t ch_r = r;
+    if (ch_r.err == 0)
+        ch_r.err = -ECANCELED;
+    for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+        if (a->chans[i])
+            amqp_channel_drop(a->chans[i], &ch_r, false);
+    }
+    a->cb(a, HP_AMQP_EV_CLOSED, &r, a->arg);
+}
+
+/* ---- output ---- */
+
+uint8_t *amqp_out_reserve(hp_amqp_conn_t *a, size_t n)
+{
+    if (!a->c || a->state == AMQP_CLOSED || n > UINT32_MAX)
+        return NULL;
+    return (uint8_t *)hp_conn_reserve(a->c, (uint32_t)n);
+}
+
+void amqp_out_commit(hp_amqp_conn_t *a, size_t n)
+{
+    hp_conn_commit(a->c, (uint32_t)n);
+    a->last_send_ms = hp_conn_now(a->c);
+    hp_conn_flush_soon(a->c);
+}
+
+/* Writes `len` bytes of whole frames, copying them: into the output
+ * chunk, or, when it is full, into a buffer of their own queued behind it
+ * (control methods are few and small: they are not refused for the lack
+ * of room that bounds publishing). */
+static int out_write(hp_amqp_conn_t *a, const void *buf, size_t len)
+{
+    if (!a->c || hp_conn_is_closed(a->c))
+        return -ENOTCONN;
+    uint8_t *at = amqp_out_reserve(a, len);
+    if (at) {
+        memcpy(at, buf, len);
+        amqp_out_commit(a, len);
+        return 0;
+    }
+    void *copy = hp_malloc(len);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, buf, len);
+    if (hp_conn_write_ref(a->c, copy, len, true) < 0) /* frees copy on failure too */
+        return -EAGAIN;
+    a->last_send_ms = hp_conn_now(a->c);
+    hp_conn_flush_soon(a->c);
+    return 0;
+}
+
+int amqp_send_method(hp_amqp_conn_t *a, uint16_t channel, const hp_amqp_method_t *m)
+{
+    if (!a->c || a->state == AMQP_CLOSED)
+        return -ENOTCONN;
+    /* Most methods are a few dozen bytes; a declare with a large argument
+     * table takes the heap. */
+    uint8_t stack[1024];
+    uint8_t *buf = stack;
+    size_t cap = sizeof stack;
+    for (;;) {
+        hp_amqp_wr_t w = hp_amqp_wr(buf, cap);
+        size_t start = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_METHOD, channel);
+        int r = hp_amqp_method_encode(&w, m);
+        hp_amqp_frame_end(&w, start);
+        if (r == 0 && !w.overflow) {
+            if (w.len > a->frame_max && a->frame_max) {
+                r = -EMSGSIZE;
+            } else {
+                r = out_write(a, buf, w.len);
+            }
+        } else if (r == 0 || r == -ENOBUFS) {
+            if (buf == stack && a->frame_max > sizeof stack) {
+                cap = a->frame_max;
+                buf = hp_malloc(cap);
+                if (!buf)
+                    return -ENOMEM;
+                continue;
+            }
+            r = -EMSGSIZE;
+        }
+        if (buf != stack)
+            hp_free(buf);
+        return r;
+    }
+}
+
+/* ---- closing ---- */
+
+/* Closes the engine connection; on_close reports. */
+static void drop_conn(hp_amqp_conn_t *a)
+{
+    if (a->c && !hp_conn_is_closed(a->c))
+        hp_conn_close(a->c);
+}
+
+static void send_close(hp_amqp_conn_t *a, uint16_t code, const char *text, uint32_t failed)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_CLOSE};
+    m.connection_close.reply_code = code;
+    m.connection_close.reply_text = hp_amqp_str(text);
+    m.connection_close.class_id = (uint16_t)(failed >> 16);
+    m.connection_close.method_id = (uint16_t)failed;
+    if (amqp_send_method(a, 0, &m) < 0) {
+        drop_conn(a);
+        return;
+    }
+    a->state = AMQP_CLOSING;
+    /* The broker has this long to answer close-ok. */
+    uint64_t wait = a->cfg.connect_timeout_ms ? a->cfg.connect_timeout_ms : 10000;
+    hp_conn_set_timer(a->c, wait);
+}
+
+void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text)
+{
+    hp_log_write(HP_LOG_WARN, "amqp: %s:%u: closing: %u %s", a->cfg.host, a->cfg.port, code,
+                 text);
+    set_reason(a, -EPROTO, code, hp_amqp_str(text));
+    if (a->state >= AMQP_START && a->state <= AMQP_READY)
+        send_close(a, code, text, 0);
+    else
+        drop_conn(a);
+}
+
+void hp_amqp_close(hp_amqp_conn_t *a)
+{
+    if (a->closing_by_user || a->state >= AMQP_CLOSING)
+        return;
+    a->closing_by_user = true;
+    amqp_enter(a);
+    if (a->state == AMQP_READY) {
+        /* Channels' pending calls will get no answer now: fail them at once. */
+        hp_amqp_result_t r = {.err = -ECANCELED};
+        for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+            if (a->chans[i])
+                amqp_channel_drop(a->chans[i], &r, false);
+        }
+        send_close(a, HP_AMQP_REPLY_SUCCESS, "closed by the client", 0);
+    } else {
+        drop_conn(a);
+    }
+    amqp_leave(a);
+}
+
+/* ---- the handshake ---- */
+
+static int send_start_ok(hp_amqp_conn_t *a, const hp_amqp_connection_start_t *s)
+{
+    /* PLAIN must be on offer (a space-separated list). */
+    const char *mech = s->mechanisms.ptr;
+    bool plain = false;
+    for (uint32_t i = 0; i < s->mechanisms.len;) {
+        uint32_t j = i;
+        while (j < s->mechanisms.len && mech[j] != ' ')
+            j++;
+        if (j - i == 5 && memcmp(mech + i, "PLAIN", 5) == 0)
+            plain = true;
+        i = j + 1;
+    }
+    if (!plain) {
+        set_reason(a, -EPROTONOSUPPORT, 0, hp_amqp_str("the broker does not offer PLAIN"));
+        drop_conn(a);
+        return -EPROTONOSUPPORT;
+    }
+    uint8_t props[512];
+    hp_amqp_table_builder_t b;
+    hp_amqp_table_init(&b, props, sizeof props);
+    hp_amqp_table_add_str(&b, "product", "hotpath");
+    hp_amqp_table_add_str(&b, "version", HP_VERSION);
+    hp_amqp_table_add_str(&b, "platform", "C");
+    if (a->cfg.name)
+        hp_amqp_table_add_str(&b, "connection_name", a->cfg.name);
+    hp_amqp_table_open_table(&b, "capabilities");
+    hp_amqp_table_add_bool(&b, "publisher_confirms", true);
+    hp_amqp_table_add_bool(&b, "basic.nack", true);
+    hp_amqp_table_add_bool(&b, "consumer_cancel_notify", true);
+    hp_amqp_table_add_bool(&b, "connection.blocked", true);
+    hp_amqp_table_add_bool(&b, "authentication_failure_close", true);
+    hp_amqp_table_add_bool(&b, "exchange_exchange_bindings", true);
+    hp_amqp_table_add_bool(&b, "per_consumer_qos", true);
+    hp_amqp_table_close(&b);
+    hp_amqp_bytes_t table;
+    if (hp_amqp_table_finish(&b, &table) < 0)
+        return -EINVAL;
+
+    /* PLAIN's response: "\0user\0password" (RFC 4616). */
+    size_t ul = strlen(a->cfg.user), pl = strlen(a->cfg.password);
+    char resp[2 + 255 + 255];
+    if (ul > 255 || pl > 255)
+        return -EINVAL;
+    resp[0] = '\0';
+    memcpy(resp + 1, a->cfg.user, ul);
+    resp[1 + ul] = '\0';
+    memcpy(resp + 2 + ul, a->cfg.password, pl);
+
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_START_OK};
+    m.connection_start_ok.client_properties = table;
+    m.connection_start_ok.mechanism = hp_amqp_str("PLAIN");
+    m.connection_start_ok.response = (hp_amqp_bytes_t){resp, (uint32_t)(2 + ul + pl)};
+    m.connection_start_ok.locale = hp_amqp_str("en_US");
+    return amqp_send_method(a, 0, &m);
+}
+
+/* The smaller of two limits where 0 means "none" (spec §4.2.3.1 / tune). */
+static uint32_t limit_min(uint32_t ours, uint32_t theirs)
+{
+    if (ours == 0)
+        return theirs;
+    if (theirs == 0)
+        return ours;
+    return ours < theirs ? ours : theirs;
+}
+
+static int on_tune(hp_amqp_conn_t *a, const hp_amqp_connection_tune_t *t)
+{
+    /* Frames must fit the read buffer whole. */
+    uint32_t cap = hp_conn_rbuf_capacity(a->c);
+    uint32_t fmax = limit_min(limit_min(a->cfg.frame_max, t->frame_max), cap);
+    if (fmax < HP_AMQP_FRAME_MIN_SIZE) {
+        set_reason(a, -EINVAL, 0, hp_amqp_str("frame_max below 4096"));
+        return -EINVAL;
+    }
+    uint32_t cmax = limit_min(limit_min(a->cfg.channel_max, t->channel_max), HP_AMQP_MAX_CHANNELS);
+    a->frame_max = fmax;
+    a->channel_max = (uint16_t)cmax;
+    /* Heartbeats: none if we asked for none; else the smaller nonzero. */
+    a->heartbeat_s = a->cfg.heartbeat_s == 0 ? 0 : (uint16_t)limit_min(a->cfg.heartbeat_s,
+                                                                       t->heartbeat);
+    a->chans = hp_calloc(cmax + 1u, sizeof *a->chans);
+    if (!a->chans)
+        return -ENOMEM;
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_TUNE_OK};
+    m.connection_tune_ok.channel_max = a->channel_max;
+    m.connection_tune_ok.frame_max = a->frame_max;
+    m.connection_tune_ok.heartbeat = a->heartbeat_s;
+    int r = amqp_send_method(a, 0, &m);
+    if (r < 0)
+        return r;
+    hp_amqp_method_t o = {.id = HP_AMQP_CONNECTION_OPEN};
+    o.connection_open.virtual_host = hp_amqp_str(a->cfg.vhost);
+    return amqp_send_method(a, 0, &o);
+}
+
+static void arm_heartbeat(hp_amqp_conn_t *a)
+{
+    if (a->heartbeat_s)
+        hp_conn_set_timer(a->c, (uint64_t)a->heartbeat_s * 1000 / 2);
+    else
+        hp_conn_set_timer(a->c, 0);
+}
+
+/* A method on channel 0. */
+static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
+{
+    int r = 0;
+    switch (m->id) {
+    case HP_AMQP_CONNECTION_START:
+        if (a->state != AMQP_START)
+            break;
+        if (m->connection_start.version_major != 0 || m->connection_start.version_minor != 9) {
+            set_reason(a, -EPROTONOSUPPORT, 0, hp_amqp_str("the broker speaks another version"));
+            drop_conn(a);
+            return;
+        }
+        a->state = AMQP_TUNE;
+        r = send_start_ok(a, &m->connection_start);
+        if (r == -EPROTONOSUPPORT)
+            return;
+        break;
+    case HP_AMQP_CONNECTION_SECURE:
+        /* PLAIN has no challenge. */
+        amqp_fail(a, HP_AMQP_NOT_IMPLEMENTED, "connection.secure: PLAIN takes no challenge");
+        return;
+    case HP_AMQP_CONNECTION_TUNE:
+        if (a->state != AMQP_TUNE)
+            break;
+        a->state = AMQP_OPENING;
+        r = on_tune(a, &m->connection_tune);
+        break;
+    case HP_AMQP_CONNECTION_OPEN_OK:
+        if (a->state != AMQP_OPENING)
+            break;
+        a->state = AMQP_READY;
+        arm_heartbeat(a);
+        a->cb(a, HP_AMQP_EV_READY, &(hp_amqp_result_t){0}, a->arg);
+        return;
+    case HP_AMQP_CONNECTION_CLOSE: {
+        const hp_amqp_connection_close_t *cl = &m->connection_close;
+        set_reason(a, -EPROTO, cl->reply_code, cl->reply_text);
+        a->class_id = cl->class_id;
+        a->method_id = cl->method_id;
+        hp_log_write(HP_LOG_WARN, "amqp: %s:%u: the broker closed the connection: %u %.*s",
+                     a->cfg.host, a->cfg.port, cl->reply_code, (int)cl->reply_text.len,
+                     (const char *)cl->reply_text.ptr);
+        hp_amqp_method_t ok = {.id = HP_AMQP_CONNECTION_CLOSE_OK};
+        if (amqp_send_method(a, 0, &ok) == 0)
+            hp_conn_close_after_write(a->c);
+        else
+            drop_conn(a);
+        a->state = AMQP_CLOSING;
+        return;
+    }
+    case HP_AMQP_CONNECTION_CLOSE_OK:
+        if (a->state != AMQP_CLOSING)
+            break;
+        drop_conn(a);
+        return;
+    case HP_AMQP_CONNECTION_BLOCKED:
+    case HP_AMQP_CONNECTION_UNBLOCKED: {
+        bool blocked = m->id == HP_AMQP_CONNECTION_BLOCKED;
+        if (a->state != AMQP_READY || a->blocked == blocked)
+            return;
+        a->blocked = blocked;
+        hp_amqp_result_t res = {0};
+        if (blocked)
+            res.reply_text = m->connection_blocked.reason;
+        a->cb(a, blocked ? HP_AMQP_EV_BLOCKED : HP_AMQP_EV_UNBLOCKED, &res, a->arg);
+        if (!blocked && !a->dead)
+            amqp_channel_writable(a);
+        return;
+    }
+    default:
+        break;
+    }
+    if (r < 0 && !a->dead && a->c && !hp_conn_is_closed(a->c)) {
+        set_reason(a, r, 0, hp_amqp_str("the handshake failed"));
+        drop_conn(a);
+        return;
+    }
+    if (a->state == AMQP_CLOSING || a->state == AMQP_CLOSED)
+        return; /* after close, everything but close-ok is discarded */
+    if (r == 0 && m->id != HP_AMQP_CONNECTION_START && m->id != HP_AMQP_CONNECTION_TUNE) {
+        char text[96];
+        snprintf(text, sizeof text, "unexpected %s on channel 0",
+                 hp_amqp_method_name(m->id) ? hp_amqp_method_name(m->id) : "method");
+        amqp_fail(a, HP_AMQP_COMMAND_INVALID, text);
+    }
+}
+
+/* ---- the frame loop ---- */
+
+/* One frame that is not part of a message being assembled. Returns the
+ * bytes it used (the frame, or a whole message), 0 to wait for more
+ * bytes. */
+static long frame_in(hp_amqp_conn_t *a, const uint8_t *p, size_t len, const hp_amqp_frame_t *f,
+                     long flen)
+{
+    switch (f->type) {
+    case HP_AMQP_FRAME_HEARTBEAT:
+        return flen;
+    case HP_AMQP_FRAME_METHOD: {
+        hp_amqp_method_t m;
+        int r = hp_amqp_method_decode(f->payload.ptr, f->payload.len, &m);
+        if (r < 0) {
+            amqp_fail(a, r == -ENOTSUP ? HP_AMQP_NOT_IMPLEMENTED : HP_AMQP_SYNTAX_ERROR,
+                      r == -ENOTSUP ? "unknown method" : "malformed method arguments");
+            return -1;
+        }
+        if (f->channel == 0) {
+            connection_method(a, &m);
+            return flen;
+        }
+        if (a->state != AMQP_READY && a->state != AMQP_CLOSING) {
+            amqp_fail(a, HP_AMQP_UNEXPECTED_FRAME, "a channel frame before the handshake ended");
+            return -1;
+        }
+        hp_amqp_channel_t *ch = f->channel <= a->channel_max ? a->chans[f->channel] : NULL;
+        if (!ch) {
+            /* A late close-ok for a channel already dropped: nothing to do. */
+            if (m.id == HP_AMQP_CHANNEL_CLOSE_OK || a->state == AMQP_CLOSING)
+                return flen;
+            amqp_fail(a, HP_AMQP_CHANNEL_ERROR, "a frame for a channel that is not open");
+            return -1;
+        }
+        if (hp_amqp_method_has_content(m.id))
+            return amqp_channel_message(ch, &m, p, len, flen, hp_conn_rbuf_capacity(a->c));
+        if (amqp_channel_method(ch, &m, f->payload.ptr, f->payload.len) < 0)
+            return -1;
+        return flen;
+    }
+    default: {
+        hp_amqp_channel_t *ch = f->channel && f->channel <= a->channel_max && a->chans
+                                    ? a->chans[f->channel]
+                                    : NULL;
+        if (!ch) {
+            amqp_fail(a, HP_AMQP_UNEXPECTED_FRAME, "content without a message");
+            return -1;
+        }
+        if (amqp_channel_content(ch, f) < 0)
+            return -1;
+        return flen;
+    }
+    }
+}
+
+/* The frame_max frames are parsed with: negotiated, or before tune the
+ * read buffer's size (the broker's start can be a few kilobytes). */
+static uint32_t frame_limit(const hp_amqp_conn_t *a)
+{
+    return a->frame_max ? a->frame_max : hp_conn_rbuf_capacity(a->c);
+}
+
+static void amqp_on_data(hp_conn_t *c)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    amqp_enter(a);
+    a->last_recv_ms = hp_conn_now(c);
+    while (!a->dead && !hp_conn_is_closed(c)) {
+        const uint8_t *p = (const uint8_t *)hp_conn_data(c);
+        uint32_t len = hp_conn_data_len(c);
+        if (len == 0)
+            break;
+        hp_amqp_frame_t f;
+        long n = hp_amqp_frame_parse(p, len, frame_limit(a), &f);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (n == -EPROTONOSUPPORT) {
+                set_reason(a, -EPROTONOSUPPORT, 0,
+                           hp_amqp_str("the broker does not speak AMQP 0-9-1"));
+                drop_conn(a);
+            } else {
+                amqp_fail(a, HP_AMQP_FRAME_ERROR,
+                          n == -EMSGSIZE ? "frame larger than frame_max" : "malformed frame");
+            }
+            break;
+        }
+        long used = frame_in(a, p, len, &f, n);
+        if (used <= 0 || a->dead || hp_conn_is_closed(c))
+            break;
+        hp_conn_consume(c, (uint32_t)used);
+    }
+    amqp_leave(a);
+}
+
+static void amqp_on_open(hp_conn_t *c)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    amqp_enter(a);
+    a->state = AMQP_START;
+    a->last_recv_ms = hp_conn_now(c);
+    if (out_write(a, HP_AMQP_PROTOCOL_HEADER, HP_AMQP_PROTOCOL_HEADER_LEN) < 0) {
+        drop_conn(a);
+    } else {
+        uint64_t now = hp_conn_now(c);
+        hp_conn_set_timer(c, a->deadline_ms > now ? a->deadline_ms - now : 1);
+    }
+    amqp_leave(a);
+}
+
+static void amqp_on_connect_error(hp_conn_t *c, int err)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    set_reason(a, err, 0, hp_amqp_str("connect failed"));
+}
+
+static void amqp_on_timeout(hp_conn_t *c)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    amqp_enter(a);
+    uint64_t now = hp_conn_now(c);
+    if (a->state < AMQP_READY) {
+        set_reason(a, -ETIMEDOUT, 0, hp_amqp_str("the handshake timed out"));
+        drop_conn(a);
+    } else if (a->state == AMQP_CLOSING) {
+        drop_conn(a); /* no close-ok in time */
+    } else if (a->heartbeat_s) {
+        uint64_t hb = (uint64_t)a->heartbeat_s * 1000;
+        if (now - a->last_recv_ms >= 2 * hb) {
+            set_reason(a, -ETIMEDOUT, 0, hp_amqp_str("missed heartbeats: the broker is gone"));
+            drop_conn(a);
+        } else {
+            if (now - a->last_send_ms >= hb / 2) {
+                uint8_t frame[HP_AMQP_FRAME_OVERHEAD];
+                hp_amqp_wr_t w = hp_amqp_wr(frame, sizeof frame);
+                hp_amqp_frame_heartbeat(&w);
+                out_write(a, frame, w.len);
+            }
+            arm_heartbeat(a);
+        }
+    }
+    amqp_leave(a);
+}
+
+static void amqp_on_drain(hp_conn_t *c)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    amqp_enter(a);
+    if (a->state == AMQP_READY) {
+        arm_heartbeat(a); /* the write wait had taken the timer */
+        amqp_channel_writable(a);
+    }
+    if (!a->dead && !hp_conn_is_closed(c) && hp_conn_data_len(c) > 0)
+        amqp_on_data(c);
+    amqp_leave(a);
+}
+
+static void amqp_on_close(hp_conn_t *c)
+{
+    hp_amqp_conn_t *a = hp_conn_udata(c);
+    amqp_enter(a);
+    report_closed(a);
+    a->c = NULL;
+    a->dead = true;
+    amqp_leave(a);
+}
+
+static const hp_proto_t amqp_proto = {
+    .name = "amqp",
+    .on_open = amqp_on_open,
+    .on_connect_error = amqp_on_connect_error,
+    .on_data = amqp_on_data,
+    .on_drain = amqp_on_drain,
+    .on_timeout = amqp_on_timeout,
+    .on_close = amqp_on_close,
+};
+
+/* ---- the public calls ---- */
+
+/* Copies the configuration's strings into one allocation. */
+static int copy_config(hp_amqp_conn_t *a, const hp_amqp_config_t *cfg)
+{
+    const char *src[] = {cfg->host, cfg->vhost, cfg->user, cfg->password, cfg->name};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
+        total += src[i] ? strlen(src[i]) + 1 : 0;
+    a->strs = hp_malloc(total ? total : 1);
+    if (!a->strs)
+        return -ENOMEM;
+    a->cfg = *cfg;
+    const char **dst[] = {&a->cfg.host, &a->cfg.vhost, &a->cfg.user, &a->cfg.password,
+                          &a->cfg.name};
+    char *at = a->strs;
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+        if (!src[i])
+            continue;
+        size_t n = strlen(src[i]) + 1;
+        memcpy(at, src[i], n);
+        *dst[i] = at;
+        at += n;
+    }
+    return 0;
+}
+
+int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb cb, void *arg,
+                    hp_amqp_conn_t **out)
+{
+    if (!cfg || !cb || !cfg->host || !*cfg->host || !cfg->vhost || !cfg->user ||
+        !cfg->password || strlen(cfg->vhost) > 255 || strlen(cfg->user) > 255 ||
+        strlen(cfg->password) > 255 || (cfg->frame_max && cfg->frame_max < HP_AMQP_FRAME_MIN_SIZE))
+        return -EINVAL;
+    hp_amqp_conn_t *a = hp_calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    int r = copy_config(a, cfg);
+    if (r < 0) {
+        hp_free(a);
+        return r;
+    }
+    a->worker = w;
+    a->cb = cb;
+    a->arg = arg;
+    a->state = AMQP_DIALING;
+    a->next_id = 1;
+    uint64_t timeout = cfg->connect_timeout_ms;
+    a->deadline_ms = timeout ? hp_loop_now(&w->loop) + timeout : UINT64_MAX;
+    hp_connect_opts_t opts = {.timeout_ms = timeout, .sock = {.nodelay = true}};
+    r = hp_worker_connect_host(w, a->cfg.host, cfg->port, &amqp_proto, a, &opts, &a->c);
+    if (r < 0) {
+        conn_free(a);
+        return r;
+    }
+    *out = a;
+    return 0;
+}
+
+uint32_t hp_amqp_frame_max(const hp_amqp_conn_t *a)
+{
+    return a->frame_max;
+}
+
+uint16_t hp_amqp_channel_max(const hp_amqp_conn_t *a)
+{
+    return a->channel_max;
+}
+
+uint16_t hp_amqp_heartbeat(const hp_amqp_conn_t *a)
+{
+    return a->heartbeat_s;
+}
+
+bool hp_amqp_blocked(const hp_amqp_conn_t *a)
+{
+    return a->blocked;
+}
+
+void hp_amqp_on_writable(hp_amqp_conn_t *a, void (*cb)(hp_amqp_conn_t *c, void *arg), void *arg)
+{
+    a->on_writable = cb;
+    a->writable_arg = arg;
+}
+
+/* ---- URIs ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0, n) into *at (advanced), NUL-terminated. Returns
+ * the decoded string, or NULL with *why set. */
+static const char *decode_part(const char *s, size_t n, char **at, char *end, const char **why)
+{
+    char *out = *at;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                *why = "a bad percent-escape";
+                return NULL;
+            }
+            ch = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (out >= end) {
+            *why = NULL;
+            return NULL;
+        }
+        *out++ = ch;
+    }
+    if (out >= end) {
+        *why = NULL;
+        return NULL;
+    }
+    *out++ = '\0';
+    const char *r = *at;
+    *at = out;
+    return r;
+}
+
+int hp_amqp_url_parse(const char *url, hp_amqp_config_t *cfg, char *buf, size_t len,
+                      const char **err)
+{
+    const char *why = "not an amqp:// URI";
+    const char *p = url;
+    if (strncmp(p, "amqp://", 7) != 0) {
+        if (strncmp(p, "amqps://", 8) == 0)
+            why = "amqps (TLS) is not supported yet";
+        goto bad;
+    }
+    p += 7;
+    hp_amqp_config_t c = *cfg;
+    char *at = buf, *end = buf + len;
+    size_t auth_end = strcspn(p, "@/?#");
+    const char *hostpart = p;
+    if (p[auth_end] == '@') {
+        size_t colon = strcspn(p, ":@");
+        why = NULL;
+        c.user = decode_part(p, colon, &at, end, &why);
+        if (!c.user)
+            goto fail;
+        if (p[colon] == ':') {
+            c.password = decode_part(p + colon + 1, auth_end - colon - 1, &at, end, &why);
+            if (!c.password)
+                goto fail;
+        }
+        hostpart = p + auth_end + 1;
+    }
+    /* host[:port], [v6]:port */
+    const char *h = hostpart, *hend;
+    const char *after;
+    if (*h == '[') {
+        hend = strchr(h, ']');
+        if (!hend) {
+            why = "an IPv6 host without ']'";
+            goto bad;
+        }
+        h++;
+        after = hend + 1;
+    } else {
+        hend = h + strcspn(h, ":/?#");
+        after = hend;
+    }
+    if (hend > h) {
+        why = NULL;
+        c.host = decode_part(h, (size_t)(hend - h), &at, end, &why);
+        if (!c.host)
+            goto fail;
+    }
+    if (*after == ':') {
+        char *stop;
+        long port = strtol(after + 1, &stop, 10);
+        if (stop == after + 1 || port < 1 || port > 65535 ||
+            (*stop && *stop != '/' && *stop != '?' && *stop != '#')) {
+            why = "a bad port";
+            goto bad;
+        }
+        c.port = (uint16_t)port;
+        after = stop;
+    } else if (*after && *after != '/' && *after != '?' && *after != '#') {
+        why = "a bad host";
+        goto bad;
+    }
+    if (*after == '/') {
+        /* The path is the vhost, percent-decoded: "/" is %2F; an empty
+         * path keeps the default. */
+        size_t n = strcspn(after + 1, "?#");
+        if (n > 0 || after[1] == '\0') {
+            if (n > 0) {
+                why = NULL;
+                c.vhost = decode_part(after + 1, n, &at, end, &why);
+                if (!c.vhost)
+                    goto fail;
+            }
+        }
+    }
+    *cfg = c;
+    return 0;
+fail:
+    if (!why) {
+        if (err)
+            *err = "the URI does not fit the buffer";
+        return -ENOSPC;
+    }
+bad:
+    if (err)
+        *err = why;
+    return -EINVAL;
+}

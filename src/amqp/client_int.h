@@ -1,0 +1,206 @@
+/*
+ * client_int.h - inside the AMQP client: a connection, its channels and
+ * what each is waiting for. Shared by client.c (the connection: handshake,
+ * frames in, heartbeats, close) and channel.c (channels: calls and their
+ * replies, publishing, confirms, deliveries).
+ *
+ * Ownership: the hp_amqp_conn_t owns its channels; each channel owns its
+ * queue of pending calls, its consumers and its confirm ring. The engine
+ * connection (hp_conn_t) is the worker's; its udata is the hp_amqp_conn_t.
+ * Freeing is deferred while the client is inside its own code (depth > 0):
+ * a user callback may close the connection under the frame loop, which
+ * then finds `dead` set and stops touching anything but the struct.
+ */
+#ifndef HOTPATH_AMQP_CLIENT_INT_H
+#define HOTPATH_AMQP_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "amqp_spec.h"
+#include "frame_int.h"
+#include "hotpath/amqp.h"
+#include "net/conn_int.h"
+#include "wire_int.h"
+
+/* The most channels a connection opens, whatever the broker allows
+ * (RabbitMQ's default channel_max). */
+#define HP_AMQP_MAX_CHANNELS 2047
+/* Confirm window when confirm_select is given 0. */
+#define HP_AMQP_CONFIRM_WINDOW 1024
+/* Bodies assembled from several frames: the most accepted (RabbitMQ's
+ * own max_message_size default). */
+#define HP_AMQP_MAX_BODY (128u << 20)
+
+/* Connection states, in order. */
+enum {
+    AMQP_DIALING = 0,  /* lookup and TCP connect */
+    AMQP_START,        /* header sent: waiting for connection.start */
+    AMQP_TUNE,         /* start-ok sent: waiting for connection.tune */
+    AMQP_OPENING,      /* open sent: waiting for connection.open-ok */
+    AMQP_READY,
+    AMQP_CLOSING,      /* connection.close sent: waiting for close-ok */
+    AMQP_CLOSED,
+};
+
+/* Channel states. */
+enum { CH_OPENING = 0, CH_OPEN, CH_CLOSING, CH_CLOSED };
+
+/* What a pending call does with its reply. */
+enum {
+    OP_PLAIN = 0,     /* the reply only says "done" */
+    OP_CHANNEL_OPEN,
+    OP_CHANNEL_CLOSE,
+    OP_QUEUE_DECLARE,
+    OP_QUEUE_COUNT,   /* purge-ok, delete-ok: message_count */
+    OP_CONSUME,
+    OP_CANCEL,
+    OP_GET,
+    OP_CONFIRM,
+};
+
+typedef struct amqp_consumer amqp_consumer_t;
+typedef struct amqp_op amqp_op_t;
+
+/* A call sent to the broker, waiting for its reply (replies come in the
+ * order the calls went out, per channel). */
+struct amqp_op {
+    amqp_op_t *next;
+    uint32_t reply;               /* method id that completes it */
+    uint32_t reply2;              /* another that does (basic.get-empty); 0: none */
+    uint8_t kind;                 /* OP_* */
+    hp_amqp_done_cb cb;
+    void *arg;
+    hp_amqp_delivery_cb on_msg;   /* OP_CONSUME, OP_GET */
+    void *msg_arg;
+    uint32_t window;              /* OP_CONFIRM */
+};
+
+struct amqp_consumer {
+    amqp_consumer_t *next;
+    hp_amqp_delivery_cb on_msg;
+    void *arg;
+    uint8_t tag_len;
+    char tag[255];
+};
+
+/* One message in the confirm window. */
+typedef struct amqp_confirm {
+    hp_amqp_confirm_cb cb;        /* NULL: nobody waits for it */
+    void *arg;
+    uint8_t status;               /* 0 until the broker answered */
+} amqp_confirm_t;
+
+/* A message arriving in frames: the method that announced it, then its
+ * header and its body, possibly in several frames. */
+typedef struct amqp_incoming {
+    uint32_t method;              /* basic.deliver, get-ok or return; 0: none */
+    uint64_t body_size, body_got;
+    /* Whole in the read buffer (the fast path): the frames start at
+     * `offset` bytes after the unconsumed data's start. Assembled: the
+     * method and header payloads and the body are copied here. */
+    bool assembling;
+    uint8_t *copy;                /* owned: method payload, header payload, body */
+    uint32_t method_len, header_len;
+} amqp_incoming_t;
+
+struct hp_amqp_channel {
+    hp_amqp_conn_t *conn;
+    hp_amqp_channel_t *next_dead; /* in the connection's graveyard */
+    uint16_t id;
+    uint8_t state;                /* CH_* */
+    bool confirm;                 /* confirm.select sent */
+    amqp_op_t *ops, *ops_tail;    /* owned: calls waiting for replies */
+    amqp_consumer_t *consumers;   /* owned */
+    amqp_incoming_t in;
+    /* Confirm mode: sequence numbers base .. next_seq - 1 are unconfirmed;
+     * entry seq lives at ring[(seq - 1) % window]. */
+    uint64_t next_seq, base;
+    uint32_t window;
+    amqp_confirm_t *ring;         /* owned */
+    hp_amqp_done_cb on_close;
+    void *on_close_arg;
+    hp_amqp_delivery_cb on_return;
+    void *on_return_arg;
+};
+
+struct hp_amqp_conn {
+    hp_conn_t *c;                 /* the worker's; NULL once closed */
+    hp_worker_t *worker;
+    uint8_t state;                /* AMQP_* */
+    bool blocked;
+    bool dead;                    /* closed: free once depth is 0 */
+    bool reported;                /* CLOSED has been reported */
+    bool closing_by_user;         /* hp_amqp_close was called */
+    uint32_t depth;               /* nesting of the client's own code */
+    hp_amqp_conn_cb cb;
+    void *arg;
+    void (*on_writable)(hp_amqp_conn_t *c, void *arg);
+    void *writable_arg;
+    bool want_writable;
+    /* negotiated */
+    uint32_t frame_max;
+    uint16_t channel_max;
+    uint16_t heartbeat_s;
+    /* heartbeats and the handshake deadline, on the loop's clock */
+    uint64_t last_recv_ms, last_send_ms, deadline_ms;
+    /* why it closed: what CLOSED reports */
+    int err;
+    uint16_t reply_code, class_id, method_id;
+    char reply_text[256];
+    /* channels by number (1 .. channel_max); owned */
+    hp_amqp_channel_t **chans;
+    uint32_t nchans;              /* open ones */
+    uint16_t next_id;             /* where the search for a free number starts */
+    hp_amqp_channel_t *graveyard; /* owned: dropped channels, freed at depth 0 */
+    /* configuration, copied: the strings live in `strs` */
+    hp_amqp_config_t cfg;
+    char *strs;                   /* owned */
+};
+
+/* ---- client.c, for channel.c ---- */
+
+/* Room for `n` bytes of frames in the connection's output, or NULL when it
+ * is full (-EAGAIN for the caller) or closed. */
+uint8_t *amqp_out_reserve(hp_amqp_conn_t *a, size_t n);
+/* Commits `n` bytes of frames and makes sure they leave this iteration. */
+void amqp_out_commit(hp_amqp_conn_t *a, size_t n);
+/* Sends one method frame on `channel`. Returns 0, -EAGAIN (output full),
+ * -EINVAL (a string too long), -ENOTCONN (closed). */
+int amqp_send_method(hp_amqp_conn_t *a, uint16_t channel, const hp_amqp_method_t *m);
+/* Closes the connection with an error of ours: connection.close with
+ * `code` and `text` to the broker, CLOSED with -EPROTO to the user. */
+void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text);
+/* Enters and leaves the client's own code (see the top of this file). */
+void amqp_enter(hp_amqp_conn_t *a);
+void amqp_leave(hp_amqp_conn_t *a);
+
+/* ---- channel.c, for client.c ---- */
+
+/* A method frame for channel `ch` (not 0). Returns 0 or -EPROTO when the
+ * broker broke the protocol (the connection is then failed). */
+int amqp_channel_method(hp_amqp_channel_t *ch, const hp_amqp_method_t *m,
+                        const uint8_t *payload, uint32_t len);
+/* A content method (basic.deliver, get-ok, return) `m` whose frame is the
+ * first `flen` of the unconsumed bytes p[0, len): delivers the message
+ * from the buffer when its header and body frames are all there (returns
+ * the bytes they take, method frame included), returns 0 to wait for more
+ * when the whole message will fit the read buffer (`capacity`), or else
+ * starts a copy of it (returns flen). -1 on a protocol error (the
+ * connection is failed). */
+long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, const uint8_t *p,
+                          size_t len, long flen, uint32_t capacity);
+/* A header or body frame for `ch`'s message being copied. Returns 0 or -1
+ * (the connection is failed). */
+int amqp_channel_content(hp_amqp_channel_t *ch, const hp_amqp_frame_t *f);
+/* Fails everything pending on `ch` with `r`, tells its on_close when
+ * `notify`, and moves it to the graveyard: the number is free at once, the
+ * memory once the client is out of its own code. */
+void amqp_channel_drop(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, bool notify);
+/* Frees the graveyard's channels. */
+void amqp_channel_bury(hp_amqp_conn_t *a);
+/* After output drained: channels whose confirm window or the connection
+ * whose output had been full may go on. */
+void amqp_channel_writable(hp_amqp_conn_t *a);
+
+#endif

@@ -1,0 +1,144 @@
+"""hotpath's AMQP client against a real RabbitMQ node (the `rabbitmq`
+fixture), through examples/amqp_tool.c built against the installed library,
+and side by side with Debian's python3-pika.
+
+Each test uses queues of its own (a name from the test's id), so they share
+the session's one node without meeting.
+"""
+
+import json
+import subprocess
+
+import pika
+import pytest
+
+from helpers import scaled
+from test_examples import _compile, installed  # noqa: F401  (the fixture)
+
+
+@pytest.fixture(scope="module")
+def tool(installed, tmp_path_factory):  # noqa: F811
+    dest, san = installed
+    out = tmp_path_factory.mktemp("amqp-tool")
+    return _compile(dest, san, "amqp_tool", out / "amqp_tool")
+
+
+def run(tool, *args, check=True):
+    proc = subprocess.run([str(tool), *map(str, args)], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=scaled(30))
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    if check:
+        assert proc.returncode == 0, (args, proc.returncode, out, err)
+    return proc.returncode, [json.loads(line) for line in out.splitlines() if line], err
+
+
+@pytest.fixture
+def qname(request):
+    return "hp-" + request.node.name.replace("[", "-").replace("]", "")
+
+
+def pika_channel(broker):
+    conn = pika.BlockingConnection(pika.URLParameters(broker.url))
+    return conn, conn.channel()
+
+
+def test_declare_publish_confirm_get(tool, rabbitmq, qname):
+    rc, out, _ = run(tool, rabbitmq.url, "declare", qname)
+    assert out == [{"queue": qname, "messages": 0, "consumers": 0}]
+    rc, out, _ = run(tool, rabbitmq.url, "publish", "", qname, "-n", 50, "--confirm",
+                     "--type", "text/plain", "--persistent", "--header", "trace=abc",
+                     "--header", "n=42", "hello")
+    assert out == [{"published": 50, "acked": 50, "nacked": 0, "returned": 0, "failed": 0}]
+    queues = {q["name"]: q for q in rabbitmq.list_queues("name", "messages")}
+    assert queues[qname]["messages"] == 50
+    rc, out, _ = run(tool, rabbitmq.url, "get", qname, "-n", 50, "--ack")
+    assert len(out) == 50
+    for m in out:
+        assert m["body"] == "hello" and m["routing_key"] == qname and m["exchange"] == ""
+        assert m["content_type"] == "text/plain" and m["delivery_mode"] == 2
+        assert m["headers"] == {"trace": "abc", "n": 42}
+    queues = {q["name"]: q for q in rabbitmq.list_queues("name", "messages")}
+    assert queues[qname]["messages"] == 0
+
+
+def test_get_on_an_empty_queue(tool, rabbitmq, qname):
+    run(tool, rabbitmq.url, "declare", qname)
+    rc, out, _ = run(tool, rabbitmq.url, "get", qname, check=False)
+    assert rc == 3 and out == []
+
+
+def test_pika_publishes_hotpath_reads(tool, rabbitmq, qname):
+    """Properties and headers of every common type survive the trip."""
+    conn, ch = pika_channel(rabbitmq)
+    try:
+        ch.queue_declare(qname)
+        headers = {"s": "text", "i": -7, "big": 1 << 40, "t": True, "f": False,
+                   "nested": {"a": 1, "b": "two"}, "list": [1, "x", True]}
+        for i in range(10):
+            ch.basic_publish("", qname, ("msg %d" % i).encode(),
+                             pika.BasicProperties(content_type="application/json",
+                                                  delivery_mode=1, message_id="m%d" % i,
+                                                  headers=headers))
+    finally:
+        conn.close()
+    rc, out, _ = run(tool, rabbitmq.url, "consume", qname, "-n", 10, "--prefetch", 3)
+    assert [m["body"] for m in out] == ["msg %d" % i for i in range(10)]
+    for i, m in enumerate(out):
+        assert m["content_type"] == "application/json" and m["delivery_mode"] == 1
+        assert m["message_id"] == "m%d" % i
+        assert m["headers"] == headers
+
+
+def test_hotpath_publishes_pika_reads(tool, rabbitmq, qname):
+    run(tool, rabbitmq.url, "declare", qname)
+    run(tool, rabbitmq.url, "publish", "", qname, "-n", 3, "--confirm", "--type",
+        "text/plain", "--header", "k=v", "--header", "n=-5", "payload")
+    conn, ch = pika_channel(rabbitmq)
+    try:
+        for _ in range(3):
+            method, props, body = ch.basic_get(qname, auto_ack=True)
+            assert method is not None and body == b"payload"
+            assert props.content_type == "text/plain"
+            assert props.headers == {"k": "v", "n": -5}
+        assert ch.basic_get(qname, auto_ack=True) == (None, None, None)
+    finally:
+        conn.close()
+
+
+def test_large_message_crosses_frames(tool, rabbitmq, qname):
+    """A body several times frame_max (the client asks for at most its read
+    buffer, 32 KiB) goes out in many body frames and comes back assembled."""
+    body = "".join(chr(ord("a") + i % 26) for i in range(200000))
+    run(tool, rabbitmq.url, "declare", qname)
+    run(tool, rabbitmq.url, "publish", "", qname, "--confirm", body)
+    rc, out, _ = run(tool, rabbitmq.url, "get", qname, "--ack")
+    assert len(out) == 1 and out[0]["body"] == body
+
+
+def test_mandatory_unroutable_is_returned(tool, rabbitmq, qname):
+    rc, out, _ = run(tool, rabbitmq.url, "publish", "amq.direct", qname + "-nowhere", "-n", 2,
+                     "--confirm", "--mandatory", "lost")
+    assert out == [{"published": 2, "acked": 2, "nacked": 0, "returned": 2, "failed": 0}]
+
+
+def test_unknown_exchange_closes_the_channel_with_404(tool, rabbitmq, qname):
+    rc, out, err = run(tool, rabbitmq.url, "publish", qname + "-no-such-exchange", "k",
+                       "--confirm", "x", check=False)
+    assert rc == 1, (out, err)
+    assert "404" in err and "NOT_FOUND" in err, err
+
+
+def test_bad_credentials_and_vhost(tool, rabbitmq):
+    bad = rabbitmq.url.replace("guest:guest@", "guest:wrong@")
+    assert bad != rabbitmq.url
+    rc, out, err = run(tool, bad, "declare", "x", check=False)
+    assert rc == 1 and "403" in err and "ACCESS_REFUSED" in err, err
+    rc, out, err = run(tool, rabbitmq.url.rstrip("/") + "/no-such-vhost", "declare", "x",
+                       check=False)
+    assert rc == 1 and "530" in err, err
+
+
+def test_bad_url_is_one_line(tool):
+    rc, out, err = run(tool, "http://x", "declare", "q", check=False)
+    assert rc == 2 and err.count("\n") == 1 and "amqp://" in err, err
