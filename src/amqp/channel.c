@@ -28,6 +28,7 @@
 #include "client_int.h"
 #include "hotpath/alloc.h"
 #include "hotpath/log.h"
+#include "net/worker_int.h"
 
 /* ---- pending calls ---- */
 
