@@ -93,7 +93,7 @@ HP_EXPORT hp_amqp_iter_t hp_amqp_table_iter(hp_amqp_bytes_t table);
 HP_EXPORT hp_amqp_iter_t hp_amqp_array_iter(hp_amqp_bytes_t array);
 
 /* The next entry of a table (its key and value) or value of an array,
- * pointing into the encoded bytes. Returns 1 with *key/*v set, 0 at the
+ * pointing into the encoded bytes. Returns 1 with *key and *v set, 0 at the
  * end, -EPROTO when the bytes are malformed (truncated, an unknown type
  * octet); a nested table or array is returned whole, not checked (see
  * hp_amqp_table_validate). */
