@@ -1,0 +1,2802 @@
+/*
+ * test_client.c - unit tests for the AMQP 0-9-1 client (src/amqp/client.c,
+ * channel.c) against a scripted fake broker.
+ *
+ * The client runs on a bare worker on the test's own thread (the net
+ * harness, net_harness.h: stepped with hp_loop_run_once, on a manual
+ * clock). The broker is a plain non-blocking listening socket in the test:
+ * the client connects to it, the test accepts, reads the frames the client
+ * sent (broker_expect: parsed with hp_amqp_frame_parse, decoded with
+ * hp_amqp_method_decode) and writes frames back (broker_send,
+ * broker_send_message: encoded with the frame writer, the method and the
+ * property codecs), then checks what the client's callbacks saw. Each step
+ * of a conversation is explicit, so each test reads as the exchange it
+ * checks.
+ *
+ * Memory: the allocator's door (hp_malloc and friends) is replaced here by
+ * a counting one (the library's alloc.o is then not linked), and every
+ * test ends with as many blocks live as it started with: the connection,
+ * its channels, their calls, consumers, confirm rings and message copies
+ * all go back, whatever way the connection ended. The sanitizer build
+ * (make SANITIZE=address,undefined) runs the same tests under ASan.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "amqp/client_int.h"
+#include "amqp/frame_int.h"
+#include "amqp/wire_int.h"
+#include "amqp_spec.h"
+#include "core/sys_int.h"
+#include "hotpath/alloc.h"
+#include "hotpath/amqp.h"
+#include "hotpath/amqp_table.h"
+#include "hotpath/log.h"
+
+#include "../net/net_harness.h"
+
+/* ---- a counting allocator (replaces src/core/alloc.c in this binary) ---- */
+
+static uint64_t A_allocs, A_frees, A_countdown;
+static int A_sticky;
+
+static bool a_should_fail(void)
+{
+    if (A_countdown == 0)
+        return false;
+    if (A_countdown == 1) {
+        if (!A_sticky)
+            A_countdown = 0;
+        return true;
+    }
+    A_countdown--;
+    return false;
+}
+
+void *hp_malloc(size_t size)
+{
+    if (a_should_fail())
+        return NULL;
+    void *p = malloc(size ? size : 1);
+    A_allocs += p != NULL;
+    return p;
+}
+
+void *hp_calloc(size_t n, size_t size)
+{
+    if (a_should_fail())
+        return NULL;
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    A_allocs += p != NULL;
+    return p;
+}
+
+void *hp_realloc(void *ptr, size_t size)
+{
+    if (a_should_fail())
+        return NULL;
+    void *p = realloc(ptr, size ? size : 1);
+    A_allocs += p != NULL && ptr == NULL;
+    return p;
+}
+
+void *hp_calloc_aligned(size_t size)
+{
+    if (a_should_fail())
+        return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, size ? size : 1) != 0)
+        return NULL;
+    memset(p, 0, size);
+    A_allocs++;
+    return p;
+}
+
+void hp_free(void *ptr)
+{
+    A_frees += ptr != NULL;
+    free(ptr);
+}
+
+uint64_t hp_alloc_count(void)
+{
+    return A_allocs;
+}
+
+void hp_alloc_fail_after(uint64_t n, int sticky)
+{
+    A_sticky = sticky;
+    A_countdown = n;
+}
+
+static uint64_t live_blocks(void)
+{
+    return A_allocs - A_frees;
+}
+
+/* ---- what the client's callbacks saw ---- */
+
+/* A result, copied (its byte strings are borrowed for the callback). */
+typedef struct res {
+    int tag;            /* the callback's arg */
+    uint32_t seq;       /* order among all callbacks */
+    bool ch_null;
+    int err;
+    uint16_t code, class_id, method_id;
+    char text[256], queue[256], ctag[256];
+    uint32_t messages, consumers;
+} res_t;
+
+/* A delivery, copied. */
+typedef struct dlv {
+    int tag;            /* the callback's arg */
+    uint32_t seq;
+    bool null;          /* on_msg(NULL): cancelled, or get-empty */
+    char ctag[256], exchange[256], rkey[256], rtext[256];
+    uint64_t dtag;
+    bool redelivered;
+    uint32_t message_count;
+    uint16_t reply_code;
+    hp_amqp_props_t props;  /* strings below, pointers cleared */
+    char content_type[256], message_id[256];
+    uint8_t headers[1024];
+    uint32_t headers_len;
+    uint8_t *body;      /* malloc: freed in teardown */
+    uint32_t len;
+} dlv_t;
+
+enum { MAX_RES = 64, MAX_DLV = 64, MAX_CONF = 4096 };
+
+static struct {
+    uint32_t seq;
+    hp_amqp_conn_t *conn; /* NULL once CLOSED ran */
+    int ready, closed, blocked, unblocked, writable;
+    res_t closed_r;
+    char blocked_reason[256];
+    res_t res[MAX_RES];
+    int nres;
+    res_t on_close[4];
+    int non_close;
+    dlv_t dlv[MAX_DLV];
+    int ndlv;
+    /* confirms: in the order they came, and how often per sequence number */
+    struct {
+        uint64_t seq;
+        int status;
+        uint32_t order;
+    } conf[MAX_CONF];
+    int nconf;
+    int conf_count[MAX_CONF];
+    /* what a callback does, for the tests that need it */
+    void (*on_ready)(void);
+    void (*on_writable)(void);
+} T;
+
+static void copy_bytes(char *dst, size_t cap, hp_amqp_bytes_t b)
+{
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    if (n)
+        memcpy(dst, b.ptr, n);
+    dst[n] = '\0';
+}
+
+static void res_copy(res_t *o, const hp_amqp_result_t *r, int tag, bool ch_null)
+{
+    memset(o, 0, sizeof *o);
+    o->tag = tag;
+    o->seq = ++T.seq;
+    o->ch_null = ch_null;
+    o->err = r->err;
+    o->code = r->reply_code;
+    o->class_id = r->class_id;
+    o->method_id = r->method_id;
+    copy_bytes(o->text, sizeof o->text, r->reply_text);
+    copy_bytes(o->queue, sizeof o->queue, r->queue);
+    copy_bytes(o->ctag, sizeof o->ctag, r->consumer_tag);
+    o->messages = r->message_count;
+    o->consumers = r->consumer_count;
+}
+
+static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void *arg)
+{
+    (void)arg;
+    assert_int_equal(T.closed, 0); /* CLOSED is the last event */
+    switch (ev) {
+    case HP_AMQP_EV_READY:
+        assert_ptr_equal(c, T.conn);
+        T.ready++;
+        if (T.on_ready)
+            T.on_ready();
+        break;
+    case HP_AMQP_EV_BLOCKED:
+        T.blocked++;
+        copy_bytes(T.blocked_reason, sizeof T.blocked_reason, r->reply_text);
+        break;
+    case HP_AMQP_EV_UNBLOCKED:
+        T.unblocked++;
+        break;
+    case HP_AMQP_EV_CLOSED:
+        T.closed++;
+        res_copy(&T.closed_r, r, 0, false);
+        T.conn = NULL;
+        break;
+    default:
+        fail_msg("unknown event %d", ev);
+    }
+}
+
+static void on_done(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    assert_true(T.nres < MAX_RES);
+    res_copy(&T.res[T.nres++], r, (int)(intptr_t)arg, ch == NULL);
+}
+
+static void on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    assert_non_null(ch);
+    assert_true(T.non_close < 4);
+    res_copy(&T.on_close[T.non_close++], r, (int)(intptr_t)arg, false);
+}
+
+static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
+{
+    (void)ch;
+    assert_int_equal((uint64_t)(uintptr_t)arg, seq); /* each publish's own arg */
+    assert_true(T.nconf < MAX_CONF && seq < MAX_CONF);
+    T.conf[T.nconf].seq = seq;
+    T.conf[T.nconf].status = status;
+    T.conf[T.nconf].order = ++T.seq;
+    T.nconf++;
+    T.conf_count[seq]++;
+}
+
+static void on_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
+{
+    (void)ch;
+    assert_true(T.ndlv < MAX_DLV);
+    dlv_t *o = &T.dlv[T.ndlv++];
+    memset(o, 0, sizeof *o);
+    o->tag = (int)(intptr_t)arg;
+    o->seq = ++T.seq;
+    if (!d) {
+        o->null = true;
+        return;
+    }
+    copy_bytes(o->ctag, sizeof o->ctag, d->consumer_tag);
+    copy_bytes(o->exchange, sizeof o->exchange, d->exchange);
+    copy_bytes(o->rkey, sizeof o->rkey, d->routing_key);
+    copy_bytes(o->rtext, sizeof o->rtext, d->reply_text);
+    o->dtag = d->delivery_tag;
+    o->redelivered = d->redelivered;
+    o->message_count = d->message_count;
+    o->reply_code = d->reply_code;
+    o->props = d->props;
+    copy_bytes(o->content_type, sizeof o->content_type, d->props.content_type);
+    copy_bytes(o->message_id, sizeof o->message_id, d->props.message_id);
+    assert_true(d->props.headers.len <= sizeof o->headers);
+    if (d->props.headers.len)
+        memcpy(o->headers, d->props.headers.ptr, d->props.headers.len);
+    o->headers_len = d->props.headers.len;
+    o->props.content_type = o->props.message_id = o->props.headers = (hp_amqp_bytes_t){0};
+    o->len = d->body.len;
+    o->body = malloc(d->body.len ? d->body.len : 1);
+    assert_non_null(o->body);
+    if (d->body.len)
+        memcpy(o->body, d->body.ptr, d->body.len);
+}
+
+static void on_writable(hp_amqp_conn_t *c, void *arg)
+{
+    (void)c;
+    (void)arg;
+    T.writable++;
+    if (T.on_writable)
+        T.on_writable();
+}
+
+/* ---- the fake broker ---- */
+
+static struct {
+    int lfd, fd;
+    uint16_t port;
+    uint8_t *rx;         /* received, not yet parsed */
+    size_t len, cap;
+    int reads;           /* read calls that returned bytes */
+    bool eof;
+    uint16_t channel;    /* of the last frame broker_frame returned */
+    void *kept[4096];    /* copies of received payloads, freed in teardown */
+    int nkept;
+} B;
+
+static void broker_listen(void)
+{
+    B.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(B.lfd >= 0);
+    int one = 1;
+    setsockopt(B.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(B.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(B.lfd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(listen(B.lfd, 8), 0);
+    B.port = ntohs(a.sin_port);
+}
+
+static void broker_accept(void)
+{
+    uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+    while ((B.fd = accept4(B.lfd, NULL, NULL, SOCK_NONBLOCK)) < 0) {
+        assert_true(errno == EAGAIN);
+        assert_true(mono_ms() < dl);
+        step(1);
+    }
+    int one = 1;
+    setsockopt(B.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+/* Reads what the client sent so far. */
+static void broker_fill(void)
+{
+    if (B.fd < 0 || B.eof)
+        return;
+    for (;;) {
+        if (B.cap - B.len < 65536) {
+            B.cap = B.cap * 2 + 65536;
+            B.rx = realloc(B.rx, B.cap);
+            assert_non_null(B.rx);
+        }
+        ssize_t n = read(B.fd, B.rx + B.len, B.cap - B.len);
+        if (n > 0) {
+            B.len += (size_t)n;
+            B.reads++;
+            continue;
+        }
+        if (n == 0 || errno != EAGAIN)
+            B.eof = true;
+        return;
+    }
+}
+
+static void broker_consume(size_t n)
+{
+    memmove(B.rx, B.rx + n, B.len - n);
+    B.len -= n;
+}
+
+/* Steps the worker until the client has read everything the broker wrote
+ * (its socket's receive queue is empty), so that the client has seen the
+ * broker's frames before the test looks. */
+static void client_sync(void)
+{
+    for (int i = 0; i < 3; i++) {
+        uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+        for (;;) {
+            int fd = T.conn && T.conn->c && !hp_conn_is_closed(T.conn->c) ? hp_conn_fd(T.conn->c)
+                                                                         : -1;
+            int unread = 0;
+            if (fd < 0 || ioctl(fd, FIONREAD, &unread) < 0 || unread == 0 ||
+                mono_ms() >= dl)
+                break;
+            step(1);
+        }
+        step(0);
+    }
+}
+
+static void broker_write(const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    uint64_t dl = mono_ms() + NH_PATIENCE * 2000;
+    while (len > 0) {
+        ssize_t n = write(B.fd, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else {
+            assert_true(n < 0 && errno == EAGAIN);
+            assert_true(mono_ms() < dl);
+            step(1);
+        }
+    }
+}
+
+/* The next whole frame from the client (waiting for it). Its payload is a
+ * copy that lives until the test ends. */
+static hp_amqp_frame_t broker_frame(void)
+{
+    hp_amqp_frame_t f;
+    long n;
+    uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+    for (;;) {
+        broker_fill();
+        n = hp_amqp_frame_parse(B.rx, B.len, 0, &f);
+        if (n != 0 || B.eof || mono_ms() >= dl)
+            break;
+        step(1);
+    }
+    if (n <= 0)
+        fail_msg("no frame from the client (parse %ld, %zu bytes, eof %d)", n, B.len, B.eof);
+    void *copy = malloc(f.payload.len ? f.payload.len : 1);
+    assert_non_null(copy);
+    memcpy(copy, f.payload.ptr, f.payload.len);
+    assert_true(B.nkept < (int)(sizeof B.kept / sizeof B.kept[0]));
+    B.kept[B.nkept++] = copy;
+    f.payload.ptr = copy;
+    broker_consume((size_t)n);
+    B.channel = f.channel;
+    return f;
+}
+
+static const char *mname(uint32_t id)
+{
+    const char *n = hp_amqp_method_name(id);
+    return n ? n : "?";
+}
+
+/* The next frame must be method `id`: returns it decoded (its strings
+ * point into a copy that lives until the test ends). B.channel is its
+ * channel. */
+static hp_amqp_method_t broker_expect(uint32_t id)
+{
+    hp_amqp_frame_t f = broker_frame();
+    if (f.type != HP_AMQP_FRAME_METHOD)
+        fail_msg("expected %s, got a frame of type %u", mname(id), f.type);
+    hp_amqp_method_t m;
+    assert_int_equal(hp_amqp_method_decode(f.payload.ptr, f.payload.len, &m), 0);
+    if (m.id != id)
+        fail_msg("expected %s, got %s", mname(id), mname(m.id));
+    return m;
+}
+
+/* Same, on channel `ch`. */
+static hp_amqp_method_t broker_expect_on(uint16_t ch, uint32_t id)
+{
+    hp_amqp_method_t m = broker_expect(id);
+    assert_int_equal(B.channel, ch);
+    return m;
+}
+
+/* Nothing more from the client (after the kernel had the time to bring
+ * it). */
+static void broker_expect_nothing(void)
+{
+    pump_for(20);
+    broker_fill();
+    if (B.len)
+        fail_msg("unexpected %zu bytes from the client (type %u)", B.len, B.rx[0]);
+}
+
+/* Waits for the client to close the TCP connection. */
+static void broker_expect_eof(void)
+{
+    uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+    while (!B.eof && mono_ms() < dl) {
+        step(1);
+        broker_fill();
+    }
+    assert_true(B.eof);
+}
+
+static size_t frame_method(uint8_t *buf, size_t cap, uint16_t ch, const hp_amqp_method_t *m)
+{
+    hp_amqp_wr_t w = hp_amqp_wr(buf, cap);
+    size_t start = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_METHOD, ch);
+    assert_int_equal(hp_amqp_method_encode(&w, m), 0);
+    hp_amqp_frame_end(&w, start);
+    assert_false(w.overflow);
+    return w.len;
+}
+
+/* Sends method `m` on channel `ch`, then lets the client read it. */
+static void broker_send(uint16_t ch, const hp_amqp_method_t *m)
+{
+    uint8_t buf[8192];
+    broker_write(buf, frame_method(buf, sizeof buf, ch, m));
+    client_sync();
+}
+
+static void broker_send_id(uint16_t ch, uint32_t id)
+{
+    broker_send(ch, &(hp_amqp_method_t){.id = id});
+}
+
+/* A whole message: the content method `m`, a header with `props` (NULL:
+ * none) and `len` bytes of body in `nbody` frames (as even as possible;
+ * at least one when len > 0). Returns the bytes written to buf. */
+static size_t msg_build(uint8_t *buf, size_t cap, uint16_t ch, const hp_amqp_method_t *m,
+                        const hp_amqp_props_t *props, const void *body, size_t len,
+                        size_t nbody)
+{
+    hp_amqp_props_t none = {0};
+    hp_amqp_wr_t w = hp_amqp_wr(buf, cap);
+    size_t start = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_METHOD, ch);
+    assert_int_equal(hp_amqp_method_encode(&w, m), 0);
+    hp_amqp_frame_end(&w, start);
+    start = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_HEADER, ch);
+    hp_amqp_frame_content_header(&w, HP_AMQP_CLASS_BASIC, len);
+    assert_int_equal(hp_amqp_props_encode(&w, props ? props : &none), 0);
+    hp_amqp_frame_end(&w, start);
+    if (len > 0 && nbody == 0)
+        nbody = 1;
+    size_t off = 0;
+    for (size_t i = 0; i < nbody && len; i++) {
+        size_t n = len / nbody + (i < len % nbody ? 1 : 0);
+        start = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_BODY, ch);
+        hp_amqp_wr_bytes(&w, (const uint8_t *)body + off, n);
+        hp_amqp_frame_end(&w, start);
+        off += n;
+    }
+    assert_false(w.overflow);
+    return w.len;
+}
+
+static void broker_send_message(uint16_t ch, const hp_amqp_method_t *m,
+                                const hp_amqp_props_t *props, const void *body, size_t len,
+                                size_t nbody)
+{
+    size_t cap = len + 8 * (nbody + 4) + 4096;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t n = msg_build(buf, cap, ch, m, props, body, len, nbody);
+    broker_write(buf, n);
+    free(buf);
+    client_sync();
+}
+
+static void broker_heartbeat(void)
+{
+    uint8_t hb[HP_AMQP_FRAME_OVERHEAD];
+    hp_amqp_wr_t w = hp_amqp_wr(hb, sizeof hb);
+    hp_amqp_frame_heartbeat(&w);
+    broker_write(hb, w.len);
+    client_sync();
+}
+
+static void broker_close(void)
+{
+    if (B.fd >= 0)
+        close(B.fd);
+    B.fd = -1;
+}
+
+/* Reads the 8-byte protocol header, which must be the first thing sent. */
+static void broker_expect_header(void)
+{
+    uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+    while (B.len < HP_AMQP_PROTOCOL_HEADER_LEN && !B.eof && mono_ms() < dl) {
+        step(1);
+        broker_fill();
+    }
+    assert_true(B.len >= HP_AMQP_PROTOCOL_HEADER_LEN);
+    assert_memory_equal(B.rx, HP_AMQP_PROTOCOL_HEADER, HP_AMQP_PROTOCOL_HEADER_LEN);
+    broker_consume(HP_AMQP_PROTOCOL_HEADER_LEN);
+}
+
+static uint8_t server_props_buf[512];
+
+static void broker_send_start(const char *mechanisms)
+{
+    hp_amqp_table_builder_t b;
+    hp_amqp_table_init(&b, server_props_buf, sizeof server_props_buf);
+    hp_amqp_table_add_str(&b, "product", "fake broker");
+    hp_amqp_table_open_table(&b, "capabilities");
+    hp_amqp_table_add_bool(&b, "publisher_confirms", true);
+    hp_amqp_table_close(&b);
+    hp_amqp_bytes_t props;
+    assert_int_equal(hp_amqp_table_finish(&b, &props), 0);
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_START};
+    m.connection_start.version_major = 0;
+    m.connection_start.version_minor = 9;
+    m.connection_start.server_properties = props;
+    m.connection_start.mechanisms = hp_amqp_str(mechanisms);
+    m.connection_start.locales = hp_amqp_str("en_US");
+    broker_send(0, &m);
+}
+
+static void broker_send_tune(uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_TUNE};
+    m.connection_tune.channel_max = channel_max;
+    m.connection_tune.frame_max = frame_max;
+    m.connection_tune.heartbeat = heartbeat;
+    broker_send(0, &m);
+}
+
+/* What the handshake's client methods said. */
+static struct {
+    hp_amqp_connection_start_ok_t start_ok;
+    hp_amqp_connection_tune_ok_t tune_ok;
+    hp_amqp_connection_open_t open;
+} HS;
+
+/* Accepts the client and runs the whole handshake with the broker's tune
+ * values; the client must then be READY. */
+static void broker_handshake(uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat)
+{
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("AMQPLAIN PLAIN");
+    HS.start_ok = broker_expect_on(0, HP_AMQP_CONNECTION_START_OK).connection_start_ok;
+    broker_send_tune(channel_max, frame_max, heartbeat);
+    HS.tune_ok = broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK).connection_tune_ok;
+    HS.open = broker_expect_on(0, HP_AMQP_CONNECTION_OPEN).connection_open;
+    assert_int_equal(T.ready, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
+    PUMP_UNTIL(T.ready == 1, 1000);
+    assert_int_equal(T.ready, 1);
+    assert_int_equal(T.closed, 0);
+}
+
+/* ---- the client ---- */
+
+static hp_amqp_config_t test_cfg(void)
+{
+    hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
+    cfg.port = B.port;
+    cfg.heartbeat_s = 0;
+    return cfg;
+}
+
+static void client_connect(const hp_amqp_config_t *cfg)
+{
+    assert_int_equal(hp_amqp_connect(&H.w, cfg, on_event, NULL, &T.conn), 0);
+    assert_non_null(T.conn);
+}
+
+/* A worker, a broker and a READY client: `cfg` (NULL: test_cfg()) with the
+ * broker's tune values. */
+static void start_with(const hp_amqp_config_t *cfg, uint16_t channel_max, uint32_t frame_max,
+                       uint16_t heartbeat)
+{
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t c = test_cfg();
+    if (cfg) {
+        c = *cfg;
+        c.port = B.port;
+    }
+    client_connect(&c);
+    broker_handshake(channel_max, frame_max, heartbeat);
+}
+
+static void start_tuned(uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat)
+{
+    start_with(NULL, channel_max, frame_max, heartbeat);
+}
+
+static void start(void)
+{
+    start_tuned(0, 0, 0);
+}
+
+/* Opens a channel, the broker answering open-ok. */
+static hp_amqp_channel_t *open_channel(void)
+{
+    hp_amqp_channel_t *ch;
+    int before = T.nres;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, (void *)(intptr_t)1000, &ch), 0);
+    uint16_t id = hp_amqp_channel_id(ch);
+    broker_expect_on(id, HP_AMQP_CHANNEL_OPEN);
+    broker_send_id(id, HP_AMQP_CHANNEL_OPEN_OK);
+    assert_int_equal(T.nres, before + 1);
+    assert_int_equal(T.res[before].tag, 1000);
+    assert_int_equal(T.res[before].err, 0);
+    assert_false(T.res[before].ch_null);
+    return ch;
+}
+
+/* hp_amqp_close and the broker's close-ok: CLOSED with err 0. */
+static void close_gracefully(void)
+{
+    hp_amqp_close(T.conn);
+    hp_amqp_method_t m = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    assert_int_equal(m.connection_close.reply_code, 200);
+    assert_int_equal(T.closed, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    broker_expect_eof();
+}
+
+static void fill_pattern(uint8_t *p, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = (uint8_t)(x >> 16);
+    }
+}
+
+/* ---- setup and teardown ---- */
+
+static uint64_t live_at_start;
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&T, 0, sizeof T);
+    for (int i = 0; i < B.nkept; i++)
+        free(B.kept[i]);
+    free(B.rx);
+    memset(&B, 0, sizeof B);
+    memset(&HS, 0, sizeof HS);
+    B.lfd = B.fd = -1;
+    h_reset();
+    hp_sys_set_ops(NULL);
+    hp_alloc_fail_after(0, 0);
+    live_at_start = live_blocks();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hp_sys_set_ops(NULL);
+    hp_alloc_fail_after(0, 0);
+    /* A connection still open sees its broker go. */
+    broker_close();
+    if (B.lfd >= 0)
+        close(B.lfd);
+    B.lfd = -1;
+    if (H.started && T.conn)
+        PUMP_UNTIL(T.conn == NULL, 1000);
+    h_teardown();
+    for (int i = 0; i < T.ndlv; i++)
+        free(T.dlv[i].body);
+    for (int i = 0; i < B.nkept; i++)
+        free(B.kept[i]);
+    B.nkept = 0;
+    free(B.rx);
+    B.rx = NULL;
+    /* Everything the worker and the client took is back. */
+    assert_int_equal(live_blocks(), live_at_start);
+    return 0;
+}
+
+/* ---- the handshake ---- */
+
+static bool table_bool(hp_amqp_bytes_t table, const char *key)
+{
+    hp_amqp_value_t v;
+    if (hp_amqp_table_get(table, key, &v) != 0)
+        fail_msg("no %s in the table", key);
+    assert_int_equal(v.type, HP_AMQP_T_BOOL);
+    return v.b;
+}
+
+/* The protocol header first; start-ok with PLAIN "\0user\0pass", the
+ * client's properties and capabilities; tune-ok with the smaller values;
+ * open with the vhost; READY only after open-ok. */
+static void test_handshake(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.vhost = "/prod";
+    cfg.user = "user";
+    cfg.password = "pass";
+    cfg.name = "ctest-conn";
+    cfg.channel_max = 100;
+    cfg.heartbeat_s = 30;
+    /* The configuration's strings are copied by the call. */
+    char vhost[16];
+    strcpy(vhost, cfg.vhost);
+    cfg.vhost = vhost;
+    client_connect(&cfg);
+    memset(vhost, 'x', sizeof vhost - 1);
+
+    broker_accept();
+    broker_expect_header();
+    broker_expect_nothing(); /* nothing before the broker's start */
+    broker_send_start("AMQPLAIN PLAIN EXTERNAL");
+    hp_amqp_method_t m = broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    hp_amqp_connection_start_ok_t *so = &m.connection_start_ok;
+    assert_int_equal(so->mechanism.len, 5);
+    assert_memory_equal(so->mechanism.ptr, "PLAIN", 5);
+    assert_int_equal(so->response.len, 10);
+    assert_memory_equal(so->response.ptr, "\0user\0pass", 10);
+    hp_amqp_bytes_t props = so->client_properties;
+    assert_int_equal(hp_amqp_table_validate(props), 0);
+    hp_amqp_value_t v;
+    assert_int_equal(hp_amqp_table_get(props, "connection_name", &v), 0);
+    assert_int_equal(v.type, HP_AMQP_T_STRING);
+    assert_int_equal(v.bytes.len, strlen("ctest-conn"));
+    assert_memory_equal(v.bytes.ptr, "ctest-conn", v.bytes.len);
+    assert_int_equal(hp_amqp_table_get(props, "capabilities", &v), 0);
+    assert_int_equal(v.type, HP_AMQP_T_TABLE);
+    assert_true(table_bool(v.bytes, "publisher_confirms"));
+    assert_true(table_bool(v.bytes, "consumer_cancel_notify"));
+    assert_true(table_bool(v.bytes, "connection.blocked"));
+    assert_true(table_bool(v.bytes, "authentication_failure_close"));
+    assert_true(table_bool(v.bytes, "basic.nack"));
+    assert_int_equal(T.ready, 0);
+
+    broker_send_tune(2047, 131072, 60);
+    hp_amqp_connection_tune_ok_t t = broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK)
+                                         .connection_tune_ok;
+    assert_int_equal(t.channel_max, 100);
+    assert_int_equal(t.frame_max, 4096); /* the read buffer's capacity */
+    assert_int_equal(t.heartbeat, 30);
+    hp_amqp_connection_open_t o = broker_expect_on(0, HP_AMQP_CONNECTION_OPEN).connection_open;
+    assert_int_equal(o.virtual_host.len, 5);
+    assert_memory_equal(o.virtual_host.ptr, "/prod", 5);
+    broker_expect_nothing();
+    assert_int_equal(T.ready, 0);
+
+    broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
+    assert_int_equal(T.ready, 1);
+    assert_int_equal(hp_amqp_channel_max(T.conn), 100);
+    assert_int_equal(hp_amqp_frame_max(T.conn), 4096);
+    assert_int_equal(hp_amqp_heartbeat(T.conn), 30);
+    assert_false(hp_amqp_blocked(T.conn));
+    close_gracefully();
+}
+
+/* Negotiation: each value is the smaller of the two sides', 0 meaning no
+ * limit on either side; frame_max is also capped by the read buffer, and
+ * channel_max by HP_AMQP_MAX_CHANNELS; a client asking for no heartbeat
+ * gets none. */
+static void test_negotiation(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t rbuf;
+        uint16_t cfg_ch, br_ch, want_ch;
+        uint32_t cfg_fm, br_fm, want_fm;
+        uint16_t cfg_hb, br_hb, want_hb;
+    } cases[] = {
+        {4096, 0, 0, HP_AMQP_MAX_CHANNELS, 0, 0, 4096, 0, 0, 0},
+        {4096, 0, 10, 10, 0, 131072, 4096, 0, 60, 0},
+        {32768, 5, 10, 5, 8192, 0, 8192, 30, 60, 30},
+        {32768, 10, 5, 5, 0, 16384, 16384, 60, 30, 30},
+        {32768, 0, 0, HP_AMQP_MAX_CHANNELS, 65536, 131072, 32768, 30, 0, 30},
+        {32768, 3000, 0, HP_AMQP_MAX_CHANNELS, 0, 0, 32768, 10, 10, 10},
+        {65536, 0, 65535, HP_AMQP_MAX_CHANNELS, 20000, 10000, 10000, 1, 600, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (i > 0) {
+            teardown(NULL);
+            setup(NULL);
+        }
+        H.cfg.rbuf_size = cases[i].rbuf;
+        h_init(0);
+        broker_listen();
+        hp_amqp_config_t cfg = test_cfg();
+        cfg.channel_max = cases[i].cfg_ch;
+        cfg.frame_max = cases[i].cfg_fm;
+        cfg.heartbeat_s = cases[i].cfg_hb;
+        client_connect(&cfg);
+        broker_handshake(cases[i].br_ch, cases[i].br_fm, cases[i].br_hb);
+        assert_int_equal(HS.tune_ok.channel_max, cases[i].want_ch);
+        assert_int_equal(HS.tune_ok.frame_max, cases[i].want_fm);
+        assert_int_equal(HS.tune_ok.heartbeat, cases[i].want_hb);
+        assert_int_equal(hp_amqp_channel_max(T.conn), cases[i].want_ch);
+        assert_int_equal(hp_amqp_frame_max(T.conn), cases[i].want_fm);
+        assert_int_equal(hp_amqp_heartbeat(T.conn), cases[i].want_hb);
+        close_gracefully();
+    }
+}
+
+/* A broker without PLAIN: CLOSED with -EPROTONOSUPPORT, no start-ok. */
+static void test_no_plain(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("AMQPLAIN PLAINX EXTERNAL");
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, -EPROTONOSUPPORT);
+    broker_expect_eof();
+    assert_int_equal(B.len, 0); /* no start-ok */
+}
+
+/* A broker that answers our protocol header with its own (another
+ * version): CLOSED with -EPROTONOSUPPORT. */
+static void test_version_mismatch(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_write("AMQP\0\0\x09\x01", 8);
+    broker_close();
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, -EPROTONOSUPPORT);
+}
+
+/* Same, in two pieces, the broker keeping the connection open: the
+ * answer comes from the 8 bytes, not from the connection's end. */
+static void test_version_mismatch_split(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_write("AMQP\0", 5);
+    client_sync();
+    assert_int_equal(T.closed, 0);
+    broker_write("\0\x09\x01", 3);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -EPROTONOSUPPORT);
+    broker_expect_eof();
+}
+
+/* connection.close 403 in the handshake (a refused login): the client
+ * answers close-ok and reports CLOSED with the code and the text. */
+static void test_handshake_refused(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect(HP_AMQP_CONNECTION_START_OK);
+    hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_CLOSE};
+    m.connection_close.reply_code = 403;
+    m.connection_close.reply_text = hp_amqp_str("ACCESS_REFUSED - Login was refused");
+    m.connection_close.class_id = 10;
+    m.connection_close.method_id = 11;
+    broker_send(0, &m);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    broker_expect_eof();
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, 403);
+    assert_int_equal(T.closed_r.class_id, 10);
+    assert_int_equal(T.closed_r.method_id, 11);
+    assert_string_equal(T.closed_r.text, "ACCESS_REFUSED - Login was refused");
+}
+
+/* A broker that accepts and says nothing: -ETIMEDOUT at connect_timeout_ms
+ * on the loop's clock, not a millisecond before. */
+static void test_handshake_timeout(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.connect_timeout_ms = 5000;
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    tick(4999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    broker_expect_eof();
+}
+
+/* The deadline covers the whole handshake: a broker that stalls after
+ * start-ok is timed out at the same deadline. */
+static void test_handshake_timeout_after_start(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.connect_timeout_ms = 5000;
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    tick(3000);
+    broker_send_start("PLAIN");
+    broker_expect(HP_AMQP_CONNECTION_START_OK);
+    tick(1999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+}
+
+/* Nothing listening: CLOSED with -ECONNREFUSED. */
+static void test_connection_refused(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    close(B.lfd); /* the port is free again, and nobody listens on it */
+    B.lfd = -1;
+    hp_amqp_config_t cfg = test_cfg();
+    int r = hp_amqp_connect(&H.w, &cfg, on_event, NULL, &T.conn);
+    assert_int_equal(r, 0);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, -ECONNREFUSED);
+}
+
+/* A bad configuration is refused at once, and nothing is left behind. */
+static void test_connect_einval(void **state)
+{
+    (void)state;
+    h_init(0);
+    hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
+    hp_amqp_conn_t *c = NULL;
+    cfg.frame_max = 1000;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+    cfg = HP_AMQP_CONFIG_DEFAULT;
+    cfg.vhost = NULL;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+    char user[300];
+    memset(user, 'u', sizeof user - 1);
+    user[sizeof user - 1] = '\0';
+    cfg = HP_AMQP_CONFIG_DEFAULT;
+    cfg.user = user;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+    assert_null(c);
+    assert_int_equal(H.w.nconns, 0);
+}
+
+/* ---- heartbeats, on the manual clock ---- */
+
+static void start_heartbeat(uint16_t seconds)
+{
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.heartbeat_s = seconds;
+    start_with(&cfg, 0, 0, seconds);
+    assert_int_equal(hp_amqp_heartbeat(T.conn), seconds);
+}
+
+static void broker_expect_heartbeat(void)
+{
+    hp_amqp_frame_t f = broker_frame();
+    assert_int_equal(f.type, HP_AMQP_FRAME_HEARTBEAT);
+    assert_int_equal(f.channel, 0);
+    assert_int_equal(f.payload.len, 0);
+}
+
+/* A client that has sent nothing for heartbeat/2 sends a heartbeat; a
+ * broker silent for two intervals is gone: CLOSED with -ETIMEDOUT, and
+ * not a millisecond sooner. */
+static void test_heartbeat_sent_and_broker_timeout(void **state)
+{
+    (void)state;
+    start_heartbeat(10);
+    tick(4999);
+    broker_expect_nothing();
+    tick(1);
+    broker_expect_heartbeat();
+    broker_expect_nothing();
+    tick(5000);
+    broker_expect_heartbeat();
+    tick(5000);
+    broker_expect_heartbeat();
+    tick(4999); /* 19.999 s without a byte from the broker */
+    broker_expect_nothing();
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    broker_expect_eof();
+}
+
+/* The broker's heartbeats (any traffic) keep the connection alive, for
+ * as long as they come; the client's own output defers its heartbeat. */
+static void test_heartbeat_broker_traffic_keeps_alive(void **state)
+{
+    (void)state;
+    start_heartbeat(10);
+    for (int i = 0; i < 12; i++) { /* one minute */
+        tick(5000);
+        broker_expect_heartbeat();
+        broker_heartbeat();
+    }
+    assert_int_equal(T.closed, 0);
+    /* Output of its own: no heartbeat while the client is not silent. */
+    tick(3000);
+    hp_amqp_channel_t *ch;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, NULL, &ch), 0);
+    broker_expect(HP_AMQP_CHANNEL_OPEN);
+    broker_send_id(hp_amqp_channel_id(ch), HP_AMQP_CHANNEL_OPEN_OK);
+    tick(2000); /* the timer: 2 s of silence only */
+    broker_expect_nothing();
+    tick(5000); /* 7 s: now */
+    broker_expect_heartbeat();
+    broker_heartbeat();
+    /* The broker falls silent: 20 s later it is gone. */
+    for (int i = 0; i < 3; i++) {
+        tick(5000);
+        broker_expect_heartbeat();
+    }
+    tick(4999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+}
+
+/* Without heartbeats nothing is sent and nothing times out. */
+static void test_no_heartbeat(void **state)
+{
+    (void)state;
+    start_heartbeat(0);
+    tick(600000);
+    broker_expect_nothing();
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* ---- channels ---- */
+
+static hp_amqp_bytes_t make_args(uint8_t *buf, uint32_t cap)
+{
+    hp_amqp_table_builder_t b;
+    hp_amqp_table_init(&b, buf, cap);
+    hp_amqp_table_add_int(&b, "x-max-length", 1000);
+    hp_amqp_table_add_str(&b, "x-queue-type", "quorum");
+    hp_amqp_bytes_t args;
+    assert_int_equal(hp_amqp_table_finish(&b, &args), 0);
+    return args;
+}
+
+/* Calls made before open-ok go out at once, in order, and complete in
+ * order with what their replies carry. */
+static void test_calls_before_open_ok(void **state)
+{
+    (void)state;
+    start();
+    uint8_t abuf[128];
+    hp_amqp_bytes_t args = make_args(abuf, sizeof abuf);
+    hp_amqp_channel_t *ch;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, (void *)0, &ch), 0);
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(id, 1);
+    assert_ptr_equal(hp_amqp_channel_conn(ch), T.conn);
+    assert_int_equal(hp_amqp_exchange_declare(ch, "ex", "topic", HP_AMQP_DURABLE, args, on_done,
+                                              (void *)1),
+                     0);
+    assert_int_equal(hp_amqp_queue_declare(ch, "jobs", HP_AMQP_DURABLE | HP_AMQP_EXCLUSIVE, args,
+                                           on_done, (void *)2),
+                     0);
+    assert_int_equal(hp_amqp_queue_declare(ch, NULL, HP_AMQP_AUTO_DELETE, HP_AMQP_NO_ARGS,
+                                           on_done, (void *)3),
+                     0);
+    assert_int_equal(hp_amqp_queue_bind(ch, "jobs", "ex", "a.#", HP_AMQP_NO_ARGS, on_done,
+                                        (void *)4),
+                     0);
+    assert_int_equal(hp_amqp_queue_purge(ch, "jobs", on_done, (void *)5), 0);
+    assert_int_equal(hp_amqp_queue_delete(ch, "jobs", HP_AMQP_IF_EMPTY, on_done, (void *)6), 0);
+    assert_int_equal(hp_amqp_qos(ch, 10, false, on_done, (void *)7), 0);
+    assert_int_equal(hp_amqp_queue_unbind(ch, "jobs", "ex", "a.#", HP_AMQP_NO_ARGS, on_done,
+                                          (void *)8),
+                     0);
+    assert_int_equal(hp_amqp_exchange_delete(ch, "ex", HP_AMQP_IF_UNUSED, on_done, (void *)9),
+                     0);
+
+    /* All of them are on the wire before the broker answers anything. */
+    broker_expect_on(id, HP_AMQP_CHANNEL_OPEN);
+    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_EXCHANGE_DECLARE);
+    assert_int_equal(m.exchange_declare.exchange.len, 2);
+    assert_memory_equal(m.exchange_declare.type.ptr, "topic", 5);
+    assert_true(m.exchange_declare.durable);
+    assert_false(m.exchange_declare.passive || m.exchange_declare.auto_delete ||
+                 m.exchange_declare.internal || m.exchange_declare.no_wait);
+    assert_int_equal(m.exchange_declare.arguments.len, args.len);
+    assert_memory_equal(m.exchange_declare.arguments.ptr, args.ptr, args.len);
+    m = broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    assert_int_equal(m.queue_declare.queue.len, 4);
+    assert_memory_equal(m.queue_declare.queue.ptr, "jobs", 4);
+    assert_true(m.queue_declare.durable && m.queue_declare.exclusive);
+    assert_false(m.queue_declare.passive || m.queue_declare.auto_delete ||
+                 m.queue_declare.no_wait);
+    assert_int_equal(m.queue_declare.arguments.len, args.len);
+    m = broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    assert_int_equal(m.queue_declare.queue.len, 0);
+    assert_true(m.queue_declare.auto_delete);
+    assert_false(m.queue_declare.durable);
+    m = broker_expect_on(id, HP_AMQP_QUEUE_BIND);
+    assert_memory_equal(m.queue_bind.routing_key.ptr, "a.#", 3);
+    assert_memory_equal(m.queue_bind.exchange.ptr, "ex", 2);
+    broker_expect_on(id, HP_AMQP_QUEUE_PURGE);
+    m = broker_expect_on(id, HP_AMQP_QUEUE_DELETE);
+    assert_true(m.queue_delete.if_empty);
+    assert_false(m.queue_delete.if_unused);
+    m = broker_expect_on(id, HP_AMQP_BASIC_QOS);
+    assert_int_equal(m.basic_qos.prefetch_count, 10);
+    assert_false(m.basic_qos.global);
+    broker_expect_on(id, HP_AMQP_QUEUE_UNBIND);
+    m = broker_expect_on(id, HP_AMQP_EXCHANGE_DELETE);
+    assert_true(m.exchange_delete.if_unused);
+    assert_int_equal(T.nres, 0);
+
+    broker_send_id(id, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(id, HP_AMQP_EXCHANGE_DECLARE_OK);
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("jobs");
+    ok.queue_declare_ok.message_count = 5;
+    ok.queue_declare_ok.consumer_count = 2;
+    broker_send(id, &ok);
+    ok.queue_declare_ok.queue = hp_amqp_str("amq.gen-JzTY20BRgKO");
+    ok.queue_declare_ok.message_count = 0;
+    ok.queue_declare_ok.consumer_count = 0;
+    broker_send(id, &ok);
+    broker_send_id(id, HP_AMQP_QUEUE_BIND_OK);
+    ok = (hp_amqp_method_t){.id = HP_AMQP_QUEUE_PURGE_OK};
+    ok.queue_purge_ok.message_count = 7;
+    broker_send(id, &ok);
+    ok = (hp_amqp_method_t){.id = HP_AMQP_QUEUE_DELETE_OK};
+    ok.queue_delete_ok.message_count = 9;
+    broker_send(id, &ok);
+    broker_send_id(id, HP_AMQP_BASIC_QOS_OK);
+    broker_send_id(id, HP_AMQP_QUEUE_UNBIND_OK);
+    broker_send_id(id, HP_AMQP_EXCHANGE_DELETE_OK);
+
+    assert_int_equal(T.nres, 10);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(T.res[i].tag, i);
+        assert_int_equal(T.res[i].err, 0);
+        assert_false(T.res[i].ch_null);
+        if (i)
+            assert_true(T.res[i].seq > T.res[i - 1].seq);
+    }
+    assert_string_equal(T.res[2].queue, "jobs");
+    assert_int_equal(T.res[2].messages, 5);
+    assert_int_equal(T.res[2].consumers, 2);
+    assert_string_equal(T.res[3].queue, "amq.gen-JzTY20BRgKO");
+    assert_int_equal(T.res[3].messages, 0);
+    assert_int_equal(T.res[5].messages, 7);
+    assert_int_equal(T.res[6].messages, 9);
+    broker_expect_nothing();
+    close_gracefully();
+}
+
+/* The broker closes a channel (a publish to an exchange that does not
+ * exist): the calls pending on it fail with -EPROTO and the broker's code
+ * and text, then on_close runs; the client answers channel.close-ok; the
+ * connection and its other channels go on. */
+static void test_channel_closed_by_broker(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_channel_t *other = open_channel();
+    uint16_t id = hp_amqp_channel_id(ch);
+    hp_amqp_channel_on_close(ch, on_chan_close, (void *)77);
+    hp_amqp_msg_t msg = {.exchange = "nope", .routing_key = "k", .body = "x", .len = 1};
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), 0);
+    assert_int_equal(hp_amqp_queue_declare(ch, "a", 0, HP_AMQP_NO_ARGS, on_done, (void *)1), 0);
+    assert_int_equal(hp_amqp_queue_declare(ch, "b", 0, HP_AMQP_NO_ARGS, on_done, (void *)2), 0);
+    broker_expect_on(id, HP_AMQP_BASIC_PUBLISH);
+    assert_int_equal(broker_frame().type, HP_AMQP_FRAME_HEADER);
+    assert_int_equal(broker_frame().type, HP_AMQP_FRAME_BODY);
+    broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    int base = T.nres;
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 404;
+    cl.channel_close.reply_text = hp_amqp_str("NOT_FOUND - no exchange 'nope' in vhost '/'");
+    cl.channel_close.class_id = 60;
+    cl.channel_close.method_id = 40;
+    broker_send(id, &cl);
+    broker_expect_on(id, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, base + 2);
+    for (int i = 0; i < 2; i++) {
+        res_t *r = &T.res[base + i];
+        assert_int_equal(r->tag, i + 1);
+        assert_int_equal(r->err, -EPROTO);
+        assert_int_equal(r->code, 404);
+        assert_int_equal(r->class_id, 60);
+        assert_int_equal(r->method_id, 40);
+        assert_string_equal(r->text, "NOT_FOUND - no exchange 'nope' in vhost '/'");
+    }
+    assert_int_equal(T.non_close, 1);
+    assert_int_equal(T.on_close[0].tag, 77);
+    assert_int_equal(T.on_close[0].code, 404);
+    assert_int_equal(T.on_close[0].err, -EPROTO);
+    assert_true(T.on_close[0].seq > T.res[base + 1].seq); /* after the calls */
+    /* The other channel still works. */
+    assert_int_equal(hp_amqp_qos(other, 1, false, on_done, (void *)3), 0);
+    broker_expect_on(hp_amqp_channel_id(other), HP_AMQP_BASIC_QOS);
+    broker_send_id(hp_amqp_channel_id(other), HP_AMQP_BASIC_QOS_OK);
+    assert_int_equal(T.res[T.nres - 1].tag, 3);
+    assert_int_equal(T.res[T.nres - 1].err, 0);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* hp_amqp_channel_close: channel.close goes out, the pending calls fail
+ * with -ECANCELED at once, replies still in flight are dropped, and the
+ * close completes on close-ok. */
+static void test_channel_close_by_client(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_queue_declare(ch, "a", 0, HP_AMQP_NO_ARGS, on_done, (void *)1), 0);
+    assert_int_equal(hp_amqp_queue_purge(ch, "a", on_done, (void *)2), 0);
+    int base = T.nres;
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)9), 0);
+    assert_int_equal(T.nres, base + 2);
+    assert_int_equal(T.res[base].tag, 1);
+    assert_int_equal(T.res[base].err, -ECANCELED);
+    assert_int_equal(T.res[base + 1].tag, 2);
+    assert_int_equal(T.res[base + 1].err, -ECANCELED);
+    /* A closing channel takes no more calls. */
+    assert_int_equal(hp_amqp_queue_purge(ch, "a", on_done, (void *)3), -ENOTCONN);
+    assert_int_equal(hp_amqp_ack(ch, 1, false), -ENOTCONN);
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)4), -ENOTCONN);
+    hp_amqp_msg_t msg = {.routing_key = "k", .body = "x", .len = 1};
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), -ENOTCONN);
+    broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    broker_expect_on(id, HP_AMQP_QUEUE_PURGE);
+    hp_amqp_method_t cl = broker_expect_on(id, HP_AMQP_CHANNEL_CLOSE);
+    assert_int_equal(cl.channel_close.reply_code, 200);
+    broker_expect_nothing();
+    /* The replies the broker had sent before it saw the close. */
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("a");
+    broker_send(id, &ok);
+    broker_send_id(id, HP_AMQP_QUEUE_PURGE_OK);
+    assert_int_equal(T.nres, base + 2);
+    assert_int_equal(T.closed, 0);
+    broker_send_id(id, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, base + 3);
+    assert_int_equal(T.res[base + 2].tag, 9);
+    assert_int_equal(T.res[base + 2].err, 0);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* Channel numbers: 1 .. channel_max, -EMFILE beyond, a number free again
+ * once its channel has closed; -ENOTCONN before READY. */
+static void test_channel_numbers(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    hp_amqp_channel_t *ch;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, NULL, &ch), -ENOTCONN);
+    broker_handshake(3, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    hp_amqp_channel_t *c2 = open_channel();
+    hp_amqp_channel_t *c3 = open_channel();
+    assert_int_equal(hp_amqp_channel_id(c1), 1);
+    assert_int_equal(hp_amqp_channel_id(c2), 2);
+    assert_int_equal(hp_amqp_channel_id(c3), 3);
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, NULL, &ch), -EMFILE);
+    /* Closing is not closed: the number is still taken. */
+    assert_int_equal(hp_amqp_channel_close(c2, on_done, (void *)2), 0);
+    broker_expect_on(2, HP_AMQP_CHANNEL_CLOSE);
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, NULL, &ch), -EMFILE);
+    broker_send_id(2, HP_AMQP_CHANNEL_CLOSE_OK);
+    hp_amqp_channel_t *c4 = open_channel();
+    assert_int_equal(hp_amqp_channel_id(c4), 2);
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, NULL, &ch), -EMFILE);
+    /* A channel the broker closed frees its number too. */
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 406;
+    cl.channel_close.reply_text = hp_amqp_str("PRECONDITION_FAILED");
+    broker_send(1, &cl);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    hp_amqp_channel_t *c5 = open_channel();
+    assert_int_equal(hp_amqp_channel_id(c5), 1);
+    close_gracefully();
+}
+
+/* The broker refuses channel.open itself: the open completes with the
+ * error and a NULL channel. */
+static void test_channel_open_refused(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, (void *)5, &ch), 0);
+    hp_amqp_channel_on_close(ch, on_chan_close, (void *)6);
+    broker_expect_on(1, HP_AMQP_CHANNEL_OPEN);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 530;
+    cl.channel_close.reply_text = hp_amqp_str("NOT_ALLOWED");
+    cl.channel_close.class_id = 20;
+    cl.channel_close.method_id = 10;
+    broker_send(1, &cl);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, 1);
+    assert_int_equal(T.res[0].tag, 5);
+    assert_true(T.res[0].ch_null);
+    assert_int_equal(T.res[0].err, -EPROTO);
+    assert_int_equal(T.res[0].code, 530);
+    close_gracefully();
+}
+
+/* ---- publishing with confirms ---- */
+
+/* Reads one published message (method, header, body frames) from the
+ * client: returns the publish method, the properties in *props (strings
+ * pointing into kept copies) and the body (malloc, the caller frees). */
+static hp_amqp_method_t broker_expect_publish(uint16_t ch, hp_amqp_props_t *props,
+                                              uint8_t **body, size_t *len, size_t *nframes)
+{
+    hp_amqp_method_t m = broker_expect_on(ch, HP_AMQP_BASIC_PUBLISH);
+    hp_amqp_frame_t h = broker_frame();
+    assert_int_equal(h.type, HP_AMQP_FRAME_HEADER);
+    assert_int_equal(h.channel, ch);
+    hp_amqp_rd_t r = hp_amqp_rd(h.payload.ptr, h.payload.len);
+    uint16_t class_id;
+    uint64_t size;
+    assert_int_equal(hp_amqp_frame_read_content_header(&r, &class_id, &size), 0);
+    assert_int_equal(class_id, HP_AMQP_CLASS_BASIC);
+    hp_amqp_props_t p;
+    assert_int_equal(hp_amqp_props_decode(&r, &p), 0);
+    assert_int_equal(r.pos, r.len);
+    if (props)
+        *props = p;
+    uint8_t *b = malloc(size ? size : 1);
+    assert_non_null(b);
+    size_t got = 0, n = 0;
+    uint32_t fmax = hp_amqp_frame_max(T.conn);
+    while (got < size) {
+        hp_amqp_frame_t f = broker_frame();
+        assert_int_equal(f.type, HP_AMQP_FRAME_BODY);
+        assert_int_equal(f.channel, ch);
+        assert_true(got + f.payload.len <= size);
+        /* Every body frame but the last is as large as frame_max allows. */
+        if (got + f.payload.len < size)
+            assert_int_equal(f.payload.len, fmax - HP_AMQP_FRAME_OVERHEAD);
+        assert_true(f.payload.len > 0);
+        memcpy(b + got, f.payload.ptr, f.payload.len);
+        got += f.payload.len;
+        n++;
+    }
+    if (body)
+        *body = b;
+    else
+        free(b);
+    if (len)
+        *len = size;
+    if (nframes)
+        *nframes = n;
+    return m;
+}
+
+static void skip_publish(uint16_t ch)
+{
+    broker_expect_publish(ch, NULL, NULL, NULL, NULL);
+}
+
+static hp_amqp_channel_t *open_confirm_channel(uint32_t window)
+{
+    hp_amqp_channel_t *ch = open_channel();
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)50), 0);
+    assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)51), -EALREADY);
+    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_CONFIRM_SELECT);
+    assert_false(m.confirm_select.nowait);
+    int base = T.nres;
+    broker_send_id(id, HP_AMQP_CONFIRM_SELECT_OK);
+    assert_int_equal(T.nres, base + 1);
+    assert_int_equal(T.res[base].tag, 50);
+    assert_int_equal(T.res[base].err, 0);
+    return ch;
+}
+
+/* Publishes a small message in confirm mode: it must get sequence number
+ * `want` (the callback's arg is the number, which on_confirm checks). */
+static void publish_seq(hp_amqp_channel_t *ch, uint64_t want)
+{
+    hp_amqp_msg_t msg = {.exchange = "", .routing_key = "q", .body = "body", .len = 4};
+    uint64_t seq = 0;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
+    assert_int_equal(seq, want);
+}
+
+static void broker_confirm(uint16_t ch, bool ack, uint64_t tag, bool multiple)
+{
+    hp_amqp_method_t m = {.id = ack ? HP_AMQP_BASIC_ACK : HP_AMQP_BASIC_NACK};
+    if (ack) {
+        m.basic_ack.delivery_tag = tag;
+        m.basic_ack.multiple = multiple;
+    } else {
+        m.basic_nack.delivery_tag = tag;
+        m.basic_nack.multiple = multiple;
+    }
+    broker_send(ch, &m);
+}
+
+/* Acks out of order, single and multiple, and nacks: each publish's
+ * callback runs exactly once, with its own status. */
+static void test_confirms(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    uint16_t id = hp_amqp_channel_id(ch);
+    for (uint64_t s = 1; s <= 10; s++)
+        publish_seq(ch, s);
+    for (int i = 0; i < 10; i++)
+        skip_publish(id);
+    broker_confirm(id, true, 3, false);
+    broker_confirm(id, true, 1, false);
+    broker_confirm(id, false, 2, false);
+    assert_int_equal(T.nconf, 3);
+    assert_true(T.conf[0].seq == 3 && T.conf[0].status == HP_AMQP_ACKED);
+    assert_true(T.conf[1].seq == 1 && T.conf[1].status == HP_AMQP_ACKED);
+    assert_true(T.conf[2].seq == 2 && T.conf[2].status == HP_AMQP_NACKED);
+    broker_confirm(id, true, 6, false);
+    broker_confirm(id, true, 7, true); /* 4, 5, 7; 6 was acked already */
+    assert_int_equal(T.nconf, 7);
+    assert_int_equal(T.conf_count[6], 1);
+    for (int i = 4; i < 7; i++)
+        assert_int_equal(T.conf[i].status, HP_AMQP_ACKED);
+    assert_int_equal(T.conf[4].seq, 4);
+    assert_int_equal(T.conf[5].seq, 5);
+    assert_int_equal(T.conf[6].seq, 7);
+    broker_confirm(id, false, 10, true); /* 8, 9, 10 */
+    assert_int_equal(T.nconf, 10);
+    for (int i = 7; i < 10; i++) {
+        assert_int_equal(T.conf[i].seq, (uint64_t)i + 1);
+        assert_int_equal(T.conf[i].status, HP_AMQP_NACKED);
+    }
+    /* Confirms repeated for messages already settled change nothing. */
+    broker_confirm(id, true, 10, true);
+    broker_confirm(id, true, 4, false);
+    assert_int_equal(T.nconf, 10);
+    for (int s = 1; s <= 10; s++)
+        assert_int_equal(T.conf_count[s], 1);
+    /* Numbering goes on. */
+    publish_seq(ch, 11);
+    skip_publish(id);
+    broker_confirm(id, true, 11, false);
+    assert_int_equal(T.nconf, 11);
+    assert_int_equal(T.conf_count[11], 1);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* Outside confirm mode a publish has no number and no callback. */
+static void test_publish_without_confirms(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = "b", .len = 1};
+    uint64_t seq = 99;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)1, &seq), 0);
+    assert_int_equal(seq, 0);
+    skip_publish(1);
+    close_gracefully();
+    assert_int_equal(T.nconf, 0);
+}
+
+static int writable_publishes;
+static hp_amqp_channel_t *writable_ch;
+static uint64_t writable_next;
+
+/* on_writable publishes what it may: the window's room. */
+static void publish_on_writable(void)
+{
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = "w", .len = 1};
+    for (;;) {
+        uint64_t seq;
+        int r = hp_amqp_publish(writable_ch, &msg, on_confirm, (void *)(uintptr_t)writable_next,
+                                &seq);
+        if (r == -EAGAIN)
+            break;
+        assert_int_equal(r, 0);
+        assert_int_equal(seq, writable_next);
+        writable_next++;
+        writable_publishes++;
+    }
+}
+
+/* A full confirm window: -EAGAIN, and on_writable once acks have made
+ * room (not for acks that leave the window's head unconfirmed). */
+static void test_confirm_window(void **state)
+{
+    (void)state;
+    writable_publishes = 0;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(3);
+    uint16_t id = hp_amqp_channel_id(ch);
+    hp_amqp_on_writable(T.conn, on_writable, NULL);
+    for (uint64_t s = 1; s <= 3; s++)
+        publish_seq(ch, s);
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = "x", .len = 1};
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)4, NULL), -EAGAIN);
+    for (int i = 0; i < 3; i++)
+        skip_publish(id);
+    broker_expect_nothing(); /* the refused one was not sent */
+    broker_confirm(id, true, 2, false);
+    assert_int_equal(T.writable, 0); /* 1 still holds the window */
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)4, NULL), -EAGAIN);
+    writable_ch = ch;
+    writable_next = 4;
+    T.on_writable = publish_on_writable;
+    broker_confirm(id, true, 1, false);
+    assert_int_equal(T.writable, 1);
+    assert_int_equal(writable_publishes, 2); /* 4 and 5: 3 is still out */
+    for (int i = 0; i < 2; i++)
+        skip_publish(id);
+    /* on_writable's own last publish was refused: it is called again. */
+    T.on_writable = NULL;
+    broker_confirm(id, true, 3, false);
+    assert_int_equal(T.writable, 2);
+    /* No -EAGAIN since: no call. */
+    broker_confirm(id, true, 4, false);
+    assert_int_equal(T.writable, 2);
+    publish_seq(ch, 6);
+    publish_seq(ch, 7);
+    skip_publish(id);
+    skip_publish(id);
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)8, NULL), -EAGAIN);
+    broker_confirm(id, true, 7, true);
+    assert_int_equal(T.writable, 3);
+    assert_int_equal(T.nconf, 7);
+    for (int s = 1; s <= 7; s++)
+        assert_int_equal(T.conf_count[s], 1);
+    close_gracefully();
+}
+
+/* Closing a channel fails its unconfirmed publishes with -ECANCELED,
+ * each once, before the close completes; acks racing the close do not
+ * settle them twice. */
+static void test_confirm_close_cancels(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    uint16_t id = hp_amqp_channel_id(ch);
+    for (uint64_t s = 1; s <= 4; s++)
+        publish_seq(ch, s);
+    for (int i = 0; i < 4; i++)
+        skip_publish(id);
+    broker_confirm(id, true, 2, false);
+    assert_int_equal(T.nconf, 1);
+    int base = T.nres;
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)9), 0);
+    broker_expect_on(id, HP_AMQP_CHANNEL_CLOSE);
+    broker_confirm(id, true, 4, true); /* sent before the broker saw the close */
+    broker_send_id(id, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, base + 1);
+    assert_int_equal(T.res[base].tag, 9);
+    assert_int_equal(T.res[base].err, 0);
+    assert_int_equal(T.nconf, 4);
+    for (int s = 1; s <= 4; s++)
+        assert_int_equal(T.conf_count[s], 1);
+    for (int i = 1; i < 4; i++) {
+        assert_int_equal(T.conf[i].status, -ECANCELED);
+        assert_true(T.conf[i].order < T.res[base].seq); /* before the close's callback */
+    }
+    close_gracefully();
+}
+
+/* The broker goes away: unconfirmed publishes, pending calls and the
+ * connection all end with -ECONNRESET, in that order, each once. */
+static void test_broker_vanishes(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    publish_seq(ch, 1);
+    publish_seq(ch, 2);
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)3), 0);
+    skip_publish(1);
+    broker_close();
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ECONNRESET);
+    assert_int_equal(T.nconf, 2);
+    assert_int_equal(T.conf[0].status, -ECONNRESET);
+    assert_int_equal(T.conf[1].status, -ECONNRESET);
+    res_t *r = &T.res[T.nres - 1];
+    assert_int_equal(r->tag, 3);
+    assert_int_equal(r->err, -ECONNRESET);
+    assert_true(r->seq < T.closed_r.seq && T.conf[1].order < T.closed_r.seq);
+}
+
+/* ---- publishing: the frames on the wire ---- */
+
+static hp_amqp_bytes_t make_headers(uint8_t *buf, uint32_t cap)
+{
+    hp_amqp_table_builder_t b;
+    hp_amqp_table_init(&b, buf, cap);
+    hp_amqp_table_add_str(&b, "trace-id", "abc-123");
+    hp_amqp_table_add_int(&b, "attempt", 3);
+    hp_amqp_table_open_table(&b, "nested");
+    hp_amqp_table_add_bool(&b, "ok", true);
+    hp_amqp_table_close(&b);
+    hp_amqp_bytes_t h;
+    assert_int_equal(hp_amqp_table_finish(&b, &h), 0);
+    return h;
+}
+
+static void assert_bytes(hp_amqp_bytes_t b, const char *s)
+{
+    assert_int_equal(b.len, strlen(s));
+    if (b.len)
+        assert_memory_equal(b.ptr, s, b.len);
+}
+
+/* Method, header (body size, class, properties) and body frames, the body
+ * split at frame_max - 8: for bodies around every boundary, framed inline
+ * or in a buffer of their own (a body that takes more than the output
+ * chunk), up to 200 KiB; each publish succeeds at once on an idle
+ * connection. */
+static void test_publish_frames(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    uint8_t hbuf[256];
+    hp_amqp_props_t props = {.flags = HP_AMQP_PROP_CONTENT_TYPE | HP_AMQP_PROP_HEADERS |
+                                      HP_AMQP_PROP_DELIVERY_MODE | HP_AMQP_PROP_MESSAGE_ID |
+                                      HP_AMQP_PROP_TIMESTAMP | HP_AMQP_PROP_PRIORITY,
+                             .content_type = hp_amqp_str("application/json"),
+                             .headers = make_headers(hbuf, sizeof hbuf),
+                             .delivery_mode = 2,
+                             .priority = 7,
+                             .message_id = hp_amqp_str("m-1"),
+                             .timestamp = 1700000000};
+    static const size_t sizes[] = {0,    1,    100,  1000, 1300, 1400, 1500, 1600, 1700,
+                                   1800, 1900, 2000, 2100, 3000, 4087, 4088, 4089, 8176,
+                                   8177, 12000, 200 * 1024};
+    static uint8_t body[200 * 1024]; /* static: nothing leaks when an assert fails */
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t len = sizes[i];
+        fill_pattern(body, len, (uint32_t)i);
+        hp_amqp_msg_t msg = {.exchange = "ex",
+                             .routing_key = "rk.1",
+                             .props = i % 2 ? &props : NULL,
+                             .body = body,
+                             .len = len,
+                             .mandatory = i % 3 == 0};
+        int r = hp_amqp_publish(ch, &msg, NULL, NULL, NULL);
+        if (r != 0)
+            fail_msg("a %zu-byte publish on an idle connection: %d", len, r);
+        hp_amqp_props_t got;
+        uint8_t *b;
+        size_t blen, nframes;
+        hp_amqp_method_t m = broker_expect_publish(1, &got, &b, &blen, &nframes);
+        assert_bytes(m.basic_publish.exchange, "ex");
+        assert_bytes(m.basic_publish.routing_key, "rk.1");
+        assert_int_equal(m.basic_publish.mandatory, i % 3 == 0);
+        assert_false(m.basic_publish.immediate);
+        assert_int_equal(blen, len);
+        assert_int_equal(nframes, (len + 4087) / 4088);
+        if (len)
+            assert_memory_equal(b, body, len);
+        free(b);
+        if (i % 2) {
+            assert_int_equal(got.flags, props.flags);
+            assert_bytes(got.content_type, "application/json");
+            assert_bytes(got.message_id, "m-1");
+            assert_int_equal(got.delivery_mode, 2);
+            assert_int_equal(got.priority, 7);
+            assert_int_equal(got.timestamp, 1700000000);
+            assert_int_equal(got.headers.len, props.headers.len);
+            assert_memory_equal(got.headers.ptr, props.headers.ptr, props.headers.len);
+        } else {
+            assert_int_equal(got.flags, 0);
+        }
+    }
+    broker_expect_nothing();
+    close_gracefully();
+}
+
+/* Names longer than a shortstr: -EINVAL, nothing sent, no sequence
+ * number used; 255 bytes is fine. Properties the codec refuses, too. */
+static void test_publish_einval(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    char key[257];
+    memset(key, 'k', 256);
+    key[256] = '\0';
+    hp_amqp_msg_t msg = {.routing_key = key, .body = "b", .len = 1};
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)1, NULL), -EINVAL);
+    msg.routing_key = "k";
+    msg.exchange = key;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)1, NULL), -EINVAL);
+    char ctype[300];
+    memset(ctype, 'c', sizeof ctype - 1);
+    ctype[sizeof ctype - 1] = '\0';
+    hp_amqp_props_t props = {.flags = HP_AMQP_PROP_CONTENT_TYPE, .content_type = hp_amqp_str(ctype)};
+    msg.exchange = "";
+    msg.props = &props;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)1, NULL), -EINVAL);
+    broker_expect_nothing();
+    key[255] = '\0';
+    msg.routing_key = key;
+    msg.props = NULL;
+    uint64_t seq;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)1, &seq), 0);
+    assert_int_equal(seq, 1);
+    hp_amqp_method_t m = broker_expect_publish(1, NULL, NULL, NULL, NULL);
+    assert_int_equal(m.basic_publish.routing_key.len, 255);
+    broker_confirm(1, true, 1, false);
+    assert_int_equal(T.nconf, 1);
+    close_gracefully();
+}
+
+/* ---- publishing from outside the connection's callbacks ---- */
+
+static int writev_calls;
+static int writev_fd = -1;
+
+static ssize_t counting_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (fd == writev_fd)
+        writev_calls++;
+    return hp_sys_real.writev(fd, iov, iovcnt);
+}
+
+static hp_amqp_channel_t *timer_ch;
+static int timer_burst;
+
+static void publish_from_timer(hp_timer_t *t)
+{
+    (void)t;
+    for (int i = 0; i < timer_burst; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "message %d", i);
+        hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = (size_t)n};
+        assert_int_equal(hp_amqp_publish(timer_ch, &msg, NULL, NULL, NULL), 0);
+    }
+}
+
+/* Publishes from a timer reach the broker within the same loop turn (the
+ * client asks for a flush at the end of the iteration), and a burst of
+ * them leaves in one writev, in one piece. */
+static void test_publish_from_timer(void **state)
+{
+    (void)state;
+    H.cfg.wbuf_size = 16384; /* room for the whole burst in the output chunk */
+    start();
+    timer_ch = open_channel();
+    hp_sys_ops_t ops = hp_sys_real;
+    ops.writev = counting_writev;
+    hp_sys_set_ops(&ops);
+    writev_fd = hp_conn_fd(T.conn->c);
+    for (int round = 0; round < 2; round++) {
+        timer_burst = round == 0 ? 1 : 40;
+        writev_calls = 0;
+        hp_timer_t t;
+        hp_timer_init(&t, publish_from_timer);
+        hp_loop_timer_arm(&H.w.loop, &t, 10);
+        tick(9);
+        assert_int_equal(writev_calls, 0);
+        tick(1); /* one iteration: the timer, then the flush */
+        assert_int_equal(writev_calls, 1);
+        /* Everything is in the broker's socket now, without another step. */
+        int reads = B.reads;
+        for (int i = 0; i < timer_burst; i++) {
+            uint8_t *b;
+            size_t len;
+            broker_expect_publish(1, NULL, &b, &len, NULL);
+            char want[32];
+            int n = snprintf(want, sizeof want, "message %d", i);
+            assert_int_equal(len, (size_t)n);
+            assert_memory_equal(b, want, len);
+            free(b);
+        }
+        assert_int_equal(B.reads, reads + 1);
+        assert_int_equal(writev_calls, 1);
+    }
+    hp_sys_set_ops(NULL);
+    close_gracefully();
+}
+
+/* ---- consuming ---- */
+
+/* basic.consume with the broker naming the consumer: returns its tag's
+ * deliveries' channel. */
+static hp_amqp_channel_t *consume_on(const char *tag_given, const char *tag_named, int msg_tag)
+{
+    hp_amqp_channel_t *ch = open_channel();
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_consume(ch, "jobs", tag_given, HP_AMQP_NO_ACK | HP_AMQP_EXCLUSIVE,
+                                     HP_AMQP_NO_ARGS, on_msg, (void *)(intptr_t)msg_tag, on_done,
+                                     (void *)20),
+                     0);
+    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.queue, "jobs");
+    assert_bytes(m.basic_consume.consumer_tag, tag_given ? tag_given : "");
+    assert_true(m.basic_consume.no_ack && m.basic_consume.exclusive);
+    assert_false(m.basic_consume.no_local || m.basic_consume.no_wait);
+    int base = T.nres;
+    hp_amqp_method_t ok = {.id = HP_AMQP_BASIC_CONSUME_OK};
+    ok.basic_consume_ok.consumer_tag = hp_amqp_str(tag_named);
+    broker_send(id, &ok);
+    assert_int_equal(T.nres, base + 1);
+    assert_int_equal(T.res[base].tag, 20);
+    assert_int_equal(T.res[base].err, 0);
+    assert_string_equal(T.res[base].ctag, tag_named);
+    return ch;
+}
+
+static hp_amqp_method_t deliver_method(const char *ctag, uint64_t dtag)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_DELIVER};
+    m.basic_deliver.consumer_tag = hp_amqp_str(ctag);
+    m.basic_deliver.delivery_tag = dtag;
+    m.basic_deliver.redelivered = dtag % 2 == 0;
+    m.basic_deliver.exchange = hp_amqp_str("ex");
+    m.basic_deliver.routing_key = hp_amqp_str("rk.a");
+    return m;
+}
+
+static uint8_t dlv_hbuf[256];
+
+static hp_amqp_props_t deliver_props(void)
+{
+    return (hp_amqp_props_t){.flags = HP_AMQP_PROP_CONTENT_TYPE | HP_AMQP_PROP_HEADERS |
+                                      HP_AMQP_PROP_MESSAGE_ID | HP_AMQP_PROP_DELIVERY_MODE,
+                             .content_type = hp_amqp_str("text/plain"),
+                             .headers = make_headers(dlv_hbuf, sizeof dlv_hbuf),
+                             .message_id = hp_amqp_str("id-42"),
+                             .delivery_mode = 1};
+}
+
+/* The delivery recorded last must be `dtag` with this body and the props
+ * of deliver_props(). */
+static void assert_delivery(const dlv_t *d, const char *ctag, uint64_t dtag, const uint8_t *body,
+                            size_t len)
+{
+    assert_false(d->null);
+    assert_string_equal(d->ctag, ctag);
+    assert_int_equal(d->dtag, dtag);
+    assert_int_equal(d->redelivered, dtag % 2 == 0);
+    assert_string_equal(d->exchange, "ex");
+    assert_string_equal(d->rkey, "rk.a");
+    hp_amqp_props_t p = deliver_props();
+    assert_int_equal(d->props.flags, p.flags);
+    assert_string_equal(d->content_type, "text/plain");
+    assert_string_equal(d->message_id, "id-42");
+    assert_int_equal(d->props.delivery_mode, 1);
+    assert_int_equal(d->headers_len, p.headers.len);
+    assert_memory_equal(d->headers, p.headers.ptr, p.headers.len);
+    hp_amqp_value_t v;
+    hp_amqp_bytes_t h = {d->headers, d->headers_len};
+    assert_int_equal(hp_amqp_table_get(h, "attempt", &v), 0);
+    assert_int_equal(v.i, 3);
+    assert_int_equal(d->len, len);
+    if (len)
+        assert_memory_equal(d->body, body, len);
+}
+
+/* Deliveries with the body in one frame, in several, in many tiny ones,
+ * empty, and larger than the read buffer (copied frame by frame): each
+ * arrives once, whole, with its properties. */
+static void consume_sizes(uint32_t rbuf, uint32_t frame_max)
+{
+    H.cfg.rbuf_size = rbuf;
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.frame_max = frame_max;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *ch = consume_on(NULL, "amq.ctag-1", 7);
+    uint16_t id = hp_amqp_channel_id(ch);
+    uint32_t fmax = hp_amqp_frame_max(T.conn);
+    uint32_t chunk = fmax - HP_AMQP_FRAME_OVERHEAD;
+    static const struct {
+        size_t len, frames; /* frames 0: as few as frame_max allows */
+    } cases[] = {
+        {5, 1},     {0, 0},     {3000, 3},  {3000, 300}, {1000, 1000}, {4000, 0},
+        {20000, 0}, {20000, 9}, {70000, 0}, {150000, 0}, {150000, 400},
+    };
+    static uint8_t body[150000];
+    hp_amqp_props_t props = deliver_props();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len;
+        size_t frames = cases[i].frames ? cases[i].frames : (len + chunk - 1) / chunk;
+        if (len > 0 && (len + frames - 1) / frames > chunk)
+            continue; /* frames too large for this frame_max */
+        fill_pattern(body, len, (uint32_t)i + 100);
+        hp_amqp_method_t m = deliver_method("amq.ctag-1", i + 1);
+        int before = T.ndlv;
+        broker_send_message(id, &m, &props, body, len, frames);
+        PUMP_UNTIL(T.ndlv > before || T.closed, 1000);
+        if (T.ndlv != before + 1)
+            fail_msg("rbuf %u frame_max %u: a %zu-byte body in %zu frames: %d deliveries%s",
+                     rbuf, fmax, len, frames, T.ndlv - before, T.closed ? " (closed)" : "");
+        assert_int_equal(T.dlv[before].tag, 7);
+        assert_delivery(&T.dlv[before], "amq.ctag-1", i + 1, body, len);
+    }
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+static void test_consume_small_buffer(void **state)
+{
+    (void)state;
+    consume_sizes(4096, 0);
+}
+
+/* A read buffer larger than two frames: messages of several frames are
+ * delivered from the buffer (the look-ahead path). */
+static void test_consume_large_buffer(void **state)
+{
+    (void)state;
+    consume_sizes(32768, 4096);
+}
+
+static void test_consume_large_frames(void **state)
+{
+    (void)state;
+    consume_sizes(65536, 0);
+}
+
+/* A message written in two pieces split at every byte offset (frame
+ * boundaries and the middle of each frame's header, payload and end
+ * octet): delivered once, whole, each time; and in three pieces split at
+ * the frame boundaries. */
+static void split_everywhere(uint32_t rbuf, size_t len, size_t frames)
+{
+    H.cfg.rbuf_size = rbuf;
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.frame_max = 4096;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *ch = consume_on("mine", "mine", 7);
+    uint16_t id = hp_amqp_channel_id(ch);
+    static uint8_t body[8192], wire[16384];
+    size_t cap = sizeof wire;
+    assert_true(len <= sizeof body && len + 8 * frames + 4096 <= cap);
+    fill_pattern(body, len, 5);
+    hp_amqp_props_t props = deliver_props();
+    hp_amqp_method_t m = deliver_method("mine", 1);
+    size_t n = msg_build(wire, cap, id, &m, &props, body, len, frames);
+    for (size_t at = 1; at < n; at++) {
+        int before = T.ndlv;
+        broker_write(wire, at);
+        client_sync();
+        assert_int_equal(T.ndlv, before);
+        broker_write(wire + at, n - at);
+        client_sync();
+        if (T.ndlv != before + 1)
+            fail_msg("split at %zu of %zu: %d deliveries%s", at, n, T.ndlv - before,
+                     T.closed ? " (closed)" : "");
+        assert_delivery(&T.dlv[before], "mine", 1, body, len);
+        free(T.dlv[before].body);
+        T.ndlv = before;
+    }
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+static void test_split_fast_path(void **state)
+{
+    (void)state;
+    split_everywhere(32768, 700, 3);
+}
+
+static void test_split_assembled(void **state)
+{
+    (void)state;
+    split_everywhere(4096, 6000, 2);
+}
+
+/* Two channels' messages interleaved frame by frame (the spec allows it
+ * across channels). */
+static void test_interleaved_channels(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *c1 = consume_on("one", "one", 1);
+    hp_amqp_channel_t *c2 = consume_on("two", "two", 2);
+    uint8_t b1[5000], b2[100];
+    fill_pattern(b1, sizeof b1, 1);
+    fill_pattern(b2, sizeof b2, 2);
+    hp_amqp_props_t props = deliver_props();
+    uint8_t w1[8192], w2[1024];
+    hp_amqp_method_t m1 = deliver_method("one", 1), m2 = deliver_method("two", 1);
+    size_t n1 = msg_build(w1, sizeof w1, hp_amqp_channel_id(c1), &m1, &props, b1, sizeof b1, 2);
+    size_t n2 = msg_build(w2, sizeof w2, hp_amqp_channel_id(c2), &m2, &props, b2, sizeof b2, 1);
+    /* Frame offsets: split each into its frames. */
+    size_t f1[8], f2[8], k1 = 0, k2 = 0;
+    for (size_t at = 0; at < n1; k1++) {
+        hp_amqp_frame_t f;
+        f1[k1] = at;
+        at += (size_t)hp_amqp_frame_parse(w1 + at, n1 - at, 0, &f);
+    }
+    f1[k1] = n1;
+    for (size_t at = 0; at < n2; k2++) {
+        hp_amqp_frame_t f;
+        f2[k2] = at;
+        at += (size_t)hp_amqp_frame_parse(w2 + at, n2 - at, 0, &f);
+    }
+    f2[k2] = n2;
+    assert_int_equal(k1, 4);
+    assert_int_equal(k2, 3);
+    for (size_t i = 0; i < 4; i++) {
+        broker_write(w1 + f1[i], f1[i + 1] - f1[i]);
+        if (i < 3)
+            broker_write(w2 + f2[i], f2[i + 1] - f2[i]);
+    }
+    client_sync();
+    PUMP_UNTIL(T.ndlv == 2 || T.closed, 1000);
+    assert_int_equal(T.ndlv, 2);
+    assert_int_equal(T.dlv[0].tag, 2); /* the small one is whole first */
+    assert_delivery(&T.dlv[0], "two", 1, b2, sizeof b2);
+    assert_int_equal(T.dlv[1].tag, 1);
+    assert_delivery(&T.dlv[1], "one", 1, b1, sizeof b1);
+    close_gracefully();
+}
+
+/* The broker cancels a consumer (its queue was deleted): on_msg(NULL)
+ * once, cancel-ok back, and no delivery for that tag after; the client's
+ * own cancel completes with the tag. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = consume_on(NULL, "ctag-a", 7);
+    uint16_t id = hp_amqp_channel_id(ch);
+    hp_amqp_method_t c = {.id = HP_AMQP_BASIC_CANCEL};
+    c.basic_cancel.consumer_tag = hp_amqp_str("ctag-a");
+    broker_send(id, &c);
+    assert_int_equal(T.ndlv, 1);
+    assert_true(T.dlv[0].null);
+    assert_int_equal(T.dlv[0].tag, 7);
+    hp_amqp_method_t ok = broker_expect_on(id, HP_AMQP_BASIC_CANCEL_OK);
+    assert_bytes(ok.basic_cancel_ok.consumer_tag, "ctag-a");
+    hp_amqp_method_t m = deliver_method("ctag-a", 1);
+    broker_send_message(id, &m, NULL, "late", 4, 1);
+    assert_int_equal(T.ndlv, 1);
+
+    /* The client cancels another. */
+    assert_int_equal(hp_amqp_consume(ch, "q2", "ctag-b", 0, HP_AMQP_NO_ARGS, on_msg, (void *)8,
+                                     on_done, (void *)21),
+                     0);
+    broker_expect_on(id, HP_AMQP_BASIC_CONSUME);
+    hp_amqp_method_t cok = {.id = HP_AMQP_BASIC_CONSUME_OK};
+    cok.basic_consume_ok.consumer_tag = hp_amqp_str("ctag-b");
+    broker_send(id, &cok);
+    m = deliver_method("ctag-b", 2);
+    broker_send_message(id, &m, NULL, "one", 3, 1);
+    assert_int_equal(T.ndlv, 2);
+    assert_int_equal(T.dlv[1].tag, 8);
+    assert_int_equal(hp_amqp_cancel(ch, "ctag-b", on_done, (void *)22), 0);
+    hp_amqp_method_t cm = broker_expect_on(id, HP_AMQP_BASIC_CANCEL);
+    assert_bytes(cm.basic_cancel.consumer_tag, "ctag-b");
+    assert_false(cm.basic_cancel.no_wait);
+    hp_amqp_method_t cancel_ok = {.id = HP_AMQP_BASIC_CANCEL_OK};
+    cancel_ok.basic_cancel_ok.consumer_tag = hp_amqp_str("ctag-b");
+    broker_send(id, &cancel_ok);
+    res_t *r = &T.res[T.nres - 1];
+    assert_int_equal(r->tag, 22);
+    assert_int_equal(r->err, 0);
+    assert_string_equal(r->ctag, "ctag-b");
+    m = deliver_method("ctag-b", 4);
+    broker_send_message(id, &m, NULL, "two", 3, 1);
+    assert_int_equal(T.ndlv, 2);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* basic.get: a message (get-ok) or none (get-empty); the done callback
+ * only on failure. */
+static void test_get(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    assert_int_equal(hp_amqp_get(ch, "jobs", HP_AMQP_NO_ACK, on_msg, (void *)5, on_done,
+                                 (void *)6),
+                     0);
+    assert_int_equal(hp_amqp_get(ch, "jobs", 0, on_msg, (void *)7, on_done, (void *)8), 0);
+    hp_amqp_method_t g = broker_expect_on(1, HP_AMQP_BASIC_GET);
+    assert_bytes(g.basic_get.queue, "jobs");
+    assert_true(g.basic_get.no_ack);
+    g = broker_expect_on(1, HP_AMQP_BASIC_GET);
+    assert_false(g.basic_get.no_ack);
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_GET_OK};
+    m.basic_get_ok.delivery_tag = 9;
+    m.basic_get_ok.redelivered = true;
+    m.basic_get_ok.exchange = hp_amqp_str("");
+    m.basic_get_ok.routing_key = hp_amqp_str("jobs");
+    m.basic_get_ok.message_count = 3;
+    hp_amqp_props_t props = deliver_props();
+    broker_send_message(1, &m, &props, "payload", 7, 1);
+    assert_int_equal(T.ndlv, 1);
+    dlv_t *d = &T.dlv[0];
+    assert_int_equal(d->tag, 5);
+    assert_false(d->null);
+    assert_int_equal(d->dtag, 9);
+    assert_true(d->redelivered);
+    assert_int_equal(d->message_count, 3);
+    assert_string_equal(d->rkey, "jobs");
+    assert_string_equal(d->content_type, "text/plain");
+    assert_int_equal(d->len, 7);
+    assert_memory_equal(d->body, "payload", 7);
+    broker_send_id(1, HP_AMQP_BASIC_GET_EMPTY);
+    assert_int_equal(T.ndlv, 2);
+    assert_true(T.dlv[1].null);
+    assert_int_equal(T.dlv[1].tag, 7);
+    assert_int_equal(T.nres, 1); /* the open only */
+    /* A get that fails: its done callback. */
+    assert_int_equal(hp_amqp_get(ch, "gone", 0, on_msg, (void *)9, on_done, (void *)10), 0);
+    broker_expect_on(1, HP_AMQP_BASIC_GET);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 404;
+    cl.channel_close.reply_text = hp_amqp_str("NOT_FOUND - no queue 'gone'");
+    broker_send(1, &cl);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, 2);
+    assert_int_equal(T.res[1].tag, 10);
+    assert_int_equal(T.res[1].code, 404);
+    assert_int_equal(T.ndlv, 2);
+    close_gracefully();
+}
+
+/* ack, nack and reject carry the tag and their bits. */
+static void test_acks_on_the_wire(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    assert_int_equal(hp_amqp_ack(ch, 5, false), 0);
+    assert_int_equal(hp_amqp_ack(ch, 7, true), 0);
+    assert_int_equal(hp_amqp_nack(ch, 8, false, true), 0);
+    assert_int_equal(hp_amqp_nack(ch, 9, true, false), 0);
+    assert_int_equal(hp_amqp_reject(ch, 10, true), 0);
+    assert_int_equal(hp_amqp_reject(ch, 0x123456789ull, false), 0);
+    hp_amqp_method_t m = broker_expect_on(1, HP_AMQP_BASIC_ACK);
+    assert_int_equal(m.basic_ack.delivery_tag, 5);
+    assert_false(m.basic_ack.multiple);
+    m = broker_expect_on(1, HP_AMQP_BASIC_ACK);
+    assert_int_equal(m.basic_ack.delivery_tag, 7);
+    assert_true(m.basic_ack.multiple);
+    m = broker_expect_on(1, HP_AMQP_BASIC_NACK);
+    assert_int_equal(m.basic_nack.delivery_tag, 8);
+    assert_false(m.basic_nack.multiple);
+    assert_true(m.basic_nack.requeue);
+    m = broker_expect_on(1, HP_AMQP_BASIC_NACK);
+    assert_int_equal(m.basic_nack.delivery_tag, 9);
+    assert_true(m.basic_nack.multiple);
+    assert_false(m.basic_nack.requeue);
+    m = broker_expect_on(1, HP_AMQP_BASIC_REJECT);
+    assert_int_equal(m.basic_reject.delivery_tag, 10);
+    assert_true(m.basic_reject.requeue);
+    m = broker_expect_on(1, HP_AMQP_BASIC_REJECT);
+    assert_int_equal(m.basic_reject.delivery_tag, 0x123456789ull);
+    assert_false(m.basic_reject.requeue);
+    close_gracefully();
+}
+
+/* An unroutable mandatory publish comes back: on_return with 312. */
+static void test_return(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_channel_on_return(ch, on_msg, (void *)33);
+    hp_amqp_msg_t msg = {.exchange = "ex", .routing_key = "nowhere", .body = "lost", .len = 4,
+                         .mandatory = true};
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), 0);
+    hp_amqp_method_t p = broker_expect_publish(1, NULL, NULL, NULL, NULL);
+    assert_true(p.basic_publish.mandatory);
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_RETURN};
+    m.basic_return.reply_code = 312;
+    m.basic_return.reply_text = hp_amqp_str("NO_ROUTE");
+    m.basic_return.exchange = hp_amqp_str("ex");
+    m.basic_return.routing_key = hp_amqp_str("nowhere");
+    hp_amqp_props_t props = deliver_props();
+    broker_send_message(1, &m, &props, "lost", 4, 1);
+    assert_int_equal(T.ndlv, 1);
+    dlv_t *d = &T.dlv[0];
+    assert_int_equal(d->tag, 33);
+    assert_int_equal(d->reply_code, HP_AMQP_NO_ROUTE);
+    assert_string_equal(d->rtext, "NO_ROUTE");
+    assert_string_equal(d->exchange, "ex");
+    assert_string_equal(d->rkey, "nowhere");
+    assert_int_equal(d->dtag, 0);
+    assert_string_equal(d->content_type, "text/plain");
+    assert_int_equal(d->len, 4);
+    assert_memory_equal(d->body, "lost", 4);
+    /* Without a callback, returns are dropped. */
+    hp_amqp_channel_on_return(ch, NULL, NULL);
+    broker_send_message(1, &m, NULL, "lost", 4, 1);
+    assert_int_equal(T.ndlv, 1);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* ---- protocol errors from the broker ---- */
+
+/* After a protocol error the client sends connection.close with `code`;
+ * the pending calls and the connection end with -EPROTO and that code
+ * once the broker's close-ok is in. */
+static void expect_client_close(uint16_t code, int pending_tag)
+{
+    hp_amqp_method_t m = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    if (m.connection_close.reply_code != code)
+        fail_msg("connection.close %u (%.*s), expected %u", m.connection_close.reply_code,
+                 (int)m.connection_close.reply_text.len,
+                 (const char *)m.connection_close.reply_text.ptr, code);
+    assert_int_equal(T.closed, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, code);
+    if (pending_tag) {
+        res_t *r = &T.res[T.nres - 1];
+        assert_int_equal(r->tag, pending_tag);
+        assert_int_equal(r->err, -EPROTO);
+        assert_int_equal(r->code, code);
+        assert_true(r->seq < T.closed_r.seq);
+    }
+    broker_expect_eof();
+}
+
+/* A channel with a call waiting for its reply. */
+static hp_amqp_channel_t *channel_with_pending(void)
+{
+    hp_amqp_channel_t *ch = open_channel();
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)99), 0);
+    broker_expect_on(hp_amqp_channel_id(ch), HP_AMQP_QUEUE_DECLARE);
+    return ch;
+}
+
+/* A frame whose end octet is not 0xCE: 501. */
+static void test_bad_frame_end(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    uint8_t buf[256];
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("q");
+    size_t n = frame_method(buf, sizeof buf, 1, &ok);
+    buf[n - 1] = 0x00;
+    broker_write(buf, n);
+    client_sync();
+    assert_int_equal(T.nres, 1); /* the declare did not complete */
+    expect_client_close(HP_AMQP_FRAME_ERROR, 99);
+}
+
+/* A content header with no method before it: 505. */
+static void test_header_without_method(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    uint8_t buf[256];
+    hp_amqp_wr_t w = hp_amqp_wr(buf, sizeof buf);
+    size_t start_at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_HEADER, 1);
+    hp_amqp_frame_content_header(&w, HP_AMQP_CLASS_BASIC, 3);
+    hp_amqp_props_t none = {0};
+    assert_int_equal(hp_amqp_props_encode(&w, &none), 0);
+    hp_amqp_frame_end(&w, start_at);
+    broker_write(buf, w.len);
+    expect_client_close(HP_AMQP_UNEXPECTED_FRAME, 99);
+}
+
+/* A body frame on channel 0 (no channel at all): 505. */
+static void test_body_on_channel_zero(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    uint8_t buf[64];
+    hp_amqp_wr_t w = hp_amqp_wr(buf, sizeof buf);
+    size_t start_at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_BODY, 0);
+    hp_amqp_wr_bytes(&w, "abc", 3);
+    hp_amqp_frame_end(&w, start_at);
+    broker_write(buf, w.len);
+    expect_client_close(HP_AMQP_UNEXPECTED_FRAME, 99);
+}
+
+/* A method for a channel that is not open: 504. */
+static void test_frame_for_closed_channel(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("q");
+    uint8_t buf[256];
+    broker_write(buf, frame_method(buf, sizeof buf, 7, &ok));
+    expect_client_close(HP_AMQP_CHANNEL_ERROR, 99);
+}
+
+/* An ack for a sequence number never published: 503; also on a channel
+ * that is not in confirm mode. */
+static void test_ack_never_published(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    publish_seq(ch, 1);
+    publish_seq(ch, 2);
+    skip_publish(1);
+    skip_publish(1);
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)99), 0);
+    broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    broker_confirm(1, true, 3, false);
+    assert_int_equal(T.nconf, 0);
+    expect_client_close(HP_AMQP_COMMAND_INVALID, 99);
+    /* The unconfirmed publishes ended with the connection, once each. */
+    assert_int_equal(T.nconf, 2);
+    assert_int_equal(T.conf[0].status, -EPROTO);
+    assert_int_equal(T.conf_count[1] + T.conf_count[2], 2);
+}
+
+static void test_ack_without_confirm_mode(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    broker_confirm(1, true, 1, false);
+    expect_client_close(HP_AMQP_COMMAND_INVALID, 99);
+}
+
+/* A reply to no call: 503. */
+static void test_reply_to_nothing(void **state)
+{
+    (void)state;
+    start();
+    open_channel();
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    expect_client_close(HP_AMQP_COMMAND_INVALID, 0);
+}
+
+/* A method the spec does not have: 540. */
+static void test_unknown_method(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    uint8_t buf[64];
+    hp_amqp_wr_t w = hp_amqp_wr(buf, sizeof buf);
+    size_t start_at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_METHOD, 1);
+    hp_amqp_wr_u16(&w, 60);
+    hp_amqp_wr_u16(&w, 999);
+    hp_amqp_frame_end(&w, start_at);
+    broker_write(buf, w.len);
+    expect_client_close(HP_AMQP_NOT_IMPLEMENTED, 99);
+}
+
+/* A frame larger than the negotiated frame_max: 501. */
+static void test_frame_too_large(void **state)
+{
+    (void)state;
+    start();
+    channel_with_pending();
+    uint8_t buf[8];
+    hp_amqp_wr_t w = hp_amqp_wr(buf, sizeof buf);
+    hp_amqp_wr_u8(&w, HP_AMQP_FRAME_BODY);
+    hp_amqp_wr_u16(&w, 1);
+    hp_amqp_wr_u32(&w, 100000);
+    broker_write(buf, w.len);
+    expect_client_close(HP_AMQP_FRAME_ERROR, 99);
+}
+
+/* After its connection.close the client waits for close-ok, dropping what
+ * else comes (heartbeats, a delivery already in flight); a broker that
+ * never answers is given connect_timeout_ms. */
+static void test_error_then_wait_for_close_ok(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = consume_on("c", "c", 7);
+    (void)ch;
+    uint8_t buf[256];
+    size_t n = frame_method(buf, sizeof buf, 9, &(hp_amqp_method_t){.id = HP_AMQP_BASIC_QOS_OK});
+    broker_write(buf, n);
+    hp_amqp_method_t m = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    assert_int_equal(m.connection_close.reply_code, HP_AMQP_CHANNEL_ERROR);
+    broker_heartbeat();
+    hp_amqp_method_t d = deliver_method("c", 1);
+    broker_send_message(1, &d, NULL, "in flight", 9, 1);
+    broker_heartbeat();
+    pump_for(20);
+    broker_fill();
+    assert_false(B.eof); /* still waiting for close-ok */
+    assert_int_equal(T.closed, 0);
+    assert_int_equal(T.ndlv, 0);
+    tick(9999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, HP_AMQP_CHANNEL_ERROR);
+    broker_expect_eof();
+}
+
+/* ---- the connection: blocked, closed by either side ---- */
+
+static void test_blocked(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_on_writable(T.conn, on_writable, NULL);
+    hp_amqp_method_t b = {.id = HP_AMQP_CONNECTION_BLOCKED};
+    b.connection_blocked.reason = hp_amqp_str("low on memory");
+    broker_send(0, &b);
+    assert_int_equal(T.blocked, 1);
+    assert_string_equal(T.blocked_reason, "low on memory");
+    assert_true(hp_amqp_blocked(T.conn));
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = "x", .len = 1};
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), -EAGAIN);
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), -EAGAIN);
+    broker_expect_nothing();
+    /* Calls other than publish still go. */
+    assert_int_equal(hp_amqp_qos(ch, 5, false, on_done, (void *)1), 0);
+    broker_expect_on(1, HP_AMQP_BASIC_QOS);
+    broker_send(0, &b); /* again: no second event */
+    assert_int_equal(T.blocked, 1);
+    assert_int_equal(T.writable, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
+    assert_int_equal(T.unblocked, 1);
+    assert_false(hp_amqp_blocked(T.conn));
+    assert_int_equal(T.writable, 1);
+    assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), 0);
+    skip_publish(1);
+    broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
+    assert_int_equal(T.unblocked, 1);
+    assert_int_equal(T.writable, 1);
+    close_gracefully();
+}
+
+/* The broker closes the connection: close-ok back, the pending calls fail
+ * with the broker's code, then CLOSED with it. */
+static void test_closed_by_broker(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = channel_with_pending();
+    hp_amqp_channel_on_close(ch, on_chan_close, (void *)3);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = 320;
+    cl.connection_close.reply_text = hp_amqp_str("CONNECTION_FORCED - shutdown");
+    broker_send(0, &cl);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    broker_expect_eof();
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, 320);
+    assert_string_equal(T.closed_r.text, "CONNECTION_FORCED - shutdown");
+    res_t *r = &T.res[T.nres - 1];
+    assert_int_equal(r->tag, 99);
+    assert_int_equal(r->err, -EPROTO);
+    assert_int_equal(r->code, 320);
+    assert_true(r->seq < T.closed_r.seq);
+}
+
+/* hp_amqp_close: every pending call and unconfirmed publish fails with
+ * -ECANCELED first, connection.close goes out, and close-ok ends it with
+ * CLOSED err 0; what the broker sends in between is dropped. */
+static void test_close_by_client(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    hp_amqp_channel_t *cons = consume_on("c", "c", 7);
+    (void)cons;
+    publish_seq(ch, 1);
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)99), 0);
+    hp_amqp_close(T.conn);
+    res_t *r = &T.res[T.nres - 1];
+    assert_int_equal(r->tag, 99);
+    assert_int_equal(r->err, -ECANCELED);
+    assert_int_equal(T.nconf, 1);
+    assert_int_equal(T.conf[0].status, -ECANCELED);
+    hp_amqp_close(T.conn); /* a second call does nothing */
+    skip_publish(1);
+    broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    hp_amqp_method_t m = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    assert_int_equal(m.connection_close.reply_code, 200);
+    broker_expect_nothing();
+    /* In flight from the broker before it saw the close. */
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("q");
+    broker_send(1, &ok);
+    broker_confirm(1, true, 1, false);
+    hp_amqp_method_t d = deliver_method("c", 1);
+    broker_send_message(2, &d, NULL, "late", 4, 1);
+    broker_heartbeat();
+    assert_int_equal(T.closed, 0);
+    assert_int_equal(T.ndlv, 0);
+    assert_int_equal(T.nconf, 1);
+    broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    assert_true(T.conf[0].order < T.closed_r.seq);
+    broker_expect_eof();
+}
+
+/* A broker that never answers the client's close: connect_timeout_ms,
+ * then CLOSED (err 0: the user asked for it). */
+static void test_close_without_close_ok(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_close(T.conn);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    tick(9999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    broker_expect_eof();
+}
+
+/* hp_amqp_close during the handshake: CLOSED with err 0. */
+static void test_close_in_handshake(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect(HP_AMQP_CONNECTION_START_OK);
+    hp_amqp_close(T.conn);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, 0);
+    broker_expect_eof();
+}
+
+/* ---- memory ---- */
+
+/* hp_amqp_connect with each of its allocations failing in turn: -ENOMEM
+ * (-ENOBUFS from the engine's pools) and no connection; the pools may
+ * keep what they grew, and the teardown checks that the worker gives
+ * everything back. */
+static void test_connect_out_of_memory(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    int r = -ENOMEM;
+    for (uint64_t n = 1; n < 50; n++) {
+        hp_alloc_fail_after(n, 1);
+        hp_amqp_conn_t *c = NULL;
+        r = hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c);
+        hp_alloc_fail_after(0, 0);
+        if (r == 0) {
+            T.conn = c;
+            break;
+        }
+        /* The engine's own pools say -ENOBUFS. */
+        assert_true(r == -ENOMEM || r == -ENOBUFS);
+        assert_int_equal(H.w.nconns, 0);
+        assert_int_equal(T.closed + T.ready, 0); /* nothing happens */
+    }
+    assert_int_equal(r, 0);
+    broker_handshake(0, 0, 0);
+    close_gracefully();
+}
+
+/* Calls whose allocation fails return -ENOMEM having sent and queued
+ * nothing, and the connection goes on. */
+static void test_calls_out_of_memory(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_alloc_fail_after(1, 1);
+    int r1 = hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)1);
+    int r2 = hp_amqp_confirm_select(ch, 0, on_done, (void *)2);
+    hp_amqp_channel_t *other = NULL;
+    int r3 = hp_amqp_channel_open(T.conn, on_done, (void *)3, &other);
+    int r4 = hp_amqp_consume(ch, "q", NULL, 0, HP_AMQP_NO_ARGS, on_msg, NULL, on_done, (void *)4);
+    hp_alloc_fail_after(0, 0);
+    assert_int_equal(r1, -ENOMEM);
+    assert_int_equal(r2, -ENOMEM);
+    assert_int_equal(r3, -ENOMEM);
+    assert_int_equal(r4, -ENOMEM);
+    assert_null(other);
+    broker_expect_nothing();
+    assert_int_equal(T.nres, 1);
+    /* The same calls work once memory is back. */
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)1), 0);
+    broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    other = open_channel();
+    assert_int_not_equal(hp_amqp_channel_id(other), 1);
+    close_gracefully();
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    hp_log_set_level(HP_LOG_ERROR);
+#define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T_(test_handshake),
+        T_(test_negotiation),
+        T_(test_no_plain),
+        T_(test_version_mismatch),
+        T_(test_version_mismatch_split),
+        T_(test_handshake_refused),
+        T_(test_handshake_timeout),
+        T_(test_handshake_timeout_after_start),
+        T_(test_connection_refused),
+        T_(test_connect_einval),
+        T_(test_heartbeat_sent_and_broker_timeout),
+        T_(test_heartbeat_broker_traffic_keeps_alive),
+        T_(test_no_heartbeat),
+        T_(test_calls_before_open_ok),
+        T_(test_channel_closed_by_broker),
+        T_(test_channel_close_by_client),
+        T_(test_channel_numbers),
+        T_(test_channel_open_refused),
+        T_(test_confirms),
+        T_(test_publish_without_confirms),
+        T_(test_confirm_window),
+        T_(test_confirm_close_cancels),
+        T_(test_broker_vanishes),
+        T_(test_publish_frames),
+        T_(test_publish_einval),
+        T_(test_publish_from_timer),
+        T_(test_consume_small_buffer),
+        T_(test_consume_large_buffer),
+        T_(test_consume_large_frames),
+        T_(test_split_fast_path),
+        T_(test_split_assembled),
+        T_(test_interleaved_channels),
+        T_(test_cancel),
+        T_(test_get),
+        T_(test_acks_on_the_wire),
+        T_(test_return),
+        T_(test_bad_frame_end),
+        T_(test_header_without_method),
+        T_(test_body_on_channel_zero),
+        T_(test_frame_for_closed_channel),
+        T_(test_ack_never_published),
+        T_(test_ack_without_confirm_mode),
+        T_(test_reply_to_nothing),
+        T_(test_unknown_method),
+        T_(test_frame_too_large),
+        T_(test_error_then_wait_for_close_ok),
+        T_(test_blocked),
+        T_(test_closed_by_broker),
+        T_(test_close_by_client),
+        T_(test_close_without_close_ok),
+        T_(test_close_in_handshake),
+        T_(test_connect_out_of_memory),
+        T_(test_calls_out_of_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
