@@ -442,6 +442,12 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
 static long frame_in(hp_amqp_conn_t *a, const uint8_t *p, size_t len, const hp_amqp_frame_t *f,
                      long flen)
 {
+    /* Once connection.close is out (ours, or our close-ok to the
+     * broker's), only close and close-ok matter (spec: connection.close):
+     * a delivery or a confirm already in flight is dropped, not handed to
+     * channels that are failing or gone. */
+    if (a->state == AMQP_CLOSING && !(f->type == HP_AMQP_FRAME_METHOD && f->channel == 0))
+        return flen;
     switch (f->type) {
     case HP_AMQP_FRAME_HEARTBEAT:
         return flen;
