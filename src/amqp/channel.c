@@ -851,13 +851,22 @@ int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msg, hp_amqp_con
     /* Small messages are framed straight into the output chunk; one that
      * would take most of it goes in a buffer of its own. */
     uint32_t wbuf = a->worker->cfg->wbuf_size;
-    if (total <= wbuf / 2) {
-        uint8_t *at = amqp_out_reserve(a, total);
-        if (!at) {
+    uint8_t *at = total <= wbuf / 2 ? amqp_out_reserve(a, total) : NULL;
+    if (!at && total <= wbuf / 2) {
+        if (!a->c) { /* the flush that looked for room found it broken */
+            amqp_leave(a);
+            return -ENOTCONN;
+        }
+        /* With nothing queued there is no room to wait for: the chunk's
+         * inline area is smaller than wbuf_size (its segment table comes
+         * first), and the message goes in a buffer of its own. */
+        if (hp_conn_pending(a->c) > 0) {
             a->want_writable = true;
             amqp_leave(a);
             return -EAGAIN;
         }
+    }
+    if (at) {
         hp_amqp_wr_t w = hp_amqp_wr(at, total);
         frame_message(&w, ch->id, a->frame_max, &pub, msg, props, &err);
         if (err == 0 && !w.overflow)
