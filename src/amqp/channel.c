@@ -471,8 +471,13 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
     while (got < size) {
         hp_amqp_frame_t bf;
         long blen = hp_amqp_frame_parse(p + at, len - at, a->frame_max, &bf);
+        /* `worst` assumed full frames; a broker may cut the body smaller,
+         * and a message that no longer fits would fill the buffer and
+         * stall it. Wait only while the rest, in one frame, still fits. */
         if (blen == 0)
-            return 0; /* it fits: wait for the rest */
+            return at + HP_AMQP_FRAME_OVERHEAD + (size - got) <= capacity
+                       ? 0
+                       : assemble_start(ch, m, p, flen);
         if (blen < 0 || bf.channel != ch->id)
             return assemble_start(ch, m, p, flen);
         if (bf.type != HP_AMQP_FRAME_BODY || got + bf.payload.len > size) {
