@@ -877,6 +877,16 @@ int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msg, hp_amqp_con
         if (err == 0 && !w.overflow)
             amqp_out_commit(a, w.len);
     } else {
+        /* Such a message is queued by reference, which the output chunk's
+         * room does not bound: it goes only behind nothing, what is queued
+         * having been sent first, so the client holds at most one (and
+         * the chunk) while the broker does not read. */
+        if (hp_conn_pending(a->c) > 0 && hp_conn_flush(a->c) != 0) {
+            int r = a->c ? -EAGAIN : -ENOTCONN; /* a broken connection is closed by now */
+            a->want_writable = a->c != NULL;
+            amqp_leave(a);
+            return r;
+        }
         uint8_t *buf = hp_malloc(total);
         if (!buf) {
             amqp_leave(a);
