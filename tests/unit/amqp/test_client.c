@@ -156,7 +156,7 @@ typedef struct dlv {
     uint16_t reply_code;
     hp_amqp_props_t props;  /* strings below, pointers cleared */
     char content_type[256], message_id[256];
-    uint8_t headers[1024];
+    uint8_t headers[4096];
     uint32_t headers_len;
     uint8_t *body;      /* malloc: freed in teardown */
     uint32_t len;
@@ -2137,6 +2137,56 @@ static void test_consume_large_frames(void **state)
     consume_sizes(65536, 0);
 }
 
+/* A header frame nearly as large as frame_max (a big headers table) behind
+ * its method: the two do not fit the read buffer together, and the
+ * message is copied rather than waited for; at every split of the
+ * header. */
+static void test_consume_large_header(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = consume_on("big", "big", 7);
+    uint16_t id = hp_amqp_channel_id(ch);
+    static uint8_t table[4096], wire[8192];
+    hp_amqp_table_builder_t b;
+    hp_amqp_table_init(&b, table, sizeof table);
+    char value[1000];
+    memset(value, 'v', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    for (int i = 0; i < 4; i++) { /* a header frame of 4,065 bytes */
+        char key[8];
+        snprintf(key, sizeof key, "h%d", i);
+        hp_amqp_table_add_str(&b, key, value);
+    }
+    hp_amqp_table_add_str(&b, "last", "x");
+    hp_amqp_props_t props = {.flags = HP_AMQP_PROP_HEADERS};
+    assert_int_equal(hp_amqp_table_finish(&b, &props.headers), 0);
+    hp_amqp_method_t m = deliver_method("big", 1);
+    size_t n = msg_build(wire, sizeof wire, id, &m, &props, "body", 4, 1);
+    hp_amqp_frame_t f;
+    long mlen = hp_amqp_frame_parse(wire, n, 0, &f);
+    long hlen = hp_amqp_frame_parse(wire + mlen, n - (size_t)mlen, 0, &f);
+    assert_true(hlen <= 4096 && mlen + hlen > 4096);
+    for (size_t at = (size_t)mlen; at < (size_t)(mlen + hlen); at += 97) {
+        int before = T.ndlv;
+        broker_write(wire, at);
+        client_sync();
+        broker_write(wire + at, n - at);
+        client_sync();
+        if (T.ndlv != before + 1)
+            fail_msg("split at %zu: %d deliveries%s", at, T.ndlv - before,
+                     T.closed ? " (closed)" : "");
+        dlv_t *d = &T.dlv[before];
+        assert_int_equal(d->headers_len, props.headers.len);
+        assert_memory_equal(d->headers, props.headers.ptr, props.headers.len);
+        assert_int_equal(d->len, 4);
+        assert_memory_equal(d->body, "body", 4);
+        free(d->body);
+        T.ndlv = before;
+    }
+    close_gracefully();
+}
+
 /* A message written in two pieces split at every byte offset (frame
  * boundaries and the middle of each frame's header, payload and end
  * octet): delivered once, whole, each time; and in three pieces split at
@@ -2857,6 +2907,7 @@ int main(void)
         T_(test_consume_small_buffer),
         T_(test_consume_large_buffer),
         T_(test_consume_large_frames),
+        T_(test_consume_large_header),
         T_(test_split_fast_path),
         T_(test_split_assembled),
         T_(test_interleaved_channels),
