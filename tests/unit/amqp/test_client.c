@@ -1085,6 +1085,71 @@ static void test_connect_einval(void **state)
     assert_int_equal(H.w.nconns, 0);
 }
 
+/* The broker's start says another version, or its tune a frame_max below
+ * the spec's minimum, or it sends connection.secure (PLAIN has no
+ * challenge): CLOSED with the reason, never READY. */
+static void test_handshake_other_failures(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        if (round) {
+            teardown(NULL);
+            setup(NULL);
+        }
+        h_init(0);
+        broker_listen();
+        hp_amqp_config_t cfg = test_cfg();
+        client_connect(&cfg);
+        broker_accept();
+        broker_expect_header();
+        if (round == 0) {
+            hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_START};
+            m.connection_start.version_major = 0;
+            m.connection_start.version_minor = 8;
+            m.connection_start.mechanisms = hp_amqp_str("PLAIN");
+            m.connection_start.locales = hp_amqp_str("en_US");
+            broker_send(0, &m);
+        } else {
+            broker_send_start("PLAIN");
+            broker_expect(HP_AMQP_CONNECTION_START_OK);
+            if (round == 1) {
+                broker_send_tune(0, 1024, 0);
+            } else {
+                hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_SECURE};
+                m.connection_secure.challenge = hp_amqp_str("?");
+                broker_send(0, &m);
+                m = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+                assert_int_equal(m.connection_close.reply_code, HP_AMQP_NOT_IMPLEMENTED);
+                broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+            }
+        }
+        PUMP_UNTIL(T.closed, 1000);
+        assert_int_equal(T.closed, 1);
+        assert_int_equal(T.ready, 0);
+        static const int want[] = {-EPROTONOSUPPORT, -EINVAL, -EPROTO};
+        assert_int_equal(T.closed_r.err, want[round]);
+        broker_expect_eof();
+    }
+}
+
+/* hp_amqp_close while the TCP connect is still under way: CLOSED with
+ * err 0, once, and nothing left. */
+static void test_close_while_dialing(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    hp_amqp_close(T.conn);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    pump_for(20);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+}
+
 /* ---- heartbeats, on the manual clock ---- */
 
 static void start_heartbeat(uint16_t seconds)
@@ -1456,6 +1521,79 @@ static void test_channel_open_refused(void **state)
     assert_true(T.res[0].ch_null);
     assert_int_equal(T.res[0].err, -EPROTO);
     assert_int_equal(T.res[0].code, 530);
+    close_gracefully();
+}
+
+/* channel.flow from the broker is answered with flow-ok and the same
+ * flag. */
+static void test_channel_flow(void **state)
+{
+    (void)state;
+    start();
+    open_channel();
+    for (int active = 0; active < 2; active++) {
+        hp_amqp_method_t m = {.id = HP_AMQP_CHANNEL_FLOW};
+        m.channel_flow.active = active;
+        broker_send(1, &m);
+        hp_amqp_method_t ok = broker_expect_on(1, HP_AMQP_CHANNEL_FLOW_OK);
+        assert_int_equal(ok.channel_flow_ok.active, active);
+    }
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* A channel closed before its open-ok: the open fails with -ECANCELED (a
+ * NULL channel), the open-ok in flight is dropped, close-ok completes the
+ * close. */
+static void test_channel_close_while_opening(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, (void *)1, &ch), 0);
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)2), 0);
+    assert_int_equal(T.nres, 1);
+    assert_int_equal(T.res[0].tag, 1);
+    assert_true(T.res[0].ch_null);
+    assert_int_equal(T.res[0].err, -ECANCELED);
+    broker_expect_on(1, HP_AMQP_CHANNEL_OPEN);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE);
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    assert_int_equal(T.nres, 1);
+    broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.nres, 2);
+    assert_int_equal(T.res[1].tag, 2);
+    assert_int_equal(T.res[1].err, 0);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* Both sides close a channel at once: the client answers the broker's
+ * close with close-ok, its own close completes with the broker's reason,
+ * and the broker's close-ok that follows is taken quietly. */
+static void test_channel_close_crossing(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_channel_on_close(ch, on_chan_close, (void *)3);
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)2), 0);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 406;
+    cl.channel_close.reply_text = hp_amqp_str("PRECONDITION_FAILED");
+    broker_send(1, &cl);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    res_t *r = &T.res[T.nres - 1];
+    assert_int_equal(r->tag, 2);
+    assert_int_equal(r->code, 406);
+    broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.res[T.nres - 1].tag, 2); /* nothing more */
+    assert_true(T.non_close <= 1);
+    assert_int_equal(T.closed, 0);
+    /* The number is free again. */
+    hp_amqp_channel_t *again = open_channel();
+    assert_int_not_equal(hp_amqp_channel_id(again), 0);
     close_gracefully();
 }
 
@@ -2665,6 +2803,72 @@ static void test_error_then_wait_for_close_ok(void **state)
     broker_expect_eof();
 }
 
+/* A message announced larger than the client accepts (128 MiB): 506. */
+static void test_message_too_large(void **state)
+{
+    (void)state;
+    start();
+    consume_on("c", "c", 7);
+    uint8_t buf[512];
+    hp_amqp_method_t m = deliver_method("c", 1);
+    size_t n = frame_method(buf, sizeof buf, 1, &m);
+    hp_amqp_wr_t w = hp_amqp_wr(buf + n, sizeof buf - n);
+    size_t start_at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_HEADER, 1);
+    hp_amqp_frame_content_header(&w, HP_AMQP_CLASS_BASIC, (uint64_t)200 << 20);
+    hp_amqp_props_t none = {0};
+    assert_int_equal(hp_amqp_props_encode(&w, &none), 0);
+    hp_amqp_frame_end(&w, start_at);
+    broker_write(buf, n + w.len);
+    expect_client_close(HP_AMQP_RESOURCE_ERROR, 0);
+    assert_int_equal(T.ndlv, 0);
+}
+
+/* More body than the header announced, and a method in the middle of a
+ * message: 505, whether the message is waited for in the buffer or
+ * copied. */
+static void test_message_malformed(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 4; round++) {
+        if (round) {
+            teardown(NULL);
+            setup(NULL);
+        }
+        H.cfg.rbuf_size = round % 2 ? 32768 : 4096;
+        hp_amqp_config_t cfg = test_cfg();
+        cfg.frame_max = 4096;
+        start_with(&cfg, 0, 0, 0);
+        consume_on("c", "c", 7);
+        static uint8_t buf[16384];
+        hp_amqp_method_t m = deliver_method("c", 1);
+        uint8_t body[3000];
+        memset(body, 'b', sizeof body);
+        size_t n = msg_build(buf, sizeof buf, 1, &m, NULL, body, sizeof body, 2);
+        /* The header says 1,000 bytes: patch its body size (after the
+         * method frame: 7 header bytes, class, weight). */
+        hp_amqp_frame_t f;
+        long mlen = hp_amqp_frame_parse(buf, n, 0, &f);
+        if (round < 2) {
+            hp_amqp_wr_t w = hp_amqp_wr(buf + mlen + 7 + 4, 8);
+            hp_amqp_wr_u64(&w, 1000);
+        } else {
+            /* A queue.declare-ok between the header and the body. */
+            long hlen = hp_amqp_frame_parse(buf + mlen, n - (size_t)mlen, 0, &f);
+            size_t at = (size_t)(mlen + hlen);
+            uint8_t mid[128];
+            hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+            ok.queue_declare_ok.queue = hp_amqp_str("q");
+            size_t k = frame_method(mid, sizeof mid, 1, &ok);
+            memmove(buf + at + k, buf + at, n - at);
+            memcpy(buf + at, mid, k);
+            n += k;
+        }
+        broker_write(buf, n);
+        expect_client_close(HP_AMQP_UNEXPECTED_FRAME, 0);
+        assert_int_equal(T.ndlv, 0);
+    }
+}
+
 /* ---- the connection: blocked, closed by either side ---- */
 
 static void test_blocked(void **state)
@@ -2806,6 +3010,26 @@ static void test_close_in_handshake(void **state)
     broker_expect_eof();
 }
 
+/* Both sides close the connection at once: the client answers the
+ * broker's close with close-ok and the connection ends with err 0 (the
+ * user asked for it), whatever the broker's reason. */
+static void test_close_crossing(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_close(T.conn);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = 320;
+    cl.connection_close.reply_text = hp_amqp_str("CONNECTION_FORCED - shutdown");
+    broker_send(0, &cl);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    broker_expect_eof();
+}
+
 /* ---- memory ---- */
 
 /* hp_amqp_connect with each of its allocations failing in turn: -ENOMEM
@@ -2886,6 +3110,8 @@ int main(void)
         T_(test_handshake_timeout_after_start),
         T_(test_connection_refused),
         T_(test_connect_einval),
+        T_(test_handshake_other_failures),
+        T_(test_close_while_dialing),
         T_(test_heartbeat_sent_and_broker_timeout),
         T_(test_heartbeat_broker_traffic_keeps_alive),
         T_(test_no_heartbeat),
@@ -2894,6 +3120,9 @@ int main(void)
         T_(test_channel_close_by_client),
         T_(test_channel_numbers),
         T_(test_channel_open_refused),
+        T_(test_channel_flow),
+        T_(test_channel_close_while_opening),
+        T_(test_channel_close_crossing),
         T_(test_confirms),
         T_(test_publish_without_confirms),
         T_(test_confirm_window),
@@ -2925,11 +3154,14 @@ int main(void)
         T_(test_unknown_method),
         T_(test_frame_too_large),
         T_(test_error_then_wait_for_close_ok),
+        T_(test_message_too_large),
+        T_(test_message_malformed),
         T_(test_blocked),
         T_(test_closed_by_broker),
         T_(test_close_by_client),
         T_(test_close_without_close_ok),
         T_(test_close_in_handshake),
+        T_(test_close_crossing),
         T_(test_connect_out_of_memory),
         T_(test_calls_out_of_memory),
     };
