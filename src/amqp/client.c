@@ -383,9 +383,13 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
         return;
     case HP_AMQP_CONNECTION_CLOSE: {
         const hp_amqp_connection_close_t *cl = &m->connection_close;
-        set_reason(a, -EPROTO, cl->reply_code, cl->reply_text);
-        a->class_id = cl->class_id;
-        a->method_id = cl->method_id;
+        /* Crossing ours (hp_amqp_close): the close the user asked for is
+         * done, and CLOSED says err 0 as promised. */
+        if (!a->closing_by_user) {
+            set_reason(a, -EPROTO, cl->reply_code, cl->reply_text);
+            a->class_id = cl->class_id;
+            a->method_id = cl->method_id;
+        }
         hp_log_write(HP_LOG_WARN, "amqp: %s:%u: the broker closed the connection: %u %.*s",
                      a->cfg.host, a->cfg.port, cl->reply_code, (int)cl->reply_text.len,
                      (const char *)cl->reply_text.ptr);
