@@ -187,6 +187,10 @@ static struct {
     /* what a callback does, for the tests that need it */
     void (*on_ready)(void);
     void (*on_writable)(void);
+    void (*after_msg)(hp_amqp_channel_t *ch); /* after on_msg recorded a delivery */
+    void (*after_done)(hp_amqp_channel_t *ch, int tag); /* after on_done recorded */
+    void (*after_confirm)(hp_amqp_channel_t *ch, uint64_t seq);
+    void (*after_chan_close)(hp_amqp_channel_t *ch);
 } T;
 
 static void copy_bytes(char *dst, size_t cap, hp_amqp_bytes_t b)
@@ -246,6 +250,8 @@ static void on_done(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
     assert_true(T.nres < MAX_RES);
     res_copy(&T.res[T.nres++], r, (int)(intptr_t)arg, ch == NULL);
+    if (T.after_done)
+        T.after_done(ch, (int)(intptr_t)arg);
 }
 
 static void on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
@@ -253,6 +259,8 @@ static void on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void
     assert_non_null(ch);
     assert_true(T.non_close < 4);
     res_copy(&T.on_close[T.non_close++], r, (int)(intptr_t)arg, false);
+    if (T.after_chan_close)
+        T.after_chan_close(ch);
 }
 
 static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
@@ -265,6 +273,8 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
     T.conf[T.nconf].order = ++T.seq;
     T.nconf++;
     T.conf_count[seq]++;
+    if (T.after_confirm)
+        T.after_confirm(ch, seq);
 }
 
 static void on_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
@@ -277,6 +287,8 @@ static void on_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg
     o->seq = ++T.seq;
     if (!d) {
         o->null = true;
+        if (T.after_msg)
+            T.after_msg(ch);
         return;
     }
     copy_bytes(o->ctag, sizeof o->ctag, d->consumer_tag);
@@ -300,6 +312,8 @@ static void on_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg
     assert_non_null(o->body);
     if (d->body.len)
         memcpy(o->body, d->body.ptr, d->body.len);
+    if (T.after_msg)
+        T.after_msg(ch);
 }
 
 static void on_writable(hp_amqp_conn_t *c, void *arg)
@@ -2292,8 +2306,7 @@ static void test_consume_large_header(void **state)
     memset(value, 'v', sizeof value - 1);
     value[sizeof value - 1] = '\0';
     for (int i = 0; i < 4; i++) { /* a header frame of 4,065 bytes */
-        char key[8];
-        snprintf(key, sizeof key, "h%d", i);
+        char key[3] = {'h', (char)('0' + i), '\0'};
         hp_amqp_table_add_str(&b, key, value);
     }
     hp_amqp_table_add_str(&b, "last", "x");
@@ -3030,6 +3043,170 @@ static void test_close_crossing(void **state)
     broker_expect_eof();
 }
 
+/* ---- callbacks that close what called them ---- */
+
+static void close_conn_of(hp_amqp_channel_t *ch)
+{
+    hp_amqp_close(hp_amqp_channel_conn(ch));
+}
+
+static void close_conn_on_ready(void)
+{
+    hp_amqp_close(T.conn);
+}
+
+/* hp_amqp_close from a delivery, with more messages behind it in the
+ * same read (from the buffer and copied): no delivery after it, close
+ * goes out, close-ok ends it with err 0. */
+static void test_close_in_delivery(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 2; round++) {
+        if (round) {
+            teardown(NULL);
+            setup(NULL);
+        }
+        H.cfg.rbuf_size = round ? 4096 : 32768;
+        hp_amqp_config_t cfg = test_cfg();
+        cfg.frame_max = 4096;
+        start_with(&cfg, 0, 0, 0);
+        consume_on("c", "c", 7);
+        T.after_msg = close_conn_of;
+        static uint8_t wire[65536], body[6000];
+        size_t n = 0;
+        for (uint64_t i = 1; i <= 3; i++) {
+            hp_amqp_method_t m = deliver_method("c", i);
+            n += msg_build(wire + n, sizeof wire - n, 1, &m, NULL, body, round ? 6000 : 100, 2);
+        }
+        broker_write(wire, n);
+        hp_amqp_method_t cl = broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+        assert_int_equal(cl.connection_close.reply_code, 200);
+        assert_int_equal(T.ndlv, 1);
+        broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+        PUMP_UNTIL(T.closed, 1000);
+        assert_int_equal(T.closed, 1);
+        assert_int_equal(T.closed_r.err, 0);
+        assert_int_equal(T.ndlv, 1);
+    }
+}
+
+static hp_amqp_channel_t *reentrant_ch;
+
+static void close_channel_at_2(hp_amqp_channel_t *ch, uint64_t seq)
+{
+    if (seq == 2)
+        assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)9), 0);
+}
+
+/* hp_amqp_channel_close from a confirm callback in the middle of a
+ * multiple ack: every publish still settles exactly once. */
+static void test_channel_close_in_confirm(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(0);
+    for (uint64_t s = 1; s <= 5; s++)
+        publish_seq(ch, s);
+    for (int i = 0; i < 5; i++)
+        skip_publish(1);
+    T.after_confirm = close_channel_at_2;
+    broker_confirm(1, true, 4, true);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE);
+    broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.res[T.nres - 1].tag, 9);
+    assert_int_equal(T.nconf, 5);
+    for (int s = 1; s <= 5; s++)
+        assert_int_equal(T.conf_count[s], 1);
+    assert_int_equal(T.conf[4].seq, 5);
+    assert_int_equal(T.conf[4].status, -ECANCELED);
+    close_gracefully();
+}
+
+static void close_conn_after_tag_1(hp_amqp_channel_t *ch, int tag)
+{
+    if (tag == 1)
+        close_conn_of(ch);
+}
+
+/* hp_amqp_close from a call's completion with more calls pending behind
+ * it: they fail with -ECANCELED, after it; close-ok ends it. */
+static void test_close_in_done(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    reentrant_ch = ch;
+    for (int i = 1; i <= 3; i++)
+        assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done,
+                                               (void *)(intptr_t)i),
+                         0);
+    for (int i = 0; i < 3; i++)
+        broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    T.after_done = close_conn_after_tag_1;
+    hp_amqp_method_t ok = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    ok.queue_declare_ok.queue = hp_amqp_str("q");
+    uint8_t buf[512];
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) /* the three replies in one read */
+        n += frame_method(buf + n, sizeof buf - n, 1, &ok);
+    broker_write(buf, n);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    assert_int_equal(T.nres, 4);
+    assert_int_equal(T.res[1].err, 0);
+    assert_int_equal(T.res[2].err, -ECANCELED);
+    assert_int_equal(T.res[3].err, -ECANCELED);
+    broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed_r.err, 0);
+    assert_int_equal(T.nres, 4);
+}
+
+/* hp_amqp_close from READY: the connection closes as soon as it opened. */
+static void test_close_in_ready(void **state)
+{
+    (void)state;
+    T.on_ready = close_conn_on_ready;
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg();
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
+    broker_send_id(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+}
+
+static hp_amqp_channel_t *reopened;
+
+static void reopen_channel(hp_amqp_channel_t *ch)
+{
+    assert_int_equal(hp_amqp_channel_open(hp_amqp_channel_conn(ch), on_done, (void *)8, &reopened),
+                     0);
+}
+
+/* A new channel opened from the on_close of one the broker closed. */
+static void test_reopen_in_on_close(void **state)
+{
+    (void)state;
+    start();
+    hp_amqp_channel_t *ch = open_channel();
+    hp_amqp_channel_on_close(ch, on_chan_close, (void *)3);
+    T.after_chan_close = reopen_channel;
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 404;
+    cl.channel_close.reply_text = hp_amqp_str("NOT_FOUND");
+    broker_send(1, &cl);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    uint16_t id = hp_amqp_channel_id(reopened);
+    broker_expect_on(id, HP_AMQP_CHANNEL_OPEN);
+    broker_send_id(id, HP_AMQP_CHANNEL_OPEN_OK);
+    assert_int_equal(T.res[T.nres - 1].tag, 8);
+    assert_int_equal(T.res[T.nres - 1].err, 0);
+    close_gracefully();
+}
+
 /* ---- memory ---- */
 
 /* hp_amqp_connect with each of its allocations failing in turn: -ENOMEM
@@ -3162,6 +3339,11 @@ int main(void)
         T_(test_close_without_close_ok),
         T_(test_close_in_handshake),
         T_(test_close_crossing),
+        T_(test_close_in_delivery),
+        T_(test_channel_close_in_confirm),
+        T_(test_close_in_done),
+        T_(test_close_in_ready),
+        T_(test_reopen_in_on_close),
         T_(test_connect_out_of_memory),
         T_(test_calls_out_of_memory),
     };
