@@ -1146,6 +1146,34 @@ static void test_handshake_other_failures(void **state)
     }
 }
 
+/* The longest credentials hp_amqp_connect accepts (255 bytes each) and a
+ * long connection name: start-ok is larger than a kilobyte, which the
+ * spec allows before tune (frames up to 4096 bytes). */
+static void test_handshake_long_credentials(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    static char user[256], pass[256], name[251];
+    memset(user, 'u', 255);
+    memset(pass, 'p', 255);
+    memset(name, 'n', 250);
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.user = user;
+    cfg.password = pass;
+    cfg.name = name;
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    hp_amqp_bytes_t resp = HS.start_ok.response;
+    assert_int_equal(resp.len, 2 + 255 + 255);
+    const uint8_t *r = resp.ptr;
+    assert_int_equal(r[0], 0);
+    assert_memory_equal(r + 1, user, 255);
+    assert_int_equal(r[256], 0);
+    assert_memory_equal(r + 257, pass, 255);
+    close_gracefully();
+}
+
 /* hp_amqp_close while the TCP connect is still under way: CLOSED with
  * err 0, once, and nothing left. */
 static void test_close_while_dialing(void **state)
@@ -3288,6 +3316,7 @@ int main(void)
         T_(test_connection_refused),
         T_(test_connect_einval),
         T_(test_handshake_other_failures),
+        T_(test_handshake_long_credentials),
         T_(test_close_while_dialing),
         T_(test_heartbeat_sent_and_broker_timeout),
         T_(test_heartbeat_broker_traffic_keeps_alive),
