@@ -151,7 +151,10 @@ int amqp_send_method(hp_amqp_conn_t *a, uint16_t channel, const hp_amqp_method_t
     if (!a->c || a->state == AMQP_CLOSED)
         return -ENOTCONN;
     /* Most methods are a few dozen bytes; a declare with a large argument
-     * table takes the heap. */
+     * table takes the heap. Before tune, the spec allows frames of up to
+     * frame-min-size (4096 bytes): a start-ok with long credentials is
+     * one. */
+    uint32_t limit = a->frame_max ? a->frame_max : HP_AMQP_FRAME_MIN_SIZE;
     uint8_t stack[1024];
     uint8_t *buf = stack;
     size_t cap = sizeof stack;
@@ -161,14 +164,14 @@ int amqp_send_method(hp_amqp_conn_t *a, uint16_t channel, const hp_amqp_method_t
         int r = hp_amqp_method_encode(&w, m);
         hp_amqp_frame_end(&w, start);
         if (r == 0 && !w.overflow) {
-            if (w.len > a->frame_max && a->frame_max) {
+            if (w.len > limit) {
                 r = -EMSGSIZE;
             } else {
                 r = out_write(a, buf, w.len);
             }
         } else if (r == 0 || r == -ENOBUFS) {
-            if (buf == stack && a->frame_max > sizeof stack) {
-                cap = a->frame_max;
+            if (buf == stack && limit > sizeof stack) {
+                cap = limit;
                 buf = hp_malloc(cap);
                 if (!buf)
                     return -ENOMEM;
