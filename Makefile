@@ -8,6 +8,7 @@
 #                   ASan+UBSan, fuzzing)
 #   make fuzz       run every fuzz target for FUZZ_SECONDS (default 300)
 #   make bench      run the side-by-side benchmarks (bench/http.sh)
+#   make regen      generate the AMQP codec (amqp_spec.[ch]) again
 #   make install    install into PREFIX (default /usr/local; DESTDIR honoured)
 #   V=1             show full commands; SANITIZE=address,undefined for a
 #                   sanitizer build (into build/san)
@@ -52,7 +53,7 @@ Q := @
 endif
 
 LIB_SRCS  := $(sort $(wildcard src/core/*.c src/codec/*.c src/metrics/*.c src/net/*.c src/http/*.c src/config/*.c src/amqp/*.c))
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/amqp_spec.o
 SRV_SRCS  := $(sort $(wildcard src/server/*.c))
 SRV_OBJS  := $(SRV_SRCS:%.c=$(BUILD)/%.o)
 HPB_SRCS  := $(sort $(wildcard tools/hpbench/*.c))
@@ -62,7 +63,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration check-layers fuzz fuzz-regress bench deps clean ci-san install install-check
+.PHONY: all run test unit integration check-layers fuzz fuzz-regress bench deps clean ci-san install install-check regen
 all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath $(BUILD)/hpbench
 
 # Rebuild everything when the flags change: the flags file only changes
@@ -78,8 +79,44 @@ $(BUILD)/config.h: scripts/probe.sh $(BUILD)/.flags
 	@mkdir -p $(@D)
 	$(Q)CC="$(CC)" sh scripts/probe.sh > $@
 
-$(BUILD)/%.o: %.c $(BUILD)/.flags $(BUILD)/config.h
+# The AMQP 0-9-1 method and property codec is generated from the spec XML
+# of Debian's amqp-specs (RabbitMQ's extended 0-9-1) and our additions in
+# src/amqp/rabbit_ext.xml; the generator also checks the constants the
+# hand-written headers give (reply codes, frame types, property flags)
+# against the spec. Generated into each build directory (build/ for the
+# fuzzers whatever BUILD is), never into the tree.
+AMQP_SPEC   ?= /usr/share/amqp/specs/0-9-1-rabbit/amqp0-9-1.stripped.extended.xml
+AMQP_EXT    := src/amqp/rabbit_ext.xml
+AMQP_CHECK  := include/hotpath/amqp.h src/amqp/frame_int.h
+AMQPGEN     := tools/amqpgen/amqpgen.py
+AMQPGEN_RUN  = $(PYTHON) $(AMQPGEN) --spec $(AMQP_SPEC) $(AMQP_EXT:%=--ext %) $(AMQP_CHECK:%=--check %)
+
+%/amqp_spec.h: $(AMQPGEN) $(AMQP_SPEC) $(AMQP_EXT) $(AMQP_CHECK)
 	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$(AMQPGEN_RUN) --header $@
+
+%/amqp_spec.c: $(AMQPGEN) $(AMQP_SPEC) $(AMQP_EXT) $(AMQP_CHECK)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  GEN     $@")
+	$(Q)$(AMQPGEN_RUN) --source $@
+
+$(AMQP_SPEC):
+	@echo "missing $@: install Debian's amqp-specs (make deps)" >&2; exit 1
+
+regen:
+	rm -f $(BUILD)/amqp_spec.h $(BUILD)/amqp_spec.c
+	$(MAKE) $(BUILD)/amqp_spec.h $(BUILD)/amqp_spec.c
+
+# Every object may include amqp_spec.h: it is generated before any is
+# compiled (order-only: a new header alone rebuilds only the objects whose
+# -MMD dependencies name it).
+$(BUILD)/%.o: %.c $(BUILD)/.flags $(BUILD)/config.h | $(BUILD)/amqp_spec.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/amqp_spec.o: $(BUILD)/amqp_spec.c $(BUILD)/amqp_spec.h $(BUILD)/.flags $(BUILD)/config.h
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -100,12 +137,12 @@ $(BUILD)/hpbench: $(HPB_OBJS) $(BUILD)/libhotpath.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(HPB_OBJS) $(BUILD)/libhotpath.a $(LDLIBS)
 
 # Tests of the tools link the tool's own objects (all but its main.c).
-$(BUILD)/tests/unit/tools/%: tests/unit/tools/%.c $(filter-out %/main.o,$(HPB_OBJS)) $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h
+$(BUILD)/tests/unit/tools/%: tests/unit/tools/%.c $(filter-out %/main.o,$(HPB_OBJS)) $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h | $(BUILD)/amqp_spec.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Isrc -Itools/hpbench $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(filter-out %/main.o,$(HPB_OBJS)) $(BUILD)/libhotpath.a -lcmocka $(LDLIBS)
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhotpath.a $(BUILD)/.flags $(BUILD)/config.h | $(BUILD)/amqp_spec.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) -Isrc $(CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libhotpath.a -lcmocka $(LDLIBS)
@@ -127,13 +164,14 @@ check-layers:
 	@sh scripts/check_layers.sh
 
 # Fuzzers are built with clang's libFuzzer, ASan and UBSan against the
-# library sources directly (not the gcc-built archive).
-build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) build/config.h
+# library sources directly (not the gcc-built archive), the generated
+# AMQP codec included.
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) build/amqp_spec.c build/amqp_spec.h build/config.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(CPPFLAGS:-I$(BUILD)=-Ibuild) -Isrc -std=gnu17 -g -O1 \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	    -o $@ $< $(LIB_SRCS) build/amqp_spec.c $(LDLIBS)
 
 # Replays every seed and every saved crash through each target: fast, and
 # run by `make test`.
