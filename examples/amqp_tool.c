@@ -62,6 +62,7 @@ static void fail(tool_t *t, const char *what, const hp_amqp_result_t *r)
                 (const char *)r->reply_text.ptr);
     else
         fprintf(stderr, "amqp_tool: %s: %s\n", what, strerror(r ? -r->err : EIO));
+    t->status = 1;
     finish(t, 1);
 }
 
@@ -259,6 +260,15 @@ static void on_step(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
     }
 }
 
+/* The broker closed the channel: something sent without waiting for a
+ * reply (a publish to an exchange that does not exist) was refused. */
+static void on_channel_closed(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    fail(t, "channel closed", r); /* after the confirms failed: say why */
+}
+
 static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
     tool_t *t = arg;
@@ -266,6 +276,7 @@ static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
         fail(t, "channel", r);
         return;
     }
+    hp_amqp_channel_on_close(ch, on_channel_closed, t);
     if (strcmp(t->cmd, "declare") == 0) {
         hp_amqp_queue_declare(ch, t->queue, t->durable ? HP_AMQP_DURABLE : 0, HP_AMQP_NO_ARGS,
                               on_step, t);
