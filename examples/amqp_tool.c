@@ -10,6 +10,7 @@
  *     ./amqp_tool amqp://127.0.0.1 get jobs -n 3 --ack
  *         -> one JSON line per message: body, routing key, properties, headers
  *     ./amqp_tool amqp://127.0.0.1 consume jobs -n 3 --prefetch 10
+ *         (--hold: acknowledge nothing, to watch the prefetch bound)
  *
  * Everything runs from callbacks on the worker's loop: connect, open a
  * channel, do the command, close. Errors are one line on stderr with the
@@ -33,7 +34,7 @@ typedef struct {
     const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
     int nhdr;
     long count;
-    bool confirm, mandatory, persistent, ack, no_ack, durable;
+    bool confirm, mandatory, persistent, ack, no_ack, durable, hold;
     unsigned prefetch;
     /* the run */
     hp_worker_t *w;
@@ -237,7 +238,7 @@ static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void 
     }
     print_message(d);
     t->received++;
-    if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack))
+    if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack && !t->hold))
         hp_amqp_ack(ch, d->delivery_tag, false);
     if (t->received >= t->count) {
         finish(t, 0);
@@ -324,7 +325,7 @@ static int usage(void)
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] BODY\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack]\n"
-            "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack]\n");
+            "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n");
     return 2;
 }
 
@@ -391,6 +392,8 @@ int main(int argc, char **argv)
             t.durable = true;
         } else if (!strcmp(a, "--ack")) {
             t.ack = true;
+        } else if (!strcmp(a, "--hold")) {
+            t.hold = true; /* consume: acknowledge nothing (to watch prefetch) */
         } else if (!strcmp(a, "--no-ack")) {
             t.no_ack = true;
         } else if (!strcmp(a, "--type") && i + 1 < argc) {

@@ -527,17 +527,17 @@ static void test_build_bytes(void **state)
     hp_amqp_table_add_int(&b, "a", 1);
     hp_amqp_table_add_bool(&b, "b", true);
     hp_amqp_table_add_str(&b, "s", "hi");
-    expect_built(&b, BYTES(1, 'a', 'l', 0, 0, 0, 0, 0, 0, 0, 1, 1, 'b', 't', 1, 1, 's', 'S', 0, 0,
-                           0, 2, 'h', 'i'));
+    expect_built(&b, BYTES(1, 'a', 'I', 0, 0, 0, 1, 1, 'b', 't', 1, 1, 's', 'S', 0, 0, 0, 2, 'h',
+                           'i'));
 
-    /* A nested table's length is patched on close: 1 + 1 + 1 + 8 = 11. */
+    /* A nested table's length is patched on close: 1 + 1 + 1 + 4 = 7. */
     hp_amqp_table_init(&b, buf, sizeof(buf));
     hp_amqp_table_open_table(&b, "t");
     hp_amqp_table_add_int(&b, "x", -2);
     hp_amqp_table_close(&b);
     hp_amqp_table_add_bool(&b, "f", false);
-    expect_built(&b, BYTES(1, 't', 'F', 0, 0, 0, 11, 1, 'x', 'l', 0xff, 0xff, 0xff, 0xff, 0xff,
-                           0xff, 0xff, 0xfe, 1, 'f', 't', 0));
+    expect_built(&b, BYTES(1, 't', 'F', 0, 0, 0, 7, 1, 'x', 'I', 0xff, 0xff, 0xff, 0xfe, 1, 'f',
+                           't', 0));
 
     /* An array at the top: no keys, even when one is given. */
     hp_amqp_array_init(&b, buf, sizeof(buf));
@@ -685,7 +685,7 @@ static void test_build_round_trip(void **state)
     assert_memory_equal(w.bytes.ptr, "inner", 5);
     next_is(&in, "list", 'A', &w);
     in2 = hp_amqp_array_iter(w.bytes);
-    elem_is(&in2, 'l', &w);
+    elem_is(&in2, 'I', &w);
     assert_int_equal(w.i, 1);
     elem_is(&in2, 'S', &w);
     assert_memory_equal(w.bytes.ptr, "two", 3);
@@ -951,7 +951,7 @@ static void test_build_sticky(void **state)
     hp_amqp_table_builder_t b;
 
     hp_amqp_table_init(&b, buf, 4);
-    hp_amqp_table_add_int(&b, "a", 1); /* 11 bytes: does not fit */
+    hp_amqp_table_add_int(&b, "a", 1); /* 7 bytes: does not fit */
     hp_amqp_table_add_bool(&b, "", true);
     hp_amqp_table_close(&b);
     assert_int_equal(finish(&b), -ENOBUFS);
