@@ -214,3 +214,49 @@ def test_prefetch_bounds_unacknowledged_deliveries(rabbitmq, tool, qname):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_topology_bind_route_unbind_purge_delete(tool, rabbitmq, qname):
+    ex = qname + "-ex"
+    url = rabbitmq.url
+    assert run(tool, url, "exchange", ex, "topic")[1] == [{"ok": True}]
+    run(tool, url, "declare", qname)
+    assert run(tool, url, "bind", qname, ex, "a.*")[1] == [{"ok": True}]
+    out = run(tool, url, "publish", ex, "a.b", "-n", 3, "--confirm", "--mandatory", "hit")[1]
+    assert out[0]["returned"] == 0
+    out = run(tool, url, "publish", ex, "b.c", "--confirm", "--mandatory", "miss")[1]
+    assert out[0]["returned"] == 1
+    # A queue that is not empty is not deleted with --if-empty: 406.
+    rc, _, err = run(tool, url, "delete", qname, "--if-empty", check=False)
+    assert rc == 1 and "406" in err and "PRECONDITION_FAILED" in err, err
+    assert run(tool, url, "purge", qname)[1] == [{"purged": 3}]
+    assert run(tool, url, "unbind", qname, ex, "a.*")[1] == [{"ok": True}]
+    out = run(tool, url, "publish", ex, "a.b", "--confirm", "--mandatory", "miss")[1]
+    assert out[0]["returned"] == 1
+    assert run(tool, url, "delete-exchange", ex)[1] == [{"ok": True}]
+    rc, _, err = run(tool, url, "bind", qname, ex, "a.*", check=False)
+    assert rc == 1 and "404" in err, err
+    run(tool, url, "publish", "", qname, "-n", 2, "--confirm", "x")
+    assert run(tool, url, "delete", qname)[1] == [{"deleted": 2}]
+
+
+@pytest.mark.parametrize("how", ["--reject", "--nack"])
+def test_reject_and_nack_requeue(tool, rabbitmq, qname, how):
+    run(tool, rabbitmq.url, "declare", qname)
+    run(tool, rabbitmq.url, "publish", "", qname, "--confirm", "again")
+    out = run(tool, rabbitmq.url, "get", qname, how)[1]
+    assert out[0]["body"] == "again" and out[0]["redelivered"] is False
+    out = run(tool, rabbitmq.url, "get", qname, "--ack")[1]
+    assert out[0]["body"] == "again" and out[0]["redelivered"] is True
+    assert run(tool, rabbitmq.url, "get", qname, check=False)[0] == 3
+
+
+def test_consumer_cancel(tool, rabbitmq, qname):
+    run(tool, rabbitmq.url, "declare", qname)
+    run(tool, rabbitmq.url, "publish", "", qname, "-n", 5, "--confirm", "m")
+    out = run(tool, rabbitmq.url, "consume", qname, "-n", 2, "--prefetch", 1, "--cancel")[1]
+    assert [m["body"] for m in out[:2]] == ["m", "m"]
+    assert out[2]["cancelled"].startswith("amq.ctag-"), out
+    # Two were acknowledged; with prefetch 1 no third was delivered unacked.
+    queues = {q["name"]: q for q in rabbitmq.list_queues("name", "messages")}
+    assert queues[qname]["messages"] == 3
