@@ -35,7 +35,7 @@ typedef struct {
     const char *cmd, *queue, *exchange, *key, *body, *ctype, *type;
     const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
     int nhdr;
-    long count;
+    long count, batch;
     bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
     bool if_empty, cancelling;
     char tag[256];        /* consume: the consumer's tag, for --cancel */
@@ -169,6 +169,13 @@ static void print_message(const hp_amqp_delivery_t *d)
 
 /* ---- the commands ---- */
 
+static void report(tool_t *t)
+{
+    printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
+           t->published, t->acked, t->nacked, t->returned, t->failed);
+    finish(t, t->nacked || t->failed ? 1 : 0);
+}
+
 static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
 {
     (void)ch;
@@ -180,11 +187,8 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
         t->nacked++;
     else
         t->failed++;
-    if (t->acked + t->nacked + t->failed == t->count) {
-        printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
-               t->published, t->acked, t->nacked, t->returned, t->failed);
-        finish(t, t->nacked || t->failed ? 1 : 0);
-    }
+    if (t->acked + t->nacked + t->failed == t->count)
+        report(t);
 }
 
 static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
@@ -202,8 +206,52 @@ static void on_writable(hp_amqp_conn_t *c, void *arg)
     publish_more(arg);
 }
 
+static void on_batch(hp_amqp_channel_t *ch, const hp_amqp_batch_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    t->acked += r->acked;
+    t->nacked += r->nacked;
+    t->failed += r->failed;
+    if (t->acked + t->nacked + t->failed == t->count)
+        report(t);
+}
+
+/* --batch N: the messages go N at a time, each batch in one writev with
+ * one callback for its confirms. */
+static void publish_batches(tool_t *t)
+{
+    hp_amqp_msg_t msgs[64];
+    while (t->published < t->count) {
+        long n = t->count - t->published < t->batch ? t->count - t->published : t->batch;
+        for (long i = 0; i < n; i++)
+            msgs[i] = (hp_amqp_msg_t){.exchange = t->exchange,
+                                      .routing_key = t->key,
+                                      .props = &t->props,
+                                      .body = t->body,
+                                      .len = strlen(t->body),
+                                      .mandatory = t->mandatory};
+        int r = hp_amqp_publish_batch(t->ch, msgs, (uint32_t)n, on_batch, t, NULL);
+        if (r == -EAGAIN)
+            return; /* on_writable goes on */
+        if (r < 0) {
+            fail(t, "publish", &(hp_amqp_result_t){.err = r});
+            return;
+        }
+        t->published += n;
+    }
+    if (!t->confirm) {
+        printf("{\"published\":%ld}\n", t->published);
+        finish(t, 0);
+    }
+}
+
 static void publish_more(tool_t *t)
 {
+    if (t->batch > 1) {
+        publish_batches(t);
+        return;
+    }
     while (t->published < t->count) {
         hp_amqp_msg_t m = {.exchange = t->exchange,
                            .routing_key = t->key,
@@ -384,7 +432,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
-            "       amqp_tool URL publish EXCHANGE KEY [-n N] [--confirm] [--mandatory]\n"
+            "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] BODY\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
@@ -465,6 +513,12 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "-n") && i + 1 < argc) {
             t.count = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
+            t.batch = strtol(argv[++i], NULL, 10);
+            if (t.batch < 1 || t.batch > 64) {
+                fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--confirm")) {
             t.confirm = true;
         } else if (!strcmp(a, "--mandatory")) {

@@ -260,3 +260,11 @@ def test_consumer_cancel(tool, rabbitmq, qname):
     # Two were acknowledged; with prefetch 1 no third was delivered unacked.
     queues = {q["name"]: q for q in rabbitmq.list_queues("name", "messages")}
     assert queues[qname]["messages"] == 3
+
+
+def test_batch_publish_with_one_confirm_per_batch(tool, rabbitmq, qname):
+    run(tool, rabbitmq.url, "declare", qname)
+    out = run(tool, rabbitmq.url, "publish", "", qname, "-n", 1000, "--batch", 64, "--confirm",
+              "b")[1]
+    assert out == [{"published": 1000, "acked": 1000, "nacked": 0, "returned": 0, "failed": 0}]
+    assert run(tool, rabbitmq.url, "purge", qname)[1] == [{"purged": 1000}]
