@@ -442,8 +442,17 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
     size_t pos = (size_t)flen;
     hp_amqp_frame_t hf;
     long hlen = hp_amqp_frame_parse(p + pos, len - pos, a->frame_max, &hf);
-    if (hlen == 0)
-        return pos + 2 * (size_t)a->frame_max <= capacity ? 0 : assemble_start(ch, m, p, flen);
+    if (hlen == 0) {
+        /* Wait for the header only if it can arrive behind the method in
+         * the buffer: its size is known once its first 7 bytes are in. */
+        size_t need = 7;
+        if (len - pos >= 7) {
+            const uint8_t *h = p + pos;
+            need = HP_AMQP_FRAME_OVERHEAD +
+                   ((size_t)h[3] << 24 | (size_t)h[4] << 16 | (size_t)h[5] << 8 | h[6]);
+        }
+        return pos + need <= capacity ? 0 : assemble_start(ch, m, p, flen);
+    }
     if (hlen < 0 || hf.channel != ch->id)
         return assemble_start(ch, m, p, flen); /* the frame loop judges it */
     if (hf.type != HP_AMQP_FRAME_HEADER) {
@@ -458,12 +467,10 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
         return -1;
     }
     size_t body_at = pos + (size_t)hlen;
-    /* The most the whole message can take here: its frames are at least
-     * frame_max - 8 bytes of body each but the last. */
+    /* Waiting for the rest is only right when it can all be in the buffer
+     * at once: what is left of the body, in frames of at most frame_max
+     * (fewer bytes per frame show up as `at` growing faster). */
     uint64_t chunk = a->frame_max - HP_AMQP_FRAME_OVERHEAD;
-    uint64_t worst = body_at + size + HP_AMQP_FRAME_OVERHEAD * (size / chunk + 1);
-    if (worst > capacity)
-        return assemble_start(ch, m, p, flen);
     size_t at = body_at;
     uint64_t got = 0;
     uint32_t nframes = 0;
@@ -471,8 +478,11 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
     while (got < size) {
         hp_amqp_frame_t bf;
         long blen = hp_amqp_frame_parse(p + at, len - at, a->frame_max, &bf);
-        if (blen == 0)
-            return 0; /* it fits: wait for the rest */
+        if (blen == 0) {
+            uint64_t left = size - got;
+            uint64_t room = at + left + HP_AMQP_FRAME_OVERHEAD * (left / chunk + 1);
+            return room <= capacity ? 0 : assemble_start(ch, m, p, flen);
+        }
         if (blen < 0 || bf.channel != ch->id)
             return assemble_start(ch, m, p, flen);
         if (bf.type != HP_AMQP_FRAME_BODY || got + bf.payload.len > size) {
