@@ -43,7 +43,7 @@ libinfo() {
     so=$(pkg-config --variable=libdir "$m")/lib$name.so
     real=$(readlink -f "$so")
     pkg=$(dpkg -S "$real" 2>/dev/null | cut -d: -f1 | head -1)
-    printf '%-9s %-8s %-22s %-20s %9s %8s\n' "$m" "$(pkg-config --modversion "$m")" \
+    printf '%-9s %-8s %-28s %-20s %9s %8s\n' "$m" "$(pkg-config --modversion "$m")" \
         "${pkg:-?} $(dpkg-query -W -f='${Version}' "${pkg:-none}" 2>/dev/null)" "$(basename "$real")" \
         "$(size -A "$real" | awk '$1 == ".text" {print $2}')" \
         "$(nm -D --defined-only "$real" | awk '$2 == "T"' | wc -l)"
@@ -90,7 +90,7 @@ OUT=bench/results/json-$(date +%Y%m%d-%H%M).txt
     echo
     echo "libraries: .text bytes and exported functions of the shared object"
     echo
-    printf '%-9s %-8s %-22s %-20s %9s %8s\n' module version "Debian package" "shared object" text functions
+    printf '%-9s %-8s %-28s %-20s %9s %8s\n' module version "Debian package" "shared object" text functions
     for m in "${MODS[@]}"; do libinfo "$m"; done
     echo
     "${RUN[@]}"
