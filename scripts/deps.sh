@@ -6,7 +6,7 @@ set -eu
 
 PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev libyaml-dev zlib1g-dev libbrotli-dev pkg-config
       python3 python3-pytest python3-prometheus-client python3-requests curl procps util-linux iproute2
-      nginx-light h2o wrk strace valgrind amqp-specs"
+      nginx-light h2o wrk strace valgrind amqp-specs libjansson-dev libjson-c-dev libcjson-dev"
 
 missing=""
 for p in $PKGS; do
