@@ -14,6 +14,12 @@ import pytest
 from helpers import scaled, wait_until
 from rabbitmq import Broker, amqp_handshake
 
+# These tests run RabbitMQ, pika and amqp-tools, no code of hotpath's: the
+# sanitizer run (`make ci-san`, HOTPATH_BIN under build/san/) would only
+# spend another minute or two on them.
+pytestmark = pytest.mark.skipif("/san/" in os.environ.get("HOTPATH_BIN", ""),
+                                reason="no hotpath code here for the sanitizers")
+
 # Ports a system RabbitMQ would take: epmd, AMQP, management, distribution,
 # the CLI's distribution range. The fixture must stay off all of them.
 FIXED_PORTS = {4369, 5672, 15672, 25672, *range(35672, 35683)}
