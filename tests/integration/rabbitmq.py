@@ -244,6 +244,10 @@ class Broker:
         """Start the node (and its epmd) and wait for the AMQP handshake.
         A port taken between picking and binding gets fresh ports and one
         more try; any other failure raises BrokerError with the log tail."""
+        for prog in (SERVER, CTL):
+            if not os.access(prog, os.X_OK):
+                raise BrokerError("%s not found: install rabbitmq-server "
+                                  "(sh scripts/deps.sh)" % prog)
         for attempt in (1, 2, 3):
             try:
                 self._start_once()
