@@ -57,12 +57,14 @@ enum {
     HP_AMQP_T_VOID = 'V',
 };
 
-/* Tables and arrays nest at most this deep (deeper is rejected as
- * malformed: a peer cannot make the decoder recurse without bound). */
+/* Tables and arrays nest at most this deep, counting the outermost one
+ * as the first level: a table holding a table holding an integer is two
+ * levels deep. Deeper is rejected as malformed (a peer cannot make the
+ * decoder recurse without bound) and refused by the builder. */
 #define HP_AMQP_TABLE_MAX_DEPTH 16
 
 /* One decoded value. Which member holds it follows from `type`: b for
- * BOOL; i for the signed integers (I8, I16, I32, I64); u for the unsigned
+ * BOOL (any non-zero octet reads as true); i for the signed integers (I8, I16, I32, I64); u for the unsigned
  * ones (U8, U16, U32) and TIMESTAMP; f for FLOAT; d for DOUBLE; dec for
  * DECIMAL (value / 10^scale); bytes for STRING, BYTES, and the encoded
  * body of a TABLE or an ARRAY (iterate it with hp_amqp_table_iter or
@@ -95,13 +97,15 @@ HP_EXPORT hp_amqp_iter_t hp_amqp_array_iter(hp_amqp_bytes_t array);
 /* The next entry of a table (its key and value) or value of an array,
  * pointing into the encoded bytes. Returns 1 with *key and *v set, 0 at the
  * end, -EPROTO when the bytes are malformed (truncated, an unknown type
- * octet); a nested table or array is returned whole, not checked (see
- * hp_amqp_table_validate). */
+ * octet, an empty key); after -EPROTO every later call returns -EPROTO
+ * too. A nested table or array is returned whole, not checked (see
+ * hp_amqp_table_validate). Reads nothing outside the iterated bytes. */
 HP_EXPORT int hp_amqp_table_next(hp_amqp_iter_t *it, hp_amqp_bytes_t *key, hp_amqp_value_t *v);
 HP_EXPORT int hp_amqp_array_next(hp_amqp_iter_t *it, hp_amqp_value_t *v);
 
-/* Finds `key` in a table (the first entry of that name). Returns 0 with *v
- * set, -ENOENT, or -EPROTO when the table is malformed before the key. */
+/* Finds `key` (NUL-terminated, not NULL) in a table: the first entry of
+ * that name. Returns 0 with *v set, -ENOENT, or -EPROTO when the table is
+ * malformed before the key. */
 HP_EXPORT int hp_amqp_table_get(hp_amqp_bytes_t table, const char *key, hp_amqp_value_t *v);
 
 /* Checks a whole table (or array) down to its deepest nesting: 0, or
@@ -128,10 +132,12 @@ typedef struct hp_amqp_table_builder {
 HP_EXPORT void hp_amqp_table_init(hp_amqp_table_builder_t *b, void *buf, uint32_t cap);
 HP_EXPORT void hp_amqp_array_init(hp_amqp_table_builder_t *b, void *buf, uint32_t cap);
 
-/* Adds an entry: `key` (NUL-terminated, at most 128 bytes, RabbitMQ's
+/* Adds an entry: `key` (NUL-terminated, 1 to 128 bytes, RabbitMQ's
  * limit) with value `v`. Inside an array (at the top or opened with
- * hp_amqp_table_open_array) key is ignored and NULL is fine. A TABLE or
- * ARRAY value is copied from its encoded body (v->bytes). */
+ * hp_amqp_table_open_array) key is ignored and NULL is fine. An integer
+ * must fit its type (an I8 in -128..127, a U16 in 0..65535 ...). A TABLE
+ * or ARRAY value is copied from its encoded body (v->bytes), which must
+ * be well-formed and fit the nesting levels left where it lands. */
 HP_EXPORT void hp_amqp_table_add(hp_amqp_table_builder_t *b, const char *key,
                                  const hp_amqp_value_t *v);
 
@@ -146,10 +152,13 @@ HP_EXPORT void hp_amqp_table_open_table(hp_amqp_table_builder_t *b, const char *
 HP_EXPORT void hp_amqp_table_open_array(hp_amqp_table_builder_t *b, const char *key);
 HP_EXPORT void hp_amqp_table_close(hp_amqp_table_builder_t *b);
 
-/* The body built so far, in *out (pointing into the buffer). Returns 0,
- * -ENOBUFS when it did not fit, -EINVAL for a key too long, an unknown
- * type, a nesting left open or closed once too often, or nesting deeper
- * than HP_AMQP_TABLE_MAX_DEPTH. */
+/* The body built so far, in *out (pointing into the buffer; {NULL, 0} on
+ * error). Returns 0, -ENOBUFS when it did not fit, -EINVAL for a key
+ * missing, empty or too long, an unknown type, an integer out of its
+ * type's range, a malformed table or array value, a nesting left open or
+ * closed once too often, or nesting deeper than HP_AMQP_TABLE_MAX_DEPTH
+ * (so 0 means the body passes hp_amqp_table_validate). The first error is
+ * the one reported. */
 HP_EXPORT int hp_amqp_table_finish(hp_amqp_table_builder_t *b, hp_amqp_bytes_t *out);
 
 #endif

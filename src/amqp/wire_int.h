@@ -81,6 +81,25 @@ static inline uint64_t hp_amqp_rd_u64(hp_amqp_rd_t *r)
     return hi << 32 | hp_amqp_rd_u32(r);
 }
 
+/* IEEE 754 single and double precision, big-endian like the integers:
+ * the bits are read as an integer and copied into the float (memcpy is
+ * the defined way to reinterpret them). */
+static inline float hp_amqp_rd_float(hp_amqp_rd_t *r)
+{
+    uint32_t bits = hp_amqp_rd_u32(r);
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+static inline double hp_amqp_rd_double(hp_amqp_rd_t *r)
+{
+    uint64_t bits = hp_amqp_rd_u64(r);
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
 /* shortstr: one length octet, then the bytes. */
 static inline hp_amqp_bytes_t hp_amqp_rd_shortstr(hp_amqp_rd_t *r)
 {
@@ -141,6 +160,20 @@ static inline void hp_amqp_wr_u64(hp_amqp_wr_t *w, uint64_t v)
 {
     hp_amqp_wr_u32(w, (uint32_t)(v >> 32));
     hp_amqp_wr_u32(w, (uint32_t)v);
+}
+
+static inline void hp_amqp_wr_float(hp_amqp_wr_t *w, float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof(bits));
+    hp_amqp_wr_u32(w, bits);
+}
+
+static inline void hp_amqp_wr_double(hp_amqp_wr_t *w, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    hp_amqp_wr_u64(w, bits);
 }
 
 static inline void hp_amqp_wr_bytes(hp_amqp_wr_t *w, const void *p, size_t n)
