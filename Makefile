@@ -208,7 +208,7 @@ install-check: all
 
 test: deps
 	$(MAKE) check-layers all unit integration fuzz-regress install-check
-# CI adds the sanitizer run and half a minute of fuzzing per target (ten
+# CI adds the sanitizer run and half a minute of fuzzing per target (twelve
 # targets: the whole of CI stays near a quarter of an hour; `make fuzz`
 # runs them for longer).
 ifeq ($(CI),true)
