@@ -10,6 +10,9 @@
  *     ./amqp_tool amqp://127.0.0.1 get jobs -n 3 --ack
  *         -> one JSON line per message: body, routing key, properties, headers
  *     ./amqp_tool amqp://127.0.0.1 consume jobs -n 3 --prefetch 10
+ *         (--hold: acknowledge nothing, to watch the prefetch bound;
+ *          --cancel: cancel the consumer after the n-th message)
+ *     ./amqp_tool amqp://127.0.0.1 exchange logs topic; bind jobs logs 'a.*'; purge jobs ...
  *
  * Everything runs from callbacks on the worker's loop: connect, open a
  * channel, do the command, close. Errors are one line on stderr with the
@@ -29,11 +32,13 @@
 
 typedef struct {
     /* the command line */
-    const char *cmd, *queue, *exchange, *key, *body, *ctype;
+    const char *cmd, *queue, *exchange, *key, *body, *ctype, *type;
     const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
     int nhdr;
-    long count;
-    bool confirm, mandatory, persistent, ack, no_ack, durable;
+    long count, batch;
+    bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
+    bool if_empty, cancelling;
+    char tag[256];        /* consume: the consumer's tag, for --cancel */
     unsigned prefetch;
     /* the run */
     hp_worker_t *w;
@@ -62,6 +67,7 @@ static void fail(tool_t *t, const char *what, const hp_amqp_result_t *r)
                 (const char *)r->reply_text.ptr);
     else
         fprintf(stderr, "amqp_tool: %s: %s\n", what, strerror(r ? -r->err : EIO));
+    t->status = 1;
     finish(t, 1);
 }
 
@@ -163,6 +169,13 @@ static void print_message(const hp_amqp_delivery_t *d)
 
 /* ---- the commands ---- */
 
+static void report(tool_t *t)
+{
+    printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
+           t->published, t->acked, t->nacked, t->returned, t->failed);
+    finish(t, t->nacked || t->failed ? 1 : 0);
+}
+
 static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
 {
     (void)ch;
@@ -174,11 +187,8 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
         t->nacked++;
     else
         t->failed++;
-    if (t->acked + t->nacked + t->failed == t->count) {
-        printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
-               t->published, t->acked, t->nacked, t->returned, t->failed);
-        finish(t, t->nacked || t->failed ? 1 : 0);
-    }
+    if (t->acked + t->nacked + t->failed == t->count)
+        report(t);
 }
 
 static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
@@ -196,8 +206,52 @@ static void on_writable(hp_amqp_conn_t *c, void *arg)
     publish_more(arg);
 }
 
+static void on_batch(hp_amqp_channel_t *ch, const hp_amqp_batch_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    t->acked += r->acked;
+    t->nacked += r->nacked;
+    t->failed += r->failed;
+    if (t->acked + t->nacked + t->failed == t->count)
+        report(t);
+}
+
+/* --batch N: the messages go N at a time, each batch in one writev with
+ * one callback for its confirms. */
+static void publish_batches(tool_t *t)
+{
+    hp_amqp_msg_t msgs[64];
+    while (t->published < t->count) {
+        long n = t->count - t->published < t->batch ? t->count - t->published : t->batch;
+        for (long i = 0; i < n; i++)
+            msgs[i] = (hp_amqp_msg_t){.exchange = t->exchange,
+                                      .routing_key = t->key,
+                                      .props = &t->props,
+                                      .body = t->body,
+                                      .len = strlen(t->body),
+                                      .mandatory = t->mandatory};
+        int r = hp_amqp_publish_batch(t->ch, msgs, (uint32_t)n, on_batch, t, NULL);
+        if (r == -EAGAIN)
+            return; /* on_writable goes on */
+        if (r < 0) {
+            fail(t, "publish", &(hp_amqp_result_t){.err = r});
+            return;
+        }
+        t->published += n;
+    }
+    if (!t->confirm) {
+        printf("{\"published\":%ld}\n", t->published);
+        finish(t, 0);
+    }
+}
+
 static void publish_more(tool_t *t)
 {
+    if (t->batch > 1) {
+        publish_batches(t);
+        return;
+    }
     while (t->published < t->count) {
         hp_amqp_msg_t m = {.exchange = t->exchange,
                            .routing_key = t->key,
@@ -220,11 +274,38 @@ static void publish_more(tool_t *t)
     }
 }
 
+static void on_cancelled(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    if (r->err) {
+        fail(t, "cancel", r);
+        return;
+    }
+    printf("{\"cancelled\":");
+    json_str(r->consumer_tag.ptr, r->consumer_tag.len);
+    printf("}\n");
+    finish(t, 0);
+}
+
+static void on_consuming(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    if (r->err) {
+        fail(t, "consume", r);
+        return;
+    }
+    size_t n = r->consumer_tag.len < sizeof t->tag - 1 ? r->consumer_tag.len : sizeof t->tag - 1;
+    memcpy(t->tag, r->consumer_tag.ptr, n); /* borrowed: copied to keep */
+    t->tag[n] = '\0';
+}
+
 static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
 {
     tool_t *t = arg;
-    if (t->done)
-        return;
+    if (t->done || t->cancelling)
+        return; /* one sent before the cancel reached the broker: requeued at close */
     if (!d) {
         if (strcmp(t->cmd, "get") == 0) {
             finish(t, t->received ? 0 : 3); /* 3: the queue was empty */
@@ -236,12 +317,22 @@ static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void 
     }
     print_message(d);
     t->received++;
-    if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack))
+    bool manual = t->ack || t->reject || t->nack;
+    if (t->reject)
+        hp_amqp_reject(ch, d->delivery_tag, true);
+    else if (t->nack)
+        hp_amqp_nack(ch, d->delivery_tag, false, true);
+    else if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack && !t->hold))
         hp_amqp_ack(ch, d->delivery_tag, false);
     if (t->received >= t->count) {
-        finish(t, 0);
+        if (t->cancel) {
+            t->cancelling = true;
+            hp_amqp_cancel(ch, t->tag, on_cancelled, t);
+        }
+        else
+            finish(t, 0);
     } else if (strcmp(t->cmd, "get") == 0) {
-        hp_amqp_get(ch, t->queue, t->ack ? 0 : HP_AMQP_NO_ACK, on_message, t, NULL, NULL);
+        hp_amqp_get(ch, t->queue, manual ? 0 : HP_AMQP_NO_ACK, on_message, t, NULL, NULL);
     }
 }
 
@@ -256,7 +347,23 @@ static void on_step(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
         json_str(r->queue.ptr, r->queue.len);
         printf(",\"messages\":%u,\"consumers\":%u}\n", r->message_count, r->consumer_count);
         finish(t, 0);
+    } else if (strcmp(t->cmd, "purge") == 0 || strcmp(t->cmd, "delete") == 0) {
+        printf("{\"%s\":%u}\n", t->cmd[0] == 'p' ? "purged" : "deleted", r->message_count);
+        finish(t, 0);
+    } else if (!strcmp(t->cmd, "exchange") || !strcmp(t->cmd, "bind") ||
+               !strcmp(t->cmd, "unbind") || !strcmp(t->cmd, "delete-exchange")) {
+        printf("{\"ok\":true}\n");
+        finish(t, 0);
     }
+}
+
+/* The broker closed the channel: something sent without waiting for a
+ * reply (a publish to an exchange that does not exist) was refused. */
+static void on_channel_closed(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    tool_t *t = arg;
+    fail(t, "channel closed", r); /* after the confirms failed: say why */
 }
 
 static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
@@ -266,6 +373,7 @@ static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
         fail(t, "channel", r);
         return;
     }
+    hp_amqp_channel_on_close(ch, on_channel_closed, t);
     if (strcmp(t->cmd, "declare") == 0) {
         hp_amqp_queue_declare(ch, t->queue, t->durable ? HP_AMQP_DURABLE : 0, HP_AMQP_NO_ARGS,
                               on_step, t);
@@ -275,12 +383,26 @@ static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
             hp_amqp_confirm_select(ch, 0, on_step, t);
         publish_more(t);
     } else if (strcmp(t->cmd, "get") == 0) {
-        hp_amqp_get(ch, t->queue, t->ack ? 0 : HP_AMQP_NO_ACK, on_message, t, on_step, t);
-    } else {
+        bool manual = t->ack || t->reject || t->nack;
+        hp_amqp_get(ch, t->queue, manual ? 0 : HP_AMQP_NO_ACK, on_message, t, on_step, t);
+    } else if (strcmp(t->cmd, "consume") == 0) {
         if (t->prefetch)
             hp_amqp_qos(ch, (uint16_t)t->prefetch, false, on_step, t);
         hp_amqp_consume(ch, t->queue, NULL, t->no_ack ? HP_AMQP_NO_ACK : 0, HP_AMQP_NO_ARGS,
-                        on_message, t, on_step, t);
+                        on_message, t, on_consuming, t);
+    } else if (strcmp(t->cmd, "purge") == 0) {
+        hp_amqp_queue_purge(ch, t->queue, on_step, t);
+    } else if (strcmp(t->cmd, "delete") == 0) {
+        hp_amqp_queue_delete(ch, t->queue, t->if_empty ? HP_AMQP_IF_EMPTY : 0, on_step, t);
+    } else if (strcmp(t->cmd, "exchange") == 0) {
+        hp_amqp_exchange_declare(ch, t->exchange, t->type, t->durable ? HP_AMQP_DURABLE : 0,
+                                 HP_AMQP_NO_ARGS, on_step, t);
+    } else if (strcmp(t->cmd, "delete-exchange") == 0) {
+        hp_amqp_exchange_delete(ch, t->exchange, 0, on_step, t);
+    } else if (strcmp(t->cmd, "bind") == 0) {
+        hp_amqp_queue_bind(ch, t->queue, t->exchange, t->key, HP_AMQP_NO_ARGS, on_step, t);
+    } else {
+        hp_amqp_queue_unbind(ch, t->queue, t->exchange, t->key, HP_AMQP_NO_ARGS, on_step, t);
     }
 }
 
@@ -310,10 +432,14 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
-            "       amqp_tool URL publish EXCHANGE KEY [-n N] [--confirm] [--mandatory]\n"
+            "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] BODY\n"
-            "       amqp_tool URL get QUEUE [-n N] [--ack]\n"
-            "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack]\n");
+            "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
+            "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
+            "                 [--cancel]\n"
+            "       amqp_tool URL purge QUEUE | delete QUEUE [--if-empty]\n"
+            "       amqp_tool URL exchange NAME TYPE [--durable] | delete-exchange NAME\n"
+            "       amqp_tool URL bind|unbind QUEUE EXCHANGE KEY\n");
     return 2;
 }
 
@@ -360,9 +486,26 @@ int main(int argc, char **argv)
         t.exchange = argv[3];
         t.key = argv[4];
         i = 5;
-    } else if (!strcmp(t.cmd, "declare") || !strcmp(t.cmd, "get") || !strcmp(t.cmd, "consume")) {
+    } else if (!strcmp(t.cmd, "declare") || !strcmp(t.cmd, "get") || !strcmp(t.cmd, "consume") ||
+               !strcmp(t.cmd, "purge") || !strcmp(t.cmd, "delete")) {
         t.queue = argv[3];
         i = 4;
+    } else if (!strcmp(t.cmd, "exchange")) {
+        if (argc < 5)
+            return usage();
+        t.exchange = argv[3];
+        t.type = argv[4];
+        i = 5;
+    } else if (!strcmp(t.cmd, "delete-exchange")) {
+        t.exchange = argv[3];
+        i = 4;
+    } else if (!strcmp(t.cmd, "bind") || !strcmp(t.cmd, "unbind")) {
+        if (argc < 6)
+            return usage();
+        t.queue = argv[3];
+        t.exchange = argv[4];
+        t.key = argv[5];
+        i = 6;
     } else {
         return usage();
     }
@@ -370,6 +513,12 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "-n") && i + 1 < argc) {
             t.count = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
+            t.batch = strtol(argv[++i], NULL, 10);
+            if (t.batch < 1 || t.batch > 64) {
+                fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--confirm")) {
             t.confirm = true;
         } else if (!strcmp(a, "--mandatory")) {
@@ -380,6 +529,16 @@ int main(int argc, char **argv)
             t.durable = true;
         } else if (!strcmp(a, "--ack")) {
             t.ack = true;
+        } else if (!strcmp(a, "--reject")) {
+            t.reject = true;
+        } else if (!strcmp(a, "--nack")) {
+            t.nack = true;
+        } else if (!strcmp(a, "--cancel")) {
+            t.cancel = true;
+        } else if (!strcmp(a, "--if-empty")) {
+            t.if_empty = true;
+        } else if (!strcmp(a, "--hold")) {
+            t.hold = true; /* consume: acknowledge nothing (to watch prefetch) */
         } else if (!strcmp(a, "--no-ack")) {
             t.no_ack = true;
         } else if (!strcmp(a, "--type") && i + 1 < argc) {

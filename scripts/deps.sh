@@ -6,7 +6,8 @@ set -eu
 
 PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev libyaml-dev zlib1g-dev libbrotli-dev pkg-config
       python3 python3-pytest python3-prometheus-client python3-requests curl procps util-linux iproute2
-      nginx-light h2o wrk strace valgrind amqp-specs"
+      nginx-light h2o wrk strace valgrind
+      rabbitmq-server python3-pika amqp-tools amqp-specs libjansson-dev libjson-c-dev libcjson-dev"
 
 missing=""
 for p in $PKGS; do
@@ -24,8 +25,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# Debian starts nginx and h2o as services on install; policy-rc.d keeps them
-# from starting so they cannot hold ports the tests and benchmarks want.
+# Debian starts nginx, h2o and rabbitmq-server (with epmd) as services on
+# install; policy-rc.d keeps them from starting so they cannot hold ports the
+# tests and benchmarks want. The AMQP tests start their own RabbitMQ node
+# (tests/integration/rabbitmq.py), never the system one.
 pol=/usr/sbin/policy-rc.d
 if [ ! -e $pol ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee $pol >/dev/null

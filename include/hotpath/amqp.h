@@ -305,6 +305,28 @@ HP_EXPORT int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_
 HP_EXPORT int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *m,
                               hp_amqp_confirm_cb cb, void *arg, uint64_t *seq);
 
+/* How a batch fared: first_seq .. first_seq + n - 1 are its sequence
+ * numbers; acked + nacked + failed == n; err is the first failure's
+ * -errno (the channel or connection went before the broker answered). */
+typedef struct hp_amqp_batch_result {
+    uint64_t first_seq;
+    uint32_t n, acked, nacked, failed;
+    int err;
+} hp_amqp_batch_result_t;
+
+typedef void (*hp_amqp_batch_cb)(hp_amqp_channel_t *ch, const hp_amqp_batch_result_t *r,
+                                 void *arg);
+
+/* Publishes msgs[0, n) as one batch: all framed at once and written with
+ * one writev, or none (the same errors as hp_amqp_publish, for the whole
+ * batch; -EMSGSIZE when n exceeds the confirm window). In confirm mode,
+ * cb(ch, r, arg) runs once, when the broker has answered for every one of
+ * them (or the channel went), and *first (if not NULL) is the first's
+ * sequence number; outside confirm mode cb is not called. */
+HP_EXPORT int hp_amqp_publish_batch(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs,
+                                    uint32_t n, hp_amqp_batch_cb cb, void *arg,
+                                    uint64_t *first);
+
 /* Calls cb(c, arg) once, after a publish answered -EAGAIN, when the
  * connection's output has drained, a confirm window has room again or the
  * broker unblocked the connection. One callback per connection; NULL

@@ -141,7 +141,8 @@ HP_EXPORT void hp_amqp_array_init(hp_amqp_table_builder_t *b, void *buf, uint32_
 HP_EXPORT void hp_amqp_table_add(hp_amqp_table_builder_t *b, const char *key,
                                  const hp_amqp_value_t *v);
 
-/* Shorthands: a STRING, an I64, a BOOL. */
+/* Shorthands: a STRING; an integer, as an I32 when it fits (what other
+ * clients send, and read back as signed) and an I64 otherwise; a BOOL. */
 HP_EXPORT void hp_amqp_table_add_str(hp_amqp_table_builder_t *b, const char *key, const char *s);
 HP_EXPORT void hp_amqp_table_add_int(hp_amqp_table_builder_t *b, const char *key, int64_t i);
 HP_EXPORT void hp_amqp_table_add_bool(hp_amqp_table_builder_t *b, const char *key, bool v);

@@ -442,8 +442,17 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
     size_t pos = (size_t)flen;
     hp_amqp_frame_t hf;
     long hlen = hp_amqp_frame_parse(p + pos, len - pos, a->frame_max, &hf);
-    if (hlen == 0)
-        return pos + 2 * (size_t)a->frame_max <= capacity ? 0 : assemble_start(ch, m, p, flen);
+    if (hlen == 0) {
+        /* Wait for the header only if it can arrive behind the method in
+         * the buffer: its size is known once its first 7 bytes are in. */
+        size_t need = 7;
+        if (len - pos >= 7) {
+            const uint8_t *h = p + pos;
+            need = HP_AMQP_FRAME_OVERHEAD +
+                   ((size_t)h[3] << 24 | (size_t)h[4] << 16 | (size_t)h[5] << 8 | h[6]);
+        }
+        return pos + need <= capacity ? 0 : assemble_start(ch, m, p, flen);
+    }
     if (hlen < 0 || hf.channel != ch->id)
         return assemble_start(ch, m, p, flen); /* the frame loop judges it */
     if (hf.type != HP_AMQP_FRAME_HEADER) {
@@ -458,12 +467,10 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
         return -1;
     }
     size_t body_at = pos + (size_t)hlen;
-    /* The most the whole message can take here: its frames are at least
-     * frame_max - 8 bytes of body each but the last. */
+    /* Waiting for the rest is only right when it can all be in the buffer
+     * at once: what is left of the body, in frames of at most frame_max
+     * (fewer bytes per frame show up as `at` growing faster). */
     uint64_t chunk = a->frame_max - HP_AMQP_FRAME_OVERHEAD;
-    uint64_t worst = body_at + size + HP_AMQP_FRAME_OVERHEAD * (size / chunk + 1);
-    if (worst > capacity)
-        return assemble_start(ch, m, p, flen);
     size_t at = body_at;
     uint64_t got = 0;
     uint32_t nframes = 0;
@@ -471,13 +478,11 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
     while (got < size) {
         hp_amqp_frame_t bf;
         long blen = hp_amqp_frame_parse(p + at, len - at, a->frame_max, &bf);
-        /* `worst` assumed full frames; a broker may cut the body smaller,
-         * and a message that no longer fits would fill the buffer and
-         * stall it. Wait only while the rest, in one frame, still fits. */
-        if (blen == 0)
-            return at + HP_AMQP_FRAME_OVERHEAD + (size - got) <= capacity
-                       ? 0
-                       : assemble_start(ch, m, p, flen);
+        if (blen == 0) {
+            uint64_t left = size - got;
+            uint64_t room = at + left + HP_AMQP_FRAME_OVERHEAD * (left / chunk + 1);
+            return room <= capacity ? 0 : assemble_start(ch, m, p, flen);
+        }
         if (blen < 0 || bf.channel != ch->id)
             return assemble_start(ch, m, p, flen);
         if (bf.type != HP_AMQP_FRAME_BODY || got + bf.payload.len > size) {
@@ -825,98 +830,159 @@ static void frame_message(hp_amqp_wr_t *w, uint16_t channel, uint32_t frame_max,
     *err = r;
 }
 
-int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msg, hp_amqp_confirm_cb cb,
-                    void *arg, uint64_t *seq)
+/* A message ready to be framed: its method and the bytes it will take. */
+typedef struct prepared {
+    hp_amqp_method_t pub;
+    const hp_amqp_props_t *props;
+    size_t size;          /* at most: frames included */
+} prepared_t;
+
+static int prepare(const hp_amqp_conn_t *a, const hp_amqp_msg_t *msg, prepared_t *p)
 {
-    hp_amqp_conn_t *a = ch->conn;
-    if ((ch->state != CH_OPENING && ch->state != CH_OPEN) || !a->c)
-        return -ENOTCONN;
-    if (a->blocked || (ch->confirm && ch->next_seq - ch->base >= ch->window)) {
-        a->want_writable = true;
-        return -EAGAIN;
-    }
     static const hp_amqp_props_t none = {0};
-    const hp_amqp_props_t *props = msg->props ? msg->props : &none;
-    hp_amqp_method_t pub = {.id = HP_AMQP_BASIC_PUBLISH};
-    pub.basic_publish.exchange = name(msg->exchange);
-    pub.basic_publish.routing_key = name(msg->routing_key);
-    pub.basic_publish.mandatory = msg->mandatory;
-    if (pub.basic_publish.exchange.len > 255 || pub.basic_publish.routing_key.len > 255)
+    p->props = msg->props ? msg->props : &none;
+    p->pub = (hp_amqp_method_t){.id = HP_AMQP_BASIC_PUBLISH};
+    hp_amqp_basic_publish_t *b = &p->pub.basic_publish;
+    b->exchange = name(msg->exchange);
+    b->routing_key = name(msg->routing_key);
+    b->mandatory = msg->mandatory;
+    if (b->exchange.len > 255 || b->routing_key.len > 255)
         return -EINVAL;
     if (msg->len > HP_AMQP_MAX_BODY)
         return -EMSGSIZE;
     size_t chunk = a->frame_max - HP_AMQP_FRAME_OVERHEAD;
     size_t nbody = (msg->len + chunk - 1) / chunk;
-    size_t total = HP_AMQP_FRAME_OVERHEAD + 4 + 2 + 1 + pub.basic_publish.exchange.len + 1 +
-                   pub.basic_publish.routing_key.len + 1 + /* method */
-                   HP_AMQP_FRAME_OVERHEAD + 12 + props_size(props) + /* header */
-                   nbody * HP_AMQP_FRAME_OVERHEAD + msg->len;
-    int err = 0;
-    amqp_enter(a);
-    /* Small messages are framed straight into the output chunk; one that
-     * would take most of it goes in a buffer of its own. */
-    uint32_t wbuf = a->worker->cfg->wbuf_size;
-    uint8_t *at = total <= wbuf / 2 ? amqp_out_reserve(a, total) : NULL;
-    if (!at && total <= wbuf / 2) {
-        if (!a->c) { /* the flush that looked for room found it broken */
-            amqp_leave(a);
-            return -ENOTCONN;
-        }
-        /* With nothing queued there is no room to wait for: the chunk's
-         * inline area is smaller than wbuf_size (its segment table comes
-         * first), and the message goes in a buffer of its own. */
-        if (hp_conn_pending(a->c) > 0) {
-            a->want_writable = true;
-            amqp_leave(a);
-            return -EAGAIN;
-        }
+    p->size = HP_AMQP_FRAME_OVERHEAD + 4 + 2 + 1 + b->exchange.len + 1 + b->routing_key.len +
+              1 +                                                    /* method */
+              HP_AMQP_FRAME_OVERHEAD + 12 + props_size(p->props) +   /* header */
+              nbody * HP_AMQP_FRAME_OVERHEAD + msg->len;             /* body */
+    return 0;
+}
+
+/* Publishes msgs[0, n) whole or not at all: one reservation in the output
+ * chunk, or one buffer of their own when they would take most of it, so
+ * a batch leaves in one writev. Confirm slots get cb(i) and arg(i). */
+static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t n,
+                     hp_amqp_confirm_cb cb, void *const *args, void *arg, uint64_t *first)
+{
+    hp_amqp_conn_t *a = ch->conn;
+    if ((ch->state != CH_OPENING && ch->state != CH_OPEN) || !a->c)
+        return -ENOTCONN;
+    if (n == 0)
+        return -EINVAL;
+    if (ch->confirm && n > ch->window)
+        return -EMSGSIZE;
+    if (a->blocked || (ch->confirm && ch->next_seq - ch->base + n > ch->window)) {
+        a->want_writable = true;
+        return -EAGAIN;
     }
-    if (at) {
-        hp_amqp_wr_t w = hp_amqp_wr(at, total);
-        frame_message(&w, ch->id, a->frame_max, &pub, msg, props, &err);
-        if (err == 0 && !w.overflow)
-            amqp_out_commit(a, w.len);
+    prepared_t one[1];
+    prepared_t *p = n == 1 ? one : hp_malloc((size_t)n * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    size_t total = 0;
+    int err = 0;
+    for (uint32_t i = 0; i < n && !err; i++) {
+        err = prepare(a, &msgs[i], &p[i]);
+        total += p[i].size;
+    }
+    if (err) {
+        if (p != one)
+            hp_free(p);
+        return err;
+    }
+    amqp_enter(a);
+    uint32_t wbuf = a->worker->cfg->wbuf_size;
+    bool own = total > wbuf / 2;
+    uint8_t *at = own ? hp_malloc(total) : amqp_out_reserve(a, total);
+    if (!at) {
+        err = own ? -ENOMEM : -EAGAIN;
     } else {
-        /* Such a message is queued by reference, which the output chunk's
-         * room does not bound: it goes only behind nothing, what is queued
-         * having been sent first, so the client holds at most one (and
-         * the chunk) while the broker does not read. */
-        if (hp_conn_pending(a->c) > 0 && hp_conn_flush(a->c) != 0) {
-            int r = a->c ? -EAGAIN : -ENOTCONN; /* a broken connection is closed by now */
-            a->want_writable = a->c != NULL;
-            amqp_leave(a);
-            return r;
-        }
-        uint8_t *buf = hp_malloc(total);
-        if (!buf) {
-            amqp_leave(a);
-            return -ENOMEM;
-        }
-        hp_amqp_wr_t w = hp_amqp_wr(buf, total);
-        frame_message(&w, ch->id, a->frame_max, &pub, msg, props, &err);
-        if (err == 0 && !w.overflow) {
-            if (hp_conn_write_ref(a->c, buf, w.len, true) < 0) { /* frees buf */
-                a->want_writable = true;
-                amqp_leave(a);
-                return -EAGAIN;
-            }
+        hp_amqp_wr_t w = hp_amqp_wr(at, total);
+        for (uint32_t i = 0; i < n && !err; i++)
+            frame_message(&w, ch->id, a->frame_max, &p[i].pub, &msgs[i], p[i].props, &err);
+        if (err || w.overflow) {
+            err = err == -ENOBUFS || !err ? -EINVAL : err;
+            if (own)
+                hp_free(at);
+        } else if (!own) {
+            amqp_out_commit(a, w.len);
+        } else if (hp_conn_write_ref(a->c, at, w.len, true) < 0) { /* frees it */
+            err = -EAGAIN;
+        } else {
             a->last_send_ms = hp_conn_now(a->c);
             hp_conn_flush_soon(a->c);
-        } else {
-            hp_free(buf);
         }
     }
+    if (err == -EAGAIN)
+        a->want_writable = true;
     amqp_leave(a);
-    if (err < 0)
-        return err == -ENOBUFS ? -EINVAL : err;
-    if (ch->confirm) {
+    if (p != one)
+        hp_free(p);
+    if (err)
+        return err;
+    if (first)
+        *first = ch->confirm ? ch->next_seq : 0;
+    for (uint32_t i = 0; ch->confirm && i < n; i++) {
         uint64_t s = ch->next_seq++;
-        ch->ring[(s - 1) % ch->window] = (amqp_confirm_t){.cb = cb, .arg = arg};
-        if (seq)
-            *seq = s;
-    } else if (seq) {
-        *seq = 0;
+        ch->ring[(s - 1) % ch->window] =
+            (amqp_confirm_t){.cb = cb, .arg = args ? args[i] : arg};
     }
+    return 0;
+}
+
+int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msg, hp_amqp_confirm_cb cb,
+                    void *arg, uint64_t *seq)
+{
+    return publish_n(ch, msg, 1, cb, NULL, arg, seq);
+}
+
+/* A batch waiting for its confirms. */
+typedef struct amqp_batch {
+    hp_amqp_batch_cb cb;
+    void *arg;
+    hp_amqp_batch_result_t r;
+    uint32_t left;
+} amqp_batch_t;
+
+static void batch_one(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
+{
+    (void)seq;
+    amqp_batch_t *b = arg;
+    if (status == HP_AMQP_ACKED)
+        b->r.acked++;
+    else if (status == HP_AMQP_NACKED)
+        b->r.nacked++;
+    else {
+        b->r.failed++;
+        if (!b->r.err)
+            b->r.err = status;
+    }
+    if (--b->left == 0) {
+        amqp_batch_t done = *b;
+        hp_free(b);
+        if (done.cb)
+            done.cb(ch, &done.r, done.arg);
+    }
+}
+
+int hp_amqp_publish_batch(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t n,
+                          hp_amqp_batch_cb cb, void *arg, uint64_t *first)
+{
+    if (!ch->confirm)
+        return publish_n(ch, msgs, n, NULL, NULL, NULL, first);
+    amqp_batch_t *b = hp_calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    uint64_t s;
+    int r = publish_n(ch, msgs, n, batch_one, NULL, b, &s);
+    if (r < 0) {
+        hp_free(b);
+        return r;
+    }
+    *b = (amqp_batch_t){.cb = cb, .arg = arg, .r = {.first_seq = s, .n = n}, .left = n};
+    if (first)
+        *first = s;
     return 0;
 }
 

@@ -349,10 +349,19 @@ static void arm_heartbeat(hp_amqp_conn_t *a)
         hp_conn_set_timer(a->c, 0);
 }
 
+/* A handshake step failed on our side (-errno): close with its reason. */
+static void handshake_failed(hp_amqp_conn_t *a, int err)
+{
+    if (a->dead || !a->c || hp_conn_is_closed(a->c))
+        return;
+    set_reason(a, err, 0, hp_amqp_str("the handshake failed"));
+    drop_conn(a);
+}
+
 /* A method on channel 0. */
 static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
 {
-    int r = 0;
+    int r;
     switch (m->id) {
     case HP_AMQP_CONNECTION_START:
         if (a->state != AMQP_START)
@@ -364,10 +373,12 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
         }
         a->state = AMQP_TUNE;
         r = send_start_ok(a, &m->connection_start);
-        if (r == -EPROTONOSUPPORT)
-            return;
-        break;
+        if (r < 0)
+            handshake_failed(a, r);
+        return;
     case HP_AMQP_CONNECTION_SECURE:
+        if (a->state != AMQP_TUNE)
+            break;
         /* PLAIN has no challenge. */
         amqp_fail(a, HP_AMQP_NOT_IMPLEMENTED, "connection.secure: PLAIN takes no challenge");
         return;
@@ -376,7 +387,9 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
             break;
         a->state = AMQP_OPENING;
         r = on_tune(a, &m->connection_tune);
-        break;
+        if (r < 0)
+            handshake_failed(a, r);
+        return;
     case HP_AMQP_CONNECTION_OPEN_OK:
         if (a->state != AMQP_OPENING)
             break;
@@ -412,7 +425,11 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
     case HP_AMQP_CONNECTION_BLOCKED:
     case HP_AMQP_CONNECTION_UNBLOCKED: {
         bool blocked = m->id == HP_AMQP_CONNECTION_BLOCKED;
-        if (a->state != AMQP_READY || a->blocked == blocked)
+        if (a->state == AMQP_CLOSING)
+            return;
+        if (a->state != AMQP_READY)
+            break;
+        if (a->blocked == blocked)
             return;
         a->blocked = blocked;
         hp_amqp_result_t res = {0};
@@ -426,19 +443,12 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
     default:
         break;
     }
-    if (r < 0 && !a->dead && a->c && !hp_conn_is_closed(a->c)) {
-        set_reason(a, r, 0, hp_amqp_str("the handshake failed"));
-        drop_conn(a);
-        return;
-    }
-    if (a->state == AMQP_CLOSING || a->state == AMQP_CLOSED)
+    if (a->state == AMQP_CLOSING)
         return; /* after close, everything but close-ok is discarded */
-    if (r == 0 && m->id != HP_AMQP_CONNECTION_START && m->id != HP_AMQP_CONNECTION_TUNE) {
-        char text[96];
-        snprintf(text, sizeof text, "unexpected %s on channel 0",
-                 hp_amqp_method_name(m->id) ? hp_amqp_method_name(m->id) : "method");
-        amqp_fail(a, HP_AMQP_COMMAND_INVALID, text);
-    }
+    char text[96];
+    const char *name = hp_amqp_method_name(m->id);
+    snprintf(text, sizeof text, "unexpected %s on channel 0", name ? name : "method");
+    amqp_fail(a, HP_AMQP_COMMAND_INVALID, text);
 }
 
 /* ---- the frame loop ---- */

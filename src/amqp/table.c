@@ -414,7 +414,10 @@ void hp_amqp_table_add_str(hp_amqp_table_builder_t *b, const char *key, const ch
 
 void hp_amqp_table_add_int(hp_amqp_table_builder_t *b, const char *key, int64_t i)
 {
-    hp_amqp_value_t v = {.type = HP_AMQP_T_I64, .i = i};
+    /* The smallest of the two that other clients read back as signed:
+     * pika, for one, decodes 'l' as unsigned, but 'I' right. */
+    bool small = i >= INT32_MIN && i <= INT32_MAX;
+    hp_amqp_value_t v = {.type = small ? HP_AMQP_T_I32 : HP_AMQP_T_I64, .i = i};
     hp_amqp_table_add(b, key, &v);
 }
 

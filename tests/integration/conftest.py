@@ -8,19 +8,26 @@ server is killed with SIGKILL and the test fails with its stderr tail (that is
 also where ASan/LeakSanitizer reports show up in the sanitizer run).
 `server` is one such server shared by a whole test module, for the many
 tests that only need defaults.
+
+`rabbitmq` is a private RabbitMQ node (tests/integration/rabbitmq.py) shared
+by the whole session and started only when a test first asks for it;
+`queue_prefix` gives each test its own prefix for queue and exchange names.
 """
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
 import helpers
 from helpers import can_connect, free_port, scaled, wait_until
+from rabbitmq import Broker, stop_all as stop_all_brokers
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -318,6 +325,47 @@ def pytest_sessionfinish(session, exitstatus):
             srv.kill()
         except Exception:
             pass
+    stop_all_brokers()
+
+
+# ---- a RabbitMQ broker ---------------------------------------------------------
+#
+# One node for the whole session: it takes 5-10 s to start (more on a busy
+# machine), so tests share it and keep apart by name, not by vhost: every
+# queue and exchange a test declares starts with its `queue_prefix`. A test
+# that restarts or stops a broker, or needs a pristine one, starts its own
+# `rabbitmq.Broker()`.
+
+# Start-up times of the session's brokers, for the summary line.
+_BROKER_STARTS = []
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """The session's RabbitMQ node (a rabbitmq.Broker: .url, .port, .ctl(),
+    .list_connections(), .restart(), ...), started at first use. If it
+    cannot start, every test that asks for it errors with the node's log
+    tail (pytest keeps the failure; the start is not retried per test)."""
+    broker = Broker()
+    _BROKER_STARTS.append(broker.start_seconds)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def queue_prefix(request):
+    """A prefix unique to this test (and run) for the names of the queues
+    and exchanges it declares on the shared broker: `hp.<test>.<random>.`"""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:80]
+    return "hp.%s.%s." % (name, uuid.uuid4().hex[:8])
+
+
+def pytest_terminal_summary(terminalreporter):
+    for seconds in _BROKER_STARTS:
+        terminalreporter.write_line("rabbitmq: the session's node started in %.1f s"
+                                    % seconds)
 
 
 # ---- servers from a configuration file ---------------------------------------
