@@ -895,6 +895,13 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
     uint32_t wbuf = a->worker->cfg->wbuf_size;
     bool own = total > wbuf / 2;
     uint8_t *at = own ? hp_malloc(total) : amqp_out_reserve(a, total);
+    if (!at && !own && a->c && hp_conn_pending(a->c) == 0) {
+        /* Refused with nothing queued: there is no room to wait for. The
+         * chunk's inline area is smaller than wbuf_size (its segment
+         * table comes first); the messages take a buffer of their own. */
+        own = true;
+        at = hp_malloc(total);
+    }
     if (!at) {
         err = own ? -ENOMEM : -EAGAIN;
     } else {
