@@ -894,8 +894,17 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
     amqp_enter(a);
     uint32_t wbuf = a->worker->cfg->wbuf_size;
     bool own = total > wbuf / 2;
-    uint8_t *at = own ? hp_malloc(total) : amqp_out_reserve(a, total);
-    if (!at && !own && a->c && hp_conn_pending(a->c) == 0) {
+    /* A buffer of their own is queued by reference, which the chunk's
+     * room does not bound: it goes only behind nothing, what is queued
+     * being sent first, so that while the broker does not read the client
+     * holds at most one such buffer (and the chunk). A flush that finds
+     * the connection broken has closed it (a->c is NULL). */
+    uint8_t *at = NULL;
+    if (own && hp_conn_pending(a->c) > 0 && hp_conn_flush(a->c) != 0)
+        err = a->c ? -EAGAIN : -ENOTCONN;
+    else
+        at = own ? hp_malloc(total) : amqp_out_reserve(a, total);
+    if (!at && !err && !own && a->c && hp_conn_pending(a->c) == 0) {
         /* Refused with nothing queued: there is no room to wait for. The
          * chunk's inline area is smaller than wbuf_size (its segment
          * table comes first); the messages take a buffer of their own. */
@@ -903,7 +912,8 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
         at = hp_malloc(total);
     }
     if (!at) {
-        err = own ? -ENOMEM : -EAGAIN;
+        if (!err)
+            err = own ? -ENOMEM : -EAGAIN;
     } else {
         hp_amqp_wr_t w = hp_amqp_wr(at, total);
         for (uint32_t i = 0; i < n && !err; i++)
