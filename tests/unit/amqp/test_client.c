@@ -1924,6 +1924,108 @@ static void test_broker_vanishes(void **state)
     assert_true(r->seq < T.closed_r.seq && T.conf[1].order < T.closed_r.seq);
 }
 
+/* ---- batches ---- */
+
+static struct {
+    int calls;
+    hp_amqp_batch_result_t r;
+    int tag;
+    uint32_t seq;
+} BT;
+
+static void on_batch(hp_amqp_channel_t *ch, const hp_amqp_batch_result_t *r, void *arg)
+{
+    assert_non_null(ch);
+    BT.calls++;
+    BT.r = *r;
+    BT.tag = (int)(intptr_t)arg;
+    BT.seq = ++T.seq;
+}
+
+/* A batch in confirm mode: its messages go out together, take consecutive
+ * numbers, and one callback reports them once all are settled; a batch
+ * larger than the window is -EMSGSIZE, one that does not fit the room
+ * left -EAGAIN, one with a bad message -EINVAL (nothing sent, no numbers
+ * used); closing the channel settles what is left as failed. */
+static void test_publish_batch(void **state)
+{
+    (void)state;
+    memset(&BT, 0, sizeof BT);
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(8);
+    hp_amqp_msg_t msgs[9];
+    char bodies[9][16];
+    for (int i = 0; i < 9; i++) {
+        snprintf(bodies[i], sizeof bodies[i], "batch %d", i);
+        msgs[i] = (hp_amqp_msg_t){.routing_key = "q", .body = bodies[i], .len = strlen(bodies[i])};
+    }
+    uint64_t first = 0;
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 9, on_batch, (void *)1, &first), -EMSGSIZE);
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 5, on_batch, (void *)1, &first), 0);
+    assert_int_equal(first, 1);
+    for (int i = 0; i < 5; i++) {
+        uint8_t *b;
+        size_t len;
+        broker_expect_publish(1, NULL, &b, &len, NULL);
+        assert_int_equal(len, strlen(bodies[i]));
+        assert_memory_equal(b, bodies[i], len);
+        free(b);
+    }
+    broker_confirm(1, true, 2, false);
+    broker_confirm(1, false, 4, false);
+    assert_int_equal(BT.calls, 0);
+    broker_confirm(1, true, 5, true);
+    assert_int_equal(BT.calls, 1);
+    assert_int_equal(BT.tag, 1);
+    assert_int_equal(BT.r.first_seq, 1);
+    assert_int_equal(BT.r.n, 5);
+    assert_int_equal(BT.r.acked, 4);
+    assert_int_equal(BT.r.nacked, 1);
+    assert_int_equal(BT.r.failed, 0);
+    assert_int_equal(BT.r.err, 0);
+
+    /* A bad message refuses the whole batch. */
+    char key[257];
+    memset(key, 'k', 256);
+    key[256] = '\0';
+    msgs[2].routing_key = key;
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)2, &first), -EINVAL);
+    msgs[2].routing_key = "q";
+    broker_expect_nothing();
+
+    /* 6 .. 11, then no room for 3 more. */
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 6, on_batch, (void *)3, &first), 0);
+    assert_int_equal(first, 6);
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)4, &first), -EAGAIN);
+    for (int i = 0; i < 6; i++)
+        skip_publish(1);
+    broker_confirm(1, true, 7, true); /* 6 and 7 */
+    int base = T.nres;
+    assert_int_equal(hp_amqp_channel_close(ch, on_done, (void *)9), 0);
+    broker_expect_on(1, HP_AMQP_CHANNEL_CLOSE);
+    broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(BT.calls, 2);
+    assert_int_equal(BT.tag, 3);
+    assert_int_equal(BT.r.first_seq, 6);
+    assert_int_equal(BT.r.n, 6);
+    assert_int_equal(BT.r.acked, 2);
+    assert_int_equal(BT.r.failed, 4);
+    assert_int_equal(BT.r.err, -ECANCELED);
+    assert_int_equal(T.nres, base + 1);
+    assert_true(BT.seq < T.res[base].seq); /* before the close completes */
+
+    /* Outside confirm mode: sent, no numbers, no callback. */
+    hp_amqp_channel_t *plain = open_channel();
+    uint16_t id = hp_amqp_channel_id(plain);
+    first = 99;
+    assert_int_equal(hp_amqp_publish_batch(plain, msgs, 3, on_batch, (void *)5, &first), 0);
+    assert_int_equal(first, 0);
+    for (int i = 0; i < 3; i++)
+        skip_publish(id);
+    assert_int_equal(BT.calls, 2);
+    close_gracefully();
+}
+
 /* ---- publishing: the frames on the wire ---- */
 
 static hp_amqp_bytes_t make_headers(uint8_t *buf, uint32_t cap)
@@ -3334,6 +3436,7 @@ int main(void)
         T_(test_confirm_window),
         T_(test_confirm_close_cancels),
         T_(test_broker_vanishes),
+        T_(test_publish_batch),
         T_(test_publish_frames),
         T_(test_publish_einval),
         T_(test_publish_from_timer),
