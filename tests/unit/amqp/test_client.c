@@ -1954,7 +1954,7 @@ static void test_publish_batch(void **state)
     start();
     hp_amqp_channel_t *ch = open_confirm_channel(8);
     hp_amqp_msg_t msgs[9];
-    char bodies[9][16];
+    char bodies[9][24];
     for (int i = 0; i < 9; i++) {
         snprintf(bodies[i], sizeof bodies[i], "batch %d", i);
         msgs[i] = (hp_amqp_msg_t){.routing_key = "q", .body = bodies[i], .len = strlen(bodies[i])};
