@@ -1650,6 +1650,55 @@ static void test_consume_large_frames(void **state)
     consume_sizes(65536, 0);
 }
 
+/* A body cut into tiny frames and then one large one, sized so that the
+ * message takes 1 to 8 bytes more than the read buffer: only the frames'
+ * own 8 bytes of overhead tell that it cannot be waited for (and that
+ * it must be copied instead). */
+static void test_consume_overhead_decides(void **state)
+{
+    (void)state;
+    start(); /* 4 KiB read buffer, frame_max 4096 */
+    hp_amqp_channel_t *ch = consume_on("t", "t", 7);
+    uint16_t id = hp_amqp_channel_id(ch);
+    uint32_t capacity = hp_conn_rbuf_capacity(T.conn->c);
+    static uint8_t wire[8192], body[4096];
+    for (size_t over = 1; over <= 8; over++) {
+        /* Method and header frames first, to learn their size. */
+        hp_amqp_method_t m = deliver_method("t", over);
+        size_t head = msg_build(wire, sizeof wire, id, &m, NULL, NULL, 0, 0);
+        const size_t tiny = 10;
+        /* head + tiny * 9 + (8 + last) == capacity + over */
+        size_t last = capacity + over - head - tiny * 9 - HP_AMQP_FRAME_OVERHEAD;
+        size_t len = tiny + last;
+        fill_pattern(body, len, (uint32_t)over);
+        hp_amqp_wr_t w = hp_amqp_wr(wire, sizeof wire);
+        size_t at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_METHOD, id);
+        assert_int_equal(hp_amqp_method_encode(&w, &m), 0);
+        hp_amqp_frame_end(&w, at);
+        at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_HEADER, id);
+        hp_amqp_frame_content_header(&w, HP_AMQP_CLASS_BASIC, len);
+        assert_int_equal(hp_amqp_props_encode(&w, &(hp_amqp_props_t){0}), 0);
+        hp_amqp_frame_end(&w, at);
+        for (size_t i = 0; i <= tiny; i++) {
+            at = hp_amqp_frame_begin(&w, HP_AMQP_FRAME_BODY, id);
+            hp_amqp_wr_bytes(&w, body + i, i < tiny ? 1 : last);
+            hp_amqp_frame_end(&w, at);
+        }
+        assert_false(w.overflow);
+        assert_int_equal(w.len, capacity + over);
+        int before = T.ndlv;
+        broker_write(wire, w.len);
+        client_sync();
+        PUMP_UNTIL(T.ndlv > before || T.closed, 1000);
+        if (T.ndlv != before + 1)
+            fail_msg("%zu bytes over the buffer: %d deliveries%s", over, T.ndlv - before,
+                     T.closed ? " (closed)" : "");
+        assert_int_equal(T.dlv[before].len, len);
+        assert_memory_equal(T.dlv[before].body, body, len);
+    }
+    close_gracefully();
+}
+
 /* A header frame nearly as large as frame_max (a big headers table) behind
  * its method: the two do not fit the read buffer together, and the
  * message is copied rather than waited for; at every split of the
@@ -2677,6 +2726,7 @@ int main(void)
         T_(test_consume_large_buffer),
         T_(test_consume_large_frames),
         T_(test_consume_large_header),
+        T_(test_consume_overhead_decides),
         T_(test_split_fast_path),
         T_(test_split_assembled),
         T_(test_interleaved_channels),
