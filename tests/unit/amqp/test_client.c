@@ -375,22 +375,27 @@ static void test_handshake_other_failures(void **state)
     }
 }
 
-/* The longest credentials hp_amqp_connect accepts (255 bytes each) and a
- * long connection name: start-ok is larger than a kilobyte, which the
- * spec allows before tune (frames up to 4096 bytes). */
+/* The longest credentials and connection name hp_amqp_connect accepts
+ * (255 bytes each): start-ok is larger than a kilobyte, which the spec
+ * allows before tune (frames up to 4096 bytes). */
 static void test_handshake_long_credentials(void **state)
 {
     (void)state;
     h_init(0);
     broker_listen();
-    static char user[256], pass[256], name[251];
+    static char user[256], pass[256], name[257];
     memset(user, 'u', 255);
     memset(pass, 'p', 255);
-    memset(name, 'n', 250);
+    memset(name, 'n', 256);
     hp_amqp_config_t cfg = test_cfg();
     cfg.user = user;
     cfg.password = pass;
     cfg.name = name;
+    /* A name is a shortstr's worth at most: 256 bytes are refused at once. */
+    hp_amqp_conn_t *c = NULL;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+    assert_null(c);
+    name[255] = '\0';
     client_connect(&cfg);
     broker_handshake(0, 0, 0);
     hp_amqp_bytes_t resp = HS.start_ok.response;
