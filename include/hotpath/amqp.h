@@ -81,7 +81,8 @@ typedef struct hp_amqp_config {
                                     broker's. Also capped by the worker's buffers. */
     uint16_t heartbeat_s;        /* asked-for heartbeat interval; 0: none */
     uint64_t connect_timeout_ms; /* name lookup, TCP connect and handshake together */
-    const char *name;            /* shown by the broker (connection_name); NULL: none */
+    const char *name;            /* shown by the broker (connection_name, at most 255
+                                    bytes); NULL: none */
 } hp_amqp_config_t;
 
 #define HP_AMQP_CONFIG_DEFAULT                                                 \

@@ -262,7 +262,8 @@ static int send_start_ok(hp_amqp_conn_t *a, const hp_amqp_connection_start_t *s)
         drop_conn(a);
         return -EPROTONOSUPPORT;
     }
-    uint8_t props[512];
+    /* 506 bytes with a 255-byte name and a 5-byte version: room to spare. */
+    uint8_t props[768];
     hp_amqp_table_builder_t b;
     hp_amqp_table_init(&b, props, sizeof props);
     hp_amqp_table_add_str(&b, "product", "hotpath");
@@ -667,7 +668,8 @@ int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb
 {
     if (!cfg || !cb || !cfg->host || !*cfg->host || !cfg->vhost || !cfg->user ||
         !cfg->password || strlen(cfg->vhost) > 255 || strlen(cfg->user) > 255 ||
-        strlen(cfg->password) > 255 || (cfg->frame_max && cfg->frame_max < HP_AMQP_FRAME_MIN_SIZE))
+        strlen(cfg->password) > 255 || (cfg->name && strlen(cfg->name) > 255) ||
+        (cfg->frame_max && cfg->frame_max < HP_AMQP_FRAME_MIN_SIZE))
         return -EINVAL;
     hp_amqp_conn_t *a = hp_calloc(1, sizeof *a);
     if (!a)
