@@ -222,6 +222,17 @@ void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text)
         drop_conn(a);
 }
 
+/* hp_amqp_close before READY, at the worker's next wake-up: CLOSED must
+ * not run inside the call. The struct is held (depth) until then. */
+static void close_later(hp_worker_t *w, uint64_t arg, void *ptr)
+{
+    (void)w;
+    (void)arg;
+    hp_amqp_conn_t *a = ptr;
+    drop_conn(a);
+    amqp_leave(a);
+}
+
 void hp_amqp_close(hp_amqp_conn_t *a)
 {
     if (a->closing_by_user || a->state >= AMQP_CLOSING)
@@ -237,7 +248,11 @@ void hp_amqp_close(hp_amqp_conn_t *a)
         }
         send_close(a, HP_AMQP_REPLY_SUCCESS, "closed by the client", 0);
     } else {
-        drop_conn(a);
+        amqp_enter(a);
+        if (hp_worker_call(a->worker, close_later, 0, a) < 0) {
+            amqp_leave(a);
+            drop_conn(a); /* the inbox is full: now, rather than never */
+        }
     }
     amqp_leave(a);
 }

@@ -409,7 +409,7 @@ static void test_handshake_long_credentials(void **state)
 }
 
 /* hp_amqp_close while the TCP connect is still under way: CLOSED with
- * err 0, once, and nothing left. */
+ * err 0, once, not inside the call, and nothing left. */
 static void test_close_while_dialing(void **state)
 {
     (void)state;
@@ -418,6 +418,8 @@ static void test_close_while_dialing(void **state)
     hp_amqp_config_t cfg = test_cfg();
     client_connect(&cfg);
     hp_amqp_close(T.conn);
+    assert_int_equal(T.closed, 0); /* completions never run inside the call */
+    hp_amqp_close(T.conn);         /* a second call does nothing */
     PUMP_UNTIL(T.closed, 1000);
     assert_int_equal(T.closed, 1);
     assert_int_equal(T.closed_r.err, 0);
