@@ -43,6 +43,19 @@ static bool table_bool(hp_amqp_bytes_t table, const char *key)
     return v.b;
 }
 
+
+/* A fresh worker dialing a fresh broker with the test configuration, up
+ * to the protocol header the client sends first. */
+static void connect_to_header(void)
+{
+    h_init(0);
+    broker_listen();
+    hp_amqp_config_t cfg = test_cfg(); /* names the broker's port */
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+}
+
 /* The protocol header first; start-ok with PLAIN "\0user\0pass", the
  * client's properties and capabilities; tune-ok with the smaller values;
  * open with the vhost; READY only after open-ok. */
@@ -161,12 +174,7 @@ static void test_negotiation(void **state)
 static void test_no_plain(void **state)
 {
     (void)state;
-    h_init(0);
-    broker_listen();
-    hp_amqp_config_t cfg = test_cfg();
-    client_connect(&cfg);
-    broker_accept();
-    broker_expect_header();
+    connect_to_header();
     broker_send_start("AMQPLAIN PLAINX EXTERNAL");
     PUMP_UNTIL(T.closed, 1000);
     assert_int_equal(T.closed, 1);
@@ -181,12 +189,7 @@ static void test_no_plain(void **state)
 static void test_version_mismatch(void **state)
 {
     (void)state;
-    h_init(0);
-    broker_listen();
-    hp_amqp_config_t cfg = test_cfg();
-    client_connect(&cfg);
-    broker_accept();
-    broker_expect_header();
+    connect_to_header();
     broker_write("AMQP\0\0\x09\x01", 8);
     broker_close();
     PUMP_UNTIL(T.closed, 1000);
@@ -200,12 +203,7 @@ static void test_version_mismatch(void **state)
 static void test_version_mismatch_split(void **state)
 {
     (void)state;
-    h_init(0);
-    broker_listen();
-    hp_amqp_config_t cfg = test_cfg();
-    client_connect(&cfg);
-    broker_accept();
-    broker_expect_header();
+    connect_to_header();
     broker_write("AMQP\0", 5);
     client_sync();
     assert_int_equal(T.closed, 0);
@@ -221,12 +219,7 @@ static void test_version_mismatch_split(void **state)
 static void test_handshake_refused(void **state)
 {
     (void)state;
-    h_init(0);
-    broker_listen();
-    hp_amqp_config_t cfg = test_cfg();
-    client_connect(&cfg);
-    broker_accept();
-    broker_expect_header();
+    connect_to_header();
     broker_send_start("PLAIN");
     broker_expect(HP_AMQP_CONNECTION_START_OK);
     hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_CLOSE};
@@ -2424,12 +2417,7 @@ static void test_close_without_close_ok(void **state)
 static void test_close_in_handshake(void **state)
 {
     (void)state;
-    h_init(0);
-    broker_listen();
-    hp_amqp_config_t cfg = test_cfg();
-    client_connect(&cfg);
-    broker_accept();
-    broker_expect_header();
+    connect_to_header();
     broker_send_start("PLAIN");
     broker_expect(HP_AMQP_CONNECTION_START_OK);
     hp_amqp_close(T.conn);
