@@ -912,12 +912,12 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
         at = hp_malloc(total);
     }
     if (!at) {
-        if (!err)
-            /* No room, or the flush that looked for it found the connection
+        /* No room, or the flush that looked for it found the connection
          * broken (then CLOSED has run: say so, not "try again"). */
-        err = a->dead || !a->c || hp_conn_is_closed(a->c) ? -ENOTCONN
-              : own                                     ? -ENOMEM
-                                                        : -EAGAIN;
+        if (!err)
+            err = a->dead || !a->c || hp_conn_is_closed(a->c) ? -ENOTCONN
+                  : own                                     ? -ENOMEM
+                                                            : -EAGAIN;
     } else {
         hp_amqp_wr_t w = hp_amqp_wr(at, total);
         for (uint32_t i = 0; i < n && !err; i++)
