@@ -44,7 +44,10 @@ CPPFLAGS := -Iinclude -Isrc -I$(BUILD) -D_GNU_SOURCE -DHP_VERSION=\"$(VERSION)\"
 # HP_EXPORT, nothing else (tests/integration/test_library.py checks).
 CFLAGS   := -std=gnu17 $(OPT) -g -fPIC -fvisibility=hidden $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
-LDLIBS   := -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec
+# cJSON (libcjson-dev) and msgpack-c (libmsgpack-dev, pkg-config name
+# msgpack) parse and print AMQP message bodies (src/amqp/payload.c);
+# hotpath.pc's Libs.private lists the same libraries for static linking.
+LDLIBS   := -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec -lcjson -lmsgpackc
 
 ifeq ($(V),1)
 Q :=
@@ -236,7 +239,7 @@ install: all
 	ln -sf libhotpath.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libhotpath.so.$(SOVERSION)
 	ln -sf libhotpath.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libhotpath.so
 	install -m 644 include/hotpath/*.h $(DESTDIR)$(INCDIR)/hotpath/
-	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec\nCflags: -I$${includedir}\n' \
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: hotpath\nDescription: thread-per-core network server engine and HTTP/1.1 server\nVersion: %s\nLibs: -L$${libdir} -lhotpath\nLibs.private: -lpthread -lm -lyaml -lz -lbrotlienc -lbrotlidec -lcjson -lmsgpackc\nCflags: -I$${includedir}\n' \
 	    '$(PREFIX)' '$(PC_LIBDIR)' '$(PC_INCDIR)' '$(VERSION)' > $(DESTDIR)$(LIBDIR)/pkgconfig/hotpath.pc
 
 clean:

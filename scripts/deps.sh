@@ -7,7 +7,8 @@ set -eu
 PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev libyaml-dev zlib1g-dev libbrotli-dev pkg-config
       python3 python3-pytest python3-prometheus-client python3-requests curl procps util-linux iproute2
       nginx-light h2o wrk strace valgrind
-      rabbitmq-server python3-pika amqp-tools amqp-specs libjansson-dev libjson-c-dev libcjson-dev"
+      rabbitmq-server python3-pika amqp-tools amqp-specs libjansson-dev libjson-c-dev libcjson-dev
+      libmsgpack-dev"
 
 missing=""
 for p in $PKGS; do
