@@ -211,7 +211,7 @@ install-check: all
 
 test: deps
 	$(MAKE) check-layers all unit integration fuzz-regress install-check
-# CI adds the sanitizer run and half a minute of fuzzing per target (twelve
+# CI adds the sanitizer run and half a minute of fuzzing per target (thirteen
 # targets: the whole of CI stays under twenty minutes; `make fuzz`
 # runs them for longer).
 ifeq ($(CI),true)
