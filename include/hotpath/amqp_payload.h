@@ -146,7 +146,8 @@ HP_EXPORT int hp_amqp_payload_encode(const void *data, size_t len, const char *c
 /* Prints a cJSON document (borrowed, unchanged) as compact JSON and
  * prepares it as hp_amqp_payload_encode does, with content_type
  * "application/json". *out owns the text (or its compressed form).
- * Returns 0, -EINVAL (doc NULL, or opts as above), -ENOMEM. */
+ * Returns 0, -EINVAL (doc NULL, an item cJSON cannot print, or opts as
+ * above), -ENOMEM. */
 HP_EXPORT int hp_amqp_payload_json(const struct cJSON *doc, const hp_amqp_payload_opts_t *opts,
                                    hp_amqp_props_t *props, hp_amqp_body_t *out);
 

@@ -330,12 +330,13 @@ int hp_amqp_payload_json(const struct cJSON *doc, const hp_amqp_payload_opts_t *
         return -EINVAL;
     hp_amqp_json_init();
     /* The text comes from cJSON's allocator, which is hp_malloc: it
-     * becomes the body's block as it is. cJSON returns NULL only when it
-     * could not allocate (an invalid item, such as a raw one without
-     * text, prints as far as it can). */
+     * becomes the body's block as it is. cJSON answers NULL when it could
+     * not allocate, and also for an item it cannot print (one of type
+     * cJSON_Invalid, made by hand): the hook tells which. */
+    json_oom = false;
     char *text = cJSON_PrintUnformatted(doc);
     if (!text)
-        return -ENOMEM;
+        return json_oom ? -ENOMEM : -EINVAL;
     return prepare(text, strlen(text), text, HP_AMQP_CONTENT_JSON, &o, props, out);
 }
 

@@ -484,6 +484,13 @@ static void test_json_text(void **state)
     hp_amqp_body_t b;
     assert_int_equal(hp_amqp_payload_json_text(NULL, 0, NULL, &props, &b), -EINVAL);
     assert_int_equal(hp_amqp_payload_json(NULL, NULL, &props, &b), -EINVAL);
+    /* An item of no type (made by hand) cannot be printed: not -ENOMEM. */
+    cJSON *odd = cJSON_CreateObject(), *inv = cJSON_CreateNull();
+    inv->type = cJSON_Invalid;
+    cJSON_AddItemToObject(odd, "x", inv);
+    assert_int_equal(hp_amqp_payload_json(odd, NULL, &props, &b), -EINVAL);
+    assert_null(b.ptr);
+    cJSON_Delete(odd);
     assert_int_equal(live, blocks);
 }
 
