@@ -100,6 +100,13 @@ static void confirm_resolve(hp_amqp_channel_t *ch, uint64_t seq, int status)
     if (slot->status)
         return;
     slot->status = status > 0 ? (uint8_t)status : 3;
+    hp_amqp_stats_t *st = &ch->conn->stats;
+    if (status == HP_AMQP_ACKED)
+        st->confirmed++;
+    else if (status == HP_AMQP_NACKED)
+        st->nacked++;
+    else
+        st->unconfirmed_failed++;
     if (slot->cb)
         slot->cb(ch, seq, status, slot->arg);
 }
@@ -368,6 +375,8 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
         d.redelivered = m.basic_deliver.redelivered;
         d.exchange = m.basic_deliver.exchange;
         d.routing_key = m.basic_deliver.routing_key;
+        a->stats.delivered++;
+        a->stats.redelivered += d.redelivered;
         amqp_consumer_t *k = consumer_find(ch, d.consumer_tag, NULL);
         if (k && k->on_msg)
             k->on_msg(ch, &d, k->arg);
@@ -385,6 +394,8 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
         d.exchange = m.basic_get_ok.exchange;
         d.routing_key = m.basic_get_ok.routing_key;
         d.message_count = m.basic_get_ok.message_count;
+        a->stats.delivered++;
+        a->stats.redelivered += d.redelivered;
         if (op->on_msg)
             op->on_msg(ch, &d, op->msg_arg);
         hp_free(op);
@@ -395,6 +406,7 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
         d.reply_text = m.basic_return.reply_text;
         d.exchange = m.basic_return.exchange;
         d.routing_key = m.basic_return.routing_key;
+        a->stats.returned++;
         if (ch->on_return)
             ch->on_return(ch, &d, ch->on_return_arg);
         return 0;
@@ -931,6 +943,7 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
         } else if (hp_conn_write_ref(a->c, at, w.len, true) < 0) { /* frees it */
             err = -EAGAIN;
         } else {
+            a->stats.bytes_out += w.len;
             a->last_send_ms = hp_conn_now(a->c);
             hp_conn_flush_soon(a->c);
         }
@@ -942,6 +955,7 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
         hp_free(p);
     if (err)
         return err;
+    a->stats.published += n;
     if (first)
         *first = ch->confirm ? ch->next_seq : 0;
     for (uint32_t i = 0; ch->confirm && i < n; i++) {
@@ -1067,7 +1081,10 @@ int hp_amqp_ack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple)
     hp_amqp_method_t m = {.id = HP_AMQP_BASIC_ACK};
     m.basic_ack.delivery_tag = tag;
     m.basic_ack.multiple = multiple;
-    return send_now(ch, &m);
+    int r = send_now(ch, &m);
+    if (r == 0) /* sent: the connection is alive */
+        ch->conn->stats.acked++;
+    return r;
 }
 
 int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeue)
@@ -1076,7 +1093,10 @@ int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeu
     m.basic_nack.delivery_tag = tag;
     m.basic_nack.multiple = multiple;
     m.basic_nack.requeue = requeue;
-    return send_now(ch, &m);
+    int r = send_now(ch, &m);
+    if (r == 0)
+        ch->conn->stats.nacked_out++;
+    return r;
 }
 
 int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue)
@@ -1084,5 +1104,8 @@ int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue)
     hp_amqp_method_t m = {.id = HP_AMQP_BASIC_REJECT};
     m.basic_reject.delivery_tag = tag;
     m.basic_reject.requeue = requeue;
-    return send_now(ch, &m);
+    int r = send_now(ch, &m);
+    if (r == 0)
+        ch->conn->stats.rejected++;
+    return r;
 }

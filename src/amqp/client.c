@@ -117,6 +117,7 @@ uint8_t *amqp_out_reserve(hp_amqp_conn_t *a, size_t n)
 void amqp_out_commit(hp_amqp_conn_t *a, size_t n)
 {
     hp_conn_commit(a->c, (uint32_t)n);
+    a->stats.bytes_out += n;
     a->last_send_ms = hp_conn_now(a->c);
     hp_conn_flush_soon(a->c);
 }
@@ -141,6 +142,7 @@ static int out_write(hp_amqp_conn_t *a, const void *buf, size_t len)
     memcpy(copy, buf, len);
     if (hp_conn_write_ref(a->c, copy, len, true) < 0) /* frees copy on failure too */
         return -EAGAIN;
+    a->stats.bytes_out += len;
     a->last_send_ms = hp_conn_now(a->c);
     hp_conn_flush_soon(a->c);
     return 0;
@@ -562,6 +564,8 @@ static void amqp_on_data(hp_conn_t *c)
             break;
         }
         long used = frame_in(a, p, len, &f, n);
+        if (used > 0)
+            a->stats.bytes_in += (uint64_t)used;
         if (used <= 0 || a->dead || hp_conn_is_closed(c))
             break;
         hp_conn_consume(c, (uint32_t)used);
@@ -729,6 +733,19 @@ uint16_t hp_amqp_heartbeat(const hp_amqp_conn_t *a)
 bool hp_amqp_blocked(const hp_amqp_conn_t *a)
 {
     return a->blocked;
+}
+
+void hp_amqp_stats(const hp_amqp_conn_t *a, hp_amqp_stats_t *out)
+{
+    *out = a->stats;
+    if (a->state == AMQP_READY)
+        out->state = a->blocked ? HP_AMQP_STATE_BLOCKED : HP_AMQP_STATE_READY;
+    else if (a->state >= AMQP_CLOSING)
+        out->state = HP_AMQP_STATE_CLOSED;
+    else if (a->recovering)
+        out->state = HP_AMQP_STATE_RECOVERING;
+    else
+        out->state = HP_AMQP_STATE_CONNECTING;
 }
 
 void hp_amqp_on_writable(hp_amqp_conn_t *a, void (*cb)(hp_amqp_conn_t *c, void *arg), void *arg)

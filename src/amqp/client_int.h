@@ -129,6 +129,7 @@ struct hp_amqp_conn {
     hp_worker_t *worker;
     uint8_t state;                /* AMQP_* */
     bool blocked;
+    bool recovering;              /* lost, reconnecting (cfg.recover) */
     bool dead;                    /* closed: free once depth is 0 */
     bool reported;                /* CLOSED has been reported */
     bool closing_by_user;         /* hp_amqp_close was called */
@@ -153,6 +154,7 @@ struct hp_amqp_conn {
     uint32_t nchans;              /* open ones */
     uint16_t next_id;             /* where the search for a free number starts */
     hp_amqp_channel_t *graveyard; /* owned: dropped channels, freed at depth 0 */
+    hp_amqp_stats_t stats;        /* state is filled in by hp_amqp_stats */
     /* configuration, copied: the strings live in `strs` */
     hp_amqp_config_t cfg;
     char *strs;                   /* owned */
