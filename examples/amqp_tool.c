@@ -37,7 +37,7 @@ typedef struct {
     int nhdr;
     long count, batch;
     bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
-    bool if_empty, cancelling;
+    bool if_empty, cancelling, no_recover, republish, seq;
     char tag[256];        /* consume: the consumer's tag, for --cancel */
     unsigned prefetch;
     /* the run */
@@ -253,11 +253,17 @@ static void publish_more(tool_t *t)
         return;
     }
     while (t->published < t->count) {
+        char numbered[512];
+        const char *body = t->body;
+        if (t->seq) { /* --seq: "<body>-<n>", to tell the messages apart */
+            snprintf(numbered, sizeof numbered, "%.400s-%ld", t->body, t->published);
+            body = numbered;
+        }
         hp_amqp_msg_t m = {.exchange = t->exchange,
                            .routing_key = t->key,
                            .props = &t->props,
-                           .body = t->body,
-                           .len = strlen(t->body),
+                           .body = body,
+                           .len = strlen(body),
                            .mandatory = t->mandatory};
         int r = hp_amqp_publish(t->ch, &m, t->confirm ? on_confirm : NULL, t, NULL);
         if (r == -EAGAIN)
@@ -414,6 +420,14 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         int rc = hp_amqp_channel_open(c, on_open, t, &t->ch);
         if (rc < 0)
             fail(t, "channel", &(hp_amqp_result_t){.err = rc});
+    } else if (ev == HP_AMQP_EV_RECOVERING) {
+        if (r->reply_code)
+            fprintf(stderr, "amqp_tool: connection lost: %u %.*s: recovering\n", r->reply_code,
+                    (int)r->reply_text.len, (const char *)r->reply_text.ptr);
+        else
+            fprintf(stderr, "amqp_tool: connection lost: %s: recovering\n", strerror(-r->err));
+    } else if (ev == HP_AMQP_EV_RECOVERED) {
+        fprintf(stderr, "amqp_tool: recovered\n");
     } else if (ev == HP_AMQP_EV_CLOSED) {
         if (!t->done) {
             t->done = true;
@@ -433,7 +447,9 @@ static int usage(void)
     fprintf(stderr,
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
-            "                 [--persistent] [--type CT] [--header K=V ...] BODY\n"
+            "                 [--persistent] [--type CT] [--header K=V ...] [--seq]\n"
+            "                 [--republish] BODY\n"
+            "       (any command: --no-recover: a lost connection ends the run)\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
             "                 [--cancel]\n"
@@ -519,6 +535,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
                 return 2;
             }
+        } else if (!strcmp(a, "--no-recover")) {
+            t.no_recover = true;
+        } else if (!strcmp(a, "--republish")) {
+            t.republish = true;
+        } else if (!strcmp(a, "--seq")) {
+            t.seq = true;
         } else if (!strcmp(a, "--confirm")) {
             t.confirm = true;
         } else if (!strcmp(a, "--mandatory")) {
@@ -577,6 +599,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.name = "amqp_tool";
+    cfg.recover = !t.no_recover;
+    cfg.recover_min_ms = 50;
+    cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
     hp_log_set_level(HP_LOG_ERROR);
     hp_worker_config_t wcfg = HP_WORKER_CONFIG_DEFAULT;
     hp_resolve_t *res = NULL;
