@@ -175,6 +175,30 @@ HP_EXPORT int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_am
  * with err 0. A second call, or one after CLOSED, does nothing. */
 HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
 
+/* Recovery. A connection that was READY once and is lost (the socket
+ * failed, heartbeats stopped, the broker closed it with 320 ...) is
+ * recovered when cfg.recover is set (the default): RECOVERING is reported
+ * with the reason, calls pending on its channels fail with -ECONNRESET,
+ * and new calls answer -EAGAIN. After a delay (recover_min_ms doubling up
+ * to recover_max_ms, with full jitter) it connects again, and on the new
+ * connection, in this order: opens every channel again under its number;
+ * declares again, on the lowest channel, the exchanges and queues declared
+ * through the client (in the order they were declared; a server-named
+ * queue gets a new name, which its bindings and consumers then use);
+ * then the bindings, and on each channel its qos, confirm mode and
+ * consumers (same tags). RECOVERED follows once all of that is answered:
+ * a channel is usable again only with its consumers back, and
+ * hp_amqp_on_writable's callback runs. Unconfirmed publishes are failed
+ * with -ECONNRESET at the loss, or with HP_AMQP_REPUBLISH published again
+ * after confirm mode is back, under the sequence numbers the caller was
+ * given. Deliveries of the lost connection cannot be acknowledged any
+ * more (the broker has put them back): hp_amqp_ack and the others drop
+ * their tags, and later deliveries get tags above them. The recovery has
+ * connect_timeout_ms as its deadline (then the next attempt); a step the
+ * broker refuses ends it: CLOSED with that reply, never swallowed. Not
+ * recovered: a connection never READY, a refused login (403) or vhost
+ * (530), and hp_amqp_close (which stops a recovery under way). */
+
 /* Counters of one connection, since it was opened (recoveries included). */
 typedef struct hp_amqp_stats {
     uint64_t published;          /* messages handed to the broker */
