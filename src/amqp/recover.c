@@ -249,6 +249,13 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
 {
     if (!a->cfg.recover || !a->ever_ready || a->closing_by_user || permanent(a))
         return false;
+    /* On every loss, the first or one during a recovery: what waits for
+     * a reply fails, and a half-done recovery's steps are forgotten. */
+    hp_amqp_result_t lost = {.err = -ECONNRESET};
+    for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+        if (a->chans[i])
+            amqp_channel_lost(a->chans[i], &lost);
+    }
     if (!a->recovering) {
         a->recovering = true;
         a->attempt = 0;
@@ -258,11 +265,6 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         hp_log_write(HP_LOG_WARN, "amqp: %s:%u: connection lost (%u %s): recovering",
                      a->cfg.host, a->cfg.port, r.reply_code,
                      r.reply_code ? a->reply_text : strerror(-r.err));
-        hp_amqp_result_t lost = {.err = -ECONNRESET};
-        for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
-            if (a->chans[i])
-                amqp_channel_lost(a->chans[i], &lost);
-        }
         if (!a->rng)
             a->rng = hp_loop_clock_ns(&a->worker->loop) | 1;
         a->cb(a, HP_AMQP_EV_RECOVERING, &r, a->arg);
@@ -460,5 +462,9 @@ void amqp_recover_stop(hp_amqp_conn_t *a)
 {
     hp_loop_timer_cancel(&a->worker->loop, &a->retry);
     a->recovering = false;
+    /* Closed by the caller: CLOSED says 0, not why the connection was lost. */
+    a->err = 0;
+    a->reply_code = a->class_id = a->method_id = 0;
+    a->reply_text[0] = '\0';
     amqp_close_soon(a);
 }
