@@ -43,7 +43,7 @@ typedef struct {
     int nhdr;
     long count, batch;
     bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
-    bool if_empty, cancelling;
+    bool if_empty, cancelling, no_recover, republish, seq;
     bool json, compress;  /* publish: --json, --compress */
     hp_amqp_body_t payload; /* publish: the body as it goes out */
     char tag[256];        /* consume: the consumer's tag, for --cancel */
@@ -282,11 +282,18 @@ static void publish_more(tool_t *t)
         return;
     }
     while (t->published < t->count) {
+        char numbered[512];
+        const char *body = t->body;
+        if (t->seq) { /* --seq: "<body>-<n>", to tell the messages apart */
+            snprintf(numbered, sizeof numbered, "%.400s-%ld", t->body, t->published);
+            body = numbered;
+        }
         hp_amqp_msg_t m = {.exchange = t->exchange,
                            .routing_key = t->key,
                            .props = &t->props,
-                           .body = t->payload.ptr,
-                           .len = t->payload.len,
+                           /* --seq numbers the plain text; else the payload */
+                           .body = t->seq ? (const void *)body : t->payload.ptr,
+                           .len = t->seq ? strlen(body) : t->payload.len,
                            .mandatory = t->mandatory};
         int r = hp_amqp_publish(t->ch, &m, t->confirm ? on_confirm : NULL, t, NULL);
         if (r == -EAGAIN)
@@ -443,6 +450,14 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         int rc = hp_amqp_channel_open(c, on_open, t, &t->ch);
         if (rc < 0)
             fail(t, "channel", &(hp_amqp_result_t){.err = rc});
+    } else if (ev == HP_AMQP_EV_RECOVERING) {
+        if (r->reply_code)
+            fprintf(stderr, "amqp_tool: connection lost: %u %.*s: recovering\n", r->reply_code,
+                    (int)r->reply_text.len, (const char *)r->reply_text.ptr);
+        else
+            fprintf(stderr, "amqp_tool: connection lost: %s: recovering\n", strerror(-r->err));
+    } else if (ev == HP_AMQP_EV_RECOVERED) {
+        fprintf(stderr, "amqp_tool: recovered\n");
     } else if (ev == HP_AMQP_EV_CLOSED) {
         if (!t->done) {
             t->done = true;
@@ -463,7 +478,8 @@ static int usage(void)
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] [--json]\n"
-            "                 [--compress] BODY\n"
+            "                 [--compress] [--seq] [--republish] BODY\n"
+            "       (any command: --no-recover: a lost connection ends the run)\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
             "                 [--cancel]\n"
@@ -568,6 +584,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
                 return 2;
             }
+        } else if (!strcmp(a, "--no-recover")) {
+            t.no_recover = true;
+        } else if (!strcmp(a, "--republish")) {
+            t.republish = true;
+        } else if (!strcmp(a, "--seq")) {
+            t.seq = true;
         } else if (!strcmp(a, "--confirm")) {
             t.confirm = true;
         } else if (!strcmp(a, "--mandatory")) {
@@ -632,6 +654,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.name = "amqp_tool";
+    cfg.recover = !t.no_recover;
+    cfg.recover_min_ms = 50;
+    cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
     hp_log_set_level(HP_LOG_ERROR);
     hp_worker_config_t wcfg = HP_WORKER_CONFIG_DEFAULT;
     hp_resolve_t *res = NULL;

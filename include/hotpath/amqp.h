@@ -83,7 +83,22 @@ typedef struct hp_amqp_config {
     uint64_t connect_timeout_ms; /* name lookup, TCP connect and handshake together */
     const char *name;            /* shown by the broker (connection_name, at most 255
                                     bytes); NULL: none */
+    /* Automatic recovery (see "Recovery" below): on a lost connection,
+     * reconnect after a delay growing from recover_min_ms to
+     * recover_max_ms (doubling, with full jitter), at most recover_tries
+     * times in a row (0: for ever). false: a lost connection is CLOSED. */
+    bool recover;
+    uint64_t recover_min_ms, recover_max_ms;
+    uint32_t recover_tries;
+    /* What becomes of publishes unconfirmed when the connection was lost:
+     * HP_AMQP_REPUBLISH sends them again once recovered (the client keeps
+     * a copy of each until it is confirmed: window x message size of
+     * memory per channel), HP_AMQP_FAIL_UNCONFIRMED completes each with
+     * -ECONNRESET. Either way each publish's callback runs exactly once. */
+    uint8_t unconfirmed;
 } hp_amqp_config_t;
+
+enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
 
 #define HP_AMQP_CONFIG_DEFAULT                                                 \
     ((hp_amqp_config_t){.host = "127.0.0.1",                                   \
@@ -95,7 +110,12 @@ typedef struct hp_amqp_config {
                         .frame_max = 0,                                        \
                         .heartbeat_s = 60,                                     \
                         .connect_timeout_ms = 10000,                           \
-                        .name = NULL})
+                        .name = NULL,                                          \
+                        .recover = true,                                       \
+                        .recover_min_ms = 100,                                 \
+                        .recover_max_ms = 10000,                               \
+                        .recover_tries = 0,                                    \
+                        .unconfirmed = HP_AMQP_FAIL_UNCONFIRMED})
 
 /* How a call ended. The byte strings are borrowed for the callback. */
 typedef struct hp_amqp_result {
@@ -122,6 +142,10 @@ enum {
     HP_AMQP_EV_UNBLOCKED,
     HP_AMQP_EV_CLOSED,           /* closed (r->err says why; 0 after hp_amqp_close);
                                     the last event: the connection is freed after it */
+    HP_AMQP_EV_RECOVERING,       /* the connection was lost (r says why) and is being
+                                    recovered: calls answer -EAGAIN until RECOVERED */
+    HP_AMQP_EV_RECOVERED,        /* reconnected, channels reopened, topology declared
+                                    again, consumers back: calls go on */
 };
 typedef void (*hp_amqp_conn_cb)(hp_amqp_conn_t *c, int event, const hp_amqp_result_t *r,
                                 void *arg);
@@ -150,6 +174,56 @@ HP_EXPORT int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_am
  * close-ok): what is pending fails with -ECANCELED, then cb(CLOSED) runs
  * with err 0. A second call, or one after CLOSED, does nothing. */
 HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
+
+/* Recovery. A connection that was READY once and is lost (the socket
+ * failed, heartbeats stopped, the broker closed it with 320 ...) is
+ * recovered when cfg.recover is set (the default): RECOVERING is reported
+ * with the reason, calls pending on its channels fail with -ECONNRESET,
+ * and new calls answer -EAGAIN. After a delay (recover_min_ms doubling up
+ * to recover_max_ms, with full jitter) it connects again, and on the new
+ * connection, in this order: opens every channel again under its number;
+ * declares again, on the lowest channel, the exchanges and queues declared
+ * through the client (in the order they were declared; a server-named
+ * queue gets a new name, which its bindings and consumers then use);
+ * then the bindings, and on each channel its qos, confirm mode and
+ * consumers (same tags). RECOVERED follows once all of that is answered:
+ * a channel is usable again only with its consumers back, and
+ * hp_amqp_on_writable's callback runs. Unconfirmed publishes are failed
+ * with -ECONNRESET at the loss, or with HP_AMQP_REPUBLISH published again
+ * after confirm mode is back, under the sequence numbers the caller was
+ * given. Deliveries of the lost connection cannot be acknowledged any
+ * more (the broker has put them back): hp_amqp_ack and the others drop
+ * their tags, and later deliveries get tags above them. The recovery has
+ * connect_timeout_ms as its deadline (then the next attempt); a step the
+ * broker refuses ends it: CLOSED with that reply, never swallowed. Not
+ * recovered: a connection never READY, a refused login (403) or vhost
+ * (530), and hp_amqp_close (which stops a recovery under way). */
+
+/* Counters of one connection, since it was opened (recoveries included). */
+typedef struct hp_amqp_stats {
+    uint64_t published;          /* messages handed to the broker */
+    uint64_t confirmed, nacked;  /* publisher confirms received */
+    uint64_t unconfirmed_failed; /* publishes failed unconfirmed (-errno) */
+    uint64_t republished;        /* sent again after a recovery */
+    uint64_t returned;           /* mandatory messages the broker returned */
+    uint64_t delivered;          /* deliveries to consumers and gets */
+    uint64_t redelivered;        /* of which the broker had delivered before */
+    uint64_t acked, nacked_out, rejected; /* acknowledgements sent */
+    uint64_t recoveries;         /* connection recoveries that succeeded */
+    uint64_t bytes_in, bytes_out;
+    uint8_t state;               /* HP_AMQP_STATE_* */
+} hp_amqp_stats_t;
+
+enum {
+    HP_AMQP_STATE_CONNECTING = 0, /* dialing or in the handshake */
+    HP_AMQP_STATE_READY,
+    HP_AMQP_STATE_BLOCKED,        /* ready, but the broker blocked publishing */
+    HP_AMQP_STATE_RECOVERING,
+    HP_AMQP_STATE_CLOSED,
+};
+
+/* A copy of the connection's counters (its worker's thread). */
+HP_EXPORT void hp_amqp_stats(const hp_amqp_conn_t *c, hp_amqp_stats_t *out);
 
 /* What was negotiated (valid from READY). */
 HP_EXPORT uint32_t hp_amqp_frame_max(const hp_amqp_conn_t *c);

@@ -49,6 +49,23 @@ static amqp_op_t *op_new(uint32_t reply, uint8_t kind, hp_amqp_done_cb cb, void 
     return op;
 }
 
+static void consumer_free(amqp_consumer_t *k)
+{
+    if (k) {
+        hp_free((void *)k->args.ptr);
+        hp_free(k);
+    }
+}
+
+static void op_free(amqp_op_t *op)
+{
+    amqp_topo_free(op->topo);
+    for (int i = 0; i < 3; i++)
+        hp_free(op->forget_s[i]);
+    consumer_free(op->consumer);
+    hp_free(op);
+}
+
 static void op_link(hp_amqp_channel_t *ch, amqp_op_t *op)
 {
     if (ch->ops_tail)
@@ -75,6 +92,8 @@ static amqp_op_t *op_pop(hp_amqp_channel_t *ch)
 static int call(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, uint32_t reply, uint8_t kind,
                 hp_amqp_done_cb cb, void *arg, amqp_op_t **out)
 {
+    if (ch->state == CH_RECOVERING)
+        return -EAGAIN;
     if (ch->state != CH_OPENING && ch->state != CH_OPEN)
         return -ENOTCONN;
     /* Allocated first: once the method is out, its reply must find it. */
@@ -83,12 +102,56 @@ static int call(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, uint32_t reply
         return -ENOMEM;
     int r = amqp_send_method(ch->conn, ch->id, m);
     if (r < 0) {
-        hp_free(op);
+        op_free(op);
         return r;
     }
     op_link(ch, op);
     if (out)
         *out = op;
+    return 0;
+}
+
+/* call() for a declare, bind, delete or unbind: `topo` (owned from here,
+ * on every path) is what a success records, `forget` and s0..s2 what a
+ * success takes out. */
+static int call_topo(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, uint32_t reply,
+                     uint8_t kind, hp_amqp_done_cb cb, void *arg, amqp_topo_t *topo,
+                     uint8_t forget, const char *s0, const char *s1, const char *s2)
+{
+    amqp_op_t *op;
+    int r = call(ch, m, reply, kind, cb, arg, &op);
+    if (r < 0) {
+        amqp_topo_free(topo);
+        return r;
+    }
+    op->topo = topo;
+    if (forget) {
+        const char *src[3] = {s0, s1, s2};
+        for (int i = 0; i < 3; i++) {
+            size_t n = src[i] ? strlen(src[i]) : 0;
+            if ((op->forget_s[i] = hp_malloc(n + 1)) != NULL) {
+                memcpy(op->forget_s[i], src[i] ? src[i] : "", n);
+                op->forget_s[i][n] = '\0';
+            }
+        }
+        op->forget = op->forget_s[0] && op->forget_s[1] && op->forget_s[2] ? forget : 0;
+    }
+    return 0;
+}
+
+int amqp_channel_recover_call(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, uint32_t reply,
+                              amqp_topo_t *topo)
+{
+    amqp_op_t *op = op_new(reply, OP_RECOVER, NULL, NULL);
+    if (!op)
+        return -ENOMEM;
+    int r = amqp_send_method(ch->conn, ch->id, m);
+    if (r < 0) {
+        op_free(op);
+        return r;
+    }
+    op->recover_topo = topo;
+    op_link(ch, op);
     return 0;
 }
 
@@ -100,8 +163,17 @@ static void confirm_resolve(hp_amqp_channel_t *ch, uint64_t seq, int status)
     if (slot->status)
         return;
     slot->status = status > 0 ? (uint8_t)status : 3;
+    hp_free(slot->frames);
+    slot->frames = NULL;
+    hp_amqp_stats_t *st = &ch->conn->stats;
+    if (status == HP_AMQP_ACKED)
+        st->confirmed++;
+    else if (status == HP_AMQP_NACKED)
+        st->nacked++;
+    else
+        st->unconfirmed_failed++;
     if (slot->cb)
-        slot->cb(ch, seq, status, slot->arg);
+        slot->cb(ch, slot->seq, status, slot->arg);
 }
 
 /* Moves base past the confirmed head of the window. */
@@ -153,9 +225,11 @@ void amqp_channel_drop(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, bool no
     /* Calls first, in order, then the publishes nobody will confirm. */
     amqp_op_t *op;
     while ((op = op_pop(ch)) != NULL) {
-        if (op->cb)
+        if (op->kind == OP_RECOVER)
+            amqp_recover_step(ch, op->recover_topo, NULL, r);
+        else if (op->cb)
             op->cb(op->kind == OP_CHANNEL_OPEN ? NULL : ch, r, op->arg);
-        hp_free(op);
+        op_free(op);
     }
     for (uint64_t s = ch->base; ch->ring && s < ch->next_seq; s++)
         confirm_resolve(ch, s, r->err ? r->err : -ECANCELED);
@@ -173,13 +247,103 @@ void amqp_channel_bury(hp_amqp_conn_t *a)
         amqp_consumer_t *k = ch->consumers;
         while (k) {
             amqp_consumer_t *next = k->next;
-            hp_free(k);
+            consumer_free(k);
             k = next;
         }
         hp_free(ch->in.copy);
+        for (uint32_t i = 0; ch->ring && i < ch->window; i++)
+            hp_free(ch->ring[i].frames);
         hp_free(ch->ring);
         hp_free(ch);
     }
+}
+
+/* ---- losing the connection and coming back ---- */
+
+void amqp_channel_lost_input(hp_amqp_channel_t *ch)
+{
+    hp_free(ch->in.copy);
+    ch->in = (amqp_incoming_t){0};
+}
+
+void amqp_channel_lost(hp_amqp_channel_t *ch, const hp_amqp_result_t *r)
+{
+    hp_amqp_conn_t *a = ch->conn;
+    if (ch->state != CH_OPEN && ch->state != CH_RECOVERING) {
+        /* Never opened, or closing: it ends here. */
+        amqp_channel_drop(ch, r, false);
+        return;
+    }
+    amqp_enter(a);
+    ch->state = CH_RECOVERING;
+    amqp_channel_lost_input(ch);
+    /* Deliveries of the lost connection can no longer be acknowledged:
+     * the broker has put them back. Later tags are shifted past them. */
+    ch->tag_offset = ch->max_tag;
+    amqp_op_t *op;
+    while ((op = op_pop(ch)) != NULL) {
+        if (op->kind != OP_RECOVER && op->cb)
+            op->cb(ch, r, op->arg);
+        op_free(op);
+        if (gone(ch))
+            break;
+    }
+    if (!gone(ch) && ch->ring && a->cfg.unconfirmed != HP_AMQP_REPUBLISH) {
+        for (uint64_t s = ch->base; s < ch->next_seq && !gone(ch); s++)
+            confirm_resolve(ch, s, r->err);
+        if (!gone(ch))
+            confirm_advance(ch);
+    }
+    amqp_leave(a);
+}
+
+void amqp_channel_recovered(hp_amqp_channel_t *ch)
+{
+    hp_amqp_conn_t *a = ch->conn;
+    ch->state = CH_OPEN;
+    if (!ch->ring)
+        return;
+    /* The new channel numbers confirms from 1 again: what is still
+     * unconfirmed moves to the front of the ring, in order, and goes out
+     * again (HP_AMQP_REPUBLISH), keeping the numbers the caller knows. */
+    uint64_t n = ch->next_seq - ch->base;
+    amqp_confirm_t *keep = n ? hp_malloc(n * sizeof *keep) : NULL;
+    if (n && !keep) {
+        for (uint64_t s = ch->base; s < ch->next_seq && !gone(ch); s++)
+            confirm_resolve(ch, s, -ENOMEM);
+        n = 0;
+    }
+    uint32_t k = 0;
+    for (uint64_t s = ch->base; n && s < ch->next_seq; s++) {
+        amqp_confirm_t *slot = &ch->ring[(s - 1) % ch->window];
+        if (!slot->status)
+            keep[k++] = *slot;
+    }
+    memset(ch->ring, 0, ch->window * sizeof *ch->ring); /* the frames live on in keep */
+    for (uint32_t i = 0; i < k; i++)
+        ch->ring[i] = keep[i];
+    hp_free(keep);
+    ch->base = 1;
+    ch->next_seq = 1u + k;
+    for (uint32_t i = 0; i < k && a->c && !gone(ch); i++) {
+        amqp_confirm_t *slot = &ch->ring[i];
+        uint8_t *at = amqp_out_reserve(a, slot->len);
+        if (at) {
+            memcpy(at, slot->frames, slot->len);
+            amqp_out_commit(a, slot->len);
+        } else {
+            void *copy = hp_malloc(slot->len);
+            if (copy)
+                memcpy(copy, slot->frames, slot->len);
+            if (!copy || hp_conn_write_ref(a->c, copy, slot->len, true) < 0) { /* frees copy */
+                confirm_resolve(ch, i + 1u, -ENOBUFS);
+                continue;
+            }
+            hp_conn_flush_soon(a->c);
+        }
+        a->stats.republished++;
+    }
+    confirm_advance(ch);
 }
 
 /* ---- replies ---- */
@@ -209,7 +373,24 @@ static int reply_in(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
     }
     op_pop(ch);
     hp_amqp_result_t r = {0};
+    if (op->topo) {
+        amqp_topo_commit(a, op->topo, m->id == HP_AMQP_QUEUE_DECLARE_OK
+                                          ? m->queue_declare_ok.queue
+                                          : (hp_amqp_bytes_t){NULL, 0});
+        op->topo = NULL;
+    }
+    if (op->forget)
+        amqp_topo_forget(a, op->forget, op->forget_s);
     switch (op->kind) {
+    case OP_RECOVER:
+        amqp_recover_step(ch, op->recover_topo, m, NULL);
+        op_free(op);
+        return 0;
+    case OP_QOS:
+        ch->prefetch = op->prefetch;
+        ch->qos_global = op->global;
+        ch->qos_set = true;
+        break;
     case OP_CHANNEL_OPEN:
         ch->state = CH_OPEN;
         break;
@@ -223,16 +404,16 @@ static int reply_in(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
                                                           : m->queue_delete_ok.message_count;
         break;
     case OP_CONSUME: {
+        /* The consumer was made with the call: it gets its tag now. */
         hp_amqp_bytes_t tag = m->basic_consume_ok.consumer_tag;
-        amqp_consumer_t *k = hp_calloc(1, sizeof *k);
-        if (!k || tag.len > sizeof k->tag) {
-            hp_free(k);
-            hp_free(op);
-            amqp_fail(a, HP_AMQP_INTERNAL_ERROR, "no memory for a consumer");
+        amqp_consumer_t *k = op->consumer;
+        op->consumer = NULL;
+        if (tag.len > sizeof k->tag) {
+            consumer_free(k);
+            op_free(op);
+            amqp_fail(a, HP_AMQP_SYNTAX_ERROR, "a consumer tag longer than 255 bytes");
             return -1;
         }
-        k->on_msg = op->on_msg;
-        k->arg = op->msg_arg;
         k->tag_len = (uint8_t)tag.len;
         memcpy(k->tag, tag.ptr, tag.len);
         k->next = ch->consumers;
@@ -245,7 +426,7 @@ static int reply_in(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
         amqp_consumer_t *k = consumer_find(ch, m->basic_cancel_ok.consumer_tag, &link);
         if (k) {
             *link = k->next;
-            hp_free(k);
+            consumer_free(k);
         }
         r.consumer_tag = m->basic_cancel_ok.consumer_tag;
         break;
@@ -253,12 +434,12 @@ static int reply_in(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
     case OP_GET: /* basic.get-empty; get-ok comes as a message */
         if (op->on_msg)
             op->on_msg(ch, NULL, op->msg_arg);
-        hp_free(op);
+        op_free(op);
         return 0;
     case OP_CHANNEL_CLOSE: {
         hp_amqp_done_cb cb = op->cb;
         void *arg = op->arg;
-        hp_free(op);
+        op_free(op);
         hp_amqp_result_t gone_r = {.err = -ECANCELED};
         amqp_channel_drop(ch, &gone_r, false);
         if (cb)
@@ -270,7 +451,7 @@ static int reply_in(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
     }
     if (op->cb)
         op->cb(ch, &r, op->arg);
-    hp_free(op);
+    op_free(op);
     return 0;
 }
 
@@ -330,7 +511,7 @@ int amqp_channel_method(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, const 
             *link = k->next;
             if (k->on_msg)
                 k->on_msg(ch, NULL, k->arg);
-            hp_free(k);
+            consumer_free(k);
         }
         return 0;
     }
@@ -364,10 +545,14 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
     switch (m.id) {
     case HP_AMQP_BASIC_DELIVER: {
         d.consumer_tag = m.basic_deliver.consumer_tag;
-        d.delivery_tag = m.basic_deliver.delivery_tag;
+        d.delivery_tag = m.basic_deliver.delivery_tag + ch->tag_offset;
+        if (d.delivery_tag > ch->max_tag)
+            ch->max_tag = d.delivery_tag;
         d.redelivered = m.basic_deliver.redelivered;
         d.exchange = m.basic_deliver.exchange;
         d.routing_key = m.basic_deliver.routing_key;
+        a->stats.delivered++;
+        a->stats.redelivered += d.redelivered;
         amqp_consumer_t *k = consumer_find(ch, d.consumer_tag, NULL);
         if (k && k->on_msg)
             k->on_msg(ch, &d, k->arg);
@@ -380,14 +565,18 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
             return -1;
         }
         op_pop(ch);
-        d.delivery_tag = m.basic_get_ok.delivery_tag;
+        d.delivery_tag = m.basic_get_ok.delivery_tag + ch->tag_offset;
+        if (d.delivery_tag > ch->max_tag)
+            ch->max_tag = d.delivery_tag;
         d.redelivered = m.basic_get_ok.redelivered;
         d.exchange = m.basic_get_ok.exchange;
         d.routing_key = m.basic_get_ok.routing_key;
         d.message_count = m.basic_get_ok.message_count;
+        a->stats.delivered++;
+        a->stats.redelivered += d.redelivered;
         if (op->on_msg)
             op->on_msg(ch, &d, op->msg_arg);
-        hp_free(op);
+        op_free(op);
         return 0;
     }
     case HP_AMQP_BASIC_RETURN:
@@ -395,6 +584,7 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
         d.reply_text = m.basic_return.reply_text;
         d.exchange = m.basic_return.exchange;
         d.routing_key = m.basic_return.routing_key;
+        a->stats.returned++;
         if (ch->on_return)
             ch->on_return(ch, &d, ch->on_return_arg);
         return 0;
@@ -585,6 +775,8 @@ void amqp_channel_writable(hp_amqp_conn_t *a)
 int hp_amqp_channel_open(hp_amqp_conn_t *a, hp_amqp_done_cb cb, void *arg,
                          hp_amqp_channel_t **out)
 {
+    if (a->recovering)
+        return -EAGAIN;
     if (a->state != AMQP_READY)
         return -ENOTCONN;
     if (a->nchans >= a->channel_max)
@@ -619,6 +811,8 @@ int hp_amqp_channel_close(hp_amqp_channel_t *ch, hp_amqp_done_cb cb, void *arg)
     hp_amqp_method_t m = {.id = HP_AMQP_CHANNEL_CLOSE};
     m.channel_close.reply_code = HP_AMQP_REPLY_SUCCESS;
     m.channel_close.reply_text = hp_amqp_str("closed by the client");
+    if (ch->state == CH_RECOVERING)
+        return -EAGAIN;
     if (ch->state != CH_OPENING && ch->state != CH_OPEN)
         return -ENOTCONN;
     hp_amqp_conn_t *a = ch->conn;
@@ -634,7 +828,7 @@ int hp_amqp_channel_close(hp_amqp_channel_t *ch, hp_amqp_done_cb cb, void *arg)
         while ((op = op_pop(ch)) != NULL) {
             if (op->cb)
                 op->cb(op->kind == OP_CHANNEL_OPEN ? NULL : ch, &cancelled, op->arg);
-            hp_free(op);
+            op_free(op);
             if (gone(ch))
                 break;
         }
@@ -693,7 +887,13 @@ int hp_amqp_exchange_declare(hp_amqp_channel_t *ch, const char *ex, const char *
     d->auto_delete = flags & HP_AMQP_AUTO_DELETE;
     d->internal = flags & HP_AMQP_INTERNAL;
     d->arguments = args;
-    return call(ch, &m, HP_AMQP_EXCHANGE_DECLARE_OK, OP_PLAIN, cb, arg, NULL);
+    if (d->passive) /* only a check: nothing to declare again */
+        return call(ch, &m, HP_AMQP_EXCHANGE_DECLARE_OK, OP_PLAIN, cb, arg, NULL);
+    amqp_topo_t *t = amqp_topo_new(TOPO_EXCHANGE, flags, ex, type, NULL, args);
+    if (!t)
+        return -ENOMEM;
+    return call_topo(ch, &m, HP_AMQP_EXCHANGE_DECLARE_OK, OP_PLAIN, cb, arg, t, 0, NULL, NULL,
+                     NULL);
 }
 
 int hp_amqp_exchange_delete(hp_amqp_channel_t *ch, const char *ex, unsigned flags,
@@ -702,7 +902,8 @@ int hp_amqp_exchange_delete(hp_amqp_channel_t *ch, const char *ex, unsigned flag
     hp_amqp_method_t m = {.id = HP_AMQP_EXCHANGE_DELETE};
     m.exchange_delete.exchange = name(ex);
     m.exchange_delete.if_unused = flags & HP_AMQP_IF_UNUSED;
-    return call(ch, &m, HP_AMQP_EXCHANGE_DELETE_OK, OP_PLAIN, cb, arg, NULL);
+    return call_topo(ch, &m, HP_AMQP_EXCHANGE_DELETE_OK, OP_PLAIN, cb, arg, NULL, TOPO_EXCHANGE,
+                     ex, NULL, NULL);
 }
 
 int hp_amqp_queue_declare(hp_amqp_channel_t *ch, const char *queue, unsigned flags,
@@ -716,7 +917,15 @@ int hp_amqp_queue_declare(hp_amqp_channel_t *ch, const char *queue, unsigned fla
     d->exclusive = flags & HP_AMQP_EXCLUSIVE;
     d->auto_delete = flags & HP_AMQP_AUTO_DELETE;
     d->arguments = args;
-    return call(ch, &m, HP_AMQP_QUEUE_DECLARE_OK, OP_QUEUE_DECLARE, cb, arg, NULL);
+    if (d->passive)
+        return call(ch, &m, HP_AMQP_QUEUE_DECLARE_OK, OP_QUEUE_DECLARE, cb, arg, NULL);
+    /* s[0]: the queue's name (the broker's, once it answers), s[1]: the
+     * name asked for ("" asks the broker for one again on recovery). */
+    amqp_topo_t *t = amqp_topo_new(TOPO_QUEUE, flags, queue, queue, NULL, args);
+    if (!t)
+        return -ENOMEM;
+    return call_topo(ch, &m, HP_AMQP_QUEUE_DECLARE_OK, OP_QUEUE_DECLARE, cb, arg, t, 0, NULL,
+                     NULL, NULL);
 }
 
 int hp_amqp_queue_bind(hp_amqp_channel_t *ch, const char *queue, const char *ex,
@@ -727,7 +936,10 @@ int hp_amqp_queue_bind(hp_amqp_channel_t *ch, const char *queue, const char *ex,
     m.queue_bind.exchange = name(ex);
     m.queue_bind.routing_key = name(key);
     m.queue_bind.arguments = args;
-    return call(ch, &m, HP_AMQP_QUEUE_BIND_OK, OP_PLAIN, cb, arg, NULL);
+    amqp_topo_t *t = amqp_topo_new(TOPO_BINDING, 0, queue, ex, key, args);
+    if (!t)
+        return -ENOMEM;
+    return call_topo(ch, &m, HP_AMQP_QUEUE_BIND_OK, OP_PLAIN, cb, arg, t, 0, NULL, NULL, NULL);
 }
 
 int hp_amqp_queue_unbind(hp_amqp_channel_t *ch, const char *queue, const char *ex,
@@ -738,7 +950,8 @@ int hp_amqp_queue_unbind(hp_amqp_channel_t *ch, const char *queue, const char *e
     m.queue_unbind.exchange = name(ex);
     m.queue_unbind.routing_key = name(key);
     m.queue_unbind.arguments = args;
-    return call(ch, &m, HP_AMQP_QUEUE_UNBIND_OK, OP_PLAIN, cb, arg, NULL);
+    return call_topo(ch, &m, HP_AMQP_QUEUE_UNBIND_OK, OP_PLAIN, cb, arg, NULL, TOPO_BINDING, queue,
+                     ex, key);
 }
 
 int hp_amqp_queue_purge(hp_amqp_channel_t *ch, const char *queue, hp_amqp_done_cb cb, void *arg)
@@ -755,7 +968,8 @@ int hp_amqp_queue_delete(hp_amqp_channel_t *ch, const char *queue, unsigned flag
     m.queue_delete.queue = name(queue);
     m.queue_delete.if_unused = flags & HP_AMQP_IF_UNUSED;
     m.queue_delete.if_empty = flags & HP_AMQP_IF_EMPTY;
-    return call(ch, &m, HP_AMQP_QUEUE_DELETE_OK, OP_QUEUE_COUNT, cb, arg, NULL);
+    return call_topo(ch, &m, HP_AMQP_QUEUE_DELETE_OK, OP_QUEUE_COUNT, cb, arg, NULL, TOPO_QUEUE,
+                     queue, NULL, NULL);
 }
 
 int hp_amqp_qos(hp_amqp_channel_t *ch, uint16_t prefetch, bool global, hp_amqp_done_cb cb,
@@ -764,7 +978,13 @@ int hp_amqp_qos(hp_amqp_channel_t *ch, uint16_t prefetch, bool global, hp_amqp_d
     hp_amqp_method_t m = {.id = HP_AMQP_BASIC_QOS};
     m.basic_qos.prefetch_count = prefetch;
     m.basic_qos.global = global;
-    return call(ch, &m, HP_AMQP_BASIC_QOS_OK, OP_PLAIN, cb, arg, NULL);
+    amqp_op_t *op;
+    int r = call(ch, &m, HP_AMQP_BASIC_QOS_OK, OP_QOS, cb, arg, &op);
+    if (r == 0) {
+        op->prefetch = prefetch;
+        op->global = global;
+    }
+    return r;
 }
 
 int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_amqp_done_cb cb, void *arg)
@@ -788,6 +1008,7 @@ int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_amqp_done_
     ch->window = window;
     ch->confirm = true;
     ch->base = ch->next_seq = 1;
+    ch->user_seq = 1;
     return 0;
 }
 
@@ -835,6 +1056,8 @@ typedef struct prepared {
     hp_amqp_method_t pub;
     const hp_amqp_props_t *props;
     size_t size;          /* at most: frames included */
+    size_t at, len;       /* where its frames went */
+    uint8_t *frames;      /* a copy kept for HP_AMQP_REPUBLISH */
 } prepared_t;
 
 static int prepare(const hp_amqp_conn_t *a, const hp_amqp_msg_t *msg, prepared_t *p)
@@ -866,18 +1089,21 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
                      hp_amqp_confirm_cb cb, void *const *args, void *arg, uint64_t *first)
 {
     hp_amqp_conn_t *a = ch->conn;
-    if ((ch->state != CH_OPENING && ch->state != CH_OPEN) || !a->c)
+    if ((ch->state != CH_OPENING && ch->state != CH_OPEN && ch->state != CH_RECOVERING) ||
+        (!a->c && !a->recovering))
         return -ENOTCONN;
     if (n == 0)
         return -EINVAL;
+    bool keep = ch->confirm && a->cfg.unconfirmed == HP_AMQP_REPUBLISH;
     if (ch->confirm && n > ch->window)
         return -EMSGSIZE;
-    if (a->blocked || (ch->confirm && ch->next_seq - ch->base + n > ch->window)) {
+    if (a->recovering || ch->state == CH_RECOVERING || a->blocked ||
+        (ch->confirm && ch->next_seq - ch->base + n > ch->window)) {
         a->want_writable = true;
         return -EAGAIN;
     }
-    prepared_t one[1];
-    prepared_t *p = n == 1 ? one : hp_malloc((size_t)n * sizeof *p);
+    prepared_t one[1] = {0};
+    prepared_t *p = n == 1 ? one : hp_calloc(n, sizeof *p);
     if (!p)
         return -ENOMEM;
     size_t total = 0;
@@ -920,8 +1146,20 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
                                                             : -EAGAIN;
     } else {
         hp_amqp_wr_t w = hp_amqp_wr(at, total);
-        for (uint32_t i = 0; i < n && !err; i++)
+        for (uint32_t i = 0; i < n && !err; i++) {
+            p[i].at = w.len;
             frame_message(&w, ch->id, a->frame_max, &p[i].pub, &msgs[i], p[i].props, &err);
+            p[i].len = w.len - p[i].at;
+        }
+        /* To publish again after a recovery, each keeps its frames until
+         * confirmed (copied before the chunk or buffer is handed over). */
+        if (!err && !w.overflow && keep)
+            for (uint32_t i = 0; i < n && !err; i++) {
+                if (!(p[i].frames = hp_malloc(p[i].len)))
+                    err = -ENOMEM;
+                else
+                    memcpy(p[i].frames, at + p[i].at, p[i].len);
+            }
         if (err || w.overflow) {
             err = err == -ENOBUFS || !err ? -EINVAL : err;
             if (own)
@@ -931,6 +1169,7 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
         } else if (hp_conn_write_ref(a->c, at, w.len, true) < 0) { /* frees it */
             err = -EAGAIN;
         } else {
+            a->stats.bytes_out += w.len;
             a->last_send_ms = hp_conn_now(a->c);
             hp_conn_flush_soon(a->c);
         }
@@ -938,17 +1177,26 @@ static int publish_n(hp_amqp_channel_t *ch, const hp_amqp_msg_t *msgs, uint32_t 
     if (err == -EAGAIN)
         a->want_writable = true;
     amqp_leave(a);
-    if (p != one)
-        hp_free(p);
-    if (err)
+    if (err) {
+        for (uint32_t i = 0; i < n; i++)
+            hp_free(p[i].frames);
+        if (p != one)
+            hp_free(p);
         return err;
+    }
+    a->stats.published += n;
     if (first)
-        *first = ch->confirm ? ch->next_seq : 0;
+        *first = ch->confirm ? ch->user_seq : 0;
     for (uint32_t i = 0; ch->confirm && i < n; i++) {
         uint64_t s = ch->next_seq++;
-        ch->ring[(s - 1) % ch->window] =
-            (amqp_confirm_t){.cb = cb, .arg = args ? args[i] : arg};
+        ch->ring[(s - 1) % ch->window] = (amqp_confirm_t){.cb = cb,
+                                                          .arg = args ? args[i] : arg,
+                                                          .seq = ch->user_seq++,
+                                                          .frames = p[i].frames,
+                                                          .len = (uint32_t)p[i].len};
     }
+    if (p != one)
+        hp_free(p);
     return 0;
 }
 
@@ -1019,13 +1267,33 @@ int hp_amqp_consume(hp_amqp_channel_t *ch, const char *queue, const char *tag, u
     c->no_ack = flags & HP_AMQP_NO_ACK;
     c->exclusive = flags & HP_AMQP_EXCLUSIVE;
     c->arguments = args;
+    if (c->queue.len > 255)
+        return -EINVAL;
+    /* The consumer is made now (it gets its tag with consume-ok): what a
+     * recovery needs to consume again is in it. */
+    amqp_consumer_t *k = hp_calloc(1, sizeof *k);
+    void *args_copy = args.len ? hp_malloc(args.len) : NULL;
+    if (!k || (args.len && !args_copy)) {
+        hp_free(k);
+        hp_free(args_copy);
+        return -ENOMEM;
+    }
+    if (args.len)
+        memcpy(args_copy, args.ptr, args.len);
+    k->on_msg = on_msg;
+    k->arg = msg_arg;
+    k->flags = flags;
+    k->args = (hp_amqp_bytes_t){args_copy, args.len};
+    memcpy(k->queue, c->queue.ptr, c->queue.len);
+    k->queue[c->queue.len] = '\0';
     amqp_op_t *op;
     int r = call(ch, &m, HP_AMQP_BASIC_CONSUME_OK, OP_CONSUME, cb, arg, &op);
-    if (r == 0) {
-        op->on_msg = on_msg;
-        op->msg_arg = msg_arg;
+    if (r < 0) {
+        consumer_free(k);
+        return r;
     }
-    return r;
+    op->consumer = k;
+    return 0;
 }
 
 int hp_amqp_cancel(hp_amqp_channel_t *ch, const char *tag, hp_amqp_done_cb cb, void *arg)
@@ -1051,14 +1319,23 @@ int hp_amqp_get(hp_amqp_channel_t *ch, const char *queue, unsigned flags,
     return r;
 }
 
-/* Acknowledgements wait for no reply: sent and done. */
-static int send_now(hp_amqp_channel_t *ch, const hp_amqp_method_t *m)
+/* Acknowledgements wait for no reply: sent and done. A tag of a delivery
+ * made before a recovery is dropped (0): the broker put the message back
+ * when the connection was lost, and the number means another delivery on
+ * the new channel. */
+static int send_ack(hp_amqp_channel_t *ch, hp_amqp_method_t *m, uint64_t *tag)
 {
-    if (ch->state != CH_OPEN)
-        return -ENOTCONN;
-    amqp_enter(ch->conn);
-    int r = amqp_send_method(ch->conn, ch->id, m);
-    amqp_leave(ch->conn);
+    hp_amqp_conn_t *a = ch->conn;
+    bool up = ch->state == CH_OPEN || (ch->state == CH_RECOVERING && a->c &&
+                                       a->state == AMQP_READY);
+    if (!up)
+        return ch->state == CH_RECOVERING ? -EAGAIN : -ENOTCONN;
+    if (*tag <= ch->tag_offset)
+        return 0;
+    *tag -= ch->tag_offset;
+    amqp_enter(a);
+    int r = amqp_send_method(a, ch->id, m);
+    amqp_leave(a);
     return r;
 }
 
@@ -1067,7 +1344,10 @@ int hp_amqp_ack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple)
     hp_amqp_method_t m = {.id = HP_AMQP_BASIC_ACK};
     m.basic_ack.delivery_tag = tag;
     m.basic_ack.multiple = multiple;
-    return send_now(ch, &m);
+    int r = send_ack(ch, &m, &m.basic_ack.delivery_tag);
+    if (r == 0) /* sent (or stale): the connection is alive */
+        ch->conn->stats.acked++;
+    return r;
 }
 
 int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeue)
@@ -1076,7 +1356,10 @@ int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeu
     m.basic_nack.delivery_tag = tag;
     m.basic_nack.multiple = multiple;
     m.basic_nack.requeue = requeue;
-    return send_now(ch, &m);
+    int r = send_ack(ch, &m, &m.basic_nack.delivery_tag);
+    if (r == 0)
+        ch->conn->stats.nacked_out++;
+    return r;
 }
 
 int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue)
@@ -1084,5 +1367,8 @@ int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue)
     hp_amqp_method_t m = {.id = HP_AMQP_BASIC_REJECT};
     m.basic_reject.delivery_tag = tag;
     m.basic_reject.requeue = requeue;
-    return send_now(ch, &m);
+    int r = send_ack(ch, &m, &m.basic_reject.delivery_tag);
+    if (r == 0)
+        ch->conn->stats.rejected++;
+    return r;
 }

@@ -36,12 +36,13 @@
 #define HP_VERSION "dev"
 #endif
 
-static const hp_proto_t amqp_proto;
 
 /* ---- lifetime ---- */
 
 static void conn_free(hp_amqp_conn_t *a)
 {
+    hp_loop_timer_cancel(&a->worker->loop, &a->retry);
+    amqp_topo_free_all(a);
     amqp_channel_bury(a);
     hp_free(a->chans);
     hp_free(a->strs);
@@ -64,7 +65,7 @@ void amqp_leave(hp_amqp_conn_t *a)
 }
 
 /* The result CLOSED reports, from what was recorded when it closed. */
-static hp_amqp_result_t close_result(const hp_amqp_conn_t *a)
+hp_amqp_result_t amqp_close_result(const hp_amqp_conn_t *a)
 {
     return (hp_amqp_result_t){.err = a->err,
                               .reply_code = a->reply_code,
@@ -85,14 +86,14 @@ static void set_reason(hp_amqp_conn_t *a, int err, uint16_t code, hp_amqp_bytes_
     a->reply_text[n] = '\0';
 }
 
-/* Fails every channel, reports CLOSED once, and marks the struct dead. */
-static void report_closed(hp_amqp_conn_t *a)
+void amqp_report_closed(hp_amqp_conn_t *a)
 {
+    a->dead = true;
     if (a->reported)
         return;
     a->reported = true;
     a->state = AMQP_CLOSED;
-    hp_amqp_result_t r = close_result(a);
+    hp_amqp_result_t r = amqp_close_result(a);
     if (r.err == 0 && r.reply_code == 0 && !a->closing_by_user)
         r.err = -ECONNRESET;
     hp_amqp_result_t ch_r = r;
@@ -117,6 +118,7 @@ uint8_t *amqp_out_reserve(hp_amqp_conn_t *a, size_t n)
 void amqp_out_commit(hp_amqp_conn_t *a, size_t n)
 {
     hp_conn_commit(a->c, (uint32_t)n);
+    a->stats.bytes_out += n;
     a->last_send_ms = hp_conn_now(a->c);
     hp_conn_flush_soon(a->c);
 }
@@ -141,6 +143,7 @@ static int out_write(hp_amqp_conn_t *a, const void *buf, size_t len)
     memcpy(copy, buf, len);
     if (hp_conn_write_ref(a->c, copy, len, true) < 0) /* frees copy on failure too */
         return -EAGAIN;
+    a->stats.bytes_out += len;
     a->last_send_ms = hp_conn_now(a->c);
     hp_conn_flush_soon(a->c);
     return 0;
@@ -188,7 +191,7 @@ int amqp_send_method(hp_amqp_conn_t *a, uint16_t channel, const hp_amqp_method_t
 /* ---- closing ---- */
 
 /* Closes the engine connection; on_close reports. */
-static void drop_conn(hp_amqp_conn_t *a)
+void amqp_close_now(hp_amqp_conn_t *a)
 {
     if (a->c && !hp_conn_is_closed(a->c))
         hp_conn_close(a->c);
@@ -202,7 +205,7 @@ static void send_close(hp_amqp_conn_t *a, uint16_t code, const char *text, uint3
     m.connection_close.class_id = (uint16_t)(failed >> 16);
     m.connection_close.method_id = (uint16_t)failed;
     if (amqp_send_method(a, 0, &m) < 0) {
-        drop_conn(a);
+        amqp_close_now(a);
         return;
     }
     a->state = AMQP_CLOSING;
@@ -219,18 +222,28 @@ void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text)
     if (a->state >= AMQP_START && a->state <= AMQP_READY)
         send_close(a, code, text, 0);
     else
-        drop_conn(a);
+        amqp_close_now(a);
 }
 
-/* hp_amqp_close before READY, at the worker's next wake-up: CLOSED must
- * not run inside the call. The struct is held (depth) until then. */
+/* At the worker's next wake-up: CLOSED must not run inside the call that
+ * asked for it. The struct is held (depth) until then. */
 static void close_later(hp_worker_t *w, uint64_t arg, void *ptr)
 {
     (void)w;
     (void)arg;
     hp_amqp_conn_t *a = ptr;
-    drop_conn(a);
+    if (a->c)
+        amqp_close_now(a); /* on_close reports */
+    else
+        amqp_report_closed(a);
     amqp_leave(a);
+}
+
+void amqp_close_soon(hp_amqp_conn_t *a)
+{
+    amqp_enter(a); /* close_later leaves */
+    if (hp_worker_call(a->worker, close_later, 0, a) < 0)
+        close_later(a->worker, 0, a); /* the inbox is full: now rather than never */
 }
 
 void hp_amqp_close(hp_amqp_conn_t *a)
@@ -239,7 +252,9 @@ void hp_amqp_close(hp_amqp_conn_t *a)
         return;
     a->closing_by_user = true;
     amqp_enter(a);
-    if (a->state == AMQP_READY) {
+    if (a->recovering) {
+        amqp_recover_stop(a);
+    } else if (a->state == AMQP_READY) {
         /* Channels' pending calls will get no answer now: fail them at once. */
         hp_amqp_result_t r = {.err = -ECANCELED};
         for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
@@ -248,11 +263,7 @@ void hp_amqp_close(hp_amqp_conn_t *a)
         }
         send_close(a, HP_AMQP_REPLY_SUCCESS, "closed by the client", 0);
     } else {
-        amqp_enter(a);
-        if (hp_worker_call(a->worker, close_later, 0, a) < 0) {
-            amqp_leave(a);
-            drop_conn(a); /* the inbox is full: now, rather than never */
-        }
+        amqp_close_soon(a);
     }
     amqp_leave(a);
 }
@@ -274,7 +285,7 @@ static int send_start_ok(hp_amqp_conn_t *a, const hp_amqp_connection_start_t *s)
     }
     if (!plain) {
         set_reason(a, -EPROTONOSUPPORT, 0, hp_amqp_str("the broker does not offer PLAIN"));
-        drop_conn(a);
+        amqp_close_now(a);
         return -EPROTONOSUPPORT;
     }
     /* 506 bytes with a 255-byte name and a 5-byte version: room to spare. */
@@ -338,13 +349,29 @@ static int on_tune(hp_amqp_conn_t *a, const hp_amqp_connection_tune_t *t)
     }
     uint32_t cmax = limit_min(limit_min(a->cfg.channel_max, t->channel_max), HP_AMQP_MAX_CHANNELS);
     a->frame_max = fmax;
-    a->channel_max = (uint16_t)cmax;
     /* Heartbeats: none if we asked for none; else the smaller nonzero. */
     a->heartbeat_s = a->cfg.heartbeat_s == 0 ? 0 : (uint16_t)limit_min(a->cfg.heartbeat_s,
                                                                        t->heartbeat);
-    a->chans = hp_calloc(cmax + 1u, sizeof *a->chans);
-    if (!a->chans)
-        return -ENOMEM;
+    if (a->chans) {
+        /* A recovery: channels keep their numbers; those beyond what this
+         * broker allows cannot come back. */
+        hp_amqp_result_t gone = {.err = -ECONNRESET};
+        for (uint32_t i = cmax + 1; i <= a->channel_max; i++) {
+            if (a->chans[i])
+                amqp_channel_drop(a->chans[i], &gone, true);
+        }
+        hp_amqp_channel_t **grown = hp_realloc(a->chans, (cmax + 1u) * sizeof *a->chans);
+        if (!grown)
+            return -ENOMEM;
+        for (uint32_t i = a->channel_max + 1u; i <= cmax; i++)
+            grown[i] = NULL;
+        a->chans = grown;
+    } else {
+        a->chans = hp_calloc(cmax + 1u, sizeof *a->chans);
+        if (!a->chans)
+            return -ENOMEM;
+    }
+    a->channel_max = (uint16_t)cmax;
     hp_amqp_method_t m = {.id = HP_AMQP_CONNECTION_TUNE_OK};
     m.connection_tune_ok.channel_max = a->channel_max;
     m.connection_tune_ok.frame_max = a->frame_max;
@@ -357,7 +384,7 @@ static int on_tune(hp_amqp_conn_t *a, const hp_amqp_connection_tune_t *t)
     return amqp_send_method(a, 0, &o);
 }
 
-static void arm_heartbeat(hp_amqp_conn_t *a)
+void amqp_arm_heartbeat(hp_amqp_conn_t *a)
 {
     if (a->heartbeat_s)
         hp_conn_set_timer(a->c, (uint64_t)a->heartbeat_s * 1000 / 2);
@@ -371,7 +398,7 @@ static void handshake_failed(hp_amqp_conn_t *a, int err)
     if (a->dead || !a->c || hp_conn_is_closed(a->c))
         return;
     set_reason(a, err, 0, hp_amqp_str("the handshake failed"));
-    drop_conn(a);
+    amqp_close_now(a);
 }
 
 /* A method on channel 0. */
@@ -384,7 +411,7 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
             break;
         if (m->connection_start.version_major != 0 || m->connection_start.version_minor != 9) {
             set_reason(a, -EPROTONOSUPPORT, 0, hp_amqp_str("the broker speaks another version"));
-            drop_conn(a);
+            amqp_close_now(a);
             return;
         }
         a->state = AMQP_TUNE;
@@ -410,8 +437,12 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
         if (a->state != AMQP_OPENING)
             break;
         a->state = AMQP_READY;
-        arm_heartbeat(a);
-        a->cb(a, HP_AMQP_EV_READY, &(hp_amqp_result_t){0}, a->arg);
+        a->ever_ready = true;
+        amqp_arm_heartbeat(a);
+        if (a->recovering)
+            amqp_recover_ready(a);
+        else
+            a->cb(a, HP_AMQP_EV_READY, &(hp_amqp_result_t){0}, a->arg);
         return;
     case HP_AMQP_CONNECTION_CLOSE: {
         const hp_amqp_connection_close_t *cl = &m->connection_close;
@@ -429,14 +460,14 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
         if (amqp_send_method(a, 0, &ok) == 0)
             hp_conn_close_after_write(a->c);
         else
-            drop_conn(a);
+            amqp_close_now(a);
         a->state = AMQP_CLOSING;
         return;
     }
     case HP_AMQP_CONNECTION_CLOSE_OK:
         if (a->state != AMQP_CLOSING)
             break;
-        drop_conn(a);
+        amqp_close_now(a);
         return;
     case HP_AMQP_CONNECTION_BLOCKED:
     case HP_AMQP_CONNECTION_UNBLOCKED: {
@@ -554,7 +585,7 @@ static void amqp_on_data(hp_conn_t *c)
             if (n == -EPROTONOSUPPORT) {
                 set_reason(a, -EPROTONOSUPPORT, 0,
                            hp_amqp_str("the broker does not speak AMQP 0-9-1"));
-                drop_conn(a);
+                amqp_close_now(a);
             } else {
                 amqp_fail(a, HP_AMQP_FRAME_ERROR,
                           n == -EMSGSIZE ? "frame larger than frame_max" : "malformed frame");
@@ -562,6 +593,8 @@ static void amqp_on_data(hp_conn_t *c)
             break;
         }
         long used = frame_in(a, p, len, &f, n);
+        if (used > 0)
+            a->stats.bytes_in += (uint64_t)used;
         if (used <= 0 || a->dead || hp_conn_is_closed(c))
             break;
         hp_conn_consume(c, (uint32_t)used);
@@ -576,7 +609,7 @@ static void amqp_on_open(hp_conn_t *c)
     a->state = AMQP_START;
     a->last_recv_ms = hp_conn_now(c);
     if (out_write(a, HP_AMQP_PROTOCOL_HEADER, HP_AMQP_PROTOCOL_HEADER_LEN) < 0) {
-        drop_conn(a);
+        amqp_close_now(a);
     } else {
         uint64_t now = hp_conn_now(c);
         hp_conn_set_timer(c, a->deadline_ms > now ? a->deadline_ms - now : 1);
@@ -597,14 +630,14 @@ static void amqp_on_timeout(hp_conn_t *c)
     uint64_t now = hp_conn_now(c);
     if (a->state < AMQP_READY) {
         set_reason(a, -ETIMEDOUT, 0, hp_amqp_str("the handshake timed out"));
-        drop_conn(a);
+        amqp_close_now(a);
     } else if (a->state == AMQP_CLOSING) {
-        drop_conn(a); /* no close-ok in time */
+        amqp_close_now(a); /* no close-ok in time */
     } else if (a->heartbeat_s) {
         uint64_t hb = (uint64_t)a->heartbeat_s * 1000;
         if (now - a->last_recv_ms >= 2 * hb) {
             set_reason(a, -ETIMEDOUT, 0, hp_amqp_str("missed heartbeats: the broker is gone"));
-            drop_conn(a);
+            amqp_close_now(a);
         } else {
             if (now - a->last_send_ms >= hb / 2) {
                 uint8_t frame[HP_AMQP_FRAME_OVERHEAD];
@@ -612,7 +645,7 @@ static void amqp_on_timeout(hp_conn_t *c)
                 hp_amqp_frame_heartbeat(&w);
                 out_write(a, frame, w.len);
             }
-            arm_heartbeat(a);
+            amqp_arm_heartbeat(a);
         }
     }
     amqp_leave(a);
@@ -623,7 +656,7 @@ static void amqp_on_drain(hp_conn_t *c)
     hp_amqp_conn_t *a = hp_conn_udata(c);
     amqp_enter(a);
     if (a->state == AMQP_READY) {
-        arm_heartbeat(a); /* the write wait had taken the timer */
+        amqp_arm_heartbeat(a); /* the write wait had taken the timer */
         amqp_channel_writable(a);
     }
     if (!a->dead && !hp_conn_is_closed(c) && hp_conn_data_len(c) > 0)
@@ -635,13 +668,17 @@ static void amqp_on_close(hp_conn_t *c)
 {
     hp_amqp_conn_t *a = hp_conn_udata(c);
     amqp_enter(a);
-    report_closed(a);
     a->c = NULL;
-    a->dead = true;
+    for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+        if (a->chans[i]) /* a message half received is gone with it */
+            amqp_channel_lost_input(a->chans[i]);
+    }
+    if (!amqp_recover_lost(a))
+        amqp_report_closed(a);
     amqp_leave(a);
 }
 
-static const hp_proto_t amqp_proto = {
+const hp_proto_t amqp_client_proto = {
     .name = "amqp",
     .on_open = amqp_on_open,
     .on_connect_error = amqp_on_connect_error,
@@ -702,7 +739,7 @@ int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb
     uint64_t timeout = cfg->connect_timeout_ms;
     a->deadline_ms = timeout ? hp_loop_now(&w->loop) + timeout : UINT64_MAX;
     hp_connect_opts_t opts = {.timeout_ms = timeout, .sock = {.nodelay = true}};
-    r = hp_worker_connect_host(w, a->cfg.host, cfg->port, &amqp_proto, a, &opts, &a->c);
+    r = hp_worker_connect_host(w, a->cfg.host, cfg->port, &amqp_client_proto, a, &opts, &a->c);
     if (r < 0) {
         conn_free(a);
         return r;
@@ -729,6 +766,19 @@ uint16_t hp_amqp_heartbeat(const hp_amqp_conn_t *a)
 bool hp_amqp_blocked(const hp_amqp_conn_t *a)
 {
     return a->blocked;
+}
+
+void hp_amqp_stats(const hp_amqp_conn_t *a, hp_amqp_stats_t *out)
+{
+    *out = a->stats;
+    if (a->state == AMQP_READY)
+        out->state = a->blocked ? HP_AMQP_STATE_BLOCKED : HP_AMQP_STATE_READY;
+    else if (a->state >= AMQP_CLOSING)
+        out->state = HP_AMQP_STATE_CLOSED;
+    else if (a->recovering)
+        out->state = HP_AMQP_STATE_RECOVERING;
+    else
+        out->state = HP_AMQP_STATE_CONNECTING;
 }
 
 void hp_amqp_on_writable(hp_amqp_conn_t *a, void (*cb)(hp_amqp_conn_t *c, void *arg), void *arg)

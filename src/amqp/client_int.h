@@ -4,6 +4,9 @@
  * frames in, heartbeats, close) and channel.c (channels: calls and their
  * replies, publishing, confirms, deliveries).
  *
+ * recover.c (what was declared, and the way back after a lost
+ * connection) shares it too.
+ *
  * Ownership: the hp_amqp_conn_t owns its channels; each channel owns its
  * queue of pending calls, its consumers and its confirm ring. The engine
  * connection (hp_conn_t) is the worker's; its udata is the hp_amqp_conn_t.
@@ -43,12 +46,14 @@ enum {
     AMQP_CLOSED,
 };
 
-/* Channel states. */
-enum { CH_OPENING = 0, CH_OPEN, CH_CLOSING, CH_CLOSED };
+/* Channel states. CH_RECOVERING: the connection was lost; the channel
+ * waits to be opened again on the next one. */
+enum { CH_OPENING = 0, CH_OPEN, CH_CLOSING, CH_CLOSED, CH_RECOVERING };
 
 /* What a pending call does with its reply. */
 enum {
     OP_PLAIN = 0,     /* the reply only says "done" */
+    OP_QOS,           /* basic.qos-ok: the channel keeps the setting */
     OP_CHANNEL_OPEN,
     OP_CHANNEL_CLOSE,
     OP_QUEUE_DECLARE,
@@ -57,6 +62,23 @@ enum {
     OP_CANCEL,
     OP_GET,
     OP_CONFIRM,
+    OP_RECOVER,       /* a step of a recovery (recover.c) */
+};
+
+/* What was declared through the connection, to declare again after a
+ * recovery (recover.c). */
+enum { TOPO_EXCHANGE = 1, TOPO_QUEUE, TOPO_BINDING };
+
+typedef struct amqp_topo amqp_topo_t;
+struct amqp_topo {
+    amqp_topo_t *next;
+    uint8_t kind;                 /* TOPO_* */
+    unsigned flags;               /* HP_AMQP_* of the declare */
+    /* exchange: name, type; queue: name (the broker's, for a server-named
+     * one), the name asked for ("" when server-named); binding: queue,
+     * exchange, routing key. Owned, NUL-terminated. */
+    char *s[3];
+    hp_amqp_bytes_t args;         /* owned copy */
 };
 
 typedef struct amqp_consumer amqp_consumer_t;
@@ -74,20 +96,34 @@ struct amqp_op {
     hp_amqp_delivery_cb on_msg;   /* OP_CONSUME, OP_GET */
     void *msg_arg;
     uint32_t window;              /* OP_CONFIRM */
+    amqp_topo_t *topo;            /* owned until the reply: recorded on success */
+    amqp_topo_t *recover_topo;    /* OP_RECOVER: borrowed, the record it repeats */
+    uint8_t forget;               /* TOPO_* a successful delete/unbind forgets */
+    char *forget_s[3];            /* owned: what it names */
+    uint16_t prefetch;            /* basic.qos: kept for recoveries */
+    bool global;
+    amqp_consumer_t *consumer;    /* OP_CONSUME: owned until consume-ok */
 };
 
 struct amqp_consumer {
     amqp_consumer_t *next;
     hp_amqp_delivery_cb on_msg;
     void *arg;
+    unsigned flags;               /* HP_AMQP_NO_ACK ..., to consume again */
+    hp_amqp_bytes_t args;         /* owned copy */
     uint8_t tag_len;
     char tag[255];
+    char queue[256];              /* NUL-terminated */
 };
 
 /* One message in the confirm window. */
 typedef struct amqp_confirm {
     hp_amqp_confirm_cb cb;        /* NULL: nobody waits for it */
     void *arg;
+    uint64_t seq;                 /* the number the caller was given */
+    uint8_t *frames;              /* owned: the message framed, kept to publish
+                                     again after a recovery (HP_AMQP_REPUBLISH) */
+    uint32_t len;
     uint8_t status;               /* 0 until the broker answered */
 } amqp_confirm_t;
 
@@ -118,6 +154,15 @@ struct hp_amqp_channel {
     uint64_t next_seq, base;
     uint32_t window;
     amqp_confirm_t *ring;         /* owned */
+    uint64_t user_seq;            /* the next number a publish is given: never
+                                     reused, across recoveries too */
+    /* Recoveries: the qos to ask for again, and delivery tags: the broker
+     * numbers deliveries from 1 on each new channel, the caller sees them
+     * shifted by tag_offset (the highest before), so that an ack for a
+     * delivery of a lost connection is recognised and dropped. */
+    uint16_t prefetch;
+    bool qos_global, qos_set;
+    uint64_t tag_offset, max_tag;
     hp_amqp_done_cb on_close;
     void *on_close_arg;
     hp_amqp_delivery_cb on_return;
@@ -129,6 +174,7 @@ struct hp_amqp_conn {
     hp_worker_t *worker;
     uint8_t state;                /* AMQP_* */
     bool blocked;
+    bool recovering;              /* lost, reconnecting (cfg.recover) */
     bool dead;                    /* closed: free once depth is 0 */
     bool reported;                /* CLOSED has been reported */
     bool closing_by_user;         /* hp_amqp_close was called */
@@ -153,6 +199,16 @@ struct hp_amqp_conn {
     uint32_t nchans;              /* open ones */
     uint16_t next_id;             /* where the search for a free number starts */
     hp_amqp_channel_t *graveyard; /* owned: dropped channels, freed at depth 0 */
+    hp_amqp_stats_t stats;        /* state is filled in by hp_amqp_stats */
+    /* recovery (recover.c) */
+    bool ever_ready;              /* reached READY once: a loss is recovered */
+    amqp_topo_t *topo, *topo_tail; /* owned: declared, in order */
+    hp_timer_t retry;             /* the delay before the next attempt */
+    uint32_t attempt;             /* attempts since the loss */
+    uint32_t recover_phase;       /* 1: channels, exchanges, queues; 2: the rest */
+    uint32_t recover_pending;     /* steps of this phase still unanswered */
+    uint64_t rng;                 /* jitter */
+    bool recover_failed;          /* a step was refused: this loss is final */
     /* configuration, copied: the strings live in `strs` */
     hp_amqp_config_t cfg;
     char *strs;                   /* owned */
@@ -174,6 +230,17 @@ void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text);
 /* Enters and leaves the client's own code (see the top of this file). */
 void amqp_enter(hp_amqp_conn_t *a);
 void amqp_leave(hp_amqp_conn_t *a);
+/* What CLOSED (or RECOVERING) reports, from what was recorded. */
+hp_amqp_result_t amqp_close_result(const hp_amqp_conn_t *a);
+/* Fails every channel, reports CLOSED once, and marks the struct dead. */
+void amqp_report_closed(hp_amqp_conn_t *a);
+/* Closes the engine connection now (its on_close decides what follows). */
+void amqp_close_now(hp_amqp_conn_t *a);
+/* Closes at the worker's next wake-up, so that CLOSED never runs inside
+ * the call that asked for it. */
+void amqp_close_soon(hp_amqp_conn_t *a);
+/* Arms the connection's timer for heartbeats (or disarms it). */
+void amqp_arm_heartbeat(hp_amqp_conn_t *a);
 
 /* ---- channel.c, for client.c ---- */
 
@@ -199,6 +266,48 @@ int amqp_channel_content(hp_amqp_channel_t *ch, const hp_amqp_frame_t *f);
 void amqp_channel_drop(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, bool notify);
 /* Frees the graveyard's channels. */
 void amqp_channel_bury(hp_amqp_conn_t *a);
+/* Sends `m` on `ch` as a recovery step (whatever the channel's state):
+ * its reply goes to amqp_recover_step with `topo` (borrowed: the record a
+ * queue.declare repeats). Returns 0 or -errno. */
+int amqp_channel_recover_call(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, uint32_t reply,
+                              amqp_topo_t *topo);
+/* The connection was lost and will be recovered: fails the channel's
+ * pending calls with `r` and, per the configuration, its unconfirmed
+ * publishes; keeps the rest (consumers, qos, confirm mode, the publishes
+ * to send again). */
+void amqp_channel_lost(hp_amqp_channel_t *ch, const hp_amqp_result_t *r);
+/* The last phase of a recovery is done on `ch`: it is open again; what it
+ * keeps to publish again goes out. */
+void amqp_channel_recovered(hp_amqp_channel_t *ch);
+/* The engine connection closed: a message half received on `ch` is gone. */
+void amqp_channel_lost_input(hp_amqp_channel_t *ch);
+
+/* ---- recover.c ---- */
+
+/* A record of a declare, not yet in the list (amqp_topo_commit). NULL for
+ * no memory. */
+amqp_topo_t *amqp_topo_new(uint8_t kind, unsigned flags, const char *s0, const char *s1,
+                           const char *s2, hp_amqp_bytes_t args);
+void amqp_topo_free(amqp_topo_t *t);
+/* The declare succeeded: the record joins the list (a server-named queue
+ * with the name the broker gave it). */
+void amqp_topo_commit(hp_amqp_conn_t *a, amqp_topo_t *t, hp_amqp_bytes_t queue_name);
+/* A delete or unbind succeeded: the records it names leave the list
+ * (an exchange's or a queue's bindings with it). */
+void amqp_topo_forget(hp_amqp_conn_t *a, uint8_t kind, char *const s[3]);
+void amqp_topo_free_all(hp_amqp_conn_t *a);
+/* The engine connection closed: true when a recovery begins (or goes on)
+ * instead of CLOSED. */
+bool amqp_recover_lost(hp_amqp_conn_t *a);
+/* The handshake of a recovery attempt is done. */
+void amqp_recover_ready(hp_amqp_conn_t *a);
+/* A recovery step on `ch` was answered with `m` (`r` NULL) or failed. */
+void amqp_recover_step(hp_amqp_channel_t *ch, amqp_topo_t *topo, const hp_amqp_method_t *m,
+                       const hp_amqp_result_t *r);
+/* hp_amqp_close while recovering: stops it. */
+void amqp_recover_stop(hp_amqp_conn_t *a);
+/* The engine protocol, for each new attempt. */
+extern const hp_proto_t amqp_client_proto;
 /* After output drained: channels whose confirm window or the connection
  * whose output had been full may go on. */
 void amqp_channel_writable(hp_amqp_conn_t *a);

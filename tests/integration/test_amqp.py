@@ -175,14 +175,20 @@ def test_broker_cancels_the_consumer_when_its_queue_goes(tool, rabbitmq, qname):
     assert proc.returncode == 1 and b"cancelled the consumer" in err, (out, err)
 
 
+def our_connections(broker):
+    return [c for c in broker.list_connections("pid", "client_properties")
+            if "amqp_tool" in json.dumps(c)]
+
+
 def test_broker_closing_the_connection_is_reported(tool, rabbitmq, qname):
+    """Without recovery, a connection the broker closes ends the run with
+    the broker's reply."""
     run(tool, rabbitmq.url, "declare", qname)
-    proc = start(tool, rabbitmq.url, "consume", qname, "-n", 5)
+    proc = start(tool, rabbitmq.url, "consume", qname, "-n", 5, "--no-recover")
     try:
         wait_until(lambda: consumers_of(rabbitmq, qname) == 1, scaled(20),
                    what="the consumer to register")
-        ours = [c for c in rabbitmq.list_connections("pid", "client_properties")
-                if "amqp_tool" in json.dumps(c)]
+        ours = our_connections(rabbitmq)
         assert len(ours) == 1, ours
         rabbitmq.close_connection(ours[0], "test says bye")
         out, err = proc.communicate(timeout=scaled(20))
@@ -191,6 +197,75 @@ def test_broker_closing_the_connection_is_reported(tool, rabbitmq, qname):
             proc.kill()
             proc.wait()
     assert proc.returncode == 1 and b"320" in err and b"test says bye" in err, (out, err)
+
+
+def test_consumer_recovers_after_the_broker_closes_the_connection(tool, rabbitmq, qname):
+    """With recovery (the default), the consumer comes back on a new
+    connection and gets what is published after."""
+    run(tool, rabbitmq.url, "declare", qname)
+    proc = start(tool, rabbitmq.url, "consume", qname, "-n", 3)
+    try:
+        wait_until(lambda: consumers_of(rabbitmq, qname) == 1, scaled(20),
+                   what="the consumer to register")
+        old = our_connections(rabbitmq)
+        rabbitmq.close_connection(old[0], "test says bye")
+        wait_until(lambda: consumers_of(rabbitmq, qname) == 1 and
+                   our_connections(rabbitmq) and our_connections(rabbitmq) != old,
+                   scaled(30), what="the consumer to come back")
+        run(tool, rabbitmq.url, "publish", "", qname, "-n", 3, "--confirm", "after")
+        out, err = proc.communicate(timeout=scaled(30))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (out, err)
+    assert [json.loads(l)["body"] for l in out.splitlines()] == ["after"] * 3
+    assert b"320" in err and b"recovering" in err and b"recovered" in err, err
+
+
+@pytest.mark.parametrize("mode", ["--republish", "fail"])
+def test_publishing_through_repeated_connection_kills(tool, rabbitmq, qname, mode):
+    """Confirmed publishing while the broker kills the connection again and
+    again: every message is confirmed or failed exactly once, and no
+    confirmed message is lost (with --republish, all are confirmed)."""
+    n = 150000
+    run(tool, rabbitmq.url, "declare", qname)
+    args = ["publish", "", qname, "-n", n, "--confirm", "--seq", "m"]
+    if mode != "fail":
+        args.append(mode)
+    proc = start(tool, rabbitmq.url, *args)
+    kills = 0
+    try:
+        while proc.poll() is None and kills < 3:
+            ours = our_connections(rabbitmq)
+            if ours:
+                try:
+                    rabbitmq.close_connection(ours[0], "kill %d" % kills)
+                    kills += 1
+                except Exception:
+                    pass  # it had just gone: try the next one
+            time.sleep(0.3)
+        out, err = proc.communicate(timeout=scaled(120))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    summary = json.loads(out.splitlines()[-1])
+    assert kills >= 1, "the run ended before any kill: make it longer"
+    assert summary["published"] == n
+    assert summary["acked"] + summary["nacked"] + summary["failed"] == n, summary
+    if mode == "--republish":
+        assert proc.returncode == 0 and summary["acked"] == n, (summary, err)
+    # Every confirmed message is in the queue (republishing may add copies).
+    q = {q["name"]: q for q in rabbitmq.list_queues("name", "messages")}[qname]
+    assert q["messages"] >= summary["acked"], (q, summary)
+    assert err.count(b"recovered") >= 1, err
+    if mode == "--republish":
+        _, msgs, _ = run(tool, rabbitmq.url, "consume", qname, "-n", q["messages"], "--no-ack",
+                         "--prefetch", 1000)
+        seen = {m["body"] for m in msgs}
+        missing = [i for i in range(n) if "m-%d" % i not in seen]
+        assert not missing, "%d confirmed messages lost, first %s" % (len(missing), missing[:5])
 
 
 def test_prefetch_bounds_unacknowledged_deliveries(rabbitmq, tool, qname):

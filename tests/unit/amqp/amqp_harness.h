@@ -176,8 +176,8 @@ enum { MAX_RES = 64, MAX_DLV = 64, MAX_CONF = 4096 };
 static struct {
     uint32_t seq;
     hp_amqp_conn_t *conn; /* NULL once CLOSED ran */
-    int ready, closed, blocked, unblocked, writable;
-    res_t closed_r;
+    int ready, closed, blocked, unblocked, writable, recovering, recovered;
+    res_t closed_r, recovering_r;
     char blocked_reason[256];
     res_t res[MAX_RES];
     int nres;
@@ -246,6 +246,13 @@ static AH_UNUSED void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t
         break;
     case HP_AMQP_EV_UNBLOCKED:
         T.unblocked++;
+        break;
+    case HP_AMQP_EV_RECOVERING:
+        T.recovering++;
+        res_copy(&T.recovering_r, r, 0, false);
+        break;
+    case HP_AMQP_EV_RECOVERED:
+        T.recovered++;
         break;
     case HP_AMQP_EV_CLOSED:
         T.closed++;
@@ -695,6 +702,7 @@ static AH_UNUSED hp_amqp_config_t test_cfg(void)
     hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
     cfg.port = B.port;
     cfg.heartbeat_s = 0;
+    cfg.recover = false; /* a loss is CLOSED, unless a test recovers */
     return cfg;
 }
 
