@@ -1,0 +1,387 @@
+/*
+ * test_recover.c - unit tests for the AMQP client's automatic recovery
+ * (src/amqp/recover.c, and its parts in client.c and channel.c) against the
+ * scripted fake broker (amqp_harness.h).
+ *
+ * A test makes the client READY with recovery on, builds channels and
+ * topology, then loses the connection (the broker closes the socket or
+ * sends connection.close), moves the manual clock past the backoff and
+ * accepts the client's second connection on the same listener: what the
+ * client sends there (the handshake, then the replay of channels,
+ * topology, qos, confirm mode and consumers, then the publishes sent
+ * again) is read frame by frame in the order the recovery promises. The
+ * backoff is pinned with recover_min_ms == recover_max_ms == 100: the
+ * jittered delay is then in [1, 100], so nothing dials before the clock
+ * moves and a tick of 100 always dials. Every test ends with as many heap
+ * blocks live as it started with.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "hotpath/log.h"
+
+#include "amqp_harness.h"
+
+/* ---- helpers ---- */
+
+static hp_amqp_config_t rcfg(void)
+{
+    hp_amqp_config_t c = test_cfg();
+    c.recover = true;
+    c.recover_min_ms = c.recover_max_ms = 100;
+    c.recover_tries = 0;
+    return c;
+}
+
+static void assert_bytes(hp_amqp_bytes_t b, const char *s)
+{
+    assert_int_equal(b.len, strlen(s));
+    if (b.len)
+        assert_memory_equal(b.ptr, s, b.len);
+}
+
+/* Nothing has dialed the broker (after the kernel had the time). */
+static void assert_no_dial(void)
+{
+    pump_for(20);
+    if (B.lfd < 0)
+        return;
+    int fd = accept4(B.lfd, NULL, NULL, SOCK_NONBLOCK);
+    if (fd >= 0) {
+        close(fd);
+        fail_msg("the client dialed again");
+    }
+    assert_true(errno == EAGAIN);
+}
+
+/* The broker drops the TCP connection: RECOVERING follows. */
+static void lose_tcp(void)
+{
+    int before = T.recovering;
+    broker_close();
+    PUMP_UNTIL(T.recovering == before + 1, 1000);
+    assert_int_equal(T.recovering, before + 1);
+    assert_int_equal(T.recovering_r.err, -ECONNRESET);
+    assert_int_equal(T.closed, 0);
+}
+
+/* The backoff runs out and the client dials again: accepted, the
+ * handshake up to connection.open (not answered yet). */
+static void redial_to_open(void)
+{
+    tick(100);
+    broker_accept_again();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    broker_send_tune(0, 0, 0);
+    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
+    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    assert_int_equal(T.recovered, T.recovering - 1);
+}
+
+static void redial(void)
+{
+    redial_to_open();
+    broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
+    assert_int_equal(T.ready, 1); /* READY once: a recovery is not one */
+}
+
+/* The broker's reply to the method just read (one without fields). */
+static void ok(uint16_t ch, uint32_t req, uint32_t rep)
+{
+    broker_expect_on(ch, req);
+    broker_send_id(ch, rep);
+}
+
+static void send_declare_ok(uint16_t ch, const char *name)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_QUEUE_DECLARE_OK};
+    m.queue_declare_ok.queue = hp_amqp_str(name);
+    broker_send(ch, &m);
+}
+
+static void send_consume_ok(uint16_t ch, const char *tag)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_CONSUME_OK};
+    m.basic_consume_ok.consumer_tag = hp_amqp_str(tag);
+    broker_send(ch, &m);
+}
+
+/* The last result must be `tag` with err 0. */
+static void assert_done(int tag)
+{
+    assert_true(T.nres > 0);
+    assert_int_equal(T.res[T.nres - 1].tag, tag);
+    assert_int_equal(T.res[T.nres - 1].err, 0);
+}
+
+static void declare_exchange(hp_amqp_channel_t *ch, const char *name, const char *type)
+{
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_exchange_declare(ch, name, type, HP_AMQP_DURABLE, HP_AMQP_NO_ARGS,
+                                              on_done, (void *)31),
+                     0);
+    ok(id, HP_AMQP_EXCHANGE_DECLARE, HP_AMQP_EXCHANGE_DECLARE_OK);
+    assert_done(31);
+}
+
+static void declare_queue(hp_amqp_channel_t *ch, const char *ask, const char *named)
+{
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_queue_declare(ch, ask, 0, HP_AMQP_NO_ARGS, on_done, (void *)32), 0);
+    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, ask);
+    send_declare_ok(id, named);
+    assert_done(32);
+    assert_string_equal(T.res[T.nres - 1].queue, named);
+}
+
+static void bind_queue(hp_amqp_channel_t *ch, const char *q, const char *ex, const char *rk)
+{
+    assert_int_equal(
+        hp_amqp_queue_bind(ch, q, ex, rk, HP_AMQP_NO_ARGS, on_done, (void *)33), 0);
+    ok(hp_amqp_channel_id(ch), HP_AMQP_QUEUE_BIND, HP_AMQP_QUEUE_BIND_OK);
+    assert_done(33);
+}
+
+static void confirm(hp_amqp_channel_t *ch)
+{
+    assert_int_equal(hp_amqp_confirm_select(ch, 0, on_done, (void *)34), 0);
+    ok(hp_amqp_channel_id(ch), HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
+    assert_done(34);
+}
+
+static void consume(hp_amqp_channel_t *ch, const char *q, const char *tag, unsigned flags,
+                    int msg_tag)
+{
+    uint16_t id = hp_amqp_channel_id(ch);
+    assert_int_equal(hp_amqp_consume(ch, q, tag, flags, HP_AMQP_NO_ARGS, on_msg,
+                                     (void *)(intptr_t)msg_tag, on_done, (void *)35),
+                     0);
+    broker_expect_on(id, HP_AMQP_BASIC_CONSUME);
+    send_consume_ok(id, tag);
+    assert_done(35);
+}
+
+/* A replayed method on `ch`: checks nothing else arrived before it. */
+static hp_amqp_method_t replay(uint16_t ch, uint32_t id)
+{
+    return broker_expect_on(ch, id);
+}
+
+static void deliver(uint16_t ch, const char *ctag, uint64_t dtag, const char *body)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_DELIVER};
+    m.basic_deliver.consumer_tag = hp_amqp_str(ctag);
+    m.basic_deliver.delivery_tag = dtag;
+    m.basic_deliver.exchange = hp_amqp_str("ex");
+    m.basic_deliver.routing_key = hp_amqp_str("rk");
+    broker_send_message(ch, &m, NULL, body, strlen(body), 1);
+}
+
+static hp_amqp_stats_t stats(void)
+{
+    hp_amqp_stats_t s;
+    hp_amqp_stats(T.conn, &s);
+    return s;
+}
+
+/* ---- 1. a loss after READY, and the replay in order ---- */
+
+/* Two channels with topology declared on both, qos, confirm mode and a
+ * consumer each; a call pending at the loss. RECOVERING once (-ECONNRESET),
+ * the pending call fails with -ECONNRESET, new calls answer -EAGAIN,
+ * nothing dials before the backoff; then, after the handshake: channel.open
+ * for 1 and 2, the exchanges and queues on channel 1 in declaration order;
+ * only once all are answered the bindings (channel 1), then qos and the
+ * consumer on 1, confirm.select and the consumer on 2; RECOVERED after the
+ * last answer only; a delivery then reaches the same callback. */
+static void test_replay_order(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel(), *c2 = open_channel();
+    assert_int_equal(hp_amqp_channel_id(c1), 1);
+    assert_int_equal(hp_amqp_channel_id(c2), 2);
+    declare_exchange(c1, "ex1", "direct");
+    declare_queue(c1, "q1", "q1");
+    declare_queue(c2, "q2", "q2");
+    declare_exchange(c2, "ex2", "fanout");
+    bind_queue(c1, "q1", "ex1", "rk1");
+    bind_queue(c2, "q2", "ex2", "rk2");
+    assert_int_equal(hp_amqp_qos(c1, 10, false, on_done, (void *)36), 0);
+    ok(1, HP_AMQP_BASIC_QOS, HP_AMQP_BASIC_QOS_OK);
+    confirm(c2);
+    consume(c1, "q1", "ctag-1", 0, 7);
+    consume(c2, "q2", "ctag-2", HP_AMQP_NO_ACK, 8);
+    assert_int_equal(hp_amqp_queue_declare(c1, "pending", 0, HP_AMQP_NO_ARGS, on_done,
+                                           (void *)99),
+                     0);
+    broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    int nres = T.nres;
+
+    lose_tcp();
+    assert_int_equal(T.recovering, 1);
+    assert_int_equal(T.nres, nres + 1);
+    assert_int_equal(T.res[nres].tag, 99);
+    assert_int_equal(T.res[nres].err, -ECONNRESET);
+    assert_true(T.res[nres].seq < T.recovering_r.seq); /* failed before the event */
+    assert_int_equal(stats().state, HP_AMQP_STATE_RECOVERING);
+    /* Calls made now: -EAGAIN, nothing queued, no callback. */
+    hp_amqp_msg_t msg = {.exchange = "", .routing_key = "q", .body = "x", .len = 1};
+    uint64_t seq = 0;
+    assert_int_equal(hp_amqp_publish(c2, &msg, on_confirm, (void *)1, &seq), -EAGAIN);
+    assert_int_equal(hp_amqp_publish(c1, &msg, NULL, NULL, NULL), -EAGAIN);
+    assert_int_equal(hp_amqp_queue_declare(c1, "late", 0, HP_AMQP_NO_ARGS, on_done, (void *)98),
+                     -EAGAIN);
+    assert_int_equal(hp_amqp_exchange_declare(c2, "late", "direct", 0, HP_AMQP_NO_ARGS, on_done,
+                                              (void *)98),
+                     -EAGAIN);
+    hp_amqp_channel_t *c3 = NULL;
+    assert_int_equal(hp_amqp_channel_open(T.conn, on_done, (void *)97, &c3), -EAGAIN);
+    assert_int_equal(T.nres, nres + 1);
+    assert_int_equal(T.nconf, 0);
+    /* The backoff: the clock has not moved, nothing dials. */
+    assert_no_dial();
+    assert_int_equal(T.recovering, 1);
+
+    redial();
+    /* Phase 1, in one batch. */
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(2, HP_AMQP_CHANNEL_OPEN);
+    hp_amqp_method_t m = replay(1, HP_AMQP_EXCHANGE_DECLARE);
+    assert_bytes(m.exchange_declare.exchange, "ex1");
+    assert_bytes(m.exchange_declare.type, "direct");
+    assert_true(m.exchange_declare.durable);
+    m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "q1");
+    m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "q2");
+    m = replay(1, HP_AMQP_EXCHANGE_DECLARE);
+    assert_bytes(m.exchange_declare.exchange, "ex2");
+    assert_bytes(m.exchange_declare.type, "fanout");
+    broker_expect_nothing(); /* no "pending" queue: it never succeeded */
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(2, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(1, HP_AMQP_EXCHANGE_DECLARE_OK);
+    send_declare_ok(1, "q1");
+    send_declare_ok(1, "q2");
+    broker_expect_nothing(); /* phase 2 waits for the last answer */
+    broker_send_id(1, HP_AMQP_EXCHANGE_DECLARE_OK);
+    /* Phase 2. */
+    m = replay(1, HP_AMQP_QUEUE_BIND);
+    assert_bytes(m.queue_bind.queue, "q1");
+    assert_bytes(m.queue_bind.exchange, "ex1");
+    assert_bytes(m.queue_bind.routing_key, "rk1");
+    m = replay(1, HP_AMQP_QUEUE_BIND);
+    assert_bytes(m.queue_bind.queue, "q2");
+    assert_bytes(m.queue_bind.exchange, "ex2");
+    assert_bytes(m.queue_bind.routing_key, "rk2");
+    m = replay(1, HP_AMQP_BASIC_QOS);
+    assert_int_equal(m.basic_qos.prefetch_count, 10);
+    assert_false(m.basic_qos.global);
+    m = replay(1, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.queue, "q1");
+    assert_bytes(m.basic_consume.consumer_tag, "ctag-1");
+    assert_false(m.basic_consume.no_ack);
+    replay(2, HP_AMQP_CONFIRM_SELECT);
+    m = replay(2, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.queue, "q2");
+    assert_bytes(m.basic_consume.consumer_tag, "ctag-2");
+    assert_true(m.basic_consume.no_ack);
+    broker_expect_nothing();
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    broker_send_id(1, HP_AMQP_BASIC_QOS_OK);
+    send_consume_ok(1, "ctag-1");
+    broker_send_id(2, HP_AMQP_CONFIRM_SELECT_OK);
+    assert_int_equal(T.recovered, 0);
+    assert_int_equal(stats().state, HP_AMQP_STATE_RECOVERING);
+    send_consume_ok(2, "ctag-2");
+    assert_int_equal(T.recovered, 1);
+    assert_int_equal(T.recovering, 1);
+    assert_int_equal(T.nres, nres + 1); /* the replay completes no caller's call */
+    hp_amqp_stats_t s = stats();
+    assert_int_equal(s.recoveries, 1);
+    assert_int_equal(s.state, HP_AMQP_STATE_READY);
+
+    /* The consumers are back on their callbacks. */
+    deliver(1, "ctag-1", 1, "one");
+    deliver(2, "ctag-2", 1, "two");
+    assert_int_equal(T.ndlv, 2);
+    assert_int_equal(T.dlv[0].tag, 7);
+    assert_string_equal(T.dlv[0].ctag, "ctag-1");
+    assert_int_equal(T.dlv[1].tag, 8);
+    /* Calls go on. */
+    declare_queue(c1, "after", "after");
+    close_gracefully();
+}
+
+/* The broker closes the connection (320): RECOVERING carries its reply;
+ * the recovery comes back; a second loss recovers again and counts. */
+static void test_connection_close_320(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_queue(c1, "q1", "q1");
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = 320;
+    cl.connection_close.reply_text = hp_amqp_str("CONNECTION_FORCED - shutdown");
+    broker_send(0, &cl);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.recovering == 1, 1000);
+    assert_int_equal(T.recovering, 1);
+    assert_int_equal(T.recovering_r.err, -EPROTO);
+    assert_int_equal(T.recovering_r.code, 320);
+    assert_string_equal(T.recovering_r.text, "CONNECTION_FORCED - shutdown");
+    assert_int_equal(T.closed, 0);
+    assert_no_dial();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    hp_amqp_method_t m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "q1");
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    assert_int_equal(T.recovered, 0);
+    send_declare_ok(1, "q1");
+    assert_int_equal(T.recovered, 1);
+    assert_int_equal(stats().recoveries, 1);
+
+    /* Again. */
+    lose_tcp();
+    assert_int_equal(T.recovering, 2);
+    redial();
+    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    replay(1, HP_AMQP_QUEUE_DECLARE);
+    send_declare_ok(1, "q1");
+    assert_int_equal(T.recovered, 2);
+    assert_int_equal(stats().recoveries, 2);
+    close_gracefully();
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    hp_log_set_level(HP_LOG_ERROR);
+    if (getenv("TEST_RECOVER_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_RECOVER_FILTER"));
+#define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T_(test_replay_order),
+        T_(test_connection_close_320),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
