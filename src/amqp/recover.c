@@ -173,7 +173,16 @@ static void topo_rename(hp_amqp_conn_t *a, amqp_topo_t *q, hp_amqp_bytes_t name)
         return;
     char old[256];
     snprintf(old, sizeof old, "%s", q->s[0]);
-    amqp_topo_commit(a, q, name); /* renames (and stays where it is) */
+    /* Renamed where it is: amqp_topo_commit would link it again at the
+     * tail, cutting off what follows it (its bindings among them). */
+    char *qn = hp_malloc(name.len + 1u);
+    if (!qn)
+        return;
+    if (name.len)
+        memcpy(qn, name.ptr, name.len);
+    qn[name.len] = '\0';
+    hp_free(q->s[0]);
+    q->s[0] = qn;
     for (amqp_topo_t *t = a->topo; t; t = t->next) {
         if (t->kind == TOPO_BINDING && !strcmp(t->s[0], old)) {
             char *n = dup_str(q->s[0]);
