@@ -372,6 +372,331 @@ static void test_connection_close_320(void **state)
     close_gracefully();
 }
 
+/* ---- 2. a server-named queue gets a new name ---- */
+
+/* Declared with "", named "amq.gen-A", bound and consumed; the re-declare
+ * asks for "" again, and the bind and consume that follow name what the
+ * broker answered this time. */
+static void test_server_named_queue(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_exchange(c1, "ex", "direct");
+    declare_queue(c1, "", "amq.gen-A");
+    bind_queue(c1, "amq.gen-A", "ex", "rk");
+    consume(c1, "amq.gen-A", "ctag-s", 0, 7);
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_EXCHANGE_DECLARE);
+    hp_amqp_method_t m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "");
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(1, HP_AMQP_EXCHANGE_DECLARE_OK);
+    send_declare_ok(1, "amq.gen-B");
+    m = replay(1, HP_AMQP_QUEUE_BIND);
+    assert_bytes(m.queue_bind.queue, "amq.gen-B");
+    assert_bytes(m.queue_bind.exchange, "ex");
+    m = replay(1, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.queue, "amq.gen-B");
+    assert_bytes(m.basic_consume.consumer_tag, "ctag-s");
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    send_consume_ok(1, "ctag-s");
+    assert_int_equal(T.recovered, 1);
+
+    /* Once more: the name it has now is the one that follows. */
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_EXCHANGE_DECLARE);
+    m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "");
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(1, HP_AMQP_EXCHANGE_DECLARE_OK);
+    send_declare_ok(1, "amq.gen-C");
+    m = replay(1, HP_AMQP_QUEUE_BIND);
+    assert_bytes(m.queue_bind.queue, "amq.gen-C");
+    m = replay(1, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.queue, "amq.gen-C");
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    send_consume_ok(1, "ctag-s");
+    assert_int_equal(T.recovered, 2);
+    close_gracefully();
+}
+
+/* ---- 3. what was deleted or unbound is not replayed ---- */
+
+static void test_deleted_not_replayed(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_exchange(c1, "ex1", "direct");
+    declare_exchange(c1, "ex2", "direct");
+    declare_queue(c1, "q1", "q1");
+    declare_queue(c1, "q2", "q2");
+    declare_queue(c1, "q3", "q3");
+    bind_queue(c1, "q1", "ex1", "a"); /* goes with ex1 */
+    bind_queue(c1, "q2", "ex2", "b"); /* goes with q2 */
+    bind_queue(c1, "q1", "ex2", "c"); /* unbound */
+    bind_queue(c1, "q3", "ex2", "d"); /* stays */
+    assert_int_equal(hp_amqp_queue_delete(c1, "q2", 0, on_done, (void *)40), 0);
+    broker_expect_on(1, HP_AMQP_QUEUE_DELETE);
+    broker_send(1, &(hp_amqp_method_t){.id = HP_AMQP_QUEUE_DELETE_OK});
+    assert_done(40);
+    assert_int_equal(hp_amqp_exchange_delete(c1, "ex1", 0, on_done, (void *)41), 0);
+    ok(1, HP_AMQP_EXCHANGE_DELETE, HP_AMQP_EXCHANGE_DELETE_OK);
+    assert_done(41);
+    assert_int_equal(
+        hp_amqp_queue_unbind(c1, "q1", "ex2", "c", HP_AMQP_NO_ARGS, on_done, (void *)42), 0);
+    ok(1, HP_AMQP_QUEUE_UNBIND, HP_AMQP_QUEUE_UNBIND_OK);
+    assert_done(42);
+    /* A delete the broker refuses takes nothing out. */
+    hp_amqp_channel_t *c2 = open_channel();
+    assert_int_equal(hp_amqp_queue_delete(c2, "q3", HP_AMQP_IF_EMPTY, on_done, (void *)43), 0);
+    broker_expect_on(2, HP_AMQP_QUEUE_DELETE);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 406;
+    cl.channel_close.reply_text = hp_amqp_str("PRECONDITION_FAILED - queue not empty");
+    broker_send(2, &cl);
+    broker_expect_on(2, HP_AMQP_CHANNEL_CLOSE_OK);
+    assert_int_equal(T.res[T.nres - 1].tag, 43);
+    assert_int_equal(T.res[T.nres - 1].code, 406);
+
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    hp_amqp_method_t m = replay(1, HP_AMQP_EXCHANGE_DECLARE);
+    assert_bytes(m.exchange_declare.exchange, "ex2");
+    m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "q1");
+    m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "q3");
+    broker_expect_nothing();
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_send_id(1, HP_AMQP_EXCHANGE_DECLARE_OK);
+    send_declare_ok(1, "q1");
+    send_declare_ok(1, "q3");
+    m = replay(1, HP_AMQP_QUEUE_BIND);
+    assert_bytes(m.queue_bind.queue, "q3");
+    assert_bytes(m.queue_bind.exchange, "ex2");
+    assert_bytes(m.queue_bind.routing_key, "d");
+    broker_expect_nothing();
+    assert_int_equal(T.recovered, 0);
+    broker_send_id(1, HP_AMQP_QUEUE_BIND_OK);
+    assert_int_equal(T.recovered, 1);
+    close_gracefully();
+}
+
+/* ---- 4. unconfirmed publishes ---- */
+
+static void publish_n(hp_amqp_channel_t *ch, uint64_t want, const char *body)
+{
+    hp_amqp_msg_t msg = {.exchange = "ex", .routing_key = "rk", .body = body,
+                         .len = strlen(body)};
+    uint64_t seq = 0;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
+    assert_int_equal(seq, want);
+}
+
+/* One published message as the broker read it: method, header, body. */
+typedef struct {
+    hp_amqp_frame_t f[3];
+} wire_msg_t;
+
+static wire_msg_t read_publish(uint16_t ch)
+{
+    wire_msg_t w;
+    for (int i = 0; i < 3; i++) {
+        w.f[i] = broker_frame();
+        assert_int_equal(w.f[i].channel, ch);
+    }
+    assert_int_equal(w.f[0].type, HP_AMQP_FRAME_METHOD);
+    assert_int_equal(w.f[1].type, HP_AMQP_FRAME_HEADER);
+    assert_int_equal(w.f[2].type, HP_AMQP_FRAME_BODY);
+    hp_amqp_method_t m;
+    assert_int_equal(hp_amqp_method_decode(w.f[0].payload.ptr, w.f[0].payload.len, &m), 0);
+    assert_int_equal(m.id, HP_AMQP_BASIC_PUBLISH);
+    return w;
+}
+
+static void assert_same_msg(const wire_msg_t *a, const wire_msg_t *b)
+{
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(a->f[i].type, b->f[i].type);
+        assert_int_equal(a->f[i].channel, b->f[i].channel);
+        assert_int_equal(a->f[i].payload.len, b->f[i].payload.len);
+        assert_memory_equal(a->f[i].payload.ptr, b->f[i].payload.ptr, a->f[i].payload.len);
+    }
+}
+
+static void ack_from_broker(uint16_t ch, uint64_t tag, bool multiple)
+{
+    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_ACK};
+    m.basic_ack.delivery_tag = tag;
+    m.basic_ack.multiple = multiple;
+    broker_send(ch, &m);
+}
+
+/* HP_AMQP_FAIL_UNCONFIRMED: each unconfirmed publish fails with
+ * -ECONNRESET once, at the loss; nothing is sent again; numbers go on. */
+static void test_unconfirmed_fail(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    cfg.unconfirmed = HP_AMQP_FAIL_UNCONFIRMED;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    confirm(c1);
+    publish_n(c1, 1, "one");
+    publish_n(c1, 2, "two");
+    publish_n(c1, 3, "three");
+    for (int i = 0; i < 3; i++)
+        read_publish(1);
+    ack_from_broker(1, 1, false);
+    assert_int_equal(T.nconf, 1);
+    lose_tcp();
+    assert_int_equal(T.nconf, 3);
+    assert_int_equal(T.conf[1].seq, 2);
+    assert_int_equal(T.conf[1].status, -ECONNRESET);
+    assert_int_equal(T.conf[2].seq, 3);
+    assert_int_equal(T.conf[2].status, -ECONNRESET);
+    assert_true(T.conf[2].order < T.recovering_r.seq);
+    hp_amqp_stats_t s = stats();
+    assert_int_equal(s.published, 3);
+    assert_int_equal(s.confirmed, 1);
+    assert_int_equal(s.unconfirmed_failed, 2);
+    redial();
+    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    ok(1, HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
+    assert_int_equal(T.recovered, 1);
+    broker_expect_nothing(); /* nothing published again */
+    assert_int_equal(T.nconf, 3);
+    /* The next number is one the caller has not seen; the broker's 1. */
+    publish_n(c1, 4, "four");
+    read_publish(1);
+    ack_from_broker(1, 1, false);
+    assert_int_equal(T.nconf, 4);
+    assert_int_equal(T.conf[3].seq, 4);
+    assert_int_equal(T.conf[3].status, HP_AMQP_ACKED);
+    for (int i = 1; i <= 4; i++)
+        assert_int_equal(T.conf_count[i], 1);
+    s = stats();
+    assert_int_equal(s.published, 4);
+    assert_int_equal(s.confirmed, 2);
+    assert_int_equal(s.unconfirmed_failed, 2);
+    assert_int_equal(s.republished, 0);
+    assert_int_equal(s.recoveries, 1);
+    close_gracefully();
+}
+
+/* HP_AMQP_REPUBLISH: nothing completes at the loss; after confirm.select
+ * on the new connection the same frames go out again, in order; the new
+ * channel's acks (from 1) complete them under the numbers the caller was
+ * given; the next publish takes the next number. */
+static void test_unconfirmed_republish(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    cfg.unconfirmed = HP_AMQP_REPUBLISH;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    confirm(c1);
+    publish_n(c1, 1, "one");
+    publish_n(c1, 2, "two");
+    publish_n(c1, 3, "three");
+    wire_msg_t sent[3];
+    for (int i = 0; i < 3; i++)
+        sent[i] = read_publish(1);
+    ack_from_broker(1, 1, false);
+    assert_int_equal(T.nconf, 1);
+    lose_tcp();
+    assert_int_equal(T.nconf, 1);
+    redial();
+    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_expect_on(1, HP_AMQP_CONFIRM_SELECT);
+    broker_expect_nothing(); /* nothing before select-ok */
+    assert_int_equal(T.nconf, 1);
+    broker_send_id(1, HP_AMQP_CONFIRM_SELECT_OK);
+    assert_int_equal(T.recovered, 1);
+    wire_msg_t again = read_publish(1);
+    assert_same_msg(&again, &sent[1]);
+    again = read_publish(1);
+    assert_same_msg(&again, &sent[2]);
+    broker_expect_nothing();
+    hp_amqp_stats_t s = stats();
+    assert_int_equal(s.republished, 2);
+    assert_int_equal(s.published, 3);
+    assert_int_equal(T.nconf, 1);
+    /* The next publish: 4 for the caller, the broker's 3. */
+    publish_n(c1, 4, "four");
+    read_publish(1);
+    ack_from_broker(1, 1, false);
+    assert_int_equal(T.nconf, 2);
+    assert_int_equal(T.conf[1].seq, 2);
+    assert_int_equal(T.conf[1].status, HP_AMQP_ACKED);
+    ack_from_broker(1, 3, true);
+    assert_int_equal(T.nconf, 4);
+    assert_int_equal(T.conf[2].seq, 3);
+    assert_int_equal(T.conf[3].seq, 4);
+    for (int i = 1; i <= 4; i++)
+        assert_int_equal(T.conf_count[i], 1);
+    s = stats();
+    assert_int_equal(s.published, 4);
+    assert_int_equal(s.confirmed, 4);
+    assert_int_equal(s.unconfirmed_failed, 0);
+    assert_int_equal(s.republished, 2);
+    assert_int_equal(s.recoveries, 1);
+    close_gracefully();
+}
+
+/* ---- 5. delivery tags across a recovery ---- */
+
+static void test_delivery_tags(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    consume(c1, "q", "ctag", 0, 7);
+    deliver(1, "ctag", 1, "a");
+    deliver(1, "ctag", 2, "b");
+    assert_int_equal(T.ndlv, 2);
+    uint64_t t = T.dlv[1].dtag;
+    assert_int_equal(t, 2);
+    lose_tcp();
+    assert_int_equal(hp_amqp_ack(c1, t, false), -EAGAIN); /* while down */
+    redial();
+    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_expect_on(1, HP_AMQP_BASIC_CONSUME);
+    send_consume_ok(1, "ctag");
+    assert_int_equal(T.recovered, 1);
+    /* A tag of the lost connection: dropped, nothing sent. */
+    assert_int_equal(hp_amqp_ack(c1, t, false), 0);
+    assert_int_equal(hp_amqp_ack(c1, 1, true), 0);
+    assert_int_equal(hp_amqp_nack(c1, t, false, true), 0);
+    assert_int_equal(hp_amqp_reject(c1, 1, true), 0);
+    broker_expect_nothing();
+    deliver(1, "ctag", 1, "c");
+    assert_int_equal(T.ndlv, 3);
+    assert_int_equal(T.dlv[2].tag, 7);
+    uint64_t t2 = T.dlv[2].dtag;
+    assert_true(t2 > t);
+    deliver(1, "ctag", 2, "d");
+    uint64_t t3 = T.dlv[3].dtag;
+    assert_true(t3 > t2);
+    assert_int_equal(hp_amqp_ack(c1, t2, false), 0);
+    hp_amqp_method_t m = broker_expect_on(1, HP_AMQP_BASIC_ACK);
+    assert_int_equal(m.basic_ack.delivery_tag, 1);
+    assert_int_equal(hp_amqp_nack(c1, t3, false, false), 0);
+    m = broker_expect_on(1, HP_AMQP_BASIC_NACK);
+    assert_int_equal(m.basic_nack.delivery_tag, 2);
+    close_gracefully();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -382,6 +707,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T_(test_replay_order),
         T_(test_connection_close_320),
+        T_(test_server_named_queue),
+        T_(test_deleted_not_replayed),
+        T_(test_unconfirmed_fail),
+        T_(test_unconfirmed_republish),
+        T_(test_delivery_tags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
