@@ -697,6 +697,176 @@ static void test_delivery_tags(void **state)
     close_gracefully();
 }
 
+/* ---- 6. giving up ---- */
+
+/* recover_tries = 2 and nothing listening: two attempts, then CLOSED with
+ * the last one's error. */
+static void test_give_up_after_tries(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    cfg.recover_tries = 2;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    (void)c1;
+    close(B.lfd);
+    B.lfd = -1;
+    lose_tcp();
+    tick(100); /* attempt 1: refused */
+    pump_for(20);
+    assert_int_equal(T.closed, 0);
+    assert_int_equal(T.recovering, 1);
+    tick(100); /* attempt 2: refused, the last */
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ECONNREFUSED);
+    assert_int_equal(T.recovered, 0);
+    assert_int_equal(T.recovering, 1);
+}
+
+/* A refusal in a recovery attempt's handshake that a new attempt would
+ * meet again (403 on login, 530 on the vhost): CLOSED at once. */
+static void refused_in_handshake(uint16_t code, bool at_open)
+{
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    lose_tcp();
+    tick(100);
+    broker_accept_again();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    if (at_open) {
+        broker_send_tune(0, 0, 0);
+        broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
+        broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    }
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = code;
+    cl.connection_close.reply_text = hp_amqp_str(code == 403 ? "ACCESS_REFUSED" : "NOT_ALLOWED");
+    broker_send(0, &cl);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, code);
+    assert_int_equal(T.recovering, 1);
+    tick(1000);
+    assert_no_dial();
+}
+
+static void test_give_up_403(void **state)
+{
+    (void)state;
+    refused_in_handshake(403, false);
+}
+
+static void test_give_up_530(void **state)
+{
+    (void)state;
+    refused_in_handshake(530, true);
+}
+
+/* ---- 7. a recovery step refused ---- */
+
+static void test_step_refused(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    hp_amqp_channel_on_close(c1, on_chan_close, (void *)5);
+    declare_queue(c1, "q1", "q1");
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_QUEUE_DECLARE);
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CHANNEL_CLOSE};
+    cl.channel_close.reply_code = 406;
+    cl.channel_close.reply_text = hp_amqp_str("PRECONDITION_FAILED - inequivalent arg 'durable'");
+    cl.channel_close.class_id = 50;
+    cl.channel_close.method_id = 10;
+    broker_send(1, &cl);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.recovered, 0);
+    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_int_equal(T.closed_r.code, 406);
+    assert_int_equal(T.closed_r.class_id, 50);
+    assert_int_equal(T.closed_r.method_id, 10);
+    assert_true(strncmp(T.closed_r.text, "recovery failed", 15) == 0);
+    assert_non_null(strstr(T.closed_r.text, "inequivalent arg"));
+    tick(1000);
+    assert_no_dial();
+}
+
+/* ---- 8. hp_amqp_close while recovering ---- */
+
+/* In the backoff: CLOSED err 0, after the call returned; never dials. */
+static void test_close_in_backoff(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    hp_amqp_channel_on_close(c1, on_chan_close, (void *)5);
+    lose_tcp();
+    hp_amqp_close(T.conn);
+    assert_int_equal(T.closed, 0); /* not inside the call */
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    tick(1000);
+    assert_no_dial();
+}
+
+/* In the recovery's handshake: CLOSED err 0, the socket closed. */
+static void test_close_in_recovery_handshake(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_queue(c1, "q1", "q1");
+    lose_tcp();
+    tick(100);
+    broker_accept_again();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    hp_amqp_close(T.conn);
+    assert_int_equal(T.closed, 0);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    broker_expect_eof();
+    tick(1000);
+    assert_no_dial();
+}
+
+/* In the replay (READY on the wire, RECOVERED not yet): CLOSED err 0. */
+static void test_close_in_replay(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_queue(c1, "q1", "q1");
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_QUEUE_DECLARE);
+    hp_amqp_close(T.conn);
+    assert_int_equal(T.closed, 0);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    assert_int_equal(T.recovered, 0);
+    tick(1000);
+    assert_no_dial();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -712,6 +882,13 @@ int main(void)
         T_(test_unconfirmed_fail),
         T_(test_unconfirmed_republish),
         T_(test_delivery_tags),
+        T_(test_give_up_after_tries),
+        T_(test_give_up_403),
+        T_(test_give_up_530),
+        T_(test_step_refused),
+        T_(test_close_in_backoff),
+        T_(test_close_in_recovery_handshake),
+        T_(test_close_in_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
