@@ -277,10 +277,20 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         a->cb(a, HP_AMQP_EV_RECOVERING, &r, a->arg);
         if (a->closing_by_user)
             return false; /* closed from the callback */
-    } else if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
-        hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
-                     a->cfg.port, a->attempt);
-        return false;
+    } else {
+        /* Lost in the middle of a recovery: the steps sent on that
+         * connection will get no reply, and must not take the next
+         * attempt's replies. */
+        hp_amqp_result_t lost = {.err = -ECONNRESET};
+        for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+            if (a->chans[i])
+                amqp_channel_lost(a->chans[i], &lost);
+        }
+        if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
+            hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
+                         a->cfg.port, a->attempt);
+            return false;
+        }
     }
     a->state = AMQP_DIALING;
     hp_timer_init(&a->retry, attempt);
