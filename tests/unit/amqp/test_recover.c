@@ -867,10 +867,51 @@ static void test_close_in_replay(void **state)
     assert_no_dial();
 }
 
+/* ---- a loss in the middle of a recovery ---- */
+
+/* The broker drops the new connection during the replay: no second
+ * RECOVERING, another attempt after the backoff, the whole replay again,
+ * one RECOVERED and one recovery counted. */
+static void test_loss_during_replay(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    declare_queue(c1, "q1", "q1");
+    consume(c1, "q1", "ctag", 0, 7);
+    lose_tcp();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_QUEUE_DECLARE);
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_close();
+    pump_for(20);
+    assert_int_equal(T.recovering, 1);
+    assert_int_equal(T.closed, 0);
+    assert_int_equal(T.recovered, 0);
+    assert_no_dial();
+    redial();
+    replay(1, HP_AMQP_CHANNEL_OPEN);
+    replay(1, HP_AMQP_QUEUE_DECLARE);
+    broker_expect_nothing();
+    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
+    send_declare_ok(1, "q1");
+    hp_amqp_method_t m = replay(1, HP_AMQP_BASIC_CONSUME);
+    assert_bytes(m.basic_consume.consumer_tag, "ctag");
+    send_consume_ok(1, "ctag");
+    assert_int_equal(T.recovered, 1);
+    assert_int_equal(stats().recoveries, 1);
+    deliver(1, "ctag", 1, "x");
+    assert_int_equal(T.ndlv, 1);
+    assert_int_equal(T.dlv[0].tag, 7);
+    close_gracefully();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    hp_log_set_level(HP_LOG_ERROR);
+    hp_log_set_level(getenv("TEST_RECOVER_LOG") ? HP_LOG_DEBUG : HP_LOG_ERROR);
     if (getenv("TEST_RECOVER_FILTER"))
         cmocka_set_test_filter(getenv("TEST_RECOVER_FILTER"));
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -889,6 +930,7 @@ int main(void)
         T_(test_close_in_backoff),
         T_(test_close_in_recovery_handshake),
         T_(test_close_in_replay),
+        T_(test_loss_during_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
