@@ -771,12 +771,14 @@ bool hp_amqp_blocked(const hp_amqp_conn_t *a)
 void hp_amqp_stats(const hp_amqp_conn_t *a, hp_amqp_stats_t *out)
 {
     *out = a->stats;
-    if (a->state == AMQP_READY)
-        out->state = a->blocked ? HP_AMQP_STATE_BLOCKED : HP_AMQP_STATE_READY;
-    else if (a->state >= AMQP_CLOSING)
+    /* A recovery is READY on the wire while its replay runs, but calls
+     * still answer -EAGAIN until RECOVERED: it is RECOVERING till then. */
+    if (a->state >= AMQP_CLOSING)
         out->state = HP_AMQP_STATE_CLOSED;
     else if (a->recovering)
         out->state = HP_AMQP_STATE_RECOVERING;
+    else if (a->state == AMQP_READY)
+        out->state = a->blocked ? HP_AMQP_STATE_BLOCKED : HP_AMQP_STATE_READY;
     else
         out->state = HP_AMQP_STATE_CONNECTING;
 }

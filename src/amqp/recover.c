@@ -173,7 +173,16 @@ static void topo_rename(hp_amqp_conn_t *a, amqp_topo_t *q, hp_amqp_bytes_t name)
         return;
     char old[256];
     snprintf(old, sizeof old, "%s", q->s[0]);
-    amqp_topo_commit(a, q, name); /* renames (and stays where it is) */
+    /* Renamed where it is: amqp_topo_commit would link it again at the
+     * tail, cutting off what follows it (its bindings among them). */
+    char *qn = hp_malloc(name.len + 1u);
+    if (!qn)
+        return;
+    if (name.len)
+        memcpy(qn, name.ptr, name.len);
+    qn[name.len] = '\0';
+    hp_free(q->s[0]);
+    q->s[0] = qn;
     for (amqp_topo_t *t = a->topo; t; t = t->next) {
         if (t->kind == TOPO_BINDING && !strcmp(t->s[0], old)) {
             char *n = dup_str(q->s[0]);
@@ -270,10 +279,20 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         a->cb(a, HP_AMQP_EV_RECOVERING, &r, a->arg);
         if (a->closing_by_user)
             return false; /* closed from the callback */
-    } else if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
-        hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
-                     a->cfg.port, a->attempt);
-        return false;
+    } else {
+        /* Lost in the middle of a recovery: the steps sent on that
+         * connection will get no reply, and must not take the next
+         * attempt's replies. */
+        hp_amqp_result_t lost = {.err = -ECONNRESET};
+        for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
+            if (a->chans[i])
+                amqp_channel_lost(a->chans[i], &lost);
+        }
+        if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
+            hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
+                         a->cfg.port, a->attempt);
+            return false;
+        }
     }
     a->state = AMQP_DIALING;
     hp_timer_init(&a->retry, attempt);

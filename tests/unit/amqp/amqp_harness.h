@@ -625,6 +625,17 @@ static AH_UNUSED void broker_close(void)
     B.fd = -1;
 }
 
+/* The client's next connection on the same listener (a recovery's): the
+ * last one is closed and what was read from it dropped. */
+static AH_UNUSED void broker_accept_again(void)
+{
+    broker_close();
+    B.rx = B.buf;
+    B.len = 0;
+    B.eof = false;
+    broker_accept();
+}
+
 /* Reads the 8-byte protocol header, which must be the first thing sent. */
 static AH_UNUSED void broker_expect_header(void)
 {
