@@ -259,7 +259,8 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
     if (!a->cfg.recover || !a->ever_ready || a->closing_by_user || permanent(a))
         return false;
     /* On every loss, the first or one during a recovery: what waits for
-     * a reply fails, and a half-done recovery's steps are forgotten. */
+     * a reply fails, and a half-done recovery's steps are forgotten (they
+     * will get no reply, and must not take the next attempt's). */
     hp_amqp_result_t lost = {.err = -ECONNRESET};
     for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
         if (a->chans[i])
@@ -279,20 +280,10 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         a->cb(a, HP_AMQP_EV_RECOVERING, &r, a->arg);
         if (a->closing_by_user)
             return false; /* closed from the callback */
-    } else {
-        /* Lost in the middle of a recovery: the steps sent on that
-         * connection will get no reply, and must not take the next
-         * attempt's replies. */
-        hp_amqp_result_t lost = {.err = -ECONNRESET};
-        for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
-            if (a->chans[i])
-                amqp_channel_lost(a->chans[i], &lost);
-        }
-        if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
-            hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
-                         a->cfg.port, a->attempt);
-            return false;
-        }
+    } else if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
+        hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
+                     a->cfg.port, a->attempt);
+        return false;
     }
     a->state = AMQP_DIALING;
     hp_timer_init(&a->retry, attempt);
