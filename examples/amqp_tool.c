@@ -43,7 +43,10 @@ typedef struct {
     int nhdr;
     long count, batch;
     bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
-    bool if_empty, cancelling, no_recover, republish, seq;
+    bool if_empty, cancelling, no_recover, republish, seq, summary;
+    /* consume --summary: the distinct bodies seen (open addressing) */
+    char **seen;
+    size_t seen_cap, distinct;
     bool json, compress;  /* publish: --json, --compress */
     hp_amqp_body_t payload; /* publish: the body as it goes out */
     char tag[256];        /* consume: the consumer's tag, for --cancel */
@@ -145,6 +148,43 @@ static void json_array(hp_amqp_bytes_t array)
         json_value(&v);
     }
     putchar(']');
+}
+
+/* Counts a body once (consume --summary). FNV-1a into a table kept at
+ * most half full. */
+static void count_distinct(tool_t *t, hp_amqp_bytes_t body)
+{
+    if (2 * (t->distinct + 1) > t->seen_cap) {
+        size_t cap = t->seen_cap ? 2 * t->seen_cap : 1024;
+        char **old = t->seen, **grown = calloc(cap, sizeof *grown);
+        if (!grown) {
+            fprintf(stderr, "amqp_tool: out of memory\n");
+            exit(1);
+        }
+        t->seen = grown;
+        size_t old_cap = t->seen_cap;
+        t->seen_cap = cap;
+        t->distinct = 0;
+        for (size_t i = 0; i < old_cap; i++) {
+            if (old[i]) {
+                count_distinct(t, hp_amqp_str(old[i]));
+                free(old[i]);
+            }
+        }
+        free(old);
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (uint32_t i = 0; i < body.len; i++)
+        h = (h ^ ((const unsigned char *)body.ptr)[i]) * 1099511628211ull;
+    for (size_t i = h & (t->seen_cap - 1);; i = (i + 1) & (t->seen_cap - 1)) {
+        if (!t->seen[i]) {
+            t->seen[i] = strndup(body.ptr, body.len);
+            t->distinct++;
+            return;
+        }
+        if (strlen(t->seen[i]) == body.len && !memcmp(t->seen[i], body.ptr, body.len))
+            return;
+    }
 }
 
 static void print_message(const hp_amqp_delivery_t *d)
@@ -351,7 +391,10 @@ static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void 
         }
         return;
     }
-    print_message(d);
+    if (t->summary)
+        count_distinct(t, d->body);
+    else
+        print_message(d);
     t->received++;
     bool manual = t->ack || t->reject || t->nack;
     if (t->reject)
@@ -365,8 +408,11 @@ static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void 
             t->cancelling = true;
             hp_amqp_cancel(ch, t->tag, on_cancelled, t);
         }
-        else
+        else {
+            if (t->summary)
+                printf("{\"received\":%ld,\"distinct\":%zu}\n", t->received, t->distinct);
             finish(t, 0);
+        }
     } else if (strcmp(t->cmd, "get") == 0) {
         hp_amqp_get(ch, t->queue, manual ? 0 : HP_AMQP_NO_ACK, on_message, t, NULL, NULL);
     }
@@ -482,7 +528,7 @@ static int usage(void)
             "       (any command: --no-recover: a lost connection ends the run)\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
-            "                 [--cancel]\n"
+            "                 [--cancel] [--summary]\n"
             "       amqp_tool URL purge QUEUE | delete QUEUE [--if-empty]\n"
             "       amqp_tool URL exchange NAME TYPE [--durable] | delete-exchange NAME\n"
             "       amqp_tool URL bind|unbind QUEUE EXCHANGE KEY\n");
@@ -588,6 +634,8 @@ int main(int argc, char **argv)
             t.no_recover = true;
         } else if (!strcmp(a, "--republish")) {
             t.republish = true;
+        } else if (!strcmp(a, "--summary")) {
+            t.summary = true; /* consume: count distinct bodies, print no message */
         } else if (!strcmp(a, "--seq")) {
             t.seq = true;
         } else if (!strcmp(a, "--confirm")) {
