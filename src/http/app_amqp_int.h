@@ -4,8 +4,9 @@
  * per-worker protocol that holds each worker's connection, the publishing
  * route's handler and the hotpath_amqp_* metrics.
  *
- * The app is where protocols meet: these files include amqp.h, the HTTP
- * protocol's own (server.c, parser.c ...) do not.
+ * The app is where protocols meet: app_amqp.c is the one file of
+ * src/http that calls the AMQP client; the HTTP protocol's own (server.c,
+ * parser.c ...) never do (app.h carries hp_amqp_config_t, nothing more).
  */
 #ifndef HOTPATH_APP_AMQP_INT_H
 #define HOTPATH_APP_AMQP_INT_H
