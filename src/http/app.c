@@ -522,20 +522,13 @@ static void amqp_restart_notes(const hp_app_t *app, const hp_app_amqp_t *next, c
             restart_note(buf, len, used, "amqp.publish_route");
         return;
     }
-    /* The running URL was parsed into conn: compare what it became. */
-    bool url_same = run->enabled == next->enabled;
-    if (url_same) {
-        hp_amqp_config_t parsed = next->conn;
-        size_t n = next->url ? strlen(next->url) + 16 : 1;
-        char *text = hp_malloc(n);
-        url_same = text && (!next->url || hp_amqp_url_parse(next->url, &parsed, text, n,
-                                                            NULL) == 0) &&
-                   parsed.port == run->conn.port && same_str(parsed.host, run->conn.host) &&
-                   same_str(parsed.vhost, run->conn.vhost) &&
-                   same_str(parsed.user, run->conn.user) &&
-                   same_str(parsed.password, run->conn.password);
-        hp_free(text);
-    }
+    /* The URL as written (a URL spelt otherwise is taken as another: the
+     * note only asks for a restart), or the address given without one. */
+    const hp_amqp_config_t *a = &run->conn, *b = &next->conn;
+    bool url_same = run->enabled == next->enabled && same_str(run->url, next->url) &&
+                    (run->url || (a->port == b->port && same_str(a->host, b->host) &&
+                                  same_str(a->vhost, b->vhost) && same_str(a->user, b->user) &&
+                                  same_str(a->password, b->password)));
     if (!url_same)
         restart_note(buf, len, used, "amqp.url");
     /* The running route is kept as routed, without a trailing '/'. */

@@ -214,9 +214,9 @@ int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t e
     }
     app_amqp_t *a = hp_calloc(1, sizeof *a);
     const hp_amqp_config_t *c = &cfg->conn;
-    /* One block: the URL's decoded parts (or the connection's strings),
-     * the route's pattern and the content type. */
-    size_t url_len = cfg->url ? strlen(cfg->url) + 16 : 0;
+    /* One block: the URL and its decoded parts (or the connection's
+     * strings), the route and its pattern, and the content type. */
+    size_t url_len = cfg->url ? 2 * strlen(cfg->url) + 17 : 0;
     size_t conn_len = cfg->url ? 0
                                : strlen(c->host) + strlen(c->vhost) + strlen(c->user) +
                                      strlen(c->password) + 4;
@@ -229,11 +229,14 @@ int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t e
         return -ENOMEM;
     }
     a->cfg = *cfg;
-    a->cfg.url = NULL; /* parsed into conn; the text is not kept */
     a->cfg.conn.name = NULL;
     char *p = a->strs;
     if (cfg->url) {
-        int r = hp_amqp_url_parse(cfg->url, &a->cfg.conn, p, url_len, NULL);
+        /* The text, for a reload to compare with, then its parts. */
+        size_t n = strlen(cfg->url) + 1;
+        memcpy(p, cfg->url, n);
+        a->cfg.url = p;
+        int r = hp_amqp_url_parse(cfg->url, &a->cfg.conn, p + n, url_len - n, NULL);
         (void)r; /* checked above */
         p += url_len;
     } else {
