@@ -374,6 +374,48 @@ def test_blocked_broker_is_503(start_server, tmp_path, rabbitmq, queue_prefix, c
         assert publish(c, "-", q, b"after")[0].status == 202
 
 
+def test_sigterm_while_a_request_waits(start_server, tmp_path, rabbitmq, channel,
+                                       queue_prefix):
+    """A graceful stop with a request waiting for its confirm: the request
+    is answered (503: its connection to the broker closed under it) and
+    the server exits 0."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="30s")
+    q = queue_prefix + "stop"
+    channel.queue_declare(q)
+    node = rabbitmq.proc.pid
+    os.kill(node, signal.SIGSTOP)
+    try:
+        with srv.conn(timeout=scaled(10)) as c:
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nstop"
+                   % path("-", q).encode())
+            time.sleep(0.1)
+            srv.signal(signal.SIGTERM)
+            resp = c.read_response()
+            assert resp.status == 503, resp
+            assert json.loads(resp.body)["error"].startswith("unconfirmed")
+        assert srv.wait_exit(scaled(10)) == 0, srv.stderr_tail()
+    finally:
+        os.kill(node, signal.SIGCONT)
+    get_all(channel, q, 1)  # it was sent: the broker has it once it runs again
+
+
+def test_reload_names_the_amqp_keys(serve, rabbitmq):
+    """SIGHUP with changed amqp keys: applied at the next start, and said."""
+    s = serve("root: .\n" + config_text(rabbitmq.url))
+
+    def ready():
+        with Conn(s.port) as c:
+            m = parse_metrics(c.request("GET", "/metrics").body.decode())
+        return m.get('hotpath_amqp_connections{state="ready"}') == 1
+    wait_until(ready, scaled(20), what="connected")
+    s.write("root: .\n" + config_text(rabbitmq.url, timeout="7s", confirm_window=5))
+    out = s.signal(signal.SIGHUP, expect="SIGHUP")
+    assert "amqp.confirm_window, amqp.timeout changed: restart to apply" in out, out
+    s.write("root: .\n" + config_text(rabbitmq.url, confirm_window=0))
+    out = s.signal(signal.SIGHUP, expect="keeping the running configuration")
+    assert "amqp.confirm_window: expected a whole number from 1 to 65535" in out, out
+
+
 def run_check(hotpath_bin, tmp_path, text):
     f = tmp_path / "check.yaml"
     f.write_text(text)
