@@ -22,7 +22,7 @@ import urllib.parse
 import pika
 import pytest
 
-from helpers import Conn, parse_metrics, scaled, wait_until
+from helpers import Conn, chunked, parse_metrics, scaled, wait_until
 
 WORKERS = 2
 ROUTE = "/publish"
@@ -115,7 +115,15 @@ def test_publish_is_confirmed_and_arrives(start_server, tmp_path, rabbitmq, chan
         resp2, doc2 = publish(c, "amq.default", q, b"\x00\x01binary")
         assert resp2.status == 202, resp2
         assert doc2["message_id"] != doc["message_id"]
-    (p1, b1), (p2, b2) = get_all(channel, q, 2)
+        # Larger than the output chunk and the broker's frame: several
+        # body frames, chunked on the way in.
+        big = bytes((i * 31 + 7) & 0xFF for i in range(300_000))
+        resp3 = c.request("POST", path("-", q), body=chunked(big),
+                          headers={"Transfer-Encoding": "chunked"})
+        assert resp3.status == 202, resp3
+        assert publish(c, "-", q, b"")[0].status == 202  # no body at all
+    (p1, b1), (p2, b2), (_, b3), (_, b4) = get_all(channel, q, 4)
+    assert b3 == big and b4 == b""
     assert b1 == b"hello, broker"
     assert p1.content_type == "text/plain; charset=utf-8"
     assert p1.delivery_mode == 2
