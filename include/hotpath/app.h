@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hotpath/amqp.h"
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/config.h"
@@ -32,6 +33,34 @@
 typedef struct hp_app hp_app_t;
 
 typedef struct hp_app_config hp_app_config_t;
+
+/* AMQP on every worker (docs/amqp.md, "Publishing over HTTP"): when
+ * `enabled`, each worker opens its own connection when the app runs, with
+ * one channel in confirm mode, and keeps it open (reconnecting when it is
+ * lost). With `publish_route`, POST <publish_route>/{exchange}/{routing
+ * key} publishes the request body there and answers once the broker has
+ * confirmed it (202), or why not. /metrics (hp_app_builtin_routes) shows
+ * the connections' counters. Every string is copied by hp_app_new. */
+typedef struct hp_app_amqp {
+    bool enabled;
+    const char *url;             /* amqp://user:password@host:port/vhost, parsed over
+                                    conn (hp_amqp_url_parse); NULL: conn as it is */
+    hp_amqp_config_t conn;       /* the connection each worker opens (its name and
+                                    automatic recovery are the app's) */
+    uint32_t confirm_window;     /* unconfirmed publishes per worker, 1..65535 */
+    const char *publish_route;   /* URL path of the route; NULL: no route */
+    uint64_t timeout_ms;         /* a request waits this long for its confirm, then 504 */
+    const char *content_type;    /* for requests without Content-Type (1..255 bytes) */
+} hp_app_amqp_t;
+
+#define HP_APP_AMQP_DEFAULT                                                    \
+    ((hp_app_amqp_t){.enabled = false,                                         \
+                     .url = NULL,                                              \
+                     .conn = HP_AMQP_CONFIG_DEFAULT,                           \
+                     .confirm_window = 1000,                                   \
+                     .publish_route = NULL,                                    \
+                     .timeout_ms = 5000,                                       \
+                     .content_type = "application/octet-stream"})
 
 /* Rebuilds the configuration for a reload (SIGHUP): fills *out (which
  * holds the running configuration) and returns 0, or returns -1 with a
@@ -53,6 +82,7 @@ struct hp_app_config {
     const char *access_log;      /* file the access log is appended to; NULL: none */
     hp_app_reload_fn reload;     /* SIGHUP rebuilds the configuration with it; NULL: ignored */
     void *reload_arg;
+    hp_app_amqp_t amqp;          /* AMQP connections and the publishing route */
 };
 
 #define HP_APP_LISTEN_DEFAULT "127.0.0.1:8080"
@@ -70,10 +100,16 @@ struct hp_app_config {
                        .nlocations = 0,                                        \
                        .access_log = NULL,                                     \
                        .reload = NULL,                                         \
-                       .reload_arg = NULL})
+                       .reload_arg = NULL,                                     \
+                       .amqp = HP_APP_AMQP_DEFAULT})
 
 /* Creates an app: checks the configuration and opens the document root,
- * but binds nothing yet. Returns NULL with a one-line reason in err. */
+ * but binds nothing yet and connects nowhere. With cfg->amqp.enabled it
+ * parses the AMQP URL and, with amqp.publish_route, registers the route
+ * POST <publish_route>/{exchange}/{routing_key:*} (a trailing '/' of the
+ * route is dropped; see docs/amqp.md); the connections open when the app
+ * runs. Returns NULL with a one-line reason in err ("amqp.url: ..." for
+ * the AMQP settings, by the key of the configuration file). */
 HP_EXPORT hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen);
 
 /* Registers `fn` for `methods` (HP_ROUTER_* bits) on `pattern` (see
@@ -133,7 +169,10 @@ HP_EXPORT int hp_app_use(hp_app_t *app, hp_middleware_fn before, hp_middleware_f
 HP_EXPORT int hp_app_set_clock(hp_app_t *app, const hp_clock_src_t *src);
 
 /* Binds, starts the workers and blocks until hp_app_stop (or a signal
- * when handle_signals) has drained them. With handle_signals, SIGHUP
+ * when handle_signals) has drained them. With cfg.amqp.enabled, each
+ * worker dials its AMQP connection as it starts (a broker that cannot be
+ * reached does not stop the app: its workers keep trying, and the
+ * publishing route answers 503 meanwhile). With handle_signals, SIGHUP
  * reloads through cfg.reload (see hp_app_reload) and SIGUSR1 reopens the
  * access log (log rotation). Returns 0, or -errno when it
  * cannot listen (with the reason in hp_app_error). */
@@ -144,9 +183,9 @@ HP_EXPORT int hp_app_run(hp_app_t *app);
  * not size buffers, timeouts, keep-alive, compression, response cache and
  * access log. Settings that need a restart (listen, workers, backlog,
  * buffers, TCP options, the write and drain timeouts, the request
- * line/header limits) keep their running values; the keys that name them
- * in the configuration file ("workers, tcp.backlog") are written to
- * `restart` (may be NULL). Returns 0,
+ * line/header limits, every AMQP setting) keep their running values; the
+ * keys that name them in the configuration file ("workers, tcp.backlog")
+ * are written to `restart` (may be NULL). Returns 0,
  * or -errno with a one-line reason in err and the running configuration
  * untouched (a root or log that cannot be opened, no memory). */
 HP_EXPORT int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
@@ -186,8 +225,10 @@ HP_EXPORT int hp_app_builtin_routes(hp_app_t *app, uint32_t which, const char *m
  * from HP_APP_CONFIG_DEFAULT; limits, timeouts.header/body/keepalive,
  * keepalive, compression and cache from HP_HTTP_CONFIG_DEFAULT; buffers,
  * timeouts.write/drain, tcp.nodelay and tcp.reuseport from
- * HP_WORKER_CONFIG_DEFAULT. The file's own: root "www", every endpoint
- * on, metrics at HP_APP_METRICS_PATH, access log "access.log" (off).
+ * HP_WORKER_CONFIG_DEFAULT; amqp.heartbeat from HP_AMQP_CONFIG_DEFAULT and
+ * the other amqp keys from HP_APP_AMQP_DEFAULT. The file's own: root
+ * "www", every endpoint on, metrics at HP_APP_METRICS_PATH, access log
+ * "access.log" (off), no AMQP URL (AMQP off).
  * Strings are literals; *out owns nothing. Hand it to hp_config_init and
  * keep it for as long as the configuration. */
 HP_EXPORT void hp_app_config_defaults(hp_config_t *out);
@@ -196,14 +237,16 @@ HP_EXPORT void hp_app_config_defaults(hp_config_t *out);
  * rest of *o is left as it is); `c` must have one listen address. The
  * strings in *o are borrowed from `c`. *builtins gets the
  * HP_APP_BUILTIN_* bits of the endpoints turned on; the metrics route's
- * path is c->metrics.path. */
+ * path is c->metrics.path. AMQP is enabled when amqp.url is set. */
 HP_EXPORT void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *builtins);
 
 /* Makes every check hp_app_new, hp_app_builtin_routes and hp_app_reload
  * would make of what `c` drives, beyond the ranges the loader enforced:
  * one listen address that parses, roots that open as directories, an
  * access log that opens for appending (created if missing), a metrics
- * path the router takes beside the other endpoints. Binds nothing and
+ * path the router takes beside the other endpoints, an AMQP URL that
+ * parses (hp_amqp_url_parse) and a publishing route the router takes and
+ * that has a URL to publish to. Binds nothing, connects nowhere and
  * keeps nothing open. Returns 0, or -EINVAL with one line in err placed
  * where the value was set (hp_config_fail: "FILE:LINE:COL: root: cannot
  * open 'x': No such file or directory"), or -ENOMEM. */

@@ -118,6 +118,15 @@ typedef struct hp_config {
         const char *path;      /* URL path of the Prometheus endpoint */
     } metrics;
 
+    struct {                   /* an AMQP connection per worker (docs/amqp.md) */
+        const char *url;       /* amqp://user:password@host:port/vhost; NULL: no AMQP */
+        uint64_t heartbeat_ms; /* asked-for heartbeat, whole seconds; 0: none */
+        uint32_t confirm_window; /* unconfirmed publishes per connection */
+        const char *publish_route; /* POST <route>/{exchange}/{routing key}; NULL: none */
+        uint64_t timeout_ms;   /* a request waits this long for its confirm */
+        const char *content_type; /* for requests that name none */
+    } amqp;
+
     const char *source;        /* file (or name) it was loaded from; NULL for defaults */
     const struct hp_config *defaults; /* borrowed: what a load starts from */
     struct hp_config_mark *marks; /* in mem: where each key was set (hp_config_fail) */

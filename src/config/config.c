@@ -428,7 +428,8 @@ static int load_value(ctx_t *x, const field_t *f, const yaml_node_t *n, void *ba
         return expected(x, n, key, what);
     const char *s = sval(n);
     size_t len = n->data.scalar.length;
-    if (f->kind == K_STRING || f->kind == K_URLPATH || f->kind == K_HEADER) {
+    if (f->kind == K_STRING || f->kind == K_URLPATH || f->kind == K_HEADER ||
+        f->kind == K_URL) {
         const char *copy = NULL;
         if (!((f->flags & F_NULLABLE) && is_null(n))) {
             if (!hp_config_string_ok(f, s, len))

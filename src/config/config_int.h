@@ -25,6 +25,7 @@ enum kind {
     K_STRING,    /* file path: min..max bytes, no control characters */
     K_URLPATH,   /* URL path: '/' then printable ASCII without space, '?', '#' */
     K_HEADER,    /* header value: printable ASCII and tab */
+    K_URL,       /* URL: printable ASCII without spaces (its syntax is its owner's) */
     K_LISTEN,    /* one address or a list of them */
     K_MAP,       /* nested keys, described by `sub` */
     K_LOCATIONS, /* list of maps, described by location_fields */
@@ -33,6 +34,7 @@ enum kind {
 #define F_NULLABLE 1u /* null (~, null, empty) stores NULL */
 #define F_MUL64 2u    /* a size that must be a multiple of 64 (pool chunks) */
 #define F_REQUIRED 4u /* a list item's map must set it */
+#define F_SECONDS 8u  /* a duration in whole seconds (a protocol counts in them) */
 
 typedef struct hp_config_field {
     const char *name;

@@ -111,6 +111,23 @@ static const hp_config_field_t metrics_fields[] = {
     {0},
 };
 
+/* The URL's syntax is the AMQP client's (hp_amqp_url_parse), checked by
+ * hp_app_config_check where the URL was written. A heartbeat is
+ * negotiated in whole seconds and sent as a 16-bit number
+ * (connection.tune); a content type is a short string (255 bytes). The
+ * window bounds the unconfirmed publishes of one connection and sizes the
+ * table of requests waiting for them, allocated at start-up: 65535 keeps
+ * that table to a few megabytes per worker. */
+static const hp_config_field_t amqp_fields[] = {
+    CFF("url", K_URL, F_NULLABLE, amqp.url, 1, 1024),
+    CFF("heartbeat", K_DURATION, F_SECONDS, amqp.heartbeat_ms, 0, 65535 * SEC),
+    CF("confirm_window", K_COUNT, amqp.confirm_window, 1, 65535),
+    CFF("publish_route", K_URLPATH, F_NULLABLE, amqp.publish_route, 1, 1024),
+    CF("timeout", K_DURATION, amqp.timeout_ms, 1, 24 * HOUR),
+    CF("content_type", K_HEADER, amqp.content_type, 1, 255),
+    {0},
+};
+
 const hp_config_field_t hp_config_top_fields[] = {
     {"listen", K_LISTEN, 0, 0, 0, 0, 0, NULL},
     CF("workers", K_WORKERS, workers, 1, 1024),
@@ -126,6 +143,7 @@ const hp_config_field_t hp_config_top_fields[] = {
     MAP("cache", cache_fields),
     MAP("access_log", access_log_fields),
     MAP("metrics", metrics_fields),
+    MAP("amqp", amqp_fields),
     {0},
 };
 
@@ -147,7 +165,9 @@ static void fmt_size(char *out, size_t len, uint64_t v)
 
 static void fmt_ms(char *out, size_t len, uint64_t ms)
 {
-    if (ms && ms % HOUR == 0)
+    if (ms == 0)
+        snprintf(out, len, "0s");
+    else if (ms % HOUR == 0)
         snprintf(out, len, "%lluh", (unsigned long long)(ms / HOUR));
     else if (ms && ms % (60 * SEC) == 0)
         snprintf(out, len, "%llum", (unsigned long long)(ms / (60 * SEC)));
@@ -182,8 +202,12 @@ void hp_config_what(const hp_config_field_t *f, char *out, size_t len)
     case K_DURATION:
         fmt_ms(lo, sizeof lo, f->min);
         fmt_ms(hi, sizeof hi, f->max);
-        snprintf(out, len, "a duration such as 500ms, 10s, 2m or 1h (a plain number is seconds) "
-                 "from %s to %s", lo, hi);
+        if (f->flags & F_SECONDS)
+            snprintf(out, len, "a duration in whole seconds such as 30s, 2m or 1h (a plain "
+                     "number is seconds) from %s to %s", lo, hi);
+        else
+            snprintf(out, len, "a duration such as 500ms, 10s, 2m or 1h (a plain number is "
+                     "seconds) from %s to %s", lo, hi);
         break;
     case K_STRING:
         snprintf(out, len, "a path of %llu to %llu bytes without control characters",
@@ -194,7 +218,11 @@ void hp_config_what(const hp_config_field_t *f, char *out, size_t len)
                  "(printable ASCII without spaces, '?' or '#')", (unsigned long long)f->max);
         break;
     case K_HEADER:
-        snprintf(out, len, "a header value of at most %llu printable ASCII characters",
+        snprintf(out, len, "a header value of %s%llu printable ASCII characters",
+                 f->min ? "1 to " : "at most ", (unsigned long long)f->max);
+        break;
+    case K_URL:
+        snprintf(out, len, "a URL of at most %llu printable ASCII characters without spaces",
                  (unsigned long long)f->max);
         break;
     default:
@@ -309,6 +337,10 @@ bool hp_config_string_ok(const hp_config_field_t *f, const char *s, size_t len)
             if (ch <= 0x20 || ch >= 0x7f || ch == '?' || ch == '#')
                 return false;
             break;
+        case K_URL:
+            if (ch <= 0x20 || ch >= 0x7f)
+                return false;
+            break;
         default: /* K_HEADER */
             if ((ch < 0x20 && ch != '\t') || ch >= 0x7f)
                 return false;
@@ -338,7 +370,8 @@ bool hp_config_number(const hp_config_field_t *f, const char *s, size_t len, uin
         return parse_size(s, len, v) && *v >= f->min && *v <= f->max &&
                (!(f->flags & F_MUL64) || *v % 64 == 0);
     case K_DURATION:
-        return parse_duration(s, len, v) && *v >= f->min && *v <= f->max;
+        return parse_duration(s, len, v) && *v >= f->min && *v <= f->max &&
+               (!(f->flags & F_SECONDS) || *v % SEC == 0);
     default:
         return false;
     }

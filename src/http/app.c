@@ -30,6 +30,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "app_amqp_int.h"
 #include "hotpath/alloc.h"
 #include "net/engine_int.h"
 #include "mime_int.h"
@@ -72,6 +73,7 @@ struct hp_app {
     hp_listener_addr_t addr;
     int stop_fd;               /* owned eventfd: hp_app_stop */
     hp_clock_src_t clock;      /* the workers' clock (HP_CLOCK_MONO but in tests) */
+    app_amqp_t *amqp;          /* owned: AMQP settings (cfg.amqp's strings); NULL: none */
     bool running;
     char error[256];
 };
@@ -217,6 +219,35 @@ fail:
     return NULL;
 }
 
+/* AMQP: the settings checked and copied (app->cfg.amqp then points at
+ * the copies), and the publishing route. */
+static int amqp_setup(hp_app_t *app, const hp_app_config_t *cfg, char *err, size_t errlen)
+{
+    hp_app_amqp_t *mine = &app->cfg.amqp;
+    if (!cfg->amqp.enabled) {
+        const char *key;
+        char why[320];
+        if (app_amqp_check(&cfg->amqp, &key, why, sizeof why) < 0) {
+            set_error(err, errlen, "%s: %s", key, why);
+            return -EINVAL;
+        }
+        /* Nothing of it runs: keep no pointer into the caller's strings. */
+        mine->url = mine->publish_route = mine->content_type = NULL;
+        app->asked.amqp = *mine;
+        return 0;
+    }
+    int r = app_amqp_new(&app->amqp, &cfg->amqp, err, errlen);
+    if (r < 0)
+        return r;
+    *mine = *app_amqp_settings(app->amqp);
+    app->asked.amqp = *mine;
+    const char *pattern = app_amqp_pattern(app->amqp);
+    if (pattern)
+        return hp_app_route(app, HP_ROUTER_POST, pattern, app_amqp_publish, app->amqp, err,
+                            errlen);
+    return 0;
+}
+
 hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
 {
     hp_app_t *app = hp_calloc(1, sizeof *app);
@@ -252,6 +283,8 @@ hp_app_t *hp_app_new(const hp_app_config_t *cfg, char *err, size_t errlen)
         set_error(err, errlen, "out of memory");
         goto fail;
     }
+    if (amqp_setup(app, cfg, err, errlen) < 0)
+        goto fail;
     return app;
 fail:
     hp_app_free(app);
@@ -379,6 +412,12 @@ static int engine_setup(hp_app_t *app, hp_engine_t *engine)
             return r;
         }
     }
+    /* Each worker dials its AMQP connection from here on. */
+    if (app->amqp && (r = hp_engine_add_proto(engine, &app_amqp_proto, app->amqp)) < 0) {
+        set_error(app->error, sizeof app->error, "cannot set up AMQP on the workers: %s",
+                  strerror(-r));
+        return r;
+    }
     if ((r = hp_engine_listen(engine, &app->addr, app->cfg.backlog, &app->proto)) < 0) {
         set_error(app->error, sizeof app->error, "cannot listen on %s: %s", app->addr.text,
                   strerror(-r));
@@ -451,6 +490,9 @@ static const struct restart_setting {
     RESTART("limits.max_request_line", http.limits.max_request_line),
     RESTART("limits.max_header_bytes", http.limits.max_header_bytes),
     RESTART("limits.max_headers", http.limits.max_fields),
+    RESTART("amqp.heartbeat", amqp.conn.heartbeat_s),
+    RESTART("amqp.confirm_window", amqp.confirm_window),
+    RESTART("amqp.timeout", amqp.timeout_ms),
 };
 
 /* Appends `name` to the list of settings a reload could not change. */
@@ -461,6 +503,44 @@ static void restart_note(char *buf, size_t len, size_t *used, const char *name)
     int n = snprintf(buf + *used, len - *used, "%s%s", *used ? ", " : "", name);
     if (n > 0)
         *used = *used + (size_t)n < len ? *used + (size_t)n : len - 1;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The AMQP settings a reload asks for that differ from the running ones,
+ * by key (all need a restart: each worker's connection and the route
+ * were made at start-up). The scalars are in restart_settings. */
+static void amqp_restart_notes(const hp_app_t *app, const hp_app_amqp_t *next, char *buf,
+                               size_t len, size_t *used)
+{
+    const hp_app_amqp_t *run = &app->cfg.amqp;
+    if (!run->enabled && !next->enabled) {
+        if (next->publish_route)
+            restart_note(buf, len, used, "amqp.publish_route");
+        return;
+    }
+    /* The URL as written (a URL spelt otherwise is taken as another: the
+     * note only asks for a restart), or the address given without one. */
+    const hp_amqp_config_t *a = &run->conn, *b = &next->conn;
+    bool url_same = run->enabled == next->enabled && same_str(run->url, next->url) &&
+                    (run->url || (a->port == b->port && same_str(a->host, b->host) &&
+                                  same_str(a->vhost, b->vhost) && same_str(a->user, b->user) &&
+                                  same_str(a->password, b->password)));
+    if (!url_same)
+        restart_note(buf, len, used, "amqp.url");
+    /* The running route is kept as routed, without a trailing '/'. */
+    const char *route = next->publish_route;
+    size_t rl = route ? strlen(route) : 0;
+    if (rl > 1 && route[rl - 1] == '/')
+        rl--;
+    if (!run->enabled || !next->enabled || (route == NULL) != (run->publish_route == NULL) ||
+        (route && (strlen(run->publish_route) != rl || memcmp(route, run->publish_route, rl))))
+        restart_note(buf, len, used, "amqp.publish_route");
+    if (run->enabled && next->enabled && !same_str(next->content_type, run->content_type))
+        restart_note(buf, len, used, "amqp.content_type");
 }
 
 int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size_t rlen,
@@ -483,6 +563,8 @@ int hp_app_reload(hp_app_t *app, const hp_app_config_t *cfg, char *restart, size
             restart_note(restart, rlen, &used, r->key);
         memcpy((char *)&next + r->off, running, r->size);
     }
+    amqp_restart_notes(app, &cfg->amqp, restart, rlen, &used);
+    next.amqp = app->cfg.amqp;
     next.engine.high_water = app->asked.engine.high_water;
     next.engine.low_water = app->asked.engine.low_water;
     next.http.engine = app->gens->http.engine;
@@ -712,6 +794,7 @@ void hp_app_free(hp_app_t *app)
         gen_free(app->gens);
     }
     hp_mime_free(app->mime);
+    app_amqp_free(app->amqp);
     if (app->stop_fd >= 0)
         close(app->stop_fd);
     hp_free(app);

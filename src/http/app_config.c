@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app_amqp_int.h"
 #include "hotpath/accesslog.h"
 #include "static_int.h"
 #include "hotpath/listener.h"
@@ -41,6 +42,7 @@ void hp_app_config_defaults(hp_config_t *out)
     const hp_app_config_t a = HP_APP_CONFIG_DEFAULT;
     const hp_http_config_t *h = &a.http;
     const hp_worker_config_t *w = &a.engine;
+    const hp_app_amqp_t *q = &a.amqp;
     *out = (hp_config_t){
         .listen = listen,
         .nlisten = 1,
@@ -64,6 +66,14 @@ void hp_app_config_defaults(hp_config_t *out)
                   .max_bytes = h->cache.max_bytes, .ttl_ms = h->cache.ttl_ms},
         .access_log = {.enabled = false, .path = FILE_ACCESS_LOG},
         .metrics = {.enabled = true, .path = HP_APP_METRICS_PATH},
+        /* AMQP is off until a URL is given; the heartbeat is the client's
+         * (HP_AMQP_CONFIG_DEFAULT), the rest the app's. */
+        .amqp = {.url = NULL,
+                 .heartbeat_ms = (uint64_t)q->conn.heartbeat_s * 1000,
+                 .confirm_window = q->confirm_window,
+                 .publish_route = q->publish_route,
+                 .timeout_ms = q->timeout_ms,
+                 .content_type = q->content_type},
         .source = NULL,
         .defaults = NULL,
         .mem = NULL,
@@ -101,6 +111,13 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->locations = c->locations;
     o->nlocations = c->nlocations;
     o->access_log = c->access_log.enabled ? c->access_log.path : NULL;
+    o->amqp.enabled = c->amqp.url != NULL;
+    o->amqp.url = c->amqp.url;
+    o->amqp.conn.heartbeat_s = (uint16_t)(c->amqp.heartbeat_ms / 1000);
+    o->amqp.confirm_window = c->amqp.confirm_window;
+    o->amqp.publish_route = c->amqp.publish_route;
+    o->amqp.timeout_ms = c->amqp.timeout_ms;
+    o->amqp.content_type = c->amqp.content_type;
     *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
                 (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
                 (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |
@@ -153,17 +170,22 @@ int hp_app_config_check(const hp_config_t *c, char *err, size_t errlen)
                                   c->access_log.path, strerror(-r));
         hp_accesslog_file_close(f);
     }
-    /* The built-in routes on a scratch app (it opens nothing): only the
-     * metrics path can collide with the others or be a malformed pattern. */
     uint32_t builtins;
     hp_app_config_t scratch = HP_APP_CONFIG_DEFAULT;
     hp_app_config_apply(c, &scratch, &builtins);
+    /* The AMQP URL's syntax is the client's, the route's the router's. */
+    const char *key;
+    char why[320];
+    if (app_amqp_check(&scratch.amqp, &key, why, sizeof why) < 0)
+        return hp_config_fail(c, key, err, errlen, "%s", why);
+    /* The built-in routes on a scratch app (it opens nothing and connects
+     * nowhere; the publishing route is its first): only the metrics path
+     * can collide with the others or be a malformed pattern. */
     scratch.listen = HP_APP_LISTEN_DEFAULT;
     scratch.root = NULL;
     scratch.locations = NULL;
     scratch.nlocations = 0;
     scratch.access_log = NULL;
-    char why[256];
     hp_app_t *app = hp_app_new(&scratch, why, sizeof why);
     if (!app) {
         snprintf(err, errlen, "%s", why);

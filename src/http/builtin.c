@@ -1,7 +1,8 @@
 /*
  * builtin.c - the hotpath binary's own endpoints, as ordinary routes:
  * /plaintext, /json and /health (TechEmpower-style), /metrics (Prometheus
- * text summed over every worker's shard) and POST /echo.
+ * text summed over every worker's shard, the AMQP connections' included)
+ * and POST /echo.
  *
  * Each is a handler like any an embedder writes; the router resolves the
  * fixed paths with one hash lookup before any tree walk.
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "app_amqp_int.h"
 #include "hotpath/alloc.h"
 #include "hotpath/app.h"
 #include "net/engine_int.h"
@@ -276,6 +278,7 @@ static int metrics(hp_ctx_t *ctx, void *udata)
     engine_metrics(&p, &t, ws, nw);
     cache_metrics(&p, &t);
     route_metrics(&p, proto, me, ws, nw);
+    app_amqp_metrics(&p, hp_ctx_worker(ctx), ws, nw);
     /* A cut exposition would mislead a scraper: refuse it instead. */
     if (p.overflow || hp_ctx_send(ctx, HP_PROM_CONTENT_TYPE, p.buf, p.len) < 0)
         hp_ctx_send_status(ctx, 503);

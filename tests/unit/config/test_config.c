@@ -66,6 +66,8 @@ static const hp_config_t DEFAULTS = {
     .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64u << 20, .ttl_ms = 300000},
     .access_log = {.enabled = false, .path = "access.log"},
     .metrics = {.enabled = true, .path = "/metrics"},
+    .amqp = {.url = NULL, .heartbeat_ms = 60000, .confirm_window = 1000, .publish_route = NULL,
+             .timeout_ms = 5000, .content_type = "application/octet-stream"},
 };
 
 /* Deep comparison, field by field (struct padding is unspecified). */
@@ -114,6 +116,12 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     same_str(a->access_log.path, b->access_log.path);
     assert_int_equal(a->metrics.enabled, b->metrics.enabled);
     same_str(a->metrics.path, b->metrics.path);
+    same_str(a->amqp.url, b->amqp.url);
+    assert_int_equal(a->amqp.heartbeat_ms, b->amqp.heartbeat_ms);
+    assert_int_equal(a->amqp.confirm_window, b->amqp.confirm_window);
+    same_str(a->amqp.publish_route, b->amqp.publish_route);
+    assert_int_equal(a->amqp.timeout_ms, b->amqp.timeout_ms);
+    same_str(a->amqp.content_type, b->amqp.content_type);
     same_str(a->source, b->source);
     assert_ptr_equal(a->defaults, b->defaults);
     assert_ptr_equal(a->mem, b->mem);
@@ -196,6 +204,12 @@ static void check_defaults(const hp_config_t *c)
     assert_string_equal(c->access_log.path, "access.log");
     assert_true(c->metrics.enabled);
     assert_string_equal(c->metrics.path, "/metrics");
+    assert_null(c->amqp.url);
+    assert_int_equal(c->amqp.heartbeat_ms, 60000);
+    assert_int_equal(c->amqp.confirm_window, 1000);
+    assert_null(c->amqp.publish_route);
+    assert_int_equal(c->amqp.timeout_ms, 5000);
+    assert_string_equal(c->amqp.content_type, "application/octet-stream");
 }
 
 static void test_defaults(void **state)
@@ -302,7 +316,14 @@ static const char every_key[] =
     "compression: {enabled: false, level: 9, min_size: 2k}\n"
     "cache: {enabled: true, max_entries: 77, max_bytes: 3m, ttl: 2m}\n"
     "access_log: {enabled: yes, path: /var/log/hotpath.log}\n"
-    "metrics: {enabled: false, path: /_stats}\n";
+    "metrics: {enabled: false, path: /_stats}\n"
+    "amqp:\n"
+    "  url: amqp://u:p%40ss@broker.example:5673/%2Fprod\n"
+    "  heartbeat: 2m\n"
+    "  confirm_window: 65535\n"
+    "  publish_route: /api/publish/\n"
+    "  timeout: 250ms\n"
+    "  content_type: 'application/json; charset=utf-8'\n";
 
 static void test_every_key(void **state)
 {
@@ -358,6 +379,13 @@ static void test_every_key(void **state)
     assert_string_equal(c.access_log.path, "/var/log/hotpath.log");
     assert_false(c.metrics.enabled);
     assert_string_equal(c.metrics.path, "/_stats");
+    /* The URL is text here: its syntax is the AMQP client's (test_app_config). */
+    assert_string_equal(c.amqp.url, "amqp://u:p%40ss@broker.example:5673/%2Fprod");
+    assert_int_equal(c.amqp.heartbeat_ms, 120000);
+    assert_int_equal(c.amqp.confirm_window, 65535);
+    assert_string_equal(c.amqp.publish_route, "/api/publish/");
+    assert_int_equal(c.amqp.timeout_ms, 250);
+    assert_string_equal(c.amqp.content_type, "application/json; charset=utf-8");
     hp_config_free(&c);
     check_defaults(&c);
 }
@@ -432,7 +460,8 @@ static void test_errors(void **state)
          "write, drain)"},
         {"frobnicate: 1\n",
          "t.yaml:1:1: frobnicate: unknown key (known keys here: listen, workers, root, limits, "
-         "timeouts, keepalive, tcp, buffers, locations, endpoints, compression, cache, access_log, metrics)"},
+         "timeouts, keepalive, tcp, buffers, locations, endpoints, compression, cache, access_log, "
+         "metrics, amqp)"},
         /* duplicates */
         {"workers: 2\nroot: a\nworkers: 3\n",
          "t.yaml:3:1: workers: duplicate key (first at line 1, column 1)"},
@@ -463,6 +492,40 @@ static void test_errors(void **state)
         {"locations:\n  - {path: /, cache_control: \"a\\u00e9\"}\n",
          "t.yaml:2:30: locations[0].cache_control: expected a header value of at most 1024 "
          "printable ASCII characters, got 'a\xc3\xa9'"},
+        /* the amqp section: ranges, whole seconds, strings */
+        {"amqp:\n  confirm_window: 0\n",
+         "t.yaml:2:19: amqp.confirm_window: expected a whole number from 1 to 65535, got '0'"},
+        {"amqp: {confirm_window: 65536}\n",
+         "t.yaml:1:24: amqp.confirm_window: expected a whole number from 1 to 65535, got "
+         "'65536'"},
+        {"amqp: {heartbeat: 1.5s}\n",
+         "t.yaml:1:19: amqp.heartbeat: expected a duration in whole seconds such as 30s, 2m or "
+         "1h (a plain number is seconds) from 0s to 65535s, got '1.5s'"},
+        {"amqp: {heartbeat: 500ms}\n",
+         "t.yaml:1:19: amqp.heartbeat: expected a duration in whole seconds such as 30s, 2m or "
+         "1h (a plain number is seconds) from 0s to 65535s, got '500ms'"},
+        {"amqp: {heartbeat: 65536s}\n",
+         "t.yaml:1:19: amqp.heartbeat: expected a duration in whole seconds such as 30s, 2m or "
+         "1h (a plain number is seconds) from 0s to 65535s, got '65536s'"},
+        {"amqp: {timeout: 0s}\n",
+         "t.yaml:1:17: amqp.timeout: expected a duration such as 500ms, 10s, 2m or 1h (a plain "
+         "number is seconds) from 1ms to 24h, got '0s'"},
+        {"amqp: {url: 'amqp://a b/'}\n",
+         "t.yaml:1:13: amqp.url: expected a URL of at most 1024 printable ASCII characters "
+         "without spaces, got 'amqp://a b/'"},
+        {"amqp: {url: ''}\n",
+         "t.yaml:1:13: amqp.url: expected a URL of at most 1024 printable ASCII characters "
+         "without spaces, got ''"},
+        {"amqp: {publish_route: publish}\n",
+         "t.yaml:1:23: amqp.publish_route: expected a URL path starting with '/' of at most 1024 "
+         "bytes (printable ASCII without spaces, '?' or '#'), got 'publish'"},
+        {"amqp: {content_type: ''}\n",
+         "t.yaml:1:22: amqp.content_type: expected a header value of 1 to 255 printable ASCII "
+         "characters, got ''"},
+        {"amqp: [url]\n", "t.yaml:1:7: amqp: expected a mapping of keys (indented KEY: VALUE "
+                           "lines), got a list"},
+        {"amqp:\n  confirm-window: 5\n",
+         "t.yaml:2:3: amqp.confirm-window: unknown key, did you mean 'confirm_window'?"},
         /* a location without path */
         {"locations:\n  - root: x\n    compression: true\n",
          "t.yaml:2:5: locations[0]: missing required key 'path'"},
@@ -580,6 +643,46 @@ static void test_durations(void **state)
             print_error("accepted duration '%s'\n", bad[i]);
         assert_int_equal(rc, -EINVAL);
     }
+}
+
+/* The amqp section: a heartbeat in whole seconds, 0 (none) included;
+ * null URL and route keep AMQP and the route off; the section's own
+ * defaults are the owners' (DEFAULTS here, test_app_config there). */
+static void test_amqp_section(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        uint64_t ms;
+    } beats[] = {{"0", 0}, {"0s", 0}, {"30", 30000}, {"30s", 30000}, {"2m", 120000},
+                 {"1.5m", 90000}, {"65535", 65535000}, {"18h", 64800000}};
+    for (size_t i = 0; i < sizeof beats / sizeof beats[0]; i++) {
+        char yaml[64];
+        hp_config_t c;
+        snprintf(yaml, sizeof yaml, "amqp: {heartbeat: '%s'}\n", beats[i].text);
+        expect_ok(&c, yaml);
+        assert_int_equal(c.amqp.heartbeat_ms, beats[i].ms);
+        hp_config_free(&c);
+    }
+    hp_config_t c;
+    expect_ok(&c, "amqp:\n  url: ~\n  publish_route:\n  confirm_window: 1\n");
+    assert_null(c.amqp.url);
+    assert_null(c.amqp.publish_route);
+    assert_int_equal(c.amqp.confirm_window, 1);
+    assert_int_equal(c.amqp.timeout_ms, 5000);
+    hp_config_free(&c);
+    /* The brief's example, as a user writes it. */
+    expect_ok(&c, "amqp:\n"
+                  "  url: amqp://guest:guest@127.0.0.1:5672/%2F     # the broker\n"
+                  "  heartbeat: 30s\n"
+                  "  confirm_window: 1000\n"
+                  "  publish_route: /publish\n"
+                  "  timeout: 5s\n"
+                  "  content_type: application/octet-stream\n");
+    assert_string_equal(c.amqp.url, "amqp://guest:guest@127.0.0.1:5672/%2F");
+    assert_int_equal(c.amqp.heartbeat_ms, 30000);
+    assert_string_equal(c.amqp.publish_route, "/publish");
+    hp_config_free(&c);
 }
 
 static void test_failure_keeps_config_and_no_state(void **state)
@@ -840,6 +943,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_suggestions),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_amqp_section),
         cmocka_unit_test(test_failure_keeps_config_and_no_state),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_messages_are_one_line),

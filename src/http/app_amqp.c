@@ -1,0 +1,1199 @@
+/*
+ * app_amqp.c - the app's AMQP side: one connection per worker with one
+ * channel in confirm mode, the route that publishes a request's body
+ * through it and answers once the broker has confirmed, and the
+ * hotpath_amqp_* metrics.
+ *
+ * Central structures: per worker, an amqp_worker_t (the protocol data of
+ * app_amqp_proto, which no engine connection runs: it exists for its
+ * worker_init and worker_fini) holding the link to the broker (the
+ * connection, its channel and their state) and a table of publish slots,
+ * one per message the broker has not confirmed yet, as many as the
+ * confirm window allows. A slot outlives its request when the request
+ * times out (504) or its client goes: the broker's answer still comes,
+ * and finds the slot with no request in it.
+ *
+ * Invariants:
+ *  - a slot is in use (id != 0) from its publish until the broker's
+ *    answer for it (ack, nack, or the channel or connection going) has
+ *    been handled; it holds a request (ctx) only while that request waits;
+ *  - a request is answered exactly once: by its confirm, its timeout, or
+ *    the settle pass after its channel went; each clears slot->ctx before
+ *    answering, and an aborted request clears it before it vanishes;
+ *  - hp_ctx_finish runs last in every path, with the slot already in its
+ *    next state: it may start the next pipelined request, which may
+ *    publish again from inside the confirm callback.
+ *
+ * Where the link is headed: the circuit breaker and the connection and
+ * channel pools come next. link_unavailable() is the one gate a request
+ * passes (a breaker adds its open state there), and link_* are the only
+ * functions that touch the connection and channel (a pool replaces them).
+ * The connection is re-opened by the app after it is lost (retry_cb),
+ * until the client's automatic recovery takes that over.
+ */
+#include "app_amqp_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hotpath/alloc.h"
+#include "hotpath/amqp.h"
+#include "hotpath/log.h"
+#include "hotpath/loop.h"
+#include "hotpath/router.h"
+#include "net/worker_int.h"
+
+/* ---- settings ------------------------------------------------------------- */
+
+/* The route's parameters. */
+#define P_EXCHANGE "exchange"
+#define P_KEY "routing_key"
+#define ROUTE_TAIL "/{" P_EXCHANGE "}/{" P_KEY ":*}"
+
+/* Names in the URL that mean the default exchange (""), which a path
+ * segment cannot spell. */
+#define DEFAULT_EXCHANGE_DASH "-"
+#define DEFAULT_EXCHANGE_NAME "amq.default"
+
+/* AMQP short strings (names, content types) are at most 255 bytes. */
+#define SHORTSTR_MAX 255
+
+/* The confirm window's bound, which docs/configuration.md states: it
+ * sizes each worker's slot table, allocated at start-up. */
+#define WINDOW_MAX 65535u
+
+struct app_amqp {
+    hp_app_amqp_t cfg;           /* its strings point into strs */
+    char *pattern;               /* in strs; NULL: no route */
+    char *strs;                  /* owned */
+    uint64_t nonce;              /* starts every message id: tells runs apart */
+};
+
+const hp_app_amqp_t *app_amqp_settings(const app_amqp_t *a)
+{
+    return &a->cfg;
+}
+
+const char *app_amqp_pattern(const app_amqp_t *a)
+{
+    return a->pattern;
+}
+
+static int bad(const char **key, const char *k, char *err, size_t errlen, const char *fmt,
+               const char *arg)
+{
+    *key = k;
+    if (errlen)
+        snprintf(err, errlen, fmt, arg);
+    return -EINVAL;
+}
+
+/* The pattern for `route`: a trailing '/' is dropped, so that "/publish/"
+ * and "/publish" name the same route. out needs strlen(route) +
+ * sizeof ROUTE_TAIL bytes. */
+static void route_pattern(const char *route, char *out)
+{
+    size_t n = strlen(route);
+    if (n && route[n - 1] == '/')
+        n--;
+    memcpy(out, route, n);
+    memcpy(out + n, ROUTE_TAIL, sizeof ROUTE_TAIL);
+}
+
+/* A header value's bytes: printable ASCII and tab. */
+static bool header_value(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    if (n < min || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch < 0x20 && ch != '\t') || ch >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = '\0';
+    if (cfg->enabled) {
+        /* The URL's syntax is the client's; what it names must also be
+         * what hp_amqp_connect takes, or each worker would retry in vain.
+         * The URL is not repeated: it may hold a password. */
+        hp_amqp_config_t conn = cfg->conn;
+        size_t len = cfg->url ? strlen(cfg->url) + 16 : 1; /* decoded, never longer */
+        char *buf = hp_malloc(len);
+        const char *why = NULL;
+        int r = -ENOMEM;
+        if (buf)
+            r = cfg->url ? hp_amqp_url_parse(cfg->url, &conn, buf, len, &why) : 0;
+        if (r == 0 && (!conn.host || !*conn.host))
+            why = "no host", r = -EINVAL;
+        else if (r == 0 && (!conn.vhost || !conn.user || !conn.password ||
+                            strlen(conn.vhost) > SHORTSTR_MAX || strlen(conn.user) > SHORTSTR_MAX ||
+                            strlen(conn.password) > SHORTSTR_MAX))
+            why = "a user, password or vhost missing or longer than 255 bytes", r = -EINVAL;
+        hp_free(buf);
+        if (r == -ENOMEM)
+            return bad(key, "amqp.url", err, errlen, "%s", "out of memory");
+        if (r < 0) {
+            *key = "amqp.url";
+            if (errlen)
+                snprintf(err, errlen, "%s (expected amqp://user:password@host:port/vhost, "
+                         "the vhost percent-encoded: %%2F for /)",
+                         why ? why : "not an AMQP URL");
+            return -EINVAL;
+        }
+    }
+    if (cfg->confirm_window < 1 || cfg->confirm_window > WINDOW_MAX)
+        return bad(key, "amqp.confirm_window", err, errlen, "%s",
+                   "expected a whole number from 1 to 65535");
+    if (cfg->timeout_ms < 1)
+        return bad(key, "amqp.timeout", err, errlen, "%s", "expected at least 1ms");
+    if (!cfg->content_type || !header_value(cfg->content_type, 1, SHORTSTR_MAX))
+        return bad(key, "amqp.content_type", err, errlen, "%s",
+                   "expected a header value of 1 to 255 printable ASCII characters");
+    if (!cfg->publish_route)
+        return 0;
+    const char *route = cfg->publish_route;
+    if (!cfg->enabled)
+        return bad(key, "amqp.publish_route", err, errlen,
+                   "a route, but no AMQP connection to publish on: set amqp.url too%s", "");
+    if (route[0] != '/' || strpbrk(route, "{}?# ") || strlen(route) > 1024)
+        return bad(key, "amqp.publish_route", err, errlen,
+                   "expected a URL path starting with '/' without '{', '}', '?', '#' or "
+                   "spaces, got '%s'", route);
+    /* What the router makes of it, on a router of its own. */
+    char *pattern = hp_malloc(strlen(route) + sizeof ROUTE_TAIL);
+    hp_router_t *rt = hp_router_new();
+    char why[256] = "";
+    int r = -ENOMEM;
+    if (pattern && rt) {
+        route_pattern(route, pattern);
+        r = hp_router_add(rt, HP_ROUTER_POST, pattern, (void *)app_amqp_publish, NULL, why,
+                          sizeof why);
+    }
+    hp_router_free(rt);
+    hp_free(pattern);
+    if (r == -ENOMEM)
+        return bad(key, "amqp.publish_route", err, errlen, "%s", "out of memory");
+    if (r < 0)
+        return bad(key, "amqp.publish_route", err, errlen, "%s", why);
+    return 0;
+}
+
+/* A number unlikely to repeat across runs, for message ids. */
+static uint64_t make_nonce(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    x ^= (uint64_t)getpid() << 40;
+    /* splitmix64's finaliser: nearby times give unrelated nonces. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t errlen)
+{
+    const char *key = NULL;
+    char why[320];
+    if (app_amqp_check(cfg, &key, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", key, why);
+        return -EINVAL;
+    }
+    app_amqp_t *a = hp_calloc(1, sizeof *a);
+    const hp_amqp_config_t *c = &cfg->conn;
+    /* One block: the URL and its decoded parts (or the connection's
+     * strings), the route and its pattern, and the content type. */
+    size_t url_len = cfg->url ? 2 * strlen(cfg->url) + 17 : 0;
+    size_t conn_len = cfg->url ? 0
+                               : strlen(c->host) + strlen(c->vhost) + strlen(c->user) +
+                                     strlen(c->password) + 4;
+    size_t route_len =
+        cfg->publish_route ? 2 * strlen(cfg->publish_route) + sizeof ROUTE_TAIL + 1 : 0;
+    size_t total = url_len + conn_len + route_len + strlen(cfg->content_type) + 1;
+    if (!a || !(a->strs = hp_malloc(total))) {
+        hp_free(a);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    a->cfg = *cfg;
+    a->cfg.conn.name = NULL;
+    char *p = a->strs;
+    if (cfg->url) {
+        /* The text, for a reload to compare with, then its parts. */
+        size_t n = strlen(cfg->url) + 1;
+        memcpy(p, cfg->url, n);
+        a->cfg.url = p;
+        int r = hp_amqp_url_parse(cfg->url, &a->cfg.conn, p + n, url_len - n, NULL);
+        (void)r; /* checked above */
+        p += url_len;
+    } else {
+        const char *src[] = {c->host, c->vhost, c->user, c->password};
+        const char **dst[] = {&a->cfg.conn.host, &a->cfg.conn.vhost, &a->cfg.conn.user,
+                              &a->cfg.conn.password};
+        for (size_t i = 0; i < HP_ARRAY_LEN(src); i++) {
+            size_t n = strlen(src[i]) + 1;
+            memcpy(p, src[i], n);
+            *dst[i] = p;
+            p += n;
+        }
+    }
+    if (cfg->publish_route) {
+        /* The route as routed: without a trailing '/' (but "/" itself). */
+        size_t n = strlen(cfg->publish_route);
+        if (n > 1 && cfg->publish_route[n - 1] == '/')
+            n--;
+        memcpy(p, cfg->publish_route, n);
+        p[n] = '\0';
+        a->cfg.publish_route = p;
+        a->pattern = p + n + 1;
+        route_pattern(cfg->publish_route, a->pattern);
+        p += route_len;
+    }
+    memcpy(p, cfg->content_type, strlen(cfg->content_type) + 1);
+    a->cfg.content_type = p;
+    a->nonce = make_nonce();
+    *out = a;
+    return 0;
+}
+
+void app_amqp_free(app_amqp_t *a)
+{
+    if (!a)
+        return;
+    hp_free(a->strs);
+    hp_free(a);
+}
+
+/* ---- per worker ------------------------------------------------------------ */
+
+/* How each publishing request ended, for /metrics. */
+enum {
+    OUT_ACCEPTED,    /* 202: acked */
+    OUT_NACKED,      /* 502 */
+    OUT_UNROUTABLE,  /* 502: returned */
+    OUT_NO_EXCHANGE, /* 404: the broker closed the channel: no such exchange */
+    OUT_UNCONFIRMED, /* 503: the channel or connection went before the answer */
+    OUT_UNAVAILABLE, /* 503: not connected, blocked, window or output full */
+    OUT_TIMEOUT,     /* 504 */
+    OUT_TOO_LARGE,   /* 413 */
+    OUT_BAD_REQUEST, /* 400: a name that cannot be published to */
+    OUT_ABORTED,     /* the client went before the answer */
+    OUT_COUNT
+};
+
+static const char *const outcome_names[OUT_COUNT] = {
+    "accepted", "nacked",      "unroutable",  "no_exchange", "unconfirmed",
+    "unavailable", "timeout", "too_large", "bad_request", "aborted",
+};
+
+/* The connection's counters (hp_amqp_stats_t), as /metrics sums them. */
+enum {
+    S_PUBLISHED, S_CONFIRMED, S_NACKED, S_UNCONFIRMED, S_RETURNED, S_DELIVERED,
+    S_REDELIVERED, S_ACKED, S_RECOVERIES, S_BYTES_IN, S_BYTES_OUT, S_COUNT
+};
+
+/* What other workers read for /metrics: written by this worker only,
+ * with relaxed stores, read with relaxed loads (hp_worker_stat). */
+typedef struct amqp_shard {
+    uint64_t conn[S_COUNT];      /* every connection of this worker, the current one
+                                    as of its last refresh (at most a second old) */
+    uint64_t outcomes[OUT_COUNT];
+    uint64_t state;              /* HP_AMQP_STATE_* of the link */
+} HP_ALIGNED_CACHELINE amqp_shard_t;
+
+typedef struct amqp_worker amqp_worker_t;
+
+/* One unconfirmed publish. */
+typedef struct pub_slot {
+    hp_ctx_t *ctx;               /* borrowed: the request waiting for it; NULL: none */
+    amqp_worker_t *aw;
+    hp_timer_t timer;            /* the request's timeout, while ctx is set */
+    uint64_t id;                 /* its message id's number (gen * nslots + index);
+                                    0: the slot is free */
+    uint64_t seq;                /* its sequence number on the channel */
+    uint64_t t0_ns;              /* when it was published */
+    uint32_t next_free;
+    uint16_t returned;           /* the reply code of a basic.return for it; 0: none */
+    int failed;                  /* -errno: its channel went; answered by settle_cb */
+} pub_slot_t;
+
+struct amqp_worker {
+    amqp_shard_t shard;
+    const app_amqp_t *a;         /* borrowed: the app's settings */
+    hp_worker_t *w;
+    hp_loop_t *loop;
+    /* The link: one connection, one channel. */
+    hp_amqp_conn_t *conn;        /* NULL while there is none */
+    hp_amqp_channel_t *ch;       /* NULL while there is none */
+    uint8_t state;               /* HP_AMQP_STATE_* of conn (CLOSED without one) */
+    bool ch_ready;               /* ch is open and in confirm mode */
+    bool ever_ready;             /* a connection was READY once: later ones are
+                                    reconnections */
+    hp_amqp_stats_t base;        /* the counters of this worker's closed connections */
+    /* Why the last channel or connection closed, for the settle pass. */
+    uint16_t close_code, close_class, close_method;
+    char close_text[256];
+    /* Reconnection (retry_cb) and the shard's refresh (tick_cb). */
+    hp_timer_t retry_timer, tick_timer, settle_timer;
+    uint64_t retry_ms;           /* the delay before the next attempt; 0: none yet */
+    uint32_t failures;           /* attempts failed in a row, for the log */
+    /* Slots: nslots == the confirm window. */
+    pub_slot_t *slots;           /* owned */
+    uint32_t nslots, free_head, in_use;
+    hp_hist_t latency;           /* publish -> ack or nack, ns */
+    hp_hist_t merged;            /* scratch: /metrics on this worker merges into it */
+    char name[64];               /* the connection's name, shown by the broker */
+};
+
+/* Latency histograms: 1 us to 60 s at 2 digits, as the routes' are. */
+#define LAT_LOWEST 1000ull
+#define LAT_HIGHEST (60ull * 1000000000ull)
+#define LAT_DIGITS 2
+
+/* Reconnection (TEMPORARY, until the client's automatic recovery lands):
+ * the first attempt after a loss waits RETRY_MIN_MS, each further one
+ * twice as long, up to RETRY_MAX_MS, so a broker that is down is asked
+ * a few times a second at first and once every five seconds after that. */
+#define RETRY_MIN_MS 100u
+#define RETRY_MAX_MS 5000u
+
+/* The shard's refresh: a second keeps /metrics close enough without
+ * waking an idle worker more often. */
+#define TICK_MS 1000u
+
+static const uint32_t SLOT_NONE = UINT32_MAX;
+
+static inline void shard_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+}
+
+static inline void shard_set(uint64_t *counter, uint64_t v)
+{
+    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
+
+/* Copies this worker's connection counters into the shard. */
+static void shard_refresh(amqp_worker_t *aw)
+{
+    hp_amqp_stats_t s = {0};
+    if (aw->conn)
+        hp_amqp_stats(aw->conn, &s);
+    const hp_amqp_stats_t *b = &aw->base;
+    uint64_t v[S_COUNT] = {
+        [S_PUBLISHED] = b->published + s.published,
+        [S_CONFIRMED] = b->confirmed + s.confirmed,
+        [S_NACKED] = b->nacked + s.nacked,
+        [S_UNCONFIRMED] = b->unconfirmed_failed + s.unconfirmed_failed,
+        [S_RETURNED] = b->returned + s.returned,
+        [S_DELIVERED] = b->delivered + s.delivered,
+        [S_REDELIVERED] = b->redelivered + s.redelivered,
+        [S_ACKED] = b->acked + s.acked,
+        [S_RECOVERIES] = b->recoveries + s.recoveries,
+        [S_BYTES_IN] = b->bytes_in + s.bytes_in,
+        [S_BYTES_OUT] = b->bytes_out + s.bytes_out,
+    };
+    for (int i = 0; i < S_COUNT; i++)
+        shard_set(&aw->shard.conn[i], v[i]);
+    /* Ready means ready to publish: connected, and the channel in
+     * confirm mode. */
+    uint8_t st = aw->state;
+    if (st == HP_AMQP_STATE_READY && !aw->ch_ready)
+        st = HP_AMQP_STATE_CONNECTING;
+    shard_set(&aw->shard.state, st);
+}
+
+/* Adds a closing connection's counters to the base. */
+static void base_add(amqp_worker_t *aw, const hp_amqp_conn_t *c)
+{
+    hp_amqp_stats_t s;
+    hp_amqp_stats(c, &s);
+    hp_amqp_stats_t *b = &aw->base;
+    b->published += s.published;
+    b->confirmed += s.confirmed;
+    b->nacked += s.nacked;
+    b->unconfirmed_failed += s.unconfirmed_failed;
+    b->returned += s.returned;
+    b->delivered += s.delivered;
+    b->redelivered += s.redelivered;
+    b->acked += s.acked;
+    b->recoveries += s.recoveries;
+    b->bytes_in += s.bytes_in;
+    b->bytes_out += s.bytes_out;
+}
+
+static void tick_cb(hp_timer_t *t)
+{
+    amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, tick_timer);
+    shard_refresh(aw);
+    if (aw->conn)
+        hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
+}
+
+/* ---- slots ---- */
+
+static pub_slot_t *slot_get(amqp_worker_t *aw)
+{
+    if (aw->free_head == SLOT_NONE)
+        return NULL;
+    uint32_t i = aw->free_head;
+    pub_slot_t *s = &aw->slots[i];
+    aw->free_head = s->next_free;
+    /* The id grows by nslots each time the slot is used, and its
+     * remainder is the slot: unique on this worker (never 0), and it
+     * leads back here (on_return). In use from the publish on: seq. */
+    s->id += aw->nslots;
+    aw->in_use++;
+    return s;
+}
+
+/* Keeps the id (the next use goes on from it); seq 0 marks it free. */
+static void slot_put(amqp_worker_t *aw, pub_slot_t *s)
+{
+    s->ctx = NULL;
+    s->returned = 0;
+    s->failed = 0;
+    s->seq = 0;
+    s->next_free = aw->free_head;
+    aw->free_head = (uint32_t)(s - aw->slots);
+    aw->in_use--;
+}
+
+static bool slot_in_use(const pub_slot_t *s)
+{
+    return s->seq != 0;
+}
+
+/* The slot a message id names, if it is ours and still waiting. */
+static pub_slot_t *slot_by_message_id(amqp_worker_t *aw, hp_amqp_bytes_t mid)
+{
+    char text[64];
+    if (mid.len == 0 || mid.len >= sizeof text)
+        return NULL;
+    memcpy(text, mid.ptr, mid.len);
+    text[mid.len] = '\0';
+    uint64_t nonce, id;
+    unsigned worker;
+    char end;
+    if (sscanf(text, "%16" SCNx64 "-%u-%" SCNu64 "%c", &nonce, &worker, &id, &end) != 3 ||
+        nonce != aw->a->nonce || worker != hp_worker_id(aw->w) || id == 0)
+        return NULL;
+    pub_slot_t *s = &aw->slots[id % aw->nslots];
+    return slot_in_use(s) && s->id == id ? s : NULL;
+}
+
+static int message_id(const amqp_worker_t *aw, const pub_slot_t *s, char *out, size_t len)
+{
+    return snprintf(out, len, "%016" PRIx64 "-%u-%" PRIu64, aw->a->nonce, hp_worker_id(aw->w),
+                    s->id);
+}
+
+/* ---- answers ---- */
+
+/* Appends s[0, n) as a JSON string (RFC 8259 §7) at *p, within end.
+ * Returns false when it does not fit (the caller's buffer is sized for the
+ * longest names, so only a broker's long reply text can be cut). */
+static bool json_str(char **p, char *end, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = *p;
+    if (o == end)
+        return false;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (end - o < 7)
+            return false;
+        if (ch == '"' || ch == '\\') {
+            *o++ = '\\';
+            *o++ = (char)ch;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[ch >> 4];
+            o[5] = hex[ch & 15];
+            o += 6;
+        } else {
+            *o++ = (char)ch;
+        }
+    }
+    if (o == end)
+        return false;
+    *o++ = '"';
+    *p = o;
+    return true;
+}
+
+static void json_raw(char **p, char *end, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(end - *p) >= n) {
+        memcpy(*p, s, n);
+        *p += n;
+    }
+}
+
+/* A hex digit's value, or -1. */
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decodes a name from the path into out (NUL-terminated, at most
+ * SHORTSTR_MAX bytes). '+' is itself (only a query means space by it);
+ * %2F is a '/', which names may hold. Returns the length, -EINVAL for a
+ * malformed escape or an encoded NUL (names are C strings here), or
+ * -ENAMETOOLONG. */
+static int decode_name(const char *s, size_t n, char out[SHORTSTR_MAX + 1])
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi | lo) == 0)
+                return -EINVAL;
+            ch = hi << 4 | lo;
+            i += 2;
+        }
+        if (o == SHORTSTR_MAX)
+            return -ENAMETOOLONG;
+        out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+/* The request's exchange and routing key, decoded ("-" and
+ * "amq.default" are the default exchange, ""). Returns 0 or -errno as
+ * decode_name. */
+static int request_names(const hp_ctx_t *ctx, char ex[SHORTSTR_MAX + 1],
+                         char key[SHORTSTR_MAX + 1])
+{
+    size_t xl = 0, kl = 0;
+    const char *x = hp_ctx_param(ctx, P_EXCHANGE, &xl);
+    const char *k = hp_ctx_param(ctx, P_KEY, &kl);
+    int r = decode_name(x ? x : "", x ? xl : 0, ex);
+    if (r < 0)
+        return r;
+    if (!strcmp(ex, DEFAULT_EXCHANGE_DASH) || !strcmp(ex, DEFAULT_EXCHANGE_NAME))
+        ex[0] = '\0';
+    r = decode_name(k ? k : "", k ? kl : 0, key);
+    return r < 0 ? r : 0;
+}
+
+/* Answers a request with `status` and a JSON body: {"error": what, the
+ * exchange and routing key when they decode, `detail` (a reply text) when
+ * given}; 503 adds Retry-After. Counts the outcome. */
+static void answer_error(amqp_worker_t *aw, hp_ctx_t *ctx, int status, int outcome,
+                         const char *what, const char *detail, size_t dlen)
+{
+    /* The longest names, escaped, and a reply text of 255 bytes. */
+    char body[6 * (2 * SHORTSTR_MAX + 256) + 128];
+    char *p = body, *end = body + sizeof body;
+    char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
+    shard_add(&aw->shard.outcomes[outcome], 1);
+    json_raw(&p, end, "{\"error\":");
+    json_str(&p, end, what, strlen(what));
+    if (request_names(ctx, ex, key) == 0) {
+        json_raw(&p, end, ",\"exchange\":");
+        json_str(&p, end, ex, strlen(ex));
+        json_raw(&p, end, ",\"routing_key\":");
+        json_str(&p, end, key, strlen(key));
+    }
+    if (detail && dlen) {
+        char *mark = p;
+        json_raw(&p, end, ",\"reason\":");
+        if (!json_str(&p, end, detail, dlen))
+            p = mark;
+    }
+    json_raw(&p, end, "}");
+    hp_ctx_status(ctx, status);
+    if (status == 503)
+        hp_ctx_set_header(ctx, "Retry-After", "1");
+    if (hp_ctx_send(ctx, "application/json", body, (size_t)(p - body)) < 0)
+        hp_ctx_send_status(ctx, status);
+}
+
+static void answer_accepted(amqp_worker_t *aw, hp_ctx_t *ctx, const pub_slot_t *s)
+{
+    char mid[64], body[160];
+    message_id(aw, s, mid, sizeof mid);
+    int n = snprintf(body, sizeof body, "{\"seq\":%" PRIu64 ",\"message_id\":\"%s\"}", s->seq,
+                     mid);
+    shard_add(&aw->shard.outcomes[OUT_ACCEPTED], 1);
+    hp_ctx_status(ctx, 202);
+    if (hp_ctx_send(ctx, "application/json", body, (size_t)n) < 0)
+        hp_ctx_send_status(ctx, 202);
+}
+
+/* Detaches the request from its slot: no timeout, no abort callback. */
+static hp_ctx_t *slot_take_ctx(amqp_worker_t *aw, pub_slot_t *s)
+{
+    hp_ctx_t *ctx = s->ctx;
+    if (ctx) {
+        hp_loop_timer_cancel(aw->loop, &s->timer);
+        hp_ctx_on_abort(ctx, NULL, NULL);
+        s->ctx = NULL;
+    }
+    return ctx;
+}
+
+/* Whether the channel closed because `ex` does not exist: RabbitMQ's
+ * 404 to basic.publish names it: "NOT_FOUND - no exchange 'x' in vhost
+ * '/'". */
+static bool no_such_exchange(const amqp_worker_t *aw, const char *ex)
+{
+    if (aw->close_code != HP_AMQP_NOT_FOUND)
+        return false;
+    char want[SHORTSTR_MAX + 16];
+    snprintf(want, sizeof want, "exchange '%s'", ex);
+    return strstr(aw->close_text, want) != NULL;
+}
+
+/* The confirms that failed because their channel or connection went are
+ * answered one loop iteration later, once the reason is known: the
+ * channel's on_close (or the connection's CLOSED) runs after them. The
+ * request that named a missing exchange gets 404; the others 503, since
+ * nobody knows whether the broker took their message (retrying may
+ * publish it twice). */
+static void settle_cb(hp_timer_t *t)
+{
+    amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, settle_timer);
+    for (uint32_t i = 0; i < aw->nslots; i++) {
+        pub_slot_t *s = &aw->slots[i];
+        if (!slot_in_use(s) || !s->failed)
+            continue;
+        hp_ctx_t *ctx = slot_take_ctx(aw, s);
+        slot_put(aw, s);
+        if (!ctx)
+            continue;
+        char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
+        if (request_names(ctx, ex, key) == 0 && no_such_exchange(aw, ex))
+            answer_error(aw, ctx, 404, OUT_NO_EXCHANGE, "no such exchange", aw->close_text,
+                         strlen(aw->close_text));
+        else
+            answer_error(aw, ctx, 503, OUT_UNCONFIRMED,
+                         "unconfirmed: the broker connection or channel closed before it "
+                         "answered; the message may or may not have been taken",
+                         aw->close_text, strlen(aw->close_text));
+        hp_ctx_finish(ctx);
+    }
+}
+
+static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
+{
+    (void)ch;
+    (void)seq;
+    pub_slot_t *s = arg;
+    amqp_worker_t *aw = s->aw;
+    if (status < 0) {
+        s->failed = status;
+        if (!hp_timer_armed(&aw->settle_timer))
+            hp_loop_timer_arm(aw->loop, &aw->settle_timer, 0);
+        return;
+    }
+    hp_hist_record(&aw->latency, hp_loop_clock_ns(aw->loop) - s->t0_ns);
+    hp_ctx_t *ctx = slot_take_ctx(aw, s);
+    pub_slot_t done = *s;
+    slot_put(aw, s);
+    if (!ctx)
+        return;
+    if (status == HP_AMQP_ACKED && !done.returned)
+        answer_accepted(aw, ctx, &done);
+    else if (status == HP_AMQP_ACKED)
+        answer_error(aw, ctx, 502, OUT_UNROUTABLE,
+                     "unroutable: no queue is bound for this routing key (returned by the broker)",
+                     NULL, 0);
+    else
+        answer_error(aw, ctx, 502, OUT_NACKED,
+                     "nacked: the broker did not take responsibility for the message", NULL, 0);
+    hp_ctx_finish(ctx);
+}
+
+/* A mandatory message no queue took comes back before its ack. */
+static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
+{
+    (void)ch;
+    amqp_worker_t *aw = arg;
+    pub_slot_t *s = slot_by_message_id(aw, d->props.message_id);
+    if (s)
+        s->returned = d->reply_code ? d->reply_code : HP_AMQP_NO_ROUTE;
+}
+
+static void timeout_cb(hp_timer_t *t)
+{
+    pub_slot_t *s = HP_CONTAINER_OF(t, pub_slot_t, timer);
+    amqp_worker_t *aw = s->aw;
+    hp_ctx_t *ctx = slot_take_ctx(aw, s);
+    if (!ctx)
+        return;
+    /* The slot stays in use until the broker answers. */
+    answer_error(aw, ctx, 504, OUT_TIMEOUT,
+                 "timeout: the broker did not confirm in time; it may still take the message",
+                 NULL, 0);
+    hp_ctx_finish(ctx);
+}
+
+static void on_abort(hp_ctx_t *ctx, void *arg)
+{
+    (void)ctx;
+    pub_slot_t *s = arg;
+    amqp_worker_t *aw = s->aw;
+    hp_loop_timer_cancel(aw->loop, &s->timer);
+    s->ctx = NULL;
+    shard_add(&aw->shard.outcomes[OUT_ABORTED], 1);
+}
+
+/* ---- the link ---- */
+
+static void link_connect(amqp_worker_t *aw);
+static void link_open_channel(amqp_worker_t *aw);
+
+/* TEMPORARY (until the client's automatic recovery, branch amqp-recover,
+ * lands; then this timer, retry_later, the CLOSED branch of on_event that
+ * calls it and cfg.recover = false in link_connect go, and RECOVERING /
+ * RECOVERED carry the state): tries again what is missing, the
+ * connection or its channel, after a delay that doubles up to
+ * RETRY_MAX_MS. */
+static void retry_cb(hp_timer_t *t)
+{
+    amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, retry_timer);
+    if (aw->w->draining)
+        return;
+    if (!aw->conn)
+        link_connect(aw);
+    else if (!aw->ch && (aw->state == HP_AMQP_STATE_READY || aw->state == HP_AMQP_STATE_BLOCKED))
+        link_open_channel(aw);
+}
+
+static void retry_later(amqp_worker_t *aw)
+{
+    if (aw->w->draining || hp_timer_armed(&aw->retry_timer))
+        return;
+    aw->retry_ms = aw->retry_ms ? aw->retry_ms * 2 : RETRY_MIN_MS;
+    if (aw->retry_ms > RETRY_MAX_MS)
+        aw->retry_ms = RETRY_MAX_MS;
+    hp_loop_timer_arm(aw->loop, &aw->retry_timer, aw->retry_ms);
+}
+
+static void note_close(amqp_worker_t *aw, const hp_amqp_result_t *r)
+{
+    aw->close_code = r->reply_code;
+    aw->close_class = r->class_id;
+    aw->close_method = r->method_id;
+    if (r->reply_code) {
+        uint32_t n = r->reply_text.len < sizeof aw->close_text - 1 ? r->reply_text.len
+                                                                   : sizeof aw->close_text - 1;
+        memcpy(aw->close_text, r->reply_text.ptr, n);
+        aw->close_text[n] = '\0';
+    } else {
+        snprintf(aw->close_text, sizeof aw->close_text, "%s",
+                 r->err ? strerror(-r->err) : "closed");
+    }
+}
+
+/* The channel is gone (refused, closed by the broker, or with its
+ * connection). A channel that had worked is opened again at once (a
+ * publish to a missing exchange closes it, and the next request must not
+ * wait); one that failed before it worked waits for the retry timer. */
+static void channel_lost(amqp_worker_t *aw, hp_amqp_channel_t *ch, const hp_amqp_result_t *r)
+{
+    if (aw->ch != ch || !ch)
+        return;
+    bool worked = aw->ch_ready;
+    aw->ch = NULL;
+    aw->ch_ready = false;
+    if (r)
+        note_close(aw, r);
+    if (aw->state != HP_AMQP_STATE_READY && aw->state != HP_AMQP_STATE_BLOCKED)
+        return; /* the connection's own events take it from here */
+    if (worked)
+        link_open_channel(aw);
+    else
+        retry_later(aw);
+}
+
+static void on_channel_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    amqp_worker_t *aw = arg;
+    hp_log(WARN, "amqp: worker %u: channel closed: %u %.*s", hp_worker_id(aw->w), r->reply_code,
+           (int)r->reply_text.len, (const char *)r->reply_text.ptr);
+    channel_lost(aw, ch, r);
+}
+
+static void on_confirm_mode(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    amqp_worker_t *aw = arg;
+    if (aw->ch != ch)
+        return;
+    if (r->err) {
+        channel_lost(aw, ch, r);
+        return;
+    }
+    aw->ch_ready = true;
+    aw->retry_ms = 0;
+    aw->failures = 0;
+    shard_refresh(aw);
+}
+
+static void on_channel_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch; /* NULL when it failed: aw->ch says which */
+    amqp_worker_t *aw = arg;
+    if (r->err)
+        channel_lost(aw, aw->ch, r);
+}
+
+static void link_open_channel(amqp_worker_t *aw)
+{
+    hp_amqp_channel_t *ch;
+    int r = hp_amqp_channel_open(aw->conn, on_channel_open, aw, &ch);
+    if (r < 0) {
+        hp_log(WARN, "amqp: worker %u: cannot open a channel: %s", hp_worker_id(aw->w),
+               strerror(-r));
+        retry_later(aw);
+        return;
+    }
+    aw->ch = ch;
+    aw->ch_ready = false;
+    hp_amqp_channel_on_close(ch, on_channel_close, aw);
+    hp_amqp_channel_on_return(ch, on_return, aw);
+    /* Queued behind the open; confirm mode is on once it completes. */
+    r = hp_amqp_confirm_select(ch, aw->a->cfg.confirm_window, on_confirm_mode, aw);
+    if (r < 0) {
+        hp_log(WARN, "amqp: worker %u: cannot select confirm mode: %s", hp_worker_id(aw->w),
+               strerror(-r));
+        hp_amqp_channel_close(ch, NULL, NULL);
+        aw->ch = NULL;
+        retry_later(aw);
+    }
+}
+
+static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void *arg)
+{
+    amqp_worker_t *aw = arg;
+    if (aw->conn != c)
+        return;
+    switch (ev) {
+    case HP_AMQP_EV_READY:
+        if (aw->ever_ready)
+            aw->base.recoveries++; /* reconnected by retry_cb */
+        aw->ever_ready = true;
+        aw->state = HP_AMQP_STATE_READY;
+        hp_log(INFO, "amqp: worker %u: connected to %s:%u%s", hp_worker_id(aw->w),
+               aw->a->cfg.conn.host, aw->a->cfg.conn.port,
+               aw->base.recoveries ? " again" : "");
+        link_open_channel(aw);
+        break;
+    case HP_AMQP_EV_BLOCKED:
+        aw->state = HP_AMQP_STATE_BLOCKED;
+        break;
+    case HP_AMQP_EV_UNBLOCKED:
+        aw->state = HP_AMQP_STATE_READY;
+        break;
+    case HP_AMQP_EV_RECOVERING:
+        aw->state = HP_AMQP_STATE_RECOVERING;
+        note_close(aw, r);
+        break;
+    case HP_AMQP_EV_RECOVERED:
+        aw->state = HP_AMQP_STATE_READY;
+        break;
+    case HP_AMQP_EV_CLOSED:
+        note_close(aw, r);
+        /* Said once when it goes, then about once a minute while the
+         * broker stays away. */
+        if (!aw->w->draining && (aw->state == HP_AMQP_STATE_READY ||
+                                 aw->state == HP_AMQP_STATE_BLOCKED || aw->failures++ % 12 == 0))
+            hp_log(WARN, "amqp: worker %u: %s %s:%u: %s; trying again", hp_worker_id(aw->w),
+                   aw->state == HP_AMQP_STATE_CONNECTING ? "cannot connect to"
+                                                         : "lost the connection to",
+                   aw->a->cfg.conn.host, aw->a->cfg.conn.port, aw->close_text);
+        base_add(aw, c);
+        aw->conn = NULL;
+        aw->ch = NULL;
+        aw->ch_ready = false;
+        aw->state = HP_AMQP_STATE_CLOSED;
+        retry_later(aw); /* TEMPORARY: see retry_cb */
+        break;
+    default:
+        break;
+    }
+    shard_refresh(aw);
+}
+
+static void link_connect(amqp_worker_t *aw)
+{
+    hp_amqp_config_t cfg = aw->a->cfg.conn;
+    cfg.name = aw->name;
+    /* TEMPORARY: the app reconnects by itself (retry_cb) until the
+     * client's automatic recovery lands; then recover = true and its
+     * RECOVERING / RECOVERED events take over. */
+    cfg.recover = false;
+    aw->state = HP_AMQP_STATE_CONNECTING;
+    int r = hp_amqp_connect(aw->w, &cfg, on_event, aw, &aw->conn);
+    if (r < 0) {
+        hp_log(WARN, "amqp: worker %u: cannot connect to %s:%u: %s", hp_worker_id(aw->w),
+               cfg.host, cfg.port, strerror(-r));
+        aw->conn = NULL;
+        aw->state = HP_AMQP_STATE_CLOSED;
+        retry_later(aw);
+    } else if (!hp_timer_armed(&aw->tick_timer)) {
+        hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
+    }
+    shard_refresh(aw);
+}
+
+/* Why a request cannot be published now, or NULL. The one gate: a
+ * circuit breaker adds its open state here. */
+static const char *link_unavailable(const amqp_worker_t *aw)
+{
+    switch (aw->state) {
+    case HP_AMQP_STATE_READY:
+        return aw->ch_ready ? NULL : "the channel to the broker is being opened";
+    case HP_AMQP_STATE_BLOCKED:
+        return "the broker has blocked publishing (a resource alarm)";
+    case HP_AMQP_STATE_RECOVERING:
+        return "the connection to the broker is being recovered";
+    case HP_AMQP_STATE_CONNECTING:
+        return "connecting to the broker";
+    default:
+        return "not connected to the broker";
+    }
+}
+
+/* ---- the route ---- */
+
+int app_amqp_publish(hp_ctx_t *ctx, void *udata)
+{
+    const app_amqp_t *a = udata;
+    amqp_worker_t *aw = hp_worker_proto_data(hp_ctx_worker(ctx), &app_amqp_proto);
+    if (!aw) { /* the route without the app's engine: nothing to publish on */
+        hp_ctx_send_status(ctx, 503);
+        return HP_DONE;
+    }
+    char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
+    int r = request_names(ctx, ex, key);
+    if (r < 0) {
+        answer_error(aw, ctx, 400, OUT_BAD_REQUEST,
+                     r == -ENAMETOOLONG ? "exchange or routing key longer than 255 bytes"
+                                        : "malformed percent-encoding or %00 in a name",
+                     NULL, 0);
+        return HP_DONE;
+    }
+    size_t tlen = 0;
+    const char *type = hp_ctx_header(ctx, "Content-Type", &tlen);
+    if (!type || tlen == 0) {
+        type = a->cfg.content_type;
+        tlen = strlen(type);
+    } else if (tlen > SHORTSTR_MAX) {
+        answer_error(aw, ctx, 400, OUT_BAD_REQUEST, "Content-Type longer than 255 bytes", NULL,
+                     0);
+        return HP_DONE;
+    }
+    const char *why = link_unavailable(aw);
+    pub_slot_t *s = why ? NULL : slot_get(aw);
+    if (!s) {
+        answer_error(aw, ctx, 503, OUT_UNAVAILABLE,
+                     why ? why : "too many messages wait for the broker's confirms", NULL, 0);
+        return HP_DONE;
+    }
+    char mid[64];
+    int mlen = message_id(aw, s, mid, sizeof mid);
+    hp_amqp_props_t props = {
+        .flags = HP_AMQP_PROP_CONTENT_TYPE | HP_AMQP_PROP_DELIVERY_MODE |
+                 HP_AMQP_PROP_MESSAGE_ID,
+        .content_type = {type, (uint32_t)tlen},
+        .delivery_mode = 2,
+        .message_id = {mid, (uint32_t)mlen},
+    };
+    size_t blen;
+    const char *body = hp_ctx_body(ctx, &blen);
+    hp_amqp_msg_t m = {.exchange = ex, .routing_key = key, .props = &props, .body = body,
+                       .len = blen, .mandatory = true};
+    s->t0_ns = hp_loop_clock_ns(aw->loop);
+    r = hp_amqp_publish(aw->ch, &m, on_confirm, s, &s->seq);
+    if (r < 0) {
+        s->seq = 0;
+        slot_put(aw, s);
+        if (r == -EMSGSIZE)
+            answer_error(aw, ctx, 413, OUT_TOO_LARGE,
+                         "message larger than the broker takes (128 MiB)", NULL, 0);
+        else if (r == -EINVAL)
+            answer_error(aw, ctx, 400, OUT_BAD_REQUEST, "a name the broker cannot take",
+                         NULL, 0);
+        else
+            answer_error(aw, ctx, 503, OUT_UNAVAILABLE,
+                         r == -EAGAIN ? "the broker is not taking messages this fast"
+                                      : "the channel to the broker is not open",
+                         NULL, 0);
+        return HP_DONE;
+    }
+    s->ctx = ctx;
+    hp_ctx_on_abort(ctx, on_abort, s);
+    hp_loop_timer_arm(aw->loop, &s->timer, a->cfg.timeout_ms);
+    return HP_PENDING;
+}
+
+/* ---- the protocol ---------------------------------------------------------- */
+
+static void worker_fini(hp_worker_t *w, void *data)
+{
+    (void)w;
+    amqp_worker_t *aw = data;
+    if (!aw)
+        return;
+    /* The engine closed every connection before this: the CLOSED event
+     * has run, and the requests are gone. */
+    if (aw->conn)
+        hp_amqp_close(aw->conn);
+    hp_loop_timer_cancel(aw->loop, &aw->retry_timer);
+    hp_loop_timer_cancel(aw->loop, &aw->tick_timer);
+    hp_loop_timer_cancel(aw->loop, &aw->settle_timer);
+    for (uint32_t i = 0; aw->slots && i < aw->nslots; i++)
+        hp_loop_timer_cancel(aw->loop, &aw->slots[i].timer);
+    hp_free(aw->slots);
+    hp_hist_destroy(&aw->latency);
+    hp_hist_destroy(&aw->merged);
+    hp_free(aw);
+}
+
+static int worker_init(hp_worker_t *w, void *arg, void **data)
+{
+    const app_amqp_t *a = arg;
+    amqp_worker_t *aw = hp_calloc_aligned(sizeof *aw);
+    if (!aw)
+        return -ENOMEM;
+    aw->a = a;
+    aw->w = w;
+    aw->loop = hp_worker_loop(w);
+    aw->state = HP_AMQP_STATE_CLOSED;
+    hp_timer_init(&aw->retry_timer, retry_cb);
+    hp_timer_init(&aw->tick_timer, tick_cb);
+    hp_timer_init(&aw->settle_timer, settle_cb);
+    snprintf(aw->name, sizeof aw->name, "hotpath[%d] worker %u", (int)getpid(),
+             hp_worker_id(w));
+    aw->nslots = a->cfg.confirm_window;
+    aw->slots = hp_calloc(aw->nslots, sizeof *aw->slots);
+    if (!aw->slots || hp_hist_init(&aw->latency, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
+        hp_hist_init(&aw->merged, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0) {
+        worker_fini(w, aw);
+        return -ENOMEM;
+    }
+    /* Each slot's id starts at its index: its first use adds nslots. */
+    aw->free_head = SLOT_NONE;
+    for (uint32_t i = aw->nslots; i-- > 0;) {
+        pub_slot_t *s = &aw->slots[i];
+        s->aw = aw;
+        s->id = i;
+        hp_timer_init(&s->timer, timeout_cb);
+        s->next_free = aw->free_head;
+        aw->free_head = i;
+    }
+    /* Before the worker's thread starts: the connection is dialled from
+     * its loop once it runs. */
+    link_connect(aw);
+    *data = aw;
+    return 0;
+}
+
+const hp_proto_t app_amqp_proto = {
+    .name = "amqp-app",
+    .worker_init = worker_init,
+    .worker_fini = worker_fini,
+};
+
+/* ---- /metrics --------------------------------------------------------------- */
+
+static const char *const state_names[] = {
+    [HP_AMQP_STATE_CONNECTING] = "connecting", [HP_AMQP_STATE_READY] = "ready",
+    [HP_AMQP_STATE_BLOCKED] = "blocked",       [HP_AMQP_STATE_RECOVERING] = "recovering",
+    [HP_AMQP_STATE_CLOSED] = "closed",
+};
+
+void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t nw)
+{
+    amqp_worker_t *mine = hp_worker_proto_data(me, &app_amqp_proto);
+    if (!mine)
+        return;
+    shard_refresh(mine);
+    static const struct {
+        int idx;
+        const char *name, *help;
+    } counters[] = {
+        {S_PUBLISHED, "hotpath_amqp_published_total", "Messages published to the broker."},
+        {S_CONFIRMED, "hotpath_amqp_confirmed_total",
+         "Publisher confirms received: messages the broker acked."},
+        {S_NACKED, "hotpath_amqp_nacked_total", "Messages the broker nacked."},
+        {S_UNCONFIRMED, "hotpath_amqp_unconfirmed_total",
+         "Messages whose channel or connection closed before the broker answered."},
+        {S_RETURNED, "hotpath_amqp_returned_total",
+         "Mandatory messages the broker returned as unroutable."},
+        {S_DELIVERED, "hotpath_amqp_delivered_total", "Messages delivered to consumers."},
+        {S_REDELIVERED, "hotpath_amqp_redelivered_total",
+         "Deliveries the broker had delivered before."},
+        {S_ACKED, "hotpath_amqp_acked_total", "Deliveries acknowledged to the broker."},
+        {S_RECOVERIES, "hotpath_amqp_recoveries_total",
+         "Connections to the broker re-established after a loss."},
+        {S_BYTES_IN, "hotpath_amqp_bytes_received_total", "Bytes read from the broker."},
+        {S_BYTES_OUT, "hotpath_amqp_bytes_sent_total", "Bytes written to the broker."},
+    };
+    for (size_t k = 0; k < HP_ARRAY_LEN(counters); k++) {
+        uint64_t v = 0;
+        for (uint32_t i = 0; i < nw; i++) {
+            amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
+            if (aw)
+                v += hp_worker_stat(&aw->shard.conn[counters[k].idx]);
+        }
+        hp_prom_family(p, counters[k].name, "counter", counters[k].help);
+        hp_prom_sample(p, counters[k].name, NULL, v);
+    }
+    uint64_t states[HP_ARRAY_LEN(state_names)] = {0};
+    uint64_t outcomes[OUT_COUNT] = {0};
+    hp_hist_reset(&mine->merged);
+    for (uint32_t i = 0; i < nw; i++) {
+        amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
+        if (!aw)
+            continue;
+        uint64_t st = hp_worker_stat(&aw->shard.state);
+        if (st < HP_ARRAY_LEN(states))
+            states[st]++;
+        for (int k = 0; k < OUT_COUNT; k++)
+            outcomes[k] += hp_worker_stat(&aw->shard.outcomes[k]);
+        hp_hist_merge(&mine->merged, &aw->latency);
+    }
+    hp_prom_family(p, "hotpath_amqp_connections", "gauge",
+                   "The workers' broker connections, by state.");
+    for (size_t k = 0; k < HP_ARRAY_LEN(states); k++) {
+        char label[40];
+        snprintf(label, sizeof label, "state=\"%s\"", state_names[k]);
+        hp_prom_sample(p, "hotpath_amqp_connections", label, states[k]);
+    }
+    hp_prom_family(p, "hotpath_amqp_publish_requests_total", "counter",
+                   "Requests to the publishing route, by how they ended.");
+    for (int k = 0; k < OUT_COUNT; k++) {
+        char label[40];
+        snprintf(label, sizeof label, "outcome=\"%s\"", outcome_names[k]);
+        hp_prom_sample(p, "hotpath_amqp_publish_requests_total", label, outcomes[k]);
+    }
+    hp_prom_family(p, "hotpath_amqp_confirm_duration_seconds", "histogram",
+                   "Time from publishing a message to the broker's ack or nack.");
+    hp_prom_histogram(p, "hotpath_amqp_confirm_duration_seconds", NULL, &mine->merged,
+                      hp_prom_latency_bounds, hp_prom_latency_nbounds);
+}

@@ -1,0 +1,465 @@
+"""The hotpath binary's AMQP publishing route against a real RabbitMQ node
+(the `rabbitmq` fixture): POST <publish_route>/{exchange}/{routing key}
+publishes the body with a confirm and answers 202 once the broker acked
+it, or why not; /metrics shows the workers' AMQP counters; --check-config
+places the amqp section's mistakes.
+
+Queues and exchanges are named from the test's `queue_prefix`, so the
+tests share the session's one node. Each server connects with its own
+connections, named "hotpath[<pid>] worker <n>" at the broker.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import pika
+import pytest
+
+from helpers import Conn, chunked, parse_metrics, scaled, wait_until
+
+WORKERS = 2
+ROUTE = "/publish"
+DEFAULT_TYPE = "application/x-hotpath-test"
+PROM_CHECK = pathlib.Path(__file__).with_name("prom_check.py")
+
+
+def config_text(url, **amqp):
+    keys = {"url": url, "publish_route": ROUTE, "content_type": DEFAULT_TYPE,
+            "timeout": "5s", "confirm_window": 100}
+    keys.update(amqp)
+    return "amqp:\n" + "".join("  %s: %s\n" % (k, v) for k, v in keys.items())
+
+
+def start(start_server, tmp_path, rabbitmq, workers=WORKERS, **amqp):
+    """A server whose configuration file points at the session's node;
+    returns once every worker's connection is ready to publish."""
+    conf = tmp_path / ("amqp-%d.yaml" % len(list(tmp_path.glob("amqp-*.yaml"))))
+    conf.write_text(config_text(rabbitmq.url, **amqp))
+    srv = start_server("--config", conf, workers=workers)
+    wait_until(lambda: ready_connections(srv) == workers, scaled(20),
+               what="every worker's AMQP connection ready")
+    return srv
+
+
+def metrics(srv):
+    with srv.conn() as c:
+        resp = c.request("GET", "/metrics")
+    assert resp.status == 200, resp
+    return parse_metrics(resp.body.decode())
+
+
+def ready_connections(srv):
+    return metrics(srv).get('hotpath_amqp_connections{state="ready"}', 0)
+
+
+def path(exchange, key):
+    return "%s/%s/%s" % (ROUTE, urllib.parse.quote(exchange, safe=""),
+                         urllib.parse.quote(key, safe=""))
+
+
+def publish(conn, exchange, key, body=b"x", headers=None):
+    resp = conn.request("POST", path(exchange, key), body=body, headers=headers or {})
+    doc = json.loads(resp.body) if resp.body else None
+    return resp, doc
+
+
+@pytest.fixture
+def channel(rabbitmq):
+    conn = pika.BlockingConnection(pika.URLParameters(rabbitmq.url))
+    try:
+        yield conn.channel()
+    finally:
+        conn.close()
+
+
+def server_connections(rabbitmq, srv):
+    """The server's connections at the broker, by the name each announces."""
+    mark = "hotpath[%d] worker " % srv.pid
+    return [c for c in rabbitmq.list_connections("pid", "client_properties")
+            if mark in c["client_properties"]]
+
+
+def get_all(channel, queue, n, timeout=10):
+    """The next n messages of `queue` (basic.get, acked), waiting for them."""
+    out = []
+    deadline = time.monotonic() + scaled(timeout)
+    while len(out) < n:
+        method, props, body = channel.basic_get(queue, auto_ack=True)
+        if method is None:
+            assert time.monotonic() < deadline, "only %d of %d messages" % (len(out), n)
+            time.sleep(0.02)
+            continue
+        out.append((props, body))
+    return out
+
+
+def test_publish_is_confirmed_and_arrives(start_server, tmp_path, rabbitmq, channel,
+                                          queue_prefix):
+    srv = start(start_server, tmp_path, rabbitmq)
+    q = queue_prefix + "jobs"
+    channel.queue_declare(q)
+    with srv.conn() as c:
+        resp, doc = publish(c, "-", q, b"hello, broker",
+                            {"Content-Type": "text/plain; charset=utf-8"})
+        assert resp.status == 202, resp
+        assert resp.header("Content-Type") == "application/json"
+        assert doc["seq"] >= 1 and doc["message_id"]
+        # No Content-Type: the configured default. "amq.default" is "".
+        resp2, doc2 = publish(c, "amq.default", q, b"\x00\x01binary")
+        assert resp2.status == 202, resp2
+        assert doc2["message_id"] != doc["message_id"]
+        # Larger than the output chunk and the broker's frame: several
+        # body frames, chunked on the way in.
+        big = bytes((i * 31 + 7) & 0xFF for i in range(300_000))
+        resp3 = c.request("POST", path("-", q), body=chunked(big),
+                          headers={"Transfer-Encoding": "chunked"})
+        assert resp3.status == 202, resp3
+        assert publish(c, "-", q, b"")[0].status == 202  # no body at all
+    (p1, b1), (p2, b2), (_, b3), (_, b4) = get_all(channel, q, 4)
+    assert b3 == big and b4 == b""
+    assert b1 == b"hello, broker"
+    assert p1.content_type == "text/plain; charset=utf-8"
+    assert p1.delivery_mode == 2
+    assert p1.message_id == doc["message_id"]
+    assert b2 == b"\x00\x01binary" and p2.content_type == DEFAULT_TYPE
+
+
+def test_names_are_percent_decoded(start_server, tmp_path, rabbitmq, channel, queue_prefix):
+    """Exchange and key are decoded: a topic exchange with a key holding
+    '/', '.' and a space, bound by pattern."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1)
+    ex, q = queue_prefix + "topic/x", queue_prefix + "t"
+    channel.exchange_declare(ex, "topic", auto_delete=True)
+    channel.queue_declare(q)
+    channel.queue_bind(q, ex, "a.*.c")
+    with srv.conn() as c:
+        resp, _ = publish(c, ex, "a.b/ z.c", b"routed")
+        assert resp.status == 202, resp
+        # (A malformed escape is the HTTP parser's 400; an encoded NUL ours.)
+        bad = c.request("POST", ROUTE + "/-/a%00b", body=b"x")
+        assert bad.status == 400 and json.loads(bad.body)["error"].startswith("malformed")
+        long = c.request("POST", ROUTE + "/-/" + "k" * 256, body=b"x")
+        assert long.status == 400
+        assert c.request("GET", path("-", q)).status == 405
+    assert get_all(channel, q, 1)[0][1] == b"routed"
+    channel.exchange_delete(ex)
+
+
+def test_missing_exchange_is_404_and_the_channel_comes_back(start_server, tmp_path, rabbitmq,
+                                                           channel, queue_prefix):
+    srv = start(start_server, tmp_path, rabbitmq, workers=1)
+    q = queue_prefix + "after"
+    channel.queue_declare(q)
+    with srv.conn() as c:
+        resp, doc = publish(c, queue_prefix + "no-such-exchange", "k")
+        assert resp.status == 404, resp
+        assert doc["exchange"] == queue_prefix + "no-such-exchange"
+        assert doc["routing_key"] == "k"
+        assert "NOT_FOUND" in doc["reason"]
+        # The broker closed the channel; the server opens another at once.
+        statuses = []
+
+        def ok():
+            r, _ = publish(c, "-", q, b"after the 404")
+            statuses.append(r.status)
+            if r.status == 503:
+                assert r.header("Retry-After") == "1"
+            return r.status == 202
+        wait_until(ok, scaled(10), interval=0.01, what="202 after the channel was reopened")
+        assert set(statuses) <= {202, 503}, statuses
+        assert c.request("GET", "/health").status == 200
+    assert get_all(channel, q, 1)[0][1] == b"after the 404"
+    m = metrics(srv)
+    assert m['hotpath_amqp_publish_requests_total{outcome="no_exchange"}'] == 1
+
+
+def test_unroutable_is_502(start_server, tmp_path, rabbitmq, queue_prefix):
+    srv = start(start_server, tmp_path, rabbitmq, workers=1)
+    with srv.conn() as c:
+        resp, doc = publish(c, "-", queue_prefix + "nobody-listens", b"lost")
+        assert resp.status == 502, resp
+        assert doc["error"].startswith("unroutable")
+        assert doc["exchange"] == "" and doc["routing_key"] == queue_prefix + "nobody-listens"
+        resp, doc = publish(c, "amq.direct", queue_prefix + "unbound")
+        assert resp.status == 502 and doc["exchange"] == "amq.direct"
+    m = metrics(srv)
+    assert m['hotpath_amqp_publish_requests_total{outcome="unroutable"}'] == 2
+    assert m["hotpath_amqp_returned_total"] >= 2
+
+
+def test_nacked_is_502(start_server, tmp_path, rabbitmq, channel, queue_prefix):
+    """A full queue that rejects publishes makes the broker nack."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1)
+    q = queue_prefix + "full"
+    channel.queue_declare(q, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    with srv.conn() as c:
+        assert publish(c, "-", q, b"first")[0].status == 202
+        resp, doc = publish(c, "-", q, b"second")
+        assert resp.status == 502, resp
+        assert doc["error"].startswith("nacked")
+    assert metrics(srv)['hotpath_amqp_publish_requests_total{outcome="nacked"}'] == 1
+
+
+def test_outage_answers_503_then_202_again(start_server, tmp_path, rabbitmq, channel,
+                                           queue_prefix):
+    """Closing the server's connections at the broker: requests meanwhile
+    get 503 with Retry-After: 1 (or, for one in flight, 503 unconfirmed),
+    and 202 again once the workers have reconnected."""
+    srv = start(start_server, tmp_path, rabbitmq)
+    q = queue_prefix + "outage"
+    channel.queue_declare(q)
+    before = metrics(srv)["hotpath_amqp_recoveries_total"]
+    conns = server_connections(rabbitmq, srv)
+    assert len(conns) == WORKERS, conns
+    seen, stop = [], threading.Event()
+
+    def hammer():
+        with srv.conn() as c:
+            while not stop.is_set():
+                r, doc = publish(c, "-", q, b"during")
+                seen.append((r.status, r.header("Retry-After"), doc))
+                time.sleep(0.003)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        for conn in conns:
+            rabbitmq.close_connection(conn, "hotpath test: outage")
+        # Poll until the client saw the outage and then its end.
+        wait_until(lambda: any(s == 503 for s, _, _ in seen) and seen[-1][0] == 202,
+                   scaled(20), what="503 during the outage, then 202")
+    finally:
+        stop.set()
+        t.join()
+    assert {s for s, _, _ in seen} <= {202, 503}, seen
+    for status, retry, doc in seen:
+        if status == 503:
+            assert retry == "1", (status, retry, doc)
+            assert doc["error"]
+    wait_until(lambda: ready_connections(srv) == WORKERS, scaled(20), what="both reconnected")
+    m = metrics(srv)
+    assert m["hotpath_amqp_recoveries_total"] >= before + WORKERS
+    with srv.conn() as c:
+        assert publish(c, "-", q, b"after")[0].status == 202
+    assert srv.alive()
+
+
+def test_concurrent_requests_are_all_confirmed(start_server, tmp_path, rabbitmq, channel,
+                                               queue_prefix):
+    srv = start(start_server, tmp_path, rabbitmq)
+    q = queue_prefix + "many"
+    channel.queue_declare(q)
+    n = 50
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        with srv.conn(timeout=scaled(10)) as c:
+            barrier.wait()
+            r, doc = publish(c, "-", q, b"message %d" % i)
+            results[i] = r.status
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [202] * n, results
+    bodies = sorted(b for _, b in get_all(channel, q, n))
+    assert bodies == sorted(b"message %d" % i for i in range(n))
+    assert channel.basic_get(q)[0] is None
+
+
+def test_metrics_move_and_parse(start_server, tmp_path, rabbitmq, channel, queue_prefix):
+    srv = start(start_server, tmp_path, rabbitmq)
+    q = queue_prefix + "counted"
+    channel.queue_declare(q)
+    with srv.conn() as c:
+        for i in range(10):
+            assert publish(c, "-", q, b"%d" % i)[0].status == 202
+
+    def counted():
+        m = metrics(srv)
+        return m if m["hotpath_amqp_published_total"] >= 10 and \
+            m["hotpath_amqp_confirmed_total"] >= 10 else None
+    m = wait_until(counted, scaled(5), what="the counters to move")
+    assert m['hotpath_amqp_publish_requests_total{outcome="accepted"}'] == 10
+    assert m["hotpath_amqp_confirm_duration_seconds_count"] == 10
+    assert m['hotpath_amqp_confirm_duration_seconds_bucket{le="+Inf"}'] == 10
+    assert m['hotpath_amqp_confirm_duration_seconds_bucket{le="10"}'] == 10
+    assert m["hotpath_amqp_bytes_sent_total"] > 10 * 20
+    assert m["hotpath_amqp_bytes_received_total"] > 0
+    assert m['hotpath_amqp_connections{state="ready"}'] == WORKERS
+    assert m['hotpath_amqp_connections{state="closed"}'] == 0
+    for name in ("nacked", "returned", "delivered", "redelivered", "acked", "recoveries"):
+        assert m["hotpath_amqp_%s_total" % name] == 0, name
+    key = 'hotpath_route_responses_total{route="%s/{exchange}/{routing_key:*}",' \
+          'method="POST",class="2xx"}' % ROUTE
+    assert m[key] == 10
+    with srv.conn() as c:
+        text = c.request("GET", "/metrics").body
+    r = subprocess.run(["/usr/bin/python3", str(PROM_CHECK),
+                        "--require", "hotpath_amqp_published_total",
+                        "--require", "hotpath_amqp_confirm_duration_seconds",
+                        "--require", "hotpath_amqp_connections"],
+                       input=text, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_timeout_is_504_and_a_client_that_goes_is_forgotten(start_server, tmp_path, rabbitmq,
+                                                            channel, queue_prefix):
+    """With the broker frozen (SIGSTOP), no confirm comes: 504 after the
+    configured timeout; a client that hangs up meanwhile harms nothing."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="300ms")
+    q = queue_prefix + "slow"
+    channel.queue_declare(q)
+    node = rabbitmq.proc.pid
+    os.kill(node, signal.SIGSTOP)
+    try:
+        with srv.conn() as c:
+            t0 = time.monotonic()
+            resp, doc = publish(c, "-", q, b"frozen")
+            took = time.monotonic() - t0
+            assert resp.status == 504, resp
+            assert doc["error"].startswith("timeout")
+            assert 0.25 <= took < scaled(3), took
+        gone = Conn(srv.port)
+        gone.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ngone"
+                  % path("-", q).encode())
+        time.sleep(0.05)
+        gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        gone.close()
+        wait_until(lambda: metrics(srv)['hotpath_amqp_publish_requests_total{outcome="aborted"}']
+                   == 1, scaled(5), what="the aborted request counted")
+    finally:
+        os.kill(node, signal.SIGCONT)
+    # Both messages reach the queue once the broker runs again, and the
+    # server goes on.
+    assert sorted(b for _, b in get_all(channel, q, 2)) == [b"frozen", b"gone"]
+    with srv.conn() as c:
+        assert publish(c, "-", q, b"after")[0].status == 202
+        assert c.request("GET", "/health").status == 200
+    m = metrics(srv)
+    assert m['hotpath_amqp_publish_requests_total{outcome="timeout"}'] == 1
+    assert m["hotpath_amqp_confirm_duration_seconds_count"] == 3
+
+
+def test_blocked_broker_is_503(start_server, tmp_path, rabbitmq, queue_prefix, channel):
+    """A memory alarm makes the broker block publishers: it stops reading
+    from a connection that publishes and says so (connection.blocked).
+    The request that ran into it waits (202 if the alarm lifts in time,
+    else 504); those after it get 503 with Retry-After until it lifts."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="3s")
+    q = queue_prefix + "blocked"
+    channel.queue_declare(q)
+    with srv.conn() as c:
+        assert publish(c, "-", q, b"before")[0].status == 202
+    first = []
+    t = threading.Thread(target=lambda: first.append(
+        publish(srv.conn(timeout=scaled(10)), "-", q, b"stuck")[0].status))
+    rabbitmq.ctl("set_vm_memory_high_watermark", "0.0000001")
+    try:
+        t.start()
+        wait_until(lambda: metrics(srv).get('hotpath_amqp_connections{state="blocked"}') == 1,
+                   scaled(10), what="the connection blocked")
+        with srv.conn() as c:
+            resp, doc = publish(c, "-", q, b"refused")
+            assert resp.status == 503 and resp.header("Retry-After") == "1", resp
+            assert "blocked" in doc["error"]
+    finally:
+        rabbitmq.ctl("set_vm_memory_high_watermark", "0.4")
+        t.join()
+    assert first and first[0] in (202, 504), first
+    wait_until(lambda: ready_connections(srv) == 1, scaled(10), what="unblocked")
+    with srv.conn() as c:
+        assert publish(c, "-", q, b"after")[0].status == 202
+
+
+def test_sigterm_while_a_request_waits(start_server, tmp_path, rabbitmq, channel,
+                                       queue_prefix):
+    """A graceful stop with a request waiting for its confirm: the request
+    is answered (503: its connection to the broker closed under it) and
+    the server exits 0."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="30s")
+    q = queue_prefix + "stop"
+    channel.queue_declare(q)
+    node = rabbitmq.proc.pid
+    os.kill(node, signal.SIGSTOP)
+    try:
+        with srv.conn(timeout=scaled(10)) as c:
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nstop"
+                   % path("-", q).encode())
+            time.sleep(0.1)
+            srv.signal(signal.SIGTERM)
+            resp = c.read_response()
+            assert resp.status == 503, resp
+            assert json.loads(resp.body)["error"].startswith("unconfirmed")
+        assert srv.wait_exit(scaled(10)) == 0, srv.stderr_tail()
+    finally:
+        os.kill(node, signal.SIGCONT)
+    get_all(channel, q, 1)  # it was sent: the broker has it once it runs again
+
+
+def test_reload_names_the_amqp_keys(serve, rabbitmq):
+    """SIGHUP with changed amqp keys: applied at the next start, and said."""
+    s = serve("root: .\n" + config_text(rabbitmq.url))
+
+    def ready():
+        with Conn(s.port) as c:
+            m = parse_metrics(c.request("GET", "/metrics").body.decode())
+        return m.get('hotpath_amqp_connections{state="ready"}') == 1
+    wait_until(ready, scaled(20), what="connected")
+    s.write("root: .\n" + config_text(rabbitmq.url, timeout="7s", confirm_window=5))
+    out = s.signal(signal.SIGHUP, expect="SIGHUP")
+    assert "amqp.confirm_window, amqp.timeout changed: restart to apply" in out, out
+    s.write("root: .\n" + config_text(rabbitmq.url, confirm_window=0))
+    out = s.signal(signal.SIGHUP, expect="keeping the running configuration")
+    assert "amqp.confirm_window: expected a whole number from 1 to 65535" in out, out
+
+
+def run_check(hotpath_bin, tmp_path, text):
+    f = tmp_path / "check.yaml"
+    f.write_text(text)
+    return subprocess.run([str(hotpath_bin), "--check-config", str(f)], capture_output=True,
+                          text=True, timeout=30, cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("amqp:\n  url: http://localhost/\n", "3:8", "amqp.url: "),
+    ("amqp:\n  url: amqp://guest:guest@127.0.0.1:99999/\n", "3:8", "amqp.url: "),
+    ("amqp:\n  url: amqp://x/\n  confirm_window: 0\n", "4:19",
+     "amqp.confirm_window: expected a whole number from 1 to 65535, got '0'"),
+    ("amqp:\n  url: amqp://x/\n  confirm_window: 65536\n", "4:19",
+     "amqp.confirm_window: expected a whole number from 1 to 65535, got '65536'"),
+    ("amqp:\n  url: amqp://x/\n  heartbeat: 1.5s\n", "4:14",
+     "amqp.heartbeat: expected a duration in whole seconds"),
+    ("amqp:\n  url: amqp://x/\n  timeout: soon\n", "4:12", "amqp.timeout: expected a duration"),
+    ("amqp:\n  url: amqp://x/\n  publish_route: publish\n", "4:18",
+     "amqp.publish_route: expected a URL path starting with '/'"),
+    ("amqp:\n  url: amqp://x/\n  publish_route: /p/{x}\n", "4:18",
+     "amqp.publish_route: expected a URL path starting with '/' without '{'"),
+    ("amqp:\n  publish_route: /publish\n", "3:18",
+     "amqp.publish_route: a route, but no AMQP connection"),
+    ("amqp:\n  url: amqp://x/\n  hearbeat: 10s\n", "4:3",
+     "amqp.hearbeat: unknown key, did you mean 'heartbeat'?"),
+])
+def test_check_config_places_amqp_mistakes(hotpath_bin, tmp_path, text, where, what):
+    r = run_check(hotpath_bin, tmp_path, "root: .\n" + text)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = r.stderr.strip()
+    assert line.startswith("hotpath: %s:%s: %s" % (tmp_path / "check.yaml", where, what)), line
+    assert "\n" not in line
+
+
+def test_check_config_accepts_a_good_amqp_section(hotpath_bin, tmp_path):
+    r = run_check(hotpath_bin, tmp_path, "root: .\n" + config_text(
+        "amqp://guest:guest@127.0.0.1:5672/%2F", heartbeat="30s"))
+    assert r.returncode == 0, r.stderr
+    assert "configuration is valid" in r.stdout
