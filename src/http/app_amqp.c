@@ -363,10 +363,12 @@ struct amqp_worker {
 #define LAT_HIGHEST (60ull * 1000000000ull)
 #define LAT_DIGITS 2
 
-/* Reconnection (TEMPORARY, until the client's automatic recovery lands):
- * the first attempt after a loss waits RETRY_MIN_MS, each further one
- * twice as long, up to RETRY_MAX_MS, so a broker that is down is asked
- * a few times a second at first and once every five seconds after that. */
+/* What the client's own recovery does not cover (a first connection that
+ * never came up, a login or vhost refused, a channel the broker closed)
+ * the app tries again: the first attempt waits RETRY_MIN_MS, each further
+ * one twice as long, up to RETRY_MAX_MS, so a broker that is down is
+ * asked a few times a second at first and once every five seconds after
+ * that. */
 #define RETRY_MIN_MS 100u
 #define RETRY_MAX_MS 5000u
 
@@ -766,12 +768,10 @@ static void on_abort(hp_ctx_t *ctx, void *arg)
 static void link_connect(amqp_worker_t *aw);
 static void link_open_channel(amqp_worker_t *aw);
 
-/* TEMPORARY (until the client's automatic recovery, branch amqp-recover,
- * lands; then this timer, retry_later, the CLOSED branch of on_event that
- * calls it and cfg.recover = false in link_connect go, and RECOVERING /
- * RECOVERED carry the state): tries again what is missing, the
- * connection or its channel, after a delay that doubles up to
- * RETRY_MAX_MS. */
+/* Tries again what is missing, the connection or its channel, after a
+ * delay that doubles up to RETRY_MAX_MS. A connection lost once it was
+ * ready is the client's to recover (RECOVERING / RECOVERED); it comes
+ * here only when the client gave up (CLOSED). */
 static void retry_cb(hp_timer_t *t)
 {
     amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, retry_timer);
@@ -930,7 +930,7 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         aw->ch = NULL;
         aw->ch_ready = false;
         aw->state = HP_AMQP_STATE_CLOSED;
-        retry_later(aw); /* TEMPORARY: see retry_cb */
+        retry_later(aw);
         break;
     default:
         break;
@@ -942,10 +942,6 @@ static void link_connect(amqp_worker_t *aw)
 {
     hp_amqp_config_t cfg = aw->a->cfg.conn;
     cfg.name = aw->name;
-    /* TEMPORARY: the app reconnects by itself (retry_cb) until the
-     * client's automatic recovery lands; then recover = true and its
-     * RECOVERING / RECOVERED events take over. */
-    cfg.recover = false;
     aw->state = HP_AMQP_STATE_CONNECTING;
     int r = hp_amqp_connect(aw->w, &cfg, on_event, aw, &aw->conn);
     if (r < 0) {
