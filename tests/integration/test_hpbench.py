@@ -319,8 +319,10 @@ def test_coordinated_omission_corrected(start_server, tmp_path):
     assert u["p99"] < 250000, (c, u)
     assert u["p99"] * 3 <= c["p99"], (c, u)
     assert u["max"] >= 500000, u
-    # The schedule catches up after the stall.
-    assert j["requests_per_s"] == pytest.approx(1000, rel=0.02), j
+    # The schedule catches up after the stall: never ahead of it, and
+    # behind it only by what a loaded machine leaves in flight at the end
+    # (the same loose floor as test_constant_rate_holds).
+    assert 0.9 * 1000 <= j["requests_per_s"] <= 1000 * 1.001, j
 
 
 # -- misbehaving servers -------------------------------------------------------------
