@@ -103,4 +103,75 @@ int hb_report_html(const hb_results_t *r, const char *path);
  * A threshold of 100 never fails. */
 int hb_verdict(const hb_results_t *r, char *why, size_t len);
 
+/* ---------------------------------------------------------------------- */
+/* Building blocks of the reports (report.c), shared by both modes          */
+
+/* A finite double, or 0 for NaN and infinities; a / b, or 0 when b is not
+ * positive. Every figure written goes through them. */
+double hb_fin(double x);
+double hb_div0(double a, double b);
+
+/* A latency in ns, scaled like wrk's: "812.00us", "1.02ms", "2.50s". */
+const char *hb_fmt_time(char *buf, size_t len, double ns);
+
+/* Opens `path` for writing ("-": stdout), and flushes and closes it
+ * (stdout is only flushed), reporting a write that failed on the way
+ * (a full disk shows up only there). Both return 0 or -errno. */
+int hb_out_open(const char *path, FILE **f);
+int hb_out_close(FILE *f);
+
+/* JSON values: an escaped string literal (NULL: null), a finite number,
+ * a latency in ns written in microseconds, the latency object of a
+ * histogram (min, mean, stdev, max, p50 ... p99_999, count, overflow, in
+ * us), and its percentile distribution as [[percentile, us], ...]. */
+void hb_json_str(FILE *f, const char *s);
+void hb_json_num(FILE *f, double x);
+void hb_json_us(FILE *f, double ns);
+void hb_json_latency(FILE *f, const hp_hist_t *h);
+void hb_json_percentiles(FILE *f, const hp_hist_t *h);
+
+/* Text: one line "  LABEL  p50 .. p90 .. p99 .. p99.9 .. p99.99 .. max .."
+ * (or "no responses"), a mean and stdev line (with the count above the
+ * histogram's range when there is one), and the HdrHistogram percentile
+ * distribution in ms under a heading. */
+void hb_text_latency(FILE *out, const char *label, const hp_hist_t *h);
+void hb_text_mean(FILE *out, const char *label, const hp_hist_t *h);
+void hb_text_distribution(FILE *out, const char *heading, const hp_hist_t *h);
+
+/* HTML: text escaped for HTML and XML, a <tr> of two cells, the rows of a
+ * histogram's figures (each named PREFIX + "p50" ...), and the page's
+ * start up to the first heading's paragraph ("hpbench: WHAT URL"). */
+void hb_html_str(FILE *f, const char *s);
+void hb_html_row(FILE *f, const char *name, const char *value);
+void hb_html_lat_rows(FILE *f, const char *prefix, const hp_hist_t *h);
+void hb_html_begin(FILE *f, const char *what, const char *url);
+
+/* An inline SVG chart of latency by percentile on the log "nines" axis:
+ * one polyline per series (the first drawn on top), a legend, or `empty`
+ * when no series has a value. Styles: "s1" blue, "s2" orange dashed, "s3"
+ * red, "s4" green, "s5" purple dashed. */
+typedef struct hb_svg_hist {
+    const char *name;        /* in the legend */
+    const char *cls;         /* style class */
+    const hp_hist_t *hist;
+} hb_svg_hist_t;
+void hb_svg_latency(FILE *f, const hb_svg_hist_t *series, int n, const char *empty);
+
+/* An inline SVG chart of rates over time: `nlines` polylines of `npoints`
+ * points each, read through t() and value() (per second), x from 0 to
+ * the larger of tmax and the last t. */
+typedef struct hb_timeline {
+    const char *label;       /* the chart's accessible name */
+    const char *ytitle;
+    int npoints;
+    double tmax;
+    double (*t)(const void *ctx, int i);
+    double (*value)(const void *ctx, int line, int i);
+    const void *ctx;
+    int nlines;              /* at most 5 */
+    const char *names[5];
+    const char *classes[5];
+} hb_timeline_t;
+void hb_svg_timeline(FILE *f, const hb_timeline_t *tl);
+
 #endif
