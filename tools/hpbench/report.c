@@ -314,12 +314,12 @@ static uint64_t errors_total(const hb_results_t *r)
     return t;
 }
 
-void hb_text_latency(FILE *out, const char *label, const hp_hist_t *h)
+void hb_text_latency(FILE *out, const char *label, int width, const hp_hist_t *h)
 {
     lat_sum_t s;
     char b[32];
     lat_summarize(h, &s);
-    fprintf(out, "  %-22s", label);
+    fprintf(out, "  %-*s", width, label);
     if (s.count == 0) {
         fputs(" no responses\n", out);
         return;
@@ -372,10 +372,9 @@ void hb_report_text(const hb_results_t *r, FILE *out)
     else
         fputs("closed loop\n", out);
 
-    hb_text_latency(out, r->rate_mode ? "Latency (corrected)" : "Latency",
-                 &r->latency);
+    hb_text_latency(out, r->rate_mode ? "Latency (corrected)" : "Latency", 22, &r->latency);
     if (r->rate_mode)
-        hb_text_latency(out, "Latency (uncorrected)", &r->uncorrected);
+        hb_text_latency(out, "Latency (uncorrected)", 22, &r->uncorrected);
     hb_text_mean(out, "Mean", &r->latency);
     if (r->rate_mode)
         hb_text_mean(out, "Mean (uncorrected)", &r->uncorrected);
