@@ -253,14 +253,17 @@ def test_publish_only(rabbitmq, tmp_path):
 
 @pytest.mark.time_limit(60)
 def test_no_confirms_two_threads(rabbitmq, tmp_path):
-    """Without confirms, a producer and a consumer on a thread each: what
-    the publisher got ahead by is drained before the end."""
+    """Without confirms, a producer and a consumer on a thread each: the
+    publisher may get ahead by more than the drain takes in (--timeout);
+    what is left is counted in the queue, nothing is lost."""
     r = amqp(rabbitmq, "-d", 1, "-t", 2, "--producers", 1, "--consumers", 1, "--size", 100,
              tmp=tmp_path)
     assert r.rc == 0, r
     j = r.json
     assert_amqp_json(j, confirm=False)
-    assert_nothing_lost(j)
+    assert j["published"] > 0 and j["lost"] == 0 and j["errors_total"] == 0, j
+    assert j["consumed"] + j["queued"] == j["published"], j
+    assert j["drain_s"] < 2 + 1, j
     assert j["threads"] == 2
     assert all(LINE.match(x).group(3) is None for x in interval_lines(r))
 

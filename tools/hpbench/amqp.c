@@ -545,10 +545,10 @@ static void tick_cb(hp_timer_t *tm)
     hb_athread_t *t = HP_CONTAINER_OF(tm, hb_athread_t, tick_timer);
     if (t->finishing)
         return;
-    const hb_options_t *o = t->plan->opt;
-    for (uint32_t i = 0; i < t->nprods && !t->plan->rate_mode; i++) {
+    uint32_t window = (uint32_t)t->plan->opt->confirm;
+    for (uint32_t i = 0; i < t->nprods; i++) {
         hb_producer_t *p = &t->prods[i];
-        if (p->state == P_IDLE && (!o->confirm || p->inflight < (uint32_t)o->confirm))
+        if (p->state == P_IDLE && p->inflight < window)
             enqueue(p);
     }
     hp_loop_timer_arm(&t->w.loop, tm, HB_AMQP_TICK_MS);
@@ -907,7 +907,9 @@ static void do_go(hp_worker_t *w, uint64_t arg, void *ptr)
     (void)arg;
     hb_athread_t *t = ptr;
     t->going = true;
-    hp_loop_timer_arm(&t->w.loop, &t->tick_timer, HB_AMQP_TICK_MS);
+    /* Only a confirm can be missed: the tick is for confirm mode. */
+    if (t->plan->opt->confirm && !t->plan->rate_mode)
+        hp_loop_timer_arm(&t->w.loop, &t->tick_timer, HB_AMQP_TICK_MS);
     if (t->plan->rate_mode) {
         hp_loop_set_deadline(&t->w.loop, t->plan->rate.start_ns, rate_cb, t);
         return;
