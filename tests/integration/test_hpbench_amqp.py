@@ -21,7 +21,7 @@ end: the tests check that none is left behind.
 """
 
 import json
-import os
+import math
 import re
 import signal
 import subprocess
@@ -30,8 +30,8 @@ import time
 import pytest
 
 from helpers import free_port, scaled
-from test_hpbench import (HPBENCH, _hpbench_exists, assert_html_wellformed,  # noqa: F401
-                          assert_latency_sane, hpbench)
+from test_hpbench import (DOC, HPBENCH, _hpbench_exists,  # noqa: F401
+                          assert_html_wellformed, assert_latency_sane, hpbench)
 
 LINE = re.compile(
     r"^id: test, time: (\d+\.\d{3})s, sent: (\d+) msg/s"
@@ -108,6 +108,71 @@ def assert_amqp_json(j, confirm=True, consumers=True):
             assert s[k] == sorted(s[k]), s
 
 
+def _amqp_doc_tables():
+    """The `| Key | Type | Meaning |` tables of docs/hpbench.md's AMQP JSON
+    section, in order, as lists of (keys, type)."""
+    text = DOC.read_text("utf-8")
+    section = text.split("## AMQP mode", 1)[1].split("### JSON", 1)[1].split("\n### ", 1)[0]
+    tables, cur = [], None
+    for line in section.splitlines():
+        if line.startswith("| Key | Type"):
+            cur = []
+            tables.append(cur)
+        elif cur is not None and line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set(cells[0]) <= {"-", " "}:
+                continue
+            cur.append((re.findall(r"`([^`]+)`", cells[0]), cells[1]))
+        else:
+            cur = None
+    return tables
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+AMQP_TYPES = {
+    "string": lambda v: isinstance(v, str),
+    "string or null": lambda v: v is None or isinstance(v, str),
+    "integer": _int,
+    "integer or null": lambda v: v is None or _int(v),
+    "number": _num,
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "object or null": lambda v: v is None or isinstance(v, dict),
+    "array of object": lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
+    "array of number": lambda v: isinstance(v, list) and all(map(_num, v)),
+    "array or null": lambda v: v is None or (isinstance(v, list) and all(
+        isinstance(x, list) and len(x) == 2 and all(map(_num, x)) for x in v)),
+}
+
+
+def check_amqp_documented_fields(j):
+    """Every key docs/hpbench.md lists, of its type, and no other."""
+    tables = _amqp_doc_tables()
+    assert len(tables) == 2, "expected 2 key tables in the AMQP JSON section of %s" % DOC
+    top, sample = tables
+
+    def check(obj, table, where):
+        for keys, typ in table:
+            assert typ in AMQP_TYPES, "undocumented type %r" % typ
+            for k in keys:
+                assert k in obj, "%s: missing key %r" % (where, k)
+                assert AMQP_TYPES[typ](obj[k]), "%s.%s = %r is not %s" % (where, k, obj[k], typ)
+
+    check(j, top, "report")
+    assert set(j) == {k for keys, _ in top for k in keys}
+    assert j["samples"], "no samples"
+    for s in j["samples"]:
+        check(s, sample, "samples[]")
+        assert set(s) == {k for keys, _ in sample for k in keys}
+
+
 def assert_nothing_lost(j):
     assert j["published"] > 0, j
     assert j["nacked"] == j["returned"] == j["unconfirmed"] == j["lost"] == 0, j
@@ -128,6 +193,7 @@ def test_confirms_and_consumers(rabbitmq, tmp_path):
     assert r.rc == 0, r
     assert r.stderr == "", r
     j = r.json
+    check_amqp_documented_fields(j)
     assert_amqp_json(j)
     assert j["confirmed"] == j["published"], j
     assert_nothing_lost(j)
@@ -182,6 +248,7 @@ def test_constant_rate_500(rabbitmq, tmp_path):
         for f in ("min", "p50", "p99", "max"):
             assert c[f] * (1 + 1 / 1024) >= u[f], (k, f, c, u)
     assert "constant rate 500 msg/s" in r.stdout
+    check_amqp_documented_fields(j)
 
 
 @pytest.mark.time_limit(60)
