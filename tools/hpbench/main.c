@@ -708,6 +708,8 @@ static void amqp_sample_run(hb_athreads_t *ts, hb_aplan_t *plan, hb_amqp_results
     hb_amqp_peek_hists(ts, &h[0], &h[3]);
     bool cut = !measuring;
     *t_stop = measuring ? t_end : t_start;
+    if (!measuring) /* a signal in the warm-up: nothing counted, nothing more leaves */
+        __atomic_store_n(&plan->stop_ns, hp_clock_mono_ns(), __ATOMIC_RELAXED);
     for (int sec = 1; measuring; sec++) {
         uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
         bool last = next >= t_end;
