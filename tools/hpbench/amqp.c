@@ -636,11 +636,11 @@ static void on_delivery(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void
     }
     k->unacked++;
     k->last_tag = d->delivery_tag;
-    uint32_t every = (uint32_t)plan->opt->multi_ack;
-    if (k->unacked >= every) {
-        hp_amqp_ack(ch, k->last_tag, every > 1);
+    /* An ack that could not be queued (the broker reads nothing and the
+     * output is full) is covered by the next one, sent with `multiple`. */
+    if (k->unacked >= (uint32_t)plan->opt->multi_ack &&
+        hp_amqp_ack(ch, k->last_tag, k->unacked > 1) == 0)
         k->unacked = 0;
-    }
 }
 
 /* ---- setting up ---- */
