@@ -20,10 +20,12 @@
  * latency comes from a ring per producer of the send times of its
  * unconfirmed messages, indexed by publish sequence number.
  *
- * Counting: a message counts when it was sent at or after the end of the
- * warm-up (plan->record_from_ns), and its confirm, return or delivery
- * counts whenever it comes (during the drain after the run too), so that
- * published, confirmed and consumed can be compared exactly.
+ * Counting: a message counts when it was due (-R; else sent) at or after
+ * the end of the warm-up (plan->record_from_ns), and its confirm, return
+ * or delivery counts whenever it comes (during the drain after the run
+ * too), so that published, confirmed and consumed can be compared
+ * exactly, and -R never counts more than the schedule's share of the
+ * measured part.
  *
  * Invariants: a producer is in at most one list (run queue or one
  * connection's wait list) and its `state` says which; inflight <= W; the
@@ -441,6 +443,14 @@ static uint32_t produce(hb_producer_t *p, uint32_t max)
         uint64_t *intended = t->intended;
         for (uint32_t i = 0; i < n; i++) {
             intended[i] = plan->rate_mode ? hp_rate_due(&plan->rate, p->index, p->k + i) : now;
+            /* A batch is counted whole or not at all: one that would
+             * straddle the end of the warm-up stops short of it. */
+            if (i > 0 && intended[i] >= from && intended[0] < from) {
+                n = i;
+                break;
+            }
+        }
+        for (uint32_t i = 0; i < n; i++) {
             hb_amqp_header_t h = {.run = plan->run,
                                   .producer = p->index,
                                   .seq = p->seq + i,
@@ -481,7 +491,7 @@ static uint32_t produce(hb_producer_t *p, uint32_t max)
         }
         p->seq += n;
         p->k += n;
-        if (now >= from)
+        if (intended[0] >= from)
             bump(&t->published, n);
         done += n;
     }
@@ -564,9 +574,9 @@ static void settle(hb_producer_t *p, uint64_t first, uint32_t n, uint32_t acked,
     const hb_aplan_t *plan = t->plan;
     uint64_t now = hp_clock_mono_ns();
     p->inflight -= n;
-    /* A batch leaves in one call: one send time, counted or not. */
+    /* A batch is counted whole or not at all (produce): its first says. */
     const uint64_t *slot = &p->ring[2 * ((first - 1) % t->ring_n)];
-    if (slot[1] >= record_from(plan)) {
+    if (slot[0] >= record_from(plan)) {
         bump(&t->confirmed, acked);
         bump(&t->nacked, nacked);
         bump(&t->failed, fails);
@@ -598,7 +608,7 @@ static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *
     hb_producer_t *p = arg;
     hb_amqp_header_t h;
     if (hb_amqp_header_decode(d->body.ptr, d->body.len, &h) == 0 &&
-        h.sent_ns >= record_from(p->t->plan))
+        h.intended_ns >= record_from(p->t->plan))
         bump(&p->t->returned, 1);
 }
 
@@ -624,7 +634,7 @@ static void on_delivery(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void
     hb_amqp_header_t h;
     if (hb_amqp_header_decode(d->body.ptr, d->body.len, &h) < 0 || h.run != plan->run) {
         bump(&t->foreign, 1);
-    } else if (h.sent_ns >= record_from(plan)) {
+    } else if (h.intended_ns >= record_from(plan)) {
         if (d->redelivered) {
             bump(&t->redelivered, 1);
         } else {

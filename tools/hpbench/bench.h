@@ -100,7 +100,7 @@ typedef struct hb_aplan {
     hp_amqp_props_t props;   /* delivery_mode 2 with --persistent */
     bool rate_mode;
     hp_rate_t rate;          /* -R: producer i's k-th message is due at rate(i, k) */
-    uint64_t record_from_ns; /* atomic: messages sent before it do not count */
+    uint64_t record_from_ns; /* atomic: messages due (sent) before it do not count */
     uint64_t stop_ns;        /* atomic: nothing is published from then on */
 } hb_aplan_t;
 
