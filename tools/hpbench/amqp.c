@@ -475,9 +475,11 @@ static uint32_t produce(hb_producer_t *p, uint32_t max)
             break;
         }
         if (r < 0) {
-            /* The channel or the connection went: its close says why. */
-            hp_amqp_result_t why = {.err = r};
-            failed(t, "publish", &why);
+            /* -ENOTCONN: the channel or the connection went, and its close
+             * was counted (it may have run inside this call); anything
+             * else is an error of its own. The producer stops either way. */
+            if (r != -ENOTCONN)
+                failed(t, "publish", &(hp_amqp_result_t){.err = r});
             p->ch = NULL;
             break;
         }
