@@ -623,7 +623,7 @@ static void on_delivery(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void
     const hb_aplan_t *plan = t->plan;
     if (!d) {
         char what[64];
-        snprintf(what, sizeof what, "consumer %u", k->index);
+        snprintf(what, sizeof what, "consumer %u cancelled by the broker", k->index);
         failed(t, what, &(hp_amqp_result_t){.err = -ECANCELED});
         return;
     }
