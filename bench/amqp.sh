@@ -80,7 +80,7 @@ trap cleanup EXIT
 echo "# bench/amqp.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "# $(uname -srm); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "# $("$HPBENCH" --version); rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null)"
-echo "# git $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain 2>/dev/null | grep -q . && echo '(dirty)')"
+echo "# git $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "(dirty)")"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# broker: taskset -c 0 python3 bench/lib/amqp_broker.py; hpbench: taskset -c 1"
 echo
