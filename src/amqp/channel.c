@@ -196,7 +196,7 @@ static int confirm_in(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, int st
         amqp_fail(a, HP_AMQP_COMMAND_INVALID, "a confirm for a message never published");
         return -1;
     }
-    bool was_full = ch->next_seq - ch->base >= ch->window;
+    uint64_t base = ch->base;
     uint64_t from = multiple ? ch->base : tag;
     for (uint64_t s = from; s <= tag && s >= ch->base; s++) {
         confirm_resolve(ch, s, status);
@@ -204,7 +204,11 @@ static int confirm_in(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, int st
             return 0;
     }
     confirm_advance(ch);
-    if (was_full && ch->next_seq - ch->base < ch->window)
+    /* Room freed: a publish refused for the lack of it may go now. Not
+     * only when the window was full: a batch is refused by one that has
+     * less room than it needs. (amqp_channel_writable does nothing unless
+     * a publish was refused.) */
+    if (ch->base != base)
         amqp_channel_writable(a);
     return 0;
 }

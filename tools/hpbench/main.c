@@ -8,6 +8,11 @@
  * cuts it short, stop, merge, report, and judge the run against
  * --max-errors: the exit status says whether it passed, the last line on
  * stderr why not.
+ *
+ * An amqp:// URL runs the PerfTest-like AMQP mode instead (amqp_main):
+ * the same timeline around more phases (declare the queues, connect,
+ * publish, drain what is in flight, close, delete the queues), with
+ * PerfTest's line every second.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +35,7 @@
 #include "hotpath/alloc.h"
 #include "hotpath/clock.h"
 #include "hotpath/http_parser.h"
+#include "hotpath/log.h"
 #include "hpbench.h"
 
 #define PROG "hpbench"
@@ -40,9 +46,12 @@ static void usage(FILE *out)
             "usage: " PROG " URL [options]\n"
             "\n"
             "HTTP/1.1 load generator: closed loop (like wrk), pipelined, or at a constant\n"
-            "rate with latency corrected for coordinated omission (like wrk2).\n"
+            "rate with latency corrected for coordinated omission (like wrk2). An\n"
+            "amqp://user:pass@host:port/vhost URL benchmarks an AMQP 0-9-1 broker\n"
+            "instead, like RabbitMQ's PerfTest (AMQP options below).\n"
             "\n"
-            "  -c, --connections N   connections to keep open (default 10)\n"
+            "  -c, --connections N   connections to keep open (default 10; AMQP: the\n"
+            "                        connections carrying the producers, default one each)\n"
             "  -t, --threads N       threads, each pinned to a CPU (default 1)\n"
             "  -d, --duration T      measured duration: 10, 10s, 2m, 1h (default 10s)\n"
             "  -H, --header 'K: V'   add a request header (repeatable)\n"
@@ -60,6 +69,21 @@ static void usage(FILE *out)
             "      --html FILE       write a self-contained HTML report\n"
             "  -h, --help            this text\n"
             "  -V, --version         print the version\n"
+            "\n"
+            "AMQP (amqp:// URLs; -c, -t, -d, -R msg/s, --warmup, --timeout, --max-errors,\n"
+            "--latency, --json, --html apply too):\n"
+            "      --producers N     publishing channels (default 1)\n"
+            "      --consumers N     consumers, one connection each (default 1; 0: none)\n"
+            "      --queues N        queues, producers and consumers spread over them\n"
+            "                        round robin (default 1)\n"
+            "      --size N          message body bytes, at least 32 (default 32)\n"
+            "      --confirm W       publisher confirms, at most W unconfirmed per\n"
+            "                        producer (default 0: off)\n"
+            "      --batch N         publish N messages per call (default 1)\n"
+            "      --prefetch N      consumers' basic.qos (default 0: no limit)\n"
+            "      --multi-ack K     ack every K deliveries at once (default 1)\n"
+            "      --persistent      persistent messages, durable queues\n"
+            "      --queue-type T    classic or quorum (default classic)\n"
             "\n"
             "Exit status: 0 after a run within --max-errors; 1 when it failed (the last\n"
             "line on stderr says why) or a report could not be written; 2 for a bad\n"
@@ -180,9 +204,37 @@ static void parse_url(hb_options_t *o)
         snprintf(o->path, sizeof o->path, "%.*s", (int)plen, path);
 }
 
+/* The long options without a short form. */
+enum {
+    O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML, O_MAX_ERRORS,
+    O_PRODUCERS, O_CONSUMERS, O_QUEUES, O_SIZE, O_CONFIRM, O_BATCH, O_PREFETCH, O_MULTI_ACK,
+    O_PERSISTENT, O_QUEUE_TYPE,
+};
+
+/* The flags that belong to one mode, as the errors name them. */
+static const char *mode_flag(int ch)
+{
+    switch (ch) {
+    case 'H': return "-H";
+    case 'm': return "-m";
+    case O_BODY: return "--body";
+    case O_PIPELINE: return "--pipeline";
+    case O_PRODUCERS: return "--producers";
+    case O_CONSUMERS: return "--consumers";
+    case O_QUEUES: return "--queues";
+    case O_SIZE: return "--size";
+    case O_CONFIRM: return "--confirm";
+    case O_BATCH: return "--batch";
+    case O_PREFETCH: return "--prefetch";
+    case O_MULTI_ACK: return "--multi-ack";
+    case O_PERSISTENT: return "--persistent";
+    case O_QUEUE_TYPE: return "--queue-type";
+    default: return NULL;
+    }
+}
+
 static void parse_args(int argc, char **argv, hb_options_t *o)
 {
-    enum { O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML, O_MAX_ERRORS };
     static const struct option longopts[] = {
         {"connections", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
@@ -198,6 +250,16 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         {"json", required_argument, NULL, O_JSON},
         {"html", required_argument, NULL, O_HTML},
         {"max-errors", required_argument, NULL, O_MAX_ERRORS},
+        {"producers", required_argument, NULL, O_PRODUCERS},
+        {"consumers", required_argument, NULL, O_CONSUMERS},
+        {"queues", required_argument, NULL, O_QUEUES},
+        {"size", required_argument, NULL, O_SIZE},
+        {"confirm", required_argument, NULL, O_CONFIRM},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"prefetch", required_argument, NULL, O_PREFETCH},
+        {"multi-ack", required_argument, NULL, O_MULTI_ACK},
+        {"persistent", no_argument, NULL, O_PERSISTENT},
+        {"queue-type", required_argument, NULL, O_QUEUE_TYPE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -207,8 +269,18 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         int ch = getopt_long(argc, argv, ":c:t:d:H:m:R:hV", longopts, NULL);
         if (ch == -1)
             break;
+        /* Which mode a flag belongs to, to refuse it in the other one. */
+        if (ch == 'H' || ch == 'm' || ch == O_BODY || ch == O_PIPELINE) {
+            if (!o->http_flag)
+                o->http_flag = mode_flag(ch);
+        } else if (ch >= O_PRODUCERS && ch <= O_QUEUE_TYPE && !o->amqp_flag) {
+            o->amqp_flag = mode_flag(ch);
+        }
         switch (ch) {
-        case 'c': o->connections = parse_int("-c", optarg, 1, 100000); break;
+        case 'c':
+            o->connections = parse_int("-c", optarg, 1, 100000);
+            o->connections_set = true;
+            break;
         case 't': o->threads = parse_int("-t", optarg, 1, 256); break;
         case 'd': o->duration_s = parse_time("-d", optarg, 0.1); break;
         case 'H':
@@ -239,6 +311,20 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         case O_JSON: o->json_path = optarg; break;
         case O_HTML: o->html_path = optarg; break;
         case O_MAX_ERRORS: o->max_errors_pct = parse_pct("--max-errors", optarg); break;
+        case O_PRODUCERS: o->producers = parse_int("--producers", optarg, 1, 100000); break;
+        case O_CONSUMERS: o->consumers = parse_int("--consumers", optarg, 0, 10000); break;
+        case O_QUEUES: o->queues = parse_int("--queues", optarg, 1, 10000); break;
+        case O_SIZE: o->size = parse_int("--size", optarg, 0, 128 << 20); break;
+        case O_CONFIRM: o->confirm = parse_int("--confirm", optarg, 0, 65535); break;
+        case O_BATCH: o->batch = parse_int("--batch", optarg, 1, 1000); break;
+        case O_PREFETCH: o->prefetch = parse_int("--prefetch", optarg, 0, 65535); break;
+        case O_MULTI_ACK: o->multi_ack = parse_int("--multi-ack", optarg, 1, 65535); break;
+        case O_PERSISTENT: o->persistent = true; break;
+        case O_QUEUE_TYPE:
+            if (strcmp(optarg, "quorum") != 0 && strcmp(optarg, "classic") != 0)
+                die("--queue-type: expected classic or quorum, got '%s'", optarg);
+            o->quorum = strcmp(optarg, "quorum") == 0;
+            break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
         case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
@@ -250,6 +336,12 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
     if (optind + 1 < argc)
         die("unexpected argument '%s' (see " PROG " --help)", argv[optind + 1]);
     o->url = argv[optind];
+    if (strncmp(o->url, "amqp://", 7) == 0 || strncmp(o->url, "amqps://", 8) == 0) {
+        o->amqp = true;
+        return; /* amqp_main checks the rest */
+    }
+    if (o->amqp_flag)
+        die("%s is for amqp:// URLs; an http:// run does not take it", o->amqp_flag);
     if (o->threads > o->connections)
         die("-t %d is more than -c %d: every thread needs a connection", o->threads,
             o->connections);
@@ -340,6 +432,13 @@ static bool sleep_until(uint64_t t_ns)
     return false;
 }
 
+/* Sleeps `ns`, signal or not (a signal may cut it short). */
+static void nap(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000), .tv_nsec = (long)(ns % 1000000000)};
+    nanosleep(&ts, NULL);
+}
+
 static void fmt_latency(char *out, size_t n, uint64_t ns)
 {
     if (ns < 1000000)
@@ -372,8 +471,11 @@ static void plan_window(const hb_options_t *opt, hb_plan_t *plan, uint64_t *t_st
     plan->record_until_ns = *t_end;
 }
 
-/* Signals and timer slack for the run, then the load threads. */
-static hb_threads_t *start_threads(hb_plan_t *plan)
+/* Signals and timer slack for the run. No SA_RESTART: the signal
+ * interrupts the main thread's sleep. The load threads block both
+ * signals (they inherit the mask block_stop_signals sets around their
+ * start), so the handler always runs on this thread. */
+static void install_signals(void)
 {
     /* Threads inherit the timer slack: 1 ns lets the rate schedule's
      * wake-ups land on time instead of up to 50 us late. */
@@ -383,21 +485,36 @@ static hb_threads_t *start_threads(hb_plan_t *plan)
      * leave on schedule, answered or not, so a server going away makes
      * such writes certain. */
     signal(SIGPIPE, SIG_IGN);
-    /* No SA_RESTART: the signal interrupts the main thread's sleep. The
-     * load threads block both signals (they inherit the mask set around
-     * their start), so the handler always runs on this thread. */
     struct sigaction sa = {.sa_handler = on_stop_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    sigset_t stop_sigs, old_sigs;
-    sigemptyset(&stop_sigs);
-    sigaddset(&stop_sigs, SIGINT);
-    sigaddset(&stop_sigs, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_sigs);
+}
+
+/* Blocks (on) or restores (off) SIGINT and SIGTERM around starting
+ * threads. */
+static void block_stop_signals(bool on, sigset_t *old)
+{
+    if (on) {
+        sigset_t stop_sigs;
+        sigemptyset(&stop_sigs);
+        sigaddset(&stop_sigs, SIGINT);
+        sigaddset(&stop_sigs, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &stop_sigs, old);
+    } else {
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+    }
+}
+
+/* Signals and timer slack for the run, then the load threads. */
+static hb_threads_t *start_threads(hb_plan_t *plan)
+{
+    install_signals();
+    sigset_t old_sigs;
+    block_stop_signals(true, &old_sigs);
     hb_threads_t *ts = hb_threads_start(plan);
     int start_err = errno;
-    pthread_sigmask(SIG_SETMASK, &old_sigs, NULL);
+    block_stop_signals(false, &old_sigs);
     if (!ts)
         die("cannot start threads: %s", strerror(start_err));
     return ts;
@@ -489,6 +606,282 @@ static bool report(const hb_results_t *res, const hb_options_t *opt)
     return failed;
 }
 
+/* ---------------------------------------------------------------------- */
+/* The amqp:// mode                                                         */
+
+/* Set-up (declare, connect every producer and consumer) may take this
+ * long at most: the connect timeout of the client, plus room for a few
+ * hundred connections on a busy machine. */
+#define HB_AMQP_SETUP_NS (30 * 1000000000ull)
+/* Closing the connections and deleting the queues at the end each wait
+ * this long for the broker at most, then the connections are dropped. */
+#define HB_AMQP_CLOSE_NS (5 * 1000000000ull)
+/* How often the main thread looks at the threads while it waits. */
+#define HB_AMQP_POLL_NS 5000000ull
+
+typedef bool (*amqp_cond_t)(const hb_amqp_live_t *l, const hb_options_t *o);
+
+static bool amqp_topology(const hb_amqp_live_t *l, const hb_options_t *o)
+{
+    (void)o;
+    return l->topology;
+}
+
+static bool amqp_all_ready(const hb_amqp_live_t *l, const hb_options_t *o)
+{
+    return l->ready == (uint32_t)(o->producers + o->consumers);
+}
+
+static bool amqp_all_closed(const hb_amqp_live_t *l, const hb_options_t *o)
+{
+    (void)o;
+    return l->open == 0;
+}
+
+static bool amqp_admin_done(const hb_amqp_live_t *l, const hb_options_t *o)
+{
+    (void)o;
+    return l->admin_done;
+}
+
+/* Waits until cond holds (true), or a set-up step failed, a stop signal
+ * came or `limit` ns passed (false; err says which when it can). */
+static bool amqp_wait(hb_athreads_t *ts, const hb_options_t *o, amqp_cond_t cond, uint64_t limit,
+                      hb_amqp_live_t *l, char *err, size_t errlen, bool setup)
+{
+    uint64_t deadline = hp_clock_mono_ns() + limit;
+    for (;;) {
+        hb_amqp_peek(ts, l, err, errlen);
+        if (setup && l->setup_failed)
+            return false;
+        if (cond(l, o))
+            return true;
+        if (setup && g_stop_signal) {
+            snprintf(err, errlen, "SIG%s during the set-up: nothing measured",
+                     sigabbrev_np(g_stop_signal));
+            return false;
+        }
+        if (hp_clock_mono_ns() >= deadline) {
+            snprintf(err, errlen,
+                     "the broker did not answer within %.0f s (queues declared: %s, producers "
+                     "and consumers ready: %u of %d)",
+                     (double)limit / 1e9, l->topology ? "yes" : "no", l->ready,
+                     o->producers + o->consumers);
+            return false;
+        }
+        nap(HB_AMQP_POLL_NS);
+    }
+}
+
+/* The end, whatever happened: connections closed gracefully, queues
+ * deleted (collecting what was left in them), threads stopped and their
+ * figures merged into r (when not NULL). */
+static void amqp_teardown(hb_athreads_t *ts, const hb_options_t *o, hb_amqp_results_t *r)
+{
+    hb_amqp_live_t l;
+    char ignored[8];
+    hb_amqp_finish(ts);
+    amqp_wait(ts, o, amqp_all_closed, HB_AMQP_CLOSE_NS, &l, ignored, sizeof ignored, false);
+    hb_amqp_delete(ts);
+    amqp_wait(ts, o, amqp_admin_done, HB_AMQP_CLOSE_NS, &l, ignored, sizeof ignored, false);
+    hb_amqp_stop(ts, r);
+    hb_amqp_destroy(ts);
+}
+
+/* The measured part: one sample and one PerfTest line a second until
+ * t_end or a stop signal (then publishing stops at once). Returns when it
+ * ended, in *t_stop, with the process's CPU time over it in r. */
+static void amqp_sample_run(hb_athreads_t *ts, hb_aplan_t *plan, hb_amqp_results_t *r,
+                            int nsamples_max, uint64_t t_start, uint64_t t_end, uint64_t *t_stop)
+{
+    hp_hist_t h[6]; /* confirm: before, now, interval; consumer: the same */
+    for (int i = 0; i < 6; i++) {
+        if (hp_hist_init_latency(&h[i]) < 0)
+            die("out of memory");
+    }
+    bool measuring = sleep_until(t_start);
+    double u0, s0;
+    double cpu0 = cpu_seconds(&u0, &s0);
+    hb_amqp_live_t prev, now;
+    char ignored[8];
+    hb_amqp_peek(ts, &prev, ignored, sizeof ignored);
+    hb_amqp_peek_hists(ts, &h[0], &h[3]);
+    bool cut = !measuring;
+    *t_stop = measuring ? t_end : t_start;
+    if (!measuring) /* a signal in the warm-up: nothing counted, nothing more leaves */
+        __atomic_store_n(&plan->stop_ns, hp_clock_mono_ns(), __ATOMIC_RELAXED);
+    for (int sec = 1; measuring; sec++) {
+        uint64_t next = t_start + (uint64_t)sec * 1000000000ull;
+        bool last = next >= t_end;
+        uint64_t until = last ? t_end : next;
+        if (!sleep_until(until)) {
+            uint64_t t = hp_clock_mono_ns();
+            until = t < until ? t : until;
+            last = cut = true;
+            /* Nothing leaves after this: what is in flight is drained. */
+            __atomic_store_n(&plan->stop_ns, until, __ATOMIC_RELAXED);
+        }
+        hb_amqp_peek(ts, &now, ignored, sizeof ignored);
+        hb_amqp_peek_hists(ts, &h[1], &h[4]);
+        hb_hist_diff(&h[2], &h[1], &h[0]);
+        hb_hist_diff(&h[5], &h[4], &h[3]);
+        double t = last ? (double)(until - t_start) / 1e9 : sec;
+        double len = t - (r->nsamples ? r->samples[r->nsamples - 1].t : 0.0);
+        if (r->nsamples < nsamples_max) {
+            hb_amqp_sample_t *smp = &r->samples[r->nsamples++];
+            *smp = (hb_amqp_sample_t){.t = t,
+                                      .published = now.published - prev.published,
+                                      .confirmed = now.confirmed - prev.confirmed,
+                                      .nacked = now.nacked - prev.nacked,
+                                      .returned = now.returned - prev.returned,
+                                      .consumed = now.consumed - prev.consumed};
+            hb_amqp_ipcts(&h[2], smp->confirm_ns);
+            hb_amqp_ipcts(&h[5], smp->consumer_ns);
+            /* A last sliver of a second would show rates from a handful
+             * of messages: it is kept for the files, not printed. */
+            if (len >= 0.5 || !last)
+                hb_amqp_interval_line(stdout, r, smp, len);
+            fflush(stdout);
+        }
+        prev = now;
+        hp_hist_t tmp = h[0];
+        h[0] = h[1], h[1] = tmp;
+        tmp = h[3];
+        h[3] = h[4], h[4] = tmp;
+        if (last) {
+            *t_stop = until;
+            break;
+        }
+    }
+    if (cut)
+        fprintf(stderr, PROG ": SIG%s: run stopped after %.2f s of %g s measured\n",
+                sigabbrev_np(g_stop_signal), (double)(*t_stop - t_start) / 1e9,
+                r->opt->duration_s);
+    double u1, s1;
+    double cpu1 = cpu_seconds(&u1, &s1);
+    r->duration_s = (double)(*t_stop - t_start) / 1e9;
+    r->client_cpu_s = cpu1 - cpu0;
+    r->client_user_s = u1 - u0;
+    r->client_sys_s = s1 - s0;
+    for (int i = 0; i < 6; i++)
+        hp_hist_destroy(&h[i]);
+}
+
+/* After the end: waits until every message published has been confirmed
+ * (or nacked) and consumed (or returned), --timeout at most, or until a
+ * first stop signal comes now. What the consumers have not received by
+ * then is counted in the queues when they are deleted; a confirm that has
+ * not come is "unconfirmed". Returns how long it took. */
+static double amqp_drain(hb_athreads_t *ts, const hb_options_t *o, uint64_t t_stop)
+{
+    int sig0 = g_stop_signal;
+    uint64_t limit = (uint64_t)(o->timeout_s * 1e9), t0 = hp_clock_mono_ns(), t;
+    /* Producers stop on their own clock at t_stop: give the last publish
+     * under way a moment to be counted. */
+    nap(HB_AMQP_POLL_NS);
+    for (;;) {
+        hb_amqp_live_t l;
+        char ignored[8];
+        hb_amqp_peek(ts, &l, ignored, sizeof ignored);
+        bool confirmed = !o->confirm || l.confirmed + l.nacked + l.failed >= l.published;
+        bool consumed = !o->consumers || l.consumed + l.returned + l.nacked >= l.published;
+        t = hp_clock_mono_ns();
+        if ((confirmed && consumed) || t - t0 >= limit || (g_stop_signal && !sig0))
+            break;
+        nap(HB_AMQP_POLL_NS);
+    }
+    return t > t_stop ? (double)(t - t_stop) / 1e9 : 0.0;
+}
+
+static int amqp_main(hb_options_t *opt)
+{
+    char err[1024];
+    if (hb_amqp_options(opt, err, sizeof err) < 0)
+        die("%s (see " PROG " --help)", err);
+    static hb_aplan_t plan; /* one per process; large */
+    if (hb_aplan_init(&plan, opt, err, sizeof err) < 0)
+        die("%s", err);
+    /* The client's warnings would repeat the one line hpbench prints. */
+    hp_log_set_level(HP_LOG_ERROR);
+
+    hb_amqp_results_t res = {.opt = opt, .url = plan.url, .rate_mode = opt->rate > 0};
+    if (hp_hist_init_latency(&res.confirm) < 0 || hp_hist_init_latency(&res.confirm_unc) < 0 ||
+        hp_hist_init_latency(&res.consumer) < 0 || hp_hist_init_latency(&res.consumer_unc) < 0)
+        die("out of memory");
+    int nsamples_max = (int)ceil(opt->duration_s) + 2;
+    res.samples = hp_calloc((size_t)nsamples_max, sizeof *res.samples);
+    if (!res.samples)
+        die("out of memory");
+
+    install_signals();
+    sigset_t old_sigs;
+    block_stop_signals(true, &old_sigs);
+    hb_athreads_t *ts = hb_amqp_start(&plan);
+    int start_err = errno;
+    block_stop_signals(false, &old_sigs);
+    if (!ts)
+        die("cannot start threads: %s", strerror(start_err));
+
+    /* Set-up: the queues, then every producer and consumer. A refused
+     * login, an unknown vhost, a refused declare: one line, exit 2. */
+    hb_amqp_live_t l;
+    bool ok = amqp_wait(ts, opt, amqp_topology, HB_AMQP_SETUP_NS, &l, err, sizeof err, true) &&
+              hb_amqp_connect(ts) == 0 &&
+              amqp_wait(ts, opt, amqp_all_ready, HB_AMQP_SETUP_NS, &l, err, sizeof err, true);
+    if (!ok) {
+        bool sig = g_stop_signal != 0;
+        amqp_teardown(ts, opt, NULL);
+        fprintf(stderr, PROG ": %s\n", err);
+        exit(sig ? 1 : 2);
+    }
+
+    /* The measured window, as in the HTTP mode (plan_window). */
+    uint64_t now = hp_clock_mono_ns(), t0 = now + 1000000, t_start, t_stop;
+    if (res.rate_mode)
+        hp_rate_init(&plan.rate, opt->rate, (uint32_t)opt->producers, t0);
+    uint64_t from = opt->warmup_s > 0 ? t0 + (uint64_t)(opt->warmup_s * 1e9) : 0;
+    t_start = from ? from : res.rate_mode ? t0 : now;
+    uint64_t t_end = t_start + (uint64_t)(opt->duration_s * 1e9);
+    __atomic_store_n(&plan.record_from_ns, from, __ATOMIC_RELAXED);
+    __atomic_store_n(&plan.stop_ns, t_end, __ATOMIC_RELAXED);
+    printf("Running %gs test @ %s\n", opt->duration_s, plan.url);
+    fflush(stdout);
+    if (hb_amqp_go(ts) < 0) {
+        amqp_teardown(ts, opt, NULL);
+        die("cannot start the run: the threads do not answer");
+    }
+    amqp_sample_run(ts, &plan, &res, nsamples_max, t_start, t_end, &t_stop);
+    res.drain_s = amqp_drain(ts, opt, t_stop);
+    amqp_teardown(ts, opt, &res);
+
+    if (opt->confirm && res.published > res.confirmed + res.nacked)
+        res.unconfirmed = res.published - res.confirmed - res.nacked;
+    hb_amqp_account(&res);
+    hb_amqp_report_text(&res, stdout);
+    bool failed = false;
+    int rc;
+    if (opt->json_path && (rc = hb_amqp_report_json(&res, opt->json_path)) < 0) {
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt->json_path, strerror(-rc));
+        failed = true;
+    }
+    if (opt->html_path && (rc = hb_amqp_report_html(&res, opt->html_path)) < 0) {
+        fprintf(stderr, PROG ": cannot write %s: %s\n", opt->html_path, strerror(-rc));
+        failed = true;
+    }
+    char why[1024];
+    if (hb_amqp_verdict(&res, why, sizeof why) != 0) {
+        fprintf(stderr, PROG ": failed: %s\n", why);
+        failed = true;
+    }
+    hp_free(res.samples);
+    hp_hist_destroy(&res.confirm);
+    hp_hist_destroy(&res.confirm_unc);
+    hp_hist_destroy(&res.consumer);
+    hp_hist_destroy(&res.consumer_unc);
+    hb_aplan_destroy(&plan);
+    return failed ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     hb_options_t opt = {
@@ -499,8 +892,16 @@ int main(int argc, char **argv)
         .pipeline = 1,
         .method = "GET",
         .max_errors_pct = 1.0,
+        .producers = 1,
+        .consumers = 1,
+        .queues = 1,
+        .size = HB_AMQP_HEADER_LEN,
+        .multi_ack = 1,
+        .batch = 1,
     };
     parse_args(argc, argv, &opt);
+    if (opt.amqp)
+        return amqp_main(&opt);
     hp_http_parser_init(); /* response scanning: the best SIMD the CPU has */
 
     hb_plan_t plan;

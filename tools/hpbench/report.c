@@ -8,9 +8,14 @@
  *
  * Invariant: nothing written is ever NaN or infinite, whatever the results
  * hold (0 requests, a zero duration, an empty histogram): every division goes
- * through div0(), every double through fin(). JSON and HTML strings are
+ * through hb_div0(), every double through hb_fin(). JSON and HTML strings are
  * escaped from bytes that are first checked as UTF-8, so a hostile URL or
  * header cannot break the document.
+ *
+ * The pieces every mode's report is made of (JSON values, latency lines
+ * and rows, the page's head, the two kinds of chart) are hb_* functions
+ * (hpbench.h) that amqp_report.c uses too; the HTTP writers below are
+ * their first user.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,19 +32,19 @@ const char *const hb_err_names[HB_ERR_COUNT] = {
 };
 
 /* A finite double or 0: the one place NaN/inf are cut off. */
-static double fin(double x)
+double hb_fin(double x)
 {
     return isfinite(x) ? x : 0.0;
 }
 
-static double div0(double a, double b)
+double hb_div0(double a, double b)
 {
-    return b > 0.0 ? fin(a / b) : 0.0;
+    return b > 0.0 ? hb_fin(a / b) : 0.0;
 }
 
 double hb_rps(const hb_results_t *r)
 {
-    return div0((double)r->requests, r->duration_s);
+    return hb_div0((double)r->requests, r->duration_s);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -75,12 +80,12 @@ static void lat_summarize(const hp_hist_t *h, lat_sum_t *s)
     s->count = hp_hist_count(h);
     if (s->count == 0)
         return;
-    s->min = fin((double)hp_hist_min(h));
-    s->max = fin((double)hp_hist_max(h));
-    s->mean = fin(hp_hist_mean(h));
-    s->stdev = fin(hp_hist_stddev(h));
+    s->min = hb_fin((double)hp_hist_min(h));
+    s->max = hb_fin((double)hp_hist_max(h));
+    s->mean = hb_fin(hp_hist_mean(h));
+    s->stdev = hb_fin(hp_hist_stddev(h));
     for (size_t i = 0; i < N_PCTS; i++)
-        s->pct[i] = fin((double)hp_hist_percentile(h, k_pcts[i].p));
+        s->pct[i] = hb_fin((double)hp_hist_percentile(h, k_pcts[i].p));
 }
 
 /* The HdrHistogram percentile iteration, as in its "percentile
@@ -107,7 +112,7 @@ static int pct_iterate(const hp_hist_t *h, pct_point_t *pts)
     double p = 0.0;
     while (n < MAX_LEVELS - 1) {
         pts[n].p = p;
-        pts[n].ns = fin((double)hp_hist_percentile(h, p));
+        pts[n].ns = hb_fin((double)hp_hist_percentile(h, p));
         n++;
         double halvings = floor(log2(100.0 / (100.0 - p)));
         p += 100.0 / (TICKS_PER_HALF * exp2(halvings + 1.0));
@@ -115,7 +120,7 @@ static int pct_iterate(const hp_hist_t *h, pct_point_t *pts)
             break;
     }
     pts[n].p = 100.0;
-    pts[n].ns = fin((double)hp_hist_max(h));
+    pts[n].ns = hb_fin((double)hp_hist_max(h));
     return n + 1;
 }
 
@@ -123,9 +128,9 @@ static int pct_iterate(const hp_hist_t *h, pct_point_t *pts)
 /* Number formats                                                           */
 
 /* Latency with the unit scaled like wrk: us below 1 ms, ms below 1 s. */
-static const char *fmt_time(char *buf, size_t len, double ns)
+const char *hb_fmt_time(char *buf, size_t len, double ns)
 {
-    ns = fin(ns);
+    ns = hb_fin(ns);
     if (ns < 1e6)
         snprintf(buf, len, "%.2fus", ns / 1e3);
     else if (ns < 1e9)
@@ -140,7 +145,7 @@ static const char *fmt_bytes(char *buf, size_t len, double b)
 {
     static const char *const units[] = {"B", "KB", "MB", "GB", "TB", "PB"};
     size_t u = 0;
-    b = fin(b);
+    b = hb_fin(b);
     while (b >= 1024.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
         b /= 1024.0;
         u++;
@@ -153,7 +158,7 @@ static const char *fmt_bytes(char *buf, size_t len, double b)
 /* Output files and string escaping                                         */
 
 /* Opens `path` for writing, "-" meaning stdout. */
-static int out_open(const char *path, FILE **f)
+int hb_out_open(const char *path, FILE **f)
 {
     if (path == NULL)
         return -EINVAL;
@@ -167,7 +172,7 @@ static int out_open(const char *path, FILE **f)
 
 /* Flushes and closes, reporting a failed write (a full disk shows up only
  * here, as stdio buffers the whole report). stdout is flushed, not closed. */
-static int out_close(FILE *f)
+int hb_out_close(FILE *f)
 {
     int err = ferror(f) ? (errno ? errno : EIO) : 0;
     if (f == stdout) {
@@ -218,7 +223,7 @@ bad:
 }
 
 /* Writes a JSON string literal (quotes included); NULL writes null. */
-static void json_str(FILE *f, const char *s)
+void hb_json_str(FILE *f, const char *s)
 {
     if (s == NULL) {
         fputs("null", f);
@@ -250,7 +255,7 @@ static void json_str(FILE *f, const char *s)
 /* Writes text escaped for HTML and XML alike (only the five predefined
  * entities and numeric references, which SVG parsed as XML accepts).
  * Control characters XML forbids become U+FFFD. */
-static void html_str(FILE *f, const char *s)
+void hb_html_str(FILE *f, const char *s)
 {
     if (s == NULL)
         return;
@@ -278,16 +283,16 @@ static void html_str(FILE *f, const char *s)
 
 /* A JSON number: finite, 0 otherwise; %.15g is exact for anything hpbench
  * measures and never prints a form JSON rejects. */
-static void json_num(FILE *f, double x)
+void hb_json_num(FILE *f, double x)
 {
-    fprintf(f, "%.15g", fin(x));
+    fprintf(f, "%.15g", hb_fin(x));
 }
 
 /* A latency in microseconds, rounded to the nanosecond it was measured in
  * (the mean would otherwise print a dozen meaningless digits). */
-static void json_us(FILE *f, double ns)
+void hb_json_us(FILE *f, double ns)
 {
-    json_num(f, round(fin(ns)) / 1e3);
+    hb_json_num(f, round(hb_fin(ns)) / 1e3);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -309,12 +314,12 @@ static uint64_t errors_total(const hb_results_t *r)
     return t;
 }
 
-static void text_latency(FILE *out, const char *label, const hp_hist_t *h)
+void hb_text_latency(FILE *out, const char *label, int width, const hp_hist_t *h)
 {
     lat_sum_t s;
     char b[32];
     lat_summarize(h, &s);
-    fprintf(out, "  %-22s", label);
+    fprintf(out, "  %-*s", width, label);
     if (s.count == 0) {
         fputs(" no responses\n", out);
         return;
@@ -322,12 +327,12 @@ static void text_latency(FILE *out, const char *label, const hp_hist_t *h)
     for (size_t i = 0; i < N_PCTS; i++) {
         if (k_pcts[i].text != NULL)
             fprintf(out, " %s %s ", k_pcts[i].text,
-                    fmt_time(b, sizeof(b), s.pct[i]));
+                    hb_fmt_time(b, sizeof(b), s.pct[i]));
     }
-    fprintf(out, " max %s\n", fmt_time(b, sizeof(b), s.max));
+    fprintf(out, " max %s\n", hb_fmt_time(b, sizeof(b), s.max));
 }
 
-static void text_mean(FILE *out, const char *label, const hp_hist_t *h)
+void hb_text_mean(FILE *out, const char *label, const hp_hist_t *h)
 {
     lat_sum_t s;
     char b1[32], b2[32];
@@ -335,7 +340,7 @@ static void text_mean(FILE *out, const char *label, const hp_hist_t *h)
     if (s.count == 0)
         return;
     fprintf(out, "  %s %s, stdev %s\n", label,
-            fmt_time(b1, sizeof(b1), s.mean), fmt_time(b2, sizeof(b2), s.stdev));
+            hb_fmt_time(b1, sizeof(b1), s.mean), hb_fmt_time(b2, sizeof(b2), s.stdev));
     /* Values above the histogram's range were clamped to its top: the
      * percentiles above understate them, so say how many there were. */
     if (s.overflow != 0)
@@ -343,7 +348,7 @@ static void text_mean(FILE *out, const char *label, const hp_hist_t *h)
                 "(counted at its maximum)\n", s.overflow);
 }
 
-static void text_distribution(FILE *out, const char *heading,
+void hb_text_distribution(FILE *out, const char *heading,
                               const hp_hist_t *h)
 {
     fprintf(out, "  %s\n", heading);
@@ -363,20 +368,19 @@ void hb_report_text(const hb_results_t *r, FILE *out)
     fprintf(out, "  %d threads and %d connections, pipeline %d, ", o->threads,
             o->connections, o->pipeline);
     if (r->rate_mode)
-        fprintf(out, "constant rate %.0f req/s\n", fin(o->rate));
+        fprintf(out, "constant rate %.0f req/s\n", hb_fin(o->rate));
     else
         fputs("closed loop\n", out);
 
-    text_latency(out, r->rate_mode ? "Latency (corrected)" : "Latency",
-                 &r->latency);
+    hb_text_latency(out, r->rate_mode ? "Latency (corrected)" : "Latency", 22, &r->latency);
     if (r->rate_mode)
-        text_latency(out, "Latency (uncorrected)", &r->uncorrected);
-    text_mean(out, "Mean", &r->latency);
+        hb_text_latency(out, "Latency (uncorrected)", 22, &r->uncorrected);
+    hb_text_mean(out, "Mean", &r->latency);
     if (r->rate_mode)
-        text_mean(out, "Mean (uncorrected)", &r->uncorrected);
+        hb_text_mean(out, "Mean (uncorrected)", &r->uncorrected);
 
     fprintf(out, "  %" PRIu64 " requests in %.2fs, %s read\n", r->requests,
-            fin(r->duration_s), fmt_bytes(b1, sizeof(b1), (double)r->bytes_read));
+            hb_fin(r->duration_s), fmt_bytes(b1, sizeof(b1), (double)r->bytes_read));
     fputs("  Errors:", out);
     for (int i = 0; i < HB_ERR_COUNT; i++)
         fprintf(out, "%s %s %" PRIu64, i ? "," : "", hb_err_names[i],
@@ -390,24 +394,24 @@ void hb_report_text(const hb_results_t *r, FILE *out)
     if (o->latency) {
         fputs("  Latency distribution (HdrHistogram)\n", out);
         if (r->rate_mode) {
-            text_distribution(out, "Corrected (from the intended send time):",
+            hb_text_distribution(out, "Corrected (from the intended send time):",
                               &r->latency);
-            text_distribution(out, "Uncorrected (from the actual send time):",
+            hb_text_distribution(out, "Uncorrected (from the actual send time):",
                               &r->uncorrected);
         } else {
-            text_distribution(out, "From send to complete response:",
+            hb_text_distribution(out, "From send to complete response:",
                               &r->latency);
         }
     }
 
     fprintf(out, "Requests/sec: %.2f\n", hb_rps(r));
     fprintf(out, "Transfer/sec: %s\n",
-            fmt_bytes(b2, sizeof(b2), div0((double)r->bytes_read, r->duration_s)));
-    fprintf(out, "Client CPU: %.2f s (user %.2f, sys %.2f)", fin(r->client_cpu_s),
-            fin(r->client_user_s), fin(r->client_sys_s));
+            fmt_bytes(b2, sizeof(b2), hb_div0((double)r->bytes_read, r->duration_s)));
+    fprintf(out, "Client CPU: %.2f s (user %.2f, sys %.2f)", hb_fin(r->client_cpu_s),
+            hb_fin(r->client_user_s), hb_fin(r->client_sys_s));
     if (r->requests != 0)
         fprintf(out, " = %.3f s per 1,000 requests\n",
-                div0(r->client_cpu_s * 1000.0, (double)r->requests));
+                hb_div0(r->client_cpu_s * 1000.0, (double)r->requests));
     else
         fputs("\n", out);
 }
@@ -444,7 +448,7 @@ static void last_second(const hb_results_t *r, uint64_t *ok, uint64_t *errors, d
         *ok += r->samples[i].ok;
         *errors += r->samples[i].errors;
         double start = i > 0 ? r->samples[i - 1].t : 0.0;
-        *secs = fin(end - start);
+        *secs = hb_fin(end - start);
         if (*secs >= 1.0 - 1e-9)
             break;
     }
@@ -461,7 +465,7 @@ int hb_verdict(const hb_results_t *r, char *why, size_t len)
     char kinds[160];
     err_kinds(kinds, sizeof(kinds), r->errors);
     if (attempts == 0) {
-        snprintf(why, len, "no response in the %.2f s measured", fin(r->duration_s));
+        snprintf(why, len, "no response in the %.2f s measured", hb_fin(r->duration_s));
         return 1;
     }
     double pct = 100.0 * (double)failed / (double)attempts;
@@ -488,36 +492,36 @@ int hb_verdict(const hb_results_t *r, char *why, size_t len)
 /* ---------------------------------------------------------------------- */
 /* JSON                                                                     */
 
-static void json_latency(FILE *f, const hp_hist_t *h)
+void hb_json_latency(FILE *f, const hp_hist_t *h)
 {
     lat_sum_t s;
     lat_summarize(h, &s);
     fputs("{\"min\": ", f);
-    json_us(f, s.min);
+    hb_json_us(f, s.min);
     fputs(", \"mean\": ", f);
-    json_us(f, s.mean);
+    hb_json_us(f, s.mean);
     fputs(", \"stdev\": ", f);
-    json_us(f, s.stdev);
+    hb_json_us(f, s.stdev);
     fputs(", \"max\": ", f);
-    json_us(f, s.max);
+    hb_json_us(f, s.max);
     for (size_t i = 0; i < N_PCTS; i++) {
         fprintf(f, ", \"%s\": ", k_pcts[i].json);
-        json_us(f, s.pct[i]);
+        hb_json_us(f, s.pct[i]);
     }
     fprintf(f, ", \"count\": %" PRIu64 ", \"overflow\": %" PRIu64 "}",
             s.count, s.overflow);
 }
 
-static void json_percentiles(FILE *f, const hp_hist_t *h)
+void hb_json_percentiles(FILE *f, const hp_hist_t *h)
 {
     pct_point_t pts[MAX_LEVELS];
     int n = pct_iterate(h, pts);
     fputc('[', f);
     for (int i = 0; i < n; i++) {
         fputs(i ? ",\n    [" : "\n    [", f);
-        json_num(f, pts[i].p);
+        hb_json_num(f, pts[i].p);
         fputs(", ", f);
-        json_us(f, pts[i].ns);
+        hb_json_us(f, pts[i].ns);
         fputc(']', f);
     }
     fputs(n ? "\n  ]" : "]", f);
@@ -527,39 +531,39 @@ int hb_report_json(const hb_results_t *r, const char *path)
 {
     const hb_options_t *o = opt_of(r);
     FILE *f;
-    int rc = out_open(path, &f);
+    int rc = hb_out_open(path, &f);
     if (rc < 0)
         return rc;
 
     fputs("{\n  \"tool\": \"hpbench\",\n  \"url\": ", f);
-    json_str(f, o->url);
+    hb_json_str(f, o->url);
     fputs(",\n  \"method\": ", f);
-    json_str(f, o->method ? o->method : "GET");
+    hb_json_str(f, o->method ? o->method : "GET");
     fputs(",\n  \"headers\": [", f);
     for (int i = 0; i < o->nheaders && i < 64; i++) {
         if (i)
             fputs(", ", f);
-        json_str(f, o->headers[i]);
+        hb_json_str(f, o->headers[i]);
     }
     fputs("],\n  \"body_file\": ", f);
-    json_str(f, o->body_file);
+    hb_json_str(f, o->body_file);
     fprintf(f, ",\n  \"connections\": %d,\n  \"threads\": %d,\n"
                "  \"pipeline\": %d,\n  \"mode\": \"%s\",\n  \"target_rate\": ",
             o->connections, o->threads, o->pipeline,
             r->rate_mode ? "rate" : "closed");
-    json_num(f, r->rate_mode ? o->rate : 0.0);
+    hb_json_num(f, r->rate_mode ? o->rate : 0.0);
     fputs(",\n  \"duration_s\": ", f);
-    json_num(f, r->duration_s);
+    hb_json_num(f, r->duration_s);
     fputs(",\n  \"warmup_s\": ", f);
-    json_num(f, o->warmup_s);
+    hb_json_num(f, o->warmup_s);
     fputs(",\n  \"timeout_s\": ", f);
-    json_num(f, o->timeout_s);
+    hb_json_num(f, o->timeout_s);
     fprintf(f, ",\n  \"requests\": %" PRIu64 ",\n  \"requests_per_s\": ",
             r->requests);
-    json_num(f, hb_rps(r));
+    hb_json_num(f, hb_rps(r));
     fprintf(f, ",\n  \"bytes_read\": %" PRIu64 ",\n  \"bytes_per_s\": ",
             r->bytes_read);
-    json_num(f, div0((double)r->bytes_read, r->duration_s));
+    hb_json_num(f, hb_div0((double)r->bytes_read, r->duration_s));
 
     fputs(",\n  \"errors\": {", f);
     for (int i = 0; i < HB_ERR_COUNT; i++)
@@ -572,22 +576,22 @@ int hb_report_json(const hb_results_t *r, const char *path)
                 r->status_classes[c]);
 
     fputs("},\n  \"latency\": ", f);
-    json_latency(f, &r->latency);
+    hb_json_latency(f, &r->latency);
     fputs(",\n  \"latency_uncorrected\": ", f);
     if (r->rate_mode)
-        json_latency(f, &r->uncorrected);
+        hb_json_latency(f, &r->uncorrected);
     else
         fputs("null", f);
 
     fputs(",\n  \"client_cpu\": {\"user_s\": ", f);
-    json_num(f, r->client_user_s);
+    hb_json_num(f, r->client_user_s);
     fputs(", \"sys_s\": ", f);
-    json_num(f, r->client_sys_s);
+    hb_json_num(f, r->client_sys_s);
     fputs(", \"total_s\": ", f);
-    json_num(f, r->client_cpu_s);
+    hb_json_num(f, r->client_cpu_s);
     fputs(", \"per_1000_requests_s\": ", f);
     if (r->requests != 0)
-        json_num(f, div0(r->client_cpu_s * 1000.0, (double)r->requests));
+        hb_json_num(f, hb_div0(r->client_cpu_s * 1000.0, (double)r->requests));
     else
         fputs("null", f);
 
@@ -595,23 +599,23 @@ int hb_report_json(const hb_results_t *r, const char *path)
     for (int i = 0; i < r->nsamples && r->samples != NULL; i++) {
         const hb_sample_t *s = &r->samples[i];
         fputs(i ? ",\n    {\"t\": " : "\n    {\"t\": ", f);
-        json_num(f, s->t);
+        hb_json_num(f, s->t);
         fprintf(f, ", \"requests\": %" PRIu64 ", \"errors\": %" PRIu64
                    ", \"p99_us\": ", s->requests, s->errors);
-        json_us(f, (double)s->p99_ns);
+        hb_json_us(f, (double)s->p99_ns);
         fputc('}', f);
     }
     fputs(r->nsamples > 0 && r->samples ? "\n  ],\n" : "],\n", f);
 
     fputs("  \"percentiles\": ", f);
-    json_percentiles(f, &r->latency);
+    hb_json_percentiles(f, &r->latency);
     fputs(",\n  \"percentiles_uncorrected\": ", f);
     if (r->rate_mode)
-        json_percentiles(f, &r->uncorrected);
+        hb_json_percentiles(f, &r->uncorrected);
     else
         fputs("null", f);
     fputs("\n}\n", f);
-    return out_close(f);
+    return hb_out_close(f);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -639,7 +643,7 @@ typedef struct axis {
 static axis_t axis_nice(double vmax)
 {
     axis_t a;
-    vmax = fin(vmax);
+    vmax = hb_fin(vmax);
     if (vmax <= 0.0)
         vmax = 1.0;
     double raw = vmax / 5.0;
@@ -656,12 +660,12 @@ static axis_t axis_nice(double vmax)
 
 static double sx(double x, double xmax)
 {
-    return PLOT_L + PLOT_W * div0(fin(x), xmax);
+    return PLOT_L + PLOT_W * hb_div0(hb_fin(x), xmax);
 }
 
 static double sy(double y, double ymax)
 {
-    return PLOT_T + PLOT_H - PLOT_H * div0(fin(y), ymax);
+    return PLOT_T + PLOT_H - PLOT_H * hb_div0(hb_fin(y), ymax);
 }
 
 static void svg_open(FILE *f, const char *label)
@@ -669,7 +673,7 @@ static void svg_open(FILE *f, const char *label)
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
                "height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" "
                "aria-label=\"", SVG_W, SVG_H, SVG_W, SVG_H);
-    html_str(f, label);
+    hb_html_str(f, label);
     /* The style travels inside each chart so that an SVG copied out of
      * the page still draws the same. */
     fputs("\">\n<style>\n"
@@ -681,6 +685,8 @@ static void svg_open(FILE *f, const char *label)
           ".s1{stroke:#1f5fbf;stroke-width:2}\n"
           ".s2{stroke:#d9822b;stroke-width:2;stroke-dasharray:6 3}\n"
           ".s3{stroke:#c0392b;stroke-width:2}\n"
+          ".s4{stroke:#2e8b57;stroke-width:2}\n"
+          ".s5{stroke:#7d3c98;stroke-width:2;stroke-dasharray:6 3}\n"
           "</style>\n<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" "
           "fill=\"#ffffff\"/>\n", f);
 }
@@ -700,11 +706,11 @@ static void svg_frame(FILE *f, axis_t ya, const char *xtitle,
                "class=\"frame\"/>\n", PLOT_L, PLOT_T, PLOT_W, PLOT_H);
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">",
             PLOT_L + PLOT_W / 2, SVG_H - 12);
-    html_str(f, xtitle);
+    hb_html_str(f, xtitle);
     fprintf(f, "</text>\n<text x=\"16\" y=\"%.1f\" text-anchor=\"middle\" "
                "transform=\"rotate(-90 16 %.1f)\">",
             PLOT_T + PLOT_H / 2, PLOT_T + PLOT_H / 2);
-    html_str(f, ytitle);
+    hb_html_str(f, ytitle);
     fputs("</text>\n", f);
 }
 
@@ -712,17 +718,19 @@ static void svg_nodata(FILE *f, const char *what)
 {
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
                "class=\"nodata\">", PLOT_L + PLOT_W / 2, PLOT_T + PLOT_H / 2);
-    html_str(f, what);
+    hb_html_str(f, what);
     fputs("</text>\n", f);
 }
 
+/* Legends sit above the plot, three to a row (a fourth starts a row
+ * above the first). */
 static void svg_legend(FILE *f, int slot, const char *cls, const char *name)
 {
-    double x = PLOT_L + 12 + 220.0 * slot, y = PLOT_T - 14;
+    double x = PLOT_L + 12 + 220.0 * (slot % 3), y = PLOT_T - 14 - 14.0 * (slot / 3);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
                "class=\"%s\"/>\n<text x=\"%.1f\" y=\"%.1f\">",
             x, y, x + 24, y, cls, x + 30, y + 4);
-    html_str(f, name);
+    hb_html_str(f, name);
     fputs("</text>\n", f);
 }
 
@@ -736,7 +744,7 @@ static double nines(double p, uint64_t count, double xmax)
         x = count > 1 ? log10((double)count) : 0.0;
     else
         x = -log10(1.0 - p / 100.0);
-    x = fin(x);
+    x = hb_fin(x);
     return x < 0.0 ? 0.0 : x > xmax ? xmax : x;
 }
 
@@ -756,17 +764,19 @@ static void svg_pct_series(FILE *f, const hp_hist_t *h, double xmax,
     fputs("\"/>\n", f);
 }
 
-static void svg_latency(FILE *f, const hb_results_t *r)
+void hb_svg_latency(FILE *f, const hb_svg_hist_t *series, int n, const char *empty)
 {
-    uint64_t count = hp_hist_count(&r->latency);
-    double top = count ? (double)hp_hist_max(&r->latency) : 0.0;
-    uint64_t ucount = r->rate_mode ? hp_hist_count(&r->uncorrected) : 0;
-    if (ucount && (double)hp_hist_max(&r->uncorrected) > top)
-        top = (double)hp_hist_max(&r->uncorrected);
+    uint64_t most = 0;
+    double top = 0.0;
+    for (int i = 0; i < n; i++) {
+        uint64_t count = hp_hist_count(series[i].hist);
+        if (count && (double)hp_hist_max(series[i].hist) > top)
+            top = (double)hp_hist_max(series[i].hist);
+        most = count > most ? count : most;
+    }
     axis_t ya = axis_nice(top / 1e6);
     /* At least 99.999% on the axis; more nines when the run has enough
      * values to resolve them (capped: nobody reads past 7). */
-    uint64_t most = count > ucount ? count : ucount;
     double xmax = most > 1 ? ceil(log10((double)most)) : 5.0;
     xmax = xmax < 5.0 ? 5.0 : xmax > 7.0 ? 7.0 : xmax;
 
@@ -785,50 +795,36 @@ static void svg_latency(FILE *f, const hb_results_t *r)
                    "text-anchor=\"middle\">%s</text>\n",
                 x, PLOT_T, x, PLOT_T + PLOT_H, x, PLOT_T + PLOT_H + 18, label);
     }
-    if (count == 0 && ucount == 0) {
-        svg_nodata(f, "no responses");
-    } else if (r->rate_mode) {
-        svg_pct_series(f, &r->uncorrected, xmax, ya.max, "s2");
-        svg_pct_series(f, &r->latency, xmax, ya.max, "s1");
-        svg_legend(f, 0, "s1", "corrected (intended send time)");
-        svg_legend(f, 1, "s2", "uncorrected (actual send time)");
+    if (most == 0) {
+        svg_nodata(f, empty);
     } else {
-        svg_pct_series(f, &r->latency, xmax, ya.max, "s1");
-        svg_legend(f, 0, "s1", "send to complete response");
+        /* The first series is the headline: drawn last, on top. */
+        for (int i = n; i-- > 0;)
+            svg_pct_series(f, series[i].hist, xmax, ya.max, series[i].cls);
+        for (int i = 0; i < n; i++)
+            svg_legend(f, i, series[i].cls, series[i].name);
     }
     fputs("</svg>\n", f);
 }
 
-/* The length of sample i: samples are one second each, but the last one
- * may be cut short by the end of the run; the spacing of `t` shows it
- * whether `t` marks the start or the end of each second. */
-static double sample_len(const hb_results_t *r, int i)
+void hb_svg_timeline(FILE *f, const hb_timeline_t *tl)
 {
-    double d = i > 0 ? r->samples[i].t - r->samples[i - 1].t : r->samples[0].t;
-    d = fin(d);
-    return d > 0.05 ? d : 1.0;
-}
-
-static void svg_timeline(FILE *f, const hb_results_t *r)
-{
-    int n = r->samples ? r->nsamples : 0;
-    double vmax = 0.0, tmax = fin(r->duration_s);
-    bool errs = false;
+    int n = tl->npoints;
+    double vmax = 0.0, tmax = hb_fin(tl->tmax);
     for (int i = 0; i < n; i++) {
-        double d = sample_len(r, i);
-        double v = div0((double)r->samples[i].requests, d);
-        double e = div0((double)r->samples[i].errors, d);
-        vmax = v > vmax ? v : vmax;
-        vmax = e > vmax ? e : vmax;
-        errs |= r->samples[i].errors != 0;
-        tmax = r->samples[i].t > tmax ? fin(r->samples[i].t) : tmax;
+        for (int k = 0; k < tl->nlines; k++) {
+            double v = hb_fin(tl->value(tl->ctx, k, i));
+            vmax = v > vmax ? v : vmax;
+        }
+        double t = hb_fin(tl->t(tl->ctx, i));
+        tmax = t > tmax ? t : tmax;
     }
     /* 5% headroom: a steady rate would otherwise run along the frame. */
     axis_t ya = axis_nice(vmax * 1.05);
     axis_t xa = axis_nice(tmax);
 
-    svg_open(f, "Requests per second over time");
-    svg_frame(f, ya, "Time (s)", "Requests/s");
+    svg_open(f, tl->label);
+    svg_frame(f, ya, "Time (s)", tl->ytitle);
     for (double t = 0.0; t <= xa.max + xa.step / 2; t += xa.step) {
         double x = sx(t, xa.max);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
@@ -842,60 +838,97 @@ static void svg_timeline(FILE *f, const hb_results_t *r)
         fputs("</svg>\n", f);
         return;
     }
-    for (int series = 0; series < (errs ? 2 : 1); series++) {
-        fprintf(f, "<polyline class=\"%s\" points=\"", series ? "s3" : "s1");
-        for (int i = 0; i < n; i++) {
-            const hb_sample_t *s = &r->samples[i];
-            double v = (double)(series ? s->errors : s->requests);
-            fprintf(f, "%s%.1f,%.1f", i ? " " : "", sx(s->t, xa.max),
-                    sy(div0(v, sample_len(r, i)), ya.max));
-        }
+    for (int k = 0; k < tl->nlines; k++) {
+        fprintf(f, "<polyline class=\"%s\" points=\"", tl->classes[k]);
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%s%.1f,%.1f", i ? " " : "", sx(tl->t(tl->ctx, i), xa.max),
+                    sy(tl->value(tl->ctx, k, i), ya.max));
         fputs("\"/>\n", f);
     }
-    svg_legend(f, 0, "s1", "responses/s");
-    if (errs)
-        svg_legend(f, 1, "s3", "errors/s");
+    for (int k = 0; k < tl->nlines; k++)
+        svg_legend(f, k, tl->classes[k], tl->names[k]);
     fputs("</svg>\n", f);
+}
+
+/* The HTTP timeline: responses (and errors, when there were any) per
+ * second of each sample. */
+static double http_t(const void *ctx, int i)
+{
+    const hb_results_t *r = ctx;
+    return r->samples[i].t;
+}
+
+static double http_len(const hb_results_t *r, int i)
+{
+    double d = i > 0 ? r->samples[i].t - r->samples[i - 1].t : r->samples[0].t;
+    d = hb_fin(d);
+    return d > 0.05 ? d : 1.0;
+}
+
+static double http_value(const void *ctx, int line, int i)
+{
+    const hb_results_t *r = ctx;
+    const hb_sample_t *s = &r->samples[i];
+    return hb_div0((double)(line ? s->errors : s->requests), http_len(r, i));
+}
+
+static void svg_timeline(FILE *f, const hb_results_t *r)
+{
+    int n = r->samples ? r->nsamples : 0;
+    bool errs = false;
+    for (int i = 0; i < n; i++)
+        errs |= r->samples[i].errors != 0;
+    hb_timeline_t tl = {.label = "Requests per second over time",
+                        .ytitle = "Requests/s",
+                        .npoints = n,
+                        .tmax = r->duration_s,
+                        .t = http_t,
+                        .value = http_value,
+                        .ctx = r,
+                        .nlines = errs ? 2 : 1,
+                        .names = {"responses/s", "errors/s"},
+                        .classes = {"s1", "s3"}};
+    hb_svg_timeline(f, &tl);
 }
 
 /* ---------------------------------------------------------------------- */
 /* HTML                                                                     */
 
-static void html_row(FILE *f, const char *name, const char *value)
+void hb_html_row(FILE *f, const char *name, const char *value)
 {
     fputs("<tr><th>", f);
-    html_str(f, name);
+    hb_html_str(f, name);
     fputs("</th><td>", f);
-    html_str(f, value);
+    hb_html_str(f, value);
     fputs("</td></tr>\n", f);
 }
 
-static void html_lat_rows(FILE *f, const char *which, const hp_hist_t *h)
+void hb_html_lat_rows(FILE *f, const char *which, const hp_hist_t *h)
 {
     lat_sum_t s;
-    char name[64], b[32];
+    char name[96], b[32];
     lat_summarize(h, &s);
     for (size_t i = 0; i < N_PCTS; i++) {
-        snprintf(name, sizeof(name), "Latency %s%s", which,
+        snprintf(name, sizeof(name), "%s%s", which,
                  k_pcts[i].text ? k_pcts[i].text : k_pcts[i].json);
         /* "p99_999" reads better as "p99.999" in a table. */
         for (char *c = name; *c; c++)
             *c = *c == '_' ? '.' : *c;
-        html_row(f, name, s.count ? fmt_time(b, sizeof(b), s.pct[i]) : "-");
+        hb_html_row(f, name, s.count ? hb_fmt_time(b, sizeof(b), s.pct[i]) : "-");
     }
-    snprintf(name, sizeof(name), "Latency %smin / mean / stdev / max", which);
+    snprintf(name, sizeof(name), "%smin / mean / stdev / max", which);
     char v[160], b1[32], b2[32], b3[32], b4[32];
     if (s.count)
         snprintf(v, sizeof(v), "%s / %s / %s / %s",
-                 fmt_time(b1, sizeof(b1), s.min), fmt_time(b2, sizeof(b2), s.mean),
-                 fmt_time(b3, sizeof(b3), s.stdev), fmt_time(b4, sizeof(b4), s.max));
+                 hb_fmt_time(b1, sizeof(b1), s.min), hb_fmt_time(b2, sizeof(b2), s.mean),
+                 hb_fmt_time(b3, sizeof(b3), s.stdev), hb_fmt_time(b4, sizeof(b4), s.max));
     else
         snprintf(v, sizeof(v), "-");
-    html_row(f, name, v);
+    hb_html_row(f, name, v);
     if (s.overflow) {
-        snprintf(name, sizeof(name), "Latency %sabove the histogram's range", which);
+        snprintf(name, sizeof(name), "%sabove the histogram's range", which);
         snprintf(v, sizeof(v), "%" PRIu64, s.overflow);
-        html_row(f, name, v);
+        hb_html_row(f, name, v);
     }
 }
 
@@ -907,82 +940,93 @@ static const char k_css[] =
     "td{font-family:monospace}\n"
     "svg{display:block;margin:1em 0}\n";
 
+void hb_html_begin(FILE *f, const char *what, const char *url)
+{
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
+          "<meta charset=\"utf-8\">\n<title>hpbench: ", f);
+    hb_html_str(f, what);
+    fputc(' ', f);
+    hb_html_str(f, url);
+    fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n"
+               "<h1>hpbench report</h1>\n<p><code>", k_css);
+    hb_html_str(f, what);
+    fputc(' ', f);
+    hb_html_str(f, url);
+    fputs("</code></p>\n", f);
+}
+
 int hb_report_html(const hb_results_t *r, const char *path)
 {
     const hb_options_t *o = opt_of(r);
     const char *method = o->method ? o->method : "GET";
     FILE *f;
-    int rc = out_open(path, &f);
+    int rc = hb_out_open(path, &f);
     if (rc < 0)
         return rc;
     char v[256], b1[32], b2[32];
 
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n"
-          "<meta charset=\"utf-8\">\n<title>hpbench: ", f);
-    html_str(f, method);
-    fputc(' ', f);
-    html_str(f, o->url);
-    fprintf(f, "</title>\n<style>\n%s</style>\n</head>\n<body>\n"
-               "<h1>hpbench report</h1>\n<p><code>", k_css);
-    html_str(f, method);
-    fputc(' ', f);
-    html_str(f, o->url);
-    fputs("</code></p>\n<h2>Run parameters</h2>\n<table>\n", f);
+    hb_html_begin(f, method, o->url);
+    fputs("<h2>Run parameters</h2>\n<table>\n", f);
     snprintf(v, sizeof(v), "%d", o->connections);
-    html_row(f, "Connections", v);
+    hb_html_row(f, "Connections", v);
     snprintf(v, sizeof(v), "%d", o->threads);
-    html_row(f, "Threads", v);
+    hb_html_row(f, "Threads", v);
     snprintf(v, sizeof(v), "%d", o->pipeline);
-    html_row(f, "Pipeline depth", v);
+    hb_html_row(f, "Pipeline depth", v);
     if (r->rate_mode)
-        snprintf(v, sizeof(v), "constant rate, %.0f req/s", fin(o->rate));
+        snprintf(v, sizeof(v), "constant rate, %.0f req/s", hb_fin(o->rate));
     else
         snprintf(v, sizeof(v), "closed loop");
-    html_row(f, "Mode", v);
+    hb_html_row(f, "Mode", v);
     snprintf(v, sizeof(v), "%.2f s (warm-up %.2f s, timeout %.2f s)",
-             fin(r->duration_s), fin(o->warmup_s), fin(o->timeout_s));
-    html_row(f, "Measured duration", v);
+             hb_fin(r->duration_s), hb_fin(o->warmup_s), hb_fin(o->timeout_s));
+    hb_html_row(f, "Measured duration", v);
     for (int i = 0; i < o->nheaders && i < 64; i++)
-        html_row(f, "Header", o->headers[i]);
+        hb_html_row(f, "Header", o->headers[i]);
     if (o->body_file)
-        html_row(f, "Body file", o->body_file);
+        hb_html_row(f, "Body file", o->body_file);
 
     fputs("</table>\n<h2>Summary</h2>\n<table>\n", f);
     snprintf(v, sizeof(v), "%" PRIu64, r->requests);
-    html_row(f, "Requests", v);
+    hb_html_row(f, "Requests", v);
     snprintf(v, sizeof(v), "%.2f", hb_rps(r));
-    html_row(f, "Requests/sec", v);
+    hb_html_row(f, "Requests/sec", v);
     snprintf(v, sizeof(v), "%s (%s/s)",
              fmt_bytes(b1, sizeof(b1), (double)r->bytes_read),
-             fmt_bytes(b2, sizeof(b2), div0((double)r->bytes_read, r->duration_s)));
-    html_row(f, "Read", v);
-    html_lat_rows(f, r->rate_mode ? "(corrected) " : "", &r->latency);
+             fmt_bytes(b2, sizeof(b2), hb_div0((double)r->bytes_read, r->duration_s)));
+    hb_html_row(f, "Read", v);
+    hb_html_lat_rows(f, r->rate_mode ? "Latency (corrected) " : "Latency ", &r->latency);
     if (r->rate_mode)
-        html_lat_rows(f, "(uncorrected) ", &r->uncorrected);
+        hb_html_lat_rows(f, "Latency (uncorrected) ", &r->uncorrected);
     for (int i = 0; i < HB_ERR_COUNT; i++) {
         char name[32];
         snprintf(name, sizeof(name), "Errors: %s", hb_err_names[i]);
         snprintf(v, sizeof(v), "%" PRIu64, r->errors[i]);
-        html_row(f, name, v);
+        hb_html_row(f, name, v);
     }
     for (int c = 1; c <= 5; c++) {
         char name[32];
         snprintf(name, sizeof(name), "Responses %dxx", c);
         snprintf(v, sizeof(v), "%" PRIu64, r->status_classes[c]);
-        html_row(f, name, v);
+        hb_html_row(f, name, v);
     }
-    snprintf(v, sizeof(v), "%.2f s (user %.2f, sys %.2f)", fin(r->client_cpu_s),
-             fin(r->client_user_s), fin(r->client_sys_s));
-    html_row(f, "Client CPU", v);
+    snprintf(v, sizeof(v), "%.2f s (user %.2f, sys %.2f)", hb_fin(r->client_cpu_s),
+             hb_fin(r->client_user_s), hb_fin(r->client_sys_s));
+    hb_html_row(f, "Client CPU", v);
     if (r->requests)
         snprintf(v, sizeof(v), "%.3f s",
-                 div0(r->client_cpu_s * 1000.0, (double)r->requests));
+                 hb_div0(r->client_cpu_s * 1000.0, (double)r->requests));
     else
         snprintf(v, sizeof(v), "-");
-    html_row(f, "Client CPU per 1,000 requests", v);
+    hb_html_row(f, "Client CPU per 1,000 requests", v);
 
     fputs("</table>\n<h2>Latency by percentile</h2>\n", f);
-    svg_latency(f, r);
+    hb_svg_hist_t lat[2] = {
+        {r->rate_mode ? "corrected (intended send time)" : "send to complete response", "s1",
+         &r->latency},
+        {"uncorrected (actual send time)", "s2", &r->uncorrected},
+    };
+    hb_svg_latency(f, lat, r->rate_mode ? 2 : 1, "no responses");
     fputs("<h2>Requests per second over time</h2>\n", f);
     svg_timeline(f, r);
     fputs("<p>Generated by hpbench. Latency is measured ", f);
@@ -993,5 +1037,5 @@ int hb_report_html(const hb_results_t *r, const char *path)
               : "from sending each request to receiving its complete "
                 "response.", f);
     fputs("</p>\n</body>\n</html>\n", f);
-    return out_close(f);
+    return hb_out_close(f);
 }

@@ -1256,6 +1256,42 @@ static void test_publish_batch(void **state)
     close_gracefully();
 }
 
+/* A batch refused for want of room in a window that is not full (6 of 8
+ * unconfirmed, 3 more asked for): on_writable comes once acks have made
+ * room, as after a refusal by a full window, and the batch goes. */
+static void test_publish_batch_room(void **state)
+{
+    (void)state;
+    memset(&BT, 0, sizeof BT);
+    start();
+    hp_amqp_channel_t *ch = open_confirm_channel(8);
+    uint16_t id = hp_amqp_channel_id(ch);
+    hp_amqp_on_writable(T.conn, on_writable, NULL);
+    hp_amqp_msg_t msgs[3];
+    for (int i = 0; i < 3; i++)
+        msgs[i] = (hp_amqp_msg_t){.routing_key = "q", .body = "b", .len = 1};
+    uint64_t first = 0;
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)1, &first), 0);
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)2, &first), 0);
+    assert_int_equal(first, 4);
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)3, &first), -EAGAIN);
+    for (int i = 0; i < 6; i++)
+        skip_publish(id);
+    broker_expect_nothing();
+    broker_confirm(id, true, 3, true); /* the first batch: 3 unconfirmed, room for 5 */
+    assert_int_equal(BT.calls, 1);
+    assert_int_equal(T.writable, 1);
+    assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)3, &first), 0);
+    assert_int_equal(first, 7);
+    for (int i = 0; i < 3; i++)
+        skip_publish(id);
+    broker_confirm(id, true, 9, true);
+    assert_int_equal(BT.calls, 3);
+    assert_int_equal(BT.tag, 3);
+    assert_int_equal(BT.r.acked, 3);
+    close_gracefully();
+}
+
 /* ---- publishing: the frames on the wire ---- */
 
 static hp_amqp_bytes_t make_headers(uint8_t *buf, uint32_t cap)
@@ -2712,6 +2748,7 @@ int main(void)
         T_(test_confirm_close_cancels),
         T_(test_broker_vanishes),
         T_(test_publish_batch),
+        T_(test_publish_batch_room),
         T_(test_publish_frames),
         T_(test_publish_einval),
         T_(test_publish_from_timer),
