@@ -450,7 +450,11 @@ HP_EXPORT int hp_amqp_get(hp_amqp_channel_t *ch, const char *queue, unsigned fla
 
 /* Acknowledgements of deliveries (no reply from the broker): ack, nack
  * (requeue or not) and reject; `multiple` covers every delivery up to
- * `tag` on the channel. Returns 0 or -ENOTCONN. */
+ * `tag` on the channel. Returns 0 (also for the tag of a delivery made
+ * before a recovery, which is dropped: the broker has put it back),
+ * -ENOTCONN, or -EAGAIN while the connection recovers or when its output
+ * is full (nothing sent: acknowledge again later; `multiple` then covers
+ * what was missed). */
 HP_EXPORT int hp_amqp_ack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple);
 HP_EXPORT int hp_amqp_nack(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, bool requeue);
 HP_EXPORT int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue);
