@@ -1271,6 +1271,9 @@ int hb_aplan_init(hb_aplan_t *plan, const hb_options_t *opt, char *err, size_t e
     memset(plan, 0, sizeof *plan);
     plan->opt = opt;
     plan->cfg = HP_AMQP_CONFIG_DEFAULT;
+    /* A benchmark reports a broker error, it does not ride over it: a run
+     * with a recovery in it would measure something else (docs/hpbench.md). */
+    plan->cfg.recover = false;
     hb_amqp_url_display(opt->url, plan->url, sizeof plan->url);
     const char *why = NULL;
     if (hp_amqp_url_parse(opt->url, &plan->cfg, plan->cfgbuf, sizeof plan->cfgbuf, &why) < 0) {
