@@ -173,12 +173,16 @@ def check_amqp_documented_fields(j):
         assert set(s) == {k for keys, _ in sample for k in keys}
 
 
-def assert_nothing_lost(j):
+def assert_nothing_lost(j, settled=True):
+    """settled=False for a quorum queue: its queue.delete-ok may still count
+    deliveries whose acks it has not applied (Raft), so `queued` can be
+    above 0 although every message was consumed."""
     assert j["published"] > 0, j
-    assert j["nacked"] == j["returned"] == j["unconfirmed"] == j["lost"] == 0, j
+    assert j["nacked"] == j["returned"] == j["unconfirmed"] == 0, j
     assert j["errors_total"] == 0 and j["broker_errors"] == 0, j
     assert j["consumed"] == j["published"], j
-    assert j["queued"] == 0, j
+    if settled:
+        assert j["queued"] == 0 and j["lost"] == 0, j
     assert j["redelivered"] == 0 and j["foreign"] == 0, j
 
 
@@ -299,7 +303,7 @@ def test_quorum_queue(rabbitmq, tmp_path):
     assert len(during) == 1 and during[0]["type"] == "quorum" and during[0]["durable"], during
     j = json.loads(json_path.read_text())
     assert_amqp_json(j)
-    assert_nothing_lost(j)
+    assert_nothing_lost(j, settled=False)
     assert j["queue_type"] == "quorum" and j["persistent"] is True
     assert b"1 quorum queue (durable, persistent messages), 32-byte messages" in out
     assert leftover_queues(rabbitmq) == []
