@@ -242,8 +242,12 @@ static void close_later(hp_worker_t *w, uint64_t arg, void *ptr)
 void amqp_close_soon(hp_amqp_conn_t *a)
 {
     amqp_enter(a); /* close_later leaves */
-    if (hp_worker_call(a->worker, close_later, 0, a) < 0)
-        close_later(a->worker, 0, a); /* the inbox is full: now rather than never */
+    /* Now rather than never: when the inbox is full, or when the worker is
+     * stopping (its inbox may not be read again: a protocol's worker_fini
+     * closing what is left). */
+    if (a->worker->draining || a->worker->loop.stopping ||
+        hp_worker_call(a->worker, close_later, 0, a) < 0)
+        close_later(a->worker, 0, a);
 }
 
 void hp_amqp_close(hp_amqp_conn_t *a)

@@ -256,7 +256,10 @@ static void attempt(hp_timer_t *t)
 
 bool amqp_recover_lost(hp_amqp_conn_t *a)
 {
-    if (!a->cfg.recover || !a->ever_ready || a->closing_by_user || permanent(a))
+    /* A worker that is stopping does not reconnect: its connections are
+     * closing for good. */
+    if (!a->cfg.recover || !a->ever_ready || a->closing_by_user || permanent(a) ||
+        a->worker->draining || a->worker->loop.stopping)
         return false;
     /* On every loss, the first or one during a recovery: what waits for
      * a reply fails, and a half-done recovery's steps are forgotten (they
