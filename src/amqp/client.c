@@ -8,7 +8,7 @@
  * read buffer. A message (a content method, its header, its body frames)
  * that is whole in the buffer is delivered from there, body borrowed; one
  * that cannot be whole in the buffer (larger than it) is copied out frame
- * by frame (channel.c). Frames are never larger than the read buffer: the
+ * by frame (message.c). Frames are never larger than the read buffer: the
  * frame_max we ask for is capped by it.
  *
  * Invariants:
@@ -545,7 +545,7 @@ static long frame_in(hp_amqp_conn_t *a, const uint8_t *p, size_t len, const hp_a
         }
         if (hp_amqp_method_has_content(m.id))
             return amqp_channel_message(ch, &m, p, len, flen, hp_conn_rbuf_capacity(a->c));
-        if (amqp_channel_method(ch, &m, f->payload.ptr, f->payload.len) < 0)
+        if (amqp_channel_method(ch, &m) < 0)
             return -1;
         return flen;
     }

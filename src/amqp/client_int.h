@@ -1,8 +1,9 @@
 /*
  * client_int.h - inside the AMQP client: a connection, its channels and
  * what each is waiting for. Shared by client.c (the connection: handshake,
- * frames in, heartbeats, close) and channel.c (channels: calls and their
- * replies, publishing, confirms, deliveries).
+ * frames in, heartbeats, close), channel.c (channels: calls and their
+ * replies), publish.c (publishing, confirms) and message.c (deliveries,
+ * acknowledgements).
  *
  * recover.c (what was declared, and the way back after a lost
  * connection) shares it too.
@@ -214,7 +215,7 @@ struct hp_amqp_conn {
     char *strs;                   /* owned */
 };
 
-/* ---- client.c, for channel.c ---- */
+/* ---- client.c, for the channel files ---- */
 
 /* Room for `n` bytes of frames in the connection's output, or NULL when it
  * is full (-EAGAIN for the caller) or closed. */
@@ -242,12 +243,32 @@ void amqp_close_soon(hp_amqp_conn_t *a);
 /* Arms the connection's timer for heartbeats (or disarms it). */
 void amqp_arm_heartbeat(hp_amqp_conn_t *a);
 
-/* ---- channel.c, for client.c ---- */
+/* ---- channel.c ---- */
+
+/* Whether `ch` was dropped or its connection closed (after a callback). */
+static inline bool amqp_channel_gone(const hp_amqp_channel_t *ch)
+{
+    return ch->state == CH_CLOSED || ch->conn->dead;
+}
+
+/* A NULL name is the empty one (the default exchange, a server-named
+ * queue). */
+static inline hp_amqp_bytes_t amqp_name(const char *s)
+{
+    return s ? hp_amqp_str(s) : (hp_amqp_bytes_t){"", 0};
+}
 
 /* A method frame for channel `ch` (not 0). Returns 0 or -EPROTO when the
  * broker broke the protocol (the connection is then failed). */
-int amqp_channel_method(hp_amqp_channel_t *ch, const hp_amqp_method_t *m,
-                        const uint8_t *payload, uint32_t len);
+int amqp_channel_method(hp_amqp_channel_t *ch, const hp_amqp_method_t *m);
+/* The call at the head of `ch`'s FIFO, taken out (NULL: none). */
+amqp_op_t *amqp_op_pop(hp_amqp_channel_t *ch);
+void amqp_op_free(amqp_op_t *op);
+/* The consumer with `tag` (*link: where it is linked, when not NULL). */
+amqp_consumer_t *amqp_consumer_find(hp_amqp_channel_t *ch, hp_amqp_bytes_t tag,
+                                   amqp_consumer_t ***link);
+/* ---- message.c ---- */
+
 /* A content method (basic.deliver, get-ok, return) `m` whose frame is the
  * first `flen` of the unconsumed bytes p[0, len): delivers the message
  * from the buffer when its header and body frames are all there (returns
@@ -260,6 +281,11 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
 /* A header or body frame for `ch`'s message being copied. Returns 0 or -1
  * (the connection is failed). */
 int amqp_channel_content(hp_amqp_channel_t *ch, const hp_amqp_frame_t *f);
+/* The engine connection closed: a message half received on `ch` is gone. */
+void amqp_channel_lost_input(hp_amqp_channel_t *ch);
+
+/* ---- channel.c, again ---- */
+
 /* Fails everything pending on `ch` with `r`, tells its on_close when
  * `notify`, and moves it to the graveyard: the number is free at once, the
  * memory once the client is out of its own code. */
@@ -279,8 +305,23 @@ void amqp_channel_lost(hp_amqp_channel_t *ch, const hp_amqp_result_t *r);
 /* The last phase of a recovery is done on `ch`: it is open again; what it
  * keeps to publish again goes out. */
 void amqp_channel_recovered(hp_amqp_channel_t *ch);
-/* The engine connection closed: a message half received on `ch` is gone. */
-void amqp_channel_lost_input(hp_amqp_channel_t *ch);
+
+/* ---- publish.c ---- */
+
+/* Completes publish `seq` (the broker's number) with `status`: an
+ * HP_AMQP_ACKED/NACKED or -errno; once only. */
+void amqp_confirm_resolve(hp_amqp_channel_t *ch, uint64_t seq, int status);
+/* Moves the window's base past its completed head. */
+void amqp_confirm_advance(hp_amqp_channel_t *ch);
+/* basic.ack or basic.nack from the broker. Returns 0 or -1 (a confirm for
+ * nothing published: the connection is failed). */
+int amqp_confirm_in(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, int status);
+/* `ch` is open again after a recovery: what it kept to publish again goes
+ * out, numbered from 1 by the broker, under the caller's numbers. */
+void amqp_confirm_republish(hp_amqp_channel_t *ch);
+/* After output drained: channels whose confirm window or the connection
+ * whose output had been full may go on. */
+void amqp_channel_writable(hp_amqp_conn_t *a);
 
 /* ---- recover.c ---- */
 
@@ -308,8 +349,5 @@ void amqp_recover_step(hp_amqp_channel_t *ch, amqp_topo_t *topo, const hp_amqp_m
 void amqp_recover_stop(hp_amqp_conn_t *a);
 /* The engine protocol, for each new attempt. */
 extern const hp_proto_t amqp_client_proto;
-/* After output drained: channels whose confirm window or the connection
- * whose output had been full may go on. */
-void amqp_channel_writable(hp_amqp_conn_t *a);
 
 #endif

@@ -34,7 +34,7 @@
 #define DEF_COMPRESS_MIN 1024
 #define DEF_SAVING_PCT 10
 #define DEF_LEVEL 6
-/* The client delivers at most 128 MiB (channel.c), so by default nothing
+/* The client delivers at most 128 MiB (message.c), so by default nothing
  * it delivers is refused for its size, and a bomb stops at the same mark. */
 #define DEF_MAX_BODY (128u << 20)
 

@@ -1,6 +1,6 @@
 /*
  * test_client.c - unit tests for the AMQP 0-9-1 client (src/amqp/client.c,
- * channel.c) against a scripted fake broker (amqp_harness.h).
+ * channel.c, publish.c, message.c) against a scripted fake broker (amqp_harness.h).
  *
  * The client runs on a bare worker on the test's own thread, on a manual
  * clock; the broker is a plain socket in the test, which reads the frames
