@@ -44,6 +44,7 @@ docs/testing.md says how tests get a broker (the `rabbitmq` fixture).
 """
 
 import atexit
+import contextlib
 import ctypes
 import itertools
 import os
@@ -368,6 +369,43 @@ class Broker:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Inside the block the node runs no code at all (SIGSTOP to its
+        process group), as a broker whose machine hangs: connections stay
+        open, nothing is read or answered. The block starts only once
+        every thread of the group is stopped (a stop signal takes effect
+        as each thread next runs), and the node runs again on leaving."""
+        self._signal(signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + scaled(10)
+            while not self._group_stopped():
+                if time.monotonic() > deadline:
+                    raise BrokerError("node %s not stopped 10 s after SIGSTOP" % self.node)
+                time.sleep(0.01)
+            yield
+        finally:
+            self._signal(signal.SIGCONT)
+
+    def _group_stopped(self):
+        """Whether every thread of every process in the node's group is
+        stopped ('T' in /proc/PID/task/TID/stat)."""
+        pgid = self.proc.pid
+        for proc in pathlib.Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != pgid:
+                    continue
+                for task in (proc / "task").iterdir():
+                    stat = (task / "stat").read_text()
+                    # pid (comm) state ...: comm may hold spaces and ')'
+                    if stat[stat.rindex(")") + 2] not in "Tt":
+                        return False
+            except (OSError, ValueError):
+                continue    # gone meanwhile
+        return True
 
     def restart(self, full=False):
         """Restart, keeping every queue and message the node holds.

@@ -320,9 +320,7 @@ def test_timeout_is_504_and_a_client_that_goes_is_forgotten(start_server, tmp_pa
     srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="300ms")
     q = queue_prefix + "slow"
     channel.queue_declare(q)
-    node = rabbitmq.proc.pid
-    os.kill(node, signal.SIGSTOP)
-    try:
+    with rabbitmq.frozen():
         with srv.conn() as c:
             t0 = time.monotonic()
             resp, doc = publish(c, "-", q, b"frozen")
@@ -338,8 +336,6 @@ def test_timeout_is_504_and_a_client_that_goes_is_forgotten(start_server, tmp_pa
         gone.close()
         wait_until(lambda: metrics(srv)['hotpath_amqp_publish_requests_total{outcome="aborted"}']
                    == 1, scaled(5), what="the aborted request counted")
-    finally:
-        os.kill(node, signal.SIGCONT)
     # Both messages reach the queue once the broker runs again, and the
     # server goes on.
     assert sorted(b for _, b in get_all(channel, q, 2)) == [b"frozen", b"gone"]
@@ -390,9 +386,7 @@ def test_sigterm_while_a_request_waits(start_server, tmp_path, rabbitmq, channel
     srv = start(start_server, tmp_path, rabbitmq, workers=1, timeout="30s")
     q = queue_prefix + "stop"
     channel.queue_declare(q)
-    node = rabbitmq.proc.pid
-    os.kill(node, signal.SIGSTOP)
-    try:
+    with rabbitmq.frozen():
         with srv.conn(timeout=scaled(10)) as c:
             c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nstop"
                    % path("-", q).encode())
@@ -402,8 +396,6 @@ def test_sigterm_while_a_request_waits(start_server, tmp_path, rabbitmq, channel
             assert resp.status == 503, resp
             assert json.loads(resp.body)["error"].startswith("unconfirmed")
         assert srv.wait_exit(scaled(10)) == 0, srv.stderr_tail()
-    finally:
-        os.kill(node, signal.SIGCONT)
     get_all(channel, q, 1)  # it was sent: the broker has it once it runs again
 
 

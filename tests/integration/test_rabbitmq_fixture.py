@@ -91,6 +91,17 @@ def test_node_answers_amqp(rabbitmq):
     assert rabbitmq.log_path.is_file()
 
 
+def test_frozen_node_answers_nothing_until_thawed(rabbitmq):
+    """frozen(): no thread of the node runs inside the block (a handshake
+    gets no answer), and the node answers again after it."""
+    with rabbitmq.frozen():
+        assert rabbitmq._group_stopped()
+        assert not amqp_handshake(rabbitmq.host, rabbitmq.port, timeout=0.5)
+    assert not rabbitmq._group_stopped()
+    wait_until(lambda: amqp_handshake(rabbitmq.host, rabbitmq.port), scaled(10),
+               what="the node answering again")
+
+
 def test_private_ports(rabbitmq):
     """Only the ports picked at start, only on loopback: the node and its
     epmd never collide with a system RabbitMQ or another test run."""
