@@ -24,6 +24,10 @@
  *     query for AI_ADDRCONFIG, and even asks DNS about a numeric IPv4
  *     host before answering it (strace: 8 queries per lookup).
  *   - dependency: none, against libc-ares2 for the library and its users.
+ *   - localhost: when the host's own resolution fails for a localhost
+ *     name (RFC 6761 6.3: "localhost", "*.localhost"), as on a machine or
+ *     chroot with no /etc/hosts, the loopback addresses answer; what the
+ *     host's configuration says about them still wins.
  *   - what it costs us: a slow DNS server holds a helper for the whole
  *     lookup (resolv.conf's timeout and attempts), so with two helpers a
  *     burst of slow names waits in the queue; the queue is bounded and
@@ -47,12 +51,14 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "hotpath/alloc.h"
@@ -287,6 +293,41 @@ static void keep(hp_resolve_req_t *q, const struct addrinfo *res)
         q->err = -ENXIO; /* an answer of other families only */
 }
 
+/* Whether `host` is a localhost name (RFC 6761 6.3), ignoring case and
+ * a final dot. */
+static bool localhost_name(const char *host)
+{
+    size_t n = strlen(host);
+    if (n && host[n - 1] == '.')
+        n--;
+    static const char tail[] = "localhost";
+    size_t t = sizeof tail - 1;
+    return n >= t && strncasecmp(host + n - t, tail, t) == 0 &&
+           (n == t || host[n - t - 1] == '.');
+}
+
+/* The loopback addresses of `family` (AF_UNSPEC: IPv4's first, since it
+ * is there even on a host without IPv6). */
+static void loopback(hp_resolve_req_t *q)
+{
+    q->n = 0;
+    q->err = 0;
+    if (q->family != AF_INET6) {
+        hp_resolve_addr_t *a = &q->addrs[q->n++];
+        memset(a, 0, sizeof *a);
+        a->in.sin_family = AF_INET;
+        a->in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->len = sizeof a->in;
+    }
+    if (q->family != AF_INET) {
+        hp_resolve_addr_t *a = &q->addrs[q->n++];
+        memset(a, 0, sizeof *a);
+        a->in6.sin6_family = AF_INET6;
+        a->in6.sin6_addr = in6addr_loopback;
+        a->len = sizeof a->in6;
+    }
+}
+
 static void lookup(hp_resolve_t *r, hp_resolve_req_t *q)
 {
     /* AI_ADDRCONFIG: no IPv6 addresses on a host without IPv6, whose
@@ -298,6 +339,8 @@ static void lookup(hp_resolve_t *r, hp_resolve_req_t *q)
     int eai = r->lookup(q->host, NULL, &hints, &res);
     if (eai != 0) {
         q->err = hp_resolve_error(eai, errno);
+        if (localhost_name(q->host))
+            loopback(q);
         return;
     }
     keep(q, res);

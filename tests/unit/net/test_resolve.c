@@ -11,7 +11,8 @@
  * Names that would need a DNS server (a nonexistent name, a lookup that
  * hangs) come from a substitute lookup (hp_resolve_config_t.lookup), so
  * no test sends a packet beyond loopback or depends on a server's speed:
- *   *.invalid   EAI_NONAME at once
+ *   *.invalid   EAI_NONAME at once (no-hosts.localhost. too: a host
+ *               without /etc/hosts)
  *   again.test  EAI_AGAIN at once
  *   slow.test   blocks until the test releases it, then is localhost
  *   two.test    127.0.0.2 (nothing listens there) then 127.0.0.1
@@ -75,7 +76,7 @@ static int numeric(const char *addr, struct addrinfo **res)
 static int fake_lookup(const char *node, const char *service, const struct addrinfo *hints,
                        struct addrinfo **res)
 {
-    if (ends_with(node, ".invalid"))
+    if (ends_with(node, ".invalid") || strcmp(node, "no-hosts.localhost.") == 0)
         return EAI_NONAME;
     if (strcmp(node, "again.test") == 0)
         return EAI_AGAIN;
@@ -274,6 +275,30 @@ static bool hosts_has_v6_localhost(void)
     }
     fclose(f);
     return found;
+}
+
+/* Where the host cannot resolve a localhost name (no /etc/hosts), the
+ * loopback addresses answer (RFC 6761 6.3); other failing names fail. */
+static void test_localhost_names_fall_back_to_loopback(void **state)
+{
+    (void)state;
+    start(1, 0);
+    resolve("no-hosts.localhost.", AF_INET);
+    assert_int_equal(T.err, 0);
+    assert_int_equal(T.n, 1);
+    assert_int_equal(T.addrs[0].sa.sa_family, AF_INET);
+    assert_int_equal(ntohl(T.addrs[0].in.sin_addr.s_addr), INADDR_LOOPBACK);
+    resolve("no-hosts.localhost.", AF_INET6);
+    assert_int_equal(T.err, 0);
+    assert_int_equal(T.n, 1);
+    assert_true(IN6_IS_ADDR_LOOPBACK(&T.addrs[0].in6.sin6_addr));
+    resolve("no-hosts.localhost.", AF_UNSPEC);
+    assert_int_equal(T.err, 0);
+    assert_int_equal(T.n, 2);
+    assert_int_equal(T.addrs[0].sa.sa_family, AF_INET);
+    assert_int_equal(T.addrs[1].sa.sa_family, AF_INET6);
+    resolve("localhost.invalid", AF_INET); /* "localhost" only as the last label */
+    assert_int_equal(T.err, -ENXIO);
 }
 
 static void test_resolve_localhost(void **state)
@@ -668,6 +693,7 @@ int main(void)
 #define T_(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T_(test_resolve_localhost),
+        T_(test_localhost_names_fall_back_to_loopback),
         T_(test_resolve_numeric),
         T_(test_resolve_errors),
         T_(test_resolve_cancel),
