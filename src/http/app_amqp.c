@@ -1389,6 +1389,19 @@ static const char *const breaker_names[] = {
     [HP_AMQP_BREAKER_HALF_OPEN] = "half_open",
 };
 
+/* A family with one sample per name: family{key="names[k]"} values[k]. */
+static void prom_by_label(hp_prom_t *p, const char *family, const char *type, const char *help,
+                          const char *key, const char *const *names, const uint64_t *values,
+                          size_t n)
+{
+    hp_prom_family(p, family, type, help);
+    for (size_t k = 0; k < n; k++) {
+        char label[48];
+        snprintf(label, sizeof label, "%s=\"%s\"", key, names[k]);
+        hp_prom_sample(p, family, label, values[k]);
+    }
+}
+
 void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t nw)
 {
     amqp_worker_t *mine = hp_worker_proto_data(me, &app_amqp_proto);
@@ -1447,32 +1460,20 @@ void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t n
             breakers[bs]++;
         opened += hp_worker_stat(&aw->shard.breaker_opened);
     }
-    hp_prom_family(p, "hotpath_amqp_connections", "gauge",
-                   "The workers' broker connections, by state.");
-    for (size_t k = 0; k < HP_ARRAY_LEN(states); k++) {
-        char label[40];
-        snprintf(label, sizeof label, "state=\"%s\"", state_names[k]);
-        hp_prom_sample(p, "hotpath_amqp_connections", label, states[k]);
-    }
-    hp_prom_family(p, "hotpath_amqp_publish_requests_total", "counter",
-                   "Requests to the publishing route, by how they ended.");
-    for (int k = 0; k < OUT_COUNT; k++) {
-        char label[40];
-        snprintf(label, sizeof label, "outcome=\"%s\"", outcome_names[k]);
-        hp_prom_sample(p, "hotpath_amqp_publish_requests_total", label, outcomes[k]);
-    }
+    prom_by_label(p, "hotpath_amqp_connections", "gauge",
+                  "The workers' broker connections, by state.", "state", state_names, states,
+                  HP_ARRAY_LEN(states));
+    prom_by_label(p, "hotpath_amqp_publish_requests_total", "counter",
+                  "Requests to the publishing route, by how they ended.", "outcome",
+                  outcome_names, outcomes, OUT_COUNT);
     hp_prom_family(p, "hotpath_amqp_confirm_duration_seconds", "histogram",
                    "Time from publishing a message to the broker's ack or nack.");
     hp_prom_histogram(p, "hotpath_amqp_confirm_duration_seconds", NULL, &mine->merged,
                       hp_prom_latency_bounds, hp_prom_latency_nbounds);
     /* Workers without a breaker count as closed: they refuse nothing. */
-    hp_prom_family(p, "hotpath_amqp_breaker_state", "gauge",
-                   "The workers' publishing circuit breakers, by state.");
-    for (size_t k = 0; k < HP_ARRAY_LEN(breakers); k++) {
-        char label[40];
-        snprintf(label, sizeof label, "state=\"%s\"", breaker_names[k]);
-        hp_prom_sample(p, "hotpath_amqp_breaker_state", label, breakers[k]);
-    }
+    prom_by_label(p, "hotpath_amqp_breaker_state", "gauge",
+                  "The workers' publishing circuit breakers, by state.", "state", breaker_names,
+                  breakers, HP_ARRAY_LEN(breakers));
     hp_prom_family(p, "hotpath_amqp_breaker_opened_total", "counter",
                    "Times a worker's circuit breaker opened.");
     hp_prom_sample(p, "hotpath_amqp_breaker_opened_total", NULL, opened);
