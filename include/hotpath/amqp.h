@@ -467,4 +467,36 @@ HP_EXPORT int hp_amqp_reject(hp_amqp_channel_t *ch, uint64_t tag, bool requeue);
 HP_EXPORT void hp_amqp_channel_on_return(hp_amqp_channel_t *ch, hp_amqp_delivery_cb cb,
                                          void *arg);
 
+/* ---- publish-to-deliver latency ---- */
+
+/* The header a message's send time travels in: wall-clock milliseconds
+ * since the epoch, an integer (RabbitMQ's rabbitmq_message_timestamp
+ * plugin sets it, as a long, when the message reaches the broker;
+ * hotpath's publishing route with amqp.stamp when it publishes). */
+#define HP_AMQP_STAMP_HEADER "timestamp_in_ms"
+
+/* The histogram's layout (hp_hist_init): nanoseconds, 1 ms (the stamp's
+ * resolution) to 1 h, 2 significant digits: about 17 KiB. */
+#define HP_AMQP_DELIVER_LAT_LOWEST 1000000ull
+#define HP_AMQP_DELIVER_LAT_HIGHEST (3600ull * 1000000000ull)
+#define HP_AMQP_DELIVER_LAT_DIGITS 2
+
+struct hp_hist; /* hotpath/hist.h */
+
+/* Publish-to-deliver latency: every delivery (consume or get) whose
+ * headers hold HP_AMQP_STAMP_HEADER as a non-negative integer adds one
+ * sample, the time from that stamp to the delivery by this host's wall
+ * clock (so it includes any offset between the two hosts' clocks; a stamp
+ * ahead of this clock counts as 0, one over an hour old as an hour). The
+ * histogram is the connection's, kept across recoveries, made on the
+ * first stamped delivery: NULL until then. Borrowed: valid until CLOSED;
+ * read it on the worker's thread, or from another with hp_hist_merge
+ * (hist.h's rules). */
+HP_EXPORT const struct hp_hist *hp_amqp_deliver_latency(const hp_amqp_conn_t *c);
+
+/* Empties that histogram (nothing without one): a caller that merges it
+ * into a histogram of its own (the same layout) resets it after each
+ * merge, on the worker's thread, so that no sample is counted twice. */
+HP_EXPORT void hp_amqp_deliver_latency_reset(hp_amqp_conn_t *c);
+
 #endif

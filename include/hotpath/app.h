@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "hotpath/amqp.h"
+#include "hotpath/amqp_breaker.h"
 #include "hotpath/clock.h"
 #include "hotpath/common.h"
 #include "hotpath/config.h"
@@ -39,8 +40,10 @@ typedef struct hp_app_config hp_app_config_t;
  * one channel in confirm mode, and keeps it open (reconnecting when it is
  * lost). With `publish_route`, POST <publish_route>/{exchange}/{routing
  * key} publishes the request body there and answers once the broker has
- * confirmed it (202), or why not. /metrics (hp_app_builtin_routes) shows
- * the connections' counters. Every string is copied by hp_app_new. */
+ * confirmed it (202), or why not, through a circuit breaker per worker
+ * when breaker.failures is not 0 (503 while it is open). /metrics
+ * (hp_app_builtin_routes) shows the connections' counters. Every string
+ * is copied by hp_app_new. */
 typedef struct hp_app_amqp {
     bool enabled;
     const char *url;             /* amqp://user:password@host:port/vhost, parsed over
@@ -51,6 +54,10 @@ typedef struct hp_app_amqp {
     const char *publish_route;   /* URL path of the route; NULL: no route */
     uint64_t timeout_ms;         /* a request waits this long for its confirm, then 504 */
     const char *content_type;    /* for requests without Content-Type (1..255 bytes) */
+    hp_amqp_breaker_config_t breaker; /* the route's, per worker; failures 0: none
+                                         (probes: 1) */
+    bool stamp;                  /* publish with HP_AMQP_STAMP_HEADER (and the
+                                    timestamp property) */
 } hp_app_amqp_t;
 
 #define HP_APP_AMQP_DEFAULT                                                    \
@@ -60,7 +67,13 @@ typedef struct hp_app_amqp {
                      .confirm_window = 1000,                                   \
                      .publish_route = NULL,                                    \
                      .timeout_ms = 5000,                                       \
-                     .content_type = "application/octet-stream"})
+                     .content_type = "application/octet-stream",           \
+                     .breaker = {.failures = 0,                                \
+                                 .window_ms = 10000,                           \
+                                 .open_ms = 5000,                              \
+                                 .open_max_ms = 60000,                         \
+                                 .probes = 1},                                 \
+                     .stamp = false})
 
 /* Rebuilds the configuration for a reload (SIGHUP): fills *out (which
  * holds the running configuration) and returns 0, or returns -1 with a

@@ -125,6 +125,10 @@ typedef struct hp_config {
         const char *publish_route; /* POST <route>/{exchange}/{routing key}; NULL: none */
         uint64_t timeout_ms;   /* a request waits this long for its confirm */
         const char *content_type; /* for requests that name none */
+        uint32_t breaker_failures; /* failures in breaker_window that open the circuit;
+                                      0: no breaker */
+        uint64_t breaker_window_ms, breaker_open_ms, breaker_open_max_ms;
+        bool stamp;            /* publish with a timestamp_in_ms header */
     } amqp;
 
     const char *source;        /* file (or name) it was loaded from; NULL for defaults */

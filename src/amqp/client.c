@@ -44,6 +44,7 @@ static void conn_free(hp_amqp_conn_t *a)
     hp_loop_timer_cancel(&a->worker->loop, &a->retry);
     amqp_topo_free_all(a);
     amqp_channel_bury(a);
+    amqp_deliver_latency_free(a);
     hp_free(a->chans);
     hp_free(a->strs);
     hp_free(a);

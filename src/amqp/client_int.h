@@ -201,6 +201,8 @@ struct hp_amqp_conn {
     uint16_t next_id;             /* where the search for a free number starts */
     hp_amqp_channel_t *graveyard; /* owned: dropped channels, freed at depth 0 */
     hp_amqp_stats_t stats;        /* state is filled in by hp_amqp_stats */
+    struct hp_hist *deliver_lat;  /* owned: publish-to-deliver latency (message.c);
+                                     NULL until the first stamped delivery */
     /* recovery (recover.c) */
     bool ever_ready;              /* reached READY once: a loss is recovered */
     amqp_topo_t *topo, *topo_tail; /* owned: declared, in order */
@@ -283,6 +285,8 @@ long amqp_channel_message(hp_amqp_channel_t *ch, const hp_amqp_method_t *m, cons
 int amqp_channel_content(hp_amqp_channel_t *ch, const hp_amqp_frame_t *f);
 /* The engine connection closed: a message half received on `ch` is gone. */
 void amqp_channel_lost_input(hp_amqp_channel_t *ch);
+/* Frees the publish-to-deliver histogram (the connection is freed). */
+void amqp_deliver_latency_free(hp_amqp_conn_t *a);
 
 /* ---- channel.c, again ---- */
 

@@ -117,7 +117,9 @@ static const hp_config_field_t metrics_fields[] = {
  * (connection.tune); a content type is a short string (255 bytes). The
  * window bounds the unconfirmed publishes of one connection and sizes the
  * table of requests waiting for them, allocated at start-up: 65535 keeps
- * that table to a few megabytes per worker. */
+ * that table to a few megabytes per worker. The breaker's durations are
+ * the timeout's range; that breaker_open_max is not below breaker_open
+ * is app_amqp_check's to say. */
 static const hp_config_field_t amqp_fields[] = {
     CFF("url", K_URL, F_NULLABLE, amqp.url, 1, 1024),
     CFF("heartbeat", K_DURATION, F_SECONDS, amqp.heartbeat_ms, 0, 65535 * SEC),
@@ -125,6 +127,11 @@ static const hp_config_field_t amqp_fields[] = {
     CFF("publish_route", K_URLPATH, F_NULLABLE, amqp.publish_route, 1, 1024),
     CF("timeout", K_DURATION, amqp.timeout_ms, 1, 24 * HOUR),
     CF("content_type", K_HEADER, amqp.content_type, 1, 255),
+    CF("breaker_failures", K_COUNT, amqp.breaker_failures, 0, 1000000),
+    CF("breaker_window", K_DURATION, amqp.breaker_window_ms, 1, 24 * HOUR),
+    CF("breaker_open", K_DURATION, amqp.breaker_open_ms, 1, 24 * HOUR),
+    CF("breaker_open_max", K_DURATION, amqp.breaker_open_max_ms, 1, 24 * HOUR),
+    CF("stamp", K_BOOL, amqp.stamp, 0, 1),
     {0},
 };
 

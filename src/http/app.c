@@ -493,6 +493,11 @@ static const struct restart_setting {
     RESTART("amqp.heartbeat", amqp.conn.heartbeat_s),
     RESTART("amqp.confirm_window", amqp.confirm_window),
     RESTART("amqp.timeout", amqp.timeout_ms),
+    RESTART("amqp.breaker_failures", amqp.breaker.failures),
+    RESTART("amqp.breaker_window", amqp.breaker.window_ms),
+    RESTART("amqp.breaker_open", amqp.breaker.open_ms),
+    RESTART("amqp.breaker_open_max", amqp.breaker.open_max_ms),
+    RESTART("amqp.stamp", amqp.stamp),
 };
 
 /* Appends `name` to the list of settings a reload could not change. */

@@ -8,15 +8,28 @@
  * app_amqp_proto, which no engine connection runs: it exists for its
  * worker_init and worker_fini) holding the link to the broker (the
  * connection, its channel and their state) and a table of publish slots,
- * one per message the broker has not confirmed yet, as many as the
- * confirm window allows. A slot outlives its request when the request
- * times out (504) or its client goes: the broker's answer still comes,
- * and finds the slot with no request in it.
+ * one per request waiting to publish or message the broker has not
+ * confirmed yet, as many as the confirm window allows, and the worker's
+ * circuit breaker (amqp_breaker.h) when amqp.breaker_failures is set. A
+ * slot outlives its request when the request times out (504) or its
+ * client goes: the broker's answer still comes, and finds the slot with
+ * no request in it.
+ *
+ * A request that cannot be published yet for a reason that passes (the
+ * channel is being opened again, the connection recovers, the output or
+ * the broker's window is full) waits in its slot and tries again after a
+ * delay that doubles (publish_wait), until its timeout; nothing that may
+ * have reached the broker is ever sent again by the app.
  *
  * Invariants:
- *  - a slot is in use (id != 0) from its publish until the broker's
- *    answer for it (ack, nack, or the channel or connection going) has
- *    been handled; it holds a request (ctx) only while that request waits;
+ *  - a slot is taken from its request's arrival; it is in use (seq != 0)
+ *    from its publish until the broker's answer for it (ack, nack, or the
+ *    channel or connection going) has been handled; before its publish it
+ *    is only waiting (ctx set, seq 0), and goes back when the request is
+ *    answered or aborted. It holds a request (ctx) only while that
+ *    request waits;
+ *  - each publish is judged once by the breaker (`judged`): by its
+ *    confirm, its timeout or its channel's loss, whichever comes first;
  *  - a request is answered exactly once: by its confirm, its timeout, or
  *    the settle pass after its channel went; each clears slot->ctx before
  *    answering, and an aborted request clears it before it vanishes;
@@ -24,10 +37,10 @@
  *    next state: it may start the next pipelined request, which may
  *    publish again from inside the confirm callback.
  *
- * Where the link is headed: the circuit breaker and the connection and
- * channel pools come next. link_unavailable() is the one gate a request
- * passes (a breaker adds its open state there), and link_* are the only
- * functions that touch the connection and channel (a pool replaces them).
+ * Where the link is headed: the connection and channel pools come next.
+ * publish_try() is the one gate a request passes (the breaker, then
+ * link_unavailable()), and link_* are the only functions that touch the
+ * connection and channel (a pool replaces them).
  * The connection is re-opened by the app after it is lost (retry_cb),
  * until the client's automatic recovery takes that over.
  */
@@ -160,6 +173,16 @@ int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t
     if (!cfg->content_type || !header_value(cfg->content_type, 1, SHORTSTR_MAX))
         return bad(key, "amqp.content_type", err, errlen, "%s",
                    "expected a header value of 1 to 255 printable ASCII characters");
+    const hp_amqp_breaker_config_t *bk = &cfg->breaker;
+    if (bk->failures) {
+        if (bk->window_ms < 1)
+            return bad(key, "amqp.breaker_window", err, errlen, "%s", "expected at least 1ms");
+        if (bk->open_ms < 1)
+            return bad(key, "amqp.breaker_open", err, errlen, "%s", "expected at least 1ms");
+        if (bk->open_max_ms && bk->open_max_ms < bk->open_ms)
+            return bad(key, "amqp.breaker_open_max", err, errlen, "%s",
+                       "expected at least amqp.breaker_open (the first open time)");
+    }
     if (!cfg->publish_route)
         return 0;
     const char *route = cfg->publish_route;
@@ -291,12 +314,13 @@ enum {
     OUT_TOO_LARGE,   /* 413 */
     OUT_BAD_REQUEST, /* 400: a name that cannot be published to */
     OUT_ABORTED,     /* the client went before the answer */
+    OUT_CIRCUIT_OPEN, /* 503: the breaker refused it */
     OUT_COUNT
 };
 
 static const char *const outcome_names[OUT_COUNT] = {
-    "accepted", "nacked",      "unroutable",  "no_exchange", "unconfirmed",
-    "unavailable", "timeout", "too_large", "bad_request", "aborted",
+    "accepted",  "nacked",    "unroutable", "no_exchange", "unconfirmed",  "unavailable",
+    "timeout",   "too_large", "bad_request", "aborted",    "circuit_open",
 };
 
 /* The connection's counters (hp_amqp_stats_t), as /metrics sums them. */
@@ -312,21 +336,27 @@ typedef struct amqp_shard {
                                     as of its last refresh (at most a second old) */
     uint64_t outcomes[OUT_COUNT];
     uint64_t state;              /* HP_AMQP_STATE_* of the link */
+    uint64_t breaker_state;      /* HP_AMQP_BREAKER_* */
+    uint64_t breaker_opened;     /* times it opened */
 } HP_ALIGNED_CACHELINE amqp_shard_t;
 
 typedef struct amqp_worker amqp_worker_t;
 
-/* One unconfirmed publish. */
+/* One request waiting to publish, or one unconfirmed publish. */
 typedef struct pub_slot {
     hp_ctx_t *ctx;               /* borrowed: the request waiting for it; NULL: none */
     amqp_worker_t *aw;
-    hp_timer_t timer;            /* the request's timeout, while ctx is set */
-    uint64_t id;                 /* its message id's number (gen * nslots + index);
-                                    0: the slot is free */
-    uint64_t seq;                /* its sequence number on the channel */
+    hp_timer_t timer;            /* while ctx is set: the request's next try before
+                                    its publish, its timeout after */
+    uint64_t id;                 /* its message id's number (gen * nslots + index) */
+    uint64_t seq;                /* its sequence number on the channel; 0: not
+                                    published (free, or waiting to publish) */
     uint64_t t0_ns;              /* when it was published */
+    uint64_t deadline_ms;        /* the request's arrival + amqp.timeout */
+    uint32_t retry_ms;           /* the last delay before a try; 0: none yet */
     uint32_t next_free;
     uint16_t returned;           /* the reply code of a basic.return for it; 0: none */
+    bool judged;                 /* the breaker has had its outcome */
     int failed;                  /* -errno: its channel went; answered by settle_cb */
 } pub_slot_t;
 
@@ -355,6 +385,11 @@ struct amqp_worker {
     uint32_t nslots, free_head, in_use;
     hp_hist_t latency;           /* publish -> ack or nack, ns */
     hp_hist_t merged;            /* scratch: /metrics on this worker merges into it */
+    /* Publish-to-deliver latency of this worker's connections' deliveries
+     * (hp_amqp_deliver_latency, taken at each refresh), and its scratch. */
+    hp_hist_t deliver, deliver_merged;
+    hp_amqp_breaker_t breaker;   /* the route's; used when has_breaker */
+    bool has_breaker;
     char name[64];               /* the connection's name, shown by the broker */
 };
 
@@ -376,6 +411,15 @@ struct amqp_worker {
  * waking an idle worker more often. */
 #define TICK_MS 1000u
 
+/* A request that cannot publish yet tries again after PUB_RETRY_MIN_MS,
+ * then twice as long each time up to PUB_RETRY_MAX_MS, within its
+ * timeout: a channel reopened after a 404 is back within a round trip or
+ * two, a recovering connection within the client's recover_min_ms
+ * (100 ms) and a few round trips, and a quarter of a second between
+ * tries keeps a long wait from spinning. */
+#define PUB_RETRY_MIN_MS 5u
+#define PUB_RETRY_MAX_MS 250u
+
 static const uint32_t SLOT_NONE = UINT32_MAX;
 
 static inline void shard_add(uint64_t *counter, uint64_t n)
@@ -388,12 +432,34 @@ static inline void shard_set(uint64_t *counter, uint64_t v)
     __atomic_store_n(counter, v, __ATOMIC_RELAXED);
 }
 
+/* Moves the publish-to-deliver samples of connection c into the
+ * worker's histogram, which only grows (other workers merge it). */
+static void deliver_take(amqp_worker_t *aw, hp_amqp_conn_t *c)
+{
+    const hp_hist_t *h = hp_amqp_deliver_latency(c);
+    if (!h || hp_hist_count(h) == 0)
+        return;
+    hp_hist_merge(&aw->deliver, h);
+    hp_amqp_deliver_latency_reset(c);
+}
+
+/* Copies the breaker's state into the shard. */
+static void shard_breaker(amqp_worker_t *aw)
+{
+    if (!aw->has_breaker)
+        return;
+    shard_set(&aw->shard.breaker_state, (uint64_t)hp_amqp_breaker_state(&aw->breaker));
+    shard_set(&aw->shard.breaker_opened, hp_amqp_breaker_opened(&aw->breaker));
+}
+
 /* Copies this worker's connection counters into the shard. */
 static void shard_refresh(amqp_worker_t *aw)
 {
     hp_amqp_stats_t s = {0};
-    if (aw->conn)
+    if (aw->conn) {
         hp_amqp_stats(aw->conn, &s);
+        deliver_take(aw, aw->conn);
+    }
     const hp_amqp_stats_t *b = &aw->base;
     uint64_t v[S_COUNT] = {
         [S_PUBLISHED] = b->published + s.published,
@@ -416,11 +482,13 @@ static void shard_refresh(amqp_worker_t *aw)
     if (st == HP_AMQP_STATE_READY && !aw->ch_ready)
         st = HP_AMQP_STATE_CONNECTING;
     shard_set(&aw->shard.state, st);
+    shard_breaker(aw);
 }
 
 /* Adds a closing connection's counters to the base. */
-static void base_add(amqp_worker_t *aw, const hp_amqp_conn_t *c)
+static void base_add(amqp_worker_t *aw, hp_amqp_conn_t *c)
 {
+    deliver_take(aw, c);
     hp_amqp_stats_t s;
     hp_amqp_stats(c, &s);
     hp_amqp_stats_t *b = &aw->base;
@@ -469,6 +537,8 @@ static void slot_put(amqp_worker_t *aw, pub_slot_t *s)
     s->returned = 0;
     s->failed = 0;
     s->seq = 0;
+    s->retry_ms = 0;
+    s->judged = false;
     s->next_free = aw->free_head;
     aw->free_head = (uint32_t)(s - aw->slots);
     aw->in_use--;
@@ -501,6 +571,50 @@ static int message_id(const amqp_worker_t *aw, const pub_slot_t *s, char *out, s
 {
     return snprintf(out, len, "%016" PRIx64 "-%u-%" PRIu64, aw->a->nonce, hp_worker_id(aw->w),
                     s->id);
+}
+
+/* ---- the breaker ---- */
+
+static uint64_t clock_ms(const amqp_worker_t *aw)
+{
+    return hp_loop_clock_ns(aw->loop) / 1000000u;
+}
+
+/* Whether the breaker refuses a request now: open, or half-open with its
+ * probe out. Takes no probe (hp_amqp_breaker_allow does, at the publish). */
+static bool breaker_refuses(const amqp_worker_t *aw)
+{
+    return aw->has_breaker && hp_amqp_breaker_retry_after_ms(&aw->breaker, clock_ms(aw)) > 0;
+}
+
+/* Gives the breaker the outcome of s's publish, once: ok for a confirm
+ * (an ack, a returned message included: the broker answered), not ok for
+ * a nack, no confirm in time, its channel or connection lost, or a
+ * request that found no way to the broker until its timeout. */
+static void breaker_judge(amqp_worker_t *aw, pub_slot_t *s, bool ok)
+{
+    if (!aw->has_breaker || s->judged)
+        return;
+    s->judged = true;
+    int was = hp_amqp_breaker_state(&aw->breaker);
+    hp_amqp_breaker_record(&aw->breaker, clock_ms(aw), ok);
+    int now = hp_amqp_breaker_state(&aw->breaker);
+    if (now == HP_AMQP_BREAKER_OPEN && was != HP_AMQP_BREAKER_OPEN)
+        hp_log(WARN, "amqp: worker %u: circuit open for %" PRIu64 " ms: the broker %s",
+               hp_worker_id(aw->w), hp_amqp_breaker_retry_after_ms(&aw->breaker, clock_ms(aw)),
+               was == HP_AMQP_BREAKER_CLOSED ? "failed too often" : "still fails");
+    else if (now == HP_AMQP_BREAKER_CLOSED && was != HP_AMQP_BREAKER_CLOSED)
+        hp_log(INFO, "amqp: worker %u: circuit closed: the broker answered",
+               hp_worker_id(aw->w));
+    shard_breaker(aw);
+}
+
+/* s's publish says nothing of the broker's health (it was never sent, or
+ * the broker refused that one message): a probe goes back. */
+static void breaker_release(amqp_worker_t *aw, const pub_slot_t *s)
+{
+    if (aw->has_breaker && !s->judged)
+        hp_amqp_breaker_release(&aw->breaker);
 }
 
 /* ---- answers ---- */
@@ -600,6 +714,15 @@ static int request_names(const hp_ctx_t *ctx, char ex[SHORTSTR_MAX + 1],
     return r < 0 ? r : 0;
 }
 
+/* Retry-After for a 503, in whole seconds: what is left of the breaker's
+ * open time, rounded up, or 1. */
+static uint64_t retry_after_s(const amqp_worker_t *aw)
+{
+    uint64_t ms = aw->has_breaker ? hp_amqp_breaker_retry_after_ms(&aw->breaker, clock_ms(aw))
+                                  : 0;
+    return ms > 1000 ? (ms + 999) / 1000 : 1;
+}
+
 /* Answers a request with `status` and a JSON body: {"error": what, the
  * exchange and routing key when they decode, `detail` (a reply text) when
  * given}; 503 adds Retry-After. Counts the outcome. */
@@ -627,8 +750,11 @@ static void answer_error(amqp_worker_t *aw, hp_ctx_t *ctx, int status, int outco
     }
     json_raw(&p, end, "}");
     hp_ctx_status(ctx, status);
-    if (status == 503)
-        hp_ctx_set_header(ctx, "Retry-After", "1");
+    if (status == 503) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%" PRIu64, retry_after_s(aw));
+        hp_ctx_set_header(ctx, "Retry-After", secs);
+    }
     if (hp_ctx_send(ctx, "application/json", body, (size_t)(p - body)) < 0)
         hp_ctx_send_status(ctx, status);
 }
@@ -683,11 +809,17 @@ static void settle_cb(hp_timer_t *t)
         if (!slot_in_use(s) || !s->failed)
             continue;
         hp_ctx_t *ctx = slot_take_ctx(aw, s);
+        char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
+        /* A missing exchange is the request's fault, not the broker's. */
+        bool missing = ctx && request_names(ctx, ex, key) == 0 && no_such_exchange(aw, ex);
+        if (missing)
+            breaker_release(aw, s);
+        else
+            breaker_judge(aw, s, false);
         slot_put(aw, s);
         if (!ctx)
             continue;
-        char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
-        if (request_names(ctx, ex, key) == 0 && no_such_exchange(aw, ex))
+        if (missing)
             answer_error(aw, ctx, 404, OUT_NO_EXCHANGE, "no such exchange", aw->close_text,
                          strlen(aw->close_text));
         else
@@ -712,6 +844,7 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
         return;
     }
     hp_hist_record(&aw->latency, hp_loop_clock_ns(aw->loop) - s->t0_ns);
+    breaker_judge(aw, s, status == HP_AMQP_ACKED);
     hp_ctx_t *ctx = slot_take_ctx(aw, s);
     pub_slot_t done = *s;
     slot_put(aw, s);
@@ -739,10 +872,21 @@ static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *
         s->returned = d->reply_code ? d->reply_code : HP_AMQP_NO_ROUTE;
 }
 
-static void timeout_cb(hp_timer_t *t)
+static int publish_try(amqp_worker_t *aw, pub_slot_t *s);
+
+/* A slot's timer: the next try of a request waiting to publish, or the
+ * timeout of one waiting for its confirm. */
+static void slot_timer_cb(hp_timer_t *t)
 {
     pub_slot_t *s = HP_CONTAINER_OF(t, pub_slot_t, timer);
     amqp_worker_t *aw = s->aw;
+    if (!slot_in_use(s)) {
+        hp_ctx_t *ctx = s->ctx;
+        if (publish_try(aw, s) == HP_DONE)
+            hp_ctx_finish(ctx);
+        return;
+    }
+    breaker_judge(aw, s, false);
     hp_ctx_t *ctx = slot_take_ctx(aw, s);
     if (!ctx)
         return;
@@ -760,6 +904,8 @@ static void on_abort(hp_ctx_t *ctx, void *arg)
     amqp_worker_t *aw = s->aw;
     hp_loop_timer_cancel(aw->loop, &s->timer);
     s->ctx = NULL;
+    if (!slot_in_use(s))
+        slot_put(aw, s); /* never published: no answer will come for it */
     shard_add(&aw->shard.outcomes[OUT_ABORTED], 1);
 }
 
@@ -956,14 +1102,19 @@ static void link_connect(amqp_worker_t *aw)
     shard_refresh(aw);
 }
 
-/* Why a request cannot be published now, or NULL. The one gate: a
- * circuit breaker adds its open state here. */
-static const char *link_unavailable(const amqp_worker_t *aw)
+/* Why a request cannot be published now, or NULL; *passes tells whether
+ * the reason is one that goes by itself soon (a request may wait for it)
+ * or one that lasts (a blocked broker: its alarm lifts when an operator
+ * or a consumer frees memory or disk, so the request is answered at
+ * once). */
+static const char *link_unavailable(const amqp_worker_t *aw, bool *passes)
 {
+    *passes = true;
     switch (aw->state) {
     case HP_AMQP_STATE_READY:
         return aw->ch_ready ? NULL : "the channel to the broker is being opened";
     case HP_AMQP_STATE_BLOCKED:
+        *passes = false;
         return "the broker has blocked publishing (a resource alarm)";
     case HP_AMQP_STATE_RECOVERING:
         return "the connection to the broker is being recovered";
@@ -975,6 +1126,134 @@ static const char *link_unavailable(const amqp_worker_t *aw)
 }
 
 /* ---- the route ---- */
+
+#define CIRCUIT_OPEN \
+    "circuit open: the broker failed too often; publishing is suspended (see Retry-After)"
+
+/* Answers s's request, which was never published, and frees the slot.
+ * Returns HP_DONE (the caller finishes the request when it is not the
+ * handler). */
+static int publish_refuse(amqp_worker_t *aw, pub_slot_t *s, int status, int outcome,
+                          const char *what)
+{
+    hp_ctx_t *ctx = slot_take_ctx(aw, s);
+    slot_put(aw, s);
+    answer_error(aw, ctx, status, outcome, what, NULL, 0);
+    return HP_DONE;
+}
+
+/* s's request could not be published for a reason that passes (`why`):
+ * it tries again after a delay that doubles up to PUB_RETRY_MAX_MS,
+ * until its deadline; then (or at once while the worker stops) it gets
+ * 503, and the breaker counts a failure: the broker was out of reach for
+ * a whole timeout. Nothing of it was sent, so trying again cannot publish
+ * it twice. */
+static int publish_wait(amqp_worker_t *aw, pub_slot_t *s, const char *why)
+{
+    uint64_t now = clock_ms(aw);
+    if (aw->w->draining || now >= s->deadline_ms) {
+        breaker_judge(aw, s, false);
+        return publish_refuse(aw, s, 503, OUT_UNAVAILABLE, why);
+    }
+    s->retry_ms = s->retry_ms ? 2 * s->retry_ms : PUB_RETRY_MIN_MS;
+    if (s->retry_ms > PUB_RETRY_MAX_MS)
+        s->retry_ms = PUB_RETRY_MAX_MS;
+    uint64_t left = s->deadline_ms - now;
+    hp_loop_timer_arm(aw->loop, &s->timer, s->retry_ms < left ? s->retry_ms : left);
+    return HP_PENDING;
+}
+
+/* Publishes s's request (exchange, key, content type and body from its
+ * ctx; its message id from the slot, the same on every try). Returns
+ * hp_amqp_publish's result. */
+static int publish_send(amqp_worker_t *aw, pub_slot_t *s)
+{
+    hp_ctx_t *ctx = s->ctx;
+    char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
+    request_names(ctx, ex, key); /* checked by the handler */
+    size_t tlen = 0;
+    const char *type = hp_ctx_header(ctx, "Content-Type", &tlen);
+    if (!type || tlen == 0) {
+        type = aw->a->cfg.content_type;
+        tlen = strlen(type);
+    }
+    char mid[64];
+    int mlen = message_id(aw, s, mid, sizeof mid);
+    hp_amqp_props_t props = {
+        .flags = HP_AMQP_PROP_CONTENT_TYPE | HP_AMQP_PROP_DELIVERY_MODE |
+                 HP_AMQP_PROP_MESSAGE_ID,
+        .content_type = {type, (uint32_t)tlen},
+        .delivery_mode = 2,
+        .message_id = {mid, (uint32_t)mlen},
+    };
+    uint8_t stamp[64];
+    if (aw->a->cfg.stamp) {
+        /* The wall clock, for a consumer elsewhere: the header in ms (what
+         * RabbitMQ's message-timestamp plugin sets), the property in s. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        hp_amqp_table_builder_t b;
+        hp_amqp_table_init(&b, stamp, sizeof stamp);
+        hp_amqp_table_add(&b, HP_AMQP_STAMP_HEADER,
+                          &(hp_amqp_value_t){.type = HP_AMQP_T_I64, .i = ms});
+        if (hp_amqp_table_finish(&b, &props.headers) == 0)
+            props.flags |= HP_AMQP_PROP_HEADERS;
+        props.flags |= HP_AMQP_PROP_TIMESTAMP;
+        props.timestamp = (uint64_t)ts.tv_sec;
+    }
+    size_t blen;
+    const char *body = hp_ctx_body(ctx, &blen);
+    hp_amqp_msg_t m = {.exchange = ex, .routing_key = key, .props = &props, .body = body,
+                       .len = blen, .mandatory = true};
+    s->t0_ns = hp_loop_clock_ns(aw->loop);
+    int r = hp_amqp_publish(aw->ch, &m, on_confirm, s, &s->seq);
+    if (r < 0)
+        s->seq = 0;
+    return r;
+}
+
+/* One try at s's request, which waits in its slot: refused at once while
+ * the breaker is open or the broker blocked, made to wait while the link
+ * is not ready, else published. Returns HP_PENDING (published: its
+ * confirm or its timeout answers it; or waiting for its next try) or
+ * HP_DONE (answered, the slot freed). */
+static int publish_try(amqp_worker_t *aw, pub_slot_t *s)
+{
+    if (breaker_refuses(aw))
+        return publish_refuse(aw, s, 503, OUT_CIRCUIT_OPEN,
+                              CIRCUIT_OPEN);
+    bool passes;
+    const char *why = link_unavailable(aw, &passes);
+    if (why && !passes)
+        return publish_refuse(aw, s, 503, OUT_UNAVAILABLE, why);
+    if (why)
+        return publish_wait(aw, s, why);
+    /* Half-open: this may be the probe, or find the probes out. */
+    if (aw->has_breaker && !hp_amqp_breaker_allow(&aw->breaker, clock_ms(aw))) {
+        shard_breaker(aw);
+        return publish_refuse(aw, s, 503, OUT_CIRCUIT_OPEN,
+                              "circuit open: a probe message is testing the broker; "
+                              "publishing resumes once it is confirmed");
+    }
+    shard_breaker(aw);
+    int r = publish_send(aw, s);
+    if (r == 0) {
+        uint64_t now = clock_ms(aw);
+        hp_loop_timer_arm(aw->loop, &s->timer, s->deadline_ms > now ? s->deadline_ms - now : 0);
+        return HP_PENDING;
+    }
+    breaker_release(aw, s);
+    if (r == -EMSGSIZE)
+        return publish_refuse(aw, s, 413, OUT_TOO_LARGE,
+                              "message larger than the broker takes (128 MiB)");
+    if (r == -EINVAL)
+        return publish_refuse(aw, s, 400, OUT_BAD_REQUEST, "a name the broker cannot take");
+    /* -EAGAIN (output or confirm window full, or blocked just now),
+     * -ENOTCONN (the channel closed under it): nothing was sent. */
+    return publish_wait(aw, s, r == -EAGAIN ? "the broker is not taking messages this fast"
+                                            : "the channel to the broker is not open");
+}
 
 int app_amqp_publish(hp_ctx_t *ctx, void *udata)
 {
@@ -994,57 +1273,29 @@ int app_amqp_publish(hp_ctx_t *ctx, void *udata)
         return HP_DONE;
     }
     size_t tlen = 0;
-    const char *type = hp_ctx_header(ctx, "Content-Type", &tlen);
-    if (!type || tlen == 0) {
-        type = a->cfg.content_type;
-        tlen = strlen(type);
-    } else if (tlen > SHORTSTR_MAX) {
+    if (hp_ctx_header(ctx, "Content-Type", &tlen) && tlen > SHORTSTR_MAX) {
         answer_error(aw, ctx, 400, OUT_BAD_REQUEST, "Content-Type longer than 255 bytes", NULL,
                      0);
         return HP_DONE;
     }
-    const char *why = link_unavailable(aw);
-    pub_slot_t *s = why ? NULL : slot_get(aw);
-    if (!s) {
-        answer_error(aw, ctx, 503, OUT_UNAVAILABLE,
-                     why ? why : "too many messages wait for the broker's confirms", NULL, 0);
+    /* Refused before it takes a slot: the breaker's answer comes at once,
+     * whatever the window holds. */
+    if (breaker_refuses(aw)) {
+        answer_error(aw, ctx, 503, OUT_CIRCUIT_OPEN,
+                     CIRCUIT_OPEN,
+                     NULL, 0);
         return HP_DONE;
     }
-    char mid[64];
-    int mlen = message_id(aw, s, mid, sizeof mid);
-    hp_amqp_props_t props = {
-        .flags = HP_AMQP_PROP_CONTENT_TYPE | HP_AMQP_PROP_DELIVERY_MODE |
-                 HP_AMQP_PROP_MESSAGE_ID,
-        .content_type = {type, (uint32_t)tlen},
-        .delivery_mode = 2,
-        .message_id = {mid, (uint32_t)mlen},
-    };
-    size_t blen;
-    const char *body = hp_ctx_body(ctx, &blen);
-    hp_amqp_msg_t m = {.exchange = ex, .routing_key = key, .props = &props, .body = body,
-                       .len = blen, .mandatory = true};
-    s->t0_ns = hp_loop_clock_ns(aw->loop);
-    r = hp_amqp_publish(aw->ch, &m, on_confirm, s, &s->seq);
-    if (r < 0) {
-        s->seq = 0;
-        slot_put(aw, s);
-        if (r == -EMSGSIZE)
-            answer_error(aw, ctx, 413, OUT_TOO_LARGE,
-                         "message larger than the broker takes (128 MiB)", NULL, 0);
-        else if (r == -EINVAL)
-            answer_error(aw, ctx, 400, OUT_BAD_REQUEST, "a name the broker cannot take",
-                         NULL, 0);
-        else
-            answer_error(aw, ctx, 503, OUT_UNAVAILABLE,
-                         r == -EAGAIN ? "the broker is not taking messages this fast"
-                                      : "the channel to the broker is not open",
-                         NULL, 0);
+    pub_slot_t *s = slot_get(aw);
+    if (!s) {
+        answer_error(aw, ctx, 503, OUT_UNAVAILABLE,
+                     "too many messages wait for the broker's confirms", NULL, 0);
         return HP_DONE;
     }
     s->ctx = ctx;
+    s->deadline_ms = clock_ms(aw) + a->cfg.timeout_ms;
     hp_ctx_on_abort(ctx, on_abort, s);
-    hp_loop_timer_arm(aw->loop, &s->timer, a->cfg.timeout_ms);
-    return HP_PENDING;
+    return publish_try(aw, s);
 }
 
 /* ---- the protocol ---------------------------------------------------------- */
@@ -1067,6 +1318,8 @@ static void worker_fini(hp_worker_t *w, void *data)
     hp_free(aw->slots);
     hp_hist_destroy(&aw->latency);
     hp_hist_destroy(&aw->merged);
+    hp_hist_destroy(&aw->deliver);
+    hp_hist_destroy(&aw->deliver_merged);
     hp_free(aw);
 }
 
@@ -1088,17 +1341,24 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
     aw->nslots = a->cfg.confirm_window;
     aw->slots = hp_calloc(aw->nslots, sizeof *aw->slots);
     if (!aw->slots || hp_hist_init(&aw->latency, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
-        hp_hist_init(&aw->merged, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0) {
+        hp_hist_init(&aw->merged, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
+        hp_hist_init(&aw->deliver, HP_AMQP_DELIVER_LAT_LOWEST, HP_AMQP_DELIVER_LAT_HIGHEST,
+                     HP_AMQP_DELIVER_LAT_DIGITS) < 0 ||
+        hp_hist_init(&aw->deliver_merged, HP_AMQP_DELIVER_LAT_LOWEST,
+                     HP_AMQP_DELIVER_LAT_HIGHEST, HP_AMQP_DELIVER_LAT_DIGITS) < 0) {
         worker_fini(w, aw);
         return -ENOMEM;
     }
+    /* Checked by app_amqp_check: init cannot refuse it. */
+    aw->has_breaker = a->cfg.breaker.failures > 0 &&
+                      hp_amqp_breaker_init(&aw->breaker, &a->cfg.breaker) == 0;
     /* Each slot's id starts at its index: its first use adds nslots. */
     aw->free_head = SLOT_NONE;
     for (uint32_t i = aw->nslots; i-- > 0;) {
         pub_slot_t *s = &aw->slots[i];
         s->aw = aw;
         s->id = i;
-        hp_timer_init(&s->timer, timeout_cb);
+        hp_timer_init(&s->timer, slot_timer_cb);
         s->next_free = aw->free_head;
         aw->free_head = i;
     }
@@ -1122,6 +1382,25 @@ static const char *const state_names[] = {
     [HP_AMQP_STATE_BLOCKED] = "blocked",       [HP_AMQP_STATE_RECOVERING] = "recovering",
     [HP_AMQP_STATE_CLOSED] = "closed",
 };
+
+static const char *const breaker_names[] = {
+    [HP_AMQP_BREAKER_CLOSED] = "closed",
+    [HP_AMQP_BREAKER_OPEN] = "open",
+    [HP_AMQP_BREAKER_HALF_OPEN] = "half_open",
+};
+
+/* A family with one sample per name: family{key="names[k]"} values[k]. */
+static void prom_by_label(hp_prom_t *p, const char *family, const char *type, const char *help,
+                          const char *key, const char *const *names, const uint64_t *values,
+                          size_t n)
+{
+    hp_prom_family(p, family, type, help);
+    for (size_t k = 0; k < n; k++) {
+        char label[48];
+        snprintf(label, sizeof label, "%s=\"%s\"", key, names[k]);
+        hp_prom_sample(p, family, label, values[k]);
+    }
+}
 
 void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t nw)
 {
@@ -1162,7 +1441,9 @@ void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t n
     }
     uint64_t states[HP_ARRAY_LEN(state_names)] = {0};
     uint64_t outcomes[OUT_COUNT] = {0};
+    uint64_t breakers[HP_ARRAY_LEN(breaker_names)] = {0}, opened = 0;
     hp_hist_reset(&mine->merged);
+    hp_hist_reset(&mine->deliver_merged);
     for (uint32_t i = 0; i < nw; i++) {
         amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
         if (!aw)
@@ -1173,23 +1454,36 @@ void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t n
         for (int k = 0; k < OUT_COUNT; k++)
             outcomes[k] += hp_worker_stat(&aw->shard.outcomes[k]);
         hp_hist_merge(&mine->merged, &aw->latency);
+        hp_hist_merge(&mine->deliver_merged, &aw->deliver);
+        uint64_t bs = hp_worker_stat(&aw->shard.breaker_state);
+        if (bs < HP_ARRAY_LEN(breakers))
+            breakers[bs]++;
+        opened += hp_worker_stat(&aw->shard.breaker_opened);
     }
-    hp_prom_family(p, "hotpath_amqp_connections", "gauge",
-                   "The workers' broker connections, by state.");
-    for (size_t k = 0; k < HP_ARRAY_LEN(states); k++) {
-        char label[40];
-        snprintf(label, sizeof label, "state=\"%s\"", state_names[k]);
-        hp_prom_sample(p, "hotpath_amqp_connections", label, states[k]);
-    }
-    hp_prom_family(p, "hotpath_amqp_publish_requests_total", "counter",
-                   "Requests to the publishing route, by how they ended.");
-    for (int k = 0; k < OUT_COUNT; k++) {
-        char label[40];
-        snprintf(label, sizeof label, "outcome=\"%s\"", outcome_names[k]);
-        hp_prom_sample(p, "hotpath_amqp_publish_requests_total", label, outcomes[k]);
-    }
+    prom_by_label(p, "hotpath_amqp_connections", "gauge",
+                  "The workers' broker connections, by state.", "state", state_names, states,
+                  HP_ARRAY_LEN(states));
+    prom_by_label(p, "hotpath_amqp_publish_requests_total", "counter",
+                  "Requests to the publishing route, by how they ended.", "outcome",
+                  outcome_names, outcomes, OUT_COUNT);
     hp_prom_family(p, "hotpath_amqp_confirm_duration_seconds", "histogram",
                    "Time from publishing a message to the broker's ack or nack.");
     hp_prom_histogram(p, "hotpath_amqp_confirm_duration_seconds", NULL, &mine->merged,
                       hp_prom_latency_bounds, hp_prom_latency_nbounds);
+    /* Workers without a breaker count as closed: they refuse nothing. */
+    prom_by_label(p, "hotpath_amqp_breaker_state", "gauge",
+                  "The workers' publishing circuit breakers, by state.", "state", breaker_names,
+                  breakers, HP_ARRAY_LEN(breakers));
+    hp_prom_family(p, "hotpath_amqp_breaker_opened_total", "counter",
+                   "Times a worker's circuit breaker opened.");
+    hp_prom_sample(p, "hotpath_amqp_breaker_opened_total", NULL, opened);
+    /* Only with samples: the server consumes nothing itself, so only a
+     * connection that an embedder consumes on has any. */
+    if (hp_hist_count(&mine->deliver_merged)) {
+        hp_prom_family(p, "hotpath_amqp_publish_to_deliver_seconds", "histogram",
+                       "Time from a message's timestamp_in_ms header to its delivery.");
+        hp_prom_histogram(p, "hotpath_amqp_publish_to_deliver_seconds", NULL,
+                          &mine->deliver_merged, hp_prom_latency_bounds,
+                          hp_prom_latency_nbounds);
+    }
 }

@@ -46,8 +46,10 @@ extern const hp_proto_t app_amqp_proto;
 
 /* Writes the hotpath_amqp_* families, summed over ws[0, nw), from worker
  * `me` (the caller's: its own shard is brought up to date first).
- * Nothing when the workers run no AMQP. About 4 KiB of text, whatever
- * the number of workers: /metrics' scratch has room for it. */
+ * Nothing when the workers run no AMQP. About 5 KiB of text (7 with the
+ * publish-to-deliver histogram, which only an embedder's consumers
+ * fill), whatever the number of workers: /metrics' scratch has room for
+ * it. */
 void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t nw);
 
 #endif

@@ -73,7 +73,12 @@ void hp_app_config_defaults(hp_config_t *out)
                  .confirm_window = q->confirm_window,
                  .publish_route = q->publish_route,
                  .timeout_ms = q->timeout_ms,
-                 .content_type = q->content_type},
+                 .content_type = q->content_type,
+                 .breaker_failures = q->breaker.failures,
+                 .breaker_window_ms = q->breaker.window_ms,
+                 .breaker_open_ms = q->breaker.open_ms,
+                 .breaker_open_max_ms = q->breaker.open_max_ms,
+                 .stamp = q->stamp},
         .source = NULL,
         .defaults = NULL,
         .mem = NULL,
@@ -118,6 +123,11 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->amqp.publish_route = c->amqp.publish_route;
     o->amqp.timeout_ms = c->amqp.timeout_ms;
     o->amqp.content_type = c->amqp.content_type;
+    o->amqp.breaker.failures = c->amqp.breaker_failures;
+    o->amqp.breaker.window_ms = c->amqp.breaker_window_ms;
+    o->amqp.breaker.open_ms = c->amqp.breaker_open_ms;
+    o->amqp.breaker.open_max_ms = c->amqp.breaker_open_max_ms;
+    o->amqp.stamp = c->amqp.stamp;
     *builtins = (c->endpoints.plaintext ? HP_APP_BUILTIN_PLAINTEXT : 0) |
                 (c->endpoints.json ? HP_APP_BUILTIN_JSON : 0) |
                 (c->endpoints.health ? HP_APP_BUILTIN_HEALTH : 0) |

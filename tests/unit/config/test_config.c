@@ -67,7 +67,9 @@ static const hp_config_t DEFAULTS = {
     .access_log = {.enabled = false, .path = "access.log"},
     .metrics = {.enabled = true, .path = "/metrics"},
     .amqp = {.url = NULL, .heartbeat_ms = 60000, .confirm_window = 1000, .publish_route = NULL,
-             .timeout_ms = 5000, .content_type = "application/octet-stream"},
+             .timeout_ms = 5000, .content_type = "application/octet-stream",
+             .breaker_failures = 0, .breaker_window_ms = 10000, .breaker_open_ms = 5000,
+             .breaker_open_max_ms = 60000, .stamp = false},
 };
 
 /* Deep comparison, field by field (struct padding is unspecified). */
@@ -122,6 +124,11 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     same_str(a->amqp.publish_route, b->amqp.publish_route);
     assert_int_equal(a->amqp.timeout_ms, b->amqp.timeout_ms);
     same_str(a->amqp.content_type, b->amqp.content_type);
+    assert_int_equal(a->amqp.breaker_failures, b->amqp.breaker_failures);
+    assert_int_equal(a->amqp.breaker_window_ms, b->amqp.breaker_window_ms);
+    assert_int_equal(a->amqp.breaker_open_ms, b->amqp.breaker_open_ms);
+    assert_int_equal(a->amqp.breaker_open_max_ms, b->amqp.breaker_open_max_ms);
+    assert_int_equal(a->amqp.stamp, b->amqp.stamp);
     same_str(a->source, b->source);
     assert_ptr_equal(a->defaults, b->defaults);
     assert_ptr_equal(a->mem, b->mem);
@@ -323,7 +330,12 @@ static const char every_key[] =
     "  confirm_window: 65535\n"
     "  publish_route: /api/publish/\n"
     "  timeout: 250ms\n"
-    "  content_type: 'application/json; charset=utf-8'\n";
+    "  content_type: 'application/json; charset=utf-8'\n"
+    "  breaker_failures: 7\n"
+    "  breaker_window: 30s\n"
+    "  breaker_open: 1500ms\n"
+    "  breaker_open_max: 2m\n"
+    "  stamp: true\n";
 
 static void test_every_key(void **state)
 {
@@ -386,6 +398,11 @@ static void test_every_key(void **state)
     assert_string_equal(c.amqp.publish_route, "/api/publish/");
     assert_int_equal(c.amqp.timeout_ms, 250);
     assert_string_equal(c.amqp.content_type, "application/json; charset=utf-8");
+    assert_int_equal(c.amqp.breaker_failures, 7);
+    assert_int_equal(c.amqp.breaker_window_ms, 30000);
+    assert_int_equal(c.amqp.breaker_open_ms, 1500);
+    assert_int_equal(c.amqp.breaker_open_max_ms, 120000);
+    assert_true(c.amqp.stamp);
     hp_config_free(&c);
     check_defaults(&c);
 }

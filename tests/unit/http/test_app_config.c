@@ -73,6 +73,11 @@ static void same_settings(const hp_app_config_t *got, const hp_app_config_t *wan
     same_str(got->amqp.publish_route, want->amqp.publish_route);
     assert_int_equal(got->amqp.timeout_ms, want->amqp.timeout_ms);
     same_str(got->amqp.content_type, want->amqp.content_type);
+    assert_int_equal(got->amqp.breaker.failures, want->amqp.breaker.failures);
+    assert_int_equal(got->amqp.breaker.window_ms, want->amqp.breaker.window_ms);
+    assert_int_equal(got->amqp.breaker.open_ms, want->amqp.breaker.open_ms);
+    assert_int_equal(got->amqp.breaker.open_max_ms, want->amqp.breaker.open_max_ms);
+    assert_int_equal(got->amqp.stamp, want->amqp.stamp);
 }
 
 /* The values docs/configuration.md gives. */
@@ -291,13 +296,27 @@ static void test_new_checks_amqp(void **state)
             fail_msg("case %zu: got '%s', want '%s...'", i, err, cases[i].want);
         assert_null(strchr(err, '\n'));
     }
-    /* A good one registers the route: a second registration of it fails. */
+    /* The breaker's open times: the cap below the first is refused, with
+     * a breaker only. */
     char err[512];
     hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
     cfg.amqp.enabled = true;
+    cfg.amqp.url = "amqp://x/";
+    cfg.amqp.breaker.open_ms = 2000;
+    cfg.amqp.breaker.open_max_ms = 1000;
+    hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+    assert_non_null(app);
+    hp_app_free(app);
+    cfg.amqp.breaker.failures = 3;
+    assert_null(hp_app_new(&cfg, err, sizeof err));
+    assert_string_equal(err, "amqp.breaker_open_max: expected at least amqp.breaker_open (the "
+                             "first open time)");
+    /* A good one registers the route: a second registration of it fails. */
+    cfg = HP_APP_CONFIG_DEFAULT;
+    cfg.amqp.enabled = true;
     cfg.amqp.url = "amqp://guest:guest@127.0.0.1:5672/%2F";
     cfg.amqp.publish_route = "/";
-    hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+    app = hp_app_new(&cfg, err, sizeof err);
     if (!app)
         fail_msg("%s", err);
     assert_int_equal(hp_app_route(app, HP_ROUTER_POST, "/{exchange}/{routing_key:*}",
