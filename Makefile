@@ -66,7 +66,7 @@ UNIT_BINS := $(UNIT_SRCS:%.c=$(BUILD)/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all run test unit integration check-layers fuzz fuzz-regress bench deps clean ci-san install install-check regen
+.PHONY: all run test unit integration check-layers fuzz fuzz-regress bench deps deps-bench clean ci-san install install-check regen
 all: $(BUILD)/libhotpath.a $(BUILD)/libhotpath.so $(BUILD)/hotpath $(BUILD)/hpbench
 
 # Rebuild everything when the flags change: the flags file only changes
@@ -152,6 +152,10 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libhotpath.a $(BUILD)/.flags $(BU
 
 deps:
 	@sh scripts/deps.sh
+
+# What only bench/'s comparison tools link (bench/amqp.sh's rmq_perf).
+deps-bench:
+	@sh scripts/deps.sh --bench
 
 run: deps all
 	$(BUILD)/hotpath --config config/hotpath.yaml

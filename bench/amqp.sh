@@ -1,44 +1,53 @@
 #!/usr/bin/env bash
-# bench/amqp.sh -- hpbench's AMQP mode against Debian's RabbitMQ, pinned.
+# bench/amqp.sh -- hpbench's AMQP client side by side with its peers,
+# librabbitmq (bench/amqp/rmq_perf.c) and pika (bench/amqp/pika_perf.py),
+# against one private RabbitMQ node, pinned, in one run.
 #
 # Usage: bash bench/amqp.sh [CASE...]   CASE: publish, confirm100,
-# confirm1000, consume, consume4 (default: all, in that order).
+# confirm1000, batch100, consume, consume_ma, consume4 (default: all, in
+# that order).
 #
 # A private RabbitMQ node (bench/lib/amqp_broker.py: tests/integration/
 # rabbitmq.py's Broker, its own ports and data) runs pinned to CPU 0, and
-# hpbench to CPU 1, one thread. Each case is one hpbench run of
-# $BENCH_DURATION s after a $BENCH_WARMUP s warm-up, messages of
-# $BENCH_AMQP_SIZE bytes:
-#   publish      basic publish: 1 producer, no confirms, no consumer
+# every client to CPU 1, one thread each. Each case is run by each tool
+# ($BENCH_TOOLS: hpbench rmq_perf pika_perf) $BENCH_RUNS times,
+# interleaved (run 1 of every tool, then run 2 ...), $BENCH_DURATION s
+# after a $BENCH_WARMUP s warm-up, messages of $BENCH_AMQP_SIZE bytes:
+#   publish      1 producer, no confirms, no consumer
 #   confirm100   1 producer, --confirm 100, no consumer
 #   confirm1000  1 producer, --confirm 1000, no consumer
-#   consume      basic consume: 1 producer, 1 consumer (publish + consume)
-#   consume4     four consumers: 1 producer, 4 consumers on one queue
-# and, per case: messages/s published and consumed, confirm and end-to-end
-# latency (p50, p99), hpbench's CPU per message published (user + sys, from
-# its getrusage over the measured part), the broker's CPU per message
-# (utime + stime of the Erlang VM, /proc/PID/stat, before and after), and
-# hpbench's syscalls per message (strace -c -f on a second, shorter run of
-# $BENCH_STRACE_DURATION s; strace slows it down, so only the counts mean
-# anything). Prints the table and saves everything printed, the commands
-# included, to bench/results/hpbench-amqp-YYYYMMDD-HHMM.txt. Builds
-# nothing: run `make` first.
+#   batch100     confirm1000 with --batch 100 (hpbench only)
+#   consume      1 producer, 1 consumer (prefetch 0, an ack per message)
+#   consume_ma   consume with --prefetch 1000 --multi-ack 100
+#   consume4     1 producer, 4 consumers on one queue (hpbench only)
+# Per case and tool (medians over the runs): messages/s published and
+# consumed, the client's CPU per message (user + sys, its getrusage over
+# the measured part), syscalls per message (perf stat -e
+# raw_syscalls:sys_enter, or strace -c -f where perf cannot, on two
+# further runs of $BENCH_SYSCALL_S and 4 x $BENCH_SYSCALL_S s without
+# warm-up: (calls2 - calls1) / (msgs2 - msgs1), so start-up cancels),
+# the broker's CPU, hpbench's confirm and end-to-end latency, and the
+# ratios hotpath / peer; then hpbench against issue 11's targets. Saves
+# everything printed, the commands included, to
+# bench/results/amqp-peers-YYYYMMDD-HHMM.txt. Builds rmq_perf (cc ...
+# -lrabbitmq, into build/bench/) and nothing else: run `make` first.
 #
-# Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_AMQP_SIZE
-# (1024), BENCH_STRACE_DURATION (3; 0: no strace), HPBENCH_BIN
-# (build/hpbench), BENCH_KEEP_TMP=1 (keep the JSON and strace outputs).
+# Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_RUNS (3),
+# BENCH_AMQP_SIZE (1024), BENCH_SYSCALL_S (1; 0: no syscall runs),
+# BENCH_TOOLS ("hpbench rmq_perf pika_perf"), HPBENCH_BIN
+# (build/hpbench), BENCH_KEEP_TMP=1 (keep the JSON and counter outputs).
 
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
 
-ALL="publish confirm100 confirm1000 consume consume4"
+ALL="publish confirm100 confirm1000 batch100 consume consume_ma consume4"
 CASES=""
 for a in "$@"; do
     case $a in
     -h|--help) sed -n '3,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
-    publish|confirm100|confirm1000|consume|consume4) CASES="$CASES $a" ;;
+    publish|confirm100|confirm1000|batch100|consume|consume_ma|consume4) CASES="$CASES $a" ;;
     *) echo "bench/amqp.sh: unknown case '$a' ($ALL)" >&2; exit 2 ;;
     esac
 done
@@ -46,22 +55,59 @@ CASES=${CASES:-$ALL}
 
 DURATION=${BENCH_DURATION:-10}
 WARMUP=${BENCH_WARMUP:-2}
+RUNS=${BENCH_RUNS:-3}
 SIZE=${BENCH_AMQP_SIZE:-1024}
-STRACE_DURATION=${BENCH_STRACE_DURATION:-3}
+SC_S=${BENCH_SYSCALL_S:-1}
+TOOLS=${BENCH_TOOLS:-hpbench rmq_perf pika_perf}
 HPBENCH=${HPBENCH_BIN:-$ROOT/build/hpbench}
+RMQ_PERF=$ROOT/build/bench/rmq_perf
+PY=/usr/bin/python3   # Debian's, with python3-pika
 
 for tool in taskset python3; do
     command -v $tool >/dev/null || { echo "bench/amqp.sh: $tool not found" >&2; exit 2; }
 done
-[ "$STRACE_DURATION" = 0 ] || command -v strace >/dev/null ||
-    { echo "bench/amqp.sh: strace not found (BENCH_STRACE_DURATION=0 skips it)" >&2; exit 2; }
-[ -x "$HPBENCH" ] || { echo "bench/amqp.sh: $HPBENCH not found: run make" >&2; exit 2; }
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] ||
     { echo "bench/amqp.sh: rabbitmq-server not installed (make deps)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "bench/amqp.sh: needs 2 CPUs" >&2; exit 2; }
 
+# Each tool that cannot run is left out with one line saying why.
+tools=""
+for t in $TOOLS; do
+    case $t in
+    hpbench)
+        [ -x "$HPBENCH" ] || { echo "bench/amqp.sh: $HPBENCH not found: run make" >&2; exit 2; } ;;
+    rmq_perf)
+        if [ ! -e /usr/include/amqp.h ]; then
+            echo "bench/amqp.sh: rmq_perf left out: apt-get install librabbitmq-dev (or make deps-bench)"
+            continue
+        fi
+        mkdir -p build/bench
+        RMQ_CC=(cc -std=gnu17 -O2 -g -Wall -Wextra -o "$RMQ_PERF" bench/amqp/rmq_perf.c -lrabbitmq)
+        "${RMQ_CC[@]}" || { echo "bench/amqp.sh: rmq_perf does not build" >&2; exit 2; } ;;
+    pika_perf)
+        if ! $PY -c 'import pika' 2>/dev/null; then
+            echo "bench/amqp.sh: pika_perf left out: apt-get install python3-pika (make deps)"
+            continue
+        fi ;;
+    *) echo "bench/amqp.sh: unknown tool '$t'" >&2; exit 2 ;;
+    esac
+    tools="$tools $t"
+done
+
+# Syscalls: perf's tracepoint counter when this kernel lets us, else strace.
+SC_TOOL=none
+if [ "$SC_S" != 0 ]; then
+    if perf stat -e raw_syscalls:sys_enter -x, -o /dev/null true 2>/dev/null; then
+        SC_TOOL=perf
+    elif command -v strace >/dev/null; then
+        SC_TOOL=strace
+    else
+        echo "bench/amqp.sh: neither perf nor strace: no syscall counts"
+    fi
+fi
+
 mkdir -p bench/results
-OUT=bench/results/hpbench-amqp-$(date +%Y%m%d-%H%M).txt
+OUT=bench/results/amqp-peers-$(date +%Y%m%d-%H%M).txt
 TMP=$(mktemp -d /tmp/hpbench-amqp.XXXXXX)
 exec > >(tee "$OUT") 2>&1
 
@@ -77,12 +123,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "# bench/amqp.sh $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "# bench/amqp.sh $* ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+echo "# BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_RUNS=$RUNS BENCH_AMQP_SIZE=$SIZE BENCH_SYSCALL_S=$SC_S BENCH_TOOLS=\"$TOOLS\""
 echo "# $(uname -srm); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-echo "# $("$HPBENCH" --version); rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null)"
+echo "# $("$HPBENCH" --version); rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null);" \
+     "librabbitmq $(dpkg-query -W -f '${Version}' librabbitmq4 2>/dev/null); python3-pika $(dpkg-query -W -f '${Version}' python3-pika 2>/dev/null)"
 echo "# git $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "(dirty)")"
 echo "# load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# broker: taskset -c 0 python3 bench/lib/amqp_broker.py; hpbench: taskset -c 1"
+echo "# broker: taskset -c 0 python3 bench/lib/amqp_broker.py; clients: taskset -c 1, one thread each"
+[ -n "${RMQ_CC+x}" ] && echo "\$ ${RMQ_CC[*]}"
+echo "# tools:$tools; syscalls counted with: $SC_TOOL"
 echo
 
 # The broker, pinned to CPU 0 (epmd and the Erlang VM inherit it).
@@ -97,93 +147,92 @@ beam_ticks() {
     awk '{print $14 + $15}' "/proc/$BEAM/stat"
 }
 
+# The options every tool shares (hpbench adds --producers 1).
 args_of() {
     case $1 in
-    publish) echo "--producers 1 --consumers 0" ;;
-    confirm100) echo "--producers 1 --consumers 0 --confirm 100" ;;
-    confirm1000) echo "--producers 1 --consumers 0 --confirm 1000" ;;
-    consume) echo "--producers 1 --consumers 1" ;;
-    consume4) echo "--producers 1 --consumers 4" ;;
+    publish) echo "--consumers 0" ;;
+    confirm100) echo "--consumers 0 --confirm 100" ;;
+    confirm1000) echo "--consumers 0 --confirm 1000" ;;
+    batch100) echo "--consumers 0 --confirm 1000 --batch 100" ;;
+    consume) echo "--consumers 1" ;;
+    consume_ma) echo "--consumers 1 --prefetch 1000 --multi-ack 100" ;;
+    consume4) echo "--consumers 4" ;;
     esac
+}
+
+# The command of tool $1 for case $2, $3 s after a $4 s warm-up, its JSON
+# report to $5.
+cmd_of() {
+    local a
+    a="$(args_of "$2") --size $SIZE"
+    case $1 in
+    hpbench) echo "$HPBENCH $URL -d $3 --warmup $4 --producers 1 $a --json $5" ;;
+    rmq_perf) echo "$RMQ_PERF -d $3 --warmup $4 $a $URL" ;;
+    pika_perf) echo "$PY bench/amqp/pika_perf.py -d $3 --warmup $4 $a $URL" ;;
+    esac
+}
+
+# Peers run only what they implement.
+runs_case() {
+    case $2 in
+    batch100|consume4) [ "$1" = hpbench ] ;;
+    *) true ;;
+    esac
+}
+
+# One run of tool $1, case $2, as $3 (file stem), $4 s after a $5 s
+# warm-up, under the counter $6 (none, perf, strace).
+run_one() {
+    local t=$1 c=$2 stem=$3 cmd wrap=""
+    cmd=$(cmd_of "$t" "$c" "$4" "$5" "$stem.json")
+    case $6 in
+    perf) wrap="perf stat -e raw_syscalls:sys_enter -x, -o $stem.sc --" ;;
+    strace) wrap="strace -c -f -o $stem.sc" ;;
+    esac
+    echo "\$ taskset -c 1 $wrap $cmd"
+    sleep 1
+    local b0 b1 t0 t1 rc
+    b0=$(beam_ticks)
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    if [ "$t" = hpbench ]; then
+        taskset -c 1 $wrap $cmd > "$stem.out" 2>&1
+        rc=$?
+        grep -E '^(Published|Confirmed|Consumed)/sec|^Client CPU|latency +p50|messages published|consumed,' "$stem.out"
+    else
+        taskset -c 1 $wrap $cmd > "$stem.json" 2> "$stem.out"
+        rc=$?
+        cat "$stem.json" "$stem.out"
+    fi
+    b1=$(beam_ticks)
+    t1=$(date +%s.%N)
+    echo "exit status $rc; broker CPU: $(( b1 - b0 )) ticks of 1/$HZ s in $(python3 -c "print('%.2f' % ($t1 - $t0))") s" |
+        tee "$stem.broker"
+    [ "$6" = none ] || grep -E 'sys_enter|total' "$stem.sc"
 }
 
 HZ=$(getconf CLK_TCK)
 for c in $CASES; do
-    args="$(args_of "$c") --size $SIZE"
     echo "## $c"
-    cmd="taskset -c 1 $HPBENCH $URL -d $DURATION --warmup $WARMUP $args --json $TMP/$c.json"
-    echo "\$ $cmd"
-    sleep 1
-    b0=$(beam_ticks)
-    t0=$(date +%s.%N)
-    # shellcheck disable=SC2086
-    $cmd
-    echo "exit status $?"
-    b1=$(beam_ticks)
-    t1=$(date +%s.%N)
-    # The broker's CPU over the whole run (set-up, warm-up, drain, close).
-    echo "broker CPU: $(( b1 - b0 )) ticks of 1/$HZ s in $(python3 -c "print('%.2f' % ($t1 - $t0))") s" |
-        tee "$TMP/$c.broker"
-    if [ "$STRACE_DURATION" != 0 ]; then
-        scmd="strace -c -f -o $TMP/$c.strace taskset -c 1 $HPBENCH $URL -d $STRACE_DURATION $args --json $TMP/$c-strace.json"
-        echo "\$ $scmd"
-        sleep 1
-        # shellcheck disable=SC2086
-        $scmd > "$TMP/$c-strace.out" 2>&1
-        echo "exit status $?"
-        cat "$TMP/$c.strace"
+    for r in $(seq 1 "$RUNS"); do
+        for t in $tools; do
+            runs_case "$t" "$c" || continue
+            run_one "$t" "$c" "$TMP/$c.$t.$r" "$DURATION" "$WARMUP" none
+        done
+    done
+    if [ "$SC_TOOL" != none ]; then
+        echo "# syscall runs: ${SC_S} s and $((4 * SC_S)) s, no warm-up, under $SC_TOOL"
+        for t in $tools; do
+            runs_case "$t" "$c" || continue
+            run_one "$t" "$c" "$TMP/$c.$t.sc1" "$SC_S" 0 "$SC_TOOL"
+            run_one "$t" "$c" "$TMP/$c.$t.sc4" "$((4 * SC_S))" 0 "$SC_TOOL"
+        done
     fi
     echo
 done
 
 # shellcheck disable=SC2086  # one argument per case
-python3 - "$TMP" "$HZ" $CASES <<'EOF'
-import json, re, sys
-tmp, hz, cases = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-rows = []
-for c in cases:
-    try:
-        j = json.load(open("%s/%s.json" % (tmp, c)))
-    except (OSError, ValueError):
-        rows.append((c, "no report"))
-        continue
-    d = j["duration_s"] or 1
-    pub = j["published"]
-    broker = open("%s/%s.broker" % (tmp, c)).read()
-    m = re.search(r"CPU: (-?\d+) ticks of 1/\d+ s in ([\d.]+) s", broker)
-    busy = int(m.group(1)) / hz / float(m.group(2))
-    sc = "-"
-    try:
-        st = open("%s/%s.strace" % (tmp, c)).read()
-        calls = int(re.search(r"^100\.00\s+\S+\s+\S+\s+(\d+)", st, re.M).group(1))
-        sj = json.load(open("%s/%s-strace.json" % (tmp, c)))
-        msgs = sj["published"]
-        sc = "%.3f" % (calls / msgs) if msgs else "-"
-    except (OSError, ValueError, AttributeError):
-        pass
-    def lat(k):
-        v = j.get(k)
-        return "%.0f/%.0f" % (v["p50"], v["p99"]) if v and v["count"] else "-"
-    cpu = j["client_cpu"]
-    rows.append((c, "%.0f" % (pub / d), "%.0f" % (j["consumed"] / d), lat("confirm_latency"),
-                 lat("consumer_latency"),
-                 "%.2f (%.2f+%.2f)" % (cpu["total_s"] * 1e6 / pub, cpu["user_s"] * 1e6 / pub,
-                                       cpu["sys_s"] * 1e6 / pub) if pub else "-",
-                 "%.0f%%" % (busy * 100),
-                 sc))
-head = ("case", "published/s", "consumed/s", "confirm p50/p99 us", "e2e p50/p99 us",
-        "hpbench CPU us/msg (user+sys)", "broker CPU*", "syscalls/msg")
-w = [max(len(str(r[i])) if len(r) > i else 0 for r in rows + [head]) for i in range(len(head))]
-print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(head)) + " |")
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in rows:
-    print("| " + " | ".join(str(v).ljust(w[i]) for i, v in enumerate(r)) + " |")
-print()
-print("hpbench CPU: its user+sys time over the measured part / messages published.")
-print("* broker CPU: the Erlang VM's user+sys over the whole run (set-up, warm-up, drain")
-print("  and close included) / its wall time: 100% is all of CPU 0.")
-print("syscalls/msg: all of hpbench's syscalls in the strace run / messages published in it.")
-EOF
+python3 bench/lib/amqp_report.py "$TMP" "$HZ" "$RUNS" "$tools" $CASES
 echo
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# saved to $OUT"

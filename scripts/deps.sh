@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs the Debian 12 packages that building, testing, fuzzing and
 # benchmarking hotpath need. Quiet when everything is present; runs
-# `apt-get update` only when something is missing.
+# `apt-get update` only when something is missing. `deps.sh --bench` (make
+# deps-bench) adds what only the comparison tools of bench/ link
+# (librabbitmq-dev for bench/amqp/rmq_perf.c): make test never needs it.
 set -eu
 
 PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev libyaml-dev zlib1g-dev libbrotli-dev pkg-config
@@ -9,6 +11,7 @@ PKGS="gcc make libc6-dev clang libclang-rt-dev libcmocka-dev libyaml-dev zlib1g-
       nginx-light h2o wrk strace valgrind
       rabbitmq-server python3-pika amqp-tools amqp-specs libjansson-dev libjson-c-dev libcjson-dev
       libmsgpack-dev"
+[ "${1:-}" = --bench ] && PKGS="$PKGS librabbitmq-dev"
 
 missing=""
 for p in $PKGS; do
