@@ -96,6 +96,14 @@ typedef struct hp_amqp_config {
      * memory per channel), HP_AMQP_FAIL_UNCONFIRMED completes each with
      * -ECONNRESET. Either way each publish's callback runs exactly once. */
     uint8_t unconfirmed;
+    /* Publishing that waits (see "Back-pressure" below): a publish that
+     * cannot go at once (confirm window full, output full, the broker
+     * blocked, a recovery under way) waits in its channel's queue of at
+     * most this many bytes (each message counts its frames, i.e. body,
+     * properties, names and frame headers, plus 40 bytes) and goes, in
+     * order, as soon as room comes; past the bound it answers -EAGAIN.
+     * 0: no queue, -EAGAIN at once (the default). */
+    uint64_t publish_queue_bytes;
 } hp_amqp_config_t;
 
 enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
@@ -115,7 +123,8 @@ enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
                         .recover_min_ms = 100,                                 \
                         .recover_max_ms = 10000,                               \
                         .recover_tries = 0,                                    \
-                        .unconfirmed = HP_AMQP_FAIL_UNCONFIRMED})
+                        .unconfirmed = HP_AMQP_FAIL_UNCONFIRMED,               \
+                        .publish_queue_bytes = 0})
 
 /* How a call ended. The byte strings are borrowed for the callback. */
 typedef struct hp_amqp_result {
@@ -214,6 +223,9 @@ typedef struct hp_amqp_stats {
     uint64_t recoveries;         /* connection recoveries that succeeded */
     uint64_t bytes_in, bytes_out;
     uint8_t state;               /* HP_AMQP_STATE_* */
+    /* Publishes waiting in the channels' queues now (cfg.publish_queue_bytes),
+     * and the bytes they count against the bound. */
+    uint64_t queued, queued_bytes;
 } hp_amqp_stats_t;
 
 enum {
