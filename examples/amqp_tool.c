@@ -7,6 +7,10 @@
  *     ./amqp_tool amqp://127.0.0.1 publish "" jobs -n 3 --confirm --type text/plain \
  *                 --header trace=abc 'hello'
  *         -> {"published":3,"acked":3,"nacked":0,"returned":0,"failed":0}
+ *     ./amqp_tool amqp://127.0.0.1 publish "" jobs -n 100000 --confirm --queue-bytes 1000000 x
+ *         (--queue-bytes: what finds no room waits in a queue of that many bytes;
+ *          the report adds "refused", the publishes it answered -EAGAIN to, and
+ *          "queued_max", the most bytes it held; each stall says so on stderr)
  *     ./amqp_tool amqp://127.0.0.1 publish "" jobs --json --compress '{"id":1}'
  *         (--json: the body is JSON text, checked, sent as application/json;
  *          --compress: gzip when the body is 1 KiB or more and that saves 10 %)
@@ -42,6 +46,7 @@ typedef struct {
     const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
     int nhdr;
     long count, batch;
+    uint64_t queue_bytes;  /* publish --queue-bytes; 0: none */
     bool confirm, mandatory, persistent, ack, no_ack, durable, hold, reject, nack, cancel;
     bool if_empty, cancelling, no_recover, republish, seq, summary;
     /* consume --summary: the distinct bodies seen (open addressing) */
@@ -56,6 +61,9 @@ typedef struct {
     hp_amqp_conn_t *conn;
     hp_amqp_channel_t *ch;
     long published, acked, nacked, returned, failed, received;
+    long refused;          /* --queue-bytes: publishes answered -EAGAIN */
+    bool stalled;          /* --queue-bytes: the last publish was refused */
+    uint64_t queued_max;   /* --queue-bytes: the most bytes the queue held */
     int status;           /* exit status */
     bool done;
     uint8_t headers[2048];
@@ -240,9 +248,32 @@ static void print_message(const hp_amqp_delivery_t *d)
 
 static void report(tool_t *t)
 {
-    printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld}\n",
+    printf("{\"published\":%ld,\"acked\":%ld,\"nacked\":%ld,\"returned\":%ld,\"failed\":%ld",
            t->published, t->acked, t->nacked, t->returned, t->failed);
+    if (t->queue_bytes)
+        printf(",\"refused\":%ld,\"queued_max\":%llu", t->refused,
+               (unsigned long long)t->queued_max);
+    printf("}\n");
     finish(t, t->nacked || t->failed ? 1 : 0);
+}
+
+/* --queue-bytes: a publish was taken (queued_max follows the queue) or
+ * refused (the queue is full: said once per stall, on stderr). */
+static void watch_queue(tool_t *t, int r)
+{
+    hp_amqp_stats_t st;
+    hp_amqp_stats(t->conn, &st);
+    if (st.queued_bytes > t->queued_max)
+        t->queued_max = st.queued_bytes;
+    if (r != -EAGAIN) {
+        t->stalled = false;
+        return;
+    }
+    t->refused++;
+    if (!t->stalled)
+        fprintf(stderr, "amqp_tool: the publish queue is full: %llu messages, %llu bytes\n",
+                (unsigned long long)st.queued, (unsigned long long)st.queued_bytes);
+    t->stalled = true;
 }
 
 static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
@@ -301,6 +332,8 @@ static void publish_batches(tool_t *t)
                                       .len = t->payload.len,
                                       .mandatory = t->mandatory};
         int r = hp_amqp_publish_batch(t->ch, msgs, (uint32_t)n, on_batch, t, NULL);
+        if (t->queue_bytes)
+            watch_queue(t, r);
         if (r == -EAGAIN)
             return; /* on_writable goes on */
         if (r < 0) {
@@ -336,6 +369,8 @@ static void publish_more(tool_t *t)
                            .len = t->seq ? strlen(body) : t->payload.len,
                            .mandatory = t->mandatory};
         int r = hp_amqp_publish(t->ch, &m, t->confirm ? on_confirm : NULL, t, NULL);
+        if (t->queue_bytes)
+            watch_queue(t, r);
         if (r == -EAGAIN)
             return; /* on_writable goes on */
         if (r < 0) {
@@ -524,7 +559,7 @@ static int usage(void)
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] [--json]\n"
-            "                 [--compress] [--seq] [--republish] BODY\n"
+            "                 [--compress] [--seq] [--republish] [--queue-bytes N] BODY\n"
             "       (any command: --no-recover: a lost connection ends the run)\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
@@ -630,6 +665,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
                 return 2;
             }
+        } else if (!strcmp(a, "--queue-bytes") && i + 1 < argc) {
+            t.queue_bytes = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--no-recover")) {
             t.no_recover = true;
         } else if (!strcmp(a, "--republish")) {
@@ -705,6 +742,7 @@ int main(int argc, char **argv)
     cfg.recover = !t.no_recover;
     cfg.recover_min_ms = 50;
     cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
+    cfg.publish_queue_bytes = t.queue_bytes;
     hp_log_set_level(HP_LOG_ERROR);
     hp_worker_config_t wcfg = HP_WORKER_CONFIG_DEFAULT;
     hp_resolve_t *res = NULL;

@@ -96,6 +96,14 @@ typedef struct hp_amqp_config {
      * memory per channel), HP_AMQP_FAIL_UNCONFIRMED completes each with
      * -ECONNRESET. Either way each publish's callback runs exactly once. */
     uint8_t unconfirmed;
+    /* Publishing that waits (see "Back-pressure" below): a publish that
+     * cannot go at once (confirm window full, output full, the broker
+     * blocked, a recovery under way) waits in its channel's queue of at
+     * most this many bytes (each message counts its frames, i.e. body,
+     * properties, names and frame headers, plus 40 bytes) and goes, in
+     * order, as soon as room comes; past the bound it answers -EAGAIN.
+     * 0: no queue, -EAGAIN at once (the default). */
+    uint64_t publish_queue_bytes;
 } hp_amqp_config_t;
 
 enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
@@ -115,7 +123,8 @@ enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
                         .recover_min_ms = 100,                                 \
                         .recover_max_ms = 10000,                               \
                         .recover_tries = 0,                                    \
-                        .unconfirmed = HP_AMQP_FAIL_UNCONFIRMED})
+                        .unconfirmed = HP_AMQP_FAIL_UNCONFIRMED,               \
+                        .publish_queue_bytes = 0})
 
 /* How a call ended. The byte strings are borrowed for the callback. */
 typedef struct hp_amqp_result {
@@ -177,6 +186,15 @@ HP_EXPORT int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_am
  * worker_fini). A second call, or one after CLOSED, does nothing. */
 HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
 
+/* Back-pressure. With cfg.publish_queue_bytes, a publish (or a batch)
+ * that cannot go at once is framed, numbered (*seq) and kept in a FIFO
+ * per channel, bounded by that many bytes, and sent in order as room
+ * comes: confirms, drained output, UNBLOCKED, RECOVERED. While the queue
+ * is not empty, publishes go behind it. Its confirm callback runs once as
+ * always: a queued publish that will never be sent (the channel closed;
+ * the connection lost under HP_AMQP_FAIL_UNCONFIRMED) fails with the same
+ * error as the window's unconfirmed ones. See docs/amqp.md. */
+
 /* Recovery. A connection that was READY once and is lost (the socket
  * failed, heartbeats stopped, the broker closed it with 320 ...) is
  * recovered when cfg.recover is set (the default): RECOVERING is reported
@@ -214,6 +232,9 @@ typedef struct hp_amqp_stats {
     uint64_t recoveries;         /* connection recoveries that succeeded */
     uint64_t bytes_in, bytes_out;
     uint8_t state;               /* HP_AMQP_STATE_* */
+    /* Publishes waiting in the channels' queues now (cfg.publish_queue_bytes),
+     * and the bytes they count against the bound. */
+    uint64_t queued, queued_bytes;
 } hp_amqp_stats_t;
 
 enum {
@@ -376,7 +397,9 @@ HP_EXPORT int hp_amqp_confirm_select(hp_amqp_channel_t *ch, uint32_t window, hp_
  * what the broker has not read yet: that is the bound, and memory never
  * grows past it), when the confirm window is full, or while the broker
  * has blocked the connection (nothing was sent: try again from
- * hp_amqp_on_writable), -ENOTCONN when the channel is not open (or is
+ * hp_amqp_on_writable; with cfg.publish_queue_bytes the message waits in
+ * the channel's queue instead, numbered and copied, and -EAGAIN means the
+ * queue is full), -ENOTCONN when the channel is not open (or is
  * closing), -EMSGSIZE for a body beyond the broker's limit, -EINVAL for a
  * name longer than 255 bytes. */
 HP_EXPORT int hp_amqp_publish(hp_amqp_channel_t *ch, const hp_amqp_msg_t *m,
@@ -406,7 +429,8 @@ HP_EXPORT int hp_amqp_publish_batch(hp_amqp_channel_t *ch, const hp_amqp_msg_t *
 
 /* Calls cb(c, arg) once, after a publish answered -EAGAIN, when the
  * connection's output has drained, a confirm window has room again or the
- * broker unblocked the connection. One callback per connection; NULL
+ * broker unblocked the connection (after the channels' publish queues
+ * have taken what room there is). One callback per connection; NULL
  * removes it. */
 HP_EXPORT void hp_amqp_on_writable(hp_amqp_conn_t *c, void (*cb)(hp_amqp_conn_t *c, void *arg),
                                    void *arg);

@@ -171,6 +171,7 @@ void amqp_channel_drop(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, bool no
     for (uint64_t s = ch->base; ch->ring && s < ch->next_seq; s++)
         amqp_confirm_resolve(ch, s, r->err ? r->err : -ECANCELED);
     ch->base = ch->next_seq;
+    amqp_publish_queue_fail(ch, r->err ? r->err : -ECANCELED);
     if (notify && ch->on_close)
         ch->on_close(ch, r, ch->on_close_arg);
     amqp_leave(a);
@@ -224,6 +225,7 @@ void amqp_channel_lost(hp_amqp_channel_t *ch, const hp_amqp_result_t *r)
             amqp_confirm_resolve(ch, s, r->err);
         if (!amqp_channel_gone(ch))
             amqp_confirm_advance(ch);
+        amqp_publish_queue_fail(ch, r->err); /* never sent: they fail as the window's do */
     }
     amqp_leave(a);
 }

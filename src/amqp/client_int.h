@@ -157,6 +157,13 @@ struct hp_amqp_channel {
     amqp_confirm_t *ring;         /* owned */
     uint64_t user_seq;            /* the next number a publish is given: never
                                      reused, across recoveries too */
+    /* Publishes waiting for room (cfg.publish_queue_bytes, publish.c): a
+     * FIFO ring of q_cap entries, q_len of them from q_head, each framed
+     * and numbered when it was published; q_bytes counts them against the
+     * bound. The array is freed whenever the queue empties. */
+    amqp_confirm_t *queue;        /* owned, with each entry's frames */
+    uint32_t q_head, q_len, q_cap;
+    uint64_t q_bytes;
     /* Recoveries: the qos to ask for again, and delivery tags: the broker
      * numbers deliveries from 1 on each new channel, the caller sees them
      * shifted by tag_offset (the highest before), so that an ack for a
@@ -323,9 +330,15 @@ int amqp_confirm_in(hp_amqp_channel_t *ch, uint64_t tag, bool multiple, int stat
 /* `ch` is open again after a recovery: what it kept to publish again goes
  * out, numbered from 1 by the broker, under the caller's numbers. */
 void amqp_confirm_republish(hp_amqp_channel_t *ch);
-/* After output drained: channels whose confirm window or the connection
- * whose output had been full may go on. */
+/* Room may have come (output drained, confirms freed window slots, the
+ * broker unblocked, a recovery ended): the publishes waiting in channels'
+ * queues go, in order, as far as it allows; then hp_amqp_on_writable's
+ * callback runs if a publish had been refused. */
 void amqp_channel_writable(hp_amqp_conn_t *a);
+/* Fails the publishes waiting in `ch`'s queue with `err` (a callback each,
+ * in order) and empties it: the channel went, or the connection was lost
+ * and its unconfirmed publishes fail. */
+void amqp_publish_queue_fail(hp_amqp_channel_t *ch, int err);
 
 /* ---- recover.c ---- */
 
