@@ -19,7 +19,9 @@ back. Nothing of the system's RabbitMQ is used or touched:
   on 127.0.0.1 only;
 - one temp dir holds the node's HOME (its Erlang cookie), data
   (RABBITMQ_MNESIA_BASE), logs (RABBITMQ_LOG_BASE), rabbitmq.conf, an empty
-  rabbitmq-env.conf (so /etc/rabbitmq/rabbitmq-env.conf is not read) and an
+  rabbitmq-env.conf (so /etc/rabbitmq/rabbitmq-env.conf is not read), an
+  Erlang inetrc that resolves localhost (the node's host name) without
+  /etc/hosts, and an
   enabled-plugins file holding `[].` (no management plugin, no port 15672).
 
 As root the node is started with /usr/lib/rabbitmq/bin/rabbitmq-server, not
@@ -167,6 +169,10 @@ class Broker:
             (self.dir / d).mkdir()
         (self.dir / "enabled_plugins").write_text("[].\n")
         (self.dir / "rabbitmq-env.conf").write_text("")
+        # The node is name@localhost: Erlang must resolve localhost even
+        # where the host cannot (no /etc/hosts, as in a fresh chroot).
+        (self.dir / "inetrc").write_text(
+            '{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
         # A small temp file system must not raise the disk alarm, which
         # blocks every publisher; the memory watermark stays the default.
         (self.dir / "rabbitmq.conf").write_text(
@@ -229,6 +235,7 @@ class Broker:
             "ERL_EPMD_PORT": str(self.epmd_port),
             "ERL_EPMD_ADDRESS": self.host,
             "ERL_CRASH_DUMP": str(d / "erl_crash.dump"),
+            "ERL_INETRC": str(d / "inetrc"),
             "NOTIFY_SOCKET": str(d / "notify.sock"),
             "RABBITMQ_CTL_DIST_PORT_MIN": "0",
             "RABBITMQ_CTL_DIST_PORT_MAX": "0",
