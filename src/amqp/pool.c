@@ -352,11 +352,14 @@ static void pool_on_setup(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void
 static void pool_on_cons_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg);
 
 /* Forgets record `c` of connection `pc` (not on any list): its channel is
- * gone or going, and the pool will not touch it again. */
-static void chan_forget(pconn_t *pc, pchan_t *c)
+ * gone or going, and the pool will not touch it again. `alive`: the
+ * channel is still the client's to touch (inside one of its callbacks),
+ * so its on_close, which names the record, is taken back first; a
+ * connection's CLOSED comes after its channels were freed. */
+static void chan_forget(pconn_t *pc, pchan_t *c, bool alive)
 {
     pc->nchans--;
-    if (c->ch && c->state != PCH_DEAD)
+    if (alive && c->ch)
         hp_amqp_channel_on_close(c->ch, NULL, NULL);
     hp_free(c);
 }
@@ -445,7 +448,7 @@ static void chan_setup_done(pchan_t *c, hp_amqp_channel_t *ch, int err, const hp
         return;
     }
     c->ch = ch;
-    chan_forget(pc, c);
+    chan_forget(pc, c, true);
     if (k) {
         pc->ncons--;
         k->chan = NULL;
@@ -508,7 +511,7 @@ static void pool_on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r,
     switch (c->state) {
     case PCH_IDLE:
         idle_unlink(pc, c);
-        chan_forget(pc, c);
+        chan_forget(pc, c, true);
         break;
     case PCH_LENT:
         /* Its borrower gives it back later: the record stays, dead. */
@@ -522,7 +525,7 @@ static void pool_on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r,
         c->cons->chan = NULL;
         c->cons->state = PCONS_WAITING;
         pc->ncons--;
-        chan_forget(pc, c);
+        chan_forget(pc, c, true);
         break;
     default: /* PCH_SETUP: the set-up call's failure has handled it */
         break;
@@ -758,7 +761,7 @@ static void conn_gone(pconn_t *pc)
     while (pc->idle) {
         pchan_t *c = pc->idle;
         idle_unlink(pc, c);
-        chan_forget(pc, c);
+        chan_forget(pc, c, false);
     }
     for (pchan_t *c = s->lent; c; c = c->next) {
         if (c->pc == pc) {
@@ -774,7 +777,7 @@ static void conn_gone(pconn_t *pc)
             k->chan = NULL;
             k->state = PCONS_WAITING;
             pc->ncons--;
-            chan_forget(pc, c);
+            chan_forget(pc, c, false);
         }
     }
     if (pc->state == PC_CONNECTING)
