@@ -411,6 +411,29 @@ static int chan_open(pconn_t *pc, pcons_t *k)
     return 0;
 }
 
+/* Consumer `k` leaves its channel record (which `pc` keeps or forgets)
+ * for `state`: waiting to be placed again, or ended. */
+static void cons_detach(pconn_t *pc, pcons_t *k, uint8_t state)
+{
+    pc->ncons--;
+    k->chan->cons = NULL;
+    k->chan = NULL;
+    k->state = state;
+}
+
+/* The consumer's first answer, once: cb(ch, r) of hp_amqp_pool_consume. */
+static void cons_report(hp_amqp_pool_t *p, pcons_t *k, hp_amqp_channel_t *ch,
+                        const hp_amqp_result_t *r)
+{
+    hp_amqp_done_cb cb = k->cb;
+    if (!cb)
+        return;
+    k->cb = NULL;
+    pool_enter(p);
+    cb(ch, r, k->arg);
+    pool_leave(p);
+}
+
 /* The set-up of `c` ended: `err` 0 (ready), or why not. `ch` is NULL
  * when the channel is gone already (a failed open). */
 static void chan_setup_done(pchan_t *c, hp_amqp_channel_t *ch, int err, const hp_amqp_result_t *r)
@@ -423,43 +446,26 @@ static void chan_setup_done(pchan_t *c, hp_amqp_channel_t *ch, int err, const hp
         s->opening--;
     if (err == 0 && k) {
         c->state = PCH_CONSUMING;
-        if (k->cb) {
-            hp_amqp_done_cb cb = k->cb;
-            k->cb = NULL;
-            pool_enter(p);
-            cb(ch, r, k->arg);
-            pool_leave(p);
-        }
+        cons_report(p, k, ch, r);
         return;
     }
     if (err == 0 || (err == -ECONNRESET && ch)) {
         /* Ready; or its connection is being recovered, which opens the
          * channel again (in confirm mode if it was asked): idle, it waits
          * with its connection. A consumer goes elsewhere meanwhile. */
-        if (k) {
-            pc->ncons--;
-            k->chan = NULL;
-            k->state = PCONS_WAITING;
-            c->cons = NULL;
-        }
+        if (k)
+            cons_detach(pc, k, PCONS_WAITING);
         idle_push(pc, c);
         if (err == 0)
             side_pump(s);
         return;
     }
     c->ch = ch;
+    if (k)
+        cons_detach(pc, k, err == -EPROTO ? PCONS_ENDED : PCONS_WAITING);
     chan_forget(pc, c, true);
-    if (k) {
-        pc->ncons--;
-        k->chan = NULL;
-        k->state = err == -EPROTO ? PCONS_ENDED : PCONS_WAITING;
-        if (k->state == PCONS_ENDED && k->cb) {
-            hp_amqp_done_cb cb = k->cb;
-            k->cb = NULL;
-            pool_enter(p);
-            cb(ch, r, k->arg);
-            pool_leave(p);
-        }
+    if (k && k->state == PCONS_ENDED) {
+        cons_report(p, k, ch, r);
     } else if (err == -EPROTO && s->nwait) {
         /* The broker refused a channel's set-up: it would refuse the
          * next one too. The first waiter hears it rather than wait. */
@@ -522,9 +528,7 @@ static void pool_on_chan_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r,
         break;
     case PCH_CONSUMING:
         /* e.g. 406 for an ack of an unknown tag: consume again elsewhere. */
-        c->cons->chan = NULL;
-        c->cons->state = PCONS_WAITING;
-        pc->ncons--;
+        cons_detach(pc, c->cons, PCONS_WAITING);
         chan_forget(pc, c, true);
         break;
     default: /* PCH_SETUP: the set-up call's failure has handled it */
@@ -548,10 +552,7 @@ static void pool_on_cons_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d,
     if (!d && c && k->chan == c) {
         /* Cancelled by the broker: the consumer ends, its channel stays
          * open and becomes an idle one of the side. */
-        k->state = PCONS_ENDED;
-        k->chan = NULL;
-        c->cons = NULL;
-        c->pc->ncons--;
+        cons_detach(c->pc, k, PCONS_ENDED);
         idle_push(c->pc, c);
         side_pump(c->pc->side);
     }
@@ -774,9 +775,7 @@ static void conn_gone(pconn_t *pc)
     for (pcons_t *k = p->consumers; k; k = k->next) {
         if (k->chan && k->chan->pc == pc) {
             pchan_t *c = k->chan;
-            k->chan = NULL;
-            k->state = PCONS_WAITING;
-            pc->ncons--;
+            cons_detach(pc, k, PCONS_WAITING);
             chan_forget(pc, c, false);
         }
     }
