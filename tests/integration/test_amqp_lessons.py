@@ -134,7 +134,6 @@ def lost(tool_):
 
 # ---- rabbitmq-c #466, #626: heartbeats only inside calls ---------------------
 
-@pytest.mark.time_limit(90)  # the first to ask for the session's node: it starts it
 def test_idle_clients_keep_heartbeating_and_a_frozen_broker_is_noticed(
         tools, rabbitmq, pika_channel, queue_prefix):
     """rabbitmq-c (#466, #626) services heartbeats only while the
