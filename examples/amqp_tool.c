@@ -403,6 +403,15 @@ static void publish_more(tool_t *t)
     }
 }
 
+/* Copies a name a callback was lent into dst[cap], NUL-terminated
+ * (truncated past cap - 1 bytes: AMQP names are at most 255). */
+static void keep(char *dst, size_t cap, hp_amqp_bytes_t b)
+{
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    memcpy(dst, b.ptr, n);
+    dst[n] = '\0';
+}
+
 static void on_cancelled(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
     (void)ch;
@@ -425,9 +434,7 @@ static void on_consuming(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void 
         fail(t, "consume", r);
         return;
     }
-    size_t n = r->consumer_tag.len < sizeof t->tag - 1 ? r->consumer_tag.len : sizeof t->tag - 1;
-    memcpy(t->tag, r->consumer_tag.ptr, n); /* borrowed: copied to keep */
-    t->tag[n] = '\0';
+    keep(t->tag, sizeof t->tag, r->consumer_tag);
 }
 
 static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
@@ -541,9 +548,7 @@ static void on_sub_declared(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, vo
         fail(t, "declare", r);
         return;
     }
-    size_t n = r->queue.len < sizeof s->name - 1 ? r->queue.len : sizeof s->name - 1;
-    memcpy(s->name, r->queue.ptr, n); /* borrowed: copied to keep */
-    s->name[n] = '\0';
+    keep(s->name, sizeof s->name, r->queue);
     hp_amqp_queue_bind(ch, s->name, t->exchange, s->key, HP_AMQP_NO_ARGS, on_sub_step, s);
     if (t->prefetch)
         hp_amqp_qos(ch, (uint16_t)t->prefetch, false, on_sub_step, s);

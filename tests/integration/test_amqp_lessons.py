@@ -30,6 +30,7 @@ import pytest
 
 from helpers import scaled, wait_until
 from test_amqp import run, tool  # noqa: F401  (the fixture)
+from test_amqp_route import channel  # noqa: F401  (the fixture: a pika channel)
 from test_examples import installed  # noqa: F401  (the fixture `tool` needs)
 
 
@@ -98,16 +99,6 @@ def tools(tool, tmp_path):  # noqa: F811
         t.stop()
 
 
-@pytest.fixture
-def pika_channel(rabbitmq):
-    conn = pika.BlockingConnection(pika.URLParameters(rabbitmq.url))
-    try:
-        yield conn.channel()
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
 def connections_of(broker, *procs):
     """Each Tool's connections at the broker (amqp_tool names them after
     its pid), from one rabbitmqctl call: a list of rows (pid, timeout: the
@@ -135,7 +126,7 @@ def lost(tool_):
 # ---- rabbitmq-c #466, #626: heartbeats only inside calls ---------------------
 
 def test_idle_clients_keep_heartbeating_and_a_frozen_broker_is_noticed(
-        tools, rabbitmq, pika_channel, queue_prefix):
+        tools, rabbitmq, channel, queue_prefix):
     """rabbitmq-c (#466, #626) services heartbeats only while the
     application is inside one of its calls: a consumer waiting for
     messages that do not come, or a publisher between two messages, sends
@@ -146,7 +137,7 @@ def test_idle_clients_keep_heartbeating_and_a_frozen_broker_is_noticed(
     message is delivered to the same consumer, and then a frozen broker
     (SIGSTOP) is declared gone after about two intervals."""
     q = queue_prefix + "idle"
-    pika_channel.queue_declare(q, auto_delete=True)
+    channel.queue_declare(q, auto_delete=True)
     consumer = tools(rabbitmq.url, "consume", q, "-n", 3, "--heartbeat", 1, "--no-recover")
     publisher = tools(rabbitmq.url, "publish", "", q, "-n", 2, "--rate", 0.25, "--confirm",
                       "--heartbeat", 1, "--no-recover", "--seq", "tick")
@@ -191,7 +182,7 @@ def test_idle_clients_keep_heartbeating_and_a_frozen_broker_is_noticed(
     "heartbeat timeout in total leave nothing on the wire meanwhile (no heartbeat "
     "is sent between callbacks, and their acks wait for the end of the loop "
     "iteration), so RabbitMQ closes the connection, as it did pika's"))
-def test_slow_callbacks_back_to_back_keep_the_connection(tools, rabbitmq, pika_channel,
+def test_slow_callbacks_back_to_back_keep_the_connection(tools, rabbitmq, channel,
                                                           queue_prefix):
     """pika (#93: five deliveries whose callbacks sleep 1 s each, with
     heartbeats; #1104: processing longer than the interval before the
@@ -205,15 +196,15 @@ def test_slow_callbacks_back_to_back_keep_the_connection(tools, rabbitmq, pika_c
     message delivered twice), every message acknowledged once, and one
     published afterwards delivered on the same connection."""
     q = queue_prefix + "slow"
-    pika_channel.queue_declare(q, auto_delete=True)
+    channel.queue_declare(q, auto_delete=True)
     for i in range(10):
-        pika_channel.basic_publish("", q, b"m-%d" % i)
+        channel.basic_publish("", q, b"m-%d" % i)
     consumer = tools(rabbitmq.url, "consume", q, "-n", 11, "--prefetch", 10, "--work", 700,
                      "--heartbeat", 2)
     wait_until(lambda: len(consumer.lines()) >= 10 or not consumer.alive(), scaled(30),
                what="ten slow deliveries")
     time.sleep(0.5)  # the acks of the last ones go out
-    pika_channel.basic_publish("", q, b"after")
+    channel.basic_publish("", q, b"after")
     assert consumer.wait(scaled(20)) == 0, consumer.err()
     bodies = [m["body"] for m in consumer.lines()]
     assert not lost(consumer), (consumer.err(), bodies)
@@ -225,7 +216,7 @@ def test_slow_callbacks_back_to_back_keep_the_connection(tools, rabbitmq, pika_c
 
 @pytest.mark.time_limit(60)
 @pytest.mark.parametrize("stall", ["memory-alarm", "frozen-broker"])
-def test_publishing_into_a_stalled_broker_stays_bounded(tools, rabbitmq, pika_channel,
+def test_publishing_into_a_stalled_broker_stays_bounded(tools, rabbitmq, channel,
                                                         queue_prefix, stall):
     """amqplib (#398, #669) accepts every publish while the broker does
     not read (a memory alarm's connection.blocked, or a broker that is
@@ -238,7 +229,7 @@ def test_publishing_into_a_stalled_broker_stays_bounded(tools, rabbitmq, pika_ch
     arrives, each once."""
     q = queue_prefix + "stall"
     n, size = 25600, 4096
-    pika_channel.queue_declare(q, auto_delete=False)
+    channel.queue_declare(q, auto_delete=False)
     body = "x" * size
     try:
         if stall == "memory-alarm":
@@ -278,13 +269,13 @@ def test_publishing_into_a_stalled_broker_stays_bounded(tools, rabbitmq, pika_ch
     wait_until(lambda: messages_in(rabbitmq.url, q) >= n, scaled(10), interval=0.1,
                what="all %d messages in the queue" % n)
     assert messages_in(rabbitmq.url, q) == n
-    pika_channel.queue_delete(q)
+    channel.queue_delete(q)
 
 
 # ---- .NET #1993, #1047, #1076: consumers lost in recovery --------------------
 
 @pytest.mark.time_limit(60)
-def test_every_consumer_comes_back_after_each_connection_kill(tools, rabbitmq, pika_channel,
+def test_every_consumer_comes_back_after_each_connection_kill(tools, rabbitmq, channel,
                                                               queue_prefix):
     """The .NET client's recovery lost consumers: a consumer whose
     basic.consume-ok came late was dropped while recovery reported success
@@ -299,8 +290,8 @@ def test_every_consumer_comes_back_after_each_connection_kill(tools, rabbitmq, p
     without an ack would stop that consumer for good)."""
     ex = queue_prefix + "ex"
     named = queue_prefix + "named"
-    pika_channel.exchange_declare(ex, "topic", auto_delete=False)
-    pika_channel.confirm_delivery()
+    channel.exchange_declare(ex, "topic", auto_delete=False)
+    channel.confirm_delivery()
     keys = ["k.one", "k.two", "k.three"]
     rounds = 3  # before the first kill, then after each of two
     sub = tools(rabbitmq.url, "subscribe", ex, keys[0], keys[1], "%s=%s" % (keys[2], named),
@@ -332,7 +323,7 @@ def test_every_consumer_comes_back_after_each_connection_kill(tools, rabbitmq, p
             old, conn = conn, ours[0]["owner_pid"]
             # mandatory: pika's confirm raises if a binding is missing.
             for k in keys:
-                pika_channel.basic_publish(ex, k, ("%s-%d" % (k, r)).encode(), mandatory=True)
+                channel.basic_publish(ex, k, ("%s-%d" % (k, r)).encode(), mandatory=True)
             want = (r + 1) * len(keys)
             wait_until(lambda: len(sub.lines()) - 1 >= want or not sub.alive(), scaled(20),
                        what="round %d's deliveries" % r)
@@ -342,7 +333,7 @@ def test_every_consumer_comes_back_after_each_connection_kill(tools, rabbitmq, p
         assert sub.err().count("recovering") == rounds - 1, sub.err()
     finally:
         sub.stop()
-        pika_channel.exchange_delete(ex)
+        channel.exchange_delete(ex)
 
 
 # ---- a full broker restart ---------------------------------------------------
