@@ -289,8 +289,9 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
     /* --seq: which one was not taken. The channel numbers its publishes
      * 1, 2, 3 ... (recoveries included), so message n is seq n + 1. */
     if (t->seq && status != HP_AMQP_ACKED)
-        printf("{\"%s\":\"%.400s-%llu\"}\n", status == HP_AMQP_NACKED ? "nacked_body" : "failed_body",
-               t->body, (unsigned long long)seq - 1);
+        printf("{\"%s\":\"%.400s-%llu\"}\n",
+               status == HP_AMQP_NACKED ? "nacked_body" : "failed_body", t->body,
+               (unsigned long long)seq - 1);
     if (t->acked + t->nacked + t->failed == t->count)
         report(t);
 }
