@@ -21,6 +21,14 @@
  *         (--hold: acknowledge nothing, to watch the prefetch bound;
  *          --cancel: cancel the consumer after the n-th message)
  *     ./amqp_tool amqp://127.0.0.1 exchange logs topic; bind jobs logs 'a.*'; purge jobs ...
+ *     ./amqp_tool amqp://127.0.0.1 subscribe logs a.x a.y=mine -n 10
+ *         (a channel per key: a server-named exclusive queue, or the auto-delete
+ *          queue named after '=', bound to the exchange with the key, consumed)
+ *     --heartbeat S (any command): ask for S-second heartbeats;
+ *     --recover-max MS (any command): reconnect attempts at most MS apart;
+ *     --work MS (get, consume, subscribe): each message takes MS of work that
+ *         blocks the loop, like a slow handler, before it is acknowledged;
+ *     --rate R (publish): at most R messages a second (0.5: one every 2 s)
  *
  * Everything runs from callbacks on the worker's loop: connect, open a
  * channel, do the command, close. Errors are one line on stderr with the
@@ -30,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <hotpath/amqp.h>
@@ -39,8 +49,21 @@
 #include <hotpath/worker.h>
 
 #define MAX_HEADERS 16
+#define MAX_SUBS 16
 
+typedef struct tool tool_t;
+
+/* subscribe: one key's channel, queue and consumer. */
 typedef struct {
+    tool_t *t;
+    const char *key;      /* the binding key */
+    const char *queue;    /* the queue's name; "" for a server-named one */
+    hp_amqp_channel_t *ch;
+    char name[256];       /* the name the broker gave it */
+    bool consuming;
+} sub_t;
+
+struct tool {
     /* the command line */
     const char *cmd, *queue, *exchange, *key, *body, *ctype, *type;
     const char *hdr_key[MAX_HEADERS], *hdr_val[MAX_HEADERS];
@@ -56,6 +79,14 @@ typedef struct {
     hp_amqp_body_t payload; /* publish: the body as it goes out */
     char tag[256];        /* consume: the consumer's tag, for --cancel */
     unsigned prefetch;
+    unsigned heartbeat;   /* --heartbeat S; 0: the library's default */
+    long recover_max_ms;  /* --recover-max MS; 0: the library's default */
+    long work_ms;         /* --work MS: a slow handler */
+    uint64_t pace_ms;     /* --rate R: at least this long between publishes */
+    hp_timer_t pace;      /* --rate: the next publish's turn */
+    bool pace_due;
+    sub_t subs[MAX_SUBS]; /* subscribe */
+    int nsubs, nconsuming;
     /* the run */
     hp_worker_t *w;
     hp_amqp_conn_t *conn;
@@ -68,7 +99,7 @@ typedef struct {
     bool done;
     uint8_t headers[2048];
     hp_amqp_props_t props;
-} tool_t;
+};
 
 static void finish(tool_t *t, int status)
 {
@@ -279,7 +310,6 @@ static void watch_queue(tool_t *t, int r)
 static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *arg)
 {
     (void)ch;
-    (void)seq;
     tool_t *t = arg;
     if (status == HP_AMQP_ACKED)
         t->acked++;
@@ -287,6 +317,12 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
         t->nacked++;
     else
         t->failed++;
+    /* --seq: which one was not taken. The channel numbers its publishes
+     * 1, 2, 3 ... (recoveries included), so message n is seq n + 1. */
+    if (t->seq && status != HP_AMQP_ACKED)
+        printf("{\"%s\":\"%.400s-%llu\"}\n",
+               status == HP_AMQP_NACKED ? "nacked_body" : "failed_body", t->body,
+               (unsigned long long)seq - 1);
     if (t->acked + t->nacked + t->failed == t->count)
         report(t);
 }
@@ -348,6 +384,15 @@ static void publish_batches(tool_t *t)
     }
 }
 
+/* --rate: the next message's turn has come. */
+static void pace_fired(hp_timer_t *tm)
+{
+    tool_t *t = HP_CONTAINER_OF(tm, tool_t, pace);
+    t->pace_due = true;
+    if (!t->done)
+        publish_more(t);
+}
+
 static void publish_more(tool_t *t)
 {
     if (t->batch > 1) {
@@ -355,6 +400,11 @@ static void publish_more(tool_t *t)
         return;
     }
     while (t->published < t->count) {
+        if (t->pace_ms && !t->pace_due) {
+            if (!hp_timer_armed(&t->pace))
+                hp_loop_timer_arm(hp_worker_loop(t->w), &t->pace, t->pace_ms);
+            return; /* pace_fired goes on */
+        }
         char numbered[512];
         const char *body = t->body;
         if (t->seq) { /* --seq: "<body>-<n>", to tell the messages apart */
@@ -378,11 +428,24 @@ static void publish_more(tool_t *t)
             return;
         }
         t->published++;
+        if (t->pace_ms) {
+            t->pace_due = false;
+            hp_loop_timer_arm(hp_worker_loop(t->w), &t->pace, t->pace_ms);
+        }
     }
     if (!t->confirm) {
         printf("{\"published\":%ld}\n", t->published);
         finish(t, 0);
     }
+}
+
+/* Copies a name a callback was lent into dst[cap], NUL-terminated
+ * (truncated past cap - 1 bytes: AMQP names are at most 255). */
+static void keep(char *dst, size_t cap, hp_amqp_bytes_t b)
+{
+    size_t n = b.len < cap - 1 ? b.len : cap - 1;
+    memcpy(dst, b.ptr, n);
+    dst[n] = '\0';
 }
 
 static void on_cancelled(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
@@ -407,9 +470,7 @@ static void on_consuming(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void 
         fail(t, "consume", r);
         return;
     }
-    size_t n = r->consumer_tag.len < sizeof t->tag - 1 ? r->consumer_tag.len : sizeof t->tag - 1;
-    memcpy(t->tag, r->consumer_tag.ptr, n); /* borrowed: copied to keep */
-    t->tag[n] = '\0';
+    keep(t->tag, sizeof t->tag, r->consumer_tag);
 }
 
 static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
@@ -431,12 +492,20 @@ static void on_message(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void 
     else
         print_message(d);
     t->received++;
+    if (t->work_ms > 0) {
+        /* --work: a handler that takes its time on the loop's thread, as
+         * a careless application's would; nothing else runs meanwhile. */
+        struct timespec ts = {.tv_sec = t->work_ms / 1000, .tv_nsec = t->work_ms % 1000 * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+        }
+    }
     bool manual = t->ack || t->reject || t->nack;
+    bool consumer = !strcmp(t->cmd, "consume") || !strcmp(t->cmd, "subscribe");
     if (t->reject)
         hp_amqp_reject(ch, d->delivery_tag, true);
     else if (t->nack)
         hp_amqp_nack(ch, d->delivery_tag, false, true);
-    else if (t->ack || (strcmp(t->cmd, "consume") == 0 && !t->no_ack && !t->hold))
+    else if (t->ack || (consumer && !t->no_ack && !t->hold))
         hp_amqp_ack(ch, d->delivery_tag, false);
     if (t->received >= t->count) {
         if (t->cancel) {
@@ -472,6 +541,69 @@ static void on_step(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
         printf("{\"ok\":true}\n");
         finish(t, 0);
     }
+}
+
+static void on_channel_closed(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg);
+
+/* subscribe: each key's queue declared, then bound and consumed under
+ * the name the broker gave it; one line once every consumer is on. */
+static void on_sub_consuming(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    sub_t *s = arg;
+    tool_t *t = s->t;
+    if (r->err) {
+        fail(t, "consume", r);
+        return;
+    }
+    s->consuming = true;
+    if (++t->nconsuming < t->nsubs)
+        return;
+    printf("{\"consuming\":[");
+    for (int i = 0; i < t->nsubs; i++) {
+        printf(i ? "," : "");
+        json_str(t->subs[i].name, strlen(t->subs[i].name));
+    }
+    printf("]}\n");
+    fflush(stdout);
+}
+
+static void on_sub_step(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    (void)ch;
+    sub_t *s = arg;
+    if (r->err)
+        fail(s->t, "subscribe", r);
+}
+
+static void on_sub_declared(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    sub_t *s = arg;
+    tool_t *t = s->t;
+    if (r->err) {
+        fail(t, "declare", r);
+        return;
+    }
+    keep(s->name, sizeof s->name, r->queue);
+    hp_amqp_queue_bind(ch, s->name, t->exchange, s->key, HP_AMQP_NO_ARGS, on_sub_step, s);
+    if (t->prefetch)
+        hp_amqp_qos(ch, (uint16_t)t->prefetch, false, on_sub_step, s);
+    hp_amqp_consume(ch, s->name, NULL, t->no_ack ? HP_AMQP_NO_ACK : 0, HP_AMQP_NO_ARGS,
+                    on_message, t, on_sub_consuming, s);
+}
+
+static void on_sub_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
+{
+    sub_t *s = arg;
+    if (r->err) {
+        fail(s->t, "channel", r);
+        return;
+    }
+    hp_amqp_channel_on_close(ch, on_channel_closed, s->t);
+    /* A server-named queue is exclusive (this connection's); a named one
+     * goes when its last consumer does. */
+    unsigned flags = s->queue[0] ? HP_AMQP_AUTO_DELETE : HP_AMQP_EXCLUSIVE | HP_AMQP_AUTO_DELETE;
+    hp_amqp_queue_declare(ch, s->queue, flags, HP_AMQP_NO_ARGS, on_sub_declared, s);
 }
 
 /* The broker closed the channel: something sent without waiting for a
@@ -528,7 +660,13 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
     tool_t *t = arg;
     if (ev == HP_AMQP_EV_READY) {
         hp_amqp_on_writable(c, on_writable, t);
-        int rc = hp_amqp_channel_open(c, on_open, t, &t->ch);
+        int rc = 0;
+        if (strcmp(t->cmd, "subscribe") == 0) {
+            for (int i = 0; i < t->nsubs && rc == 0; i++)
+                rc = hp_amqp_channel_open(c, on_sub_open, &t->subs[i], &t->subs[i].ch);
+        } else {
+            rc = hp_amqp_channel_open(c, on_open, t, &t->ch);
+        }
         if (rc < 0)
             fail(t, "channel", &(hp_amqp_result_t){.err = rc});
     } else if (ev == HP_AMQP_EV_RECOVERING) {
@@ -559,14 +697,27 @@ static int usage(void)
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] [--json]\n"
-            "                 [--compress] [--seq] [--republish] [--queue-bytes N] BODY\n"
-            "       (any command: --no-recover: a lost connection ends the run)\n"
-            "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack]\n"
+            "                 [--compress] [--seq] [--republish] [--queue-bytes N] [--rate R] BODY
+"
+            "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack] [--work MS]
+"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
-            "                 [--cancel] [--summary]\n"
+            "                 [--cancel] [--summary] [--work MS]\n"
+            "       amqp_tool URL subscribe EXCHANGE KEY[=QUEUE] ... [-n N] [--prefetch P]\n"
+            "                 [--no-ack] [--work MS]\n"
             "       amqp_tool URL purge QUEUE | delete QUEUE [--if-empty]\n"
             "       amqp_tool URL exchange NAME TYPE [--durable] | delete-exchange NAME\n"
-            "       amqp_tool URL bind|unbind QUEUE EXCHANGE KEY\n");
+            "       amqp_tool URL bind|unbind QUEUE EXCHANGE KEY\n"
+            "any command: --no-recover   a lost connection ends the run (default: recover)\n"
+            "             --heartbeat S  ask for heartbeats every S seconds (default 60)\n"
+            "             --recover-max MS  wait at most MS between reconnections (10000)\n"
+            "--rate R:      publish R messages a second at most (0.5: one every 2 s)\n"
+            "--work MS:     each message takes MS of work that blocks the loop, then its ack\n"
+            "subscribe:     a channel per KEY, with a server-named exclusive queue (or the\n"
+            "               auto-delete QUEUE) bound to EXCHANGE with KEY and consumed;\n"
+            "               prints {\"consuming\":[queues]} once all are, then the messages\n"
+            "--seq --confirm: a message not acked is printed as {\"failed_body\":BODY}\n"
+            "               (or {\"nacked_body\":BODY}), before the summary\n");
     return 2;
 }
 
@@ -645,6 +796,23 @@ int main(int argc, char **argv)
     } else if (!strcmp(t.cmd, "delete-exchange")) {
         t.exchange = argv[3];
         i = 4;
+    } else if (!strcmp(t.cmd, "subscribe")) {
+        t.exchange = argv[3];
+        for (i = 4; i < argc && argv[i][0] != '-'; i++) {
+            if (t.nsubs == MAX_SUBS) {
+                fprintf(stderr, "amqp_tool: at most %d keys\n", MAX_SUBS);
+                return 2;
+            }
+            sub_t *sub = &t.subs[t.nsubs++];
+            char *eq = strchr(argv[i], '=');
+            sub->t = &t;
+            sub->key = argv[i];
+            sub->queue = eq ? eq + 1 : "";
+            if (eq)
+                *eq = '\0';
+        }
+        if (t.nsubs == 0)
+            return usage();
     } else if (!strcmp(t.cmd, "bind") || !strcmp(t.cmd, "unbind")) {
         if (argc < 6)
             return usage();
@@ -667,6 +835,19 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(a, "--queue-bytes") && i + 1 < argc) {
             t.queue_bytes = strtoull(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--heartbeat") && i + 1 < argc) {
+            t.heartbeat = (unsigned)strtoul(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--recover-max") && i + 1 < argc) {
+            t.recover_max_ms = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--work") && i + 1 < argc) {
+            t.work_ms = strtol(argv[++i], NULL, 10);
+        } else if (!strcmp(a, "--rate") && i + 1 < argc) {
+            double rate = strtod(argv[++i], NULL);
+            if (!(rate > 0)) {
+                fprintf(stderr, "amqp_tool: --rate takes a positive number\n");
+                return 2;
+            }
+            t.pace_ms = (uint64_t)(1000.0 / rate);
         } else if (!strcmp(a, "--no-recover")) {
             t.no_recover = true;
         } else if (!strcmp(a, "--republish")) {
@@ -738,7 +919,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "amqp_tool: %s: %s\n", url, why);
         return 2;
     }
-    cfg.name = "amqp_tool";
+    /* Named after the process and command, so that a test can tell its
+     * connections apart at the broker. */
+    char name[64];
+    snprintf(name, sizeof name, "amqp_tool[%d] %s", (int)getpid(), t.cmd);
+    cfg.name = name;
+    if (t.heartbeat)
+        cfg.heartbeat_s = (uint16_t)t.heartbeat;
+    if (t.recover_max_ms > 0)
+        cfg.recover_max_ms = (uint64_t)t.recover_max_ms;
+    hp_timer_init(&t.pace, pace_fired);
+    t.pace_due = true; /* the first message goes at once */
     cfg.recover = !t.no_recover;
     cfg.recover_min_ms = 50;
     cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
