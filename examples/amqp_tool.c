@@ -697,10 +697,8 @@ static int usage(void)
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] [--json]\n"
-            "                 [--compress] [--seq] [--republish] [--queue-bytes N] [--rate R] BODY
-"
-            "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack] [--work MS]
-"
+            "                 [--compress] [--seq] [--republish] [--queue-bytes N] [--rate R] BODY\n"
+            "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack] [--work MS]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
             "                 [--cancel] [--summary] [--work MS]\n"
             "       amqp_tool URL subscribe EXCHANGE KEY[=QUEUE] ... [-n N] [--prefetch P]\n"
