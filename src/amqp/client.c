@@ -769,6 +769,7 @@ static void amqp_on_close(hp_conn_t *c)
     hp_amqp_conn_t *a = hp_conn_udata(c);
     amqp_enter(a);
     a->c = NULL;
+    a->blocked = false; /* that connection's, gone with it */
     hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
     for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
         if (a->chans[i]) /* a message half received is gone with it */

@@ -636,6 +636,41 @@ static AH_UNUSED void broker_accept_again(void)
     broker_accept();
 }
 
+/* Another listener on loopback (a second broker address): its fd, and
+ * its port in *port. B keeps the harness's. */
+static AH_UNUSED int listener_new(uint16_t *port)
+{
+    int lfd = B.lfd;
+    uint16_t p = B.port;
+    broker_listen();
+    int fd = B.lfd;
+    *port = B.port;
+    B.lfd = lfd;
+    B.port = p;
+    return fd;
+}
+
+/* A port nobody listens on: connecting to it is refused. */
+static AH_UNUSED uint16_t refused_port(void)
+{
+    uint16_t port;
+    close(listener_new(&port));
+    return port;
+}
+
+/* The broker moves to listener `lfd` (the client's next address): the
+ * old listener and connection are closed, what was read is dropped. */
+static AH_UNUSED void broker_move(int lfd)
+{
+    broker_close();
+    if (B.lfd >= 0)
+        close(B.lfd);
+    B.lfd = lfd;
+    B.rx = B.buf;
+    B.len = 0;
+    B.eof = false;
+}
+
 /* Reads the 8-byte protocol header, which must be the first thing sent. */
 static AH_UNUSED void broker_expect_header(void)
 {
