@@ -179,12 +179,14 @@ typedef void (*hp_amqp_conn_cb)(hp_amqp_conn_t *c, int event, const hp_amqp_resu
  * "host1:5672,host2:5673" (each host decoded, each with its port, the
  * URI's or cfg's port when it has none) and host and port to the first;
  * a single host sets addresses to NULL. The decoded strings are written
- * to buf[0, len) (2 * strlen(url) + 16 bytes are always enough), which
- * must outlive cfg's use (hp_amqp_connect copies them). Other fields are
+ * to buf[0, len) (HP_AMQP_URL_BUFSIZE(strlen(url)) bytes are always
+ * enough), which must outlive cfg's use (hp_amqp_connect copies them);
+ * cfg is left alone on failure. Other fields are
  * left alone. Returns 0, -EINVAL with a one-line reason in err (when not
  * NULL) for a malformed URI, an empty host, a bad port, more than
  * HP_AMQP_MAX_ADDRESSES hosts or another scheme (amqps is not supported
  * yet), -ENOSPC when buf is too small. */
+#define HP_AMQP_URL_BUFSIZE(url_len) (2 * (size_t)(url_len) + 16 + 8 * HP_AMQP_MAX_ADDRESSES)
 HP_EXPORT int hp_amqp_url_parse(const char *url, hp_amqp_config_t *cfg, char *buf, size_t len,
                                 const char **err);
 
