@@ -29,6 +29,11 @@
  *     --work MS (get, consume, subscribe): each message takes MS of work that
  *         blocks the loop, like a slow handler, before it is acknowledged;
  *     --rate R (publish): at most R messages a second (0.5: one every 2 s)
+ *     ./amqp_tool amqp://node1:5672,node2:5672/ publish "" jobs --confirm x
+ *         (several brokers: the first that answers; on a loss, the next)
+ *     --blocked-timeout MS: a connection the broker blocks longer is closed
+ *         and recovered; --declare Q: declares queue Q first (and again
+ *         after a recovery, wherever it lands)
  *
  * Everything runs from callbacks on the worker's loop: connect, open a
  * channel, do the command, close. Errors are one line on stderr with the
@@ -87,6 +92,8 @@ struct tool {
     bool pace_due;
     sub_t subs[MAX_SUBS]; /* subscribe */
     int nsubs, nconsuming;
+    unsigned long blocked_timeout_ms; /* --blocked-timeout */
+    const char *declare_first;  /* --declare Q: declared before the command */
     /* the run */
     hp_worker_t *w;
     hp_amqp_conn_t *conn;
@@ -623,6 +630,10 @@ static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
         return;
     }
     hp_amqp_channel_on_close(ch, on_channel_closed, t);
+    /* Declared through this connection, it is declared again wherever a
+     * recovery lands (another node of the address list too). */
+    if (t->declare_first)
+        hp_amqp_queue_declare(ch, t->declare_first, 0, HP_AMQP_NO_ARGS, on_step, t);
     if (strcmp(t->cmd, "declare") == 0) {
         hp_amqp_queue_declare(ch, t->queue, t->durable ? HP_AMQP_DURABLE : 0, HP_AMQP_NO_ARGS,
                               on_step, t);
@@ -655,10 +666,25 @@ static void on_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
     }
 }
 
+/* Why a connection went: the broker's reply, or the error and the
+ * client's own words ("blocked by the broker for longer than ..."). */
+static void print_reason(const char *what, const hp_amqp_result_t *r, const char *then)
+{
+    if (r->reply_code)
+        fprintf(stderr, "amqp_tool: %s: %u %.*s%s\n", what, r->reply_code,
+                (int)r->reply_text.len, (const char *)r->reply_text.ptr, then);
+    else if (r->reply_text.len)
+        fprintf(stderr, "amqp_tool: %s: %s (%.*s)%s\n", what, strerror(-r->err),
+                (int)r->reply_text.len, (const char *)r->reply_text.ptr, then);
+    else
+        fprintf(stderr, "amqp_tool: %s: %s%s\n", what, strerror(-r->err), then);
+}
+
 static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void *arg)
 {
     tool_t *t = arg;
     if (ev == HP_AMQP_EV_READY) {
+        fprintf(stderr, "amqp_tool: connected to %s\n", hp_amqp_address(c, NULL));
         hp_amqp_on_writable(c, on_writable, t);
         int rc = 0;
         if (strcmp(t->cmd, "subscribe") == 0) {
@@ -670,22 +696,14 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         if (rc < 0)
             fail(t, "channel", &(hp_amqp_result_t){.err = rc});
     } else if (ev == HP_AMQP_EV_RECOVERING) {
-        if (r->reply_code)
-            fprintf(stderr, "amqp_tool: connection lost: %u %.*s: recovering\n", r->reply_code,
-                    (int)r->reply_text.len, (const char *)r->reply_text.ptr);
-        else
-            fprintf(stderr, "amqp_tool: connection lost: %s: recovering\n", strerror(-r->err));
+        print_reason("connection lost", r, ": recovering");
     } else if (ev == HP_AMQP_EV_RECOVERED) {
-        fprintf(stderr, "amqp_tool: recovered\n");
+        fprintf(stderr, "amqp_tool: recovered on %s\n", hp_amqp_address(c, NULL));
     } else if (ev == HP_AMQP_EV_CLOSED) {
         if (!t->done) {
             t->done = true;
             t->status = 1;
-            if (r->reply_code)
-                fprintf(stderr, "amqp_tool: connection closed: %u %.*s\n", r->reply_code,
-                        (int)r->reply_text.len, (const char *)r->reply_text.ptr);
-            else
-                fprintf(stderr, "amqp_tool: connection closed: %s\n", strerror(-r->err));
+            print_reason("connection closed", r, "");
         }
         hp_worker_shutdown(t->w);
     }
@@ -709,6 +727,9 @@ static int usage(void)
             "any command: --no-recover   a lost connection ends the run (default: recover)\n"
             "             --heartbeat S  ask for heartbeats every S seconds (default 60)\n"
             "             --recover-max MS  wait at most MS between reconnections (10000)\n"
+            "             --blocked-timeout MS  blocked by the broker longer, it is closed\n"
+            "             --declare Q    declare queue Q first, and again after a recovery\n"
+            "URL may name several brokers: amqp://user:pass@host1:port,host2:port/vhost\n"
             "--rate R:      publish R messages a second at most (0.5: one every 2 s)\n"
             "--work MS:     each message takes MS of work that blocks the loop, then its ack\n"
             "subscribe:     a channel per KEY, with a server-named exclusive queue (or the\n"
@@ -882,6 +903,10 @@ int main(int argc, char **argv)
             t.compress = true;
         } else if (!strcmp(a, "--type") && i + 1 < argc) {
             t.ctype = argv[++i];
+        } else if (!strcmp(a, "--declare") && i + 1 < argc) {
+            t.declare_first = argv[++i];
+        } else if (!strcmp(a, "--blocked-timeout") && i + 1 < argc) {
+            t.blocked_timeout_ms = strtoul(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--prefetch") && i + 1 < argc) {
             t.prefetch = (unsigned)strtoul(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--header") && i + 1 < argc && t.nhdr < MAX_HEADERS) {
@@ -911,9 +936,9 @@ int main(int argc, char **argv)
         return 2;
 
     hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
-    char buf[1024];
-    const char *why;
-    if (hp_amqp_url_parse(url, &cfg, buf, sizeof buf, &why) < 0) {
+    static char buf[HP_AMQP_URL_BUFSIZE(4096)];
+    const char *why = "longer than 4096 bytes";
+    if (strlen(url) > 4096 || hp_amqp_url_parse(url, &cfg, buf, sizeof buf, &why) < 0) {
         fprintf(stderr, "amqp_tool: %s: %s\n", url, why);
         return 2;
     }
@@ -928,6 +953,7 @@ int main(int argc, char **argv)
         cfg.recover_max_ms = (uint64_t)t.recover_max_ms;
     hp_timer_init(&t.pace, pace_fired);
     t.pace_due = true; /* the first message goes at once */
+    cfg.blocked_timeout_ms = t.blocked_timeout_ms;
     cfg.recover = !t.no_recover;
     cfg.recover_min_ms = 50;
     cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;

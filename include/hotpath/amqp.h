@@ -73,6 +73,14 @@ enum {
 typedef struct hp_amqp_config {
     const char *host;            /* a name or an address: "127.0.0.1" */
     uint16_t port;               /* 5672 */
+    /* Several brokers (the nodes of a cluster): "host1:5672,host2:5673,
+     * [::1]:5674", at most HP_AMQP_MAX_ADDRESSES; a host without a port
+     * takes `port`. NULL: host and port alone. Connecting tries them in
+     * order until one completes the handshake (each within
+     * connect_timeout_ms; one that refuses, is unreachable or times out
+     * moves on to the next at once); a recovery starts with the address
+     * after the one lost, cycling (see "Recovery" below). */
+    const char *addresses;
     const char *vhost;           /* "/" */
     const char *user;            /* PLAIN authentication: "guest" */
     const char *password;        /* "guest" */
@@ -80,6 +88,13 @@ typedef struct hp_amqp_config {
     uint32_t frame_max;          /* largest frame asked for (at least 4096); 0: the
                                     broker's. Also capped by the worker's buffers. */
     uint16_t heartbeat_s;        /* asked-for heartbeat interval; 0: none */
+    /* A connection the broker blocks (connection.blocked: a memory or
+     * disk alarm) longer than this is closed with -ETIMEDOUT, "blocked by
+     * the broker for longer than N ms", and recovered when cfg.recover is
+     * set (on the next address). 0: blocked for as long as the broker
+     * says, as other clients wait. While blocked, this timeout, not the
+     * worker's write_timeout_ms, governs output the broker does not read. */
+    uint64_t blocked_timeout_ms;
     uint64_t connect_timeout_ms; /* name lookup, TCP connect and handshake together */
     const char *name;            /* shown by the broker (connection_name, at most 255
                                     bytes); NULL: none */
@@ -108,15 +123,20 @@ typedef struct hp_amqp_config {
 
 enum { HP_AMQP_FAIL_UNCONFIRMED = 0, HP_AMQP_REPUBLISH = 1 };
 
+/* The most addresses cfg.addresses may list. */
+#define HP_AMQP_MAX_ADDRESSES 64
+
 #define HP_AMQP_CONFIG_DEFAULT                                                 \
     ((hp_amqp_config_t){.host = "127.0.0.1",                                   \
                         .port = 5672,                                          \
+                        .addresses = NULL,                                     \
                         .vhost = "/",                                          \
                         .user = "guest",                                       \
                         .password = "guest",                                   \
                         .channel_max = 0,                                      \
                         .frame_max = 0,                                        \
                         .heartbeat_s = 60,                                     \
+                        .blocked_timeout_ms = 0,                               \
                         .connect_timeout_ms = 10000,                           \
                         .name = NULL,                                          \
                         .recover = true,                                       \
@@ -159,14 +179,23 @@ enum {
 typedef void (*hp_amqp_conn_cb)(hp_amqp_conn_t *c, int event, const hp_amqp_result_t *r,
                                 void *arg);
 
-/* Fills cfg's host, port, vhost, user and password from an AMQP URI
- * (RabbitMQ's form: amqp://user:password@host:port/vhost, each part
- * optional and percent-encoded; "amqp://" alone is the defaults; an
- * IPv6 host in brackets). The decoded strings are written to buf[0, len),
- * which must outlive cfg's use (hp_amqp_connect copies them). Other
- * fields are left alone. Returns 0, -EINVAL with a one-line reason in
- * err (when not NULL) for a malformed URI or another scheme (amqps is
- * not supported yet), -ENOSPC when buf is too small. */
+/* Fills cfg's host, port, addresses, vhost, user and password from an
+ * AMQP URI (RabbitMQ's form: amqp://user:password@host:port/vhost, each
+ * part optional and percent-encoded; "amqp://" alone is the defaults; an
+ * IPv6 host in brackets). Several hosts, separated by commas, are a
+ * cluster (the form other clients take):
+ * amqp://user:pass@host1:5672,host2:5673/vhost sets cfg->addresses to
+ * "host1:5672,host2:5673" (each host decoded, each with its port, the
+ * URI's or cfg's port when it has none) and host and port to the first;
+ * a single host sets addresses to NULL. The decoded strings are written
+ * to buf[0, len) (HP_AMQP_URL_BUFSIZE(strlen(url)) bytes are always
+ * enough), which must outlive cfg's use (hp_amqp_connect copies them);
+ * cfg is left alone on failure. Other fields are
+ * left alone. Returns 0, -EINVAL with a one-line reason in err (when not
+ * NULL) for a malformed URI, an empty host, a bad port, more than
+ * HP_AMQP_MAX_ADDRESSES hosts or another scheme (amqps is not supported
+ * yet), -ENOSPC when buf is too small. */
+#define HP_AMQP_URL_BUFSIZE(url_len) (2 * (size_t)(url_len) + 16 + 8 * HP_AMQP_MAX_ADDRESSES)
 HP_EXPORT int hp_amqp_url_parse(const char *url, hp_amqp_config_t *cfg, char *buf, size_t len,
                                 const char **err);
 
@@ -217,7 +246,17 @@ HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
  * connect_timeout_ms as its deadline (then the next attempt); a step the
  * broker refuses ends it: CLOSED with that reply, never swallowed. Not
  * recovered: a connection never READY, a refused login (403) or vhost
- * (530), and hp_amqp_close (which stops a recovery under way). */
+ * (530), and hp_amqp_close (which stops a recovery under way).
+ *
+ * With several addresses (cfg.addresses), each attempt is a round: it
+ * starts with the address after the one last dialed (after a loss, the
+ * one after the node lost, which is probably down) and, like the first
+ * connect, tries the next at once whenever one fails before its
+ * handshake ends, until one answers or each was tried once; the backoff
+ * runs between rounds, and recover_tries counts rounds. A refused login
+ * or vhost ends a round at once (a cluster shares its users and vhosts).
+ * CLOSED after a failed round carries the last address's error, its
+ * reply_text naming that address (hp_amqp_address says it too). */
 
 /* Counters of one connection, since it was opened (recoveries included). */
 typedef struct hp_amqp_stats {
@@ -254,6 +293,11 @@ HP_EXPORT uint16_t hp_amqp_channel_max(const hp_amqp_conn_t *c);
 HP_EXPORT uint16_t hp_amqp_heartbeat(const hp_amqp_conn_t *c);
 /* Whether the broker has blocked the connection (connection.blocked). */
 HP_EXPORT bool hp_amqp_blocked(const hp_amqp_conn_t *c);
+/* The address the connection is on now, or is dialing ("host:port",
+ * "[v6]:port"; after a failed attempt, the last one tried), for logs and
+ * metrics; *index (when not NULL) is its place in cfg.addresses (0 for a
+ * single host). Borrowed: valid until CLOSED has run. */
+HP_EXPORT const char *hp_amqp_address(const hp_amqp_conn_t *c, uint32_t *index);
 
 /* ---- channels ---- */
 

@@ -119,8 +119,10 @@ typedef struct hp_config {
     } metrics;
 
     struct {                   /* an AMQP connection per worker (docs/amqp.md) */
-        const char *url;       /* amqp://user:password@host:port/vhost; NULL: no AMQP */
+        const char *url;       /* amqp://user:password@host:port/vhost (several hosts:
+                                  host1:port,host2:port); NULL: no AMQP */
         uint64_t heartbeat_ms; /* asked-for heartbeat, whole seconds; 0: none */
+        uint64_t blocked_timeout_ms; /* blocked by the broker longer: closed; 0: none */
         uint32_t confirm_window; /* unconfirmed publishes per connection */
         const char *publish_route; /* POST <route>/{exchange}/{routing key}; NULL: none */
         uint64_t timeout_ms;   /* a request waits this long for its confirm */

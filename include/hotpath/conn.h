@@ -244,6 +244,14 @@ HP_EXPORT void hp_conn_close(hp_conn_t *c);
  * timer role). 0 cancels. */
 HP_EXPORT void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
 
+/* Suspends (true) or restores the write timer: while suspended, output
+ * the peer does not read never closes the connection after the worker's
+ * write_timeout_ms, and hp_conn_set_timer stays the protocol's while
+ * output waits; for a protocol whose peer said it stopped reading (AMQP's
+ * connection.blocked), which keeps its own limit. Restored with output
+ * still waiting, the write timer starts afresh. */
+HP_EXPORT void hp_conn_suspend_write_timer(hp_conn_t *c, bool suspend);
+
 /* The loop's cached time. */
 HP_EXPORT uint64_t hp_conn_now(const hp_conn_t *c);
 

@@ -1,7 +1,10 @@
 /*
  * client.c - an AMQP 0-9-1 client connection on the engine: the dial, the
  * handshake (spec §2.2.4: start, start-ok, tune, tune-ok, open, open-ok),
- * the frame loop, heartbeats and the close handshake.
+ * the frame loop, heartbeats, connection.blocked and its timeout, the
+ * close handshake, and the round over the broker addresses: an attempt
+ * that fails before its handshake ends moves on to the next address at
+ * once.
  *
  * Central structure: hp_amqp_conn_t, the udata of an outbound engine
  * connection running amqp_proto. Frames are parsed where they lie in the
@@ -16,6 +19,9 @@
  *    set and the struct is freed by the outermost amqp_leave (depth 0);
  *  - CLOSED is reported exactly once, after every channel's pending calls
  *    and unconfirmed publishes have completed;
+ *  - a round dials each address at most once (tried <= naddrs), and a
+ *    connection lost after its handshake (up) never moves on in the
+ *    round: recover.c starts the next one;
  *  - output written outside the connection's own callbacks is flushed at
  *    the end of the loop iteration (hp_conn_flush_soon), so a burst of
  *    publishes from a handler leaves in one writev.
@@ -42,6 +48,8 @@
 static void conn_free(hp_amqp_conn_t *a)
 {
     hp_loop_timer_cancel(&a->worker->loop, &a->retry);
+    hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
+    hp_free(a->addrs);
     amqp_topo_free_all(a);
     amqp_channel_bury(a);
     amqp_deliver_latency_free(a);
@@ -217,8 +225,7 @@ static void send_close(hp_amqp_conn_t *a, uint16_t code, const char *text, uint3
 
 void amqp_fail(hp_amqp_conn_t *a, uint16_t code, const char *text)
 {
-    hp_log_write(HP_LOG_WARN, "amqp: %s:%u: closing: %u %s", a->cfg.host, a->cfg.port, code,
-                 text);
+    hp_log_write(HP_LOG_WARN, "amqp: %s: closing: %u %s", amqp_where(a), code, text);
     set_reason(a, -EPROTO, code, hp_amqp_str(text));
     if (a->state >= AMQP_START && a->state <= AMQP_READY)
         send_close(a, code, text, 0);
@@ -406,6 +413,40 @@ static void handshake_failed(hp_amqp_conn_t *a, int err)
     amqp_close_now(a);
 }
 
+/* A broker that stopped reading because it said so (connection.blocked)
+ * is not a stalled peer: while blocked, the engine's write timer is
+ * suspended and cfg.blocked_timeout_ms (if any) alone limits the wait;
+ * heartbeats go on on the connection's own timer. Unblocked, output
+ * still waiting gets the whole write timeout afresh. */
+static void blocked_changed(hp_amqp_conn_t *a)
+{
+    hp_conn_suspend_write_timer(a->c, a->blocked);
+    if (!a->blocked) {
+        hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
+        return;
+    }
+    amqp_arm_heartbeat(a);
+    if (a->cfg.blocked_timeout_ms)
+        hp_loop_timer_arm(&a->worker->loop, &a->blocked_timer, a->cfg.blocked_timeout_ms);
+}
+
+static void blocked_too_long(hp_timer_t *t)
+{
+    hp_amqp_conn_t *a = HP_CONTAINER_OF(t, hp_amqp_conn_t, blocked_timer);
+    if (!a->blocked || !a->c || hp_conn_is_closed(a->c))
+        return;
+    amqp_enter(a);
+    char text[80];
+    snprintf(text, sizeof text, "blocked by the broker for longer than %llu ms",
+             (unsigned long long)a->cfg.blocked_timeout_ms);
+    hp_log_write(HP_LOG_WARN, "amqp: %s: %s: closing", amqp_where(a), text);
+    set_reason(a, -ETIMEDOUT, 0, hp_amqp_str(text));
+    /* Closed at once: the broker reads nothing, a connection.close
+     * included. */
+    amqp_close_now(a);
+    amqp_leave(a);
+}
+
 /* A method on channel 0. */
 static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
 {
@@ -443,6 +484,7 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
             break;
         a->state = AMQP_READY;
         a->ever_ready = true;
+        a->up = true;
         amqp_arm_heartbeat(a);
         if (a->recovering)
             amqp_recover_ready(a);
@@ -458,8 +500,8 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
             a->class_id = cl->class_id;
             a->method_id = cl->method_id;
         }
-        hp_log_write(HP_LOG_WARN, "amqp: %s:%u: the broker closed the connection: %u %.*s",
-                     a->cfg.host, a->cfg.port, cl->reply_code, (int)cl->reply_text.len,
+        hp_log_write(HP_LOG_WARN, "amqp: %s: the broker closed the connection: %u %.*s",
+                     amqp_where(a), cl->reply_code, (int)cl->reply_text.len,
                      (const char *)cl->reply_text.ptr);
         hp_amqp_method_t ok = {.id = HP_AMQP_CONNECTION_CLOSE_OK};
         if (amqp_send_method(a, 0, &ok) == 0)
@@ -484,6 +526,7 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
         if (a->blocked == blocked)
             return;
         a->blocked = blocked;
+        blocked_changed(a);
         hp_amqp_result_t res = {0};
         if (blocked)
             res.reply_text = m->connection_blocked.reason;
@@ -501,6 +544,59 @@ static void connection_method(hp_amqp_conn_t *a, const hp_amqp_method_t *m)
     const char *name = hp_amqp_method_name(m->id);
     snprintf(text, sizeof text, "unexpected %s on channel 0", name ? name : "method");
     amqp_fail(a, HP_AMQP_COMMAND_INVALID, text);
+}
+
+/* ---- the round over the addresses ---- */
+
+/* Whether an attempt that failed before its handshake ended moves on to
+ * the next address: not once each was tried, nor after a refused login
+ * or vhost (a cluster's nodes share them), nor when the user closed or
+ * the worker stops. */
+static bool round_goes_on(const hp_amqp_conn_t *a)
+{
+    return a->tried < a->naddrs && !a->closing_by_user &&
+           a->reply_code != HP_AMQP_ACCESS_REFUSED && a->reply_code != HP_AMQP_NOT_ALLOWED &&
+           !a->worker->draining && !a->worker->loop.stopping;
+}
+
+static void log_next(const hp_amqp_conn_t *a)
+{
+    hp_log_write(HP_LOG_WARN, "amqp: %s: %s (%s): trying %s", amqp_where(a), a->reply_text,
+                 a->reply_code ? "refused" : strerror(-a->err),
+                 a->addrs[(a->addr + 1) % a->naddrs].text);
+}
+
+int amqp_dial(hp_amqp_conn_t *a, bool advance)
+{
+    for (;;) {
+        if (advance)
+            a->addr = (a->addr + 1) % a->naddrs;
+        advance = true;
+        a->tried++;
+        /* The engine and the resolver take host and port (and the logs
+         * of the other files show them): they name this address. */
+        a->cfg.host = a->addrs[a->addr].host;
+        a->cfg.port = a->addrs[a->addr].port;
+        a->err = 0;
+        a->reply_code = a->class_id = a->method_id = 0;
+        a->reply_text[0] = '\0';
+        a->state = AMQP_DIALING;
+        a->up = false;
+        a->blocked = false;
+        a->frame_max = 0;
+        uint64_t timeout = a->cfg.connect_timeout_ms;
+        a->deadline_ms = timeout ? hp_loop_now(&a->worker->loop) + timeout : UINT64_MAX;
+        hp_connect_opts_t opts = {.timeout_ms = timeout, .sock = {.nodelay = true}};
+        int r = hp_worker_connect_host(a->worker, a->cfg.host, a->cfg.port, &amqp_client_proto,
+                                       a, &opts, &a->c);
+        if (r == 0)
+            return 0;
+        a->c = NULL;
+        set_reason(a, r, 0, hp_amqp_str("connect failed"));
+        if (!round_goes_on(a))
+            return r;
+        log_next(a);
+    }
 }
 
 /* ---- the frame loop ---- */
@@ -674,9 +770,25 @@ static void amqp_on_close(hp_conn_t *c)
     hp_amqp_conn_t *a = hp_conn_udata(c);
     amqp_enter(a);
     a->c = NULL;
+    a->blocked = false; /* that connection's, gone with it */
+    hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
     for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
         if (a->chans[i]) /* a message half received is gone with it */
             amqp_channel_lost_input(a->chans[i]);
+    }
+    /* Failed before its handshake ended: the round goes on at once. */
+    if (!a->up && round_goes_on(a)) {
+        log_next(a);
+        if (amqp_dial(a, true) == 0) {
+            amqp_leave(a);
+            return;
+        }
+    }
+    if (!a->up && a->naddrs > 1 && a->reply_code == 0) {
+        /* The round failed: CLOSED (or RECOVERING) says where, last. */
+        size_t n = strlen(a->reply_text);
+        snprintf(a->reply_text + n, sizeof a->reply_text - n, " (%s, the last of %u addresses)",
+                 amqp_where(a), a->naddrs);
     }
     if (!amqp_recover_lost(a))
         amqp_report_closed(a);
@@ -723,7 +835,7 @@ static int copy_config(hp_amqp_conn_t *a, const hp_amqp_config_t *cfg)
 int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb cb, void *arg,
                     hp_amqp_conn_t **out)
 {
-    if (!cfg || !cb || !cfg->host || !*cfg->host || !cfg->vhost || !cfg->user ||
+    if (!cfg || !cb || (!cfg->addresses && (!cfg->host || !*cfg->host)) || !cfg->vhost || !cfg->user ||
         !cfg->password || strlen(cfg->vhost) > 255 || strlen(cfg->user) > 255 ||
         strlen(cfg->password) > 255 || (cfg->name && strlen(cfg->name) > 255) ||
         (cfg->frame_max && cfg->frame_max < HP_AMQP_FRAME_MIN_SIZE))
@@ -731,20 +843,20 @@ int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb
     hp_amqp_conn_t *a = hp_calloc(1, sizeof *a);
     if (!a)
         return -ENOMEM;
-    int r = copy_config(a, cfg);
+    a->worker = w;
+    hp_timer_init(&a->blocked_timer, blocked_too_long);
+    int r = amqp_addrs_new(cfg, &a->addrs, &a->naddrs);
+    if (r == 0)
+        r = copy_config(a, cfg);
     if (r < 0) {
-        hp_free(a);
+        conn_free(a);
         return r;
     }
-    a->worker = w;
+    a->cfg.addresses = NULL; /* the caller's: addrs holds them now */
     a->cb = cb;
     a->arg = arg;
-    a->state = AMQP_DIALING;
     a->next_id = 1;
-    uint64_t timeout = cfg->connect_timeout_ms;
-    a->deadline_ms = timeout ? hp_loop_now(&w->loop) + timeout : UINT64_MAX;
-    hp_connect_opts_t opts = {.timeout_ms = timeout, .sock = {.nodelay = true}};
-    r = hp_worker_connect_host(w, a->cfg.host, cfg->port, &amqp_client_proto, a, &opts, &a->c);
+    r = amqp_dial(a, false);
     if (r < 0) {
         conn_free(a);
         return r;
@@ -792,140 +904,4 @@ void hp_amqp_on_writable(hp_amqp_conn_t *a, void (*cb)(hp_amqp_conn_t *c, void *
 {
     a->on_writable = cb;
     a->writable_arg = arg;
-}
-
-/* ---- URIs ---- */
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0, n) into *at (advanced), NUL-terminated. Returns
- * the decoded string, or NULL with *why set. */
-static const char *decode_part(const char *s, size_t n, char **at, char *end, const char **why)
-{
-    char *out = *at;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
-                *why = "a bad percent-escape";
-                return NULL;
-            }
-            ch = (char)(hi << 4 | lo);
-            i += 2;
-        }
-        if (out >= end) {
-            *why = NULL;
-            return NULL;
-        }
-        *out++ = ch;
-    }
-    if (out >= end) {
-        *why = NULL;
-        return NULL;
-    }
-    *out++ = '\0';
-    const char *r = *at;
-    *at = out;
-    return r;
-}
-
-int hp_amqp_url_parse(const char *url, hp_amqp_config_t *cfg, char *buf, size_t len,
-                      const char **err)
-{
-    const char *why = "not an amqp:// URI";
-    const char *p = url;
-    if (strncmp(p, "amqp://", 7) != 0) {
-        if (strncmp(p, "amqps://", 8) == 0)
-            why = "amqps (TLS) is not supported yet";
-        goto bad;
-    }
-    p += 7;
-    hp_amqp_config_t c = *cfg;
-    char *at = buf, *end = buf + len;
-    size_t auth_end = strcspn(p, "@/?#");
-    const char *hostpart = p;
-    if (p[auth_end] == '@') {
-        size_t colon = strcspn(p, ":@");
-        why = NULL;
-        c.user = decode_part(p, colon, &at, end, &why);
-        if (!c.user)
-            goto fail;
-        if (p[colon] == ':') {
-            c.password = decode_part(p + colon + 1, auth_end - colon - 1, &at, end, &why);
-            if (!c.password)
-                goto fail;
-        }
-        hostpart = p + auth_end + 1;
-    }
-    /* host[:port], [v6]:port */
-    const char *h = hostpart, *hend;
-    const char *after;
-    if (*h == '[') {
-        hend = strchr(h, ']');
-        if (!hend) {
-            why = "an IPv6 host without ']'";
-            goto bad;
-        }
-        h++;
-        after = hend + 1;
-    } else {
-        hend = h + strcspn(h, ":/?#");
-        after = hend;
-    }
-    if (hend > h) {
-        why = NULL;
-        c.host = decode_part(h, (size_t)(hend - h), &at, end, &why);
-        if (!c.host)
-            goto fail;
-    }
-    if (*after == ':') {
-        char *stop;
-        long port = strtol(after + 1, &stop, 10);
-        if (stop == after + 1 || port < 1 || port > 65535 ||
-            (*stop && *stop != '/' && *stop != '?' && *stop != '#')) {
-            why = "a bad port";
-            goto bad;
-        }
-        c.port = (uint16_t)port;
-        after = stop;
-    } else if (*after && *after != '/' && *after != '?' && *after != '#') {
-        why = "a bad host";
-        goto bad;
-    }
-    if (*after == '/') {
-        /* The path is the vhost, percent-decoded: "/" is %2F; an empty
-         * path keeps the default. */
-        size_t n = strcspn(after + 1, "?#");
-        if (n > 0 || after[1] == '\0') {
-            if (n > 0) {
-                why = NULL;
-                c.vhost = decode_part(after + 1, n, &at, end, &why);
-                if (!c.vhost)
-                    goto fail;
-            }
-        }
-    }
-    *cfg = c;
-    return 0;
-fail:
-    if (!why) {
-        if (err)
-            *err = "the URI does not fit the buffer";
-        return -ENOSPC;
-    }
-bad:
-    if (err)
-        *err = why;
-    return -EINVAL;
 }

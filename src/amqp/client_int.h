@@ -6,7 +6,8 @@
  * acknowledgements).
  *
  * recover.c (what was declared, and the way back after a lost
- * connection) shares it too.
+ * connection) and address.c (the broker addresses, amqp:// URIs) share
+ * it too.
  *
  * Ownership: the hp_amqp_conn_t owns its channels; each channel owns its
  * queue of pending calls, its consumers and its confirm ring. The engine
@@ -81,6 +82,14 @@ struct amqp_topo {
     char *s[3];
     hp_amqp_bytes_t args;         /* owned copy */
 };
+
+/* One broker address of the connection's list (cfg.addresses, or host
+ * and port alone). */
+typedef struct amqp_addr {
+    const char *host;             /* NUL-terminated, no brackets */
+    const char *text;             /* "host:port", "[v6]:port": for logs */
+    uint16_t port;
+} amqp_addr_t;
 
 typedef struct amqp_consumer amqp_consumer_t;
 typedef struct amqp_op amqp_op_t;
@@ -219,6 +228,13 @@ struct hp_amqp_conn {
     uint32_t recover_pending;     /* steps of this phase still unanswered */
     uint64_t rng;                 /* jitter */
     bool recover_failed;          /* a step was refused: this loss is final */
+    /* addresses: each dial takes addrs[addr] (and sets cfg.host and
+     * cfg.port to it); `tried` counts the round's dials, the current one
+     * included. `up`: this engine connection finished its handshake. */
+    amqp_addr_t *addrs;           /* owned: the array, then its strings */
+    uint32_t naddrs, addr, tried;
+    bool up;
+    hp_timer_t blocked_timer;     /* cfg.blocked_timeout_ms from connection.blocked */
     /* configuration, copied: the strings live in `strs` */
     hp_amqp_config_t cfg;
     char *strs;                   /* owned */
@@ -251,6 +267,27 @@ void amqp_close_now(hp_amqp_conn_t *a);
 void amqp_close_soon(hp_amqp_conn_t *a);
 /* Arms the connection's timer for heartbeats (or disarms it). */
 void amqp_arm_heartbeat(hp_amqp_conn_t *a);
+/* Dials addrs[addr] (with `advance`, the next one, cycling) as the
+ * round's next attempt: the reason recorded and the per-connection state
+ * are reset, the deadline is connect_timeout_ms from now. A dial that
+ * fails at once (a name the resolver refuses) moves on to the next
+ * address while the round allows. Returns 0 with a dial under way
+ * (on_open or on_close follow), or the last -errno, recorded as the
+ * reason, when the round ended without one. */
+int amqp_dial(hp_amqp_conn_t *a, bool advance);
+/* The address dialed now, "host:port", for logs. */
+static inline const char *amqp_where(const hp_amqp_conn_t *a)
+{
+    return a->addrs[a->addr].text;
+}
+
+/* ---- address.c ---- */
+
+/* The addresses cfg names (cfg->addresses, or host and port alone), in
+ * one allocation (*out, freed with hp_free). Returns 0, -EINVAL for a
+ * malformed or empty address or more than HP_AMQP_MAX_ADDRESSES, or
+ * -ENOMEM. */
+int amqp_addrs_new(const hp_amqp_config_t *cfg, amqp_addr_t **out, uint32_t *count);
 
 /* ---- channel.c ---- */
 

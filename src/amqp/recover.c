@@ -7,7 +7,10 @@
  * Central structures: the connection's topology list (amqp_topo_t, in the
  * order of the declares that succeeded; deletes and unbinds take records
  * out) and the recovery state on hp_amqp_conn_t (attempt, phase, steps
- * pending). A recovery runs in two phases, each a batch of calls sent at
+ * pending). An attempt is a round over the broker addresses that starts
+ * with the one after the address lost (client.c moves on within it); the
+ * backoff runs between rounds, and recover_tries counts rounds. A
+ * recovery runs in two phases, each a batch of calls sent at
  * once (replies come in order per channel):
  *   1. channel.open for every channel, then, on the lowest channel, the
  *      exchanges and the queues (a server-named queue gets a new name: its
@@ -229,28 +232,17 @@ static uint64_t backoff(hp_amqp_conn_t *a)
     return d ? d : 1;
 }
 
+/* A round: the addresses in turn from the one after the last dialed
+ * (the node lost, or the round before's last), each at once after the
+ * one before failed (client.c), until one answers or each was tried. */
 static void attempt(hp_timer_t *t)
 {
     hp_amqp_conn_t *a = HP_CONTAINER_OF(t, hp_amqp_conn_t, retry);
     amqp_enter(a);
     a->attempt++;
-    a->err = 0;
-    a->reply_code = a->class_id = a->method_id = 0;
-    a->reply_text[0] = '\0';
-    a->state = AMQP_DIALING;
-    a->blocked = false;
-    a->frame_max = 0;
-    uint64_t timeout = a->cfg.connect_timeout_ms;
-    a->deadline_ms = timeout ? hp_loop_now(&a->worker->loop) + timeout : UINT64_MAX;
-    hp_connect_opts_t opts = {.timeout_ms = timeout, .sock = {.nodelay = true}};
-    int r = hp_worker_connect_host(a->worker, a->cfg.host, a->cfg.port, &amqp_client_proto, a,
-                                   &opts, &a->c);
-    if (r < 0) {
-        a->c = NULL;
-        a->err = r;
-        if (!amqp_recover_lost(a))
-            amqp_report_closed(a);
-    }
+    a->tried = 0;
+    if (amqp_dial(a, true) < 0 && !amqp_recover_lost(a))
+        amqp_report_closed(a);
     amqp_leave(a);
 }
 
@@ -275,8 +267,8 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         hp_amqp_result_t r = amqp_close_result(a);
         if (!r.err && !r.reply_code)
             r.err = -ECONNRESET;
-        hp_log_write(HP_LOG_WARN, "amqp: %s:%u: connection lost (%u %s): recovering",
-                     a->cfg.host, a->cfg.port, r.reply_code,
+        hp_log_write(HP_LOG_WARN, "amqp: %s: connection lost (%u %s): recovering",
+                     amqp_where(a), r.reply_code,
                      r.reply_code ? a->reply_text : strerror(-r.err));
         if (!a->rng)
             a->rng = hp_loop_clock_ns(&a->worker->loop) | 1;
@@ -284,8 +276,8 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         if (a->closing_by_user)
             return false; /* closed from the callback */
     } else if (a->cfg.recover_tries && a->attempt >= a->cfg.recover_tries) {
-        hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: giving up after %u attempts", a->cfg.host,
-                     a->cfg.port, a->attempt);
+        hp_log_write(HP_LOG_ERROR, "amqp: %s: giving up after %u attempts", amqp_where(a),
+                     a->attempt);
         return false;
     }
     a->state = AMQP_DIALING;
@@ -409,7 +401,7 @@ static void finish(hp_amqp_conn_t *a)
     }
     if (a->dead || !a->c)
         return;
-    hp_log_write(HP_LOG_INFO, "amqp: %s:%u: recovered", a->cfg.host, a->cfg.port);
+    hp_log_write(HP_LOG_INFO, "amqp: %s: recovered", amqp_where(a));
     a->cb(a, HP_AMQP_EV_RECOVERED, &(hp_amqp_result_t){0}, a->arg);
     if (!a->dead)
         amqp_channel_writable(a);
@@ -453,7 +445,7 @@ void amqp_recover_step(hp_amqp_channel_t *ch, amqp_topo_t *topo, const hp_amqp_m
         a->method_id = r->method_id;
         snprintf(a->reply_text, sizeof a->reply_text, "recovery failed: %.*s",
                  (int)r->reply_text.len, (const char *)r->reply_text.ptr);
-        hp_log_write(HP_LOG_ERROR, "amqp: %s:%u: %s (%u)", a->cfg.host, a->cfg.port,
+        hp_log_write(HP_LOG_ERROR, "amqp: %s: %s (%u)", amqp_where(a),
                      a->reply_text, r->reply_code);
         amqp_close_now(a);
         return;

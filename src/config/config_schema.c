@@ -111,8 +111,9 @@ static const hp_config_field_t metrics_fields[] = {
     {0},
 };
 
-/* The URL's syntax is the AMQP client's (hp_amqp_url_parse), checked by
- * hp_app_config_check where the URL was written. A heartbeat is
+/* The URL's syntax is the AMQP client's (hp_amqp_url_parse: one host or
+ * several, host1:port,host2:port), checked by hp_app_config_check where
+ * the URL was written. A heartbeat is
  * negotiated in whole seconds and sent as a 16-bit number
  * (connection.tune); a content type is a short string (255 bytes). The
  * window bounds the unconfirmed publishes of one connection and sizes the
@@ -123,6 +124,7 @@ static const hp_config_field_t metrics_fields[] = {
 static const hp_config_field_t amqp_fields[] = {
     CFF("url", K_URL, F_NULLABLE, amqp.url, 1, 1024),
     CFF("heartbeat", K_DURATION, F_SECONDS, amqp.heartbeat_ms, 0, 65535 * SEC),
+    CF("blocked_timeout", K_DURATION, amqp.blocked_timeout_ms, 0, 24 * HOUR),
     CF("confirm_window", K_COUNT, amqp.confirm_window, 1, 65535),
     CFF("publish_route", K_URLPATH, F_NULLABLE, amqp.publish_route, 1, 1024),
     CF("timeout", K_DURATION, amqp.timeout_ms, 1, 24 * HOUR),

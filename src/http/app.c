@@ -491,6 +491,7 @@ static const struct restart_setting {
     RESTART("limits.max_header_bytes", http.limits.max_header_bytes),
     RESTART("limits.max_headers", http.limits.max_fields),
     RESTART("amqp.heartbeat", amqp.conn.heartbeat_s),
+    RESTART("amqp.blocked_timeout", amqp.conn.blocked_timeout_ms),
     RESTART("amqp.confirm_window", amqp.confirm_window),
     RESTART("amqp.timeout", amqp.timeout_ms),
     RESTART("amqp.breaker_failures", amqp.breaker.failures),

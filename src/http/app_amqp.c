@@ -141,7 +141,7 @@ int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t
          * what hp_amqp_connect takes, or each worker would retry in vain.
          * The URL is not repeated: it may hold a password. */
         hp_amqp_config_t conn = cfg->conn;
-        size_t len = cfg->url ? strlen(cfg->url) + 16 : 1; /* decoded, never longer */
+        size_t len = cfg->url ? HP_AMQP_URL_BUFSIZE(strlen(cfg->url)) : 1;
         char *buf = hp_malloc(len);
         const char *why = NULL;
         int r = -ENOMEM;
@@ -160,7 +160,8 @@ int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t
             *key = "amqp.url";
             if (errlen)
                 snprintf(err, errlen, "%s (expected amqp://user:password@host:port/vhost, "
-                         "the vhost percent-encoded: %%2F for /)",
+                         "several hosts as host1:port,host2:port, the vhost "
+                         "percent-encoded: %%2F for /)",
                          why ? why : "not an AMQP URL");
             return -EINVAL;
         }
@@ -239,10 +240,11 @@ int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t e
     const hp_amqp_config_t *c = &cfg->conn;
     /* One block: the URL and its decoded parts (or the connection's
      * strings), the route and its pattern, and the content type. */
-    size_t url_len = cfg->url ? 2 * strlen(cfg->url) + 17 : 0;
+    size_t url_len = cfg->url ? strlen(cfg->url) + 1 + HP_AMQP_URL_BUFSIZE(strlen(cfg->url)) : 0;
     size_t conn_len = cfg->url ? 0
                                : strlen(c->host) + strlen(c->vhost) + strlen(c->user) +
-                                     strlen(c->password) + 4;
+                                     strlen(c->password) + 4 +
+                                     (c->addresses ? strlen(c->addresses) + 1 : 0);
     size_t route_len =
         cfg->publish_route ? 2 * strlen(cfg->publish_route) + sizeof ROUTE_TAIL + 1 : 0;
     size_t total = url_len + conn_len + route_len + strlen(cfg->content_type) + 1;
@@ -270,6 +272,12 @@ int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t e
             size_t n = strlen(src[i]) + 1;
             memcpy(p, src[i], n);
             *dst[i] = p;
+            p += n;
+        }
+        if (c->addresses) { /* an embedder's list of brokers */
+            size_t n = strlen(c->addresses) + 1;
+            memcpy(p, c->addresses, n);
+            a->cfg.conn.addresses = p;
             p += n;
         }
     }
@@ -1043,9 +1051,8 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
             aw->base.recoveries++; /* reconnected by retry_cb */
         aw->ever_ready = true;
         aw->state = HP_AMQP_STATE_READY;
-        hp_log(INFO, "amqp: worker %u: connected to %s:%u%s", hp_worker_id(aw->w),
-               aw->a->cfg.conn.host, aw->a->cfg.conn.port,
-               aw->base.recoveries ? " again" : "");
+        hp_log(INFO, "amqp: worker %u: connected to %s%s", hp_worker_id(aw->w),
+               hp_amqp_address(c, NULL), aw->base.recoveries ? " again" : "");
         link_open_channel(aw);
         break;
     case HP_AMQP_EV_BLOCKED:
@@ -1060,6 +1067,8 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         break;
     case HP_AMQP_EV_RECOVERED:
         aw->state = HP_AMQP_STATE_READY;
+        hp_log(INFO, "amqp: worker %u: recovered on %s", hp_worker_id(aw->w),
+               hp_amqp_address(c, NULL));
         break;
     case HP_AMQP_EV_CLOSED:
         note_close(aw, r);
@@ -1067,10 +1076,10 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
          * broker stays away. */
         if (!aw->w->draining && (aw->state == HP_AMQP_STATE_READY ||
                                  aw->state == HP_AMQP_STATE_BLOCKED || aw->failures++ % 12 == 0))
-            hp_log(WARN, "amqp: worker %u: %s %s:%u: %s; trying again", hp_worker_id(aw->w),
+            hp_log(WARN, "amqp: worker %u: %s %s: %s; trying again", hp_worker_id(aw->w),
                    aw->state == HP_AMQP_STATE_CONNECTING ? "cannot connect to"
                                                          : "lost the connection to",
-                   aw->a->cfg.conn.host, aw->a->cfg.conn.port, aw->close_text);
+                   hp_amqp_address(c, NULL), aw->close_text);
         base_add(aw, c);
         aw->conn = NULL;
         aw->ch = NULL;

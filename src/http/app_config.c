@@ -70,6 +70,7 @@ void hp_app_config_defaults(hp_config_t *out)
          * (HP_AMQP_CONFIG_DEFAULT), the rest the app's. */
         .amqp = {.url = NULL,
                  .heartbeat_ms = (uint64_t)q->conn.heartbeat_s * 1000,
+                 .blocked_timeout_ms = q->conn.blocked_timeout_ms,
                  .confirm_window = q->confirm_window,
                  .publish_route = q->publish_route,
                  .timeout_ms = q->timeout_ms,
@@ -119,6 +120,7 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->amqp.enabled = c->amqp.url != NULL;
     o->amqp.url = c->amqp.url;
     o->amqp.conn.heartbeat_s = (uint16_t)(c->amqp.heartbeat_ms / 1000);
+    o->amqp.conn.blocked_timeout_ms = c->amqp.blocked_timeout_ms;
     o->amqp.confirm_window = c->amqp.confirm_window;
     o->amqp.publish_route = c->amqp.publish_route;
     o->amqp.timeout_ms = c->amqp.timeout_ms;

@@ -319,11 +319,19 @@ static int out_send(hp_conn_t *c)
     return 0;
 }
 
+/* Whether the connection's timer is the write timer now: output waits
+ * and the protocol has not suspended it. */
+static inline bool write_timed(const hp_conn_t *c)
+{
+    return (c->flags & (HP_CONN_F_WRITE_WAIT | HP_CONN_F_NO_WRITE_TIMER)) == HP_CONN_F_WRITE_WAIT;
+}
+
 static void arm_write_wait(hp_conn_t *c)
 {
     if (!(c->flags & HP_CONN_F_WRITE_WAIT)) {
         c->flags |= HP_CONN_F_WRITE_WAIT;
-        hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
+        if (write_timed(c))
+            hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
     }
 }
 
@@ -529,12 +537,23 @@ void hp_conn_close_after_write(hp_conn_t *c)
 
 void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms)
 {
-    if (c->flags & HP_CONN_F_WRITE_WAIT)
+    if (write_timed(c))
         return; /* the write timer keeps the slot until output drains */
     if (timeout_ms)
         hp_loop_timer_arm(&c->worker->loop, &c->timer, timeout_ms);
     else
         hp_loop_timer_cancel(&c->worker->loop, &c->timer);
+}
+
+void hp_conn_suspend_write_timer(hp_conn_t *c, bool suspend)
+{
+    if (suspend) {
+        c->flags |= HP_CONN_F_NO_WRITE_TIMER;
+        return;
+    }
+    c->flags &= ~(uint32_t)HP_CONN_F_NO_WRITE_TIMER;
+    if (c->flags & HP_CONN_F_WRITE_WAIT)
+        hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
 }
 
 void hp_conn_close(hp_conn_t *c)
@@ -575,7 +594,7 @@ static void timer_cb(hp_timer_t *t)
         hp_conn_close(c);
         return;
     }
-    if ((c->flags & HP_CONN_F_WRITE_WAIT) || !c->proto->on_timeout) {
+    if (write_timed(c) || !c->proto->on_timeout) {
         hp_worker_stat_add(&c->worker->stats.timeouts, 1);
         hp_conn_close(c);
         return;
@@ -783,7 +802,8 @@ static void io_cb(hp_io_t *io, uint32_t events)
             drained(c);
         } else if (r == -EAGAIN) {
             /* Progress: the stall timer measures time without any. */
-            hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
+            if (write_timed(c))
+                hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
             if ((c->flags & HP_CONN_F_PAUSED) && c->out->pending < c->worker->cfg->low_water) {
                 c->flags &= ~(uint32_t)HP_CONN_F_PAUSED;
                 resume(c);

@@ -41,6 +41,8 @@ enum {
     HP_CONN_F_CORK = 1u << 13,       /* a large file is queued: send it corked */
     HP_CONN_F_CORKED = 1u << 14,     /* TCP_CORK is on until the queue drains */
     HP_CONN_F_SWITCHED = 1u << 15,   /* the protocol changed inside a callback */
+    HP_CONN_F_NO_WRITE_TIMER = 1u << 16, /* hp_conn_suspend_write_timer: a stall
+                                            does not close; the timer is the protocol's */
 };
 
 typedef struct hp_conn_out hp_conn_out_t;

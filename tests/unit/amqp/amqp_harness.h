@@ -636,6 +636,63 @@ static AH_UNUSED void broker_accept_again(void)
     broker_accept();
 }
 
+/* Another listener on loopback (a second broker address): its fd, and
+ * its port in *port. B keeps the harness's. */
+static AH_UNUSED int listener_new(uint16_t *port)
+{
+    int lfd = B.lfd;
+    uint16_t p = B.port;
+    broker_listen();
+    int fd = B.lfd;
+    *port = B.port;
+    B.lfd = lfd;
+    B.port = p;
+    return fd;
+}
+
+/* A port nobody listens on: connecting to it is refused. */
+static AH_UNUSED uint16_t refused_port(void)
+{
+    uint16_t port;
+    close(listener_new(&port));
+    return port;
+}
+
+/* The broker moves to listener `lfd` (the client's next address): the
+ * old listener and connection are closed, what was read is dropped. */
+static AH_UNUSED void broker_move(int lfd)
+{
+    broker_close();
+    if (B.lfd >= 0)
+        close(B.lfd);
+    B.lfd = lfd;
+    B.rx = B.buf;
+    B.len = 0;
+    B.eof = false;
+}
+
+/* A worker and two broker addresses, in *cfg's addresses (kept in
+ * list[0, cap)): the harness's listener first, then a second one (its fd
+ * *l2). */
+static AH_UNUSED void two_brokers(hp_amqp_config_t *cfg, int *l2, char *list, size_t cap)
+{
+    h_init(0);
+    broker_listen();
+    uint16_t p2;
+    *l2 = listener_new(&p2);
+    snprintf(list, cap, "127.0.0.1:%u,127.0.0.1:%u", B.port, p2);
+    cfg->addresses = list;
+}
+
+/* CLOSED after a failed round of two: its text names the last address. */
+static AH_UNUSED void assert_closed_at(uint16_t port)
+{
+    char want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%u, the last of 2 addresses", port);
+    if (!strstr(T.closed_r.text, want))
+        fail_msg("'%s' does not say '%s'", T.closed_r.text, want);
+}
+
 /* Reads the 8-byte protocol header, which must be the first thing sent. */
 static AH_UNUSED void broker_expect_header(void)
 {

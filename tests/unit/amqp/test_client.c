@@ -2709,6 +2709,352 @@ static void test_calls_out_of_memory(void **state)
     close_gracefully();
 }
 
+/* ---- URIs and broker addresses ---- */
+
+/* hp_amqp_url_parse on a config starting as `base`: the result, and *cfg
+ * what it made (why in *err). */
+static int parse(const char *url, hp_amqp_config_t *cfg, const char **err)
+{
+    static char buf[4096];
+    *err = NULL;
+    return hp_amqp_url_parse(url, cfg, buf, sizeof buf, err);
+}
+
+static void assert_parsed(const char *url, const char *user, const char *password,
+                          const char *host, uint16_t port, const char *addresses,
+                          const char *vhost)
+{
+    hp_amqp_config_t c = HP_AMQP_CONFIG_DEFAULT;
+    c.addresses = "stale:1"; /* a single host clears what was there */
+    const char *why;
+    int r = parse(url, &c, &why);
+    if (r != 0)
+        fail_msg("%s: %d %s", url, r, why ? why : "");
+    assert_string_equal(c.user, user);
+    assert_string_equal(c.password, password);
+    assert_string_equal(c.host, host);
+    assert_int_equal(c.port, port);
+    if (addresses)
+        assert_string_equal(c.addresses, addresses);
+    else
+        assert_null(c.addresses);
+    assert_string_equal(c.vhost, vhost);
+}
+
+static void assert_refused(const char *url, const char *reason)
+{
+    hp_amqp_config_t c = HP_AMQP_CONFIG_DEFAULT;
+    const char *why;
+    if (parse(url, &c, &why) != -EINVAL)
+        fail_msg("%s: taken", url);
+    assert_non_null(why);
+    if (!strstr(why, reason))
+        fail_msg("%s: '%s', not '%s'", url, why, reason);
+    assert_string_equal(c.host, "127.0.0.1"); /* nothing changed */
+}
+
+/* Every form taken before several hosts still parses as it did; the
+ * comma form gives the list with a port each (the URI's default for a
+ * host without one, not the first's) and the first as host and port. */
+static void test_url_parse(void **state)
+{
+    (void)state;
+    assert_parsed("amqp://", "guest", "guest", "127.0.0.1", 5672, NULL, "/");
+    assert_parsed("amqp://u:p@h:1234/v", "u", "p", "h", 1234, NULL, "v");
+    assert_parsed("amqp://h", "guest", "guest", "h", 5672, NULL, "/");
+    assert_parsed("amqp://h/", "guest", "guest", "h", 5672, NULL, "/");
+    assert_parsed("amqp://h/%2F", "guest", "guest", "h", 5672, NULL, "/");
+    assert_parsed("amqp://%75ser@h%2Dx/v%20w", "user", "guest", "h-x", 5672, NULL, "v w");
+    assert_parsed("amqp://u:@h", "u", "", "h", 5672, NULL, "/");
+    assert_parsed("amqp://[::1]:5673/x?heartbeat=5", "guest", "guest", "::1", 5673, NULL, "x");
+    assert_parsed("amqp://[::1]", "guest", "guest", "::1", 5672, NULL, "/");
+    assert_parsed("amqp://:5673", "guest", "guest", "127.0.0.1", 5673, NULL, "/");
+    assert_parsed("amqp://u:p@h1:5672,h2:5673/v", "u", "p", "h1", 5672, "h1:5672,h2:5673", "v");
+    assert_parsed("amqp://h1:5673,h2#frag", "guest", "guest", "h1", 5673, "h1:5673,h2:5672",
+                  "/");
+    assert_parsed("amqp://u:a,b@h1,[::1]:5674,h%33/%2F", "u", "a,b", "h1", 5672,
+                  "h1:5672,[::1]:5674,h3:5672", "/");
+    assert_parsed("amqp://%3A%3A2,h", "guest", "guest", "::2", 5672, "[::2]:5672,h:5672", "/");
+
+    assert_refused("http://h", "not an amqp:// URI");
+    assert_refused("amqps://h", "amqps");
+    assert_refused("amqp://h:0", "a bad port");
+    assert_refused("amqp://h:x/", "a bad port");
+    assert_refused("amqp://h:70000", "a bad port");
+    assert_refused("amqp://h:/", "a bad port");
+    assert_refused("amqp://[::1", "without ']'");
+    assert_refused("amqp://[::1]x", "a bad host");
+    assert_refused("amqp://u%zz@h", "percent-escape");
+    assert_refused("amqp://h1,,h2", "an empty host");
+    assert_refused("amqp://h1,", "an empty host");
+    assert_refused("amqp://,h1", "an empty host");
+    assert_refused("amqp://h1,:5673", "an empty host");
+    assert_refused("amqp://h1,h2:0", "a bad port");
+    assert_refused("amqp://h1,h%2Cx", "a bad host");
+    assert_refused("amqp://h1,[::1", "without ']'");
+    char many[1024] = "amqp://h";
+    for (int i = 0; i < HP_AMQP_MAX_ADDRESSES; i++)
+        strcat(many, ",h");
+    assert_refused(many, "more than 64 hosts");
+    many[strlen(many) - 2] = '\0'; /* 64: taken */
+    hp_amqp_config_t c = HP_AMQP_CONFIG_DEFAULT;
+    const char *why;
+    assert_int_equal(parse(many, &c, &why), 0);
+
+    /* Too small a buffer: -ENOSPC, cfg untouched; the size amqp.h names
+     * is enough. */
+    const char *url = "amqp://user:pass@host1,host2:5673,[::1]/vhost";
+    char small[24];
+    c = HP_AMQP_CONFIG_DEFAULT;
+    assert_int_equal(hp_amqp_url_parse(url, &c, small, sizeof small, &why), -ENOSPC);
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_null(c.addresses);
+    char *exact = malloc(HP_AMQP_URL_BUFSIZE(strlen(url)));
+    assert_int_equal(hp_amqp_url_parse(url, &c, exact, HP_AMQP_URL_BUFSIZE(strlen(url)), &why), 0);
+    assert_string_equal(c.addresses, "host1:5672,host2:5673,[::1]:5672");
+    free(exact);
+}
+
+/* Malformed address lists are refused at connect, nothing left behind. */
+static void test_addresses_einval(void **state)
+{
+    (void)state;
+    h_init(0);
+    const char *bad[] = {"", "h:0", "h1,,h2", "h1, ", "[::1", "[::1]x", "h:99999", "h]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        hp_amqp_config_t cfg = test_cfg();
+        cfg.addresses = bad[i];
+        hp_amqp_conn_t *c = NULL;
+        if (hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c) != -EINVAL)
+            fail_msg("'%s' taken", bad[i]);
+        assert_null(c);
+    }
+    char many[512] = "h";
+    for (int i = 0; i < HP_AMQP_MAX_ADDRESSES; i++)
+        strcat(many, ",h");
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.addresses = many;
+    hp_amqp_conn_t *c = NULL;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+    /* No host at all is refused too; addresses alone need none. */
+    cfg = test_cfg();
+    cfg.host = NULL;
+    assert_int_equal(hp_amqp_connect(&H.w, &cfg, on_event, NULL, &c), -EINVAL);
+}
+
+/* The first address refuses: the second is dialed at once (the clock
+ * does not move), and hp_amqp_address names it. A host without a port
+ * in the list takes cfg.port. */
+static void test_addresses_first_refuses(void **state)
+{
+    (void)state;
+    h_init(0);
+    broker_listen();
+    char list[128];
+    snprintf(list, sizeof list, " 127.0.0.1:%u , 127.0.0.1, 127.0.0.1:1", refused_port());
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.addresses = list;
+    client_connect(&cfg);
+    uint32_t index = 9;
+    hp_amqp_address(T.conn, &index);
+    assert_int_equal(index, 0);
+    broker_handshake(0, 0, 0);
+    char want[32];
+    snprintf(want, sizeof want, "127.0.0.1:%u", B.port);
+    assert_string_equal(hp_amqp_address(T.conn, &index), want);
+    assert_int_equal(index, 1);
+    close_gracefully();
+}
+
+/* Every address refuses: one CLOSED, with the last one's error, its
+ * reply text naming it. */
+static void test_addresses_all_fail(void **state)
+{
+    (void)state;
+    h_init(0);
+    char list[128];
+    uint16_t p1 = refused_port(), p2 = refused_port();
+    snprintf(list, sizeof list, "127.0.0.1:%u,127.0.0.1:%u", p1, p2);
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.addresses = list;
+    client_connect(&cfg);
+    PUMP_UNTIL(T.closed, 1000);
+    pump_for(20);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.ready, 0);
+    assert_int_equal(T.closed_r.err, -ECONNREFUSED);
+    assert_closed_at(p2);
+}
+
+/* A broker that accepts but never answers is timed out after
+ * connect_timeout_ms (per address, not for the round): the next address
+ * is dialed at once and has a whole timeout of its own. */
+static void test_addresses_timeout_moves_on(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = test_cfg();
+    int l2;
+    char list[128];
+    two_brokers(&cfg, &l2, list, sizeof list);
+    cfg.connect_timeout_ms = 5000;
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    tick(5000);
+    broker_expect_eof();
+    assert_int_equal(T.closed, 0);
+    broker_move(l2);
+    broker_accept();
+    broker_expect_header();
+    tick(4999); /* the second address's own deadline */
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    broker_send_tune(0, 0, 0);
+    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
+    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
+    assert_int_equal(T.ready, 1);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* A refused login ends the round: the cluster's other nodes share the
+ * users, and the next address is not dialed. */
+static void test_addresses_403_ends_round(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = test_cfg();
+    int l2;
+    char list[128];
+    two_brokers(&cfg, &l2, list, sizeof list);
+    client_connect(&cfg);
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = 403;
+    cl.connection_close.reply_text = hp_amqp_str("ACCESS_REFUSED");
+    broker_send(0, &cl);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.code, 403);
+    assert_string_equal(T.closed_r.text, "ACCESS_REFUSED");
+    pump_for(20);
+    int fd = accept4(l2, NULL, NULL, SOCK_NONBLOCK);
+    if (fd >= 0)
+        fail_msg("the second address was dialed after a 403");
+    close(l2);
+}
+
+/* connection.blocked longer than blocked_timeout_ms: closed at once
+ * (the broker reads nothing, not even connection.close) with -ETIMEDOUT
+ * and the reason; pending calls fail with it. */
+static void test_blocked_timeout(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.blocked_timeout_ms = 30000;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *ch = open_channel();
+    assert_int_equal(hp_amqp_queue_declare(ch, "q", 0, HP_AMQP_NO_ARGS, on_done, (void *)7), 0);
+    broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    assert_int_equal(T.blocked, 1);
+    tick(29999);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_int_equal(T.closed_r.code, 0);
+    assert_string_equal(T.closed_r.text, "blocked by the broker for longer than 30000 ms");
+    assert_int_equal(T.res[T.nres - 1].tag, 7);
+    assert_int_equal(T.res[T.nres - 1].err, -ETIMEDOUT);
+    broker_expect_eof();
+}
+
+/* Unblocked in time: nothing happens; blocked again, the timeout counts
+ * from then. Without a timeout, a blocked connection waits for ever. */
+static void test_blocked_timeout_unblocked(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.blocked_timeout_ms = 30000;
+    start_with(&cfg, 0, 0, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    tick(20000);
+    broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
+    assert_int_equal(T.unblocked, 1);
+    tick(20000);
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    tick(29999);
+    assert_int_equal(T.closed, 0);
+    broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
+    tick(60000);
+    assert_int_equal(T.closed, 0);
+    T.conn->cfg.blocked_timeout_ms = 0; /* as if configured so */
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    tick(3600 * 1000);
+    assert_int_equal(T.closed, 0);
+    close_gracefully();
+}
+
+/* Output the broker does not read while it has blocked the connection:
+ * the blocked timeout governs, not the worker's write timeout (3 s in
+ * the harness), which takes over again once unblocked. */
+static void blocked_stall(uint64_t blocked_timeout_ms)
+{
+    B.rcvbuf = 16384;
+    hp_amqp_config_t cfg = test_cfg();
+    cfg.blocked_timeout_ms = blocked_timeout_ms;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *ch = open_channel();
+    /* A fixed send buffer: the kernel's would grow as it fills. */
+    int sndbuf = 4096;
+    setsockopt(hp_conn_fd(T.conn->c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    /* Publishes until the output waits for good. Small
+     * messages keep what waits under the high water mark, so the client
+     * still reads (connection.blocked, unblocked). */
+    static uint8_t body[100];
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = sizeof body};
+    for (int quiet = 0, n = 0; quiet < 3; n++) {
+        assert_true(n < 100000);
+        if (hp_amqp_publish(ch, &msg, NULL, NULL, NULL) == 0) {
+            quiet = 0;
+            continue;
+        }
+        pump_for(20);
+        quiet += (T.conn->c->flags & HP_CONN_F_WRITE_WAIT) != 0;
+    }
+    assert_false(T.conn->c->flags & HP_CONN_F_PAUSED);
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    assert_int_equal(T.blocked, 1);
+    tick(H.cfg.write_timeout_ms * 3);
+    assert_int_equal(T.closed, 0);
+    assert_true(T.conn->c->flags & HP_CONN_F_WRITE_WAIT); /* still stalled */
+}
+
+static void test_blocked_stall_timeout(void **state)
+{
+    (void)state;
+    blocked_stall(20000);
+    tick(20000 - H.cfg.write_timeout_ms * 3);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+}
+
+static void test_blocked_stall_unblocked(void **state)
+{
+    (void)state;
+    blocked_stall(0);
+    broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
+    tick(H.cfg.write_timeout_ms - 1);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ECONNRESET);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2791,6 +3137,16 @@ int main(void)
         T_(test_reopen_in_on_close),
         T_(test_connect_out_of_memory),
         T_(test_calls_out_of_memory),
+        T_(test_url_parse),
+        T_(test_addresses_einval),
+        T_(test_addresses_first_refuses),
+        T_(test_addresses_all_fail),
+        T_(test_addresses_timeout_moves_on),
+        T_(test_addresses_403_ends_round),
+        T_(test_blocked_timeout),
+        T_(test_blocked_timeout_unblocked),
+        T_(test_blocked_stall_timeout),
+        T_(test_blocked_stall_unblocked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

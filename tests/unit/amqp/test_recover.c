@@ -908,6 +908,157 @@ static void test_loss_during_replay(void **state)
     close_gracefully();
 }
 
+/* ---- 9. several addresses ---- */
+
+/* A recovering config with two addresses (amqp_harness.h's two_brokers). */
+static hp_amqp_config_t two_addresses(int *l2, char *list, size_t cap)
+{
+    hp_amqp_config_t cfg = rcfg();
+    two_brokers(&cfg, l2, list, cap);
+    return cfg;
+}
+
+/* The handshake of a recovery on whatever listener B has now, then the
+ * replay of one channel with one queue: RECOVERED. */
+static void recover_on_b(void)
+{
+    broker_accept();
+    broker_expect_header();
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    broker_send_tune(0, 0, 0);
+    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
+    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
+    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    hp_amqp_method_t m = replay(1, HP_AMQP_QUEUE_DECLARE);
+    assert_bytes(m.queue_declare.queue, "jobs");
+    send_declare_ok(1, "jobs");
+    assert_int_equal(T.recovered, 1);
+}
+
+/* Lost on the first address: the recovery dials the second (the lost
+ * node is probably down), not the first, and declares the topology
+ * there; hp_amqp_address says where it is. */
+static void test_failover_next_address(void **state)
+{
+    (void)state;
+    int l1, l2;
+    char list[64];
+    hp_amqp_config_t cfg = two_addresses(&l2, list, sizeof list);
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    l1 = B.lfd;
+    B.lfd = -1;
+    hp_amqp_channel_t *ch = open_channel();
+    declare_queue(ch, "jobs", "jobs");
+    lose_tcp();
+    tick(100);
+    broker_move(l2);
+    recover_on_b();
+    uint32_t index;
+    hp_amqp_address(T.conn, &index);
+    assert_int_equal(index, 1);
+    int fd = accept4(l1, NULL, NULL, SOCK_NONBLOCK);
+    if (fd >= 0)
+        fail_msg("the lost address was dialed first");
+    close(l1);
+    close_gracefully();
+}
+
+/* After the loss the next address refuses: the one after it (here the
+ * first again) is dialed at once, without a second backoff. */
+static void test_failover_refused_moves_on(void **state)
+{
+    (void)state;
+    int l2;
+    char list[64];
+    hp_amqp_config_t cfg = two_addresses(&l2, list, sizeof list);
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    close(l2); /* the second address refuses */
+    hp_amqp_channel_t *ch = open_channel();
+    declare_queue(ch, "jobs", "jobs");
+    lose_tcp();
+    tick(100); /* the round: the second refuses, the first answers */
+    broker_close();
+    B.rx = B.buf;
+    B.len = 0;
+    B.eof = false;
+    recover_on_b();
+    uint32_t index;
+    hp_amqp_address(T.conn, &index);
+    assert_int_equal(index, 0);
+    close_gracefully();
+}
+
+/* recover_tries counts rounds, not addresses: with two addresses both
+ * refusing and recover_tries 2, the first round (two refusals) does not
+ * end it; the second does, CLOSED naming the last address tried. */
+static void test_failover_tries_count_rounds(void **state)
+{
+    (void)state;
+    int l2;
+    char list[64];
+    hp_amqp_config_t cfg = two_addresses(&l2, list, sizeof list);
+    cfg.recover_tries = 2;
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    uint16_t p1 = B.port;
+    close(l2);
+    close(B.lfd);
+    B.lfd = -1;
+    lose_tcp();
+    tick(100); /* round 1: both refuse */
+    pump_for(50);
+    assert_int_equal(T.closed, 0);
+    assert_int_equal(T.recovering, 1);
+    tick(200); /* round 2: the backoff doubled; both refuse, the last */
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ECONNREFUSED);
+    assert_closed_at(p1);
+}
+
+/* Blocked longer than blocked_timeout_ms: RECOVERING with -ETIMEDOUT and
+ * the reason, and the recovery goes to the next address. */
+static void test_blocked_timeout_fails_over(void **state)
+{
+    (void)state;
+    int l2;
+    char list[64];
+    hp_amqp_config_t cfg = two_addresses(&l2, list, sizeof list);
+    cfg.blocked_timeout_ms = 1000;
+    client_connect(&cfg);
+    broker_handshake(0, 0, 0);
+    hp_amqp_channel_t *ch = open_channel();
+    declare_queue(ch, "jobs", "jobs");
+    broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
+    tick(999);
+    assert_int_equal(T.recovering, 0);
+    tick(1);
+    assert_int_equal(T.recovering, 1);
+    assert_int_equal(T.recovering_r.err, -ETIMEDOUT);
+    assert_string_equal(T.recovering_r.text, "blocked by the broker for longer than 1000 ms");
+    assert_false(hp_amqp_blocked(T.conn));
+    broker_expect_eof();
+    int l1 = B.lfd;
+    B.lfd = -1;
+    tick(100);
+    pump_for(20);
+    int fd = accept4(l1, NULL, NULL, SOCK_NONBLOCK);
+    if (fd >= 0)
+        fail_msg("the blocked node was dialed again first");
+    close(l1);
+    broker_move(l2);
+    recover_on_b();
+    uint32_t index;
+    hp_amqp_address(T.conn, &index);
+    assert_int_equal(index, 1);
+    assert_false(hp_amqp_blocked(T.conn));
+    close_gracefully();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -931,6 +1082,10 @@ int main(void)
         T_(test_close_in_recovery_handshake),
         T_(test_close_in_replay),
         T_(test_loss_during_replay),
+        T_(test_failover_next_address),
+        T_(test_failover_refused_moves_on),
+        T_(test_failover_tries_count_rounds),
+        T_(test_blocked_timeout_fails_over),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

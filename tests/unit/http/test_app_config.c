@@ -388,7 +388,7 @@ static void test_check(void **state)
         /* AMQP: the URL's syntax is the client's, the route's the router's. */
         {"root: %1$s\namqp:\n  url: http://broker/\n",
          "c.yaml:3:8: amqp.url: not an amqp:// URI (expected amqp://user:password@host:port/"
-         "vhost, the vhost percent-encoded: %%2F for /)"},
+         "vhost, several hosts as host1:port,host2:port, the vhost percent-encoded: %%2F for /)"},
         {"root: %1$s\namqp:\n  url: amqp://broker:0/\n  publish_route: /p\n",
          "c.yaml:3:8: amqp.url: a bad port (expected "},
         {"root: %1$s\namqp:\n  url: amqp://broker/\n  publish_route: /p/{x}\n",
