@@ -267,6 +267,15 @@ void amqp_close_now(hp_amqp_conn_t *a);
 void amqp_close_soon(hp_amqp_conn_t *a);
 /* Arms the connection's timer for heartbeats (or disarms it). */
 void amqp_arm_heartbeat(hp_amqp_conn_t *a);
+/* Bytes went into the output: last_send_ms only moves forward (a fresh
+ * clock read in the middle of an iteration may have put it ahead of the
+ * iteration's cached time). */
+static inline void amqp_note_sent(hp_amqp_conn_t *a)
+{
+    uint64_t now = hp_conn_now(a->c);
+    if (now > a->last_send_ms)
+        a->last_send_ms = now;
+}
 /* Dials addrs[addr] (with `advance`, the next one, cycling) as the
  * round's next attempt: the reason recorded and the per-connection state
  * are reset, the deadline is connect_timeout_ms from now. A dial that

@@ -258,7 +258,7 @@ static int out_own(hp_amqp_conn_t *a, uint8_t *buf, size_t len)
     if (hp_conn_write_ref(a->c, buf, len, true) < 0) /* frees it */
         return -EAGAIN;
     a->stats.bytes_out += len;
-    a->last_send_ms = hp_conn_now(a->c);
+    amqp_note_sent(a);
     hp_conn_flush_soon(a->c);
     return 0;
 }

@@ -499,6 +499,28 @@ static void test_heartbeat_broker_traffic_keeps_alive(void **state)
     assert_int_equal(T.closed_r.err, -ETIMEDOUT);
 }
 
+/* The broker's bytes that wait unread when the timer fires (timers run
+ * before reads, and the loop was held past two intervals) say it is
+ * alive: no false "missed heartbeats". A broker silent for real still
+ * goes. */
+static void test_heartbeat_unread_bytes_are_traffic(void **state)
+{
+    (void)state;
+    start_heartbeat(10);
+    tick(5000);
+    broker_expect_heartbeat();
+    uint8_t hb[HP_AMQP_FRAME_OVERHEAD];
+    hp_amqp_wr_t w = hp_amqp_wr(hb, sizeof hb);
+    hp_amqp_frame_heartbeat(&w);
+    broker_write(hb, w.len); /* in the client's socket, not read yet */
+    tick(30000);             /* one iteration: the timer first */
+    assert_int_equal(T.closed, 0);
+    broker_expect_heartbeat();
+    tick(20000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+}
+
 /* Without heartbeats nothing is sent and nothing times out. */
 static void test_no_heartbeat(void **state)
 {
@@ -2499,6 +2521,39 @@ static void close_conn_on_ready(void)
 /* hp_amqp_close from a delivery, with more messages behind it in the
  * same read (from the buffer and copied): no delivery after it, close
  * goes out, close-ok ends it with err 0. */
+static void slow_handler(hp_amqp_channel_t *ch)
+{
+    (void)ch;
+    mclock_advance_ms(&H.clock, 3000); /* the handler held the loop 3 s */
+}
+
+/* Deliveries read at once whose handlers hold the loop longer in all than
+ * the broker's patience: a heartbeat (and what the handlers wrote) leaves
+ * between them once half an interval passed, not after the batch (pika
+ * #93, #1104). Two heartbeats from one read: the timer sends at most one
+ * an iteration. */
+static void test_slow_handlers_keep_the_connection_talking(void **state)
+{
+    (void)state;
+    start_heartbeat(10);
+    consume_on("c", "c", 7);
+    T.after_msg = slow_handler;
+    static uint8_t wire[4096];
+    static const uint8_t body[] = "work";
+    size_t n = 0;
+    for (uint64_t i = 1; i <= 4; i++) {
+        hp_amqp_method_t m = deliver_method("c", i);
+        n += msg_build(wire + n, sizeof wire - n, 1, &m, NULL, body, sizeof body - 1, 1);
+    }
+    broker_write(wire, n);
+    client_sync();
+    assert_int_equal(T.ndlv, 4);
+    broker_expect_heartbeat(); /* after the second: 6 s */
+    broker_expect_heartbeat(); /* after the fourth: 6 s more */
+    broker_expect_nothing();
+    assert_int_equal(T.closed, 0);
+}
+
 static void test_close_in_delivery(void **state)
 {
     (void)state;
@@ -3079,6 +3134,8 @@ int main(void)
         T_(test_close_while_dialing),
         T_(test_heartbeat_sent_and_broker_timeout),
         T_(test_heartbeat_broker_traffic_keeps_alive),
+        T_(test_heartbeat_unread_bytes_are_traffic),
+        T_(test_slow_handlers_keep_the_connection_talking),
         T_(test_no_heartbeat),
         T_(test_calls_before_open_ok),
         T_(test_channel_closed_by_broker),
