@@ -118,6 +118,23 @@ void hp_amqp_deliver_latency_reset(hp_amqp_conn_t *c)
 
 /* ---- messages from the broker, whole ---- */
 
+/* Fills in what a delivery (basic.deliver or get-ok) says: its tag moved
+ * past those of lost connections, and counts it. */
+static void delivered(hp_amqp_channel_t *ch, hp_amqp_delivery_t *d, uint64_t tag,
+                      bool redelivered, hp_amqp_bytes_t exchange, hp_amqp_bytes_t routing_key)
+{
+    hp_amqp_conn_t *a = ch->conn;
+    d->delivery_tag = tag + ch->tag_offset;
+    if (d->delivery_tag > ch->max_tag)
+        ch->max_tag = d->delivery_tag;
+    d->redelivered = redelivered;
+    d->exchange = exchange;
+    d->routing_key = routing_key;
+    a->stats.delivered++;
+    a->stats.redelivered += redelivered;
+    deliver_latency_record(a, &d->props);
+}
+
 /* Hands a whole message to whoever waits for it. `mp`/`mlen` is the
  * method's payload (decoded again from here: the copy path keeps only
  * bytes), `hp`/`hlen` the header frame's payload. */
@@ -141,15 +158,8 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
     switch (m.id) {
     case HP_AMQP_BASIC_DELIVER: {
         d.consumer_tag = m.basic_deliver.consumer_tag;
-        d.delivery_tag = m.basic_deliver.delivery_tag + ch->tag_offset;
-        if (d.delivery_tag > ch->max_tag)
-            ch->max_tag = d.delivery_tag;
-        d.redelivered = m.basic_deliver.redelivered;
-        d.exchange = m.basic_deliver.exchange;
-        d.routing_key = m.basic_deliver.routing_key;
-        a->stats.delivered++;
-        a->stats.redelivered += d.redelivered;
-        deliver_latency_record(a, &d.props);
+        delivered(ch, &d, m.basic_deliver.delivery_tag, m.basic_deliver.redelivered,
+                  m.basic_deliver.exchange, m.basic_deliver.routing_key);
         amqp_consumer_t *k = amqp_consumer_find(ch, d.consumer_tag, NULL);
         if (k && k->on_msg)
             k->on_msg(ch, &d, k->arg);
@@ -162,16 +172,9 @@ static int message_deliver(hp_amqp_channel_t *ch, const uint8_t *mp, uint32_t ml
             return -1;
         }
         amqp_op_pop(ch);
-        d.delivery_tag = m.basic_get_ok.delivery_tag + ch->tag_offset;
-        if (d.delivery_tag > ch->max_tag)
-            ch->max_tag = d.delivery_tag;
-        d.redelivered = m.basic_get_ok.redelivered;
-        d.exchange = m.basic_get_ok.exchange;
-        d.routing_key = m.basic_get_ok.routing_key;
         d.message_count = m.basic_get_ok.message_count;
-        a->stats.delivered++;
-        a->stats.redelivered += d.redelivered;
-        deliver_latency_record(a, &d.props);
+        delivered(ch, &d, m.basic_get_ok.delivery_tag, m.basic_get_ok.redelivered,
+                  m.basic_get_ok.exchange, m.basic_get_ok.routing_key);
         if (op->on_msg)
             op->on_msg(ch, &d, op->msg_arg);
         amqp_op_free(op);
