@@ -12,7 +12,8 @@
  *
  * Options: --workers N (2), --batch N messages per borrowed channel every
  * 10 ms (20; 0: no publishing), --consume, --prefetch N (50), --hold
- * (acknowledge nothing), --shared (consumers on the publisher
+ * (acknowledge nothing), --work MS (each message takes MS of work that
+ * blocks the loop, a slow consumer), --shared (consumers on the publisher
  * connections), --seconds N (until SIGINT/SIGTERM when 0), --name
  * (connections' prefix, "amqp_pool"). The queue must exist.
  *
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <hotpath/amqp.h>
@@ -48,6 +50,7 @@ typedef struct {
     uint32_t batch;
     bool consume, hold;
     uint16_t prefetch;
+    unsigned work_ms; /* --work: a slow consumer */
 } opts_t;
 
 typedef struct {
@@ -141,6 +144,8 @@ static void on_msg(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg
     if (!d)
         return;
     ws->consumed++;
+    if (ws->o->work_ms)
+        usleep((useconds_t)ws->o->work_ms * 1000);
     if (!ws->o->hold)
         hp_amqp_ack(ch, d->delivery_tag, false);
 }
@@ -189,7 +194,7 @@ static void stop_pool(hp_worker_t *w, uint64_t a, void *ptr)
 static int usage(void)
 {
     fprintf(stderr, "usage: amqp_pool URL QUEUE [--workers N] [--batch N] [--consume] "
-                    "[--prefetch N] [--hold] [--shared] [--seconds N] [--name S]\n");
+                    "[--prefetch N] [--hold] [--work MS] [--shared] [--seconds N] [--name S]\n");
     return 2;
 }
 
@@ -220,6 +225,8 @@ int main(int argc, char **argv)
             o.batch = (uint32_t)atoi(v);
         else if (v && strcmp(a, "--prefetch") == 0 && (i++, 1))
             o.prefetch = (uint16_t)atoi(v);
+        else if (v && strcmp(a, "--work") == 0 && (i++, 1))
+            o.work_ms = (unsigned)atoi(v);
         else if (v && strcmp(a, "--seconds") == 0 && (i++, 1))
             seconds = atol(v);
         else if (v && strcmp(a, "--name") == 0 && (i++, 1))

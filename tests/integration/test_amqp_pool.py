@@ -194,15 +194,16 @@ def test_blocked_publishing_does_not_stop_consuming(running, rabbitmq, qname, sh
     the broker no longer reads, and stops after a prefetch's worth: the
     reason the sides are apart."""
     # A backlog the consumer cannot drain before the measurement, however
-    # fast the machine: one round trip per message takes a few seconds
-    # for 200,000 (amqp_tool publishes them in batches, in about one).
-    r = subprocess.run([str(tool), rabbitmq.url, "publish", "", qname, "-n", "200000",
+    # fast the machine: each message takes it 5 ms (--work), so 10,000
+    # last 50 s. (A backlog large enough for a fast consumer makes the
+    # alarmed broker page it to disk, and deliver at its own slow pace.)
+    r = subprocess.run([str(tool), rabbitmq.url, "publish", "", qname, "-n", "10000",
                         "--batch", "64", "--no-recover", "backlog"],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=scaled(120))
     assert r.returncode == 0, r.stderr.decode()
     prefix = "pb%d" % shared
-    # prefetch 1: one round trip per message, so the backlog lasts.
-    args = ["--workers", 1, "--consume", "--prefetch", 1, "--batch", 5, "--name", prefix]
+    args = ["--workers", 1, "--consume", "--prefetch", 1, "--work", 5, "--batch", 5,
+            "--name", prefix]
     run = running(qname, *(args + (["--shared"] if shared else [])))
     grows(run, 0, "consumed", 20, 30)
     _alarm(rabbitmq, True)
