@@ -50,7 +50,9 @@ typedef struct hp_app_amqp {
                                     conn (hp_amqp_url_parse); NULL: conn as it is */
     hp_amqp_config_t conn;       /* the connection each worker opens (its name and
                                     automatic recovery are the app's) */
-    uint32_t confirm_window;     /* unconfirmed publishes per worker, 1..65535 */
+    uint32_t confirm_window;     /* unconfirmed publishes per channel, 1..65535 */
+    uint32_t connections;        /* publishing connections per worker, 1..64 */
+    uint32_t channels;           /* publishing channels per connection, 1..64 */
     const char *publish_route;   /* URL path of the route; NULL: no route */
     uint64_t timeout_ms;         /* a request waits this long for its confirm, then 504 */
     const char *content_type;    /* for requests without Content-Type (1..255 bytes) */
@@ -65,6 +67,8 @@ typedef struct hp_app_amqp {
                      .url = NULL,                                              \
                      .conn = HP_AMQP_CONFIG_DEFAULT,                           \
                      .confirm_window = 1000,                                   \
+                     .connections = 1,                                         \
+                     .channels = 1,                                            \
                      .publish_route = NULL,                                    \
                      .timeout_ms = 5000,                                       \
                      .content_type = "application/octet-stream",           \
