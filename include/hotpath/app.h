@@ -36,9 +36,11 @@ typedef struct hp_app hp_app_t;
 typedef struct hp_app_config hp_app_config_t;
 
 /* AMQP on every worker (docs/amqp.md, "Publishing over HTTP"): when
- * `enabled`, each worker opens its own connection when the app runs, with
- * one channel in confirm mode, and keeps it open (reconnecting when it is
- * lost). With `publish_route`, POST <publish_route>/{exchange}/{routing
+ * `enabled`, each worker opens `connections` connections of its own when
+ * the app runs, each with `channels` channels in confirm mode, and keeps
+ * them open (reconnecting when one is lost); conn.publish_queue_bytes
+ * gives each channel a publish queue beyond its window. With
+ * `publish_route`, POST <publish_route>/{exchange}/{routing
  * key} publishes the request body there and answers once the broker has
  * confirmed it (202), or why not, through a circuit breaker per worker
  * when breaker.failures is not 0 (503 while it is open). /metrics

@@ -1,19 +1,20 @@
 /*
- * app_amqp.c - the app's AMQP side: one connection per worker with one
- * channel in confirm mode, the route that publishes a request's body
- * through it and answers once the broker has confirmed, and the
- * hotpath_amqp_* metrics.
+ * app_amqp.c - the app's AMQP side: amqp.connections connections per
+ * worker, each with amqp.channels channels in confirm mode, the route
+ * that publishes a request's body through them and answers once the
+ * broker has confirmed, and the hotpath_amqp_* metrics.
  *
  * Central structures: per worker, an amqp_worker_t (the protocol data of
  * app_amqp_proto, which no engine connection runs: it exists for its
- * worker_init and worker_fini) holding the link to the broker (the
- * connection, its channel and their state) and a table of publish slots,
- * one per request waiting to publish or message the broker has not
- * confirmed yet, as many as the confirm window allows, and the worker's
- * circuit breaker (amqp_breaker.h) when amqp.breaker_failures is set. A
- * slot outlives its request when the request times out (504) or its
- * client goes: the broker's answer still comes, and finds the slot with
- * no request in it.
+ * worker_init and worker_fini) holding the links to the broker (each an
+ * amqp_link_t: a connection, its state, its retry timer, and its
+ * channels, amqp_chan_t, with their state and unconfirmed counts), a
+ * table of publish slots, one per request waiting to publish or message
+ * the broker has not confirmed yet, as many as the channels' confirm
+ * windows (and publish queues) allow, and the worker's circuit breaker
+ * (amqp_breaker.h) when amqp.breaker_failures is set. A slot outlives its
+ * request when the request times out (504) or its client goes: the
+ * broker's answer still comes, and finds the slot with no request in it.
  *
  * A request that cannot be published yet for a reason that passes (the
  * channel is being opened again, the connection recovers, the output or
@@ -22,6 +23,9 @@
  * have reached the broker is ever sent again by the app.
  *
  * Invariants:
+ *  - a channel's unconfirmed count is the number of slots in use whose
+ *    chan is that channel: set with the count raised at the publish,
+ *    cleared with it lowered by slot_put;
  *  - a slot is taken from its request's arrival; it is in use (seq != 0)
  *    from its publish until the broker's answer for it (ack, nack, or the
  *    channel or connection going) has been handled; before its publish it
@@ -37,12 +41,13 @@
  *    next state: it may start the next pipelined request, which may
  *    publish again from inside the confirm callback.
  *
- * Where the link is headed: the connection and channel pools come next.
  * publish_try() is the one gate a request passes (the breaker, then
- * link_unavailable()), and link_* are the only functions that touch the
- * connection and channel (a pool replaces them).
- * The connection is re-opened by the app after it is lost (retry_cb),
- * until the client's automatic recovery takes that over.
+ * link_pick(), which chooses the ready channel with the fewest
+ * unconfirmed messages), and the links' functions are the only ones that
+ * touch connections and channels. They are the app's own rather than an
+ * hp_amqp_pool_t: the answers need each channel's close reason and the
+ * pick its unconfirmed count. A connection is re-opened by the app when
+ * the client's automatic recovery gave up or never started (retry_cb).
  */
 #include "app_amqp_int.h"
 
