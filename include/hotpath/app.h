@@ -36,9 +36,11 @@ typedef struct hp_app hp_app_t;
 typedef struct hp_app_config hp_app_config_t;
 
 /* AMQP on every worker (docs/amqp.md, "Publishing over HTTP"): when
- * `enabled`, each worker opens its own connection when the app runs, with
- * one channel in confirm mode, and keeps it open (reconnecting when it is
- * lost). With `publish_route`, POST <publish_route>/{exchange}/{routing
+ * `enabled`, each worker opens `connections` connections of its own when
+ * the app runs, each with `channels` channels in confirm mode, and keeps
+ * them open (reconnecting when one is lost); conn.publish_queue_bytes
+ * gives each channel a publish queue beyond its window. With
+ * `publish_route`, POST <publish_route>/{exchange}/{routing
  * key} publishes the request body there and answers once the broker has
  * confirmed it (202), or why not, through a circuit breaker per worker
  * when breaker.failures is not 0 (503 while it is open). /metrics
@@ -50,7 +52,9 @@ typedef struct hp_app_amqp {
                                     conn (hp_amqp_url_parse); NULL: conn as it is */
     hp_amqp_config_t conn;       /* the connection each worker opens (its name and
                                     automatic recovery are the app's) */
-    uint32_t confirm_window;     /* unconfirmed publishes per worker, 1..65535 */
+    uint32_t confirm_window;     /* unconfirmed publishes per channel, 1..65535 */
+    uint32_t connections;        /* publishing connections per worker, 1..64 */
+    uint32_t channels;           /* publishing channels per connection, 1..64 */
     const char *publish_route;   /* URL path of the route; NULL: no route */
     uint64_t timeout_ms;         /* a request waits this long for its confirm, then 504 */
     const char *content_type;    /* for requests without Content-Type (1..255 bytes) */
@@ -65,6 +69,8 @@ typedef struct hp_app_amqp {
                      .url = NULL,                                              \
                      .conn = HP_AMQP_CONFIG_DEFAULT,                           \
                      .confirm_window = 1000,                                   \
+                     .connections = 1,                                         \
+                     .channels = 1,                                            \
                      .publish_route = NULL,                                    \
                      .timeout_ms = 5000,                                       \
                      .content_type = "application/octet-stream",           \

@@ -123,7 +123,10 @@ typedef struct hp_config {
                                   host1:port,host2:port); NULL: no AMQP */
         uint64_t heartbeat_ms; /* asked-for heartbeat, whole seconds; 0: none */
         uint64_t blocked_timeout_ms; /* blocked by the broker longer: closed; 0: none */
-        uint32_t confirm_window; /* unconfirmed publishes per connection */
+        uint32_t confirm_window; /* unconfirmed publishes per channel */
+        uint32_t connections;  /* publishing connections per worker, 1..64 */
+        uint32_t channels;     /* publishing channels per connection, 1..64 */
+        uint64_t publish_queue; /* bytes a channel queues beyond its window; 0: none */
         const char *publish_route; /* POST <route>/{exchange}/{routing key}; NULL: none */
         uint64_t timeout_ms;   /* a request waits this long for its confirm */
         const char *content_type; /* for requests that name none */

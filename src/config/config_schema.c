@@ -116,16 +116,22 @@ static const hp_config_field_t metrics_fields[] = {
  * the URL was written. A heartbeat is
  * negotiated in whole seconds and sent as a 16-bit number
  * (connection.tune); a content type is a short string (255 bytes). The
- * window bounds the unconfirmed publishes of one connection and sizes the
- * table of requests waiting for them, allocated at start-up: 65535 keeps
- * that table to a few megabytes per worker. The breaker's durations are
- * the timeout's range; that breaker_open_max is not below breaker_open
- * is app_amqp_check's to say. */
+ * window bounds the unconfirmed publishes of one channel and, with the
+ * connections and channels per worker, sizes the table of requests
+ * waiting for them, allocated at start-up: that their product stays
+ * within a few megabytes per worker is app_amqp_check's to say, as is
+ * that breaker_open_max is not below breaker_open. 64 connections of 64
+ * channels is more than one worker's publishing needs; a publish queue
+ * holds copies of messages, per channel, and 1 GiB is far past a
+ * sensible one. The breaker's durations are the timeout's range. */
 static const hp_config_field_t amqp_fields[] = {
     CFF("url", K_URL, F_NULLABLE, amqp.url, 1, 1024),
     CFF("heartbeat", K_DURATION, F_SECONDS, amqp.heartbeat_ms, 0, 65535 * SEC),
     CF("blocked_timeout", K_DURATION, amqp.blocked_timeout_ms, 0, 24 * HOUR),
     CF("confirm_window", K_COUNT, amqp.confirm_window, 1, 65535),
+    CF("connections", K_COUNT, amqp.connections, 1, 64),
+    CF("channels", K_COUNT, amqp.channels, 1, 64),
+    CF("publish_queue", K_SIZE, amqp.publish_queue, 0, 1 * GIB),
     CFF("publish_route", K_URLPATH, F_NULLABLE, amqp.publish_route, 1, 1024),
     CF("timeout", K_DURATION, amqp.timeout_ms, 1, 24 * HOUR),
     CF("content_type", K_HEADER, amqp.content_type, 1, 255),

@@ -1,19 +1,20 @@
 /*
- * app_amqp.c - the app's AMQP side: one connection per worker with one
- * channel in confirm mode, the route that publishes a request's body
- * through it and answers once the broker has confirmed, and the
- * hotpath_amqp_* metrics.
+ * app_amqp.c - the app's AMQP side: amqp.connections connections per
+ * worker, each with amqp.channels channels in confirm mode, the route
+ * that publishes a request's body through them and answers once the
+ * broker has confirmed, and the hotpath_amqp_* metrics.
  *
  * Central structures: per worker, an amqp_worker_t (the protocol data of
  * app_amqp_proto, which no engine connection runs: it exists for its
- * worker_init and worker_fini) holding the link to the broker (the
- * connection, its channel and their state) and a table of publish slots,
- * one per request waiting to publish or message the broker has not
- * confirmed yet, as many as the confirm window allows, and the worker's
- * circuit breaker (amqp_breaker.h) when amqp.breaker_failures is set. A
- * slot outlives its request when the request times out (504) or its
- * client goes: the broker's answer still comes, and finds the slot with
- * no request in it.
+ * worker_init and worker_fini) holding the links to the broker (each an
+ * amqp_link_t: a connection, its state, its retry timer, and its
+ * channels, amqp_chan_t, with their state and unconfirmed counts), a
+ * table of publish slots, one per request waiting to publish or message
+ * the broker has not confirmed yet, as many as the channels' confirm
+ * windows (and publish queues) allow, and the worker's circuit breaker
+ * (amqp_breaker.h) when amqp.breaker_failures is set. A slot outlives its
+ * request when the request times out (504) or its client goes: the
+ * broker's answer still comes, and finds the slot with no request in it.
  *
  * A request that cannot be published yet for a reason that passes (the
  * channel is being opened again, the connection recovers, the output or
@@ -22,6 +23,9 @@
  * have reached the broker is ever sent again by the app.
  *
  * Invariants:
+ *  - a channel's unconfirmed count is the number of slots in use whose
+ *    chan is that channel: set with the count raised at the publish,
+ *    cleared with it lowered by slot_put;
  *  - a slot is taken from its request's arrival; it is in use (seq != 0)
  *    from its publish until the broker's answer for it (ack, nack, or the
  *    channel or connection going) has been handled; before its publish it
@@ -37,15 +41,17 @@
  *    next state: it may start the next pipelined request, which may
  *    publish again from inside the confirm callback.
  *
- * Where the link is headed: the connection and channel pools come next.
  * publish_try() is the one gate a request passes (the breaker, then
- * link_unavailable()), and link_* are the only functions that touch the
- * connection and channel (a pool replaces them).
- * The connection is re-opened by the app after it is lost (retry_cb),
- * until the client's automatic recovery takes that over.
+ * link_pick(), which chooses the ready channel with the fewest
+ * unconfirmed messages), and the links' functions are the only ones that
+ * touch connections and channels. They are the app's own rather than an
+ * hp_amqp_pool_t: the answers need each channel's close reason and the
+ * pick its unconfirmed count. A connection is re-opened by the app when
+ * the client's automatic recovery gave up or never started (retry_cb).
  */
 #include "app_amqp_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -76,9 +82,30 @@
 /* AMQP short strings (names, content types) are at most 255 bytes. */
 #define SHORTSTR_MAX 255
 
-/* The confirm window's bound, which docs/configuration.md states: it
- * sizes each worker's slot table, allocated at start-up. */
+/* The confirm window's bound, which docs/configuration.md states. */
 #define WINDOW_MAX 65535u
+
+/* A worker's publishing connections (amqp.connections) and each one's
+ * channels (amqp.channels): 64 of each is past what one worker's
+ * publishing needs. */
+#define LINKS_MAX 64u
+#define CHANS_MAX 64u
+
+/* Each channel's confirm window sizes a worker's slot table, allocated
+ * at start-up (about 100 bytes a slot): connections x channels x window
+ * is bounded by SLOTS_MAX, about 26 MB per worker. */
+#define SLOTS_MAX (1u << 18)
+
+/* With amqp.publish_queue, requests beyond the windows wait in the
+ * channels' queues, and each holds a slot there too. A queued message
+ * of the route counts its frames (a method frame with two names, a
+ * header frame with a 38-byte message id and the content type) and the
+ * queue's entry, well over QUEUED_MIN_BYTES: a queue of N bytes holds
+ * fewer than N / QUEUED_MIN_BYTES of them, and that many more slots per
+ * channel, up to QUEUE_SLOTS_MAX per worker, let them wait there rather
+ * than get 503. */
+#define QUEUED_MIN_BYTES 128u
+#define QUEUE_SLOTS_MAX 65536u
 
 struct app_amqp {
     hp_app_amqp_t cfg;           /* its strings point into strs */
@@ -132,6 +159,17 @@ static bool header_value(const char *s, size_t min, size_t max)
     return true;
 }
 
+/* The slots of a worker: every channel's confirm window, and with a
+ * publish queue what the queues may hold (QUEUED_MIN_BYTES). */
+static uint32_t worker_slots(const hp_app_amqp_t *cfg)
+{
+    uint64_t chans = (uint64_t)cfg->connections * cfg->channels;
+    uint64_t queued = chans * (cfg->conn.publish_queue_bytes / QUEUED_MIN_BYTES);
+    if (queued > QUEUE_SLOTS_MAX)
+        queued = QUEUE_SLOTS_MAX;
+    return (uint32_t)(chans * cfg->confirm_window + queued);
+}
+
 int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t errlen)
 {
     if (errlen)
@@ -169,6 +207,22 @@ int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t
     if (cfg->confirm_window < 1 || cfg->confirm_window > WINDOW_MAX)
         return bad(key, "amqp.confirm_window", err, errlen, "%s",
                    "expected a whole number from 1 to 65535");
+    if (cfg->connections < 1 || cfg->connections > LINKS_MAX)
+        return bad(key, "amqp.connections", err, errlen, "%s",
+                   "expected a whole number from 1 to 64");
+    if (cfg->channels < 1 || cfg->channels > CHANS_MAX)
+        return bad(key, "amqp.channels", err, errlen, "%s",
+                   "expected a whole number from 1 to 64");
+    uint64_t window_slots = (uint64_t)cfg->connections * cfg->channels * cfg->confirm_window;
+    if (window_slots > SLOTS_MAX) {
+        /* Blamed on the key that multiplied the window last. */
+        *key = cfg->channels > 1 ? "amqp.channels" : "amqp.connections";
+        if (errlen)
+            snprintf(err, errlen, "amqp.connections x amqp.channels x amqp.confirm_window is "
+                     "%" PRIu64 ", more than the %u messages a worker may have waiting "
+                     "for confirms", window_slots, SLOTS_MAX);
+        return -EINVAL;
+    }
     if (cfg->timeout_ms < 1)
         return bad(key, "amqp.timeout", err, errlen, "%s", "expected at least 1ms");
     if (!cfg->content_type || !header_value(cfg->content_type, 1, SHORTSTR_MAX))
@@ -343,17 +397,46 @@ typedef struct amqp_shard {
     uint64_t conn[S_COUNT];      /* every connection of this worker, the current one
                                     as of its last refresh (at most a second old) */
     uint64_t outcomes[OUT_COUNT];
-    uint64_t state;              /* HP_AMQP_STATE_* of the link */
+    uint64_t states[HP_AMQP_STATE_CLOSED + 1]; /* the links, by HP_AMQP_STATE_* */
     uint64_t breaker_state;      /* HP_AMQP_BREAKER_* */
     uint64_t breaker_opened;     /* times it opened */
 } HP_ALIGNED_CACHELINE amqp_shard_t;
 
 typedef struct amqp_worker amqp_worker_t;
+typedef struct amqp_link amqp_link_t;
+
+/* One publishing channel of a link. */
+typedef struct amqp_chan {
+    amqp_link_t *link;
+    hp_amqp_channel_t *ch;       /* NULL while there is none */
+    uint32_t unconfirmed;        /* slots published on it and not answered yet */
+    bool ready;                  /* ch is open and in confirm mode */
+} amqp_chan_t;
+
+/* One connection to the broker and its channels. */
+struct amqp_link {
+    amqp_worker_t *aw;
+    hp_amqp_conn_t *conn;        /* NULL while there is none */
+    amqp_chan_t *chans;          /* borrowed: aw->nchans of aw->chans */
+    uint8_t state;               /* HP_AMQP_STATE_* of conn (CLOSED without one) */
+    bool ever_ready;             /* a connection was READY once: later ones are
+                                    reconnections */
+    /* Why its last channel or connection closed, for the settle pass. */
+    uint16_t close_code, close_class, close_method;
+    char close_text[256];
+    hp_timer_t retry_timer;      /* reconnection (retry_cb) */
+    uint64_t retry_ms;           /* the delay before the next attempt; 0: none yet */
+    uint32_t failures;           /* attempts failed in a row, for the log */
+    char tag[40];                /* "worker N", or "worker N connection I": for logs */
+    char name[64];               /* the connection's name, shown by the broker */
+};
 
 /* One request waiting to publish, or one unconfirmed publish. */
 typedef struct pub_slot {
     hp_ctx_t *ctx;               /* borrowed: the request waiting for it; NULL: none */
     amqp_worker_t *aw;
+    amqp_chan_t *chan;           /* borrowed: the channel it was published on;
+                                    NULL before its publish */
     hp_timer_t timer;            /* while ctx is set: the request's next try before
                                     its publish, its timeout after */
     uint64_t id;                 /* its message id's number (gen * nslots + index) */
@@ -373,22 +456,16 @@ struct amqp_worker {
     const app_amqp_t *a;         /* borrowed: the app's settings */
     hp_worker_t *w;
     hp_loop_t *loop;
-    /* The link: one connection, one channel. */
-    hp_amqp_conn_t *conn;        /* NULL while there is none */
-    hp_amqp_channel_t *ch;       /* NULL while there is none */
-    uint8_t state;               /* HP_AMQP_STATE_* of conn (CLOSED without one) */
-    bool ch_ready;               /* ch is open and in confirm mode */
-    bool ever_ready;             /* a connection was READY once: later ones are
-                                    reconnections */
+    /* The links: amqp.connections of them, each with amqp.channels. */
+    amqp_link_t *links;          /* owned: nlinks */
+    amqp_chan_t *chans;          /* owned: nlinks * nchans, link by link */
+    uint32_t nlinks, nchans;     /* nchans: per link */
+    uint32_t next_chan;          /* where link_pick starts: ties go round */
     hp_amqp_stats_t base;        /* the counters of this worker's closed connections */
-    /* Why the last channel or connection closed, for the settle pass. */
-    uint16_t close_code, close_class, close_method;
-    char close_text[256];
-    /* Reconnection (retry_cb) and the shard's refresh (tick_cb). */
-    hp_timer_t retry_timer, tick_timer, settle_timer;
-    uint64_t retry_ms;           /* the delay before the next attempt; 0: none yet */
-    uint32_t failures;           /* attempts failed in a row, for the log */
-    /* Slots: nslots == the confirm window. */
+    /* The shard's refresh (tick_cb) and the settle pass (settle_cb). */
+    hp_timer_t tick_timer, settle_timer;
+    /* Slots: every channel's confirm window, and the requests its publish
+     * queue may hold (worker_slots). */
     pub_slot_t *slots;           /* owned */
     uint32_t nslots, free_head, in_use;
     hp_hist_t latency;           /* publish -> ack or nack, ns */
@@ -398,7 +475,6 @@ struct amqp_worker {
     hp_hist_t deliver, deliver_merged;
     hp_amqp_breaker_t breaker;   /* the route's; used when has_breaker */
     bool has_breaker;
-    char name[64];               /* the connection's name, shown by the broker */
 };
 
 /* Latency histograms: 1 us to 60 s at 2 digits, as the routes' are. */
@@ -460,13 +536,49 @@ static void shard_breaker(amqp_worker_t *aw)
     shard_set(&aw->shard.breaker_opened, hp_amqp_breaker_opened(&aw->breaker));
 }
 
-/* Copies this worker's connection counters into the shard. */
+/* Adds connection c's counters to *sum (only those /metrics shows). */
+static void stats_add(hp_amqp_stats_t *sum, hp_amqp_conn_t *c)
+{
+    hp_amqp_stats_t s;
+    hp_amqp_stats(c, &s);
+    sum->published += s.published;
+    sum->confirmed += s.confirmed;
+    sum->nacked += s.nacked;
+    sum->unconfirmed_failed += s.unconfirmed_failed;
+    sum->returned += s.returned;
+    sum->delivered += s.delivered;
+    sum->redelivered += s.redelivered;
+    sum->acked += s.acked;
+    sum->recoveries += s.recoveries;
+    sum->bytes_in += s.bytes_in;
+    sum->bytes_out += s.bytes_out;
+}
+
+/* Ready means ready to publish: connected, and a channel in confirm
+ * mode. */
+static uint8_t link_state(const amqp_link_t *l)
+{
+    if (l->state != HP_AMQP_STATE_READY)
+        return l->state;
+    for (uint32_t j = 0; j < l->aw->nchans; j++)
+        if (l->chans[j].ready)
+            return HP_AMQP_STATE_READY;
+    return HP_AMQP_STATE_CONNECTING;
+}
+
+/* Copies this worker's connection counters and its links' states into
+ * the shard. */
 static void shard_refresh(amqp_worker_t *aw)
 {
     hp_amqp_stats_t s = {0};
-    if (aw->conn) {
-        hp_amqp_stats(aw->conn, &s);
-        deliver_take(aw, aw->conn);
+    uint64_t states[HP_ARRAY_LEN(aw->shard.states)] = {0};
+    for (uint32_t i = 0; i < aw->nlinks; i++) {
+        amqp_link_t *l = &aw->links[i];
+        if (l->conn) {
+            stats_add(&s, l->conn);
+            deliver_take(aw, l->conn);
+        }
+        states[link_state(l)]++;
     }
     const hp_amqp_stats_t *b = &aw->base;
     uint64_t v[S_COUNT] = {
@@ -484,12 +596,8 @@ static void shard_refresh(amqp_worker_t *aw)
     };
     for (int i = 0; i < S_COUNT; i++)
         shard_set(&aw->shard.conn[i], v[i]);
-    /* Ready means ready to publish: connected, and the channel in
-     * confirm mode. */
-    uint8_t st = aw->state;
-    if (st == HP_AMQP_STATE_READY && !aw->ch_ready)
-        st = HP_AMQP_STATE_CONNECTING;
-    shard_set(&aw->shard.state, st);
+    for (size_t k = 0; k < HP_ARRAY_LEN(states); k++)
+        shard_set(&aw->shard.states[k], states[k]);
     shard_breaker(aw);
 }
 
@@ -497,28 +605,19 @@ static void shard_refresh(amqp_worker_t *aw)
 static void base_add(amqp_worker_t *aw, hp_amqp_conn_t *c)
 {
     deliver_take(aw, c);
-    hp_amqp_stats_t s;
-    hp_amqp_stats(c, &s);
-    hp_amqp_stats_t *b = &aw->base;
-    b->published += s.published;
-    b->confirmed += s.confirmed;
-    b->nacked += s.nacked;
-    b->unconfirmed_failed += s.unconfirmed_failed;
-    b->returned += s.returned;
-    b->delivered += s.delivered;
-    b->redelivered += s.redelivered;
-    b->acked += s.acked;
-    b->recoveries += s.recoveries;
-    b->bytes_in += s.bytes_in;
-    b->bytes_out += s.bytes_out;
+    stats_add(&aw->base, c);
 }
 
 static void tick_cb(hp_timer_t *t)
 {
     amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, tick_timer);
     shard_refresh(aw);
-    if (aw->conn)
-        hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
+    for (uint32_t i = 0; i < aw->nlinks; i++) {
+        if (aw->links[i].conn) {
+            hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
+            break;
+        }
+    }
 }
 
 /* ---- slots ---- */
@@ -541,6 +640,10 @@ static pub_slot_t *slot_get(amqp_worker_t *aw)
 /* Keeps the id (the next use goes on from it); seq 0 marks it free. */
 static void slot_put(amqp_worker_t *aw, pub_slot_t *s)
 {
+    if (s->chan) {
+        s->chan->unconfirmed--;
+        s->chan = NULL;
+    }
     s->ctx = NULL;
     s->returned = 0;
     s->failed = 0;
@@ -794,13 +897,13 @@ static hp_ctx_t *slot_take_ctx(amqp_worker_t *aw, pub_slot_t *s)
 /* Whether the channel closed because `ex` does not exist: RabbitMQ's
  * 404 to basic.publish names it: "NOT_FOUND - no exchange 'x' in vhost
  * '/'". */
-static bool no_such_exchange(const amqp_worker_t *aw, const char *ex)
+static bool no_such_exchange(const amqp_link_t *l, const char *ex)
 {
-    if (aw->close_code != HP_AMQP_NOT_FOUND)
+    if (l->close_code != HP_AMQP_NOT_FOUND)
         return false;
     char want[SHORTSTR_MAX + 16];
     snprintf(want, sizeof want, "exchange '%s'", ex);
-    return strstr(aw->close_text, want) != NULL;
+    return strstr(l->close_text, want) != NULL;
 }
 
 /* The confirms that failed because their channel or connection went are
@@ -817,9 +920,10 @@ static void settle_cb(hp_timer_t *t)
         if (!slot_in_use(s) || !s->failed)
             continue;
         hp_ctx_t *ctx = slot_take_ctx(aw, s);
+        const amqp_link_t *l = s->chan->link; /* set by its publish */
         char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
         /* A missing exchange is the request's fault, not the broker's. */
-        bool missing = ctx && request_names(ctx, ex, key) == 0 && no_such_exchange(aw, ex);
+        bool missing = ctx && request_names(ctx, ex, key) == 0 && no_such_exchange(l, ex);
         if (missing)
             breaker_release(aw, s);
         else
@@ -828,13 +932,13 @@ static void settle_cb(hp_timer_t *t)
         if (!ctx)
             continue;
         if (missing)
-            answer_error(aw, ctx, 404, OUT_NO_EXCHANGE, "no such exchange", aw->close_text,
-                         strlen(aw->close_text));
+            answer_error(aw, ctx, 404, OUT_NO_EXCHANGE, "no such exchange", l->close_text,
+                         strlen(l->close_text));
         else
             answer_error(aw, ctx, 503, OUT_UNCONFIRMED,
                          "unconfirmed: the broker connection or channel closed before it "
                          "answered; the message may or may not have been taken",
-                         aw->close_text, strlen(aw->close_text));
+                         l->close_text, strlen(l->close_text));
         hp_ctx_finish(ctx);
     }
 }
@@ -874,8 +978,8 @@ static void on_confirm(hp_amqp_channel_t *ch, uint64_t seq, int status, void *ar
 static void on_return(hp_amqp_channel_t *ch, const hp_amqp_delivery_t *d, void *arg)
 {
     (void)ch;
-    amqp_worker_t *aw = arg;
-    pub_slot_t *s = slot_by_message_id(aw, d->props.message_id);
+    amqp_chan_t *c = arg;
+    pub_slot_t *s = slot_by_message_id(c->link->aw, d->props.message_id);
     if (s)
         s->returned = d->reply_code ? d->reply_code : HP_AMQP_NO_ROUTE;
 }
@@ -917,175 +1021,186 @@ static void on_abort(hp_ctx_t *ctx, void *arg)
     shard_add(&aw->shard.outcomes[OUT_ABORTED], 1);
 }
 
-/* ---- the link ---- */
+/* ---- the links ---- */
 
-static void link_connect(amqp_worker_t *aw);
-static void link_open_channel(amqp_worker_t *aw);
+static void link_connect(amqp_link_t *l);
+static void link_open_channels(amqp_link_t *l);
 
-/* Tries again what is missing, the connection or its channel, after a
+/* Tries again what is missing, the connection or its channels, after a
  * delay that doubles up to RETRY_MAX_MS. A connection lost once it was
  * ready is the client's to recover (RECOVERING / RECOVERED); it comes
  * here only when the client gave up (CLOSED). */
 static void retry_cb(hp_timer_t *t)
 {
-    amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, retry_timer);
-    if (aw->w->draining)
+    amqp_link_t *l = HP_CONTAINER_OF(t, amqp_link_t, retry_timer);
+    if (l->aw->w->draining)
         return;
-    if (!aw->conn)
-        link_connect(aw);
-    else if (!aw->ch && (aw->state == HP_AMQP_STATE_READY || aw->state == HP_AMQP_STATE_BLOCKED))
-        link_open_channel(aw);
+    if (!l->conn)
+        link_connect(l);
+    else if (l->state == HP_AMQP_STATE_READY || l->state == HP_AMQP_STATE_BLOCKED)
+        link_open_channels(l);
 }
 
-static void retry_later(amqp_worker_t *aw)
+static void retry_later(amqp_link_t *l)
 {
-    if (aw->w->draining || hp_timer_armed(&aw->retry_timer))
+    amqp_worker_t *aw = l->aw;
+    if (aw->w->draining || hp_timer_armed(&l->retry_timer))
         return;
-    aw->retry_ms = aw->retry_ms ? aw->retry_ms * 2 : RETRY_MIN_MS;
-    if (aw->retry_ms > RETRY_MAX_MS)
-        aw->retry_ms = RETRY_MAX_MS;
-    hp_loop_timer_arm(aw->loop, &aw->retry_timer, aw->retry_ms);
+    l->retry_ms = l->retry_ms ? l->retry_ms * 2 : RETRY_MIN_MS;
+    if (l->retry_ms > RETRY_MAX_MS)
+        l->retry_ms = RETRY_MAX_MS;
+    hp_loop_timer_arm(aw->loop, &l->retry_timer, l->retry_ms);
 }
 
-static void note_close(amqp_worker_t *aw, const hp_amqp_result_t *r)
+static void note_close(amqp_link_t *l, const hp_amqp_result_t *r)
 {
-    aw->close_code = r->reply_code;
-    aw->close_class = r->class_id;
-    aw->close_method = r->method_id;
+    l->close_code = r->reply_code;
+    l->close_class = r->class_id;
+    l->close_method = r->method_id;
     if (r->reply_code) {
-        uint32_t n = r->reply_text.len < sizeof aw->close_text - 1 ? r->reply_text.len
-                                                                   : sizeof aw->close_text - 1;
-        memcpy(aw->close_text, r->reply_text.ptr, n);
-        aw->close_text[n] = '\0';
+        uint32_t n = r->reply_text.len < sizeof l->close_text - 1 ? r->reply_text.len
+                                                                  : sizeof l->close_text - 1;
+        memcpy(l->close_text, r->reply_text.ptr, n);
+        l->close_text[n] = '\0';
     } else {
-        snprintf(aw->close_text, sizeof aw->close_text, "%s",
+        snprintf(l->close_text, sizeof l->close_text, "%s",
                  r->err ? strerror(-r->err) : "closed");
     }
 }
 
-/* The channel is gone (refused, closed by the broker, or with its
+static void chan_open(amqp_chan_t *c);
+
+/* Channel ch of c is gone (refused, closed by the broker, or with its
  * connection). A channel that had worked is opened again at once (a
  * publish to a missing exchange closes it, and the next request must not
  * wait); one that failed before it worked waits for the retry timer. */
-static void channel_lost(amqp_worker_t *aw, hp_amqp_channel_t *ch, const hp_amqp_result_t *r)
+static void channel_lost(amqp_chan_t *c, hp_amqp_channel_t *ch, const hp_amqp_result_t *r)
 {
-    if (aw->ch != ch || !ch)
-        return;
-    bool worked = aw->ch_ready;
-    aw->ch = NULL;
-    aw->ch_ready = false;
+    amqp_link_t *l = c->link;
+    if (c->ch != ch || !ch)
+        return; /* a channel replaced since */
+    bool worked = c->ready;
+    c->ch = NULL;
+    c->ready = false;
     if (r)
-        note_close(aw, r);
-    if (aw->state != HP_AMQP_STATE_READY && aw->state != HP_AMQP_STATE_BLOCKED)
+        note_close(l, r);
+    if (l->state != HP_AMQP_STATE_READY && l->state != HP_AMQP_STATE_BLOCKED)
         return; /* the connection's own events take it from here */
     if (worked)
-        link_open_channel(aw);
+        chan_open(c);
     else
-        retry_later(aw);
+        retry_later(l);
 }
 
 static void on_channel_close(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
-    amqp_worker_t *aw = arg;
-    hp_log(WARN, "amqp: worker %u: channel closed: %u %.*s", hp_worker_id(aw->w), r->reply_code,
+    amqp_chan_t *c = arg;
+    hp_log(WARN, "amqp: %s: channel closed: %u %.*s", c->link->tag, r->reply_code,
            (int)r->reply_text.len, (const char *)r->reply_text.ptr);
-    channel_lost(aw, ch, r);
+    channel_lost(c, ch, r);
 }
 
 static void on_confirm_mode(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
-    amqp_worker_t *aw = arg;
-    if (aw->ch != ch)
+    amqp_chan_t *c = arg;
+    if (c->ch != ch)
         return;
     if (r->err) {
-        channel_lost(aw, ch, r);
+        channel_lost(c, ch, r);
         return;
     }
-    aw->ch_ready = true;
-    aw->retry_ms = 0;
-    aw->failures = 0;
-    shard_refresh(aw);
+    c->ready = true;
+    c->link->retry_ms = 0;
+    c->link->failures = 0;
+    shard_refresh(c->link->aw);
 }
 
 static void on_channel_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
 {
-    (void)ch; /* NULL when it failed: aw->ch says which */
-    amqp_worker_t *aw = arg;
+    (void)ch; /* NULL when it failed: c->ch says which */
+    amqp_chan_t *c = arg;
     if (r->err)
-        channel_lost(aw, aw->ch, r);
+        channel_lost(c, c->ch, r);
 }
 
-static void link_open_channel(amqp_worker_t *aw)
+static void chan_open(amqp_chan_t *c)
 {
+    amqp_link_t *l = c->link;
     hp_amqp_channel_t *ch;
-    int r = hp_amqp_channel_open(aw->conn, on_channel_open, aw, &ch);
+    int r = hp_amqp_channel_open(l->conn, on_channel_open, c, &ch);
     if (r < 0) {
-        hp_log(WARN, "amqp: worker %u: cannot open a channel: %s", hp_worker_id(aw->w),
-               strerror(-r));
-        retry_later(aw);
+        hp_log(WARN, "amqp: %s: cannot open a channel: %s", l->tag, strerror(-r));
+        retry_later(l);
         return;
     }
-    aw->ch = ch;
-    aw->ch_ready = false;
-    hp_amqp_channel_on_close(ch, on_channel_close, aw);
-    hp_amqp_channel_on_return(ch, on_return, aw);
+    c->ch = ch;
+    c->ready = false;
+    hp_amqp_channel_on_close(ch, on_channel_close, c);
+    hp_amqp_channel_on_return(ch, on_return, c);
     /* Queued behind the open; confirm mode is on once it completes. */
-    r = hp_amqp_confirm_select(ch, aw->a->cfg.confirm_window, on_confirm_mode, aw);
+    r = hp_amqp_confirm_select(ch, l->aw->a->cfg.confirm_window, on_confirm_mode, c);
     if (r < 0) {
-        hp_log(WARN, "amqp: worker %u: cannot select confirm mode: %s", hp_worker_id(aw->w),
-               strerror(-r));
+        hp_log(WARN, "amqp: %s: cannot select confirm mode: %s", l->tag, strerror(-r));
         hp_amqp_channel_close(ch, NULL, NULL);
-        aw->ch = NULL;
-        retry_later(aw);
+        c->ch = NULL;
+        retry_later(l);
     }
 }
 
-static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void *arg)
+/* Opens the link's channels that are missing. */
+static void link_open_channels(amqp_link_t *l)
 {
-    amqp_worker_t *aw = arg;
-    if (aw->conn != c)
+    for (uint32_t j = 0; j < l->aw->nchans; j++)
+        if (!l->chans[j].ch)
+            chan_open(&l->chans[j]);
+}
+
+static void on_event(hp_amqp_conn_t *conn, int ev, const hp_amqp_result_t *r, void *arg)
+{
+    amqp_link_t *l = arg;
+    amqp_worker_t *aw = l->aw;
+    if (l->conn != conn)
         return;
     switch (ev) {
     case HP_AMQP_EV_READY:
-        if (aw->ever_ready)
+        if (l->ever_ready)
             aw->base.recoveries++; /* reconnected by retry_cb */
-        aw->ever_ready = true;
-        aw->state = HP_AMQP_STATE_READY;
-        hp_log(INFO, "amqp: worker %u: connected to %s%s", hp_worker_id(aw->w),
-               hp_amqp_address(c, NULL), aw->base.recoveries ? " again" : "");
-        link_open_channel(aw);
+        hp_log(INFO, "amqp: %s: connected to %s%s", l->tag, hp_amqp_address(conn, NULL),
+               l->ever_ready ? " again" : "");
+        l->ever_ready = true;
+        l->state = HP_AMQP_STATE_READY;
+        link_open_channels(l);
         break;
     case HP_AMQP_EV_BLOCKED:
-        aw->state = HP_AMQP_STATE_BLOCKED;
+        l->state = HP_AMQP_STATE_BLOCKED;
         break;
     case HP_AMQP_EV_UNBLOCKED:
-        aw->state = HP_AMQP_STATE_READY;
+        l->state = HP_AMQP_STATE_READY;
         break;
     case HP_AMQP_EV_RECOVERING:
-        aw->state = HP_AMQP_STATE_RECOVERING;
-        note_close(aw, r);
+        l->state = HP_AMQP_STATE_RECOVERING;
+        note_close(l, r);
         break;
     case HP_AMQP_EV_RECOVERED:
-        aw->state = HP_AMQP_STATE_READY;
-        hp_log(INFO, "amqp: worker %u: recovered on %s", hp_worker_id(aw->w),
-               hp_amqp_address(c, NULL));
+        l->state = HP_AMQP_STATE_READY;
+        hp_log(INFO, "amqp: %s: recovered on %s", l->tag, hp_amqp_address(conn, NULL));
         break;
     case HP_AMQP_EV_CLOSED:
-        note_close(aw, r);
+        note_close(l, r);
         /* Said once when it goes, then about once a minute while the
          * broker stays away. */
-        if (!aw->w->draining && (aw->state == HP_AMQP_STATE_READY ||
-                                 aw->state == HP_AMQP_STATE_BLOCKED || aw->failures++ % 12 == 0))
-            hp_log(WARN, "amqp: worker %u: %s %s: %s; trying again", hp_worker_id(aw->w),
-                   aw->state == HP_AMQP_STATE_CONNECTING ? "cannot connect to"
-                                                         : "lost the connection to",
-                   hp_amqp_address(c, NULL), aw->close_text);
-        base_add(aw, c);
-        aw->conn = NULL;
-        aw->ch = NULL;
-        aw->ch_ready = false;
-        aw->state = HP_AMQP_STATE_CLOSED;
-        retry_later(aw);
+        if (!aw->w->draining && (l->state == HP_AMQP_STATE_READY ||
+                                 l->state == HP_AMQP_STATE_BLOCKED || l->failures++ % 12 == 0))
+            hp_log(WARN, "amqp: %s: %s %s: %s; trying again", l->tag,
+                   l->state == HP_AMQP_STATE_CONNECTING ? "cannot connect to"
+                                                        : "lost the connection to",
+                   hp_amqp_address(conn, NULL), l->close_text);
+        base_add(aw, conn);
+        l->conn = NULL;
+        for (uint32_t j = 0; j < aw->nchans; j++)
+            l->chans[j] = (amqp_chan_t){.link = l, .unconfirmed = l->chans[j].unconfirmed};
+        l->state = HP_AMQP_STATE_CLOSED;
+        retry_later(l);
         break;
     default:
         break;
@@ -1093,45 +1208,76 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
     shard_refresh(aw);
 }
 
-static void link_connect(amqp_worker_t *aw)
+static void link_connect(amqp_link_t *l)
 {
+    amqp_worker_t *aw = l->aw;
     hp_amqp_config_t cfg = aw->a->cfg.conn;
-    cfg.name = aw->name;
-    aw->state = HP_AMQP_STATE_CONNECTING;
-    int r = hp_amqp_connect(aw->w, &cfg, on_event, aw, &aw->conn);
+    cfg.name = l->name;
+    l->state = HP_AMQP_STATE_CONNECTING;
+    int r = hp_amqp_connect(aw->w, &cfg, on_event, l, &l->conn);
     if (r < 0) {
-        hp_log(WARN, "amqp: worker %u: cannot connect to %s:%u: %s", hp_worker_id(aw->w),
-               cfg.host, cfg.port, strerror(-r));
-        aw->conn = NULL;
-        aw->state = HP_AMQP_STATE_CLOSED;
-        retry_later(aw);
+        hp_log(WARN, "amqp: %s: cannot connect to %s:%u: %s", l->tag, cfg.host, cfg.port,
+               strerror(-r));
+        l->conn = NULL;
+        l->state = HP_AMQP_STATE_CLOSED;
+        retry_later(l);
     } else if (!hp_timer_armed(&aw->tick_timer)) {
         hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
     }
     shard_refresh(aw);
 }
 
-/* Why a request cannot be published now, or NULL; *passes tells whether
+/* Why link l cannot take a publish now, or NULL; *passes tells whether
  * the reason is one that goes by itself soon (a request may wait for it)
  * or one that lasts (a blocked broker: its alarm lifts when an operator
  * or a consumer frees memory or disk, so the request is answered at
  * once). */
-static const char *link_unavailable(const amqp_worker_t *aw, bool *passes)
+static const char *link_unavailable(const amqp_link_t *l, bool *passes)
 {
     *passes = true;
-    switch (aw->state) {
+    switch (link_state(l)) {
     case HP_AMQP_STATE_READY:
-        return aw->ch_ready ? NULL : "the channel to the broker is being opened";
+        return NULL;
     case HP_AMQP_STATE_BLOCKED:
         *passes = false;
         return "the broker has blocked publishing (a resource alarm)";
     case HP_AMQP_STATE_RECOVERING:
         return "the connection to the broker is being recovered";
     case HP_AMQP_STATE_CONNECTING:
-        return "connecting to the broker";
+        return l->state == HP_AMQP_STATE_READY ? "the channel to the broker is being opened"
+                                               : "connecting to the broker";
     default:
         return "not connected to the broker";
     }
+}
+
+/* The channel for the next publish: of the ready ones (their connection
+ * ready, not blocked), the one with the fewest unconfirmed messages, ties
+ * going round from next_chan so that a light load is spread too. One
+ * pass over the worker's channels (at most 64 x 64; one by default).
+ * NULL when none is ready: then *why says why, and *passes is false only
+ * when every link lasts so (all blocked): a request waits while any link
+ * may come back by itself. */
+static amqp_chan_t *link_pick(amqp_worker_t *aw, const char **why, bool *passes)
+{
+    uint32_t n = aw->nlinks * aw->nchans;
+    amqp_chan_t *best = NULL;
+    for (uint32_t k = 0; k < n; k++) {
+        amqp_chan_t *c = &aw->chans[(aw->next_chan + k) % n];
+        if (c->ready && c->link->state == HP_AMQP_STATE_READY &&
+            (!best || c->unconfirmed < best->unconfirmed))
+            best = c;
+    }
+    if (best) {
+        aw->next_chan = (uint32_t)(best - aw->chans + 1) % n;
+        return best;
+    }
+    for (uint32_t i = 0; i < aw->nlinks; i++) {
+        *why = link_unavailable(&aw->links[i], passes);
+        if (*passes)
+            break;
+    }
+    return NULL;
 }
 
 /* ---- the route ---- */
@@ -1172,10 +1318,10 @@ static int publish_wait(amqp_worker_t *aw, pub_slot_t *s, const char *why)
     return HP_PENDING;
 }
 
-/* Publishes s's request (exchange, key, content type and body from its
- * ctx; its message id from the slot, the same on every try). Returns
- * hp_amqp_publish's result. */
-static int publish_send(amqp_worker_t *aw, pub_slot_t *s)
+/* Publishes s's request on channel c (exchange, key, content type and
+ * body from its ctx; its message id from the slot, the same on every
+ * try). Returns hp_amqp_publish's result. */
+static int publish_send(amqp_worker_t *aw, pub_slot_t *s, amqp_chan_t *c)
 {
     hp_ctx_t *ctx = s->ctx;
     char ex[SHORTSTR_MAX + 1], key[SHORTSTR_MAX + 1];
@@ -1216,15 +1362,19 @@ static int publish_send(amqp_worker_t *aw, pub_slot_t *s)
     hp_amqp_msg_t m = {.exchange = ex, .routing_key = key, .props = &props, .body = body,
                        .len = blen, .mandatory = true};
     s->t0_ns = hp_loop_clock_ns(aw->loop);
-    int r = hp_amqp_publish(aw->ch, &m, on_confirm, s, &s->seq);
-    if (r < 0)
+    int r = hp_amqp_publish(c->ch, &m, on_confirm, s, &s->seq);
+    if (r < 0) {
         s->seq = 0;
-    return r;
+        return r;
+    }
+    s->chan = c;
+    c->unconfirmed++;
+    return 0;
 }
 
 /* One try at s's request, which waits in its slot: refused at once while
- * the breaker is open or the broker blocked, made to wait while the link
- * is not ready, else published. Returns HP_PENDING (published: its
+ * the breaker is open or the broker blocked, made to wait while no link
+ * is ready, else published on the channel link_pick chooses. Returns HP_PENDING (published: its
  * confirm or its timeout answers it; or waiting for its next try) or
  * HP_DONE (answered, the slot freed). */
 static int publish_try(amqp_worker_t *aw, pub_slot_t *s)
@@ -1233,10 +1383,11 @@ static int publish_try(amqp_worker_t *aw, pub_slot_t *s)
         return publish_refuse(aw, s, 503, OUT_CIRCUIT_OPEN,
                               CIRCUIT_OPEN);
     bool passes;
-    const char *why = link_unavailable(aw, &passes);
-    if (why && !passes)
+    const char *why = NULL;
+    amqp_chan_t *c = link_pick(aw, &why, &passes);
+    if (!c && !passes)
         return publish_refuse(aw, s, 503, OUT_UNAVAILABLE, why);
-    if (why)
+    if (!c)
         return publish_wait(aw, s, why);
     /* Half-open: this may be the probe, or find the probes out. */
     if (aw->has_breaker && !hp_amqp_breaker_allow(&aw->breaker, clock_ms(aw))) {
@@ -1246,7 +1397,7 @@ static int publish_try(amqp_worker_t *aw, pub_slot_t *s)
                               "publishing resumes once it is confirmed");
     }
     shard_breaker(aw);
-    int r = publish_send(aw, s);
+    int r = publish_send(aw, s, c);
     if (r == 0) {
         uint64_t now = clock_ms(aw);
         hp_loop_timer_arm(aw->loop, &s->timer, s->deadline_ms > now ? s->deadline_ms - now : 0);
@@ -1315,11 +1466,15 @@ static void worker_fini(hp_worker_t *w, void *data)
     amqp_worker_t *aw = data;
     if (!aw)
         return;
-    /* The engine closed every connection before this: the CLOSED event
-     * has run, and the requests are gone. */
-    if (aw->conn)
-        hp_amqp_close(aw->conn);
-    hp_loop_timer_cancel(aw->loop, &aw->retry_timer);
+    /* The engine closed every connection before this: the CLOSED events
+     * have run, and the requests are gone. */
+    for (uint32_t i = 0; aw->links && i < aw->nlinks; i++) {
+        if (aw->links[i].conn)
+            hp_amqp_close(aw->links[i].conn);
+        hp_loop_timer_cancel(aw->loop, &aw->links[i].retry_timer);
+    }
+    hp_free(aw->links);
+    hp_free(aw->chans);
     hp_loop_timer_cancel(aw->loop, &aw->tick_timer);
     hp_loop_timer_cancel(aw->loop, &aw->settle_timer);
     for (uint32_t i = 0; aw->slots && i < aw->nslots; i++)
@@ -1341,15 +1496,16 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
     aw->a = a;
     aw->w = w;
     aw->loop = hp_worker_loop(w);
-    aw->state = HP_AMQP_STATE_CLOSED;
-    hp_timer_init(&aw->retry_timer, retry_cb);
     hp_timer_init(&aw->tick_timer, tick_cb);
     hp_timer_init(&aw->settle_timer, settle_cb);
-    snprintf(aw->name, sizeof aw->name, "hotpath[%d] worker %u", (int)getpid(),
-             hp_worker_id(w));
-    aw->nslots = a->cfg.confirm_window;
+    aw->nlinks = a->cfg.connections;
+    aw->nchans = a->cfg.channels;
+    aw->links = hp_calloc(aw->nlinks, sizeof *aw->links);
+    aw->chans = hp_calloc((size_t)aw->nlinks * aw->nchans, sizeof *aw->chans);
+    aw->nslots = worker_slots(&a->cfg);
     aw->slots = hp_calloc(aw->nslots, sizeof *aw->slots);
-    if (!aw->slots || hp_hist_init(&aw->latency, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
+    if (!aw->links || !aw->chans || !aw->slots ||
+        hp_hist_init(&aw->latency, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
         hp_hist_init(&aw->merged, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
         hp_hist_init(&aw->deliver, HP_AMQP_DELIVER_LAT_LOWEST, HP_AMQP_DELIVER_LAT_HIGHEST,
                      HP_AMQP_DELIVER_LAT_DIGITS) < 0 ||
@@ -1371,9 +1527,25 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
         s->next_free = aw->free_head;
         aw->free_head = i;
     }
-    /* Before the worker's thread starts: the connection is dialled from
-     * its loop once it runs. */
-    link_connect(aw);
+    for (uint32_t i = 0; i < aw->nlinks; i++) {
+        amqp_link_t *l = &aw->links[i];
+        l->aw = aw;
+        l->chans = &aw->chans[i * aw->nchans];
+        l->state = HP_AMQP_STATE_CLOSED;
+        hp_timer_init(&l->retry_timer, retry_cb);
+        for (uint32_t j = 0; j < aw->nchans; j++)
+            l->chans[j].link = l;
+        /* With one connection per worker, its name is the worker's. */
+        if (aw->nlinks == 1)
+            snprintf(l->tag, sizeof l->tag, "worker %u", hp_worker_id(w));
+        else
+            snprintf(l->tag, sizeof l->tag, "worker %u connection %u", hp_worker_id(w), i);
+        snprintf(l->name, sizeof l->name, "hotpath[%d] %s", (int)getpid(), l->tag);
+    }
+    /* Before the worker's thread starts: the connections are dialled
+     * from its loop once it runs. */
+    for (uint32_t i = 0; i < aw->nlinks; i++)
+        link_connect(&aw->links[i]);
     *data = aw;
     return 0;
 }
@@ -1449,6 +1621,7 @@ void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t n
         hp_prom_sample(p, counters[k].name, NULL, v);
     }
     uint64_t states[HP_ARRAY_LEN(state_names)] = {0};
+    static_assert(HP_ARRAY_LEN(state_names) == HP_AMQP_STATE_CLOSED + 1, "a name per state");
     uint64_t outcomes[OUT_COUNT] = {0};
     uint64_t breakers[HP_ARRAY_LEN(breaker_names)] = {0}, opened = 0;
     hp_hist_reset(&mine->merged);
@@ -1457,9 +1630,8 @@ void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t n
         amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
         if (!aw)
             continue;
-        uint64_t st = hp_worker_stat(&aw->shard.state);
-        if (st < HP_ARRAY_LEN(states))
-            states[st]++;
+        for (size_t k = 0; k < HP_ARRAY_LEN(aw->shard.states); k++)
+            states[k] += hp_worker_stat(&aw->shard.states[k]);
         for (int k = 0; k < OUT_COUNT; k++)
             outcomes[k] += hp_worker_stat(&aw->shard.outcomes[k]);
         hp_hist_merge(&mine->merged, &aw->latency);

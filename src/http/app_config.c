@@ -72,6 +72,9 @@ void hp_app_config_defaults(hp_config_t *out)
                  .heartbeat_ms = (uint64_t)q->conn.heartbeat_s * 1000,
                  .blocked_timeout_ms = q->conn.blocked_timeout_ms,
                  .confirm_window = q->confirm_window,
+                 .connections = q->connections,
+                 .channels = q->channels,
+                 .publish_queue = q->conn.publish_queue_bytes,
                  .publish_route = q->publish_route,
                  .timeout_ms = q->timeout_ms,
                  .content_type = q->content_type,
@@ -122,6 +125,9 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->amqp.conn.heartbeat_s = (uint16_t)(c->amqp.heartbeat_ms / 1000);
     o->amqp.conn.blocked_timeout_ms = c->amqp.blocked_timeout_ms;
     o->amqp.confirm_window = c->amqp.confirm_window;
+    o->amqp.connections = c->amqp.connections;
+    o->amqp.channels = c->amqp.channels;
+    o->amqp.conn.publish_queue_bytes = c->amqp.publish_queue;
     o->amqp.publish_route = c->amqp.publish_route;
     o->amqp.timeout_ms = c->amqp.timeout_ms;
     o->amqp.content_type = c->amqp.content_type;

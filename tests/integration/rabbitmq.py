@@ -578,6 +578,13 @@ class Broker:
         fields = fields or ("pid", "name", "user", "peer_port", "state", "channels")
         return self._ctl_table("list_connections", fields)
 
+    def list_channels(self, *fields):
+        """The node's channels as dicts (default fields: connection, the
+        pid of its connection as list_connections gives it; number;
+        confirm)."""
+        fields = fields or ("connection", "number", "confirm")
+        return self._ctl_table("list_channels", fields)
+
     def list_queues(self, *fields):
         """The queues of vhost / as dicts (default fields: name, messages,
         consumers, durable)."""
@@ -593,7 +600,7 @@ class Broker:
 
 
 def _value(field, text):
-    if field in ("name", "pid", "user", "vhost"):
+    if field in ("name", "pid", "connection", "user", "vhost"):
         return text
     if text in ("true", "false"):
         return text == "true"

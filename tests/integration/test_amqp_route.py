@@ -9,7 +9,8 @@ mistakes.
 
 Queues and exchanges are named from the test's `queue_prefix`, so the
 tests share the session's one node. Each server connects with its own
-connections, named "hotpath[<pid>] worker <n>" at the broker.
+connections, named "hotpath[<pid>] worker <n>" at the broker ("... worker
+<n> connection <i>" with amqp.connections above 1).
 """
 
 import json
@@ -42,12 +43,13 @@ def config_text(url, **amqp):
 
 def start(start_server, tmp_path, rabbitmq, workers=WORKERS, **amqp):
     """A server whose configuration file points at the session's node;
-    returns once every worker's connection is ready to publish."""
+    returns once every worker's connections are ready to publish."""
     conf = tmp_path / ("amqp-%d.yaml" % len(list(tmp_path.glob("amqp-*.yaml"))))
     conf.write_text(config_text(rabbitmq.url, **amqp))
     srv = start_server("--config", conf, workers=workers)
-    wait_until(lambda: ready_connections(srv) == workers, scaled(20),
-               what="every worker's AMQP connection ready")
+    want = workers * int(amqp.get("connections", 1))
+    wait_until(lambda: ready_connections(srv) == want, scaled(20),
+               what="every worker's AMQP connections ready")
     return srv
 
 
@@ -276,6 +278,146 @@ def test_concurrent_requests_are_all_confirmed(start_server, tmp_path, rabbitmq,
     assert channel.basic_get(q)[0] is None
 
 
+def concurrently(n, fn):
+    """fn(i) for i in 0..n-1, each on a thread of its own, started
+    together; returns their results in order."""
+    results = [None] * n
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        barrier.wait()
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_connections_and_channels_per_worker(start_server, tmp_path, rabbitmq, channel,
+                                             queue_prefix):
+    """amqp.connections: 2, amqp.channels: 2: each worker holds two
+    connections, named by worker and index, each with two channels in
+    confirm mode; requests are spread over them, and every one arrives."""
+    srv = start(start_server, tmp_path, rabbitmq, connections=2, channels=2)
+    assert ready_connections(srv) == WORKERS * 2
+    conns = server_connections(rabbitmq, srv)
+    names = sorted(c["client_properties"] for c in conns)
+    assert len(names) == WORKERS * 2, names
+    for w in range(WORKERS):
+        for i in range(2):
+            mark = "hotpath[%d] worker %d connection %d" % (srv.pid, w, i)
+            assert sum(mark in n for n in names) == 1, (mark, names)
+    pids = {c["pid"] for c in conns}
+    chans = [c for c in rabbitmq.list_channels() if c["connection"] in pids]
+    assert len(chans) == WORKERS * 2 * 2 and all(c["confirm"] for c in chans), chans
+    q = queue_prefix + "spread"
+    channel.queue_declare(q)
+    n = 50
+    body = b"%03d" + b"." * 4000
+
+    def one(i):
+        with srv.conn(timeout=scaled(10)) as c:
+            return publish(c, "-", q, body % i)[0].status
+    assert concurrently(n, one) == [202] * n
+    got = sorted(b for _, b in get_all(channel, q, n))
+    assert got == sorted(body % i for i in range(n))
+    assert channel.basic_get(q)[0] is None
+    # Each worker spread what it got over both its connections: the one
+    # that published least still carried a few of the 4 KB messages (a
+    # connection that published none has read only its handshake).
+    octets = [c["recv_oct"] for c in rabbitmq.list_connections("pid", "recv_oct")
+              if c["pid"] in pids]
+    assert len(octets) == WORKERS * 2 and min(octets) > 8000, octets
+
+
+def test_a_killed_connection_loses_nothing(start_server, tmp_path, rabbitmq, channel,
+                                           queue_prefix):
+    """One of a worker's two connections closed by the broker while
+    requests flow: each request gets 202, or 503 "unconfirmed" if it was
+    in flight on that connection; every 202 arrives, and the other
+    connection carries on meanwhile."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, connections=2, timeout="20s")
+    q = queue_prefix + "kill1"
+    channel.queue_declare(q)
+    conns = server_connections(rabbitmq, srv)
+    assert len(conns) == 2, conns
+    victim = [c for c in conns if "connection 1" in c["client_properties"]][0]
+    seen, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def hammer(k):
+        with srv.conn(timeout=scaled(30)) as c:
+            i = 0
+            while not stop.is_set():
+                mark = b"%d-%d" % (k, i)
+                r, doc = publish(c, "-", q, mark)
+                with lock:
+                    seen.append((r.status, doc, mark))
+                i += 1
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(seen) > 20, scaled(20), what="requests before the kill")
+        rabbitmq.close_connection(victim, "hotpath test: one connection")
+        n = len(seen)
+        # While it recovers (100 ms at least), the other one publishes.
+        wait_until(lambda: len(seen) > n + 20, scaled(20), what="requests after the kill")
+        wait_until(lambda: metrics(srv)["hotpath_amqp_recoveries_total"] >= 1, scaled(20),
+                   what="the connection recovered")
+        wait_until(lambda: ready_connections(srv) == 2, scaled(20), what="both ready again")
+        n = len(seen)
+        wait_until(lambda: len(seen) > n + 20, scaled(20), what="requests after the recovery")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert {s for s, _, _ in seen} <= {202, 503}, [x for x in seen if x[0] not in (202, 503)]
+    unconfirmed = [doc for s, doc, _ in seen if s == 503]
+    for doc in unconfirmed:
+        assert doc["error"].startswith("unconfirmed"), doc
+    # At most what four clients can have in flight at once.
+    assert len(unconfirmed) <= 4, unconfirmed
+    assert seen[-1][0] == 202
+    # Every 202 arrived (the broker had queued it before its ack); an
+    # unconfirmed one may have too.
+    accepted = {mark for s, _, mark in seen if s == 202}
+    got = set()
+    while True:
+        method, _, body = channel.basic_get(q, auto_ack=True)
+        if method is None:
+            break
+        got.add(body)
+    assert accepted <= got, accepted - got
+    m = metrics(srv)
+    assert m['hotpath_amqp_publish_requests_total{outcome="unavailable"}'] == 0
+    assert srv.alive()
+
+
+def test_publish_queue_takes_a_burst_beyond_the_window(start_server, tmp_path, rabbitmq,
+                                                       channel, queue_prefix):
+    """A confirm window of 2 and amqp.publish_queue: 50 requests at once
+    wait in the channel's queue, not 503; all 202, all arrive."""
+    srv = start(start_server, tmp_path, rabbitmq, workers=1, confirm_window=2,
+                publish_queue="64k")
+    q = queue_prefix + "burst"
+    channel.queue_declare(q)
+    n = 50
+
+    def one(i):
+        with srv.conn(timeout=scaled(10)) as c:
+            r, doc = publish(c, "-", q, b"burst %d" % i)
+            return r.status, doc
+    results = concurrently(n, one)
+    assert [s for s, _ in results] == [202] * n, results
+    got = sorted(b for _, b in get_all(channel, q, n))
+    assert got == sorted(b"burst %d" % i for i in range(n))
+
+
 def test_metrics_move_and_parse(start_server, tmp_path, rabbitmq, channel, queue_prefix):
     srv = start(start_server, tmp_path, rabbitmq)
     q = queue_prefix + "counted"
@@ -493,6 +635,11 @@ def test_reload_names_the_amqp_keys(serve, rabbitmq):
     s.write("root: .\n" + config_text(rabbitmq.url, timeout="7s", confirm_window=5))
     out = s.signal(signal.SIGHUP, expect="SIGHUP")
     assert "amqp.confirm_window, amqp.timeout changed: restart to apply" in out, out
+    s.write("root: .\n" + config_text(rabbitmq.url, connections=2, channels=3,
+                                        publish_queue="1m"))
+    out = s.signal(signal.SIGHUP, expect="SIGHUP")
+    assert ("amqp.connections, amqp.channels, amqp.publish_queue changed: restart to apply"
+            in out), out
     s.write("root: .\n" + config_text(rabbitmq.url, confirm_window=0))
     out = s.signal(signal.SIGHUP, expect="keeping the running configuration")
     assert "amqp.confirm_window: expected a whole number from 1 to 65535" in out, out
@@ -533,6 +680,21 @@ def run_check(hotpath_bin, tmp_path, text):
      "  breaker_open_max: 5s\n", "6:21",
      "amqp.breaker_open_max: expected at least amqp.breaker_open"),
     ("amqp:\n  url: amqp://x/\n  stamp: maybe\n", "4:10", "amqp.stamp: expected true or false"),
+    ("amqp:\n  url: amqp://x/\n  connections: 0\n", "4:16",
+     "amqp.connections: expected a whole number from 1 to 64, got '0'"),
+    ("amqp:\n  url: amqp://x/\n  connections: 65\n", "4:16",
+     "amqp.connections: expected a whole number from 1 to 64, got '65'"),
+    ("amqp:\n  url: amqp://x/\n  channels: two\n", "4:13",
+     "amqp.channels: expected a whole number from 1 to 64, got 'two'"),
+    ("amqp:\n  url: amqp://x/\n  confirm_window: 65535\n  channels: 8\n", "5:13",
+     "amqp.channels: amqp.connections x amqp.channels x amqp.confirm_window is 524280, more "
+     "than the 262144"),
+    ("amqp:\n  url: amqp://x/\n  connections: 64\n  confirm_window: 5000\n", "4:16",
+     "amqp.connections: amqp.connections x amqp.channels x amqp.confirm_window is 320000"),
+    ("amqp:\n  url: amqp://x/\n  publish_queue: lots\n", "4:18",
+     "amqp.publish_queue: expected a size in bytes"),
+    ("amqp:\n  url: amqp://x/\n  publish_queue: 2g\n", "4:18",
+     "amqp.publish_queue: expected a size in bytes"),
 ])
 def test_check_config_places_amqp_mistakes(hotpath_bin, tmp_path, text, where, what):
     r = run_check(hotpath_bin, tmp_path, "root: .\n" + text)
@@ -545,6 +707,7 @@ def test_check_config_places_amqp_mistakes(hotpath_bin, tmp_path, text, where, w
 def test_check_config_accepts_a_good_amqp_section(hotpath_bin, tmp_path):
     r = run_check(hotpath_bin, tmp_path, "root: .\n" + config_text(
         "amqp://guest:guest@127.0.0.1:5672/%2F", heartbeat="30s", breaker_failures=5,
-        breaker_window="10s", breaker_open="2s", breaker_open_max="2s", stamp="true"))
+        breaker_window="10s", breaker_open="2s", breaker_open_max="2s", stamp="true",
+        connections=4, channels=8, publish_queue="16m"))
     assert r.returncode == 0, r.stderr
     assert "configuration is valid" in r.stdout

@@ -66,7 +66,8 @@ static const hp_config_t DEFAULTS = {
     .cache = {.enabled = false, .max_entries = 1000, .max_bytes = 64u << 20, .ttl_ms = 300000},
     .access_log = {.enabled = false, .path = "access.log"},
     .metrics = {.enabled = true, .path = "/metrics"},
-    .amqp = {.url = NULL, .heartbeat_ms = 60000, .confirm_window = 1000, .publish_route = NULL,
+    .amqp = {.url = NULL, .heartbeat_ms = 60000, .confirm_window = 1000, .connections = 1,
+             .channels = 1, .publish_queue = 0, .publish_route = NULL,
              .timeout_ms = 5000, .content_type = "application/octet-stream",
              .breaker_failures = 0, .breaker_window_ms = 10000, .breaker_open_ms = 5000,
              .breaker_open_max_ms = 60000, .stamp = false},
@@ -121,6 +122,9 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     same_str(a->amqp.url, b->amqp.url);
     assert_int_equal(a->amqp.heartbeat_ms, b->amqp.heartbeat_ms);
     assert_int_equal(a->amqp.confirm_window, b->amqp.confirm_window);
+    assert_int_equal(a->amqp.connections, b->amqp.connections);
+    assert_int_equal(a->amqp.channels, b->amqp.channels);
+    assert_int_equal(a->amqp.publish_queue, b->amqp.publish_queue);
     same_str(a->amqp.publish_route, b->amqp.publish_route);
     assert_int_equal(a->amqp.timeout_ms, b->amqp.timeout_ms);
     same_str(a->amqp.content_type, b->amqp.content_type);
@@ -328,6 +332,9 @@ static const char every_key[] =
     "  url: amqp://u:p%40ss@broker.example:5673/%2Fprod\n"
     "  heartbeat: 2m\n"
     "  confirm_window: 65535\n"
+    "  connections: 3\n"
+    "  channels: 4\n"
+    "  publish_queue: 2m\n"
     "  publish_route: /api/publish/\n"
     "  timeout: 250ms\n"
     "  content_type: 'application/json; charset=utf-8'\n"
@@ -395,6 +402,9 @@ static void test_every_key(void **state)
     assert_string_equal(c.amqp.url, "amqp://u:p%40ss@broker.example:5673/%2Fprod");
     assert_int_equal(c.amqp.heartbeat_ms, 120000);
     assert_int_equal(c.amqp.confirm_window, 65535);
+    assert_int_equal(c.amqp.connections, 3);
+    assert_int_equal(c.amqp.channels, 4);
+    assert_int_equal(c.amqp.publish_queue, 2u << 20);
     assert_string_equal(c.amqp.publish_route, "/api/publish/");
     assert_int_equal(c.amqp.timeout_ms, 250);
     assert_string_equal(c.amqp.content_type, "application/json; charset=utf-8");
@@ -515,6 +525,13 @@ static void test_errors(void **state)
         {"amqp: {confirm_window: 65536}\n",
          "t.yaml:1:24: amqp.confirm_window: expected a whole number from 1 to 65535, got "
          "'65536'"},
+        {"amqp:\n  connections: 0\n",
+         "t.yaml:2:16: amqp.connections: expected a whole number from 1 to 64, got '0'"},
+        {"amqp: {channels: 65}\n",
+         "t.yaml:1:18: amqp.channels: expected a whole number from 1 to 64, got '65'"},
+        {"amqp: {publish_queue: 2g}\n",
+         "t.yaml:1:23: amqp.publish_queue: expected a size in bytes (a number, optionally with "
+         "k, m or g) from 0 to 1g, got '2g'"},
         {"amqp: {heartbeat: 1.5s}\n",
          "t.yaml:1:19: amqp.heartbeat: expected a duration in whole seconds such as 30s, 2m or "
          "1h (a plain number is seconds) from 0s to 65535s, got '1.5s'"},

@@ -70,6 +70,9 @@ static void same_settings(const hp_app_config_t *got, const hp_app_config_t *wan
     same_str(got->amqp.url, want->amqp.url);
     assert_int_equal(got->amqp.conn.heartbeat_s, want->amqp.conn.heartbeat_s);
     assert_int_equal(got->amqp.confirm_window, want->amqp.confirm_window);
+    assert_int_equal(got->amqp.connections, want->amqp.connections);
+    assert_int_equal(got->amqp.channels, want->amqp.channels);
+    assert_int_equal(got->amqp.conn.publish_queue_bytes, want->amqp.conn.publish_queue_bytes);
     same_str(got->amqp.publish_route, want->amqp.publish_route);
     assert_int_equal(got->amqp.timeout_ms, want->amqp.timeout_ms);
     same_str(got->amqp.content_type, want->amqp.content_type);
@@ -125,6 +128,9 @@ static void test_defaults_documented(void **state)
     assert_int_equal(d.amqp.heartbeat_ms, 60000);
     assert_int_equal(d.amqp.heartbeat_ms, HP_AMQP_CONFIG_DEFAULT.heartbeat_s * 1000u);
     assert_int_equal(d.amqp.confirm_window, 1000);
+    assert_int_equal(d.amqp.connections, 1);
+    assert_int_equal(d.amqp.channels, 1);
+    assert_int_equal(d.amqp.publish_queue, 0);
     assert_null(d.amqp.publish_route);
     assert_int_equal(d.amqp.timeout_ms, 5000);
     assert_string_equal(d.amqp.content_type, "application/octet-stream");
@@ -205,6 +211,9 @@ static void test_restart_settings(void **state)
     next.http.limits.max_body = 5; /* applies: not named */
     next.amqp.conn.heartbeat_s = 7;
     next.amqp.confirm_window = 9;
+    next.amqp.connections = 2;
+    next.amqp.channels = 3;
+    next.amqp.conn.publish_queue_bytes = 4096;
     next.amqp.timeout_ms = 9;
     next.amqp.enabled = true;
     next.amqp.url = "amqp://elsewhere/";
@@ -213,7 +222,8 @@ static void test_restart_settings(void **state)
                               "buffers.read_chunk, buffers.write_chunk, buffers.max_chunks, "
                               "timeouts.write, timeouts.drain, limits.max_request_line, "
                               "limits.max_header_bytes, limits.max_headers, amqp.heartbeat, "
-                              "amqp.confirm_window, amqp.timeout, amqp.url, amqp.publish_route";
+                              "amqp.confirm_window, amqp.connections, amqp.channels, "
+                              "amqp.publish_queue, amqp.timeout, amqp.url, amqp.publish_route";
     assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
     assert_string_equal(restart, all);
     assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
@@ -295,6 +305,35 @@ static void test_new_checks_amqp(void **state)
         if (app || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
             fail_msg("case %zu: got '%s', want '%s...'", i, err, cases[i].want);
         assert_null(strchr(err, '\n'));
+    }
+    /* Connections and channels per worker: each 1..64, and their windows
+     * within what a worker's slot table may hold (2^18). */
+    static const struct {
+        uint32_t conns, chans, window;
+        const char *want; /* NULL: taken */
+    } links[] = {
+        {0, 1, 1, "amqp.connections: expected a whole number from 1 to 64"},
+        {65, 1, 1, "amqp.connections: expected a whole number from 1 to 64"},
+        {1, 0, 1, "amqp.channels: expected a whole number from 1 to 64"},
+        {1, 65, 1, "amqp.channels: expected a whole number from 1 to 64"},
+        {64, 64, 64, NULL},
+        {64, 64, 65, "amqp.channels: amqp.connections x amqp.channels x amqp.confirm_window "
+                     "is 266240, more than the 262144 "},
+        {64, 1, 4097, "amqp.connections: amqp.connections x amqp.channels x "},
+    };
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        char err[512] = "";
+        hp_app_config_t cfg = HP_APP_CONFIG_DEFAULT;
+        cfg.amqp.enabled = true;
+        cfg.amqp.url = "amqp://x/";
+        cfg.amqp.connections = links[i].conns;
+        cfg.amqp.channels = links[i].chans;
+        cfg.amqp.confirm_window = links[i].window;
+        hp_app_t *app = hp_app_new(&cfg, err, sizeof err);
+        if (!links[i].want ? !app : app || strncmp(err, links[i].want, strlen(links[i].want)))
+            fail_msg("links case %zu: got '%s', want '%s...'", i, err,
+                     links[i].want ? links[i].want : "(taken)");
+        hp_app_free(app);
     }
     /* The breaker's open times: the cap below the first is refused, with
      * a breaker only. */
