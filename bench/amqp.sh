@@ -10,7 +10,8 @@
 # A private RabbitMQ node (bench/lib/amqp_broker.py: tests/integration/
 # rabbitmq.py's Broker, its own ports and data) runs pinned to CPU 0, and
 # every client to CPU 1, one thread each. Each case is run by each tool
-# ($BENCH_TOOLS: hpbench rmq_perf pika_perf) $BENCH_RUNS times,
+# ($BENCH_TOOLS: hpbench hpbench_rc rmq_perf pika_perf; hpbench_rc is
+# hpbench with --read-coalesce 1, the client's read coalescing) $BENCH_RUNS times,
 # interleaved (run 1 of every tool, then run 2 ...), $BENCH_DURATION s
 # after a $BENCH_WARMUP s warm-up, messages of $BENCH_AMQP_SIZE bytes:
 #   publish      1 producer, no confirms, no consumer
@@ -34,7 +35,7 @@
 #
 # Environment: BENCH_DURATION (10), BENCH_WARMUP (2), BENCH_RUNS (3),
 # BENCH_AMQP_SIZE (1024), BENCH_SYSCALL_S (1; 0: no syscall runs),
-# BENCH_TOOLS ("hpbench rmq_perf pika_perf"), HPBENCH_BIN
+# BENCH_TOOLS ("hpbench hpbench_rc rmq_perf pika_perf"), HPBENCH_BIN
 # (build/hpbench), BENCH_KEEP_TMP=1 (keep the JSON and counter outputs).
 
 set -u -o pipefail
@@ -58,7 +59,7 @@ WARMUP=${BENCH_WARMUP:-2}
 RUNS=${BENCH_RUNS:-3}
 SIZE=${BENCH_AMQP_SIZE:-1024}
 SC_S=${BENCH_SYSCALL_S:-1}
-TOOLS=${BENCH_TOOLS:-hpbench rmq_perf pika_perf}
+TOOLS=${BENCH_TOOLS:-hpbench hpbench_rc rmq_perf pika_perf}
 HPBENCH=${HPBENCH_BIN:-$ROOT/build/hpbench}
 RMQ_PERF=$ROOT/build/bench/rmq_perf
 PY=/usr/bin/python3   # Debian's, with python3-pika
@@ -74,7 +75,7 @@ done
 tools=""
 for t in $TOOLS; do
     case $t in
-    hpbench)
+    hpbench|hpbench_rc)
         [ -x "$HPBENCH" ] || { echo "bench/amqp.sh: $HPBENCH not found: run make" >&2; exit 2; } ;;
     rmq_perf)
         if [ ! -e /usr/include/amqp.h ]; then
@@ -167,6 +168,7 @@ cmd_of() {
     a="$(args_of "$2") --size $SIZE"
     case $1 in
     hpbench) echo "$HPBENCH $URL -d $3 --warmup $4 --producers 1 $a --json $5" ;;
+    hpbench_rc) echo "$HPBENCH $URL -d $3 --warmup $4 --producers 1 $a --read-coalesce 1 --json $5" ;;
     rmq_perf) echo "$RMQ_PERF -d $3 --warmup $4 $a $URL" ;;
     pika_perf) echo "$PY bench/amqp/pika_perf.py -d $3 --warmup $4 $a $URL" ;;
     esac
@@ -175,7 +177,7 @@ cmd_of() {
 # Peers run only what they implement.
 runs_case() {
     case $2 in
-    batch100|consume4) [ "$1" = hpbench ] ;;
+    batch100|consume4) [ "${1%_rc}" = hpbench ] ;;
     *) true ;;
     esac
 }
@@ -195,7 +197,7 @@ run_one() {
     b0=$(beam_ticks)
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
-    if [ "$t" = hpbench ]; then
+    if [ "${t%_rc}" = hpbench ]; then
         taskset -c 1 $wrap $cmd > "$stem.out" 2>&1
         rc=$?
         grep -E '^(Published|Confirmed|Consumed)/sec|^Client CPU|latency +p50|messages published|consumed,' "$stem.out"

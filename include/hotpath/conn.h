@@ -252,6 +252,18 @@ HP_EXPORT void hp_conn_set_timer(hp_conn_t *c, uint64_t timeout_ms);
  * still waiting, the write timer starts afresh. */
 HP_EXPORT void hp_conn_suspend_write_timer(hp_conn_t *c, bool suspend);
 
+/* Read coalescing, for a connection that receives a steady stream (an
+ * AMQP consumer): with `bytes` > 1 the kernel signals the socket readable
+ * only once that many bytes wait (SO_RCVLOWAT), so one wake-up reads many
+ * messages instead of one. Fewer bytes never wake the worker: the protocol
+ * reads them on its own schedule with hp_conn_read_soon (from a timer).
+ * Lowering the mark (1: every byte wakes, the kernel's default) reads at
+ * once what the higher one held back. Returns 0 or -errno. */
+HP_EXPORT int hp_conn_set_read_lowat(hp_conn_t *c, uint32_t bytes);
+
+/* Reads the socket in this loop iteration, whether or not it signalled. */
+HP_EXPORT void hp_conn_read_soon(hp_conn_t *c);
+
 /* The loop's cached time. */
 HP_EXPORT uint64_t hp_conn_now(const hp_conn_t *c);
 

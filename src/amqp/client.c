@@ -50,6 +50,7 @@ static void conn_free(hp_amqp_conn_t *a)
 {
     hp_loop_timer_cancel(&a->worker->loop, &a->retry);
     hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
+    hp_loop_timer_cancel(&a->worker->loop, &a->coalesce_timer);
     hp_free(a->addrs);
     amqp_topo_free_all(a);
     amqp_channel_bury(a);
@@ -705,11 +706,52 @@ static void keep_talking(hp_amqp_conn_t *a)
     hp_conn_flush(a->c); /* a broken connection closes here: the caller checks */
 }
 
+/* ---- read coalescing (cfg.read_coalesce_ms) ---- */
+
+/* The low-water mark while coalescing: two 32 KiB read chunks. */
+#define AMQP_COALESCE_LOWAT (64u << 10)
+
+/* Bytes came in: two reads within the period raise the mark. */
+static void coalesce_on_read(hp_amqp_conn_t *a, uint64_t now)
+{
+    uint32_t ms = a->cfg.read_coalesce_ms;
+    if (!ms || a->state != AMQP_READY)
+        return;
+    a->coalesce_data = true;
+    if (!a->coalescing && since(now, a->last_data_ms) <= ms &&
+        hp_conn_set_read_lowat(a->c, AMQP_COALESCE_LOWAT) == 0) {
+        a->coalescing = true;
+        hp_loop_timer_arm(&a->worker->loop, &a->coalesce_timer, ms);
+    }
+    a->last_data_ms = now;
+}
+
+/* Each period while coalescing: read what waits below the mark. A tick
+ * that finds the period without bytes (not even from the read the tick
+ * before asked for) wakes on every byte again. */
+static void coalesce_tick(hp_timer_t *t)
+{
+    hp_amqp_conn_t *a = HP_CONTAINER_OF(t, hp_amqp_conn_t, coalesce_timer);
+    if (!a->c || hp_conn_is_closed(a->c)) {
+        a->coalescing = false;
+        return;
+    }
+    if (!a->coalesce_data) {
+        a->coalescing = false;
+        hp_conn_set_read_lowat(a->c, 1); /* reads what the mark held back */
+        return;
+    }
+    a->coalesce_data = false;
+    hp_conn_read_soon(a->c);
+    hp_loop_timer_arm(&a->worker->loop, &a->coalesce_timer, a->cfg.read_coalesce_ms);
+}
+
 static void amqp_on_data(hp_conn_t *c)
 {
     hp_amqp_conn_t *a = hp_conn_udata(c);
     amqp_enter(a);
     a->last_recv_ms = hp_conn_now(c);
+    coalesce_on_read(a, a->last_recv_ms);
     while (!a->dead && !hp_conn_is_closed(c)) {
         const uint8_t *p = (const uint8_t *)hp_conn_data(c);
         uint32_t len = hp_conn_data_len(c);
@@ -819,6 +861,8 @@ static void amqp_on_close(hp_conn_t *c)
     a->c = NULL;
     a->blocked = false; /* that connection's, gone with it */
     hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
+    hp_loop_timer_cancel(&a->worker->loop, &a->coalesce_timer);
+    a->coalescing = false; /* the mark was that socket's */
     for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
         if (a->chans[i]) /* a message half received is gone with it */
             amqp_channel_lost_input(a->chans[i]);
@@ -892,6 +936,7 @@ int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_amqp_conn_cb
         return -ENOMEM;
     a->worker = w;
     hp_timer_init(&a->blocked_timer, blocked_too_long);
+    hp_timer_init(&a->coalesce_timer, coalesce_tick);
     int r = amqp_addrs_new(cfg, &a->addrs, &a->naddrs);
     if (r == 0)
         r = copy_config(a, cfg);

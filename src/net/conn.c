@@ -556,6 +556,27 @@ void hp_conn_suspend_write_timer(hp_conn_t *c, bool suspend)
         hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
 }
 
+int hp_conn_set_read_lowat(hp_conn_t *c, uint32_t bytes)
+{
+    if (c->flags & HP_CONN_F_CLOSED)
+        return -EBADF;
+    int v = bytes > 1 && bytes <= INT32_MAX ? (int)bytes : 1;
+    if (setsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) < 0)
+        return -errno;
+    /* Bytes below the old mark raised no edge and will raise none. */
+    if (v == 1)
+        hp_conn_read_soon(c);
+    return 0;
+}
+
+void hp_conn_read_soon(hp_conn_t *c)
+{
+    if (c->flags & (HP_CONN_F_CLOSED | HP_CONN_F_CONNECTING))
+        return;
+    c->flags |= HP_CONN_F_READABLE;
+    hp_worker_enqueue_ready(c->worker, c);
+}
+
 void hp_conn_close(hp_conn_t *c)
 {
     if (c->flags & HP_CONN_F_CLOSED)

@@ -302,6 +302,37 @@ def test_batches(rabbitmq, tmp_path):
     assert j["batch"] == 10 and j["size"] == 1024
 
 
+@pytest.mark.time_limit(90)
+def test_read_coalescing(rabbitmq, tmp_path):
+    """--read-coalesce 2 under strace, 1 KiB messages, a consumer with
+    prefetch 1000 acking every 100: the connections the messages stream
+    into raise their receive low-water mark to 64 KiB and lower it to 1
+    again when the stream stops, and nothing is lost (the last messages,
+    below the mark, are read by the ticks)."""
+    if not shutil.which("strace"):
+        pytest.skip("strace not installed (make deps)")
+    out = tmp_path / "strace.txt"
+    js = tmp_path / "run.json"
+    env = dict(os.environ)   # no LeakSanitizer under ptrace (see above)
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "detect_leaks=0"]))
+    proc = subprocess.run(
+        ["strace", "-f", "-e", "trace=setsockopt", "-o", str(out), HPBENCH, rabbitmq.url,
+         "-d", "2", "--producers", "1", "--consumers", "1", "--prefetch", "1000",
+         "--multi-ack", "100", "--size", "1024", "--read-coalesce", "2", "--json", str(js)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        timeout=scaled(60), env=env)
+    assert proc.returncode == 0, proc
+    j = json.loads(js.read_text())
+    assert j["read_coalesce_ms"] == 2
+    assert j["consumed"] > 1000, j
+    assert_nothing_lost(j)
+    assert "reads coalesced over 2 ms" in proc.stdout.decode()
+    calls = out.read_text()
+    raised = len(re.findall(r"SO_RCVLOWAT, \[65536\]", calls))
+    lowered = len(re.findall(r"SO_RCVLOWAT, \[1\]", calls))
+    assert raised >= 1 and lowered >= 1, calls[-2000:]
+
+
 def _until_running(proc):
     """Reads hpbench's stdout up to its first per-second line (the set-up,
     connections and channels, comes first)."""

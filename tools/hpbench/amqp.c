@@ -1288,6 +1288,7 @@ int hb_aplan_init(hb_aplan_t *plan, const hb_options_t *opt, char *err, size_t e
     /* A benchmark reports a broker error, it does not ride over it: a run
      * with a recovery in it would measure something else (docs/hpbench.md). */
     plan->cfg.recover = false;
+    plan->cfg.read_coalesce_ms = (uint32_t)opt->read_coalesce_ms;
     hb_amqp_url_display(opt->url, plan->url, sizeof plan->url);
     const char *why = NULL;
     if (hp_amqp_url_parse(opt->url, &plan->cfg, plan->cfgbuf, sizeof plan->cfgbuf, &why) < 0) {

@@ -125,6 +125,8 @@ void hb_amqp_report_text(const hb_amqp_results_t *r, FILE *out)
         fputs(", no confirms", out);
     if (o->consumers)
         fprintf(out, ", prefetch %d, multi-ack %d", o->prefetch, o->multi_ack);
+    if (o->read_coalesce_ms)
+        fprintf(out, ", reads coalesced over %d ms", o->read_coalesce_ms);
     if (r->rate_mode)
         fprintf(out, ", constant rate %.0f msg/s\n", hb_fin(o->rate));
     else
@@ -278,10 +280,11 @@ int hb_amqp_report_json(const hb_amqp_results_t *r, const char *path)
             ",\n  \"producers\": %d,\n  \"consumers\": %d,\n  \"queues\": %d,\n"
             "  \"queue_type\": \"%s\",\n  \"connections\": %d,\n  \"threads\": %d,\n"
             "  \"size\": %d,\n  \"confirm\": %d,\n  \"prefetch\": %d,\n  \"multi_ack\": %d,\n"
-            "  \"batch\": %d,\n  \"persistent\": %s,\n  \"duration_s\": ",
+            "  \"batch\": %d,\n  \"read_coalesce_ms\": %d,\n  \"persistent\": %s,\n"
+            "  \"duration_s\": ",
             o->producers, o->consumers, o->queues, o->quorum ? "quorum" : "classic",
             o->connections, o->threads, o->size, o->confirm, o->prefetch, o->multi_ack, o->batch,
-            o->persistent ? "true" : "false");
+            o->read_coalesce_ms, o->persistent ? "true" : "false");
     hb_json_num(f, d);
     fputs(",\n  \"warmup_s\": ", f);
     hb_json_num(f, o->warmup_s);
@@ -426,6 +429,7 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     row_int(f, "Batch", o->batch);
     row_int(f, "Prefetch", o->prefetch);
     row_int(f, "Multi-ack", o->multi_ack);
+    row_int(f, "Read coalescing (ms)", o->read_coalesce_ms);
     if (r->rate_mode)
         snprintf(v, sizeof v, "constant rate, %.0f msg/s", hb_fin(o->rate));
     else

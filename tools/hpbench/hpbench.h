@@ -65,6 +65,7 @@ typedef struct hb_options {
     int confirm;             /* --confirm W: unconfirmed per producer at most; 0 = off */
     int prefetch;            /* --prefetch, 0 = no limit */
     int multi_ack;           /* --multi-ack K: ack every K deliveries (multiple), default 1 */
+    int read_coalesce_ms;    /* --read-coalesce: hp_amqp_config_t.read_coalesce_ms */
     int batch;               /* --batch N: messages per hp_amqp_publish_batch, default 1 */
     bool persistent;         /* --persistent: delivery_mode 2, durable queues */
     bool quorum;             /* --queue-type quorum */

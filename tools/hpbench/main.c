@@ -82,6 +82,8 @@ static void usage(FILE *out)
             "      --batch N         publish N messages per call (default 1)\n"
             "      --prefetch N      consumers' basic.qos (default 0: no limit)\n"
             "      --multi-ack K     ack every K deliveries at once (default 1)\n"
+            "      --read-coalesce MS  while messages stream in, wake for a read only\n"
+            "                        every MS ms or 64 KiB (default 0: on each arrival)\n"
             "      --persistent      persistent messages, durable queues\n"
             "      --queue-type T    classic or quorum (default classic)\n"
             "\n"
@@ -208,7 +210,7 @@ static void parse_url(hb_options_t *o)
 enum {
     O_BODY = 256, O_PIPELINE, O_WARMUP, O_TIMEOUT, O_LATENCY, O_JSON, O_HTML, O_MAX_ERRORS,
     O_PRODUCERS, O_CONSUMERS, O_QUEUES, O_SIZE, O_CONFIRM, O_BATCH, O_PREFETCH, O_MULTI_ACK,
-    O_PERSISTENT, O_QUEUE_TYPE,
+    O_PERSISTENT, O_QUEUE_TYPE, O_READ_COALESCE,
 };
 
 /* The flags that belong to one mode, as the errors name them. */
@@ -229,6 +231,7 @@ static const char *mode_flag(int ch)
     case O_MULTI_ACK: return "--multi-ack";
     case O_PERSISTENT: return "--persistent";
     case O_QUEUE_TYPE: return "--queue-type";
+    case O_READ_COALESCE: return "--read-coalesce";
     default: return NULL;
     }
 }
@@ -260,6 +263,7 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         {"multi-ack", required_argument, NULL, O_MULTI_ACK},
         {"persistent", no_argument, NULL, O_PERSISTENT},
         {"queue-type", required_argument, NULL, O_QUEUE_TYPE},
+        {"read-coalesce", required_argument, NULL, O_READ_COALESCE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -273,7 +277,7 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         if (ch == 'H' || ch == 'm' || ch == O_BODY || ch == O_PIPELINE) {
             if (!o->http_flag)
                 o->http_flag = mode_flag(ch);
-        } else if (ch >= O_PRODUCERS && ch <= O_QUEUE_TYPE && !o->amqp_flag) {
+        } else if (ch >= O_PRODUCERS && ch <= O_READ_COALESCE && !o->amqp_flag) {
             o->amqp_flag = mode_flag(ch);
         }
         switch (ch) {
@@ -319,6 +323,7 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         case O_BATCH: o->batch = parse_int("--batch", optarg, 1, 1000); break;
         case O_PREFETCH: o->prefetch = parse_int("--prefetch", optarg, 0, 65535); break;
         case O_MULTI_ACK: o->multi_ack = parse_int("--multi-ack", optarg, 1, 65535); break;
+        case O_READ_COALESCE: o->read_coalesce_ms = parse_int("--read-coalesce", optarg, 0, 1000); break;
         case O_PERSISTENT: o->persistent = true; break;
         case O_QUEUE_TYPE:
             if (strcmp(optarg, "quorum") != 0 && strcmp(optarg, "classic") != 0)

@@ -12,7 +12,8 @@
  * refused, never closed by the connection); short writes and
  * EAGAIN from an injected writev; backpressure pauses parsing and on_drain
  * resumes it; write timeout; close-after-write; peer EOF after a request;
- * protocol timers; running out of read chunks; idle connections hold no
+ * protocol timers; the receive low-water mark and hp_conn_read_soon;
+ * running out of read chunks; idle connections hold no
  * chunk; zero allocations over 1,000 request/response cycles. (The read
  * budget and the ready queue are tested in test_worker.c.)
  *
@@ -859,6 +860,49 @@ static void test_protocol_timer(void **state)
     assert_int_equal(T.on_timeout, 1);
 }
 
+/* The receive low-water mark: bytes below it wait unread until
+ * hp_conn_read_soon; as many as the mark are read on their own; lowering
+ * it reads what waited. */
+static void test_read_lowat_and_read_soon(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *k = cli_open(0);
+    hp_conn_t *c = conn_of(k);
+    assert_int_equal(hp_conn_set_read_lowat(c, 4096), 0);
+    int v = 0;
+    socklen_t len = sizeof v;
+    assert_int_equal(getsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len), 0);
+    assert_int_equal(v, 4096);
+    cli_sends(k, "one\n");
+    pump_for(30);
+    assert_int_equal(T.lines, 0);
+    hp_conn_read_soon(c);
+    PUMP_UNTIL(T.lines == 1, 1000);
+    assert_true(has(k, "R:one\n"));
+    /* 513 lines of 8 bytes: past the mark, read without help. */
+    static char many[513 * 8 + 1];
+    for (int i = 0; i < 513; i++)
+        memcpy(many + i * 8, "abcdefg\n", 8);
+    cli_sends(k, many);
+    PUMP_UNTIL(T.lines == 514, 1000);
+    assert_int_equal(T.lines, 514);
+    cli_sends(k, "two\n");
+    pump_for(30);
+    assert_int_equal(T.lines, 514);
+    assert_int_equal(hp_conn_set_read_lowat(c, 1), 0);
+    PUMP_UNTIL(T.lines == 515, 1000);
+    assert_int_equal(T.lines, 515);
+    assert_int_equal(getsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len), 0);
+    assert_int_equal(v, 1);
+    /* 0 means 1 too; a closed connection says so. */
+    assert_int_equal(hp_conn_set_read_lowat(c, 0), 0);
+    hp_conn_close(c);
+    assert_int_equal(hp_conn_set_read_lowat(c, 4096), -EBADF);
+    hp_conn_read_soon(c); /* closed: no effect */
+    step(0);
+}
+
 static void test_read_chunk_exhausted_closes(void **state)
 {
     (void)state;
@@ -945,11 +989,11 @@ int main(void)
         T_(test_peer_eof_after_request),
         T_(test_peer_eof_after_pipelined_backpressure),
         T_(test_protocol_timer),
+        T_(test_read_lowat_and_read_soon),
         T_(test_read_chunk_exhausted_closes),
         T_(test_full_read_chunk_closes),
         T_(test_zero_alloc_steady_state),
         T_(test_flush_eagain_then_sent_in_turn),
-        /* these two crash (NULL c->out) until conn.c settle() is fixed */
         T_(test_flush_eagain_then_next_request),
         T_(test_injected_short_writes_and_eagain),
     };
