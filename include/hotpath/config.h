@@ -123,6 +123,8 @@ typedef struct hp_config {
                                   host1:port,host2:port); NULL: no AMQP */
         uint64_t heartbeat_ms; /* asked-for heartbeat, whole seconds; 0: none */
         uint64_t blocked_timeout_ms; /* blocked by the broker longer: closed; 0: none */
+        uint64_t read_coalesce_ms; /* while confirms stream in, read at most this often
+                                      (hp_amqp_config_t.read_coalesce_ms); 0: off */
         uint32_t confirm_window; /* unconfirmed publishes per channel */
         uint32_t connections;  /* publishing connections per worker, 1..64 */
         uint32_t channels;     /* publishing channels per connection, 1..64 */

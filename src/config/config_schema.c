@@ -123,11 +123,14 @@ static const hp_config_field_t metrics_fields[] = {
  * that breaker_open_max is not below breaker_open. 64 connections of 64
  * channels is more than one worker's publishing needs; a publish queue
  * holds copies of messages, per channel, and 1 GiB is far past a
- * sensible one. The breaker's durations are the timeout's range. */
+ * sensible one. The breaker's durations are the timeout's range. Read
+ * coalescing adds its period to a confirm's wait: a second is past any
+ * sensible one. */
 static const hp_config_field_t amqp_fields[] = {
     CFF("url", K_URL, F_NULLABLE, amqp.url, 1, 1024),
     CFF("heartbeat", K_DURATION, F_SECONDS, amqp.heartbeat_ms, 0, 65535 * SEC),
     CF("blocked_timeout", K_DURATION, amqp.blocked_timeout_ms, 0, 24 * HOUR),
+    CF("read_coalesce", K_DURATION, amqp.read_coalesce_ms, 0, 1 * SEC),
     CF("confirm_window", K_COUNT, amqp.confirm_window, 1, 65535),
     CF("connections", K_COUNT, amqp.connections, 1, 64),
     CF("channels", K_COUNT, amqp.channels, 1, 64),

@@ -492,6 +492,7 @@ static const struct restart_setting {
     RESTART("limits.max_headers", http.limits.max_fields),
     RESTART("amqp.heartbeat", amqp.conn.heartbeat_s),
     RESTART("amqp.blocked_timeout", amqp.conn.blocked_timeout_ms),
+    RESTART("amqp.read_coalesce", amqp.conn.read_coalesce_ms),
     RESTART("amqp.confirm_window", amqp.confirm_window),
     RESTART("amqp.connections", amqp.connections),
     RESTART("amqp.channels", amqp.channels),

@@ -71,6 +71,7 @@ void hp_app_config_defaults(hp_config_t *out)
         .amqp = {.url = NULL,
                  .heartbeat_ms = (uint64_t)q->conn.heartbeat_s * 1000,
                  .blocked_timeout_ms = q->conn.blocked_timeout_ms,
+                 .read_coalesce_ms = q->conn.read_coalesce_ms,
                  .confirm_window = q->confirm_window,
                  .connections = q->connections,
                  .channels = q->channels,
@@ -124,6 +125,7 @@ void hp_app_config_apply(const hp_config_t *c, hp_app_config_t *o, uint32_t *bui
     o->amqp.url = c->amqp.url;
     o->amqp.conn.heartbeat_s = (uint16_t)(c->amqp.heartbeat_ms / 1000);
     o->amqp.conn.blocked_timeout_ms = c->amqp.blocked_timeout_ms;
+    o->amqp.conn.read_coalesce_ms = (uint32_t)c->amqp.read_coalesce_ms;
     o->amqp.confirm_window = c->amqp.confirm_window;
     o->amqp.connections = c->amqp.connections;
     o->amqp.channels = c->amqp.channels;

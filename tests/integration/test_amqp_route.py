@@ -278,6 +278,31 @@ def test_concurrent_requests_are_all_confirmed(start_server, tmp_path, rabbitmq,
     assert channel.basic_get(q)[0] is None
 
 
+def test_read_coalescing_confirms_every_request(start_server, tmp_path, rabbitmq, channel,
+                                                queue_prefix):
+    """amqp.read_coalesce: 2ms: 8 clients keep 800 requests going, so
+    confirms stream in and the connections read them on the period's
+    ticks; every request still gets its 202, the last ones too (their
+    confirms arrive below the low-water mark, after the stream stopped),
+    each well within amqp.timeout."""
+    srv = start(start_server, tmp_path, rabbitmq, read_coalesce="2ms")
+    q = queue_prefix + "coalesced"
+    channel.queue_declare(q)
+
+    def client(i):
+        statuses = []
+        with srv.conn(timeout=scaled(10)) as c:
+            for k in range(100):
+                r, _ = publish(c, "-", q, b"m %d %d" % (i, k))
+                statuses.append(r.status)
+        return statuses
+
+    results = concurrently(8, client)
+    assert all(s == [202] * 100 for s in results), results
+    bodies = sorted(b for _, b in get_all(channel, q, 800))
+    assert bodies == sorted(b"m %d %d" % (i, k) for i in range(8) for k in range(100))
+
+
 def concurrently(n, fn):
     """fn(i) for i in 0..n-1, each on a thread of its own, started
     together; returns their results in order."""
@@ -662,6 +687,8 @@ def run_check(hotpath_bin, tmp_path, text):
     ("amqp:\n  url: amqp://x/\n  heartbeat: 1.5s\n", "4:14",
      "amqp.heartbeat: expected a duration in whole seconds"),
     ("amqp:\n  url: amqp://x/\n  timeout: soon\n", "4:12", "amqp.timeout: expected a duration"),
+    ("amqp:\n  url: amqp://x/\n  read_coalesce: 2s\n", "4:18",
+     "amqp.read_coalesce: expected a duration"),
     ("amqp:\n  url: amqp://x/\n  publish_route: publish\n", "4:18",
      "amqp.publish_route: expected a URL path starting with '/'"),
     ("amqp:\n  url: amqp://x/\n  publish_route: /p/{x}\n", "4:18",
@@ -708,6 +735,6 @@ def test_check_config_accepts_a_good_amqp_section(hotpath_bin, tmp_path):
     r = run_check(hotpath_bin, tmp_path, "root: .\n" + config_text(
         "amqp://guest:guest@127.0.0.1:5672/%2F", heartbeat="30s", breaker_failures=5,
         breaker_window="10s", breaker_open="2s", breaker_open_max="2s", stamp="true",
-        connections=4, channels=8, publish_queue="16m"))
+        connections=4, channels=8, publish_queue="16m", read_coalesce="1ms"))
     assert r.returncode == 0, r.stderr
     assert "configuration is valid" in r.stdout

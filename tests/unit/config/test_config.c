@@ -121,6 +121,8 @@ static void assert_config_equal(const hp_config_t *a, const hp_config_t *b)
     same_str(a->metrics.path, b->metrics.path);
     same_str(a->amqp.url, b->amqp.url);
     assert_int_equal(a->amqp.heartbeat_ms, b->amqp.heartbeat_ms);
+    assert_int_equal(a->amqp.blocked_timeout_ms, b->amqp.blocked_timeout_ms);
+    assert_int_equal(a->amqp.read_coalesce_ms, b->amqp.read_coalesce_ms);
     assert_int_equal(a->amqp.confirm_window, b->amqp.confirm_window);
     assert_int_equal(a->amqp.connections, b->amqp.connections);
     assert_int_equal(a->amqp.channels, b->amqp.channels);
@@ -331,6 +333,7 @@ static const char every_key[] =
     "amqp:\n"
     "  url: amqp://u:p%40ss@broker.example:5673/%2Fprod\n"
     "  heartbeat: 2m\n"
+    "  read_coalesce: 2ms\n"
     "  confirm_window: 65535\n"
     "  connections: 3\n"
     "  channels: 4\n"
@@ -401,6 +404,7 @@ static void test_every_key(void **state)
     /* The URL is text here: its syntax is the AMQP client's (test_app_config). */
     assert_string_equal(c.amqp.url, "amqp://u:p%40ss@broker.example:5673/%2Fprod");
     assert_int_equal(c.amqp.heartbeat_ms, 120000);
+    assert_int_equal(c.amqp.read_coalesce_ms, 2);
     assert_int_equal(c.amqp.confirm_window, 65535);
     assert_int_equal(c.amqp.connections, 3);
     assert_int_equal(c.amqp.channels, 4);
@@ -520,6 +524,9 @@ static void test_errors(void **state)
          "t.yaml:2:30: locations[0].cache_control: expected a header value of at most 1024 "
          "printable ASCII characters, got 'a\xc3\xa9'"},
         /* the amqp section: ranges, whole seconds, strings */
+        {"amqp:\n  read_coalesce: 2s\n",
+         "t.yaml:2:18: amqp.read_coalesce: expected a duration such as 500ms, 10s, 2m or 1h (a "
+         "plain number is seconds) from 0s to 1s, got '2s'"},
         {"amqp:\n  confirm_window: 0\n",
          "t.yaml:2:19: amqp.confirm_window: expected a whole number from 1 to 65535, got '0'"},
         {"amqp: {confirm_window: 65536}\n",

@@ -69,6 +69,8 @@ static void same_settings(const hp_app_config_t *got, const hp_app_config_t *wan
     assert_int_equal(got->amqp.enabled, want->amqp.enabled);
     same_str(got->amqp.url, want->amqp.url);
     assert_int_equal(got->amqp.conn.heartbeat_s, want->amqp.conn.heartbeat_s);
+    assert_int_equal(got->amqp.conn.blocked_timeout_ms, want->amqp.conn.blocked_timeout_ms);
+    assert_int_equal(got->amqp.conn.read_coalesce_ms, want->amqp.conn.read_coalesce_ms);
     assert_int_equal(got->amqp.confirm_window, want->amqp.confirm_window);
     assert_int_equal(got->amqp.connections, want->amqp.connections);
     assert_int_equal(got->amqp.channels, want->amqp.channels);
@@ -131,6 +133,7 @@ static void test_defaults_documented(void **state)
     assert_int_equal(d.amqp.connections, 1);
     assert_int_equal(d.amqp.channels, 1);
     assert_int_equal(d.amqp.publish_queue, 0);
+    assert_int_equal(d.amqp.read_coalesce_ms, 0);
     assert_null(d.amqp.publish_route);
     assert_int_equal(d.amqp.timeout_ms, 5000);
     assert_string_equal(d.amqp.content_type, "application/octet-stream");
@@ -174,6 +177,8 @@ static void test_apply_inverts_defaults(void **state)
     memset(&got.http.cache, 0xa5, sizeof got.http.cache);
     got.engine.rbuf_size = got.engine.wbuf_size = 1;
     got.listen = "elsewhere";
+    got.amqp.conn.read_coalesce_ms = 77;
+    got.amqp.conn.blocked_timeout_ms = 77;
     uint32_t builtins;
     hp_app_config_apply(&d, &got, &builtins);
     assert_int_equal(builtins, HP_APP_BUILTIN_ALL);
@@ -210,6 +215,7 @@ static void test_restart_settings(void **state)
     next.http.limits.max_fields = 5;
     next.http.limits.max_body = 5; /* applies: not named */
     next.amqp.conn.heartbeat_s = 7;
+    next.amqp.conn.read_coalesce_ms = 2;
     next.amqp.confirm_window = 9;
     next.amqp.connections = 2;
     next.amqp.channels = 3;
@@ -222,7 +228,7 @@ static void test_restart_settings(void **state)
                               "buffers.read_chunk, buffers.write_chunk, buffers.max_chunks, "
                               "timeouts.write, timeouts.drain, limits.max_request_line, "
                               "limits.max_header_bytes, limits.max_headers, amqp.heartbeat, "
-                              "amqp.confirm_window, amqp.connections, amqp.channels, "
+                              "amqp.read_coalesce, amqp.confirm_window, amqp.connections, amqp.channels, "
                               "amqp.publish_queue, amqp.timeout, amqp.url, amqp.publish_route";
     assert_int_equal(hp_app_reload(app, &next, restart, sizeof restart, err, sizeof err), 0);
     assert_string_equal(restart, all);
