@@ -223,7 +223,10 @@ HP_EXPORT int hp_amqp_connect(hp_worker_t *w, const hp_amqp_config_t *cfg, hp_am
  * close-ok): what is pending fails with -ECANCELED, then cb(CLOSED) runs
  * with err 0 (at the worker's next wake-up when the connection was not
  * ready; at once when its worker is stopping, e.g. from a protocol's
- * worker_fini). A second call, or one after CLOSED, does nothing. */
+ * worker_fini). Called while the connection is being lost (from a
+ * callback failing what was pending, after the broker closed it), no
+ * recovery follows: CLOSED comes next, with err 0. A second call, or one
+ * after CLOSED, does nothing. */
 HP_EXPORT void hp_amqp_close(hp_amqp_conn_t *c);
 
 /* Back-pressure. With cfg.publish_queue_bytes, a publish (or a batch)

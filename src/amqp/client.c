@@ -260,14 +260,27 @@ void amqp_close_soon(hp_amqp_conn_t *a)
         close_later(a->worker, 0, a);
 }
 
+void amqp_forget_reason(hp_amqp_conn_t *a)
+{
+    a->err = 0;
+    a->reply_code = a->class_id = a->method_id = 0;
+    a->reply_text[0] = '\0';
+}
+
 void hp_amqp_close(hp_amqp_conn_t *a)
 {
-    if (a->closing_by_user || a->state >= AMQP_CLOSING)
+    if (a->closing_by_user || a->state == AMQP_CLOSED)
         return;
     a->closing_by_user = true;
     amqp_enter(a);
     if (a->recovering) {
         amqp_recover_stop(a);
+    } else if (a->state == AMQP_CLOSING) {
+        /* Closing already: the broker's close (a kill, a shutdown), or an
+         * error of ours. The flag says that no recovery follows: CLOSED
+         * comes when the socket goes, with 0 as after any close of the
+         * caller's. */
+        amqp_forget_reason(a);
     } else if (a->state == AMQP_READY) {
         /* Channels' pending calls will get no answer now: fail them at once. */
         hp_amqp_result_t r = {.err = -ECANCELED};

@@ -270,6 +270,8 @@ void amqp_close_now(hp_amqp_conn_t *a);
 /* Closes at the worker's next wake-up, so that CLOSED never runs inside
  * the call that asked for it. */
 void amqp_close_soon(hp_amqp_conn_t *a);
+/* Closed by the caller: CLOSED says 0, not why the connection went. */
+void amqp_forget_reason(hp_amqp_conn_t *a);
 /* Arms the connection's timer for heartbeats (or disarms it). */
 void amqp_arm_heartbeat(hp_amqp_conn_t *a);
 /* Bytes went into the output: last_send_ms only moves forward (a fresh

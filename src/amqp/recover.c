@@ -261,6 +261,9 @@ bool amqp_recover_lost(hp_amqp_conn_t *a)
         if (a->chans[i])
             amqp_channel_lost(a->chans[i], &lost);
     }
+    /* A callback just run (a publish failed by the loss) closed it. */
+    if (a->closing_by_user)
+        return false;
     if (!a->recovering) {
         a->recovering = true;
         a->attempt = 0;
@@ -467,9 +470,6 @@ void amqp_recover_stop(hp_amqp_conn_t *a)
 {
     hp_loop_timer_cancel(&a->worker->loop, &a->retry);
     a->recovering = false;
-    /* Closed by the caller: CLOSED says 0, not why the connection was lost. */
-    a->err = 0;
-    a->reply_code = a->class_id = a->method_id = 0;
-    a->reply_text[0] = '\0';
+    amqp_forget_reason(a);
     amqp_close_soon(a);
 }

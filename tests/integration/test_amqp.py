@@ -223,6 +223,7 @@ def test_consumer_recovers_after_the_broker_closes_the_connection(tool, rabbitmq
     assert b"320" in err and b"recovering" in err and b"recovered" in err, err
 
 
+@pytest.mark.time_limit(90)
 @pytest.mark.parametrize("mode", ["--republish", "fail"])
 def test_publishing_through_repeated_connection_kills(tool, rabbitmq, qname, mode):
     """Confirmed publishing while the broker kills the connection again and
@@ -246,13 +247,16 @@ def test_publishing_through_repeated_connection_kills(tool, rabbitmq, qname, mod
                     pass  # it had just gone: try the next one
             time.sleep(0.3)
         try:
-            # Within the test's time limit (90 s), so that a run that never
-            # ends says where it stood (it took ~7 s here, ASan included).
-            out, err = proc.communicate(timeout=60)
+            # Within the test's time limit, so that a run that never ends
+            # says where it stood (it takes ~7 s, ASan included). One did,
+            # 1 in 15: a close from the callback that failed the last
+            # publish was ignored (test_recover.c's
+            # test_close_from_a_callback_of_the_loss).
+            out, err = proc.communicate(timeout=scaled(45))
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-            pytest.fail("amqp_tool did not finish in 60 s after %d kills; stdout tail %r; "
+            pytest.fail("amqp_tool did not finish in 45 s after %d kills; stdout tail %r; "
                         "stderr tail %r; queue %r" % (kills, out[-600:], err[-1500:],
                                                       rabbitmq.list_queues("name", "messages")))
     finally:

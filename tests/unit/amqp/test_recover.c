@@ -821,6 +821,50 @@ static void test_close_in_backoff(void **state)
     assert_no_dial();
 }
 
+/* The broker kills the connection (connection.close 320) while two
+ * publishes wait for their confirms; the caller closes from the callback
+ * that fails the second. CLOSED follows (err 0) and nothing is dialed: the
+ * close used to be ignored, the broker's close having set CLOSING, and
+ * the recovery went on, leaving a connection its caller had closed (an
+ * amqp_tool that never exited, 1 run in 15 of test_amqp.py's kills). */
+static void close_on_second(hp_amqp_channel_t *ch, uint64_t seq)
+{
+    (void)ch;
+    if (seq == 2)
+        hp_amqp_close(T.conn);
+}
+
+static void test_close_from_a_callback_of_the_loss(void **state)
+{
+    (void)state;
+    hp_amqp_config_t cfg = rcfg();
+    cfg.unconfirmed = HP_AMQP_FAIL_UNCONFIRMED;
+    start_with(&cfg, 0, 0, 0);
+    hp_amqp_channel_t *c1 = open_channel();
+    confirm(c1);
+    publish_n(c1, 1, "one");
+    publish_n(c1, 2, "two");
+    read_publish(1);
+    read_publish(1);
+    T.after_confirm = close_on_second;
+    hp_amqp_method_t cl = {.id = HP_AMQP_CONNECTION_CLOSE};
+    cl.connection_close.reply_code = 320;
+    cl.connection_close.reply_text = hp_amqp_str("CONNECTION_FORCED - kill");
+    broker_send(0, &cl);
+    broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE_OK);
+    PUMP_UNTIL(T.closed == 1, 1000);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, 0);
+    assert_int_equal(T.closed_r.code, 0);
+    assert_int_equal(T.recovering, 0);
+    assert_int_equal(T.nconf, 2);
+    assert_int_equal(T.conf[0].status, -ECONNRESET);
+    assert_int_equal(T.conf[1].status, -ECONNRESET);
+    broker_expect_eof();
+    tick(1000);
+    assert_no_dial();
+}
+
 /* In the recovery's handshake: CLOSED err 0, the socket closed. */
 static void test_close_in_recovery_handshake(void **state)
 {
@@ -1079,6 +1123,7 @@ int main(void)
         T_(test_give_up_530),
         T_(test_step_refused),
         T_(test_close_in_backoff),
+        T_(test_close_from_a_callback_of_the_loss),
         T_(test_close_in_recovery_handshake),
         T_(test_close_in_replay),
         T_(test_loss_during_replay),
