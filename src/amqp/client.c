@@ -731,11 +731,9 @@ static void coalesce_on_read(hp_amqp_conn_t *a, uint64_t now)
     if (!ms || a->state != AMQP_READY)
         return;
     a->coalesce_data = true;
-    if (!a->coalescing && since(now, a->last_data_ms) <= ms &&
-        hp_conn_set_read_lowat(a->c, AMQP_COALESCE_LOWAT) == 0) {
-        a->coalescing = true;
+    if (!hp_timer_armed(&a->coalesce_timer) && since(now, a->last_data_ms) <= ms &&
+        hp_conn_set_read_lowat(a->c, AMQP_COALESCE_LOWAT) == 0)
         hp_loop_timer_arm(&a->worker->loop, &a->coalesce_timer, ms);
-    }
     a->last_data_ms = now;
 }
 
@@ -745,12 +743,9 @@ static void coalesce_on_read(hp_amqp_conn_t *a, uint64_t now)
 static void coalesce_tick(hp_timer_t *t)
 {
     hp_amqp_conn_t *a = HP_CONTAINER_OF(t, hp_amqp_conn_t, coalesce_timer);
-    if (!a->c || hp_conn_is_closed(a->c)) {
-        a->coalescing = false;
+    if (!a->c || hp_conn_is_closed(a->c))
         return;
-    }
     if (!a->coalesce_data) {
-        a->coalescing = false;
         hp_conn_set_read_lowat(a->c, 1); /* reads what the mark held back */
         return;
     }
@@ -874,8 +869,7 @@ static void amqp_on_close(hp_conn_t *c)
     a->c = NULL;
     a->blocked = false; /* that connection's, gone with it */
     hp_loop_timer_cancel(&a->worker->loop, &a->blocked_timer);
-    hp_loop_timer_cancel(&a->worker->loop, &a->coalesce_timer);
-    a->coalescing = false; /* the mark was that socket's */
+    hp_loop_timer_cancel(&a->worker->loop, &a->coalesce_timer); /* that socket's mark */
     for (uint32_t i = 1; a->chans && i <= a->channel_max; i++) {
         if (a->chans[i]) /* a message half received is gone with it */
             amqp_channel_lost_input(a->chans[i]);

@@ -235,11 +235,11 @@ struct hp_amqp_conn {
     uint32_t naddrs, addr, tried;
     bool up;
     hp_timer_t blocked_timer;     /* cfg.blocked_timeout_ms from connection.blocked */
-    /* read coalescing (cfg.read_coalesce_ms): `coalescing` while the mark
-     * is raised; `coalesce_data`: bytes came in the timer's period */
+    /* read coalescing (cfg.read_coalesce_ms): the timer is armed while the
+     * mark is raised; `coalesce_data`: bytes came in the timer's period */
     hp_timer_t coalesce_timer;
     uint64_t last_data_ms;
-    bool coalescing, coalesce_data;
+    bool coalesce_data;
     /* configuration, copied: the strings live in `strs` */
     hp_amqp_config_t cfg;
     char *strs;                   /* owned */
