@@ -123,8 +123,8 @@ typedef struct hp_amqp_config {
      * (deliveries, confirms): once bytes arrive more often than every N
      * ms, the worker is woken only when 64 KiB wait or N ms have passed
      * since the last read (hp_conn_set_read_lowat), so one wake-up
-     * carries many messages, which cuts the client's CPU per message by
-     * several times (docs/amqp.md). It adds at most N ms (plus the
+     * carries many messages, which cuts the client's CPU per message 2-3
+     * times under load (docs/amqp.md). It adds at most N ms (plus the
      * timer's 1 ms grain) to what arrives while busy; a whole period
      * without bytes returns to waking on each one. With a prefetch of P
      * messages, throughput is at most P per N ms. 0: off (the default). */
