@@ -55,6 +55,7 @@
 
 #define MAX_HEADERS 16
 #define MAX_SUBS 16
+#define UNTIL_AFTER 1000 /* --until-recovered: messages after the last recovery */
 
 typedef struct tool tool_t;
 
@@ -87,9 +88,12 @@ struct tool {
     unsigned heartbeat;   /* --heartbeat S; 0: the library's default */
     long recover_max_ms;  /* --recover-max MS; 0: the library's default */
     long work_ms;         /* --work MS: a slow handler */
-    uint64_t pace_ms;     /* --rate R: at least this long between publishes */
-    hp_timer_t pace;      /* --rate: the next publish's turn */
+    uint64_t pace_ms;     /* --rate R: a turn of pace_burst publishes every pace_ms */
+    long pace_burst, pace_left;
+    hp_timer_t pace;      /* --rate: the next turn */
     bool pace_due;
+    long until_recovered; /* --until-recovered K: -n is a cap, K recoveries end the run */
+    long recoveries;
     sub_t subs[MAX_SUBS]; /* subscribe */
     int nsubs, nconsuming;
     unsigned long blocked_timeout_ms; /* --blocked-timeout */
@@ -435,8 +439,9 @@ static void publish_more(tool_t *t)
             return;
         }
         t->published++;
-        if (t->pace_ms) {
+        if (t->pace_ms && --t->pace_left == 0) {
             t->pace_due = false;
+            t->pace_left = t->pace_burst;
             hp_loop_timer_arm(hp_worker_loop(t->w), &t->pace, t->pace_ms);
         }
     }
@@ -699,6 +704,11 @@ static void on_event(hp_amqp_conn_t *c, int ev, const hp_amqp_result_t *r, void 
         print_reason("connection lost", r, ": recovering");
     } else if (ev == HP_AMQP_EV_RECOVERED) {
         fprintf(stderr, "amqp_tool: recovered on %s\n", hp_amqp_address(c, NULL));
+        /* --until-recovered K: after the K-th recovery, UNTIL_AFTER more
+         * messages (within -n) and the run ends. */
+        if (t->until_recovered && ++t->recoveries == t->until_recovered &&
+            t->published + UNTIL_AFTER < t->count)
+            t->count = t->published + UNTIL_AFTER;
     } else if (ev == HP_AMQP_EV_CLOSED) {
         if (!t->done) {
             t->done = true;
@@ -715,7 +725,8 @@ static int usage(void)
             "usage: amqp_tool URL declare QUEUE [--durable]\n"
             "       amqp_tool URL publish EXCHANGE KEY [-n N] [--batch B] [--confirm] [--mandatory]\n"
             "                 [--persistent] [--type CT] [--header K=V ...] [--json]\n"
-            "                 [--compress] [--seq] [--republish] [--queue-bytes N] [--rate R] BODY\n"
+            "                 [--compress] [--seq] [--republish] [--queue-bytes N] [--rate R]\n"
+            "                 [--until-recovered K] BODY\n"
             "       amqp_tool URL get QUEUE [-n N] [--ack | --reject | --nack] [--work MS]\n"
             "       amqp_tool URL consume QUEUE [-n N] [--prefetch P] [--no-ack | --hold]\n"
             "                 [--cancel] [--summary] [--work MS]\n"
@@ -731,6 +742,8 @@ static int usage(void)
             "             --declare Q    declare queue Q first, and again after a recovery\n"
             "URL may name several brokers: amqp://user:pass@host1:port,host2:port/vhost\n"
             "--rate R:      publish R messages a second at most (0.5: one every 2 s)\n"
+            "--until-recovered K: -n is a cap; the run ends 1000 messages after the\n"
+            "               connection's K-th recovery\n"
             "--work MS:     each message takes MS of work that blocks the loop, then its ack\n"
             "subscribe:     a channel per KEY, with a server-named exclusive queue (or the\n"
             "               auto-delete QUEUE) bound to EXCHANGE with KEY and consumed;\n"
@@ -866,7 +879,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "amqp_tool: --rate takes a positive number\n");
                 return 2;
             }
-            t.pace_ms = (uint64_t)(1000.0 / rate);
+            /* Up to 1000 a second, one message per turn; faster, a
+             * burst every millisecond. */
+            t.pace_ms = rate <= 1000 ? (uint64_t)(1000.0 / rate) : 1;
+            t.pace_burst = rate <= 1000 ? 1 : (long)(rate / 1000);
+        } else if (!strcmp(a, "--until-recovered") && i + 1 < argc) {
+            t.until_recovered = strtol(argv[++i], NULL, 10);
+            if (t.until_recovered < 1) {
+                fprintf(stderr, "amqp_tool: --until-recovered takes a count of at least 1\n");
+                return 2;
+            }
         } else if (!strcmp(a, "--no-recover")) {
             t.no_recover = true;
         } else if (!strcmp(a, "--republish")) {
@@ -924,6 +946,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(t.cmd, "publish") == 0 && !t.body)
         return usage();
+    if (t.until_recovered && strcmp(t.cmd, "publish") != 0) {
+        fprintf(stderr, "amqp_tool: --until-recovered is for publish\n");
+        return 2;
+    }
     if (t.count < 1) {
         fprintf(stderr, "amqp_tool: -n must be at least 1\n");
         return 2;
@@ -952,7 +978,8 @@ int main(int argc, char **argv)
     if (t.recover_max_ms > 0)
         cfg.recover_max_ms = (uint64_t)t.recover_max_ms;
     hp_timer_init(&t.pace, pace_fired);
-    t.pace_due = true; /* the first message goes at once */
+    t.pace_due = true; /* the first turn comes at once */
+    t.pace_left = t.pace_burst;
     cfg.blocked_timeout_ms = t.blocked_timeout_ms;
     cfg.recover = !t.no_recover;
     cfg.recover_min_ms = 50;

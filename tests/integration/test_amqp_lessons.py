@@ -18,85 +18,17 @@ sanitizer build, lower bounds are not. The whole file takes about a minute,
 most of it spent waiting for heartbeats and for the broker's restart.
 """
 
-import json
 import os
-import re
 import signal
-import subprocess
 import time
 
 import pika
 import pytest
 
 from helpers import scaled, wait_until
-from test_amqp import run, tool  # noqa: F401  (the fixture)
+from test_amqp import run, tool, tools  # noqa: F401  (the fixtures)
 from test_amqp_route import channel  # noqa: F401  (the fixture: a pika channel)
 from test_examples import installed  # noqa: F401  (the fixture `tool` needs)
-
-
-class Tool:
-    """One amqp_tool running in the background, its output in files (so a
-    test can read what it printed so far without blocking)."""
-
-    def __init__(self, exe, tmp_path, *args):
-        self.args = [str(exe), *map(str, args)]
-        name = "%s-%d" % (args[1], time.monotonic_ns())
-        self.out_path = tmp_path / (name + ".out")
-        self.err_path = tmp_path / (name + ".err")
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err)
-        self.pid = self.proc.pid
-
-    def lines(self):
-        """The JSON lines printed so far (a partial last line is left)."""
-        text = self.out_path.read_text("utf-8", "replace")
-        return [json.loads(l) for l in text.split("\n")[:-1] if l]
-
-    def err(self):
-        return self.err_path.read_text("utf-8", "replace")
-
-    def wait(self, timeout):
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError("amqp_tool %s still running after %.0f s; stderr:\n%s"
-                                 % (self.args[2:], timeout, self.err())) from None
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def status(self, name):
-        """A line of /proc/<pid>/status (VmRSS, VmHWM) in KiB."""
-        with open("/proc/%d/status" % self.pid) as f:
-            for line in f:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1])
-        raise KeyError(name)
-
-    def written(self):
-        """Bytes it has written by syscalls (/proc/<pid>/io wchar)."""
-        with open("/proc/%d/io" % self.pid) as f:
-            return int(re.search(r"wchar: (\d+)", f.read()).group(1))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def tools(tool, tmp_path):  # noqa: F811
-    """start(*args) -> Tool; every one is killed at the end of the test."""
-    started = []
-
-    def start(*args):
-        t = Tool(tool, tmp_path, *args)
-        started.append(t)
-        return t
-    yield start
-    for t in started:
-        t.stop()
 
 
 def connections_of(broker, *procs):

@@ -14,7 +14,6 @@ connections, named "hotpath[<pid>] worker <n>" at the broker ("... worker
 """
 
 import json
-import os
 import pathlib
 import signal
 import socket

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import DOC_FILES, INDEX_HTML, SUB_INDEX_HTML
-from helpers import (HEALTH_BODY, JSON_BODY, MAX_BODY, PLAINTEXT_BODY, Conn,
+from helpers import (HEALTH_BODY, JSON_BODY, MAX_BODY, PLAINTEXT_BODY,
                      curl, parse_curl_headers, parse_metrics, wait_until)
 
 BUILTIN = [

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from helpers import free_port, wait_until, can_connect, request, metrics
+from helpers import free_port, wait_until, can_connect, request
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -1,6 +1,5 @@
 """Command line, start-up errors and signals."""
 
-import re
 import signal
 import socket
 import subprocess
@@ -8,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import (PLAINTEXT_BODY, PROMPT, Conn, can_connect, curl, free_port,
+from helpers import (PLAINTEXT_BODY, PROMPT, can_connect, curl, free_port,
                      scaled, wait_until)
 
 FLAGS = ["--listen", "--workers", "--root", "--header-timeout",

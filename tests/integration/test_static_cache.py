@@ -11,7 +11,6 @@ import re
 import subprocess
 import time
 
-import pytest
 
 from conftest import tree
 from helpers import Conn, ServerClosed, metrics, request, scaled, wait_until
