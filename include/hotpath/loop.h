@@ -53,6 +53,11 @@ HP_EXPORT void hp_loop_free(hp_loop_t *loop);
  * -errno. */
 HP_EXPORT int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb cb);
 
+/* Watches a watched io->fd for `events` instead (EPOLLET is added); a
+ * readiness that holds already is reported at the next wait. Returns 0 or
+ * -errno. */
+HP_EXPORT int hp_loop_mod(hp_loop_t *loop, hp_io_t *io, uint32_t events);
+
 /* Stops watching io->fd at once. Returns 0 or -errno. Closing the fd also
  * removes it, without this call. */
 HP_EXPORT int hp_loop_del(hp_loop_t *loop, hp_io_t *io);

@@ -107,6 +107,15 @@ int hp_loop_add(hp_loop_t *loop, hp_io_t *io, int fd, uint32_t events, hp_io_cb 
     return hp_sys_epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+int hp_loop_mod(hp_loop_t *loop, hp_io_t *io, uint32_t events)
+{
+    struct epoll_event ev = {.events = events | EPOLLET, .data.ptr = io};
+    int r = hp_sys_epoll_ctl(loop->epfd, EPOLL_CTL_MOD, io->fd, &ev);
+    if (r == 0)
+        io->events = ev.events;
+    return r;
+}
+
 int hp_loop_del(hp_loop_t *loop, hp_io_t *io)
 {
     struct epoll_event ev = {0};

@@ -326,10 +326,27 @@ static inline bool write_timed(const hp_conn_t *c)
     return (c->flags & (HP_CONN_F_WRITE_WAIT | HP_CONN_F_NO_WRITE_TIMER)) == HP_CONN_F_WRITE_WAIT;
 }
 
+/* EPOLLOUT is registered exactly while output waits (and while a connect
+ * is under way, whose outcome it tells): registered all the time, every
+ * small write that an ACK later follows can end in a wake-up with nothing
+ * to do (a consumer's acks made one wake-up in four EPOLLOUT-only). An
+ * output wait costs two epoll_ctl calls instead, and a response that fits
+ * the socket buffer (nearly all) none. A failed epoll_ctl closes the
+ * connection: without the edge, the wait would never end. */
+static void watch_writable(hp_conn_t *c, bool on)
+{
+    if (on == ((c->io.events & EPOLLOUT) != 0) || (c->flags & HP_CONN_F_CLOSED))
+        return;
+    uint32_t ev = on ? c->io.events | EPOLLOUT : c->io.events & ~(uint32_t)EPOLLOUT;
+    if (hp_loop_mod(&c->worker->loop, &c->io, ev & ~(uint32_t)EPOLLET) < 0)
+        hp_conn_close(c);
+}
+
 static void arm_write_wait(hp_conn_t *c)
 {
     if (!(c->flags & HP_CONN_F_WRITE_WAIT)) {
         c->flags |= HP_CONN_F_WRITE_WAIT;
+        watch_writable(c, true);
         if (write_timed(c))
             hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
     }
@@ -769,6 +786,9 @@ static void resume(hp_conn_t *c)
 static void drained(hp_conn_t *c)
 {
     c->flags &= ~(uint32_t)(HP_CONN_F_WRITE_WAIT | HP_CONN_F_PAUSED);
+    watch_writable(c, false);
+    if (c->flags & HP_CONN_F_CLOSED)
+        return;
     hp_loop_timer_cancel(&c->worker->loop, &c->timer);
     resume(c);
 }
@@ -785,6 +805,8 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
         err = errno;
     c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
     hp_loop_timer_cancel(&c->worker->loop, &c->timer);
+    if (!err)
+        watch_writable(c, false); /* on_open's writes add it back if they wait */
     if (err) {
         if (c->proto->on_connect_error)
             c->proto->on_connect_error(c, -err);
@@ -794,7 +816,7 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
             hp_conn_close(c);
         return false;
     }
-    if (c->proto->on_open)
+    if (c->proto->on_open && !(c->flags & HP_CONN_F_CLOSED))
         c->proto->on_open(c);
     return !(c->flags & HP_CONN_F_CLOSED);
 }

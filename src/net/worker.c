@@ -226,10 +226,12 @@ static int add_conn(hp_worker_t *w, int fd, uint32_t flags, const hp_proto_t *pr
     if (r == 0 && !slot_take(w, c))
         r = -ENOBUFS;
     else if (r == 0 && fd >= 0 &&
-             (r = hp_loop_add(&w->loop, &c->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, c->io.cb)) < 0)
+             (r = hp_loop_add(&w->loop, &c->io, fd,
+                              EPOLLIN | EPOLLRDHUP | (flags & HP_CONN_F_CONNECTING ? EPOLLOUT : 0),
+                              c->io.cb)) < 0)
         slot_release(w, c);
-    /* Reads and writes are registered once, edge-triggered: no
-     * epoll_ctl is ever needed again for this connection. */
+    /* Edge-triggered reads are registered once; EPOLLOUT only while a
+     * connect or an output wait needs it (watch_writable in conn.c). */
     if (HP_UNLIKELY(r < 0)) {
         if (fd >= 0)
             close(fd);

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -317,6 +318,9 @@ static void assert_idle(hp_conn_t *c)
     assert_null(c->rbuf);
     assert_null(c->out);
     assert_int_equal(c->flags & (HP_CONN_F_PAUSED | HP_CONN_F_WRITE_WAIT | HP_CONN_F_CLOSED), 0);
+    /* EPOLLOUT is watched only while output waits (conn.c's watch_writable). */
+    assert_int_equal(c->io.events & EPOLLOUT, 0);
+    assert_true(c->io.events & EPOLLIN);
     assert_int_equal(hp_pool_in_use(&H.w.rpool), 0);
     assert_int_equal(hp_pool_in_use(&H.w.wpool), 0);
 }
@@ -610,6 +614,7 @@ static void test_backpressure_pause_and_resume(void **state)
     pump_for(60);
     assert_true(c->flags & HP_CONN_F_PAUSED);
     assert_true(c->flags & HP_CONN_F_WRITE_WAIT);
+    assert_true(c->io.events & EPOLLOUT); /* the edge that ends the wait */
     unsigned lines = T.lines, calls = T.on_data;
     assert_true(lines < 10);
     /* more requests while paused: not even read */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -517,7 +518,11 @@ static void test_connect_proto_and_options(void **state)
                                        &T.marker_b, &o, &c), 0);
     int sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     assert_true(sfd >= 0);
+    assert_true(c->io.events & EPOLLOUT); /* tells the connect's outcome */
     PUMP_UNTIL(!(c->flags & HP_CONN_F_CONNECTING), 1000);
+    /* Connected, with nothing waiting to go out: EPOLLOUT no longer
+     * watched (no wake-up after each small write's ACK). */
+    assert_int_equal(c->io.events & EPOLLOUT, 0);
     assert_ptr_equal(c->proto, &proto_b);
     assert_ptr_equal(c->udata, &T.marker_b);
     assert_non_null(c->cstate);
