@@ -892,54 +892,6 @@ static void test_channel_close_crossing(void **state)
 
 /* ---- publishing with confirms ---- */
 
-/* Reads one published message (method, header, body frames) from the
- * client: returns the publish method, the properties in *props (strings
- * pointing into kept copies) and the body (malloc, the caller frees). */
-static hp_amqp_method_t broker_expect_publish(uint16_t ch, hp_amqp_props_t *props,
-                                              uint8_t **body, size_t *len, size_t *nframes)
-{
-    hp_amqp_method_t m = broker_expect_on(ch, HP_AMQP_BASIC_PUBLISH);
-    hp_amqp_frame_t h = broker_frame();
-    assert_int_equal(h.type, HP_AMQP_FRAME_HEADER);
-    assert_int_equal(h.channel, ch);
-    hp_amqp_rd_t r = hp_amqp_rd(h.payload.ptr, h.payload.len);
-    uint16_t class_id;
-    uint64_t size;
-    assert_int_equal(hp_amqp_frame_read_content_header(&r, &class_id, &size), 0);
-    assert_int_equal(class_id, HP_AMQP_CLASS_BASIC);
-    hp_amqp_props_t p;
-    assert_int_equal(hp_amqp_props_decode(&r, &p), 0);
-    assert_int_equal(r.pos, r.len);
-    if (props)
-        *props = p;
-    uint8_t *b = malloc(size ? size : 1);
-    assert_non_null(b);
-    size_t got = 0, n = 0;
-    uint32_t fmax = hp_amqp_frame_max(T.conn);
-    while (got < size) {
-        hp_amqp_frame_t f = broker_frame();
-        assert_int_equal(f.type, HP_AMQP_FRAME_BODY);
-        assert_int_equal(f.channel, ch);
-        assert_true(got + f.payload.len <= size);
-        /* Every body frame but the last is as large as frame_max allows. */
-        if (got + f.payload.len < size)
-            assert_int_equal(f.payload.len, fmax - HP_AMQP_FRAME_OVERHEAD);
-        assert_true(f.payload.len > 0);
-        memcpy(b + got, f.payload.ptr, f.payload.len);
-        got += f.payload.len;
-        n++;
-    }
-    if (body)
-        *body = b;
-    else
-        free(b);
-    if (len)
-        *len = size;
-    if (nframes)
-        *nframes = n;
-    return m;
-}
-
 static void skip_publish(uint16_t ch)
 {
     broker_expect_publish(ch, NULL, NULL, NULL, NULL);
@@ -951,10 +903,9 @@ static hp_amqp_channel_t *open_confirm_channel(uint32_t window)
     uint16_t id = hp_amqp_channel_id(ch);
     assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)50), 0);
     assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)51), -EALREADY);
-    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_CONFIRM_SELECT);
-    assert_false(m.confirm_select.nowait);
     int base = T.nres;
-    broker_send_id(id, HP_AMQP_CONFIRM_SELECT_OK);
+    hp_amqp_method_t m = confirm_select_ok(id);
+    assert_false(m.confirm_select.nowait);
     assert_int_equal(T.nres, base + 1);
     assert_int_equal(T.res[base].tag, 50);
     assert_int_equal(T.res[base].err, 0);
@@ -965,23 +916,7 @@ static hp_amqp_channel_t *open_confirm_channel(uint32_t window)
  * `want` (the callback's arg is the number, which on_confirm checks). */
 static void publish_seq(hp_amqp_channel_t *ch, uint64_t want)
 {
-    hp_amqp_msg_t msg = {.exchange = "", .routing_key = "q", .body = "body", .len = 4};
-    uint64_t seq = 0;
-    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
-    assert_int_equal(seq, want);
-}
-
-static void broker_confirm(uint16_t ch, bool ack, uint64_t tag, bool multiple)
-{
-    hp_amqp_method_t m = {.id = ack ? HP_AMQP_BASIC_ACK : HP_AMQP_BASIC_NACK};
-    if (ack) {
-        m.basic_ack.delivery_tag = tag;
-        m.basic_ack.multiple = multiple;
-    } else {
-        m.basic_nack.delivery_tag = tag;
-        m.basic_nack.multiple = multiple;
-    }
-    broker_send(ch, &m);
+    publish_want(ch, "", "q", "body", 4, want);
 }
 
 /* Acks out of order, single and multiple, and nacks: each publish's
@@ -1524,13 +1459,7 @@ static void publish_backpressure(size_t size)
     assert_true(size <= sizeof body);
     uint64_t bound = H.cfg.wbuf_size + size + 4096;
     int accepted = 0;
-    for (;;) {
-        fill_pattern(body, size, (uint32_t)accepted);
-        hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
-        int r = hp_amqp_publish(ch, &msg, NULL, NULL, NULL);
-        if (r == -EAGAIN)
-            break;
-        assert_int_equal(r, 0);
+    while (publish_pattern(ch, body, size, (uint32_t)accepted)) {
         accepted++;
         if (hp_conn_pending(T.conn->c) > bound)
             fail_msg("%d messages of %zu bytes taken: %llu bytes held by the client", accepted,
@@ -1540,17 +1469,7 @@ static void publish_backpressure(size_t size)
     assert_true(accepted > 0);
     assert_int_equal(T.writable, 0);
     /* The broker reads: everything arrives, and on_writable follows. */
-    for (int i = 0; i < accepted; i++) {
-        uint8_t *b;
-        size_t len;
-        broker_expect_publish(1, NULL, &b, &len, NULL);
-        fill_pattern(body, size, (uint32_t)i);
-        assert_int_equal(len, size);
-        assert_memory_equal(b, body, size);
-        free(b);
-    }
-    PUMP_UNTIL(T.writable == 1, 1000);
-    assert_int_equal(T.writable, 1);
+    broker_read_patterns(1, accepted, body, size);
     hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
     assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), 0);
     skip_publish(1);
@@ -2962,11 +2881,7 @@ static void test_addresses_timeout_moves_on(void **state)
     broker_accept();
     broker_expect_header();
     tick(4999); /* the second address's own deadline */
-    broker_send_start("PLAIN");
-    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
-    broker_send_tune(0, 0, 0);
-    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
-    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_login_to_open();
     broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
     assert_int_equal(T.ready, 1);
     assert_int_equal(T.closed, 0);
