@@ -1013,6 +1013,25 @@ static AH_UNUSED void broker_read_patterns(uint16_t ch, int n, uint8_t *body, si
     assert_int_equal(T.writable, 1);
 }
 
+/* Every confirm callback 1 .. n ran exactly once. */
+static AH_UNUSED void assert_each_once(uint64_t n)
+{
+    for (uint64_t s = 1; s <= n; s++)
+        if (T.conf_count[s] != 1)
+            fail_msg("publish %llu: %d callbacks", (unsigned long long)s, T.conf_count[s]);
+}
+
+/* The client closes `ms` from now and not a millisecond earlier, with
+ * error `err` (a deadline, or a timer's wait). */
+static AH_UNUSED void assert_closes_after(uint64_t ms, int err)
+{
+    tick(ms - 1);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, err);
+}
+
 /* The client connection's counters now. */
 static AH_UNUSED hp_amqp_stats_t client_stats(void)
 {

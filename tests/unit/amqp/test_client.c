@@ -252,11 +252,7 @@ static void test_handshake_timeout(void **state)
     client_connect(&cfg);
     broker_accept();
     broker_expect_header();
-    tick(4999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(5000, -ETIMEDOUT);
     broker_expect_eof();
 }
 
@@ -275,11 +271,7 @@ static void test_handshake_timeout_after_start(void **state)
     tick(3000);
     broker_send_start("PLAIN");
     broker_expect(HP_AMQP_CONNECTION_START_OK);
-    tick(1999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(2000, -ETIMEDOUT);
 }
 
 /* Nothing listening: CLOSED with -ECONNREFUSED. */
@@ -492,11 +484,7 @@ static void test_heartbeat_broker_traffic_keeps_alive(void **state)
         tick(5000);
         broker_expect_heartbeat();
     }
-    tick(4999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(5000, -ETIMEDOUT);
 }
 
 /* The broker's bytes that wait unread when the timer fires (timers run
@@ -957,8 +945,7 @@ static void test_confirms(void **state)
     broker_confirm(id, true, 10, true);
     broker_confirm(id, true, 4, false);
     assert_int_equal(T.nconf, 10);
-    for (int s = 1; s <= 10; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(10);
     /* Numbering goes on. */
     publish_seq(ch, 11);
     skip_publish(id);
@@ -1048,8 +1035,7 @@ static void test_confirm_window(void **state)
     broker_confirm(id, true, 7, true);
     assert_int_equal(T.writable, 3);
     assert_int_equal(T.nconf, 7);
-    for (int s = 1; s <= 7; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(7);
     close_gracefully();
 }
 
@@ -1077,8 +1063,7 @@ static void test_confirm_close_cancels(void **state)
     assert_int_equal(T.res[base].tag, 9);
     assert_int_equal(T.res[base].err, 0);
     assert_int_equal(T.nconf, 4);
-    for (int s = 1; s <= 4; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(4);
     for (int i = 1; i < 4; i++) {
         assert_int_equal(T.conf[i].status, -ECANCELED);
         assert_true(T.conf[i].order < T.res[base].seq); /* before the close's callback */
@@ -2194,11 +2179,7 @@ static void test_error_then_wait_for_close_ok(void **state)
     assert_false(B.eof); /* still waiting for close-ok */
     assert_int_equal(T.closed, 0);
     assert_int_equal(T.ndlv, 0);
-    tick(9999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_closes_after(10000, -EPROTO);
     assert_int_equal(T.closed_r.code, HP_AMQP_CHANNEL_ERROR);
     broker_expect_eof();
 }
@@ -2382,11 +2363,7 @@ static void test_close_without_close_ok(void **state)
     start();
     hp_amqp_close(T.conn);
     broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
-    tick(9999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, 0);
+    assert_closes_after(10000, 0);
     broker_expect_eof();
 }
 
@@ -2530,8 +2507,7 @@ static void test_channel_close_in_confirm(void **state)
     broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
     assert_int_equal(T.res[T.nres - 1].tag, 9);
     assert_int_equal(T.nconf, 5);
-    for (int s = 1; s <= 5; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(5);
     assert_int_equal(T.conf[4].seq, 5);
     assert_int_equal(T.conf[4].status, -ECANCELED);
     close_gracefully();
@@ -2931,11 +2907,7 @@ static void test_blocked_timeout(void **state)
     broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
     broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
     assert_int_equal(T.blocked, 1);
-    tick(29999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(30000, -ETIMEDOUT);
     assert_int_equal(T.closed_r.code, 0);
     assert_string_equal(T.closed_r.text, "blocked by the broker for longer than 30000 ms");
     assert_int_equal(T.res[T.nres - 1].tag, 7);

@@ -85,14 +85,6 @@ static void expect_seqs(uint16_t ch, uint64_t from, uint64_t to)
     }
 }
 
-/* Every confirm callback 1 .. n ran exactly once. */
-static void assert_each_once(uint64_t n)
-{
-    for (uint64_t s = 1; s <= n; s++)
-        if (T.conf_count[s] != 1)
-            fail_msg("publish %llu: %d callbacks", (unsigned long long)s, T.conf_count[s]);
-}
-
 /* ---- the window ---- */
 
 /* A window of 3 and a queue: publishes 4 .. 8 are taken (numbered at

@@ -546,8 +546,7 @@ static void test_unconfirmed_fail(void **state)
     assert_int_equal(T.nconf, 4);
     assert_int_equal(T.conf[3].seq, 4);
     assert_int_equal(T.conf[3].status, HP_AMQP_ACKED);
-    for (int i = 1; i <= 4; i++)
-        assert_int_equal(T.conf_count[i], 1);
+    assert_each_once(4);
     s = client_stats();
     assert_int_equal(s.published, 4);
     assert_int_equal(s.confirmed, 2);
@@ -606,8 +605,7 @@ static void test_unconfirmed_republish(void **state)
     assert_int_equal(T.nconf, 4);
     assert_int_equal(T.conf[2].seq, 3);
     assert_int_equal(T.conf[3].seq, 4);
-    for (int i = 1; i <= 4; i++)
-        assert_int_equal(T.conf_count[i], 1);
+    assert_each_once(4);
     s = client_stats();
     assert_int_equal(s.published, 4);
     assert_int_equal(s.confirmed, 4);
