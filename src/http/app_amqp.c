@@ -1,8 +1,11 @@
 /*
  * app_amqp.c - the app's AMQP side: amqp.connections connections per
- * worker, each with amqp.channels channels in confirm mode, the route
+ * worker, each with amqp.channels channels in confirm mode, and the route
  * that publishes a request's body through them and answers once the
- * broker has confirmed, and the hotpath_amqp_* metrics.
+ * broker has confirmed. Its settings are checked and kept by
+ * app_amqp_settings.c; the hotpath_amqp_* metrics are app_amqp_metrics.c's
+ * (the worker writes its shard through app_amqp_shard_refresh); the
+ * types the three share are in app_amqp_worker_int.h.
  *
  * Central structures: per worker, an amqp_worker_t (the protocol data of
  * app_amqp_proto, which no engine connection runs: it exists for its
@@ -49,13 +52,11 @@
  * pick its unconfirmed count. A connection is re-opened by the app when
  * the client's automatic recovery gave up or never started (retry_cb).
  */
-#include "app_amqp_int.h"
+#include "app_amqp_worker_int.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,418 +65,14 @@
 #include "hotpath/amqp.h"
 #include "hotpath/log.h"
 #include "hotpath/loop.h"
-#include "hotpath/router.h"
 #include "net/worker_int.h"
-
-/* ---- settings ------------------------------------------------------------- */
-
-/* The route's parameters. */
-#define P_EXCHANGE "exchange"
-#define P_KEY "routing_key"
-#define ROUTE_TAIL "/{" P_EXCHANGE "}/{" P_KEY ":*}"
 
 /* Names in the URL that mean the default exchange (""), which a path
  * segment cannot spell. */
 #define DEFAULT_EXCHANGE_DASH "-"
 #define DEFAULT_EXCHANGE_NAME "amq.default"
 
-/* AMQP short strings (names, content types) are at most 255 bytes. */
-#define SHORTSTR_MAX 255
-
-/* The confirm window's bound, which docs/configuration.md states. */
-#define WINDOW_MAX 65535u
-
-/* A worker's publishing connections (amqp.connections) and each one's
- * channels (amqp.channels): 64 of each is past what one worker's
- * publishing needs. */
-#define LINKS_MAX 64u
-#define CHANS_MAX 64u
-
-/* Each channel's confirm window sizes a worker's slot table, allocated
- * at start-up (about 100 bytes a slot): connections x channels x window
- * is bounded by SLOTS_MAX, about 26 MB per worker. */
-#define SLOTS_MAX (1u << 18)
-
-/* With amqp.publish_queue, requests beyond the windows wait in the
- * channels' queues, and each holds a slot there too. A queued message
- * of the route counts its frames (a method frame with two names, a
- * header frame with a 38-byte message id and the content type) and the
- * queue's entry, well over QUEUED_MIN_BYTES: a queue of N bytes holds
- * fewer than N / QUEUED_MIN_BYTES of them, and that many more slots per
- * channel, up to QUEUE_SLOTS_MAX per worker, let them wait there rather
- * than get 503. */
-#define QUEUED_MIN_BYTES 128u
-#define QUEUE_SLOTS_MAX 65536u
-
-struct app_amqp {
-    hp_app_amqp_t cfg;           /* its strings point into strs */
-    char *pattern;               /* in strs; NULL: no route */
-    char *strs;                  /* owned */
-    uint64_t nonce;              /* starts every message id: tells runs apart */
-};
-
-const hp_app_amqp_t *app_amqp_settings(const app_amqp_t *a)
-{
-    return &a->cfg;
-}
-
-const char *app_amqp_pattern(const app_amqp_t *a)
-{
-    return a->pattern;
-}
-
-static int bad(const char **key, const char *k, char *err, size_t errlen, const char *fmt,
-               const char *arg)
-{
-    *key = k;
-    if (errlen)
-        snprintf(err, errlen, fmt, arg);
-    return -EINVAL;
-}
-
-/* The pattern for `route`: a trailing '/' is dropped, so that "/publish/"
- * and "/publish" name the same route. out needs strlen(route) +
- * sizeof ROUTE_TAIL bytes. */
-static void route_pattern(const char *route, char *out)
-{
-    size_t n = strlen(route);
-    if (n && route[n - 1] == '/')
-        n--;
-    memcpy(out, route, n);
-    memcpy(out + n, ROUTE_TAIL, sizeof ROUTE_TAIL);
-}
-
-/* A header value's bytes: printable ASCII and tab. */
-static bool header_value(const char *s, size_t min, size_t max)
-{
-    size_t n = strlen(s);
-    if (n < min || n > max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch < 0x20 && ch != '\t') || ch >= 0x7f)
-            return false;
-    }
-    return true;
-}
-
-/* The slots of a worker: every channel's confirm window, and with a
- * publish queue what the queues may hold (QUEUED_MIN_BYTES). */
-static uint32_t worker_slots(const hp_app_amqp_t *cfg)
-{
-    uint64_t chans = (uint64_t)cfg->connections * cfg->channels;
-    uint64_t queued = chans * (cfg->conn.publish_queue_bytes / QUEUED_MIN_BYTES);
-    if (queued > QUEUE_SLOTS_MAX)
-        queued = QUEUE_SLOTS_MAX;
-    return (uint32_t)(chans * cfg->confirm_window + queued);
-}
-
-int app_amqp_check(const hp_app_amqp_t *cfg, const char **key, char *err, size_t errlen)
-{
-    if (errlen)
-        err[0] = '\0';
-    if (cfg->enabled) {
-        /* The URL's syntax is the client's; what it names must also be
-         * what hp_amqp_connect takes, or each worker would retry in vain.
-         * The URL is not repeated: it may hold a password. */
-        hp_amqp_config_t conn = cfg->conn;
-        size_t len = cfg->url ? HP_AMQP_URL_BUFSIZE(strlen(cfg->url)) : 1;
-        char *buf = hp_malloc(len);
-        const char *why = NULL;
-        int r = -ENOMEM;
-        if (buf)
-            r = cfg->url ? hp_amqp_url_parse(cfg->url, &conn, buf, len, &why) : 0;
-        if (r == 0 && (!conn.host || !*conn.host))
-            why = "no host", r = -EINVAL;
-        else if (r == 0 && (!conn.vhost || !conn.user || !conn.password ||
-                            strlen(conn.vhost) > SHORTSTR_MAX || strlen(conn.user) > SHORTSTR_MAX ||
-                            strlen(conn.password) > SHORTSTR_MAX))
-            why = "a user, password or vhost missing or longer than 255 bytes", r = -EINVAL;
-        hp_free(buf);
-        if (r == -ENOMEM)
-            return bad(key, "amqp.url", err, errlen, "%s", "out of memory");
-        if (r < 0) {
-            *key = "amqp.url";
-            if (errlen)
-                snprintf(err, errlen, "%s (expected amqp://user:password@host:port/vhost, "
-                         "several hosts as host1:port,host2:port, the vhost "
-                         "percent-encoded: %%2F for /)",
-                         why ? why : "not an AMQP URL");
-            return -EINVAL;
-        }
-    }
-    if (cfg->confirm_window < 1 || cfg->confirm_window > WINDOW_MAX)
-        return bad(key, "amqp.confirm_window", err, errlen, "%s",
-                   "expected a whole number from 1 to 65535");
-    if (cfg->connections < 1 || cfg->connections > LINKS_MAX)
-        return bad(key, "amqp.connections", err, errlen, "%s",
-                   "expected a whole number from 1 to 64");
-    if (cfg->channels < 1 || cfg->channels > CHANS_MAX)
-        return bad(key, "amqp.channels", err, errlen, "%s",
-                   "expected a whole number from 1 to 64");
-    uint64_t window_slots = (uint64_t)cfg->connections * cfg->channels * cfg->confirm_window;
-    if (window_slots > SLOTS_MAX) {
-        /* Blamed on the key that multiplied the window last. */
-        *key = cfg->channels > 1 ? "amqp.channels" : "amqp.connections";
-        if (errlen)
-            snprintf(err, errlen, "amqp.connections x amqp.channels x amqp.confirm_window is "
-                     "%" PRIu64 ", more than the %u messages a worker may have waiting "
-                     "for confirms", window_slots, SLOTS_MAX);
-        return -EINVAL;
-    }
-    if (cfg->timeout_ms < 1)
-        return bad(key, "amqp.timeout", err, errlen, "%s", "expected at least 1ms");
-    if (!cfg->content_type || !header_value(cfg->content_type, 1, SHORTSTR_MAX))
-        return bad(key, "amqp.content_type", err, errlen, "%s",
-                   "expected a header value of 1 to 255 printable ASCII characters");
-    const hp_amqp_breaker_config_t *bk = &cfg->breaker;
-    if (bk->failures) {
-        if (bk->window_ms < 1)
-            return bad(key, "amqp.breaker_window", err, errlen, "%s", "expected at least 1ms");
-        if (bk->open_ms < 1)
-            return bad(key, "amqp.breaker_open", err, errlen, "%s", "expected at least 1ms");
-        if (bk->open_max_ms && bk->open_max_ms < bk->open_ms)
-            return bad(key, "amqp.breaker_open_max", err, errlen, "%s",
-                       "expected at least amqp.breaker_open (the first open time)");
-    }
-    if (!cfg->publish_route)
-        return 0;
-    const char *route = cfg->publish_route;
-    if (!cfg->enabled)
-        return bad(key, "amqp.publish_route", err, errlen,
-                   "a route, but no AMQP connection to publish on: set amqp.url too%s", "");
-    if (route[0] != '/' || strpbrk(route, "{}?# ") || strlen(route) > 1024)
-        return bad(key, "amqp.publish_route", err, errlen,
-                   "expected a URL path starting with '/' without '{', '}', '?', '#' or "
-                   "spaces, got '%s'", route);
-    /* What the router makes of it, on a router of its own. */
-    char *pattern = hp_malloc(strlen(route) + sizeof ROUTE_TAIL);
-    hp_router_t *rt = hp_router_new();
-    char why[256] = "";
-    int r = -ENOMEM;
-    if (pattern && rt) {
-        route_pattern(route, pattern);
-        r = hp_router_add(rt, HP_ROUTER_POST, pattern, (void *)app_amqp_publish, NULL, why,
-                          sizeof why);
-    }
-    hp_router_free(rt);
-    hp_free(pattern);
-    if (r == -ENOMEM)
-        return bad(key, "amqp.publish_route", err, errlen, "%s", "out of memory");
-    if (r < 0)
-        return bad(key, "amqp.publish_route", err, errlen, "%s", why);
-    return 0;
-}
-
-/* A number unlikely to repeat across runs, for message ids. */
-static uint64_t make_nonce(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    x ^= (uint64_t)getpid() << 40;
-    /* splitmix64's finaliser: nearby times give unrelated nonces. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-int app_amqp_new(app_amqp_t **out, const hp_app_amqp_t *cfg, char *err, size_t errlen)
-{
-    const char *key = NULL;
-    char why[320];
-    if (app_amqp_check(cfg, &key, why, sizeof why) < 0) {
-        snprintf(err, errlen, "%s: %s", key, why);
-        return -EINVAL;
-    }
-    app_amqp_t *a = hp_calloc(1, sizeof *a);
-    const hp_amqp_config_t *c = &cfg->conn;
-    /* One block: the URL and its decoded parts (or the connection's
-     * strings), the route and its pattern, and the content type. */
-    size_t url_len = cfg->url ? strlen(cfg->url) + 1 + HP_AMQP_URL_BUFSIZE(strlen(cfg->url)) : 0;
-    size_t conn_len = cfg->url ? 0
-                               : strlen(c->host) + strlen(c->vhost) + strlen(c->user) +
-                                     strlen(c->password) + 4 +
-                                     (c->addresses ? strlen(c->addresses) + 1 : 0);
-    size_t route_len =
-        cfg->publish_route ? 2 * strlen(cfg->publish_route) + sizeof ROUTE_TAIL + 1 : 0;
-    size_t total = url_len + conn_len + route_len + strlen(cfg->content_type) + 1;
-    if (!a || !(a->strs = hp_malloc(total))) {
-        hp_free(a);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    a->cfg = *cfg;
-    a->cfg.conn.name = NULL;
-    char *p = a->strs;
-    if (cfg->url) {
-        /* The text, for a reload to compare with, then its parts. */
-        size_t n = strlen(cfg->url) + 1;
-        memcpy(p, cfg->url, n);
-        a->cfg.url = p;
-        int r = hp_amqp_url_parse(cfg->url, &a->cfg.conn, p + n, url_len - n, NULL);
-        (void)r; /* checked above */
-        p += url_len;
-    } else {
-        const char *src[] = {c->host, c->vhost, c->user, c->password};
-        const char **dst[] = {&a->cfg.conn.host, &a->cfg.conn.vhost, &a->cfg.conn.user,
-                              &a->cfg.conn.password};
-        for (size_t i = 0; i < HP_ARRAY_LEN(src); i++) {
-            size_t n = strlen(src[i]) + 1;
-            memcpy(p, src[i], n);
-            *dst[i] = p;
-            p += n;
-        }
-        if (c->addresses) { /* an embedder's list of brokers */
-            size_t n = strlen(c->addresses) + 1;
-            memcpy(p, c->addresses, n);
-            a->cfg.conn.addresses = p;
-            p += n;
-        }
-    }
-    if (cfg->publish_route) {
-        /* The route as routed: without a trailing '/' (but "/" itself). */
-        size_t n = strlen(cfg->publish_route);
-        if (n > 1 && cfg->publish_route[n - 1] == '/')
-            n--;
-        memcpy(p, cfg->publish_route, n);
-        p[n] = '\0';
-        a->cfg.publish_route = p;
-        a->pattern = p + n + 1;
-        route_pattern(cfg->publish_route, a->pattern);
-        p += route_len;
-    }
-    memcpy(p, cfg->content_type, strlen(cfg->content_type) + 1);
-    a->cfg.content_type = p;
-    a->nonce = make_nonce();
-    *out = a;
-    return 0;
-}
-
-void app_amqp_free(app_amqp_t *a)
-{
-    if (!a)
-        return;
-    hp_free(a->strs);
-    hp_free(a);
-}
-
 /* ---- per worker ------------------------------------------------------------ */
-
-/* How each publishing request ended, for /metrics. */
-enum {
-    OUT_ACCEPTED,    /* 202: acked */
-    OUT_NACKED,      /* 502 */
-    OUT_UNROUTABLE,  /* 502: returned */
-    OUT_NO_EXCHANGE, /* 404: the broker closed the channel: no such exchange */
-    OUT_UNCONFIRMED, /* 503: the channel or connection went before the answer */
-    OUT_UNAVAILABLE, /* 503: not connected, blocked, window or output full */
-    OUT_TIMEOUT,     /* 504 */
-    OUT_TOO_LARGE,   /* 413 */
-    OUT_BAD_REQUEST, /* 400: a name that cannot be published to */
-    OUT_ABORTED,     /* the client went before the answer */
-    OUT_CIRCUIT_OPEN, /* 503: the breaker refused it */
-    OUT_COUNT
-};
-
-static const char *const outcome_names[OUT_COUNT] = {
-    "accepted",  "nacked",    "unroutable", "no_exchange", "unconfirmed",  "unavailable",
-    "timeout",   "too_large", "bad_request", "aborted",    "circuit_open",
-};
-
-/* The connection's counters (hp_amqp_stats_t), as /metrics sums them. */
-enum {
-    S_PUBLISHED, S_CONFIRMED, S_NACKED, S_UNCONFIRMED, S_RETURNED, S_DELIVERED,
-    S_REDELIVERED, S_ACKED, S_RECOVERIES, S_BYTES_IN, S_BYTES_OUT, S_COUNT
-};
-
-/* What other workers read for /metrics: written by this worker only,
- * with relaxed stores, read with relaxed loads (hp_worker_stat). */
-typedef struct amqp_shard {
-    uint64_t conn[S_COUNT];      /* every connection of this worker, the current one
-                                    as of its last refresh (at most a second old) */
-    uint64_t outcomes[OUT_COUNT];
-    uint64_t states[HP_AMQP_STATE_CLOSED + 1]; /* the links, by HP_AMQP_STATE_* */
-    uint64_t breaker_state;      /* HP_AMQP_BREAKER_* */
-    uint64_t breaker_opened;     /* times it opened */
-} HP_ALIGNED_CACHELINE amqp_shard_t;
-
-typedef struct amqp_worker amqp_worker_t;
-typedef struct amqp_link amqp_link_t;
-
-/* One publishing channel of a link. */
-typedef struct amqp_chan {
-    amqp_link_t *link;
-    hp_amqp_channel_t *ch;       /* NULL while there is none */
-    uint32_t unconfirmed;        /* slots published on it and not answered yet */
-    bool ready;                  /* ch is open and in confirm mode */
-} amqp_chan_t;
-
-/* One connection to the broker and its channels. */
-struct amqp_link {
-    amqp_worker_t *aw;
-    hp_amqp_conn_t *conn;        /* NULL while there is none */
-    amqp_chan_t *chans;          /* borrowed: aw->nchans of aw->chans */
-    uint8_t state;               /* HP_AMQP_STATE_* of conn (CLOSED without one) */
-    bool ever_ready;             /* a connection was READY once: later ones are
-                                    reconnections */
-    /* Why its last channel or connection closed, for the settle pass. */
-    uint16_t close_code, close_class, close_method;
-    char close_text[256];
-    hp_timer_t retry_timer;      /* reconnection (retry_cb) */
-    uint64_t retry_ms;           /* the delay before the next attempt; 0: none yet */
-    uint32_t failures;           /* attempts failed in a row, for the log */
-    char tag[40];                /* "worker N", or "worker N connection I": for logs */
-    char name[64];               /* the connection's name, shown by the broker */
-};
-
-/* One request waiting to publish, or one unconfirmed publish. */
-typedef struct pub_slot {
-    hp_ctx_t *ctx;               /* borrowed: the request waiting for it; NULL: none */
-    amqp_worker_t *aw;
-    amqp_chan_t *chan;           /* borrowed: the channel it was published on;
-                                    NULL before its publish */
-    hp_timer_t timer;            /* while ctx is set: the request's next try before
-                                    its publish, its timeout after */
-    uint64_t id;                 /* its message id's number (gen * nslots + index) */
-    uint64_t seq;                /* its sequence number on the channel; 0: not
-                                    published (free, or waiting to publish) */
-    uint64_t t0_ns;              /* when it was published */
-    uint64_t deadline_ms;        /* the request's arrival + amqp.timeout */
-    uint32_t retry_ms;           /* the last delay before a try; 0: none yet */
-    uint32_t next_free;
-    uint16_t returned;           /* the reply code of a basic.return for it; 0: none */
-    bool judged;                 /* the breaker has had its outcome */
-    int failed;                  /* -errno: its channel went; answered by settle_cb */
-} pub_slot_t;
-
-struct amqp_worker {
-    amqp_shard_t shard;
-    const app_amqp_t *a;         /* borrowed: the app's settings */
-    hp_worker_t *w;
-    hp_loop_t *loop;
-    /* The links: amqp.connections of them, each with amqp.channels. */
-    amqp_link_t *links;          /* owned: nlinks */
-    amqp_chan_t *chans;          /* owned: nlinks * nchans, link by link */
-    uint32_t nlinks, nchans;     /* nchans: per link */
-    uint32_t next_chan;          /* where link_pick starts: ties go round */
-    hp_amqp_stats_t base;        /* the counters of this worker's closed connections */
-    /* The shard's refresh (tick_cb) and the settle pass (settle_cb). */
-    hp_timer_t tick_timer, settle_timer;
-    /* Slots: every channel's confirm window, and the requests its publish
-     * queue may hold (worker_slots). */
-    pub_slot_t *slots;           /* owned */
-    uint32_t nslots, free_head, in_use;
-    hp_hist_t latency;           /* publish -> ack or nack, ns */
-    hp_hist_t merged;            /* scratch: /metrics on this worker merges into it */
-    /* Publish-to-deliver latency of this worker's connections' deliveries
-     * (hp_amqp_deliver_latency, taken at each refresh), and its scratch. */
-    hp_hist_t deliver, deliver_merged;
-    hp_amqp_breaker_t breaker;   /* the route's; used when has_breaker */
-    bool has_breaker;
-};
 
 /* Latency histograms: 1 us to 60 s at 2 digits, as the routes' are. */
 #define LAT_LOWEST 1000ull
@@ -491,9 +88,6 @@ struct amqp_worker {
 #define RETRY_MIN_MS 100u
 #define RETRY_MAX_MS 5000u
 
-/* The shard's refresh: a second keeps /metrics close enough without
- * waking an idle worker more often. */
-#define TICK_MS 1000u
 
 /* A request that cannot publish yet tries again after PUB_RETRY_MIN_MS,
  * then twice as long each time up to PUB_RETRY_MAX_MS, within its
@@ -509,115 +103,6 @@ static const uint32_t SLOT_NONE = UINT32_MAX;
 static inline void shard_add(uint64_t *counter, uint64_t n)
 {
     __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
-}
-
-static inline void shard_set(uint64_t *counter, uint64_t v)
-{
-    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
-}
-
-/* Moves the publish-to-deliver samples of connection c into the
- * worker's histogram, which only grows (other workers merge it). */
-static void deliver_take(amqp_worker_t *aw, hp_amqp_conn_t *c)
-{
-    const hp_hist_t *h = hp_amqp_deliver_latency(c);
-    if (!h || hp_hist_count(h) == 0)
-        return;
-    hp_hist_merge(&aw->deliver, h);
-    hp_amqp_deliver_latency_reset(c);
-}
-
-/* Copies the breaker's state into the shard. */
-static void shard_breaker(amqp_worker_t *aw)
-{
-    if (!aw->has_breaker)
-        return;
-    shard_set(&aw->shard.breaker_state, (uint64_t)hp_amqp_breaker_state(&aw->breaker));
-    shard_set(&aw->shard.breaker_opened, hp_amqp_breaker_opened(&aw->breaker));
-}
-
-/* Adds connection c's counters to *sum (only those /metrics shows). */
-static void stats_add(hp_amqp_stats_t *sum, hp_amqp_conn_t *c)
-{
-    hp_amqp_stats_t s;
-    hp_amqp_stats(c, &s);
-    sum->published += s.published;
-    sum->confirmed += s.confirmed;
-    sum->nacked += s.nacked;
-    sum->unconfirmed_failed += s.unconfirmed_failed;
-    sum->returned += s.returned;
-    sum->delivered += s.delivered;
-    sum->redelivered += s.redelivered;
-    sum->acked += s.acked;
-    sum->recoveries += s.recoveries;
-    sum->bytes_in += s.bytes_in;
-    sum->bytes_out += s.bytes_out;
-}
-
-/* Ready means ready to publish: connected, and a channel in confirm
- * mode. */
-static uint8_t link_state(const amqp_link_t *l)
-{
-    if (l->state != HP_AMQP_STATE_READY)
-        return l->state;
-    for (uint32_t j = 0; j < l->aw->nchans; j++)
-        if (l->chans[j].ready)
-            return HP_AMQP_STATE_READY;
-    return HP_AMQP_STATE_CONNECTING;
-}
-
-/* Copies this worker's connection counters and its links' states into
- * the shard. */
-static void shard_refresh(amqp_worker_t *aw)
-{
-    hp_amqp_stats_t s = {0};
-    uint64_t states[HP_ARRAY_LEN(aw->shard.states)] = {0};
-    for (uint32_t i = 0; i < aw->nlinks; i++) {
-        amqp_link_t *l = &aw->links[i];
-        if (l->conn) {
-            stats_add(&s, l->conn);
-            deliver_take(aw, l->conn);
-        }
-        states[link_state(l)]++;
-    }
-    const hp_amqp_stats_t *b = &aw->base;
-    uint64_t v[S_COUNT] = {
-        [S_PUBLISHED] = b->published + s.published,
-        [S_CONFIRMED] = b->confirmed + s.confirmed,
-        [S_NACKED] = b->nacked + s.nacked,
-        [S_UNCONFIRMED] = b->unconfirmed_failed + s.unconfirmed_failed,
-        [S_RETURNED] = b->returned + s.returned,
-        [S_DELIVERED] = b->delivered + s.delivered,
-        [S_REDELIVERED] = b->redelivered + s.redelivered,
-        [S_ACKED] = b->acked + s.acked,
-        [S_RECOVERIES] = b->recoveries + s.recoveries,
-        [S_BYTES_IN] = b->bytes_in + s.bytes_in,
-        [S_BYTES_OUT] = b->bytes_out + s.bytes_out,
-    };
-    for (int i = 0; i < S_COUNT; i++)
-        shard_set(&aw->shard.conn[i], v[i]);
-    for (size_t k = 0; k < HP_ARRAY_LEN(states); k++)
-        shard_set(&aw->shard.states[k], states[k]);
-    shard_breaker(aw);
-}
-
-/* Adds a closing connection's counters to the base. */
-static void base_add(amqp_worker_t *aw, hp_amqp_conn_t *c)
-{
-    deliver_take(aw, c);
-    stats_add(&aw->base, c);
-}
-
-static void tick_cb(hp_timer_t *t)
-{
-    amqp_worker_t *aw = HP_CONTAINER_OF(t, amqp_worker_t, tick_timer);
-    shard_refresh(aw);
-    for (uint32_t i = 0; i < aw->nlinks; i++) {
-        if (aw->links[i].conn) {
-            hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
-            break;
-        }
-    }
 }
 
 /* ---- slots ---- */
@@ -717,7 +202,7 @@ static void breaker_judge(amqp_worker_t *aw, pub_slot_t *s, bool ok)
     else if (now == HP_AMQP_BREAKER_CLOSED && was != HP_AMQP_BREAKER_CLOSED)
         hp_log(INFO, "amqp: worker %u: circuit closed: the broker answered",
                hp_worker_id(aw->w));
-    shard_breaker(aw);
+    app_amqp_shard_breaker(aw);
 }
 
 /* s's publish says nothing of the broker's health (it was never sent, or
@@ -1112,7 +597,7 @@ static void on_confirm_mode(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, vo
     c->ready = true;
     c->link->retry_ms = 0;
     c->link->failures = 0;
-    shard_refresh(c->link->aw);
+    app_amqp_shard_refresh(c->link->aw);
 }
 
 static void on_channel_open(hp_amqp_channel_t *ch, const hp_amqp_result_t *r, void *arg)
@@ -1195,7 +680,7 @@ static void on_event(hp_amqp_conn_t *conn, int ev, const hp_amqp_result_t *r, vo
                    l->state == HP_AMQP_STATE_CONNECTING ? "cannot connect to"
                                                         : "lost the connection to",
                    hp_amqp_address(conn, NULL), l->close_text);
-        base_add(aw, conn);
+        app_amqp_base_add(aw, conn);
         l->conn = NULL;
         for (uint32_t j = 0; j < aw->nchans; j++)
             l->chans[j] = (amqp_chan_t){.link = l, .unconfirmed = l->chans[j].unconfirmed};
@@ -1205,7 +690,7 @@ static void on_event(hp_amqp_conn_t *conn, int ev, const hp_amqp_result_t *r, vo
     default:
         break;
     }
-    shard_refresh(aw);
+    app_amqp_shard_refresh(aw);
 }
 
 static void link_connect(amqp_link_t *l)
@@ -1224,7 +709,7 @@ static void link_connect(amqp_link_t *l)
     } else if (!hp_timer_armed(&aw->tick_timer)) {
         hp_loop_timer_arm(aw->loop, &aw->tick_timer, TICK_MS);
     }
-    shard_refresh(aw);
+    app_amqp_shard_refresh(aw);
 }
 
 /* Why link l cannot take a publish now, or NULL; *passes tells whether
@@ -1391,12 +876,12 @@ static int publish_try(amqp_worker_t *aw, pub_slot_t *s)
         return publish_wait(aw, s, why);
     /* Half-open: this may be the probe, or find the probes out. */
     if (aw->has_breaker && !hp_amqp_breaker_allow(&aw->breaker, clock_ms(aw))) {
-        shard_breaker(aw);
+        app_amqp_shard_breaker(aw);
         return publish_refuse(aw, s, 503, OUT_CIRCUIT_OPEN,
                               "circuit open: a probe message is testing the broker; "
                               "publishing resumes once it is confirmed");
     }
-    shard_breaker(aw);
+    app_amqp_shard_breaker(aw);
     int r = publish_send(aw, s, c);
     if (r == 0) {
         uint64_t now = clock_ms(aw);
@@ -1496,13 +981,13 @@ static int worker_init(hp_worker_t *w, void *arg, void **data)
     aw->a = a;
     aw->w = w;
     aw->loop = hp_worker_loop(w);
-    hp_timer_init(&aw->tick_timer, tick_cb);
+    hp_timer_init(&aw->tick_timer, app_amqp_tick_cb);
     hp_timer_init(&aw->settle_timer, settle_cb);
     aw->nlinks = a->cfg.connections;
     aw->nchans = a->cfg.channels;
     aw->links = hp_calloc(aw->nlinks, sizeof *aw->links);
     aw->chans = hp_calloc((size_t)aw->nlinks * aw->nchans, sizeof *aw->chans);
-    aw->nslots = worker_slots(&a->cfg);
+    aw->nslots = app_amqp_worker_slots(&a->cfg);
     aw->slots = hp_calloc(aw->nslots, sizeof *aw->slots);
     if (!aw->links || !aw->chans || !aw->slots ||
         hp_hist_init(&aw->latency, LAT_LOWEST, LAT_HIGHEST, LAT_DIGITS) < 0 ||
@@ -1556,115 +1041,3 @@ const hp_proto_t app_amqp_proto = {
     .worker_fini = worker_fini,
 };
 
-/* ---- /metrics --------------------------------------------------------------- */
-
-static const char *const state_names[] = {
-    [HP_AMQP_STATE_CONNECTING] = "connecting", [HP_AMQP_STATE_READY] = "ready",
-    [HP_AMQP_STATE_BLOCKED] = "blocked",       [HP_AMQP_STATE_RECOVERING] = "recovering",
-    [HP_AMQP_STATE_CLOSED] = "closed",
-};
-
-static const char *const breaker_names[] = {
-    [HP_AMQP_BREAKER_CLOSED] = "closed",
-    [HP_AMQP_BREAKER_OPEN] = "open",
-    [HP_AMQP_BREAKER_HALF_OPEN] = "half_open",
-};
-
-/* A family with one sample per name: family{key="names[k]"} values[k]. */
-static void prom_by_label(hp_prom_t *p, const char *family, const char *type, const char *help,
-                          const char *key, const char *const *names, const uint64_t *values,
-                          size_t n)
-{
-    hp_prom_family(p, family, type, help);
-    for (size_t k = 0; k < n; k++) {
-        char label[48];
-        snprintf(label, sizeof label, "%s=\"%s\"", key, names[k]);
-        hp_prom_sample(p, family, label, values[k]);
-    }
-}
-
-void app_amqp_metrics(hp_prom_t *p, hp_worker_t *me, hp_worker_t *ws, uint32_t nw)
-{
-    amqp_worker_t *mine = hp_worker_proto_data(me, &app_amqp_proto);
-    if (!mine)
-        return;
-    shard_refresh(mine);
-    static const struct {
-        int idx;
-        const char *name, *help;
-    } counters[] = {
-        {S_PUBLISHED, "hotpath_amqp_published_total", "Messages published to the broker."},
-        {S_CONFIRMED, "hotpath_amqp_confirmed_total",
-         "Publisher confirms received: messages the broker acked."},
-        {S_NACKED, "hotpath_amqp_nacked_total", "Messages the broker nacked."},
-        {S_UNCONFIRMED, "hotpath_amqp_unconfirmed_total",
-         "Messages whose channel or connection closed before the broker answered."},
-        {S_RETURNED, "hotpath_amqp_returned_total",
-         "Mandatory messages the broker returned as unroutable."},
-        {S_DELIVERED, "hotpath_amqp_delivered_total", "Messages delivered to consumers."},
-        {S_REDELIVERED, "hotpath_amqp_redelivered_total",
-         "Deliveries the broker had delivered before."},
-        {S_ACKED, "hotpath_amqp_acked_total", "Deliveries acknowledged to the broker."},
-        {S_RECOVERIES, "hotpath_amqp_recoveries_total",
-         "Connections to the broker re-established after a loss."},
-        {S_BYTES_IN, "hotpath_amqp_bytes_received_total", "Bytes read from the broker."},
-        {S_BYTES_OUT, "hotpath_amqp_bytes_sent_total", "Bytes written to the broker."},
-    };
-    for (size_t k = 0; k < HP_ARRAY_LEN(counters); k++) {
-        uint64_t v = 0;
-        for (uint32_t i = 0; i < nw; i++) {
-            amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
-            if (aw)
-                v += hp_worker_stat(&aw->shard.conn[counters[k].idx]);
-        }
-        hp_prom_family(p, counters[k].name, "counter", counters[k].help);
-        hp_prom_sample(p, counters[k].name, NULL, v);
-    }
-    uint64_t states[HP_ARRAY_LEN(state_names)] = {0};
-    static_assert(HP_ARRAY_LEN(state_names) == HP_AMQP_STATE_CLOSED + 1, "a name per state");
-    uint64_t outcomes[OUT_COUNT] = {0};
-    uint64_t breakers[HP_ARRAY_LEN(breaker_names)] = {0}, opened = 0;
-    hp_hist_reset(&mine->merged);
-    hp_hist_reset(&mine->deliver_merged);
-    for (uint32_t i = 0; i < nw; i++) {
-        amqp_worker_t *aw = hp_worker_proto_data(&ws[i], &app_amqp_proto);
-        if (!aw)
-            continue;
-        for (size_t k = 0; k < HP_ARRAY_LEN(aw->shard.states); k++)
-            states[k] += hp_worker_stat(&aw->shard.states[k]);
-        for (int k = 0; k < OUT_COUNT; k++)
-            outcomes[k] += hp_worker_stat(&aw->shard.outcomes[k]);
-        hp_hist_merge(&mine->merged, &aw->latency);
-        hp_hist_merge(&mine->deliver_merged, &aw->deliver);
-        uint64_t bs = hp_worker_stat(&aw->shard.breaker_state);
-        if (bs < HP_ARRAY_LEN(breakers))
-            breakers[bs]++;
-        opened += hp_worker_stat(&aw->shard.breaker_opened);
-    }
-    prom_by_label(p, "hotpath_amqp_connections", "gauge",
-                  "The workers' broker connections, by state.", "state", state_names, states,
-                  HP_ARRAY_LEN(states));
-    prom_by_label(p, "hotpath_amqp_publish_requests_total", "counter",
-                  "Requests to the publishing route, by how they ended.", "outcome",
-                  outcome_names, outcomes, OUT_COUNT);
-    hp_prom_family(p, "hotpath_amqp_confirm_duration_seconds", "histogram",
-                   "Time from publishing a message to the broker's ack or nack.");
-    hp_prom_histogram(p, "hotpath_amqp_confirm_duration_seconds", NULL, &mine->merged,
-                      hp_prom_latency_bounds, hp_prom_latency_nbounds);
-    /* Workers without a breaker count as closed: they refuse nothing. */
-    prom_by_label(p, "hotpath_amqp_breaker_state", "gauge",
-                  "The workers' publishing circuit breakers, by state.", "state", breaker_names,
-                  breakers, HP_ARRAY_LEN(breakers));
-    hp_prom_family(p, "hotpath_amqp_breaker_opened_total", "counter",
-                   "Times a worker's circuit breaker opened.");
-    hp_prom_sample(p, "hotpath_amqp_breaker_opened_total", NULL, opened);
-    /* Only with samples: the server consumes nothing itself, so only a
-     * connection that an embedder consumes on has any. */
-    if (hp_hist_count(&mine->deliver_merged)) {
-        hp_prom_family(p, "hotpath_amqp_publish_to_deliver_seconds", "histogram",
-                       "Time from a message's timestamp_in_ms header to its delivery.");
-        hp_prom_histogram(p, "hotpath_amqp_publish_to_deliver_seconds", NULL,
-                          &mine->deliver_merged, hp_prom_latency_bounds,
-                          hp_prom_latency_nbounds);
-    }
-}

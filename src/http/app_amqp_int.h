@@ -1,12 +1,13 @@
 /*
- * app_amqp_int.h - the app's AMQP side (app_amqp.c), for app.c,
+ * app_amqp_int.h - the app's AMQP side (app_amqp*.c), for app.c,
  * app_config.c and builtin.c: the settings hp_app_new keeps, the
  * per-worker protocol that holds each worker's connection, the publishing
  * route's handler and the hotpath_amqp_* metrics.
  *
- * The app is where protocols meet: app_amqp.c is the one file of
- * src/http that calls the AMQP client; the HTTP protocol's own (server.c,
- * parser.c ...) never do (app.h carries hp_amqp_config_t, nothing more).
+ * The app is where protocols meet: app_amqp.c, app_amqp_settings.c and
+ * app_amqp_metrics.c are the only files of src/http that call the AMQP
+ * client; the HTTP protocol's own (server.c, parser.c ...) never do
+ * (app.h carries hp_amqp_config_t, nothing more).
  */
 #ifndef HOTPATH_APP_AMQP_INT_H
 #define HOTPATH_APP_AMQP_INT_H

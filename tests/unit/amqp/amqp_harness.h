@@ -845,6 +845,201 @@ static AH_UNUSED void fill_pattern(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
+/* ---- sequences the tests share ---- */
+
+/* The broker's reply (a method without fields) to the method the client
+ * must have sent next on `ch`. */
+static AH_UNUSED void broker_ok(uint16_t ch, uint32_t req, uint32_t rep)
+{
+    broker_expect_on(ch, req);
+    broker_send_id(ch, rep);
+}
+
+/* After the protocol header: start (PLAIN), start-ok, tune (no limits),
+ * tune-ok, and connection.open read but not answered yet. */
+static AH_UNUSED void broker_login_to_open(void)
+{
+    broker_send_start("PLAIN");
+    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
+    broker_send_tune(0, 0, 0);
+    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
+    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+}
+
+/* A recovering client's next dial: `backoff_ms` pass (the test's
+ * recover_min_ms = recover_max_ms), the broker accepts on the same
+ * listener and the handshake runs up to connection.open (not answered
+ * yet). */
+static AH_UNUSED void broker_redial_to_open(uint64_t backoff_ms)
+{
+    tick(backoff_ms);
+    broker_accept_again();
+    broker_expect_header();
+    broker_login_to_open();
+}
+
+/* The broker drops the TCP connection of a client that recovers: its
+ * RECOVERING event follows. */
+static AH_UNUSED void broker_drop(void)
+{
+    int before = T.recovering;
+    broker_close();
+    PUMP_UNTIL(T.recovering == before + 1, 1000);
+    assert_int_equal(T.recovering, before + 1);
+}
+
+/* The broker reads the confirm.select the client sent on `ch` and
+ * answers select-ok. Returns what it read. */
+static AH_UNUSED hp_amqp_method_t confirm_select_ok(uint16_t ch)
+{
+    hp_amqp_method_t m = broker_expect_on(ch, HP_AMQP_CONFIRM_SELECT);
+    broker_send_id(ch, HP_AMQP_CONFIRM_SELECT_OK);
+    return m;
+}
+
+/* Publishes `body` to exchange `ex` with key `rk` on a channel in
+ * confirm mode: it must get sequence number `want`, which the callback's
+ * arg carries (on_confirm checks it). */
+static AH_UNUSED void publish_want(hp_amqp_channel_t *ch, const char *ex, const char *rk,
+                                   const void *body, size_t len, uint64_t want)
+{
+    hp_amqp_msg_t msg = {.exchange = ex, .routing_key = rk, .body = body, .len = len};
+    uint64_t seq = 0;
+    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
+    assert_int_equal(seq, want);
+}
+
+/* The broker's basic.ack (ack) or basic.nack for `tag` on `ch`. */
+static AH_UNUSED void broker_confirm(uint16_t ch, bool ack, uint64_t tag, bool multiple)
+{
+    hp_amqp_method_t m = {.id = ack ? HP_AMQP_BASIC_ACK : HP_AMQP_BASIC_NACK};
+    if (ack) {
+        m.basic_ack.delivery_tag = tag;
+        m.basic_ack.multiple = multiple;
+    } else {
+        m.basic_nack.delivery_tag = tag;
+        m.basic_nack.multiple = multiple;
+    }
+    broker_send(ch, &m);
+}
+
+static AH_UNUSED void broker_ack(uint16_t ch, uint64_t tag, bool multiple)
+{
+    broker_confirm(ch, true, tag, multiple);
+}
+
+/* Reads one published message (method, header, body frames) from the
+ * client: returns the publish method, the properties in *props (strings
+ * pointing into kept copies) and the body (malloc, the caller frees). */
+static AH_UNUSED hp_amqp_method_t broker_expect_publish(uint16_t ch, hp_amqp_props_t *props,
+                                                        uint8_t **body, size_t *len,
+                                                        size_t *nframes)
+{
+    hp_amqp_method_t m = broker_expect_on(ch, HP_AMQP_BASIC_PUBLISH);
+    hp_amqp_frame_t h = broker_frame();
+    assert_int_equal(h.type, HP_AMQP_FRAME_HEADER);
+    assert_int_equal(h.channel, ch);
+    hp_amqp_rd_t r = hp_amqp_rd(h.payload.ptr, h.payload.len);
+    uint16_t class_id;
+    uint64_t size;
+    assert_int_equal(hp_amqp_frame_read_content_header(&r, &class_id, &size), 0);
+    assert_int_equal(class_id, HP_AMQP_CLASS_BASIC);
+    hp_amqp_props_t p;
+    assert_int_equal(hp_amqp_props_decode(&r, &p), 0);
+    assert_int_equal(r.pos, r.len);
+    if (props)
+        *props = p;
+    uint8_t *b = malloc(size ? size : 1);
+    assert_non_null(b);
+    size_t got = 0, n = 0;
+    uint32_t fmax = hp_amqp_frame_max(T.conn);
+    while (got < size) {
+        hp_amqp_frame_t f = broker_frame();
+        assert_int_equal(f.type, HP_AMQP_FRAME_BODY);
+        assert_int_equal(f.channel, ch);
+        assert_true(got + f.payload.len <= size);
+        /* Every body frame but the last is as large as frame_max allows. */
+        if (got + f.payload.len < size)
+            assert_int_equal(f.payload.len, fmax - HP_AMQP_FRAME_OVERHEAD);
+        assert_true(f.payload.len > 0);
+        memcpy(b + got, f.payload.ptr, f.payload.len);
+        got += f.payload.len;
+        n++;
+    }
+    if (body)
+        *body = b;
+    else
+        free(b);
+    if (len)
+        *len = size;
+    if (nframes)
+        *nframes = n;
+    return m;
+}
+
+/* Publishes `size` bytes filled by fill_pattern(seed) (into `body`) to
+ * the default exchange with key "q", without a confirm callback. Returns
+ * false when the client refuses it with -EAGAIN (its output, and its
+ * queue if it has one, are full); any other failure fails the test. */
+static AH_UNUSED bool publish_pattern(hp_amqp_channel_t *ch, uint8_t *body, size_t size,
+                                      uint32_t seed)
+{
+    fill_pattern(body, size, seed);
+    hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
+    int r = hp_amqp_publish(ch, &msg, NULL, NULL, NULL);
+    if (r == -EAGAIN)
+        return false;
+    assert_int_equal(r, 0);
+    return true;
+}
+
+/* The broker reads `n` messages of `size` bytes on `ch`, which must be
+ * fill_pattern's with seeds 0 .. n-1, in that order (`body`: scratch of
+ * `size` bytes); then the client's on_writable must follow. */
+static AH_UNUSED void broker_read_patterns(uint16_t ch, int n, uint8_t *body, size_t size)
+{
+    for (int i = 0; i < n; i++) {
+        uint8_t *b;
+        size_t len;
+        broker_expect_publish(ch, NULL, &b, &len, NULL);
+        fill_pattern(body, size, (uint32_t)i);
+        assert_int_equal(len, size);
+        bool same = memcmp(b, body, size) == 0;
+        free(b);
+        if (!same)
+            fail_msg("message %d of %d out of order or damaged", i, n);
+    }
+    PUMP_UNTIL(T.writable == 1, 1000);
+    assert_int_equal(T.writable, 1);
+}
+
+/* Every confirm callback 1 .. n ran exactly once. */
+static AH_UNUSED void assert_each_once(uint64_t n)
+{
+    for (uint64_t s = 1; s <= n; s++)
+        if (T.conf_count[s] != 1)
+            fail_msg("publish %llu: %d callbacks", (unsigned long long)s, T.conf_count[s]);
+}
+
+/* The client closes `ms` from now and not a millisecond earlier, with
+ * error `err` (a deadline, or a timer's wait). */
+static AH_UNUSED void assert_closes_after(uint64_t ms, int err)
+{
+    tick(ms - 1);
+    assert_int_equal(T.closed, 0);
+    tick(1);
+    assert_int_equal(T.closed, 1);
+    assert_int_equal(T.closed_r.err, err);
+}
+
+/* The client connection's counters now. */
+static AH_UNUSED hp_amqp_stats_t client_stats(void)
+{
+    hp_amqp_stats_t s;
+    hp_amqp_stats(T.conn, &s);
+    return s;
+}
+
 /* ---- setup and teardown ---- */
 
 static uint64_t live_at_start;

@@ -252,11 +252,7 @@ static void test_handshake_timeout(void **state)
     client_connect(&cfg);
     broker_accept();
     broker_expect_header();
-    tick(4999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(5000, -ETIMEDOUT);
     broker_expect_eof();
 }
 
@@ -275,11 +271,7 @@ static void test_handshake_timeout_after_start(void **state)
     tick(3000);
     broker_send_start("PLAIN");
     broker_expect(HP_AMQP_CONNECTION_START_OK);
-    tick(1999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(2000, -ETIMEDOUT);
 }
 
 /* Nothing listening: CLOSED with -ECONNREFUSED. */
@@ -492,11 +484,7 @@ static void test_heartbeat_broker_traffic_keeps_alive(void **state)
         tick(5000);
         broker_expect_heartbeat();
     }
-    tick(4999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(5000, -ETIMEDOUT);
 }
 
 /* The broker's bytes that wait unread when the timer fires (timers run
@@ -892,54 +880,6 @@ static void test_channel_close_crossing(void **state)
 
 /* ---- publishing with confirms ---- */
 
-/* Reads one published message (method, header, body frames) from the
- * client: returns the publish method, the properties in *props (strings
- * pointing into kept copies) and the body (malloc, the caller frees). */
-static hp_amqp_method_t broker_expect_publish(uint16_t ch, hp_amqp_props_t *props,
-                                              uint8_t **body, size_t *len, size_t *nframes)
-{
-    hp_amqp_method_t m = broker_expect_on(ch, HP_AMQP_BASIC_PUBLISH);
-    hp_amqp_frame_t h = broker_frame();
-    assert_int_equal(h.type, HP_AMQP_FRAME_HEADER);
-    assert_int_equal(h.channel, ch);
-    hp_amqp_rd_t r = hp_amqp_rd(h.payload.ptr, h.payload.len);
-    uint16_t class_id;
-    uint64_t size;
-    assert_int_equal(hp_amqp_frame_read_content_header(&r, &class_id, &size), 0);
-    assert_int_equal(class_id, HP_AMQP_CLASS_BASIC);
-    hp_amqp_props_t p;
-    assert_int_equal(hp_amqp_props_decode(&r, &p), 0);
-    assert_int_equal(r.pos, r.len);
-    if (props)
-        *props = p;
-    uint8_t *b = malloc(size ? size : 1);
-    assert_non_null(b);
-    size_t got = 0, n = 0;
-    uint32_t fmax = hp_amqp_frame_max(T.conn);
-    while (got < size) {
-        hp_amqp_frame_t f = broker_frame();
-        assert_int_equal(f.type, HP_AMQP_FRAME_BODY);
-        assert_int_equal(f.channel, ch);
-        assert_true(got + f.payload.len <= size);
-        /* Every body frame but the last is as large as frame_max allows. */
-        if (got + f.payload.len < size)
-            assert_int_equal(f.payload.len, fmax - HP_AMQP_FRAME_OVERHEAD);
-        assert_true(f.payload.len > 0);
-        memcpy(b + got, f.payload.ptr, f.payload.len);
-        got += f.payload.len;
-        n++;
-    }
-    if (body)
-        *body = b;
-    else
-        free(b);
-    if (len)
-        *len = size;
-    if (nframes)
-        *nframes = n;
-    return m;
-}
-
 static void skip_publish(uint16_t ch)
 {
     broker_expect_publish(ch, NULL, NULL, NULL, NULL);
@@ -951,10 +891,9 @@ static hp_amqp_channel_t *open_confirm_channel(uint32_t window)
     uint16_t id = hp_amqp_channel_id(ch);
     assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)50), 0);
     assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)51), -EALREADY);
-    hp_amqp_method_t m = broker_expect_on(id, HP_AMQP_CONFIRM_SELECT);
-    assert_false(m.confirm_select.nowait);
     int base = T.nres;
-    broker_send_id(id, HP_AMQP_CONFIRM_SELECT_OK);
+    hp_amqp_method_t m = confirm_select_ok(id);
+    assert_false(m.confirm_select.nowait);
     assert_int_equal(T.nres, base + 1);
     assert_int_equal(T.res[base].tag, 50);
     assert_int_equal(T.res[base].err, 0);
@@ -965,23 +904,7 @@ static hp_amqp_channel_t *open_confirm_channel(uint32_t window)
  * `want` (the callback's arg is the number, which on_confirm checks). */
 static void publish_seq(hp_amqp_channel_t *ch, uint64_t want)
 {
-    hp_amqp_msg_t msg = {.exchange = "", .routing_key = "q", .body = "body", .len = 4};
-    uint64_t seq = 0;
-    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
-    assert_int_equal(seq, want);
-}
-
-static void broker_confirm(uint16_t ch, bool ack, uint64_t tag, bool multiple)
-{
-    hp_amqp_method_t m = {.id = ack ? HP_AMQP_BASIC_ACK : HP_AMQP_BASIC_NACK};
-    if (ack) {
-        m.basic_ack.delivery_tag = tag;
-        m.basic_ack.multiple = multiple;
-    } else {
-        m.basic_nack.delivery_tag = tag;
-        m.basic_nack.multiple = multiple;
-    }
-    broker_send(ch, &m);
+    publish_want(ch, "", "q", "body", 4, want);
 }
 
 /* Acks out of order, single and multiple, and nacks: each publish's
@@ -1022,8 +945,7 @@ static void test_confirms(void **state)
     broker_confirm(id, true, 10, true);
     broker_confirm(id, true, 4, false);
     assert_int_equal(T.nconf, 10);
-    for (int s = 1; s <= 10; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(10);
     /* Numbering goes on. */
     publish_seq(ch, 11);
     skip_publish(id);
@@ -1113,8 +1035,7 @@ static void test_confirm_window(void **state)
     broker_confirm(id, true, 7, true);
     assert_int_equal(T.writable, 3);
     assert_int_equal(T.nconf, 7);
-    for (int s = 1; s <= 7; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(7);
     close_gracefully();
 }
 
@@ -1142,8 +1063,7 @@ static void test_confirm_close_cancels(void **state)
     assert_int_equal(T.res[base].tag, 9);
     assert_int_equal(T.res[base].err, 0);
     assert_int_equal(T.nconf, 4);
-    for (int s = 1; s <= 4; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(4);
     for (int i = 1; i < 4; i++) {
         assert_int_equal(T.conf[i].status, -ECANCELED);
         assert_true(T.conf[i].order < T.res[base].seq); /* before the close's callback */
@@ -1524,13 +1444,7 @@ static void publish_backpressure(size_t size)
     assert_true(size <= sizeof body);
     uint64_t bound = H.cfg.wbuf_size + size + 4096;
     int accepted = 0;
-    for (;;) {
-        fill_pattern(body, size, (uint32_t)accepted);
-        hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
-        int r = hp_amqp_publish(ch, &msg, NULL, NULL, NULL);
-        if (r == -EAGAIN)
-            break;
-        assert_int_equal(r, 0);
+    while (publish_pattern(ch, body, size, (uint32_t)accepted)) {
         accepted++;
         if (hp_conn_pending(T.conn->c) > bound)
             fail_msg("%d messages of %zu bytes taken: %llu bytes held by the client", accepted,
@@ -1540,17 +1454,7 @@ static void publish_backpressure(size_t size)
     assert_true(accepted > 0);
     assert_int_equal(T.writable, 0);
     /* The broker reads: everything arrives, and on_writable follows. */
-    for (int i = 0; i < accepted; i++) {
-        uint8_t *b;
-        size_t len;
-        broker_expect_publish(1, NULL, &b, &len, NULL);
-        fill_pattern(body, size, (uint32_t)i);
-        assert_int_equal(len, size);
-        assert_memory_equal(b, body, size);
-        free(b);
-    }
-    PUMP_UNTIL(T.writable == 1, 1000);
-    assert_int_equal(T.writable, 1);
+    broker_read_patterns(1, accepted, body, size);
     hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
     assert_int_equal(hp_amqp_publish(ch, &msg, NULL, NULL, NULL), 0);
     skip_publish(1);
@@ -2275,11 +2179,7 @@ static void test_error_then_wait_for_close_ok(void **state)
     assert_false(B.eof); /* still waiting for close-ok */
     assert_int_equal(T.closed, 0);
     assert_int_equal(T.ndlv, 0);
-    tick(9999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -EPROTO);
+    assert_closes_after(10000, -EPROTO);
     assert_int_equal(T.closed_r.code, HP_AMQP_CHANNEL_ERROR);
     broker_expect_eof();
 }
@@ -2463,11 +2363,7 @@ static void test_close_without_close_ok(void **state)
     start();
     hp_amqp_close(T.conn);
     broker_expect_on(0, HP_AMQP_CONNECTION_CLOSE);
-    tick(9999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, 0);
+    assert_closes_after(10000, 0);
     broker_expect_eof();
 }
 
@@ -2611,8 +2507,7 @@ static void test_channel_close_in_confirm(void **state)
     broker_send_id(1, HP_AMQP_CHANNEL_CLOSE_OK);
     assert_int_equal(T.res[T.nres - 1].tag, 9);
     assert_int_equal(T.nconf, 5);
-    for (int s = 1; s <= 5; s++)
-        assert_int_equal(T.conf_count[s], 1);
+    assert_each_once(5);
     assert_int_equal(T.conf[4].seq, 5);
     assert_int_equal(T.conf[4].status, -ECANCELED);
     close_gracefully();
@@ -2962,11 +2857,7 @@ static void test_addresses_timeout_moves_on(void **state)
     broker_accept();
     broker_expect_header();
     tick(4999); /* the second address's own deadline */
-    broker_send_start("PLAIN");
-    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
-    broker_send_tune(0, 0, 0);
-    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
-    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_login_to_open();
     broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
     assert_int_equal(T.ready, 1);
     assert_int_equal(T.closed, 0);
@@ -3016,11 +2907,7 @@ static void test_blocked_timeout(void **state)
     broker_expect_on(1, HP_AMQP_QUEUE_DECLARE);
     broker_send_id(0, HP_AMQP_CONNECTION_BLOCKED);
     assert_int_equal(T.blocked, 1);
-    tick(29999);
-    assert_int_equal(T.closed, 0);
-    tick(1);
-    assert_int_equal(T.closed, 1);
-    assert_int_equal(T.closed_r.err, -ETIMEDOUT);
+    assert_closes_after(30000, -ETIMEDOUT);
     assert_int_equal(T.closed_r.code, 0);
     assert_string_equal(T.closed_r.text, "blocked by the broker for longer than 30000 ms");
     assert_int_equal(T.res[T.nres - 1].tag, 7);

@@ -47,8 +47,7 @@ static hp_amqp_channel_t *confirm_channel(uint32_t window)
     hp_amqp_channel_t *ch = open_channel();
     uint16_t id = hp_amqp_channel_id(ch);
     assert_int_equal(hp_amqp_confirm_select(ch, window, on_done, (void *)50), 0);
-    broker_expect_on(id, HP_AMQP_CONFIRM_SELECT);
-    broker_send_id(id, HP_AMQP_CONFIRM_SELECT_OK);
+    confirm_select_ok(id);
     return ch;
 }
 
@@ -58,10 +57,7 @@ static void pub(hp_amqp_channel_t *ch, uint64_t want)
 {
     char body[32];
     int n = snprintf(body, sizeof body, "m%llu", (unsigned long long)want);
-    hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = (size_t)n};
-    uint64_t seq = 0;
-    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
-    assert_int_equal(seq, want);
+    publish_want(ch, NULL, "q", body, (size_t)n, want);
 }
 
 /* The next message the broker reads on `ch` must have body `want`
@@ -89,29 +85,6 @@ static void expect_seqs(uint16_t ch, uint64_t from, uint64_t to)
     }
 }
 
-static void ack(uint16_t ch, uint64_t tag, bool multiple)
-{
-    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_ACK};
-    m.basic_ack.delivery_tag = tag;
-    m.basic_ack.multiple = multiple;
-    broker_send(ch, &m);
-}
-
-static hp_amqp_stats_t stats(void)
-{
-    hp_amqp_stats_t s;
-    hp_amqp_stats(T.conn, &s);
-    return s;
-}
-
-/* Every confirm callback 1 .. n ran exactly once. */
-static void assert_each_once(uint64_t n)
-{
-    for (uint64_t s = 1; s <= n; s++)
-        if (T.conf_count[s] != 1)
-            fail_msg("publish %llu: %d callbacks", (unsigned long long)s, T.conf_count[s]);
-}
-
 /* ---- the window ---- */
 
 /* A window of 3 and a queue: publishes 4 .. 8 are taken (numbered at
@@ -129,26 +102,26 @@ static void test_window_full_queues(void **state)
         pub(ch, s);
     expect_seqs(1, 1, 3);
     broker_expect_nothing();
-    hp_amqp_stats_t st = stats();
+    hp_amqp_stats_t st = client_stats();
     assert_int_equal(st.published, 3);
     assert_int_equal(st.queued, 5);
     assert_true(st.queued_bytes >= 5 * (sizeof(amqp_confirm_t) + 2 + 8 * 3));
     assert_int_equal(ch->q_len, 5);
-    ack(1, 1, false);
+    broker_ack(1, 1, false);
     expect_seqs(1, 4, 4);
     broker_expect_nothing();
-    ack(1, 3, true); /* 2 and 3: two slots */
+    broker_ack(1, 3, true); /* 2 and 3: two slots */
     expect_seqs(1, 5, 6);
     broker_expect_nothing();
-    assert_int_equal(stats().queued, 2);
-    ack(1, 6, true);
+    assert_int_equal(client_stats().queued, 2);
+    broker_ack(1, 6, true);
     expect_seqs(1, 7, 8);
-    st = stats();
+    st = client_stats();
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.queued_bytes, 0);
     assert_int_equal(st.published, 8);
     assert_null(ch->queue); /* an empty queue holds no memory */
-    ack(1, 8, true);
+    broker_ack(1, 8, true);
     assert_int_equal(T.nconf, 8);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(T.conf[i].seq, (uint64_t)i + 1);
@@ -176,12 +149,12 @@ static void test_queue_full(void **state)
     pub(ch, 1);
     uint64_t taken = 1, per = 0;
     for (;;) {
-        hp_amqp_stats_t before = stats();
+        hp_amqp_stats_t before = client_stats();
         uint64_t seq = 77;
         hp_amqp_msg_t msg = {.routing_key = "q", .body = "mX", .len = 2};
         int r = hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)(taken + 1), &seq);
         if (r == -EAGAIN) {
-            hp_amqp_stats_t after = stats();
+            hp_amqp_stats_t after = client_stats();
             assert_int_equal(after.queued, before.queued);
             assert_int_equal(after.queued_bytes, before.queued_bytes);
             assert_int_equal(seq, 77);
@@ -189,10 +162,10 @@ static void test_queue_full(void **state)
         }
         assert_int_equal(r, 0);
         assert_int_equal(seq, ++taken);
-        per = stats().queued_bytes / stats().queued;
+        per = client_stats().queued_bytes / client_stats().queued;
         assert_true(taken < 100);
     }
-    hp_amqp_stats_t st = stats();
+    hp_amqp_stats_t st = client_stats();
     assert_int_equal(st.queued, taken - 1);
     assert_int_equal(per, sizeof(amqp_confirm_t) + 18 + 22 + 10); /* method, header, body */
     assert_true(st.queued_bytes <= BOUND);
@@ -200,20 +173,20 @@ static void test_queue_full(void **state)
     expect_body(1, "m1");
     broker_expect_nothing();
     assert_int_equal(T.writable, 0);
-    ack(1, 1, false); /* the window's slot: 2 goes, the queue has room */
+    broker_ack(1, 1, false); /* the window's slot: 2 goes, the queue has room */
     expect_body(1, "mX");
     assert_int_equal(T.writable, 1);
     pub(ch, taken + 1); /* behind the rest of the queue */
     for (uint64_t s = 2; s < taken; s++) {
-        ack(1, s, false);
+        broker_ack(1, s, false);
         expect_body(1, "mX");
     }
     broker_expect_nothing();
-    ack(1, taken, false);
+    broker_ack(1, taken, false);
     char last[32];
     snprintf(last, sizeof last, "m%llu", (unsigned long long)taken + 1);
     expect_body(1, last);
-    ack(1, taken + 1, false);
+    broker_ack(1, taken + 1, false);
     assert_int_equal(T.nconf, (int)taken + 1);
     assert_each_once(taken + 1);
     close_gracefully();
@@ -265,7 +238,7 @@ static void test_blocked_queues(void **state)
     assert_int_equal(hp_amqp_qos(ch, 5, false, on_done, (void *)1), 0);
     broker_expect_on(1, HP_AMQP_BASIC_QOS); /* not a publish: not queued */
     broker_expect_nothing();
-    assert_int_equal(stats().queued, 5);
+    assert_int_equal(client_stats().queued, 5);
     hook_ch = ch;
     hook_seq = 5;
     broker_send_id(0, HP_AMQP_CONNECTION_UNBLOCKED);
@@ -273,9 +246,9 @@ static void test_blocked_queues(void **state)
     expect_seqs(1, 1, 5);
     expect_body(pid, "plain");
     broker_expect_nothing();
-    assert_int_equal(stats().queued, 0);
-    assert_int_equal(stats().published, 6);
-    ack(1, 5, true);
+    assert_int_equal(client_stats().queued, 0);
+    assert_int_equal(client_stats().published, 6);
+    broker_ack(1, 5, true);
     assert_int_equal(T.nconf, 5);
     assert_each_once(5);
     close_gracefully();
@@ -318,24 +291,24 @@ static void test_batch_queued_whole(void **state)
     assert_int_equal(first, 1);
     assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)2, &first), 0);
     assert_int_equal(first, 4); /* one slot free, three needed: queued */
-    assert_int_equal(stats().queued, 3);
+    assert_int_equal(client_stats().queued, 3);
     first = 0;
     assert_int_equal(hp_amqp_publish_batch(ch, msgs, 3, on_batch, (void *)3, &first), -EAGAIN);
     assert_int_equal(first, 0);
-    assert_int_equal(stats().queued, 3); /* nothing of the refused batch */
+    assert_int_equal(client_stats().queued, 3); /* nothing of the refused batch */
     for (int i = 0; i < 3; i++)
         expect_body(1, bodies[i]);
     broker_expect_nothing();
-    ack(1, 1, false); /* two slots: the queued batch starts going */
+    broker_ack(1, 1, false); /* two slots: the queued batch starts going */
     expect_body(1, bodies[0]);
     expect_body(1, bodies[1]);
     broker_expect_nothing();
-    ack(1, 3, true);
+    broker_ack(1, 3, true);
     assert_int_equal(BT.calls, 1);
     assert_int_equal(BT.tag, 1);
     expect_body(1, bodies[2]);
-    assert_int_equal(stats().queued, 0);
-    ack(1, 6, true);
+    assert_int_equal(client_stats().queued, 0);
+    broker_ack(1, 6, true);
     assert_int_equal(BT.calls, 2);
     assert_int_equal(BT.tag, 2);
     assert_int_equal(BT.r.first_seq, 4);
@@ -378,7 +351,7 @@ static void test_channel_closed_fails_queued(void **state)
     }
     assert_each_once(5);
     assert_int_equal(T.non_close, 1);
-    hp_amqp_stats_t st = stats();
+    hp_amqp_stats_t st = client_stats();
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.queued_bytes, 0);
     assert_int_equal(st.unconfirmed_failed, 5);
@@ -438,41 +411,22 @@ static void output_full_queues(size_t size)
     assert_true(size <= sizeof body);
     int accepted = 0;
     uint64_t most = 0;
-    for (;;) {
-        fill_pattern(body, size, (uint32_t)accepted);
-        hp_amqp_msg_t msg = {.routing_key = "q", .body = body, .len = size};
-        int r = hp_amqp_publish(ch, &msg, NULL, NULL, NULL);
-        if (r == -EAGAIN)
-            break;
-        assert_int_equal(r, 0);
+    while (publish_pattern(ch, body, size, (uint32_t)accepted)) {
         accepted++;
-        hp_amqp_stats_t st = stats();
+        hp_amqp_stats_t st = client_stats();
         uint64_t held = hp_conn_pending(T.conn->c) + st.queued_bytes;
         most = held > most ? held : most;
         assert_true(st.queued_bytes <= BOUND);
         assert_true(accepted < 100000);
     }
-    hp_amqp_stats_t st = stats();
+    hp_amqp_stats_t st = client_stats();
     assert_true(st.queued > 0);
     assert_true(st.queued_bytes + size + 100 > BOUND); /* refused only when full */
     if (most > H.cfg.wbuf_size + BOUND + size + 4096)
         fail_msg("%llu bytes held", (unsigned long long)most);
     assert_int_equal(T.writable, 0);
-    for (int i = 0; i < accepted; i++) {
-        uint8_t *b;
-        broker_expect_on(1, HP_AMQP_BASIC_PUBLISH);
-        broker_frame();
-        hp_amqp_frame_t f = broker_frame();
-        assert_int_equal(f.type, HP_AMQP_FRAME_BODY);
-        fill_pattern(body, size, (uint32_t)i);
-        b = (uint8_t *)f.payload.ptr;
-        assert_int_equal(f.payload.len, size);
-        if (memcmp(b, body, size) != 0)
-            fail_msg("message %d of %d out of order or damaged", i, accepted);
-    }
-    PUMP_UNTIL(T.writable == 1, 1000);
-    assert_int_equal(T.writable, 1);
-    st = stats();
+    broker_read_patterns(1, accepted, body, size);
+    st = client_stats();
     assert_int_equal(st.queued, 0);
     assert_int_equal(st.published, (uint64_t)accepted);
     close_gracefully();
@@ -503,32 +457,14 @@ static hp_amqp_config_t rqcfg(uint8_t unconfirmed)
     return c;
 }
 
-/* The broker drops the TCP connection; RECOVERING follows. */
-static void lose_tcp(void)
-{
-    int before = T.recovering;
-    broker_close();
-    PUMP_UNTIL(T.recovering == before + 1, 1000);
-    assert_int_equal(T.recovering, before + 1);
-}
-
 /* The client dials again after the backoff; the handshake, channel 1
  * opened again and confirm mode selected again. */
 static void recover_channel_1(void)
 {
-    tick(100);
-    broker_accept_again();
-    broker_expect_header();
-    broker_send_start("PLAIN");
-    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
-    broker_send_tune(0, 0, 0);
-    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
-    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_redial_to_open(100);
     broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
-    broker_expect_on(1, HP_AMQP_CHANNEL_OPEN);
-    broker_send_id(1, HP_AMQP_CHANNEL_OPEN_OK);
-    broker_expect_on(1, HP_AMQP_CONFIRM_SELECT);
-    broker_send_id(1, HP_AMQP_CONFIRM_SELECT_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    confirm_select_ok(1);
     assert_int_equal(T.recovered, 1);
 }
 
@@ -544,7 +480,7 @@ static void test_loss_fails_queued(void **state)
     for (uint64_t s = 1; s <= 4; s++)
         pub(ch, s);
     expect_seqs(1, 1, 2);
-    lose_tcp();
+    broker_drop();
     assert_int_equal(T.nconf, 4);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(T.conf[i].seq, (uint64_t)i + 1);
@@ -552,10 +488,10 @@ static void test_loss_fails_queued(void **state)
     }
     pub(ch, 5); /* recovering: waits */
     pub(ch, 6);
-    assert_int_equal(stats().queued, 2);
+    assert_int_equal(client_stats().queued, 2);
     recover_channel_1();
     expect_seqs(1, 5, 6);
-    ack(1, 2, true); /* the new channel's 1 and 2 */
+    broker_ack(1, 2, true); /* the new channel's 1 and 2 */
     assert_int_equal(T.nconf, 6);
     assert_int_equal(T.conf[4].seq, 5);
     assert_int_equal(T.conf[5].seq, 6);
@@ -577,9 +513,9 @@ static void test_recovery_sends_queued(void **state)
     for (uint64_t s = 1; s <= 5; s++)
         pub(ch, s);
     expect_seqs(1, 1, 3);
-    ack(1, 1, false);
+    broker_ack(1, 1, false);
     expect_seqs(1, 4, 4);
-    lose_tcp();
+    broker_drop();
     assert_int_equal(T.nconf, 1);
     pub(ch, 6);
     hook_ch = ch;
@@ -588,9 +524,9 @@ static void test_recovery_sends_queued(void **state)
     hook_ch = NULL;
     expect_seqs(1, 2, 4);    /* again, the window's: the new channel's 1 .. 3 */
     broker_expect_nothing(); /* the window is full */
-    ack(1, 3, true);
+    broker_ack(1, 3, true);
     expect_seqs(1, 5, 7);
-    ack(1, 6, true);
+    broker_ack(1, 6, true);
     assert_int_equal(T.nconf, 7);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(T.conf[i].seq, (uint64_t)i + 1);
@@ -626,17 +562,17 @@ static void test_queue_out_of_memory(void **state)
         if (r == 0)
             break;
         assert_int_equal(r, -ENOMEM);
-        assert_int_equal(stats().queued, 0);
+        assert_int_equal(client_stats().queued, 0);
         assert_null(ch->queue);
         assert_true(k < 20);
     }
     assert_int_equal(k, 8); /* the record, the ring, 3 x (frames, shrink): the last shrink */
     assert_int_equal(first, 4);
-    assert_int_equal(stats().queued, 3);
+    assert_int_equal(client_stats().queued, 3);
     expect_seqs(1, 1, 3);
-    ack(1, 3, true);
+    broker_ack(1, 3, true);
     expect_seqs(1, 4, 6);
-    ack(1, 6, true);
+    broker_ack(1, 6, true);
     assert_int_equal(T.nconf, 3);
     assert_each_once(3);
     close_gracefully();
@@ -660,9 +596,9 @@ static void test_fast_path(void **state)
         step(0);
         for (int i = 0; i < 40; i++)
             expect_body(1, "body");
-        ack(1, (uint64_t)(round + 1) * 40, true);
+        broker_ack(1, (uint64_t)(round + 1) * 40, true);
     }
-    assert_int_equal(stats().published, 2000);
+    assert_int_equal(client_stats().published, 2000);
     close_gracefully();
 }
 

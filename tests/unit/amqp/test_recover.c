@@ -67,10 +67,7 @@ static void assert_no_dial(void)
 /* The broker drops the TCP connection: RECOVERING follows. */
 static void lose_tcp(void)
 {
-    int before = T.recovering;
-    broker_close();
-    PUMP_UNTIL(T.recovering == before + 1, 1000);
-    assert_int_equal(T.recovering, before + 1);
+    broker_drop();
     assert_int_equal(T.recovering_r.err, -ECONNRESET);
     assert_int_equal(T.closed, 0);
 }
@@ -79,14 +76,7 @@ static void lose_tcp(void)
  * handshake up to connection.open (not answered yet). */
 static void redial_to_open(void)
 {
-    tick(100);
-    broker_accept_again();
-    broker_expect_header();
-    broker_send_start("PLAIN");
-    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
-    broker_send_tune(0, 0, 0);
-    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
-    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_redial_to_open(100);
     assert_int_equal(T.recovered, T.recovering - 1);
 }
 
@@ -95,13 +85,6 @@ static void redial(void)
     redial_to_open();
     broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
     assert_int_equal(T.ready, 1); /* READY once: a recovery is not one */
-}
-
-/* The broker's reply to the method just read (one without fields). */
-static void ok(uint16_t ch, uint32_t req, uint32_t rep)
-{
-    broker_expect_on(ch, req);
-    broker_send_id(ch, rep);
 }
 
 static void send_declare_ok(uint16_t ch, const char *name)
@@ -132,7 +115,7 @@ static void declare_exchange(hp_amqp_channel_t *ch, const char *name, const char
     assert_int_equal(hp_amqp_exchange_declare(ch, name, type, HP_AMQP_DURABLE, HP_AMQP_NO_ARGS,
                                               on_done, (void *)31),
                      0);
-    ok(id, HP_AMQP_EXCHANGE_DECLARE, HP_AMQP_EXCHANGE_DECLARE_OK);
+    broker_ok(id, HP_AMQP_EXCHANGE_DECLARE, HP_AMQP_EXCHANGE_DECLARE_OK);
     assert_done(31);
 }
 
@@ -151,14 +134,14 @@ static void bind_queue(hp_amqp_channel_t *ch, const char *q, const char *ex, con
 {
     assert_int_equal(
         hp_amqp_queue_bind(ch, q, ex, rk, HP_AMQP_NO_ARGS, on_done, (void *)33), 0);
-    ok(hp_amqp_channel_id(ch), HP_AMQP_QUEUE_BIND, HP_AMQP_QUEUE_BIND_OK);
+    broker_ok(hp_amqp_channel_id(ch), HP_AMQP_QUEUE_BIND, HP_AMQP_QUEUE_BIND_OK);
     assert_done(33);
 }
 
 static void confirm(hp_amqp_channel_t *ch)
 {
     assert_int_equal(hp_amqp_confirm_select(ch, 0, on_done, (void *)34), 0);
-    ok(hp_amqp_channel_id(ch), HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
+    broker_ok(hp_amqp_channel_id(ch), HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
     assert_done(34);
 }
 
@@ -190,13 +173,6 @@ static void deliver(uint16_t ch, const char *ctag, uint64_t dtag, const char *bo
     broker_send_message(ch, &m, NULL, body, strlen(body), 1);
 }
 
-static hp_amqp_stats_t stats(void)
-{
-    hp_amqp_stats_t s;
-    hp_amqp_stats(T.conn, &s);
-    return s;
-}
-
 /* ---- 1. a loss after READY, and the replay in order ---- */
 
 /* Two channels with topology declared on both, qos, confirm mode and a
@@ -222,7 +198,7 @@ static void test_replay_order(void **state)
     bind_queue(c1, "q1", "ex1", "rk1");
     bind_queue(c2, "q2", "ex2", "rk2");
     assert_int_equal(hp_amqp_qos(c1, 10, false, on_done, (void *)36), 0);
-    ok(1, HP_AMQP_BASIC_QOS, HP_AMQP_BASIC_QOS_OK);
+    broker_ok(1, HP_AMQP_BASIC_QOS, HP_AMQP_BASIC_QOS_OK);
     confirm(c2);
     consume(c1, "q1", "ctag-1", 0, 7);
     consume(c2, "q2", "ctag-2", HP_AMQP_NO_ACK, 8);
@@ -238,7 +214,7 @@ static void test_replay_order(void **state)
     assert_int_equal(T.res[nres].tag, 99);
     assert_int_equal(T.res[nres].err, -ECONNRESET);
     assert_true(T.res[nres].seq < T.recovering_r.seq); /* failed before the event */
-    assert_int_equal(stats().state, HP_AMQP_STATE_RECOVERING);
+    assert_int_equal(client_stats().state, HP_AMQP_STATE_RECOVERING);
     /* Calls made now: -EAGAIN, nothing queued, no callback. */
     hp_amqp_msg_t msg = {.exchange = "", .routing_key = "q", .body = "x", .len = 1};
     uint64_t seq = 0;
@@ -308,12 +284,12 @@ static void test_replay_order(void **state)
     send_consume_ok(1, "ctag-1");
     broker_send_id(2, HP_AMQP_CONFIRM_SELECT_OK);
     assert_int_equal(T.recovered, 0);
-    assert_int_equal(stats().state, HP_AMQP_STATE_RECOVERING);
+    assert_int_equal(client_stats().state, HP_AMQP_STATE_RECOVERING);
     send_consume_ok(2, "ctag-2");
     assert_int_equal(T.recovered, 1);
     assert_int_equal(T.recovering, 1);
     assert_int_equal(T.nres, nres + 1); /* the replay completes no caller's call */
-    hp_amqp_stats_t s = stats();
+    hp_amqp_stats_t s = client_stats();
     assert_int_equal(s.recoveries, 1);
     assert_int_equal(s.state, HP_AMQP_STATE_READY);
 
@@ -358,17 +334,17 @@ static void test_connection_close_320(void **state)
     assert_int_equal(T.recovered, 0);
     send_declare_ok(1, "q1");
     assert_int_equal(T.recovered, 1);
-    assert_int_equal(stats().recoveries, 1);
+    assert_int_equal(client_stats().recoveries, 1);
 
     /* Again. */
     lose_tcp();
     assert_int_equal(T.recovering, 2);
     redial();
-    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
     replay(1, HP_AMQP_QUEUE_DECLARE);
     send_declare_ok(1, "q1");
     assert_int_equal(T.recovered, 2);
-    assert_int_equal(stats().recoveries, 2);
+    assert_int_equal(client_stats().recoveries, 2);
     close_gracefully();
 }
 
@@ -448,11 +424,11 @@ static void test_deleted_not_replayed(void **state)
     broker_send(1, &(hp_amqp_method_t){.id = HP_AMQP_QUEUE_DELETE_OK});
     assert_done(40);
     assert_int_equal(hp_amqp_exchange_delete(c1, "ex1", 0, on_done, (void *)41), 0);
-    ok(1, HP_AMQP_EXCHANGE_DELETE, HP_AMQP_EXCHANGE_DELETE_OK);
+    broker_ok(1, HP_AMQP_EXCHANGE_DELETE, HP_AMQP_EXCHANGE_DELETE_OK);
     assert_done(41);
     assert_int_equal(
         hp_amqp_queue_unbind(c1, "q1", "ex2", "c", HP_AMQP_NO_ARGS, on_done, (void *)42), 0);
-    ok(1, HP_AMQP_QUEUE_UNBIND, HP_AMQP_QUEUE_UNBIND_OK);
+    broker_ok(1, HP_AMQP_QUEUE_UNBIND, HP_AMQP_QUEUE_UNBIND_OK);
     assert_done(42);
     /* A delete the broker refuses takes nothing out. */
     hp_amqp_channel_t *c2 = open_channel();
@@ -495,11 +471,7 @@ static void test_deleted_not_replayed(void **state)
 
 static void publish_n(hp_amqp_channel_t *ch, uint64_t want, const char *body)
 {
-    hp_amqp_msg_t msg = {.exchange = "ex", .routing_key = "rk", .body = body,
-                         .len = strlen(body)};
-    uint64_t seq = 0;
-    assert_int_equal(hp_amqp_publish(ch, &msg, on_confirm, (void *)(uintptr_t)want, &seq), 0);
-    assert_int_equal(seq, want);
+    publish_want(ch, "ex", "rk", body, strlen(body), want);
 }
 
 /* One published message as the broker read it: method, header, body. */
@@ -533,14 +505,6 @@ static void assert_same_msg(const wire_msg_t *a, const wire_msg_t *b)
     }
 }
 
-static void ack_from_broker(uint16_t ch, uint64_t tag, bool multiple)
-{
-    hp_amqp_method_t m = {.id = HP_AMQP_BASIC_ACK};
-    m.basic_ack.delivery_tag = tag;
-    m.basic_ack.multiple = multiple;
-    broker_send(ch, &m);
-}
-
 /* HP_AMQP_FAIL_UNCONFIRMED: each unconfirmed publish fails with
  * -ECONNRESET once, at the loss; nothing is sent again; numbers go on. */
 static void test_unconfirmed_fail(void **state)
@@ -556,7 +520,7 @@ static void test_unconfirmed_fail(void **state)
     publish_n(c1, 3, "three");
     for (int i = 0; i < 3; i++)
         read_publish(1);
-    ack_from_broker(1, 1, false);
+    broker_ack(1, 1, false);
     assert_int_equal(T.nconf, 1);
     lose_tcp();
     assert_int_equal(T.nconf, 3);
@@ -565,26 +529,25 @@ static void test_unconfirmed_fail(void **state)
     assert_int_equal(T.conf[2].seq, 3);
     assert_int_equal(T.conf[2].status, -ECONNRESET);
     assert_true(T.conf[2].order < T.recovering_r.seq);
-    hp_amqp_stats_t s = stats();
+    hp_amqp_stats_t s = client_stats();
     assert_int_equal(s.published, 3);
     assert_int_equal(s.confirmed, 1);
     assert_int_equal(s.unconfirmed_failed, 2);
     redial();
-    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
-    ok(1, HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_ok(1, HP_AMQP_CONFIRM_SELECT, HP_AMQP_CONFIRM_SELECT_OK);
     assert_int_equal(T.recovered, 1);
     broker_expect_nothing(); /* nothing published again */
     assert_int_equal(T.nconf, 3);
     /* The next number is one the caller has not seen; the broker's 1. */
     publish_n(c1, 4, "four");
     read_publish(1);
-    ack_from_broker(1, 1, false);
+    broker_ack(1, 1, false);
     assert_int_equal(T.nconf, 4);
     assert_int_equal(T.conf[3].seq, 4);
     assert_int_equal(T.conf[3].status, HP_AMQP_ACKED);
-    for (int i = 1; i <= 4; i++)
-        assert_int_equal(T.conf_count[i], 1);
-    s = stats();
+    assert_each_once(4);
+    s = client_stats();
     assert_int_equal(s.published, 4);
     assert_int_equal(s.confirmed, 2);
     assert_int_equal(s.unconfirmed_failed, 2);
@@ -611,12 +574,12 @@ static void test_unconfirmed_republish(void **state)
     wire_msg_t sent[3];
     for (int i = 0; i < 3; i++)
         sent[i] = read_publish(1);
-    ack_from_broker(1, 1, false);
+    broker_ack(1, 1, false);
     assert_int_equal(T.nconf, 1);
     lose_tcp();
     assert_int_equal(T.nconf, 1);
     redial();
-    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
     broker_expect_on(1, HP_AMQP_CONFIRM_SELECT);
     broker_expect_nothing(); /* nothing before select-ok */
     assert_int_equal(T.nconf, 1);
@@ -627,24 +590,23 @@ static void test_unconfirmed_republish(void **state)
     again = read_publish(1);
     assert_same_msg(&again, &sent[2]);
     broker_expect_nothing();
-    hp_amqp_stats_t s = stats();
+    hp_amqp_stats_t s = client_stats();
     assert_int_equal(s.republished, 2);
     assert_int_equal(s.published, 3);
     assert_int_equal(T.nconf, 1);
     /* The next publish: 4 for the caller, the broker's 3. */
     publish_n(c1, 4, "four");
     read_publish(1);
-    ack_from_broker(1, 1, false);
+    broker_ack(1, 1, false);
     assert_int_equal(T.nconf, 2);
     assert_int_equal(T.conf[1].seq, 2);
     assert_int_equal(T.conf[1].status, HP_AMQP_ACKED);
-    ack_from_broker(1, 3, true);
+    broker_ack(1, 3, true);
     assert_int_equal(T.nconf, 4);
     assert_int_equal(T.conf[2].seq, 3);
     assert_int_equal(T.conf[3].seq, 4);
-    for (int i = 1; i <= 4; i++)
-        assert_int_equal(T.conf_count[i], 1);
-    s = stats();
+    assert_each_once(4);
+    s = client_stats();
     assert_int_equal(s.published, 4);
     assert_int_equal(s.confirmed, 4);
     assert_int_equal(s.unconfirmed_failed, 0);
@@ -670,7 +632,7 @@ static void test_delivery_tags(void **state)
     lose_tcp();
     assert_int_equal(hp_amqp_ack(c1, t, false), -EAGAIN); /* while down */
     redial();
-    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
     broker_expect_on(1, HP_AMQP_BASIC_CONSUME);
     send_consume_ok(1, "ctag");
     assert_int_equal(T.recovered, 1);
@@ -945,7 +907,7 @@ static void test_loss_during_replay(void **state)
     assert_bytes(m.basic_consume.consumer_tag, "ctag");
     send_consume_ok(1, "ctag");
     assert_int_equal(T.recovered, 1);
-    assert_int_equal(stats().recoveries, 1);
+    assert_int_equal(client_stats().recoveries, 1);
     deliver(1, "ctag", 1, "x");
     assert_int_equal(T.ndlv, 1);
     assert_int_equal(T.dlv[0].tag, 7);
@@ -968,13 +930,9 @@ static void recover_on_b(void)
 {
     broker_accept();
     broker_expect_header();
-    broker_send_start("PLAIN");
-    broker_expect_on(0, HP_AMQP_CONNECTION_START_OK);
-    broker_send_tune(0, 0, 0);
-    broker_expect_on(0, HP_AMQP_CONNECTION_TUNE_OK);
-    broker_expect_on(0, HP_AMQP_CONNECTION_OPEN);
+    broker_login_to_open();
     broker_send_id(0, HP_AMQP_CONNECTION_OPEN_OK);
-    ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
+    broker_ok(1, HP_AMQP_CHANNEL_OPEN, HP_AMQP_CHANNEL_OPEN_OK);
     hp_amqp_method_t m = replay(1, HP_AMQP_QUEUE_DECLARE);
     assert_bytes(m.queue_declare.queue, "jobs");
     send_declare_ok(1, "jobs");
