@@ -40,6 +40,7 @@
  * broker's reply code and text, and exit status 1.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -801,208 +802,296 @@ static int prepare_body(tool_t *t)
     return rc;
 }
 
-int main(int argc, char **argv)
+/* A refused command line: the message on stderr after "amqp_tool: ";
+ * returns the exit status, 2. */
+static __attribute__((format(printf, 1, 2))) int refuse(const char *fmt, ...)
 {
-    static tool_t t = {.count = 1};
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("amqp_tool: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+/* subscribe: one KEY[=QUEUE] argument (the '=' is cut, in place). */
+static int add_sub(tool_t *t, char *arg)
+{
+    if (t->nsubs == MAX_SUBS)
+        return refuse("at most %d keys", MAX_SUBS);
+    sub_t *sub = &t->subs[t->nsubs++];
+    char *eq = strchr(arg, '=');
+    sub->t = t;
+    sub->key = arg;
+    sub->queue = eq ? eq + 1 : "";
+    if (eq)
+        *eq = '\0';
+    return 0;
+}
+
+/* The command (argv[2]) and its positional arguments; *next: the index of
+ * the first argument after them. 0, or the exit status after a message. */
+static int parse_command(tool_t *t, int argc, char **argv, int *next)
+{
     if (argc < 4)
         return usage();
-    const char *url = argv[1];
-    t.cmd = argv[2];
+    const char *cmd = t->cmd = argv[2];
     int i = 3;
-    if (strcmp(t.cmd, "publish") == 0) {
+    if (strcmp(cmd, "publish") == 0) {
         if (argc < 6)
             return usage();
-        t.exchange = argv[3];
-        t.key = argv[4];
+        t->exchange = argv[3];
+        t->key = argv[4];
         i = 5;
-    } else if (!strcmp(t.cmd, "declare") || !strcmp(t.cmd, "get") || !strcmp(t.cmd, "consume") ||
-               !strcmp(t.cmd, "purge") || !strcmp(t.cmd, "delete")) {
-        t.queue = argv[3];
+    } else if (!strcmp(cmd, "declare") || !strcmp(cmd, "get") || !strcmp(cmd, "consume") ||
+               !strcmp(cmd, "purge") || !strcmp(cmd, "delete")) {
+        t->queue = argv[3];
         i = 4;
-    } else if (!strcmp(t.cmd, "exchange")) {
+    } else if (!strcmp(cmd, "exchange")) {
         if (argc < 5)
             return usage();
-        t.exchange = argv[3];
-        t.type = argv[4];
+        t->exchange = argv[3];
+        t->type = argv[4];
         i = 5;
-    } else if (!strcmp(t.cmd, "delete-exchange")) {
-        t.exchange = argv[3];
+    } else if (!strcmp(cmd, "delete-exchange")) {
+        t->exchange = argv[3];
         i = 4;
-    } else if (!strcmp(t.cmd, "subscribe")) {
-        t.exchange = argv[3];
+    } else if (!strcmp(cmd, "subscribe")) {
+        t->exchange = argv[3];
         for (i = 4; i < argc && argv[i][0] != '-'; i++) {
-            if (t.nsubs == MAX_SUBS) {
-                fprintf(stderr, "amqp_tool: at most %d keys\n", MAX_SUBS);
-                return 2;
-            }
-            sub_t *sub = &t.subs[t.nsubs++];
-            char *eq = strchr(argv[i], '=');
-            sub->t = &t;
-            sub->key = argv[i];
-            sub->queue = eq ? eq + 1 : "";
-            if (eq)
-                *eq = '\0';
+            int st = add_sub(t, argv[i]);
+            if (st)
+                return st;
         }
-        if (t.nsubs == 0)
+        if (t->nsubs == 0)
             return usage();
-    } else if (!strcmp(t.cmd, "bind") || !strcmp(t.cmd, "unbind")) {
+    } else if (!strcmp(cmd, "bind") || !strcmp(cmd, "unbind")) {
         if (argc < 6)
             return usage();
-        t.queue = argv[3];
-        t.exchange = argv[4];
-        t.key = argv[5];
+        t->queue = argv[3];
+        t->exchange = argv[4];
+        t->key = argv[5];
         i = 6;
     } else {
         return usage();
     }
+    *next = i;
+    return 0;
+}
+
+/* An option without a value: the field it sets, or NULL. */
+static bool *flag_of(tool_t *t, const char *a)
+{
+    if (!strcmp(a, "--no-recover"))
+        return &t->no_recover;
+    if (!strcmp(a, "--republish"))
+        return &t->republish;
+    if (!strcmp(a, "--summary"))
+        return &t->summary; /* consume: count distinct bodies, print no message */
+    if (!strcmp(a, "--seq"))
+        return &t->seq;
+    if (!strcmp(a, "--confirm"))
+        return &t->confirm;
+    if (!strcmp(a, "--mandatory"))
+        return &t->mandatory;
+    if (!strcmp(a, "--persistent"))
+        return &t->persistent;
+    if (!strcmp(a, "--durable"))
+        return &t->durable;
+    if (!strcmp(a, "--ack"))
+        return &t->ack;
+    if (!strcmp(a, "--reject"))
+        return &t->reject;
+    if (!strcmp(a, "--nack"))
+        return &t->nack;
+    if (!strcmp(a, "--cancel"))
+        return &t->cancel;
+    if (!strcmp(a, "--if-empty"))
+        return &t->if_empty;
+    if (!strcmp(a, "--hold"))
+        return &t->hold; /* consume: acknowledge nothing (to watch prefetch) */
+    if (!strcmp(a, "--no-ack"))
+        return &t->no_ack;
+    if (!strcmp(a, "--json"))
+        return &t->json;
+    if (!strcmp(a, "--compress"))
+        return &t->compress;
+    return NULL;
+}
+
+/* --rate R: the pace of publish. 0, or the exit status after a message. */
+static int set_rate(tool_t *t, const char *v)
+{
+    double rate = strtod(v, NULL);
+    if (!(rate > 0))
+        return refuse("--rate takes a positive number");
+    /* Up to 1000 a second, one message per turn; faster, a
+     * burst every millisecond. */
+    t->pace_ms = rate <= 1000 ? (uint64_t)(1000.0 / rate) : 1;
+    t->pace_burst = rate <= 1000 ? 1 : (long)(rate / 1000);
+    return 0;
+}
+
+/* --header K=V (the '=' is cut, in place). 0, or the exit status after
+ * the usage. */
+static int add_header(tool_t *t, char *kv)
+{
+    char *eq = strchr(kv, '=');
+    if (!eq)
+        return usage();
+    *eq = '\0';
+    t->hdr_key[t->nhdr] = kv;
+    t->hdr_val[t->nhdr++] = eq + 1;
+    return 0;
+}
+
+/* An option that takes a value, v (the argument after it): 0 when it took
+ * v, -1 when `a` is no such option (or --header is one too many), or the
+ * exit status after a message. */
+static int option_value(tool_t *t, const char *a, char *v)
+{
+    if (!strcmp(a, "-n")) {
+        t->count = strtol(v, NULL, 10);
+    } else if (!strcmp(a, "--batch")) {
+        t->batch = strtol(v, NULL, 10);
+        if (t->batch < 1 || t->batch > 64)
+            return refuse("--batch takes 1 to 64");
+    } else if (!strcmp(a, "--queue-bytes")) {
+        t->queue_bytes = strtoull(v, NULL, 10);
+    } else if (!strcmp(a, "--heartbeat")) {
+        t->heartbeat = (unsigned)strtoul(v, NULL, 10);
+    } else if (!strcmp(a, "--recover-max")) {
+        t->recover_max_ms = strtol(v, NULL, 10);
+    } else if (!strcmp(a, "--work")) {
+        t->work_ms = strtol(v, NULL, 10);
+    } else if (!strcmp(a, "--rate")) {
+        return set_rate(t, v);
+    } else if (!strcmp(a, "--until-recovered")) {
+        t->until_recovered = strtol(v, NULL, 10);
+        if (t->until_recovered < 1)
+            return refuse("--until-recovered takes a count of at least 1");
+    } else if (!strcmp(a, "--type")) {
+        t->ctype = v;
+    } else if (!strcmp(a, "--declare")) {
+        t->declare_first = v;
+    } else if (!strcmp(a, "--blocked-timeout")) {
+        t->blocked_timeout_ms = strtoul(v, NULL, 10);
+    } else if (!strcmp(a, "--prefetch")) {
+        t->prefetch = (unsigned)strtoul(v, NULL, 10);
+    } else if (!strcmp(a, "--header") && t->nhdr < MAX_HEADERS) {
+        return add_header(t, v);
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* The options from argv[i] on, publish's BODY among them. 0, or the exit
+ * status after a message. */
+static int parse_options(tool_t *t, int i, int argc, char **argv)
+{
     for (; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-n") && i + 1 < argc) {
-            t.count = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
-            t.batch = strtol(argv[++i], NULL, 10);
-            if (t.batch < 1 || t.batch > 64) {
-                fprintf(stderr, "amqp_tool: --batch takes 1 to 64\n");
-                return 2;
-            }
-        } else if (!strcmp(a, "--queue-bytes") && i + 1 < argc) {
-            t.queue_bytes = strtoull(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--heartbeat") && i + 1 < argc) {
-            t.heartbeat = (unsigned)strtoul(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--recover-max") && i + 1 < argc) {
-            t.recover_max_ms = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--work") && i + 1 < argc) {
-            t.work_ms = strtol(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--rate") && i + 1 < argc) {
-            double rate = strtod(argv[++i], NULL);
-            if (!(rate > 0)) {
-                fprintf(stderr, "amqp_tool: --rate takes a positive number\n");
-                return 2;
-            }
-            /* Up to 1000 a second, one message per turn; faster, a
-             * burst every millisecond. */
-            t.pace_ms = rate <= 1000 ? (uint64_t)(1000.0 / rate) : 1;
-            t.pace_burst = rate <= 1000 ? 1 : (long)(rate / 1000);
-        } else if (!strcmp(a, "--until-recovered") && i + 1 < argc) {
-            t.until_recovered = strtol(argv[++i], NULL, 10);
-            if (t.until_recovered < 1) {
-                fprintf(stderr, "amqp_tool: --until-recovered takes a count of at least 1\n");
-                return 2;
-            }
-        } else if (!strcmp(a, "--no-recover")) {
-            t.no_recover = true;
-        } else if (!strcmp(a, "--republish")) {
-            t.republish = true;
-        } else if (!strcmp(a, "--summary")) {
-            t.summary = true; /* consume: count distinct bodies, print no message */
-        } else if (!strcmp(a, "--seq")) {
-            t.seq = true;
-        } else if (!strcmp(a, "--confirm")) {
-            t.confirm = true;
-        } else if (!strcmp(a, "--mandatory")) {
-            t.mandatory = true;
-        } else if (!strcmp(a, "--persistent")) {
-            t.persistent = true;
-        } else if (!strcmp(a, "--durable")) {
-            t.durable = true;
-        } else if (!strcmp(a, "--ack")) {
-            t.ack = true;
-        } else if (!strcmp(a, "--reject")) {
-            t.reject = true;
-        } else if (!strcmp(a, "--nack")) {
-            t.nack = true;
-        } else if (!strcmp(a, "--cancel")) {
-            t.cancel = true;
-        } else if (!strcmp(a, "--if-empty")) {
-            t.if_empty = true;
-        } else if (!strcmp(a, "--hold")) {
-            t.hold = true; /* consume: acknowledge nothing (to watch prefetch) */
-        } else if (!strcmp(a, "--no-ack")) {
-            t.no_ack = true;
-        } else if (!strcmp(a, "--json")) {
-            t.json = true;
-        } else if (!strcmp(a, "--compress")) {
-            t.compress = true;
-        } else if (!strcmp(a, "--type") && i + 1 < argc) {
-            t.ctype = argv[++i];
-        } else if (!strcmp(a, "--declare") && i + 1 < argc) {
-            t.declare_first = argv[++i];
-        } else if (!strcmp(a, "--blocked-timeout") && i + 1 < argc) {
-            t.blocked_timeout_ms = strtoul(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--prefetch") && i + 1 < argc) {
-            t.prefetch = (unsigned)strtoul(argv[++i], NULL, 10);
-        } else if (!strcmp(a, "--header") && i + 1 < argc && t.nhdr < MAX_HEADERS) {
-            char *kv = argv[++i], *eq = strchr(kv, '=');
-            if (!eq)
-                return usage();
-            *eq = '\0';
-            t.hdr_key[t.nhdr] = kv;
-            t.hdr_val[t.nhdr++] = eq + 1;
-        } else if (a[0] != '-' && strcmp(t.cmd, "publish") == 0 && !t.body) {
-            t.body = a;
-        } else {
-            return usage();
+        bool *flag = flag_of(t, a);
+        if (flag) {
+            *flag = true;
+            continue;
         }
+        int st = i + 1 < argc ? option_value(t, a, argv[i + 1]) : -1;
+        if (st > 0)
+            return st;
+        if (st == 0)
+            i++;
+        else if (a[0] != '-' && strcmp(t->cmd, "publish") == 0 && !t->body)
+            t->body = a;
+        else
+            return usage();
     }
-    if (strcmp(t.cmd, "publish") == 0 && !t.body)
-        return usage();
-    if (t.until_recovered && strcmp(t.cmd, "publish") != 0) {
-        fprintf(stderr, "amqp_tool: --until-recovered is for publish\n");
-        return 2;
-    }
-    if (t.count < 1) {
-        fprintf(stderr, "amqp_tool: -n must be at least 1\n");
-        return 2;
-    }
-    if (build_props(&t) < 0) {
-        fprintf(stderr, "amqp_tool: the headers do not fit\n");
-        return 2;
-    }
-    if (t.body && prepare_body(&t) < 0)
-        return 2;
+    return 0;
+}
 
-    hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
-    static char buf[HP_AMQP_URL_BUFSIZE(4096)];
-    const char *why = "longer than 4096 bytes";
-    if (strlen(url) > 4096 || hp_amqp_url_parse(url, &cfg, buf, sizeof buf, &why) < 0) {
-        fprintf(stderr, "amqp_tool: %s: %s\n", url, why);
+/* What needs the whole command line, then the message's properties and
+ * body. 0, or the exit status after a message. */
+static int check_options(tool_t *t)
+{
+    if (strcmp(t->cmd, "publish") == 0 && !t->body)
+        return usage();
+    if (t->until_recovered && strcmp(t->cmd, "publish") != 0)
+        return refuse("--until-recovered is for publish");
+    if (t->count < 1)
+        return refuse("-n must be at least 1");
+    if (build_props(t) < 0)
+        return refuse("the headers do not fit");
+    if (t->body && prepare_body(t) < 0)
         return 2;
-    }
+    return 0;
+}
+
+/* The connection's config (cfg holds the defaults) from the URL and the
+ * options. 0, or the exit status after a message. The strings it points
+ * to are static; hp_amqp_connect copies them anyway. */
+static int build_config(const tool_t *t, const char *url, hp_amqp_config_t *cfg)
+{
+    static char buf[HP_AMQP_URL_BUFSIZE(4096)];
+    static char name[64];
+    const char *why = "longer than 4096 bytes";
+    if (strlen(url) > 4096 || hp_amqp_url_parse(url, cfg, buf, sizeof buf, &why) < 0)
+        return refuse("%s: %s", url, why);
     /* Named after the process and command, so that a test can tell its
      * connections apart at the broker. */
-    char name[64];
-    snprintf(name, sizeof name, "amqp_tool[%d] %s", (int)getpid(), t.cmd);
-    cfg.name = name;
-    if (t.heartbeat)
-        cfg.heartbeat_s = (uint16_t)t.heartbeat;
-    if (t.recover_max_ms > 0)
-        cfg.recover_max_ms = (uint64_t)t.recover_max_ms;
-    hp_timer_init(&t.pace, pace_fired);
-    t.pace_due = true; /* the first turn comes at once */
-    t.pace_left = t.pace_burst;
-    cfg.blocked_timeout_ms = t.blocked_timeout_ms;
-    cfg.recover = !t.no_recover;
-    cfg.recover_min_ms = 50;
-    cfg.unconfirmed = t.republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
-    cfg.publish_queue_bytes = t.queue_bytes;
+    snprintf(name, sizeof name, "amqp_tool[%d] %s", (int)getpid(), t->cmd);
+    cfg->name = name;
+    if (t->heartbeat)
+        cfg->heartbeat_s = (uint16_t)t->heartbeat;
+    if (t->recover_max_ms > 0)
+        cfg->recover_max_ms = (uint64_t)t->recover_max_ms;
+    cfg->blocked_timeout_ms = t->blocked_timeout_ms;
+    cfg->recover = !t->no_recover;
+    cfg->recover_min_ms = 50;
+    cfg->unconfirmed = t->republish ? HP_AMQP_REPUBLISH : HP_AMQP_FAIL_UNCONFIRMED;
+    cfg->publish_queue_bytes = t->queue_bytes;
+    return 0;
+}
+
+/* Connects and runs the command on one worker until it is done; returns
+ * the exit status. */
+static int run(tool_t *t, const hp_amqp_config_t *cfg)
+{
+    hp_timer_init(&t->pace, pace_fired);
+    t->pace_due = true; /* the first turn comes at once */
+    t->pace_left = t->pace_burst;
     hp_log_set_level(HP_LOG_ERROR);
     hp_worker_config_t wcfg = HP_WORKER_CONFIG_DEFAULT;
     hp_resolve_t *res = NULL;
     int r;
-    if ((r = hp_worker_new(&t.w, 0, -1, &wcfg)) < 0 || (r = hp_resolve_new(&res, NULL)) < 0) {
+    if ((r = hp_worker_new(&t->w, 0, -1, &wcfg)) < 0 || (r = hp_resolve_new(&res, NULL)) < 0) {
         fprintf(stderr, "amqp_tool: %s\n", strerror(-r));
         return 1;
     }
-    hp_worker_set_resolver(t.w, res);
-    r = hp_amqp_connect(t.w, &cfg, on_event, &t, &t.conn);
+    hp_worker_set_resolver(t->w, res);
+    r = hp_amqp_connect(t->w, cfg, on_event, t, &t->conn);
     if (r < 0) {
         fprintf(stderr, "amqp_tool: connect: %s\n", strerror(-r));
-        t.status = 1;
+        t->status = 1;
     } else {
-        hp_worker_run(t.w);
+        hp_worker_run(t->w);
     }
     hp_resolve_destroy(res);
-    hp_worker_free(t.w);
-    hp_amqp_body_free(&t.payload);
-    return t.status;
+    hp_worker_free(t->w);
+    hp_amqp_body_free(&t->payload);
+    return t->status;
+}
+
+int main(int argc, char **argv)
+{
+    static tool_t t = {.count = 1};
+    int i = 0, st; /* i: set by parse_command */
+    if ((st = parse_command(&t, argc, argv, &i)) != 0 ||
+        (st = parse_options(&t, i, argc, argv)) != 0 || (st = check_options(&t)) != 0)
+        return st;
+    hp_amqp_config_t cfg = HP_AMQP_CONFIG_DEFAULT;
+    if ((st = build_config(&t, argv[1], &cfg)) != 0)
+        return st;
+    return run(&t, &cfg);
 }

@@ -400,17 +400,19 @@ static void row_int(FILE *f, const char *name, int v)
     row_u64(f, name, (uint64_t)v);
 }
 
-int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
+/* A rate row: n per second over d seconds, two decimals. */
+static void row_per_sec(FILE *f, const char *name, uint64_t n, double d)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%.2f", hb_div0((double)n, d));
+    hb_html_row(f, name, b);
+}
+
+/* The "Run parameters" table: the options the run had. */
+static void html_parameters(FILE *f, const hb_amqp_results_t *r)
 {
     const hb_options_t *o = r->opt;
-    FILE *f;
-    int rc = hb_out_open(path, &f);
-    if (rc < 0)
-        return rc;
     char v[320];
-    double d = r->duration_s;
-
-    hb_html_begin(f, "AMQP", r->url);
     fputs("<h2>Run parameters</h2>\n<table>\n", f);
     row_int(f, "Producers", o->producers);
     row_int(f, "Producer connections", o->connections);
@@ -435,11 +437,20 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     else
         snprintf(v, sizeof v, "closed loop");
     hb_html_row(f, "Mode", v);
-    snprintf(v, sizeof v, "%.2f s (warm-up %.2f s, drained in %.2f s)", hb_fin(d),
+    snprintf(v, sizeof v, "%.2f s (warm-up %.2f s, drained in %.2f s)", hb_fin(r->duration_s),
              hb_fin(o->warmup_s), hb_fin(r->drain_s));
     hb_html_row(f, "Measured duration", v);
+    fputs("</table>\n", f);
+}
 
-    fputs("</table>\n<h2>Summary</h2>\n<table>\n", f);
+/* The "Summary" table: what became of the messages, the rates, the
+ * latency rows, the broker's errors and the client's CPU. */
+static void html_summary(FILE *f, const hb_amqp_results_t *r)
+{
+    const hb_options_t *o = r->opt;
+    char v[320];
+    double d = r->duration_s;
+    fputs("<h2>Summary</h2>\n<table>\n", f);
     row_u64(f, "Published", r->published);
     if (o->confirm) {
         row_u64(f, "Confirmed", r->confirmed);
@@ -453,16 +464,11 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     else
         hb_html_row(f, "Left in the queues", "unknown");
     row_u64(f, "Lost", r->lost);
-    snprintf(v, sizeof v, "%.2f", hb_div0((double)r->published, d));
-    hb_html_row(f, "Published/sec", v);
-    if (o->confirm) {
-        snprintf(v, sizeof v, "%.2f", hb_div0((double)r->confirmed, d));
-        hb_html_row(f, "Confirmed/sec", v);
-    }
-    if (o->consumers) {
-        snprintf(v, sizeof v, "%.2f", hb_div0((double)r->consumed, d));
-        hb_html_row(f, "Consumed/sec", v);
-    }
+    row_per_sec(f, "Published/sec", r->published, d);
+    if (o->confirm)
+        row_per_sec(f, "Confirmed/sec", r->confirmed, d);
+    if (o->consumers)
+        row_per_sec(f, "Consumed/sec", r->consumed, d);
     if (o->confirm) {
         hb_html_lat_rows(f, r->rate_mode ? "Confirm (corrected) " : "Confirm ", &r->confirm);
         if (r->rate_mode)
@@ -486,8 +492,14 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     else
         snprintf(v, sizeof v, "-");
     hb_html_row(f, "Client CPU per message published", v);
+    fputs("</table>\n", f);
+}
 
-    fputs("</table>\n<h2>Latency by percentile</h2>\n", f);
+/* The latency chart: end to end and confirm, corrected and not. */
+static void html_latency(FILE *f, const hb_amqp_results_t *r)
+{
+    const hb_options_t *o = r->opt;
+    fputs("<h2>Latency by percentile</h2>\n", f);
     hb_svg_hist_t lat[4];
     int n = 0;
     if (o->consumers)
@@ -503,7 +515,13 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     if (o->confirm && r->rate_mode)
         lat[n++] = (hb_svg_hist_t){"confirm (actual send time)", "s5", &r->confirm_unc};
     hb_svg_latency(f, lat, n, "no latency measured");
+}
 
+/* The messages-per-second chart, its lines in sample_value's order
+ * (nacked only when some sample has nacks). */
+static void html_timeline(FILE *f, const hb_amqp_results_t *r)
+{
+    const hb_options_t *o = r->opt;
     fputs("<h2>Messages per second over time</h2>\n", f);
     bool nacks = false;
     for (int i = 0; r->samples && i < r->nsamples; i++)
@@ -511,7 +529,7 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
     hb_timeline_t tl = {.label = "Messages per second over time",
                         .ytitle = "Messages/s",
                         .npoints = r->samples ? r->nsamples : 0,
-                        .tmax = d,
+                        .tmax = r->duration_s,
                         .t = sample_t,
                         .value = sample_value,
                         .ctx = r};
@@ -530,6 +548,19 @@ int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
         tl.classes[tl.nlines++] = "s3";
     }
     hb_svg_timeline(f, &tl);
+}
+
+int hb_amqp_report_html(const hb_amqp_results_t *r, const char *path)
+{
+    FILE *f;
+    int rc = hb_out_open(path, &f);
+    if (rc < 0)
+        return rc;
+    hb_html_begin(f, "AMQP", r->url);
+    html_parameters(f, r);
+    html_summary(f, r);
+    html_latency(f, r);
+    html_timeline(f, r);
     fputs("<p>Generated by hpbench. Confirm latency runs from publishing a message to the "
           "broker's ack; end-to-end latency from publishing it to its delivery to a consumer",
           f);

@@ -236,106 +236,122 @@ static const char *mode_flag(int ch)
     }
 }
 
-static void parse_args(int argc, char **argv, hb_options_t *o)
+/* getopt_long's table: the options of both modes. */
+static const struct option longopts[] = {
+    {"connections", required_argument, NULL, 'c'},
+    {"threads", required_argument, NULL, 't'},
+    {"duration", required_argument, NULL, 'd'},
+    {"header", required_argument, NULL, 'H'},
+    {"method", required_argument, NULL, 'm'},
+    {"rate", required_argument, NULL, 'R'},
+    {"body", required_argument, NULL, O_BODY},
+    {"pipeline", required_argument, NULL, O_PIPELINE},
+    {"warmup", required_argument, NULL, O_WARMUP},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"latency", no_argument, NULL, O_LATENCY},
+    {"json", required_argument, NULL, O_JSON},
+    {"html", required_argument, NULL, O_HTML},
+    {"max-errors", required_argument, NULL, O_MAX_ERRORS},
+    {"producers", required_argument, NULL, O_PRODUCERS},
+    {"consumers", required_argument, NULL, O_CONSUMERS},
+    {"queues", required_argument, NULL, O_QUEUES},
+    {"size", required_argument, NULL, O_SIZE},
+    {"confirm", required_argument, NULL, O_CONFIRM},
+    {"batch", required_argument, NULL, O_BATCH},
+    {"prefetch", required_argument, NULL, O_PREFETCH},
+    {"multi-ack", required_argument, NULL, O_MULTI_ACK},
+    {"persistent", no_argument, NULL, O_PERSISTENT},
+    {"queue-type", required_argument, NULL, O_QUEUE_TYPE},
+    {"read-coalesce", required_argument, NULL, O_READ_COALESCE},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Remembers the first flag of each mode, for the other mode to refuse it. */
+static void note_mode(hb_options_t *o, int ch)
 {
-    static const struct option longopts[] = {
-        {"connections", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'},
-        {"duration", required_argument, NULL, 'd'},
-        {"header", required_argument, NULL, 'H'},
-        {"method", required_argument, NULL, 'm'},
-        {"rate", required_argument, NULL, 'R'},
-        {"body", required_argument, NULL, O_BODY},
-        {"pipeline", required_argument, NULL, O_PIPELINE},
-        {"warmup", required_argument, NULL, O_WARMUP},
-        {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"latency", no_argument, NULL, O_LATENCY},
-        {"json", required_argument, NULL, O_JSON},
-        {"html", required_argument, NULL, O_HTML},
-        {"max-errors", required_argument, NULL, O_MAX_ERRORS},
-        {"producers", required_argument, NULL, O_PRODUCERS},
-        {"consumers", required_argument, NULL, O_CONSUMERS},
-        {"queues", required_argument, NULL, O_QUEUES},
-        {"size", required_argument, NULL, O_SIZE},
-        {"confirm", required_argument, NULL, O_CONFIRM},
-        {"batch", required_argument, NULL, O_BATCH},
-        {"prefetch", required_argument, NULL, O_PREFETCH},
-        {"multi-ack", required_argument, NULL, O_MULTI_ACK},
-        {"persistent", no_argument, NULL, O_PERSISTENT},
-        {"queue-type", required_argument, NULL, O_QUEUE_TYPE},
-        {"read-coalesce", required_argument, NULL, O_READ_COALESCE},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    for (;;) {
-        int ch = getopt_long(argc, argv, ":c:t:d:H:m:R:hV", longopts, NULL);
-        if (ch == -1)
-            break;
-        /* Which mode a flag belongs to, to refuse it in the other one. */
-        if (ch == 'H' || ch == 'm' || ch == O_BODY || ch == O_PIPELINE) {
-            if (!o->http_flag)
-                o->http_flag = mode_flag(ch);
-        } else if (ch >= O_PRODUCERS && ch <= O_READ_COALESCE && !o->amqp_flag) {
-            o->amqp_flag = mode_flag(ch);
-        }
-        switch (ch) {
-        case 'c':
-            o->connections = parse_int("-c", optarg, 1, 100000);
-            o->connections_set = true;
-            break;
-        case 't': o->threads = parse_int("-t", optarg, 1, 256); break;
-        case 'd': o->duration_s = parse_time("-d", optarg, 0.1); break;
-        case 'H':
-            if (o->nheaders == (int)(sizeof o->headers / sizeof o->headers[0]))
-                die("-H: at most 64 headers");
-            if (!strchr(optarg, ':') || optarg[0] == ':' || strpbrk(optarg, "\r\n"))
-                die("-H: expected 'Name: value', got '%s'", optarg);
-            o->headers[o->nheaders++] = optarg;
-            break;
-        case 'm':
-            if (!*optarg || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(optarg))
-                die("-m: expected a method such as GET or POST, got '%s'", optarg);
-            o->method = optarg;
-            break;
-        case 'R': {
-            char *end;
-            errno = 0;
-            o->rate = strtod(optarg, &end);
-            if (*end || errno || !(o->rate >= 1) || o->rate > 1e8)
-                die("-R: expected requests per second from 1 to 100000000, got '%s'", optarg);
-            break;
-        }
-        case O_BODY: o->body_file = optarg; break;
-        case O_PIPELINE: o->pipeline = parse_int("--pipeline", optarg, 1, 1024); break;
-        case O_WARMUP: o->warmup_s = parse_time("--warmup", optarg, 0); break;
-        case O_TIMEOUT: o->timeout_s = parse_time("--timeout", optarg, 0.001); break;
-        case O_LATENCY: o->latency = true; break;
-        case O_JSON: o->json_path = optarg; break;
-        case O_HTML: o->html_path = optarg; break;
-        case O_MAX_ERRORS: o->max_errors_pct = parse_pct("--max-errors", optarg); break;
-        case O_PRODUCERS: o->producers = parse_int("--producers", optarg, 1, 100000); break;
-        case O_CONSUMERS: o->consumers = parse_int("--consumers", optarg, 0, 10000); break;
-        case O_QUEUES: o->queues = parse_int("--queues", optarg, 1, 10000); break;
-        case O_SIZE: o->size = parse_int("--size", optarg, 0, 128 << 20); break;
-        case O_CONFIRM: o->confirm = parse_int("--confirm", optarg, 0, 65535); break;
-        case O_BATCH: o->batch = parse_int("--batch", optarg, 1, 1000); break;
-        case O_PREFETCH: o->prefetch = parse_int("--prefetch", optarg, 0, 65535); break;
-        case O_MULTI_ACK: o->multi_ack = parse_int("--multi-ack", optarg, 1, 65535); break;
-        case O_READ_COALESCE: o->read_coalesce_ms = parse_int("--read-coalesce", optarg, 0, 1000); break;
-        case O_PERSISTENT: o->persistent = true; break;
-        case O_QUEUE_TYPE:
-            if (strcmp(optarg, "quorum") != 0 && strcmp(optarg, "classic") != 0)
-                die("--queue-type: expected classic or quorum, got '%s'", optarg);
-            o->quorum = strcmp(optarg, "quorum") == 0;
-            break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
-        case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
-        default: die("unknown option '%s' (see " PROG " --help)", argv[optind - 1]);
-        }
+    if (ch == 'H' || ch == 'm' || ch == O_BODY || ch == O_PIPELINE) {
+        if (!o->http_flag)
+            o->http_flag = mode_flag(ch);
+    } else if (ch >= O_PRODUCERS && ch <= O_READ_COALESCE && !o->amqp_flag) {
+        o->amqp_flag = mode_flag(ch);
     }
+}
+
+/* -H 'Name: value', kept as given; exits on a bad one. */
+static void add_header(hb_options_t *o, char *v)
+{
+    if (o->nheaders == (int)(sizeof o->headers / sizeof o->headers[0]))
+        die("-H: at most 64 headers");
+    if (!strchr(v, ':') || v[0] == ':' || strpbrk(v, "\r\n"))
+        die("-H: expected 'Name: value', got '%s'", v);
+    o->headers[o->nheaders++] = v;
+}
+
+/* -R: requests (or messages) per second, from 1 to 1e8. */
+static double parse_rate(const char *v)
+{
+    char *end;
+    errno = 0;
+    double rate = strtod(v, &end);
+    if (*end || errno || !(rate >= 1) || rate > 1e8)
+        die("-R: expected requests per second from 1 to 100000000, got '%s'", v);
+    return rate;
+}
+
+/* One option getopt_long returned (its value in optarg) into o; exits on
+ * a bad value, an unknown option, --help and --version. */
+static void parse_option(hb_options_t *o, int ch, char **argv)
+{
+    switch (ch) {
+    case 'c':
+        o->connections = parse_int("-c", optarg, 1, 100000);
+        o->connections_set = true;
+        break;
+    case 't': o->threads = parse_int("-t", optarg, 1, 256); break;
+    case 'd': o->duration_s = parse_time("-d", optarg, 0.1); break;
+    case 'H': add_header(o, optarg); break;
+    case 'm':
+        if (!*optarg || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(optarg))
+            die("-m: expected a method such as GET or POST, got '%s'", optarg);
+        o->method = optarg;
+        break;
+    case 'R': o->rate = parse_rate(optarg); break;
+    case O_BODY: o->body_file = optarg; break;
+    case O_PIPELINE: o->pipeline = parse_int("--pipeline", optarg, 1, 1024); break;
+    case O_WARMUP: o->warmup_s = parse_time("--warmup", optarg, 0); break;
+    case O_TIMEOUT: o->timeout_s = parse_time("--timeout", optarg, 0.001); break;
+    case O_LATENCY: o->latency = true; break;
+    case O_JSON: o->json_path = optarg; break;
+    case O_HTML: o->html_path = optarg; break;
+    case O_MAX_ERRORS: o->max_errors_pct = parse_pct("--max-errors", optarg); break;
+    case O_PRODUCERS: o->producers = parse_int("--producers", optarg, 1, 100000); break;
+    case O_CONSUMERS: o->consumers = parse_int("--consumers", optarg, 0, 10000); break;
+    case O_QUEUES: o->queues = parse_int("--queues", optarg, 1, 10000); break;
+    case O_SIZE: o->size = parse_int("--size", optarg, 0, 128 << 20); break;
+    case O_CONFIRM: o->confirm = parse_int("--confirm", optarg, 0, 65535); break;
+    case O_BATCH: o->batch = parse_int("--batch", optarg, 1, 1000); break;
+    case O_PREFETCH: o->prefetch = parse_int("--prefetch", optarg, 0, 65535); break;
+    case O_MULTI_ACK: o->multi_ack = parse_int("--multi-ack", optarg, 1, 65535); break;
+    case O_READ_COALESCE: o->read_coalesce_ms = parse_int("--read-coalesce", optarg, 0, 1000); break;
+    case O_PERSISTENT: o->persistent = true; break;
+    case O_QUEUE_TYPE:
+        if (strcmp(optarg, "quorum") != 0 && strcmp(optarg, "classic") != 0)
+            die("--queue-type: expected classic or quorum, got '%s'", optarg);
+        o->quorum = strcmp(optarg, "quorum") == 0;
+        break;
+    case 'h': usage(stdout); exit(0);
+    case 'V': printf(PROG " " HP_VERSION "\n"); exit(0);
+    case ':': die("option '%s' needs a value (see " PROG " --help)", argv[optind - 1]);
+    default: die("unknown option '%s' (see " PROG " --help)", argv[optind - 1]);
+    }
+}
+
+/* The one URL after the options; for http://, the checks that need the
+ * mode and the URL's parts (amqp_main checks an amqp:// run). */
+static void parse_target(hb_options_t *o, int argc, char **argv)
+{
     if (optind == argc)
         die("no URL given (see " PROG " --help)");
     if (optind + 1 < argc)
@@ -351,6 +367,21 @@ static void parse_args(int argc, char **argv, hb_options_t *o)
         die("-t %d is more than -c %d: every thread needs a connection", o->threads,
             o->connections);
     parse_url(o);
+}
+
+/* The command line into o; exits 0 after --help or --version and 2 with
+ * one line on stderr for a bad option or argument. */
+static void parse_args(int argc, char **argv, hb_options_t *o)
+{
+    opterr = 0;
+    for (;;) {
+        int ch = getopt_long(argc, argv, ":c:t:d:H:m:R:hV", longopts, NULL);
+        if (ch == -1)
+            break;
+        note_mode(o, ch);
+        parse_option(o, ch, argv);
+    }
+    parse_target(o, argc, argv);
 }
 
 /* Resolves the host and checks that something listens there, so that a
