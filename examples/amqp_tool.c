@@ -1067,7 +1067,8 @@ static int run(tool_t *t, const hp_amqp_config_t *cfg)
     int r;
     if ((r = hp_worker_new(&t->w, 0, -1, &wcfg)) < 0 || (r = hp_resolve_new(&res, NULL)) < 0) {
         fprintf(stderr, "amqp_tool: %s\n", strerror(-r));
-        return 1;
+        t->status = 1;
+        goto out;
     }
     hp_worker_set_resolver(t->w, res);
     r = hp_amqp_connect(t->w, cfg, on_event, t, &t->conn);
@@ -1077,6 +1078,7 @@ static int run(tool_t *t, const hp_amqp_config_t *cfg)
     } else {
         hp_worker_run(t->w);
     }
+out: /* each free takes NULL: what was not made */
     hp_resolve_destroy(res);
     hp_worker_free(t->w);
     hp_amqp_body_free(&t->payload);
