@@ -37,6 +37,9 @@
 # BENCH_AMQP_SIZE (1024), BENCH_SYSCALL_S (1; 0: no syscall runs),
 # BENCH_TOOLS ("hpbench hpbench_rc rmq_perf pika_perf"), HPBENCH_BIN
 # (build/hpbench), BENCH_KEEP_TMP=1 (keep the JSON and counter outputs).
+# A before/after of a change in one run: HPBENCH_BASE_BIN=<the hpbench
+# built before it> and the tools `base` and `base_rc` in BENCH_TOOLS (run
+# like hpbench and hpbench_rc; the report adds their ratios).
 
 set -u -o pipefail
 
@@ -61,6 +64,7 @@ SIZE=${BENCH_AMQP_SIZE:-1024}
 SC_S=${BENCH_SYSCALL_S:-1}
 TOOLS=${BENCH_TOOLS:-hpbench hpbench_rc rmq_perf pika_perf}
 HPBENCH=${HPBENCH_BIN:-$ROOT/build/hpbench}
+HPBENCH_BASE=${HPBENCH_BASE_BIN:-}
 RMQ_PERF=$ROOT/build/bench/rmq_perf
 PY=/usr/bin/python3   # Debian's, with python3-pika
 
@@ -77,6 +81,9 @@ for t in $TOOLS; do
     case $t in
     hpbench|hpbench_rc)
         [ -x "$HPBENCH" ] || { echo "bench/amqp.sh: $HPBENCH not found: run make" >&2; exit 2; } ;;
+    base|base_rc)
+        [ -x "$HPBENCH_BASE" ] ||
+            { echo "bench/amqp.sh: tool $t: set HPBENCH_BASE_BIN to an hpbench to compare with" >&2; exit 2; } ;;
     rmq_perf)
         if [ ! -e /usr/include/amqp.h ]; then
             echo "bench/amqp.sh: rmq_perf left out: apt-get install librabbitmq-dev (or make deps-bench)"
@@ -127,6 +134,7 @@ trap cleanup EXIT
 echo "# bench/amqp.sh $* ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 echo "# BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_RUNS=$RUNS BENCH_AMQP_SIZE=$SIZE BENCH_SYSCALL_S=$SC_S BENCH_TOOLS=\"$TOOLS\""
 echo "# $(uname -srm); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+[ -n "$HPBENCH_BASE" ] && echo "# base (tools base, base_rc): $HPBENCH_BASE: $("$HPBENCH_BASE" --version)"
 echo "# $("$HPBENCH" --version); rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null);" \
      "librabbitmq $(dpkg-query -W -f '${Version}' librabbitmq4 2>/dev/null); python3-pika $(dpkg-query -W -f '${Version}' python3-pika 2>/dev/null)"
 echo "# git $(git rev-parse --short HEAD 2>/dev/null) $(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "(dirty)")"
@@ -161,14 +169,20 @@ args_of() {
     esac
 }
 
+# Whether tool $1 is an hpbench (this build's or the base's).
+is_ours() {
+    case $1 in hpbench|hpbench_rc|base|base_rc) true ;; *) false ;; esac
+}
+
 # The command of tool $1 for case $2, $3 s after a $4 s warm-up, its JSON
 # report to $5.
 cmd_of() {
-    local a
+    local a bin=$HPBENCH
     a="$(args_of "$2") --size $SIZE"
+    case $1 in base*) bin=$HPBENCH_BASE ;; esac
     case $1 in
-    hpbench) echo "$HPBENCH $URL -d $3 --warmup $4 --producers 1 $a --json $5" ;;
-    hpbench_rc) echo "$HPBENCH $URL -d $3 --warmup $4 --producers 1 $a --read-coalesce 1 --json $5" ;;
+    hpbench|base) echo "$bin $URL -d $3 --warmup $4 --producers 1 $a --json $5" ;;
+    hpbench_rc|base_rc) echo "$bin $URL -d $3 --warmup $4 --producers 1 $a --read-coalesce 1 --json $5" ;;
     rmq_perf) echo "$RMQ_PERF -d $3 --warmup $4 $a $URL" ;;
     pika_perf) echo "$PY bench/amqp/pika_perf.py -d $3 --warmup $4 $a $URL" ;;
     esac
@@ -177,7 +191,7 @@ cmd_of() {
 # Peers run only what they implement.
 runs_case() {
     case $2 in
-    batch100|consume4) [ "${1%_rc}" = hpbench ] ;;
+    batch100|consume4) is_ours "$1" ;;
     *) true ;;
     esac
 }
@@ -197,7 +211,7 @@ run_one() {
     b0=$(beam_ticks)
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
-    if [ "${t%_rc}" = hpbench ]; then
+    if is_ours "$t"; then
         taskset -c 1 $wrap $cmd > "$stem.out" 2>&1
         rc=$?
         grep -E '^(Published|Confirmed|Consumed)/sec|^Client CPU|latency +p50|messages published|consumed,' "$stem.out"

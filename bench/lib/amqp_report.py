@@ -16,8 +16,10 @@ import statistics
 import sys
 
 PEERS = ("rmq_perf", "pika_perf")
-# hpbench as it comes, and with the client's read coalescing (--read-coalesce 1).
-OURS = ("hpbench", "hpbench_rc")
+# hpbench as it comes, and with the client's read coalescing (--read-coalesce 1);
+# base and base_rc: the same from another build (HPBENCH_BASE_BIN), a change's before.
+OURS = ("hpbench", "hpbench_rc", "base", "base_rc")
+AFTER_BEFORE = (("hpbench", "base"), ("hpbench_rc", "base_rc"))
 
 
 def load(path):
@@ -157,6 +159,12 @@ def main():
                         ratio(h["sc"], q["sc"])))
                     summary.append((c, o, p, ratio(h["pub_s"], q["pub_s"]),
                                     ratio(h["cpu"], q["cpu"]), ratio(h["sc"], q["sc"])))
+        for a, b in AFTER_BEFORE:
+            if (c, a) in res and (c, b) in res:
+                h, q = res[c, a], res[c, b]
+                print("%s/%s (this build / base): msg/s x%s, CPU/msg x%s, syscalls/msg x%s" % (
+                    a, b, ratio(h["pub_s"], q["pub_s"]), ratio(h["cpu"], q["cpu"]),
+                    ratio(h["sc"], q["sc"])))
         print()
 
     if summary:
