@@ -520,7 +520,8 @@ enum {
     C_SIZE,      /* more hex digits */
     C_BWS,       /* whitespace after the size */
     C_EXT,       /* chunk extension, discarded */
-    C_SIZE_LF,   /* CR seen at the end of the size line */
+    C_SIZE_LF,   /* CR seen at the end of the size line; the size line's
+                  * states are the ones up to here (chunk_size_line) */
     C_DATA,
     C_DATA_CR,   /* CRLF after the data */
     C_DATA_LF,
@@ -550,6 +551,135 @@ HP_INLINE void chunk_line_done(hp_http_chunked_t *c)
     }
 }
 
+/* C_DATA, the common case: moves as much of the chunk's data as is here to
+ * buf[*o] in one go, advancing *i and *o. The output never overtakes the
+ * input, so memmove is safe. */
+HP_INLINE void chunk_data(hp_http_chunked_t *c, char *buf, size_t len, size_t *i, size_t *o)
+{
+    size_t n = min_sz(len - *i, c->size > SIZE_MAX ? SIZE_MAX : (size_t)c->size);
+    if (*o != *i)
+        memmove(buf + *o, buf + *i, n);
+    *o += n;
+    *i += n;
+    c->size -= n;
+    if (c->size == 0)
+        c->state = C_DATA_CR;
+}
+
+/* One byte b of a size line: hex digits, whitespace, an extension, then
+ * CRLF or LF. Returns 0 (b is consumed) or -status (it is not). Bytes
+ * before the line's end count against HP_HTTP_CHUNK_LINE_MAX once their
+ * state change is made; the line's CR and LF do not count. */
+HP_INLINE int chunk_size_byte(hp_http_chunked_t *c, uint8_t b)
+{
+    switch (c->state) {
+    case C_SIZE0:
+    case C_SIZE:
+        if (hex_tbl[b] != 0xff) {
+            if (c->size >> 60)
+                return -400; /* the size would overflow 64 bits */
+            c->size = c->size << 4 | hex_tbl[b];
+            c->state = C_SIZE;
+            goto count;
+        }
+        if (c->state == C_SIZE0)
+            return -400; /* no digits */
+        if (c->size > c->max_body - c->total)
+            return -413;
+        c->state = C_BWS;
+        /* fall through - this byte ends the digits */
+    case C_BWS:
+        if (is_ows((char)b))
+            goto count;
+        if (b == ';') {
+            c->state = C_EXT;
+            goto count;
+        }
+        break;
+    case C_EXT:
+        if (value_tbl[b])
+            goto count;
+        break;
+    default: /* C_SIZE_LF */
+        if (b != '\n')
+            return -400;
+        chunk_line_done(c);
+        return 0;
+    }
+    /* b ends the size line (or is not allowed there). */
+    if (b == '\r') {
+        c->state = C_SIZE_LF;
+        return 0;
+    }
+    if (b == '\n') {
+        chunk_line_done(c);
+        return 0;
+    }
+    return -400;
+
+count:
+    return ++c->count > HP_HTTP_CHUNK_LINE_MAX ? -400 : 0;
+}
+
+/* Takes size-line bytes from buf[*i] on, advancing *i past each one
+ * consumed, until the line has ended (the state is past C_SIZE_LF), the
+ * input has, or a byte is wrong. Returns 0 or -status. The loop is here,
+ * not in the caller, so that a line of many bytes is one dispatch on the
+ * state and not one per byte (small chunks are mostly size lines). */
+HP_INLINE int chunk_size_line(hp_http_chunked_t *c, const char *buf, size_t len, size_t *i)
+{
+    do {
+        int r = chunk_size_byte(c, (uint8_t)buf[*i]);
+        if (r < 0)
+            return r;
+        ++*i;
+    } while (*i < len && c->state <= C_SIZE_LF);
+    return 0;
+}
+
+/* One byte b of the CRLF (or bare LF) after a chunk's data (C_DATA_CR,
+ * C_DATA_LF). Returns 0 (b is consumed) or -400 (it is not). */
+HP_INLINE int chunk_data_end_byte(hp_http_chunked_t *c, uint8_t b)
+{
+    if (c->state == C_DATA_CR && b == '\r')
+        c->state = C_DATA_LF;
+    else if (b == '\n')
+        c->state = C_SIZE0;
+    else
+        return -400;
+    return 0;
+}
+
+/* One byte b of the trailer section, already counted and consumed (a bad
+ * trailer byte is consumed too). Returns 0, 1 when b ended the section
+ * (state C_DONE), or -400. Plain static, not HP_INLINE: trailers are rare,
+ * so the compiler may keep this out of the decode loop. */
+static int chunk_trailer_byte(hp_http_chunked_t *c, uint8_t b)
+{
+    if (c->state == C_TRL_LF || c->state == C_END_LF) {
+        if (b != '\n')
+            return -400; /* bare CR */
+        if (c->state == C_END_LF)
+            goto finished;
+        c->state = C_TRL_START;
+    } else if (b == '\r') {
+        c->state = c->state == C_TRL_START ? C_END_LF : C_TRL_LF;
+    } else if (b == '\n') {
+        if (c->state == C_TRL_START)
+            goto finished;
+        c->state = C_TRL_START;
+    } else if (!value_tbl[b]) {
+        return -400;
+    } else {
+        c->state = C_TRL_LINE;
+    }
+    return 0;
+
+finished:
+    c->state = C_DONE;
+    return 1;
+}
+
 int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *consumed,
                            size_t *out_len)
 {
@@ -559,120 +689,39 @@ int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *
     while (i < len) {
         uint8_t b = (uint8_t)buf[i];
         switch (c->state) {
-        case C_DATA: {
-            /* The common case: copy as much data as is here in one go. The
-             * output never overtakes the input, so memmove is safe. */
-            size_t n = min_sz(len - i, c->size > SIZE_MAX ? SIZE_MAX : (size_t)c->size);
-            if (o != i)
-                memmove(buf + o, buf + i, n);
-            o += n;
-            i += n;
-            c->size -= n;
-            if (c->size == 0)
-                c->state = C_DATA_CR;
+        case C_DATA:
+            chunk_data(c, buf, len, &i, &o);
             continue;
-        }
         case C_SIZE0:
         case C_SIZE:
-            if (hex_tbl[b] != 0xff) {
-                if (c->size >> 60) {
-                    r = -400; /* the size would overflow 64 bits */
-                    goto out;
-                }
-                c->size = c->size << 4 | hex_tbl[b];
-                c->state = C_SIZE;
-                break;
-            }
-            if (c->state == C_SIZE0) {
-                r = -400; /* no digits */
-                goto out;
-            }
-            if (c->size > c->max_body - c->total) {
-                r = -413;
-                goto out;
-            }
-            c->state = C_BWS;
-            /* fall through - this byte ends the digits */
         case C_BWS:
-            if (is_ows((char)b)) {
-                break;
-            } else if (b == ';') {
-                c->state = C_EXT;
-                break;
-            }
-            goto size_eol;
         case C_EXT:
-            if (value_tbl[b])
-                break;
-        size_eol:
-            if (b == '\r') {
-                c->state = C_SIZE_LF;
-                i++;
-                continue;
-            }
-            if (b == '\n') {
-                chunk_line_done(c);
-                i++;
-                continue;
-            }
-            r = -400;
-            goto out;
         case C_SIZE_LF:
-            if (b != '\n') {
-                r = -400;
+            r = chunk_size_line(c, buf, len, &i);
+            if (r < 0)
                 goto out;
-            }
-            chunk_line_done(c);
-            i++;
             continue;
         case C_DATA_CR:
-            if (b == '\r') {
-                c->state = C_DATA_LF;
-            } else if (b == '\n') {
-                c->state = C_SIZE0;
-            } else {
-                r = -400;
-                goto out;
-            }
-            i++;
-            continue;
         case C_DATA_LF:
-            if (b != '\n') {
-                r = -400;
+            r = chunk_data_end_byte(c, b);
+            if (r < 0)
                 goto out;
-            }
-            c->state = C_SIZE0;
             i++;
             continue;
         case C_TRL_START:
         case C_TRL_LINE:
         case C_TRL_LF:
         case C_END_LF:
+            /* The byte over the limit is not consumed; any other is, even
+             * one that is wrong. */
             if (++c->count > HP_HTTP_TRAILER_MAX) {
                 r = -431;
                 goto out;
             }
             i++;
-            if (c->state == C_TRL_LF || c->state == C_END_LF) {
-                if (b != '\n') {
-                    r = -400; /* bare CR */
-                    goto out;
-                }
-                if (c->state == C_END_LF)
-                    goto finished;
-                c->state = C_TRL_START;
-            } else if (b == '\r') {
-                c->state = c->state == C_TRL_START ? C_END_LF : C_TRL_LF;
-            } else if (b == '\n') {
-                if (c->state == C_TRL_START)
-                    goto finished;
-                c->state = C_TRL_START;
-            } else if (!value_tbl[b]) {
-                r = -400;
+            r = chunk_trailer_byte(c, b);
+            if (r)
                 goto out;
-            } else {
-                c->state = C_TRL_LINE;
-            }
             continue;
         case C_DONE:
             r = 1;
@@ -681,20 +730,9 @@ int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *
             r = -400;
             goto out;
         }
-        /* A byte of the size line (digits, whitespace, extension). */
-        if (++c->count > HP_HTTP_CHUNK_LINE_MAX) {
-            r = -400;
-            goto out;
-        }
-        i++;
     }
     if (c->state == C_DONE)
         r = 1;
-    goto out;
-
-finished:
-    c->state = C_DONE;
-    r = 1;
 out:
     *consumed = i;
     *out_len = o;

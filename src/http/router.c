@@ -638,6 +638,14 @@ static struct node *find_kid(const struct node *n, uint8_t key, uint16_t *idx)
     return n->kids[*idx];
 }
 
+/* Hangs the parameter node c in the slot of its type under n. */
+static void put_param(struct node *n, struct node *c)
+{
+    int s = type_slot[c->type];
+    n->param[s] = c;
+    n->pmask |= (uint8_t)(1u << s);
+}
+
 /* Hangs the chain for el[from .. nel) under the fresh node n (not yet in
  * the live tree, so a failure only leaves garbage that the caller frees
  * with n's subtree). Returns the node where the route goes, NULL on OOM. */
@@ -655,9 +663,7 @@ static struct node *grow_chain(struct node *n, const struct elem *el, size_t fro
             }
             insert_kid(n, c);
         } else {
-            int s = type_slot[e->type];
-            n->param[s] = c;
-            n->pmask |= (uint8_t)(1u << s);
+            put_param(n, c);
         }
         n = c;
     }
@@ -676,6 +682,195 @@ static void set_handlers(struct route *rt, uint32_t methods, void *handler, void
     rt->allow = rt->methods | (rt->methods & HP_ROUTER_GET ? HP_ROUTER_HEAD : 0);
 }
 
+/* Where a new pattern leaves the tree, as found by find_divergence:
+ *   D_NONE   the whole pattern is in the tree and ends at n;
+ *   D_CHILD  n has no static child for s[0 .. sl), the rest of el[ei];
+ *   D_SPLIT  n's child c (at kids[kidx]) shares only `common` bytes of its
+ *            edge with s[0 .. sl);
+ *   D_PARAM  n has no parameter child of el[ei]'s type. */
+enum { D_NONE, D_CHILD, D_SPLIT, D_PARAM };
+struct divergence {
+    int kind;           /* D_* */
+    struct node *n, *c; /* borrowed: live nodes */
+    size_t ei;
+    const char *s;      /* inside the pattern */
+    uint32_t sl, common;
+    uint16_t kidx;
+};
+
+/* Phase 1 of an add, read-only: follows the pattern el[0 .. nel) from the
+ * root as far as the tree has it and records where it diverges in *d.
+ * Returns 0, or -EEXIST when a parameter of the same type but another
+ * name sits at a position the pattern passes through. */
+static int find_divergence(const hp_router_t *r, const struct elem *el, size_t nel,
+                           const char *pattern, struct divergence *d, char *err, size_t errlen)
+{
+    *d = (struct divergence){.kind = D_NONE, .n = r->root};
+    uint32_t off = 0; /* bytes of el[d->ei] already matched */
+    while (d->ei < nel) {
+        const struct elem *e = &el[d->ei];
+        if (e->type != ELEM_STATIC) {
+            struct node *c = d->n->param[type_slot[e->type]];
+            if (!c) {
+                d->kind = D_PARAM;
+                return 0;
+            }
+            if (c->tlen != e->len || memcmp(c->text, e->s, e->len))
+                return fail(err, errlen, -EEXIST,
+                            "%s: {%.*s%s} conflicts with {%s%s} registered at the same position",
+                            pattern, (int)e->len, e->s, type_suffix[e->type], c->text,
+                            type_suffix[e->type]);
+            d->n = c;
+            d->ei++;
+            continue;
+        }
+        /* A static element may run through several compressed edges. */
+        d->s = e->s + off;
+        d->sl = e->len - off;
+        d->c = find_kid(d->n, (uint8_t)d->s[0], &d->kidx);
+        if (!d->c) {
+            d->kind = D_CHILD;
+            return 0;
+        }
+        struct node *c = d->c;
+        uint32_t common = 0;
+        while (common < c->tlen && common < d->sl && c->text[common] == d->s[common])
+            common++;
+        d->common = common;
+        if (common < c->tlen) {
+            d->kind = D_SPLIT;
+            return 0;
+        }
+        d->n = c;
+        off += common;
+        if (off == e->len) {
+            d->ei++;
+            off = 0;
+        }
+    }
+    return 0;
+}
+
+/* The pattern names an existing route: adds the methods to it, all or
+ * nothing. Returns 0, or -EEXIST when one of them is already there. */
+static int add_methods(struct route *rt, uint32_t methods, void *handler, void *udata,
+                       const char *pattern, char *err, size_t errlen)
+{
+    uint32_t dup = rt->methods & methods;
+    if (dup)
+        return fail(err, errlen, -EEXIST, "%s: %s is already registered", pattern,
+                    hp_method_table[hp_method_of_router_bit(1u << __builtin_ctz(dup))].name);
+    set_handlers(rt, methods, handler, udata);
+    return 0;
+}
+
+/* A new route for pattern (plen bytes, copied) with its handlers set.
+ * Returns NULL when out of memory. */
+static struct route *route_new(const char *pattern, size_t plen, bool is_static,
+                               uint32_t methods, void *handler, void *udata)
+{
+    struct route *rt = hp_calloc(1, sizeof(*rt) + plen + 1);
+    if (!rt)
+        return NULL;
+    memcpy(rt->pattern, pattern, plen + 1);
+    rt->len = (uint32_t)plen;
+    rt->is_static = is_static;
+    set_handlers(rt, methods, handler, udata);
+    return rt;
+}
+
+/* Phase 2 for one more static route: when it would push the hash table's
+ * load factor over 1/2, allocates the doubled table into *tab and *tabcap
+ * (not yet live); otherwise leaves *tab NULL. Returns 0 or -ENOMEM. */
+static int hash_reserve(const hp_router_t *r, struct hentry **tab, uint32_t *tabcap)
+{
+    *tab = NULL;
+    *tabcap = r->tabcap;
+    if ((r->nstatic + 1) * 2 <= r->tabcap)
+        return 0;
+    *tabcap = r->tabcap ? r->tabcap * 2 : HASH_MIN;
+    *tab = hp_calloc(*tabcap, sizeof(**tab));
+    return *tab ? 0 : -ENOMEM;
+}
+
+/* Phase 2 in the tree: builds the nodes the pattern lacks past divergence
+ * d, touching nothing live except the capacity of one child array. *top gets
+ * the new branch's top node (owned by the caller until commit_branch; on
+ * failure the caller frees it, with anything hung under it). Returns the
+ * node where the route goes, NULL when out of memory. */
+static struct node *build_branch(const struct divergence *d, const struct elem *el, size_t nel,
+                                 struct node **top)
+{
+    *top = NULL;
+    switch (d->kind) {
+    case D_NONE:
+        return d->n;
+    case D_CHILD:
+        if (reserve_kids(d->n, (size_t)d->n->nkids + 1) < 0)
+            return NULL;
+        *top = node_new(d->s, d->sl, ELEM_STATIC);
+        return *top ? grow_chain(*top, el, d->ei + 1, nel) : NULL;
+    case D_SPLIT:
+        /* top takes the common part of c's edge; c keeps the rest and
+         * moves under it at commit time (room for it is reserved here). */
+        *top = node_new(d->s, d->common, ELEM_STATIC);
+        if (!*top || reserve_kids(*top, 2) < 0)
+            return NULL;
+        if (d->common < d->sl) {
+            struct node *leaf = node_new(d->s + d->common, d->sl - d->common, ELEM_STATIC);
+            if (!leaf)
+                return NULL;
+            insert_kid(*top, leaf);
+            return grow_chain(leaf, el, d->ei + 1, nel);
+        }
+        return grow_chain(*top, el, d->ei + 1, nel);
+    case D_PARAM:
+        *top = node_new(el[d->ei].s, el[d->ei].len, el[d->ei].type);
+        return *top ? grow_chain(*top, el, d->ei + 1, nel) : NULL;
+    }
+    return NULL;
+}
+
+/* Phase 3 in the tree: hangs the branch built by build_branch at
+ * divergence d. Cannot fail: every array it grows had its room reserved. */
+static void commit_branch(const struct divergence *d, struct node *top)
+{
+    struct node *n = d->n, *c = d->c;
+    switch (d->kind) {
+    case D_NONE:
+        break;
+    case D_CHILD:
+        insert_kid(n, top);
+        break;
+    case D_SPLIT:
+        memmove(c->text, c->text + d->common, c->tlen - d->common + 1);
+        c->tlen -= d->common;
+        insert_kid(top, c);
+        n->kids[d->kidx] = top; /* same first byte: keys stay sorted */
+        break;
+    case D_PARAM:
+        put_param(n, top);
+        break;
+    }
+}
+
+/* Phase 3 for a static route rt: moves the table over to tab when
+ * hash_reserve allocated one (tab may be NULL), then enters rt. */
+static void hash_commit(hp_router_t *r, struct hentry *tab, uint32_t tabcap, struct route *rt)
+{
+    if (tab) {
+        for (uint32_t i = 0; i < r->tabcap; i++)
+            if (r->tab[i].r)
+                hash_put(tab, tabcap, r->tab[i].h, r->tab[i].r);
+        hp_free(r->tab);
+        r->tab = tab;
+        r->tabcap = tabcap;
+    }
+    hash_put(r->tab, r->tabcap, path_hash(rt->pattern, rt->len), rt);
+    r->nstatic++;
+    r->lenmask |= len_bit(rt->len);
+}
+
 int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *handler,
                   void *udata, char *err, size_t errlen)
 {
@@ -692,114 +887,24 @@ int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *h
         return rc;
     bool is_static = nel == 1 && el[0].type == ELEM_STATIC;
 
-    /* Phase 1, read-only: follow the pattern as far as the tree has it and
-     * find where it diverges, catching conflicts on the way. */
-    enum { D_NONE, D_CHILD, D_SPLIT, D_PARAM } d = D_NONE;
-    struct node *n = r->root, *c = NULL;
-    size_t ei = 0;
-    uint32_t off = 0, common = 0;
-    uint16_t kidx = 0;
-    const char *s = NULL;
-    uint32_t sl = 0;
-    while (ei < nel) {
-        const struct elem *e = &el[ei];
-        if (e->type == ELEM_STATIC) {
-            s = e->s + off;
-            sl = e->len - off;
-            c = find_kid(n, (uint8_t)s[0], &kidx);
-            if (!c) {
-                d = D_CHILD;
-                break;
-            }
-            common = 0;
-            while (common < c->tlen && common < sl && c->text[common] == s[common])
-                common++;
-            if (common < c->tlen) {
-                d = D_SPLIT;
-                break;
-            }
-            n = c;
-            off += common;
-            if (off == e->len) {
-                ei++;
-                off = 0;
-            }
-        } else {
-            c = n->param[type_slot[e->type]];
-            if (!c) {
-                d = D_PARAM;
-                break;
-            }
-            if (c->tlen != e->len || memcmp(c->text, e->s, e->len))
-                return fail(err, errlen, -EEXIST,
-                            "%s: {%.*s%s} conflicts with {%s%s} registered at the same position",
-                            pattern, (int)e->len, e->s, type_suffix[e->type], c->text,
-                            type_suffix[e->type]);
-            n = c;
-            ei++;
-        }
-    }
-    if (d == D_NONE && n->route) {
-        uint32_t dup = n->route->methods & methods;
-        if (dup)
-            return fail(err, errlen, -EEXIST, "%s: %s is already registered", pattern,
-                        hp_method_table[hp_method_of_router_bit(1u << __builtin_ctz(dup))].name);
-        set_handlers(n->route, methods, handler, udata);
-        return 0;
-    }
+    /* Phase 1, read-only: find where the pattern leaves the tree, catching
+     * conflicts on the way. */
+    struct divergence d;
+    rc = find_divergence(r, el, nel, pattern, &d, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (d.kind == D_NONE && d.n->route)
+        return add_methods(d.n->route, methods, handler, udata, pattern, err, errlen);
 
-    /* Phase 2: allocate everything, touching nothing live except the
-     * capacity of one child array. */
-    size_t plen = strlen(pattern);
-    struct route *rt = hp_calloc(1, sizeof(*rt) + plen + 1);
-    if (!rt)
-        return fail(err, errlen, -ENOMEM, "%s: out of memory", pattern);
-    memcpy(rt->pattern, pattern, plen + 1);
-    rt->len = (uint32_t)plen;
-    rt->is_static = is_static;
-    set_handlers(rt, methods, handler, udata);
-
+    /* Phase 2: allocate everything (in this order: route, table, nodes),
+     * touching nothing live except the capacity of one child array. */
     struct hentry *tab = NULL;
-    uint32_t tabcap = r->tabcap;
-    if (is_static && (r->nstatic + 1) * 2 > r->tabcap) {
-        tabcap = r->tabcap ? r->tabcap * 2 : HASH_MIN;
-        tab = hp_calloc(tabcap, sizeof(*tab));
-        if (!tab)
-            goto oom;
-    }
-
+    uint32_t tabcap = 0;
     struct node *top = NULL, *end = NULL;
-    switch (d) {
-    case D_NONE:
-        end = n;
-        break;
-    case D_CHILD:
-        if (reserve_kids(n, (size_t)n->nkids + 1) < 0)
-            goto oom;
-        top = node_new(s, sl, ELEM_STATIC);
-        end = top ? grow_chain(top, el, ei + 1, nel) : NULL;
-        break;
-    case D_SPLIT:
-        /* top takes the common part of c's edge; c keeps the rest and
-         * moves under it at commit time (room for it is reserved here). */
-        top = node_new(s, common, ELEM_STATIC);
-        if (!top || reserve_kids(top, 2) < 0)
-            break;
-        if (common < sl) {
-            struct node *leaf = node_new(s + common, sl - common, ELEM_STATIC);
-            if (!leaf)
-                break;
-            insert_kid(top, leaf);
-            end = grow_chain(leaf, el, ei + 1, nel);
-        } else {
-            end = grow_chain(top, el, ei + 1, nel);
-        }
-        break;
-    case D_PARAM:
-        top = node_new(el[ei].s, el[ei].len, el[ei].type);
-        end = top ? grow_chain(top, el, ei + 1, nel) : NULL;
-        break;
-    }
+    struct route *rt = route_new(pattern, strlen(pattern), is_static, methods, handler, udata);
+    if (!rt || (is_static && hash_reserve(r, &tab, &tabcap) < 0))
+        goto oom;
+    end = build_branch(&d, el, nel, &top);
     if (!end) {
         node_free(top);
         goto oom;
@@ -807,38 +912,9 @@ int hp_router_add(hp_router_t *r, uint32_t methods, const char *pattern, void *h
 
     /* Phase 3: commit; nothing below can fail. */
     end->route = rt;
-    switch (d) {
-    case D_NONE:
-        break;
-    case D_CHILD:
-        insert_kid(n, top);
-        break;
-    case D_SPLIT:
-        memmove(c->text, c->text + common, c->tlen - common + 1);
-        c->tlen -= common;
-        insert_kid(top, c);
-        n->kids[kidx] = top; /* same first byte: keys stay sorted */
-        break;
-    case D_PARAM: {
-        int slot = type_slot[el[ei].type];
-        n->param[slot] = top;
-        n->pmask |= (uint8_t)(1u << slot);
-        break;
-    }
-    }
-    if (is_static) {
-        if (tab) {
-            for (uint32_t i = 0; i < r->tabcap; i++)
-                if (r->tab[i].r)
-                    hash_put(tab, tabcap, r->tab[i].h, r->tab[i].r);
-            hp_free(r->tab);
-            r->tab = tab;
-            r->tabcap = tabcap;
-        }
-        hash_put(r->tab, r->tabcap, path_hash(pattern, plen), rt);
-        r->nstatic++;
-        r->lenmask |= len_bit(plen);
-    }
+    commit_branch(&d, top);
+    if (is_static)
+        hash_commit(r, tab, tabcap, rt);
     r->nroutes++;
     return 0;
 

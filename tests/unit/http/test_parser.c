@@ -992,6 +992,59 @@ static void test_chunked_limits(void **state)
     }
 }
 
+/* How far each error stops, decoding the whole input in one call: a bad
+ * size-line or data-end byte, and the byte over a limit, are not consumed;
+ * a bad trailer byte is (the trailer step counts and takes every byte
+ * before it looks at it). The data before the error is output. */
+static void test_chunked_error_consumed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *raw;
+        uint64_t max;
+        int status;
+        size_t used, out;
+    } t[] = {
+        {"g\r\n", 100, -400, 0, 0},                 /* no digits */
+        {"5x\r\n", 100, -400, 1, 0},                /* bad byte after the digits */
+        {"10000000000000000\r\n", UINT64_MAX, -400, 16, 0}, /* overflow */
+        {"5\r\n", 4, -413, 1, 0},                   /* over max_body at the line's end */
+        {"5\rX", 100, -400, 2, 0},                  /* CR without LF in the size line */
+        {"5\r\nhelloX", 100, -400, 8, 5},           /* no CRLF after the data */
+        {"5\r\nhello\rX", 100, -400, 9, 5},         /* CR without LF after the data */
+        {"0\r\nT: a\rb\r\n\r\n", 100, -400, 9, 0},  /* bare CR in a trailer */
+        {"0\r\nT: a\x01\r\n\r\n", 100, -400, 8, 0}, /* bad trailer byte */
+        {"0\r\n\rX", 100, -400, 5, 0},              /* bare CR in the final line */
+    };
+    for (size_t i = 0; i < HP_ARRAY_LEN(t); i++) {
+        size_t n = strlen(t[i].raw), used = 99, on = 99;
+        char *p = dup_exact(t[i].raw, n);
+        hp_http_chunked_t c;
+        hp_http_chunked_init(&c, t[i].max);
+        int r = hp_http_chunked_decode(&c, p, n, &used, &on);
+        free(p);
+        if (r != t[i].status || used != t[i].used || on != t[i].out)
+            fail_msg("case %zu: %d used %zu out %zu", i, r, used, on);
+    }
+    /* The byte past a limit is the first not consumed. */
+    static char big[HP_HTTP_TRAILER_MAX + 64];
+    size_t n = 0, used, on;
+    big[n++] = '1';
+    big[n++] = ';';
+    memset(big + n, 'e', HP_HTTP_CHUNK_LINE_MAX);
+    n += HP_HTTP_CHUNK_LINE_MAX;
+    hp_http_chunked_t c;
+    hp_http_chunked_init(&c, 100);
+    assert_int_equal(hp_http_chunked_decode(&c, big, n, &used, &on), -400);
+    assert_int_equal(used, HP_HTTP_CHUNK_LINE_MAX);
+    n = (size_t)sprintf(big, "0\r\n");
+    memset(big + n, 't', HP_HTTP_TRAILER_MAX + 1);
+    n += HP_HTTP_TRAILER_MAX + 1;
+    hp_http_chunked_init(&c, 100);
+    assert_int_equal(hp_http_chunked_decode(&c, big, n, &used, &on), -431);
+    assert_int_equal(used, 3 + HP_HTTP_TRAILER_MAX);
+}
+
 /* A full chunked request: head, decoded body, pipelined request after. */
 static void test_chunked_request(void **state)
 {
@@ -1076,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_chunked_valid),
         cmocka_unit_test(test_chunked_malformed),
         cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_chunked_error_consumed),
         cmocka_unit_test(test_chunked_request),
         cmocka_unit_test(test_no_allocation),
     };

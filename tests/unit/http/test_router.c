@@ -6,7 +6,8 @@
  * 404/405/Allow, every conflict and malformed pattern, a property test of
  * 1,000 random routes inserted in several random orders against a
  * brute-force reference matcher, an out-of-memory sweep over every shape
- * of insertion, and zero allocations while matching.
+ * of insertion with the exact number of allocations each makes, the exact
+ * conflict messages, and zero allocations while matching.
  *
  * Leaks: under ASan every test ends with a LeakSanitizer scan (teardown),
  * and the OOM sweep frees every half-built router it makes.
@@ -1033,6 +1034,90 @@ static void test_oom_add(void **state)
     hp_router_free(r);
 }
 
+/* Every insertion shape makes a fixed number of allocations: the route,
+ * then the grown hash table when a static route needs it, then the nodes
+ * of the new branch (a reserved child array counts as one). A step that
+ * allocated more, less or twice would change the count. Each failing one
+ * reports "<pattern>: out of memory" (test_oom_add checks that the router
+ * is unchanged). */
+static void test_add_alloc_counts(void **state)
+{
+    (void)state;
+    int bad = 0;
+    static const struct {
+        const char *pat;
+        int allocs;
+    } t[] = {
+        /* The 9th static route: the route, the grown table, then ... */
+        {"/users/", 2},        /* ... nothing more: the node is there */
+        {"/users/newest", 4},  /* ... a child array and the child "est" */
+        {"/users/ne", 4},      /* ... a split: "ne" and its child array */
+        {"/users/nx", 5},      /* ... a split with a remainder: "n", array, "x" */
+        /* With parameters: the route, then the branch. */
+        {"/users/{id:int}/posts/x", 3},  /* a child array and "/x" */
+        {"/users/{n}/q/{m:uuid}", 5},    /* {n}, its array, "/q/", {m} */
+        {"/x/y/{z}/w/{q:*}", 6},         /* "x/y/", {z}, array, "/w/", {q} */
+    };
+    for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++) {
+        int failures = 0;
+        for (uint64_t n = 1;; n++) {
+            hp_router_t *r = base_router();
+            char err[128], want[128];
+            hp_alloc_fail_after(n, 0);
+            int rc = hp_router_add(r, HP_ROUTER_POST, t[k].pat, H(77), NULL, err, sizeof(err));
+            hp_alloc_fail_after(0, 0);
+            ok(r);
+            hp_router_free(r);
+            if (rc == 0)
+                break;
+            assert_int_equal(rc, -ENOMEM);
+            snprintf(want, sizeof(want), "%s: out of memory", t[k].pat);
+            assert_string_equal(err, want);
+            failures++;
+        }
+        if (failures != t[k].allocs) {
+            print_error("%s: %d allocations, expected %d\n", t[k].pat, failures, t[k].allocs);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* The exact messages of the conflict paths, which come from two different
+ * steps of an add (the walk down the tree and the existing route). */
+static void test_add_conflict_messages(void **state)
+{
+    (void)state;
+    hp_router_t *r = base_router();
+    char err[160];
+    assert_int_equal(hp_router_add(r, HP_ROUTER_POST | HP_ROUTER_GET, "/health", H(1), NULL, err,
+                                   sizeof(err)),
+                     -EEXIST);
+    assert_string_equal(err, "/health: GET is already registered");
+    add(r, HP_ROUTER_POST | HP_ROUTER_PUT, "/health", H(2));
+    assert_int_equal(hp_router_add(r, HP_ROUTER_DELETE | HP_ROUTER_PUT, "/health", H(1), NULL, err,
+                                   sizeof(err)),
+                     -EEXIST);
+    assert_string_equal(err, "/health: PUT is already registered");
+    /* Several already there: the message names the first in bit order. */
+    assert_int_equal(hp_router_add(r, HP_ROUTER_DELETE | HP_ROUTER_PUT | HP_ROUTER_GET, "/health",
+                                   H(1), NULL, err, sizeof(err)),
+                     -EEXIST);
+    assert_string_equal(err, "/health: GET is already registered");
+    assert_int_equal(hp_router_add(r, HP_ROUTER_GET, "/users/{uid:int}/posts", H(1), NULL, err,
+                                   sizeof(err)),
+                     -EEXIST);
+    assert_string_equal(
+        err, "/users/{uid:int}/posts: {uid:int} conflicts with {id:int} registered at the same "
+             "position");
+    assert_int_equal(hp_router_add(r, HP_ROUTER_GET, "/files/{q:*}", H(1), NULL, err, sizeof(err)),
+                     -EEXIST);
+    assert_string_equal(err, "/files/{q:*}: {q:*} conflicts with {p:*} registered at the same "
+                             "position");
+    assert_int_equal(hp_router_count(r), 11);
+    hp_router_free(r);
+}
+
 static void test_match_allocates_nothing(void **state)
 {
     (void)state;
@@ -1073,6 +1158,8 @@ int main(void)
         cmocka_unit_test_teardown(test_many_children_and_params, teardown),
         cmocka_unit_test_teardown(test_property_random_routes, teardown),
         cmocka_unit_test_teardown(test_oom_add, teardown),
+        cmocka_unit_test_teardown(test_add_alloc_counts, teardown),
+        cmocka_unit_test_teardown(test_add_conflict_messages, teardown),
         cmocka_unit_test_teardown(test_match_allocates_nothing, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
