@@ -181,6 +181,14 @@ HP_INLINE int rl_at_end(const char *buf, size_t i, size_t cap, size_t len)
     return (buf[i] == '\r' || buf[i] == '\n') ? 1 : -414;
 }
 
+/* The request parser's main loop: a resumable state machine over the
+ * request line and the field lines, one function on purpose (the
+ * exception to the ~100-line rule): the states fall and jump into one
+ * another keeping the position and the line being scanned in registers,
+ * and it is inlined once per SIMD mode so that each copy calls its
+ * scanner directly. Split into functions, that state would go through
+ * memory at every field; the steps that are not per byte (rl_at_end, the
+ * target and field checks) are functions of their own. */
 HP_INLINE int parse_impl(hp_http_req_t *req, hp_http_field_t *fields, const char *buf, size_t len,
                          const hp_http_limits_t *lim, int mode)
 {
