@@ -140,7 +140,10 @@ HP_EXPORT void hp_http_chunked_init(hp_http_chunked_t *c, uint64_t max_body);
  * (including a missing CRLF after data, overflow, a size line over
  * HP_HTTP_CHUNK_LINE_MAX bytes), -413 when the decoded total would exceed
  * max_body, -431 when trailers exceed HP_HTTP_TRAILER_MAX. Trailers and
- * chunk extensions are validated loosely and discarded. */
+ * chunk extensions are validated loosely and discarded. After an error
+ * *consumed and *out_len only say where decoding stopped (a bad size-line
+ * byte is not counted, a bad trailer byte is): the caller answers the
+ * status and closes, and must not decode on. */
 HP_EXPORT int hp_http_chunked_decode(hp_http_chunked_t *c, char *buf, size_t len, size_t *consumed,
                                      size_t *out_len);
 
