@@ -331,25 +331,36 @@ static inline bool write_timed(const hp_conn_t *c)
  * small write that an ACK later follows can end in a wake-up with nothing
  * to do (a consumer's acks made one wake-up in four EPOLLOUT-only). An
  * output wait costs two epoll_ctl calls instead, and a response that fits
- * the socket buffer (nearly all) none. A failed epoll_ctl closes the
- * connection: without the edge, the wait would never end. */
-static void watch_writable(hp_conn_t *c, bool on)
+ * the socket buffer (nearly all) none. When it cannot be added the
+ * connection is closed and the error returned: without the edge, the
+ * wait would never end. When it cannot be removed it stays, which costs
+ * only wake-ups, and the next drain tries again. */
+static int watch_writable(hp_conn_t *c, bool on)
 {
-    if (on == ((c->io.events & EPOLLOUT) != 0) || (c->flags & HP_CONN_F_CLOSED))
-        return;
+    if (on == ((c->io.events & EPOLLOUT) != 0))
+        return 0;
     uint32_t ev = on ? c->io.events | EPOLLOUT : c->io.events & ~(uint32_t)EPOLLOUT;
-    if (hp_loop_mod(&c->worker->loop, &c->io, ev & ~(uint32_t)EPOLLET) < 0)
+    int r = hp_loop_mod(&c->worker->loop, &c->io, ev & ~(uint32_t)EPOLLET);
+    if (r < 0 && on) {
         hp_conn_close(c);
+        return r;
+    }
+    return 0;
 }
 
-static void arm_write_wait(hp_conn_t *c)
+/* Output waits for the socket. Returns 0, or -errno when the connection
+ * had to be closed (see watch_writable): c->out is gone then. */
+static int arm_write_wait(hp_conn_t *c)
 {
     if (!(c->flags & HP_CONN_F_WRITE_WAIT)) {
         c->flags |= HP_CONN_F_WRITE_WAIT;
-        watch_writable(c, true);
+        int r = watch_writable(c, true);
+        if (r < 0)
+            return r;
         if (write_timed(c))
             hp_loop_timer_arm(&c->worker->loop, &c->timer, c->worker->cfg->write_timeout_ms);
     }
+    return 0;
 }
 
 int hp_conn_flush(hp_conn_t *c)
@@ -358,7 +369,9 @@ int hp_conn_flush(hp_conn_t *c)
         return 0;
     int r = out_send(c);
     if (r == -EAGAIN) {
-        arm_write_wait(c);
+        int e = arm_write_wait(c);
+        if (e < 0)
+            return e; /* closed */
     } else if (r < 0) {
         hp_conn_close(c);
     }
@@ -656,8 +669,7 @@ static void settle(hp_conn_t *c)
         if (c->out->head < c->out->tail) {
             int r = out_send(c);
             if (r == -EAGAIN) {
-                arm_write_wait(c);
-                if (c->out->pending > c->worker->cfg->high_water)
+                if (arm_write_wait(c) == 0 && c->out->pending > c->worker->cfg->high_water)
                     c->flags |= HP_CONN_F_PAUSED;
                 return;
             }
@@ -787,8 +799,6 @@ static void drained(hp_conn_t *c)
 {
     c->flags &= ~(uint32_t)(HP_CONN_F_WRITE_WAIT | HP_CONN_F_PAUSED);
     watch_writable(c, false);
-    if (c->flags & HP_CONN_F_CLOSED)
-        return;
     hp_loop_timer_cancel(&c->worker->loop, &c->timer);
     resume(c);
 }
@@ -805,8 +815,6 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
         err = errno;
     c->flags &= ~(uint32_t)HP_CONN_F_CONNECTING;
     hp_loop_timer_cancel(&c->worker->loop, &c->timer);
-    if (!err)
-        watch_writable(c, false); /* on_open's writes add it back if they wait */
     if (err) {
         if (c->proto->on_connect_error)
             c->proto->on_connect_error(c, -err);
@@ -816,7 +824,12 @@ static HP_COLD bool connected(hp_conn_t *c, uint32_t events)
             hp_conn_close(c);
         return false;
     }
-    if (c->proto->on_open && !(c->flags & HP_CONN_F_CLOSED))
+    /* Up: EPOLLOUT is no longer wanted, unless output queued while
+     * connecting waits (a write then says EAGAIN); on_open's writes add it
+     * back if they wait. */
+    if (!(c->flags & HP_CONN_F_WRITE_WAIT))
+        watch_writable(c, false);
+    if (c->proto->on_open)
         c->proto->on_open(c);
     return !(c->flags & HP_CONN_F_CLOSED);
 }

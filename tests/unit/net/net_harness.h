@@ -190,6 +190,20 @@ static NH_UNUSED void step(int wait_ms)
             step(1);                                                           \
     } while (0)
 
+/* A listening socket on 127.0.0.1 and a free port (its address in *a),
+ * for tests of outbound connections; the test accepts and closes it. */
+static NH_UNUSED int listen_loopback(struct sockaddr_in *a)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof *a;
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)a, sizeof *a), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)a, &alen), 0);
+    return lfd;
+}
+
 /* Steps for ms of real time: for the kernel to deliver what it will,
  * before a test checks that something did not happen. The worker's clock
  * does not move. */

@@ -229,7 +229,17 @@ static struct {
     int writev_mode;
     unsigned writev_calls, read_calls, sendfile_calls;
     unsigned seed;
+    int mod_err; /* EPOLL_CTL_MOD fails with this while non-zero */
 } F;
+
+static int f_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    if (op == EPOLL_CTL_MOD && F.mod_err) {
+        errno = F.mod_err;
+        return -1;
+    }
+    return epoll_ctl(epfd, op, fd, ev);
+}
 
 static ssize_t f_read(int fd, void *buf, size_t len)
 {
@@ -282,7 +292,7 @@ static const hp_sys_ops_t fault_ops = {
     .writev = f_writev,
     .sendfile = f_sendfile,
     .accept4 = accept4,
-    .epoll_ctl = epoll_ctl,
+    .epoll_ctl = f_epoll_ctl,
 };
 
 /* ---- harness (net_harness.h): one worker, clients on this thread ---- */
@@ -638,6 +648,23 @@ static void test_backpressure_pause_and_resume(void **state)
     assert_int_equal(H.w.stats.timeouts, 0);
 }
 
+/* Output that must wait needs EPOLLOUT watched: when epoll_ctl cannot add
+ * it, the connection is closed at once (counted), not left waiting for an
+ * edge that would never come. */
+static void test_write_wait_without_epollout_closes(void **state)
+{
+    (void)state;
+    h_start();
+    cli_t *k = cli_stalled();
+    F.mod_err = ENOMEM;
+    for (int i = 0; i < 10; i++)
+        cli_sends(k, "BIG\n");
+    PUMP_UNTIL(H.w.nconns == 0, 2000);
+    assert_int_equal(H.w.nconns, 0);
+    assert_int_equal(H.w.stats.closed, 1);
+    assert_int_equal(H.w.stats.timeouts, 0);
+}
+
 /* The protocol pauses because the queue passed the high watermark, but the
  * socket takes everything at the end of the turn: parsing must go on. */
 static void test_pause_then_immediate_drain_resumes(void **state)
@@ -986,6 +1013,7 @@ int main(void)
         T_(test_owned_refs_freed),
         T_(test_fatal_write_error_closes),
         T_(test_backpressure_pause_and_resume),
+        T_(test_write_wait_without_epollout_closes),
         T_(test_pause_then_immediate_drain_resumes),
         T_(test_pause_resume_reads_rest_of_socket),
         T_(test_write_timeout),

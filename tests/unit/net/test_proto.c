@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 
 #include "hotpath/alloc.h"
 #include "net/conn_int.h"
+#include "core/sys_int.h"
 #include "net/engine_int.h"
 #include "hotpath/log.h"
 #include "net/worker_int.h"
@@ -183,12 +185,35 @@ static const hp_proto_t proto_w = {
     .worker_fini = w_fini,
 };
 
+/* ---- syscall faults: writev says EAGAIN while `eagain` counts down ---- */
+static unsigned g_eagain;
+
+static ssize_t f_writev(int fd, const struct iovec *iov, int cnt)
+{
+    if (g_eagain) {
+        g_eagain--;
+        errno = EAGAIN;
+        return -1;
+    }
+    return hp_sys_real.writev(fd, iov, cnt);
+}
+
+static const hp_sys_ops_t fault_ops = {
+    .read = read,
+    .writev = f_writev,
+    .sendfile = sendfile,
+    .accept4 = accept4,
+    .epoll_ctl = epoll_ctl,
+};
+
 /* ---- harness ---- */
 static int setup(void **state)
 {
     (void)state;
     memset(&T, 0, sizeof T);
+    g_eagain = 0;
     h_reset();
+    hp_sys_set_ops(&fault_ops);
     return 0;
 }
 
@@ -502,12 +527,8 @@ static void test_connect_timeout(void **state)
 static void test_connect_proto_and_options(void **state)
 {
     (void)state;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    struct sockaddr_in a;
+    int lfd = listen_loopback(&a);
     h_init(0);
     hp_connect_opts_t o = {.timeout_ms = 30,
                            .sock = {.nodelay = true, .keepalive = true, .keepidle_s = 30,
@@ -556,6 +577,52 @@ static void test_connect_proto_and_options(void **state)
     assert_int_equal(n, 5);
     assert_memory_equal(buf, "B1:x\n", 5);
     assert_int_equal(T.conn_errors, 0);
+    close(sfd);
+    close(lfd);
+}
+
+/* Output queued while the connect is under way waits for it (a write
+ * says EAGAIN until the socket is up): the connect's end must keep
+ * EPOLLOUT watched for that wait, or the output would never leave when
+ * the socket is full at that moment too (here: EAGAIN until the test
+ * lifts it). */
+static void test_output_queued_while_connecting(void **state)
+{
+    (void)state;
+    struct sockaddr_in a;
+    int lfd = listen_loopback(&a);
+    h_init(0);
+    hp_conn_t *c;
+    assert_int_equal(hp_worker_connect(&H.w, (struct sockaddr *)&a, sizeof a, &proto_b,
+                                       &T.marker_b, NULL, &c), 0);
+    g_eagain = 100; /* this flush, and every try until the test says */
+    assert_int_equal(hp_conn_write(c, "early\n", 6), 0);
+    assert_int_equal(hp_conn_flush(c), -EAGAIN);
+    assert_true(c->flags & HP_CONN_F_WRITE_WAIT);
+    int sfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(sfd >= 0);
+    PUMP_UNTIL(!(c->flags & HP_CONN_F_CONNECTING), 1000);
+    pump_for(20);
+    assert_true(g_eagain < 100); /* the connect's end tried again */
+    assert_true(c->flags & HP_CONN_F_WRITE_WAIT);
+    assert_true(c->io.events & EPOLLOUT);
+    g_eagain = 0;
+    /* The peer's bytes bring an edge with EPOLLOUT in it: the wait ends,
+     * the early bytes go first, then the answer. */
+    assert_int_equal(write(sfd, "x\n", 2), 2);
+    char buf[32];
+    size_t got = 0;
+    uint64_t dl = mono_ms() + NH_PATIENCE * 1000;
+    while (got < 11 && mono_ms() < dl) {
+        step(1);
+        ssize_t n = recv(sfd, buf + got, sizeof buf - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    assert_int_equal(got, 11);
+    assert_memory_equal(buf, "early\nB1:x\n", 11);
+    assert_false(c->flags & HP_CONN_F_WRITE_WAIT);
+    assert_int_equal(c->io.events & EPOLLOUT, 0);
     close(sfd);
     close(lfd);
 }
@@ -624,6 +691,7 @@ int main(void)
         T_(test_worker_call),
         T_(test_connect_timeout),
         T_(test_connect_proto_and_options),
+        T_(test_output_queued_while_connecting),
         T_(test_engine_two_protocols),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -694,12 +694,8 @@ static void test_connect_out(void **state)
 {
     (void)state;
     memset(&O, 0, sizeof O);
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t alen = sizeof a;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(lfd, 4), 0);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+    struct sockaddr_in a;
+    int lfd = listen_loopback(&a);
 
     h_init(5);
     hp_conn_t *c = NULL;
